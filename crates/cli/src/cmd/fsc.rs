@@ -1,0 +1,8 @@
+//! `cryosplat fsc` (not yet implemented).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_args: Args) -> anyhow::Result<()> {
+    anyhow::bail!("`cryosplat fsc` is not implemented yet")
+}

@@ -1,0 +1,9 @@
+//! One file per subcommand: each defines `Args` (clap) and `run(Args) -> anyhow::Result<()>`.
+
+pub mod backproject;
+pub mod bench;
+pub mod demo;
+pub mod fsc;
+pub mod info;
+pub mod reconstruct;
+pub mod simulate;

@@ -1,0 +1,9 @@
+//! Training and pipelines for cryosplat: particle sets, dataset assembly, the optimiser and
+//! its schedule, half sets, checkpoints, and the `reconstruct`, `backproject` and `simulate`
+//! pipelines that the command-line tool drives.
+//!
+//! This crate does the work; the binary only parses arguments, shows progress and reports
+//! errors. Progress is reported through the [`progress::Progress`] trait so that no terminal
+//! code lives here.
+
+pub mod progress;
