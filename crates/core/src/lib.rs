@@ -28,3 +28,14 @@
 pub mod gaussian;
 pub mod pose;
 pub mod rng;
+pub mod backproject;
+pub mod ctf;
+pub mod fourier;
+pub mod fsc;
+pub mod mask;
+pub mod potential;
+pub mod projector;
+pub mod reference;
+pub mod render;
+pub mod rotation;
+pub mod voxel;

@@ -22,3 +22,10 @@ pub mod atomic;
 pub mod error;
 
 pub use error::{FormatError, Result};
+pub mod atoms;
+pub mod cs;
+pub mod mrc;
+pub mod npy;
+pub mod pickle;
+pub mod ply;
+pub mod star;

@@ -7,3 +7,10 @@
 //! code lives here.
 
 pub mod progress;
+pub mod adam;
+pub mod backproject;
+pub mod bench;
+pub mod checkpoint;
+pub mod dataset;
+pub mod reconstruct;
+pub mod simulate;
