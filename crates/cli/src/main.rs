@@ -2,6 +2,8 @@
 //! reports errors. Each subcommand lives in its own file under `cmd/`.
 
 mod cmd;
+mod figures;
+mod report;
 mod progress;
 
 use clap::{Parser, Subcommand};

@@ -1,0 +1,257 @@
+//! PNG figures for the report: map slices and projections, loss curves, and the Gaussians'
+//! amplitude and size distributions. Every figure is written atomically.
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+use std::path::Path;
+
+/// Render into an in-memory RGB buffer with plotters, then write it as a PNG atomically.
+fn save_plot<F>(path: &Path, w: u32, h: u32, draw: F) -> Result<()>
+where
+    F: FnOnce(DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) -> Result<()>,
+{
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+        draw(root.clone())?;
+        root.present().map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+    }
+    write_rgb_png(path, &buf, w, h)
+}
+
+/// Write an RGB8 buffer as a PNG, atomically.
+pub fn write_rgb_png(path: &Path, rgb: &[u8], w: u32, h: u32) -> Result<()> {
+    let mut bytes = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut bytes)
+        .write_image(rgb, w, h, image::ColorType::Rgb8)
+        .with_context(|| format!("encoding {}", path.display()))?;
+    cryosplat_formats::atomic::write_bytes_atomic(path, &bytes)?;
+    Ok(())
+}
+
+use image::ImageEncoder;
+
+/// Map a 2D array (x fastest) to 8-bit grey with robust limits (0.5th and 99.5th percentiles).
+fn to_grey(values: &[f32]) -> Vec<u8> {
+    let mut finite: Vec<f32> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.is_empty() {
+        return vec![0; values.len()];
+    }
+    finite.sort_by(|a, b| a.total_cmp(b));
+    let lo = finite[finite.len() / 200];
+    let hi = finite[(finite.len() - 1) - finite.len() / 200];
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    values
+        .iter()
+        .map(|&v| if v.is_finite() { (((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8 } else { 0 })
+        .collect()
+}
+
+/// Three panels side by side, each `d×d` (x fastest, row 0 drawn at the bottom so that +y is up,
+/// as ChimeraX and RELION display maps), upscaled to at least 192 px, with titles.
+fn panels_png(path: &Path, panels: &[(&str, Vec<f32>)], d: usize) -> Result<()> {
+    let scale = (192 / d.max(1)).max(1);
+    let side = (d * scale) as u32;
+    let title_h = 24u32;
+    let gap = 8u32;
+    let n = panels.len() as u32;
+    let w = n * side + (n + 1) * gap;
+    let h = side + title_h + gap;
+    save_plot(path, w, h, |root| {
+        for (p, (title, values)) in panels.iter().enumerate() {
+            let grey = to_grey(values);
+            let x0 = gap + p as u32 * (side + gap);
+            root.draw(&Text::new(title.to_string(), (x0 as i32, 4), ("sans-serif", 16).into_font()))
+                .map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+            for row in 0..d {
+                for col in 0..d {
+                    let g = grey[row * d + col];
+                    let px = x0 as i32 + (col * scale) as i32;
+                    // +y up: row 0 at the bottom.
+                    let py = (title_h + side) as i32 - ((row + 1) * scale) as i32;
+                    root.draw(&Rectangle::new(
+                        [(px, py), (px + scale as i32, py + scale as i32)],
+                        RGBColor(g, g, g).filled(),
+                    ))
+                    .map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Central slices of a `d³` map through the box centre (index `d/2`), perpendicular to z, y and x.
+pub fn central_slices(map: &[f32], d: usize) -> [Vec<f32>; 3] {
+    let c = d / 2;
+    let mut xy = vec![0.0; d * d];
+    let mut xz = vec![0.0; d * d];
+    let mut yz = vec![0.0; d * d];
+    for a in 0..d {
+        for b in 0..d {
+            xy[a * d + b] = map[(c * d + a) * d + b]; // row y, col x
+            xz[a * d + b] = map[(a * d + c) * d + b]; // row z, col x
+            yz[a * d + b] = map[(a * d + b) * d + c]; // row z, col y
+        }
+    }
+    [xy, xz, yz]
+}
+
+/// Sums of a `d³` map along z, y and x.
+pub fn orthogonal_projections(map: &[f32], d: usize) -> [Vec<f32>; 3] {
+    let mut pz = vec![0.0; d * d];
+    let mut py = vec![0.0; d * d];
+    let mut px = vec![0.0; d * d];
+    for z in 0..d {
+        for y in 0..d {
+            for x in 0..d {
+                let v = map[(z * d + y) * d + x];
+                pz[y * d + x] += v;
+                py[z * d + x] += v;
+                px[z * d + y] += v;
+            }
+        }
+    }
+    [pz, py, px]
+}
+
+/// Write `slices.png` (central slices) and `projections.png` (orthogonal projections) of a map.
+pub fn map_views(map: &[f32], d: usize, slices_png: &Path, projections_png: &Path) -> Result<()> {
+    let [xy, xz, yz] = central_slices(map, d);
+    panels_png(slices_png, &[("slice z = 0 (x→, y↑)", xy), ("slice y = 0 (x→, z↑)", xz), ("slice x = 0 (y→, z↑)", yz)], d)?;
+    let [pz, py, px] = orthogonal_projections(map, d);
+    panels_png(projections_png, &[("along z (x→, y↑)", pz), ("along y (x→, z↑)", py), ("along x (y→, z↑)", px)], d)
+}
+
+/// A line plot of one or more named series against epoch (or any x).
+pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[(&str, Vec<(f64, f64)>)], log_y: bool) -> Result<()> {
+    let pts: Vec<(f64, f64)> = series.iter().flat_map(|(_, s)| s.iter().copied()).filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+    if pts.is_empty() {
+        anyhow::bail!("{}: nothing to plot", path.display());
+    }
+    let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
+    let (mut y0, mut y1) = (f64::INFINITY, f64::NEG_INFINITY);
+    for &(x, y) in &pts {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        if !log_y || y > 0.0 {
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    if !(y1 > y0) {
+        y1 = y0.abs().max(1e-12) * 2.0 + y0;
+    }
+    let colors = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
+    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
+    save_plot(path, 720, 420, |root| {
+        let mut builder = ChartBuilder::on(&root);
+        builder.caption(title, ("sans-serif", 20)).margin(12).x_label_area_size(40).y_label_area_size(70);
+        if log_y {
+            let (lo, hi) = (y0.max(1e-30) / 1.2, y1 * 1.2);
+            let mut chart = builder.build_cartesian_2d(x0..x1, (lo..hi).log_scale()).map_err(|e| err(&e))?;
+            chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(|e| err(&e))?;
+            for (k, (name, s)) in series.iter().enumerate() {
+                let c = colors[k % colors.len()];
+                chart
+                    .draw_series(LineSeries::new(s.iter().copied().filter(|p| p.1 > 0.0), c.stroke_width(2)))
+                    .map_err(|e| err(&e))?
+                    .label(*name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            }
+            chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| err(&e))?;
+        } else {
+            let pad = 0.05 * (y1 - y0);
+            let mut chart = builder.build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad)).map_err(|e| err(&e))?;
+            chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(|e| err(&e))?;
+            for (k, (name, s)) in series.iter().enumerate() {
+                let c = colors[k % colors.len()];
+                chart
+                    .draw_series(LineSeries::new(s.iter().copied(), c.stroke_width(2)))
+                    .map_err(|e| err(&e))?
+                    .label(*name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            }
+            chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| err(&e))?;
+        }
+        Ok(())
+    })
+}
+
+/// Histogram of `values` with `bins` equal bins between their min and max (finite values only).
+pub fn histogram(path: &Path, title: &str, x_label: &str, values: &[f64], bins: usize) -> Result<()> {
+    let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        anyhow::bail!("{}: no finite values to plot", path.display());
+    }
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if hi <= lo {
+        hi = lo + lo.abs().max(1e-12);
+    }
+    let bins = bins.max(1);
+    let width = (hi - lo) / bins as f64;
+    let mut counts = vec![0u64; bins];
+    for x in &v {
+        let b = (((x - lo) / width) as usize).min(bins - 1);
+        counts[b] += 1;
+    }
+    let max_count = *counts.iter().max().unwrap_or(&1) as f64;
+    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
+    save_plot(path, 560, 360, |root| {
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(lo..hi, 0.0..max_count * 1.05)
+            .map_err(|e| err(&e))?;
+        chart.configure_mesh().x_desc(x_label).y_desc("count").draw().map_err(|e| err(&e))?;
+        chart
+            .draw_series(counts.iter().enumerate().map(|(i, &c)| {
+                let x0 = lo + i as f64 * width;
+                Rectangle::new([(x0, 0.0), (x0 + width, c as f64)], RGBColor(31, 119, 180).filled())
+            }))
+            .map_err(|e| err(&e))?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_and_projections_of_an_offset_blob() {
+        let d = 16;
+        let mut map = vec![0.0f32; d * d * d];
+        // One voxel at x = 12, y = 8, z = 8.
+        map[(8 * d + 8) * d + 12] = 1.0;
+        let [xy, xz, yz] = central_slices(&map, d);
+        assert_eq!(xy[8 * d + 12], 1.0);
+        assert_eq!(xz[8 * d + 12], 1.0);
+        assert_eq!(yz.iter().sum::<f32>(), 0.0);
+        let [pz, py, px] = orthogonal_projections(&map, d);
+        assert_eq!(pz[8 * d + 12], 1.0);
+        assert_eq!(py[8 * d + 12], 1.0);
+        assert_eq!(px[8 * d + 8], 1.0);
+    }
+
+    #[test]
+    fn writes_pngs() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = 8;
+        let map: Vec<f32> = (0..d * d * d).map(|i| (i % 7) as f32).collect();
+        map_views(&map, d, &dir.path().join("s.png"), &dir.path().join("p.png")).unwrap();
+        line_plot(&dir.path().join("l.png"), "loss", "epoch", "MSE", &[("a", vec![(1.0, 2.0), (2.0, 1.0)])], true).unwrap();
+        histogram(&dir.path().join("h.png"), "amplitudes", "amplitude", &[1.0, 2.0, 2.5, 3.0], 4).unwrap();
+        for f in ["s.png", "p.png", "l.png", "h.png"] {
+            let bytes = std::fs::read(dir.path().join(f)).unwrap();
+            assert_eq!(&bytes[1..4], b"PNG");
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `report.html`: one self-contained page (figures embedded as base64 PNG) that shows what a
+//! run produced: resolutions, FSC curves, loss per epoch, map slices and projections, the
+//! Gaussians' amplitude and size distributions, and every setting.
+
+use anyhow::{Context, Result};
+use base64::Engine;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// One section of the report: a heading, optional rows of (name, value), optional paragraphs,
+/// and figures (PNG files, embedded).
+#[derive(Default)]
+pub struct Section {
+    pub heading: String,
+    pub paragraphs: Vec<String>,
+    pub rows: Vec<(String, String)>,
+    pub figures: Vec<(String, PathBuf)>,
+}
+
+impl Section {
+    pub fn new(heading: impl Into<String>) -> Self {
+        Section { heading: heading.into(), ..Default::default() }
+    }
+    pub fn text(mut self, p: impl Into<String>) -> Self {
+        self.paragraphs.push(p.into());
+        self
+    }
+    pub fn row(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.rows.push((k.into(), v.into()));
+        self
+    }
+    pub fn figure(mut self, caption: impl Into<String>, png: impl Into<PathBuf>) -> Self {
+        self.figures.push((caption.into(), png.into()));
+        self
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Flatten a JSON object of settings into (key, value) rows, nested keys joined by dots.
+pub fn settings_rows(v: &serde_json::Value) -> Vec<(String, String)> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&key, x, out);
+                }
+            }
+            serde_json::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", v, &mut out);
+    out
+}
+
+/// Build the page. Figures that do not exist are skipped with a note in the page (a report is
+/// still useful without one plot), never silently.
+pub fn render_html(title: &str, sections: &[Section]) -> Result<String> {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n<style>\
+body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}\
+h1{{font-size:1.6em}} h2{{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}}\
+table{{border-collapse:collapse;margin:.5em 0}} td{{padding:.15em .8em;border-bottom:1px solid #eee;vertical-align:top}}\
+td:first-child{{color:#555}} figure{{display:inline-block;margin:.5em 1em .5em 0}} img{{max-width:100%;border:1px solid #ddd}}\
+figcaption{{font-size:.9em;color:#555}} .missing{{color:#a00}}\
+</style></head><body>\n<h1>{t}</h1>\n",
+        t = escape(title)
+    );
+    for s in sections {
+        let _ = writeln!(h, "<h2>{}</h2>", escape(&s.heading));
+        for p in &s.paragraphs {
+            let _ = writeln!(h, "<p>{}</p>", escape(p));
+        }
+        if !s.rows.is_empty() {
+            h.push_str("<table>\n");
+            for (k, v) in &s.rows {
+                let _ = writeln!(h, "<tr><td>{}</td><td>{}</td></tr>", escape(k), escape(v));
+            }
+            h.push_str("</table>\n");
+        }
+        for (caption, path) in &s.figures {
+            match std::fs::read(path) {
+                Ok(bytes) => {
+                    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+                    let _ = writeln!(
+                        h,
+                        "<figure><img alt=\"{c}\" src=\"data:image/png;base64,{b64}\"><figcaption>{c}</figcaption></figure>",
+                        c = escape(caption)
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(h, "<p class=\"missing\">{}: figure not available ({e})</p>", escape(caption));
+                }
+            }
+        }
+    }
+    let _ = writeln!(h, "<p style=\"color:#888;font-size:.8em\">cryosplat {}</p>\n</body></html>", env!("CARGO_PKG_VERSION"));
+    Ok(h)
+}
+
+/// Write `report.html` atomically.
+pub fn write_report(path: &Path, title: &str, sections: &[Section]) -> Result<()> {
+    let html = render_html(title, sections)?;
+    cryosplat_formats::atomic::write_bytes_atomic(path, html.as_bytes()).with_context(|| "writing the report")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeds_figures_and_escapes_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("x.png");
+        crate::figures::histogram(&png, "h", "x", &[1.0, 2.0, 3.0], 3).unwrap();
+        let s = Section::new("Results <1>")
+            .row("resolution", "3.2 Å")
+            .figure("histogram", &png)
+            .figure("absent", dir.path().join("none.png"));
+        let html = render_html("t & t", &[s]).unwrap();
+        assert!(html.contains("Results &lt;1&gt;"));
+        assert!(html.contains("t &amp; t"));
+        assert!(html.contains("data:image/png;base64,iVBOR"));
+        assert!(html.contains("figure not available"));
+    }
+
+    #[test]
+    fn flattens_settings() {
+        let v = serde_json::json!({"a": 1, "b": {"c": "x", "d": [1, 2]}});
+        let rows = settings_rows(&v);
+        assert!(rows.contains(&("a".to_string(), "1".to_string())));
+        assert!(rows.contains(&("b.c".to_string(), "x".to_string())));
+        assert!(rows.contains(&("b.d".to_string(), "[1,2]".to_string())));
+    }
+}
