@@ -226,6 +226,7 @@ pub fn covariance(scales: [f64; 3], quat: [f64; 4]) -> Mat3 {
 /// Eigen-decomposition of a symmetric 3×3 matrix by cyclic Jacobi rotations: returns the
 /// eigenvalues and a rotation matrix whose **columns** are the matching unit eigenvectors
 /// (`m = V·diag(λ)·Vᵀ`, `det V = +1`). Eigenvalues are sorted in decreasing order.
+#[allow(clippy::needless_range_loop)]
 pub fn symmetric_eigen(m: &Mat3) -> ([f64; 3], Mat3) {
     let mut a = *m;
     let mut v = crate::pose::IDENTITY;
@@ -305,6 +306,24 @@ pub struct GaussianA {
 }
 
 impl PhysicalGaussian {
+    /// Activated parameters from raw parameters held in f64 (same activations and clamps as
+    /// [`GaussianModel::physical`]; a zero or non-finite quaternion reads as the identity).
+    pub fn from_raw_f64(p: &[f64; PARAMS_PER_GAUSSIAN]) -> Self {
+        let q = [p[P_QUAT], p[P_QUAT + 1], p[P_QUAT + 2], p[P_QUAT + 3]];
+        let n = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]).sqrt();
+        let quat = if n > 0.0 && n.is_finite() { [q[0] / n, q[1] / n, q[2] / n, q[3] / n] } else { [1.0, 0.0, 0.0, 0.0] };
+        PhysicalGaussian {
+            mean: [p[P_MEAN], p[P_MEAN + 1], p[P_MEAN + 2]],
+            scales: [
+                scale_activation_f64(p[P_SCALE]).0,
+                scale_activation_f64(p[P_SCALE + 1]).0,
+                scale_activation_f64(p[P_SCALE + 2]).0,
+            ],
+            quat,
+            amp: softplus_f64(p[P_AMP]),
+        }
+    }
+
     /// Rotation matrix of the quaternion.
     pub fn rotation(&self) -> Mat3 {
         quat_to_rotation(self.quat)
@@ -366,19 +385,11 @@ impl GaussianModel {
     /// (the same activations as [`GaussianModel::physical`], without f32 rounding).
     pub fn physical_f64(&self, i: usize) -> PhysicalGaussian {
         let p = &self.params[i];
-        let q = [p[P_QUAT] as f64, p[P_QUAT + 1] as f64, p[P_QUAT + 2] as f64, p[P_QUAT + 3] as f64];
-        let n = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]).sqrt();
-        let quat = if n > 0.0 && n.is_finite() { [q[0] / n, q[1] / n, q[2] / n, q[3] / n] } else { [1.0, 0.0, 0.0, 0.0] };
-        PhysicalGaussian {
-            mean: [p[0] as f64, p[1] as f64, p[2] as f64],
-            scales: [
-                scale_activation_f64(p[P_SCALE] as f64).0,
-                scale_activation_f64(p[P_SCALE + 1] as f64).0,
-                scale_activation_f64(p[P_SCALE + 2] as f64).0,
-            ],
-            quat,
-            amp: softplus_f64(p[P_AMP] as f64),
+        let mut raw = [0.0f64; PARAMS_PER_GAUSSIAN];
+        for (r, &v) in raw.iter_mut().zip(p.iter()) {
+            *r = v as f64;
         }
+        PhysicalGaussian::from_raw_f64(&raw)
     }
 
     /// Every Gaussian in Å for a box of `d` pixels of `apix` Å (see the module docs).
