@@ -35,6 +35,8 @@
 //! differences and the tests check that the two agree. A loss summed over pixels instead of
 //! averaged has `D²` times this gradient.
 
+#![allow(clippy::needless_range_loop)] // index loops mirror the matrix algebra
+
 use crate::gaussian::{
     quat_to_rotation, scale_activation_f64, softplus_grad_f64, GaussianA, GaussianModel,
     PhysicalGaussian, PARAMS_PER_GAUSSIAN, P_AMP, P_MEAN, P_QUAT, P_SCALE,
