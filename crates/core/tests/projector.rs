@@ -173,3 +173,38 @@ fn trilinear_interpolates_between_voxels_and_is_zero_outside() {
     assert!((trilinear(&vol, d, -0.5, 0.0, 0.0) - 0.0).abs() < 1e-12);
     assert!((trilinear(&vol, d, 3.5, 0.0, 0.0) - 1.5).abs() < 1e-12);
 }
+
+#[test]
+fn isotropic_splatting_equals_the_reference_projector() {
+    use cryosplat_core::gaussian::{quat_to_rotation, GaussianA};
+    use cryosplat_core::pose::Pose;
+    use cryosplat_core::projector::{splat_isotropic, IsoGaussian, SplatScratch};
+    use cryosplat_core::reference::project_gaussians_a;
+    use cryosplat_core::rng::Rng;
+    let (d, apix) = (48usize, 1.3);
+    let mut rng = Rng::new(99);
+    let gs: Vec<GaussianA> = (0..200)
+        .map(|_| {
+            GaussianA::isotropic(
+                [rng.normal() * 12.0, rng.normal() * 12.0, rng.normal() * 12.0],
+                rng.uniform_range(0.4, 3.0),
+                rng.uniform_range(1.0, 50.0),
+            )
+        })
+        .collect();
+    let iso: Vec<IsoGaussian> = gs.iter().map(|g| IsoGaussian::from_gaussian_a(g).unwrap()).collect();
+    let mut scratch = SplatScratch::default();
+    for _ in 0..4 {
+        let pose = Pose { rot: quat_to_rotation(rng.unit_quaternion()), origin_a: [rng.normal() * 3.0, rng.normal() * 3.0] };
+        let exact = project_gaussians_a(&gs, &pose, d, apix);
+        let peak = exact.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (cutoff, tol) in [(f64::INFINITY, 1e-13), (4.5, 2e-4)] {
+            let mut img = vec![0.0f64; d * d];
+            splat_isotropic(&iso, &pose.rot, pose.origin_a, d, apix, cutoff, &mut scratch, &mut img);
+            let err = img.iter().zip(&exact).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / peak;
+            assert!(err < tol, "cutoff {cutoff}: {err:e}");
+        }
+    }
+    let aniso = GaussianA { mean_a: [0.0; 3], cov_a2: [[1.0, 0.1, 0.0], [0.1, 1.0, 0.0], [0.0, 0.0, 1.0]], mass: 1.0 };
+    assert!(IsoGaussian::from_gaussian_a(&aniso).is_none());
+}
