@@ -208,3 +208,31 @@ fn isotropic_splatting_equals_the_reference_projector() {
     let aniso = GaussianA { mean_a: [0.0; 3], cov_a2: [[1.0, 0.1, 0.0], [0.1, 1.0, 0.0], [0.0, 0.0, 1.0]], mass: 1.0 };
     assert!(IsoGaussian::from_gaussian_a(&aniso).is_none());
 }
+
+#[test]
+fn half_plane_filter_matches_the_full_complex_reference() {
+    use cryosplat_core::projector::HalfPlaneFilter;
+    use cryosplat_core::reference::apply_filter_centered;
+    use cryosplat_core::rng::Rng;
+    for d in [16usize, 17, 32] {
+        let h = (d / 2) as i64;
+        let mut rng = Rng::new(d as u64);
+        let img: Vec<f64> = (0..d * d).map(|_| rng.normal()).collect();
+        let peak = img.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let filt = HalfPlaneFilter::new(d);
+        let mut scratch = filt.scratch();
+        // A symmetric filter (H(k) = H(−k)): identical to the full transform.
+        let sym = |kx: i64, ky: i64| (-0.01 * ((kx * kx + 2 * ky * ky) as f64)).exp() - 0.3 * ((kx * ky) as f64 * 0.05).cos();
+        // An asymmetric one (an oblique astigmatic pattern): differs only on Nyquist lines.
+        let asym = |kx: i64, ky: i64| (0.05 * ((kx * kx) as f64 * 1.3 + (ky * ky) as f64 * 0.7 + (kx * ky) as f64)).sin();
+        for (f, tol) in [(&sym as &dyn Fn(i64, i64) -> f64, 1e-12), (&asym, if d % 2 == 0 { 0.2 } else { 1e-12 })] {
+            let centred: Vec<f64> =
+                (0..d * d).map(|p| f((p % d) as i64 - h, (p / d) as i64 - h)).collect();
+            let want = apply_filter_centered(&img, &centred, d);
+            let mut got = img.clone();
+            filt.apply(&mut got, f, &mut scratch);
+            let err = got.iter().zip(&want).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / peak;
+            assert!(err < tol, "d = {d}: {err:e}");
+        }
+    }
+}
