@@ -351,7 +351,7 @@ impl HalfPlaneFilter {
         for u in 0..d {
             let row = &mut s.spec[u * w..(u + 1) * w];
             row[0].im = 0.0;
-            if d % 2 == 0 {
+            if d.is_multiple_of(2) {
                 row[w - 1].im = 0.0;
             }
             self.c2r.process_with_scratch(row, &mut s.real, &mut s.rscratch).expect("buffer sizes match the plan");
