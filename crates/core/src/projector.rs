@@ -267,16 +267,19 @@ pub fn splat_isotropic(
     }
 }
 
-/// Fourier filtering of centred real images with plans made once: `real(IFFT(H·FFT(img)))` on
-/// the centred grid, through a real-to-complex transform (the half-plane layout of the crate:
-/// columns `kx = 0..=D/2`, rows `ky` in FFT order). Used to apply a CTF to simulated images.
+/// Fourier filtering of centred real images with plans made once: exactly
+/// `real(IFFT(H·FFT(img)))` on the centred grid (the full complex recipe of the reference
+/// projector), computed through a real-to-complex transform (the half-plane layout of the
+/// crate: columns `kx = 0..=D/2`, rows `ky` in FFT order). Used to apply a CTF to simulated
+/// images.
 ///
-/// `H` is a real function of the integer frequency indices `(kx, ky)` (divide by `D·apix` for
-/// 1/Å). The half-plane evaluates `H` at `kx ≥ 0` only and relies on Hermitian symmetry, so on
-/// the Nyquist row and column of an even box, where the grid holds one of `±k` only, the result
-/// differs slightly from the full complex transform for filters with `H(k) ≠ H(−k)` there (an
-/// astigmatic CTF at an oblique angle: about 3e-5 of the image maximum; see the reference
-/// data's README).
+/// `H` is a real function of the integer frequency indices `(kx, ky)` of the grid, each in
+/// `[−D/2, D/2)` as in the centred layout (divide by `D·apix` for 1/Å). For a real image,
+/// `real(IFFT(H·F)) = IFFT(H_s·F)` with `H_s(k) = ½(H(k) + H(−k))`, `−k` taken on the grid
+/// (modulo `D`), so the filter applied is `H_s`. [`HalfPlaneFilter::apply`] evaluates `H`
+/// twice per frequency to form it; [`HalfPlaneFilter::apply_even`] assumes `H(k) = H(−k)` for
+/// the continuous frequencies (true of every CTF) and evaluates twice only on the Nyquist row
+/// and column of an even box, where the grid wraps `+D/2` onto `−D/2`.
 pub struct HalfPlaneFilter {
     d: usize,
     r2c: std::sync::Arc<dyn realfft::RealToComplex<f64>>,
@@ -313,13 +316,30 @@ impl HalfPlaneFilter {
         FilterScratch { real: vec![0.0; d], spec: vec![zero; d * w], col: vec![zero; d], rscratch: vec![zero; rs], fscratch: vec![zero; fs] }
     }
 
-    /// Filter the centred `d×d` image `img` in place by `h(kx, ky)` (integer frequency
-    /// indices, `kx ∈ 0..=d/2`, `ky ∈ [−d/2, d/2)` for even `d`).
+    /// Filter the centred `d×d` image `img` in place by `h(kx, ky)` (see the type's docs):
+    /// exactly `real(IFFT(h·FFT(img)))` for any real `h`.
     pub fn apply(&self, img: &mut [f64], h: impl Fn(i64, i64) -> f64, s: &mut FilterScratch) {
+        self.run(img, &h, false, s)
+    }
+
+    /// As [`HalfPlaneFilter::apply`] for a filter with `h(k) = h(−k)` (a CTF), at half the
+    /// evaluations of `h`.
+    pub fn apply_even(&self, img: &mut [f64], h: impl Fn(i64, i64) -> f64, s: &mut FilterScratch) {
+        self.run(img, &h, true, s)
+    }
+
+    fn run(&self, img: &mut [f64], h: &dyn Fn(i64, i64) -> f64, even: bool, s: &mut FilterScratch) {
         let d = self.d;
         assert_eq!(img.len(), d * d, "image is not {d}×{d}");
         let w = d / 2 + 1;
         let half = d / 2;
+        let di = d as i64;
+        // Frequency index of FFT position u, in [−d/2, d/2).
+        let freq = |u: usize| if u < d.div_ceil(2) { u as i64 } else { u as i64 - di };
+        let wrap = |k: i64| {
+            let m = (k % di + di) % di;
+            freq(m as usize)
+        };
         // Rows: ifftshift, then real-to-complex.
         for u in 0..d {
             let src = ((u + half) % d) * d;
@@ -337,17 +357,20 @@ impl HalfPlaneFilter {
                 s.col[r] = s.spec[r * w + c];
             }
             self.fwd.process_with_scratch(&mut s.col, &mut s.fscratch);
+            let kx = freq(c);
             for r in 0..d {
-                let ky = if r <= (d - 1) / 2 { r as i64 } else { r as i64 - d as i64 };
-                s.col[r] *= h(c as i64, ky) * norm;
+                let ky = freq(r);
+                let wrapped = d.is_multiple_of(2) && (kx == -(half as i64) || ky == -(half as i64));
+                let hv = if even && !wrapped { h(kx, ky) } else { 0.5 * (h(kx, ky) + h(wrap(-kx), wrap(-ky))) };
+                s.col[r] *= hv * norm;
             }
             self.inv.process_with_scratch(&mut s.col, &mut s.fscratch);
             for r in 0..d {
                 s.spec[r * w + c] = s.col[r];
             }
         }
-        // Rows: complex-to-real (the imaginary parts of the DC and Nyquist columns are
-        // dropped, i.e. the real part of the inverse is taken), then fftshift.
+        // Rows: complex-to-real (the spectrum is Hermitian, so the imaginary parts of the DC
+        // and Nyquist columns are rounding noise, set to zero), then fftshift.
         for u in 0..d {
             let row = &mut s.spec[u * w..(u + 1) * w];
             row[0].im = 0.0;

@@ -1,1 +1,827 @@
-//! (in progress)
+//! Synthetic particle sets: from an atomic model or a map, write noisy CTF-modulated particle
+//! images with known poses, their RELION 3.1 metadata and the ground-truth map.
+//!
+//! **One unit of parallel work is one particle.** A particle's pose, origin and defocus are
+//! drawn from its own random stream `Rng::stream(seed, index)` and its noise from another,
+//! so every particle is computed independently (projection, CTF, noise) into its own slot of
+//! a chunk buffer with per-thread scratch (FFT plans made once), and the result is
+//! bit-identical whatever the number of threads. Chunks of particles are written in order,
+//! so memory stays bounded for any particle count.
+//!
+//! # Image formation
+//!
+//! 1. **Clean projection.** Atomic models become their electron potential as isotropic
+//!    Gaussians ([`cryosplat_core::potential`], Peng et al. 1996 scattering factors, each atom's
+//!    B-factor plus `bfactor_a2`), and every image is their *exact* analytic projection under
+//!    the pose, sampled at the pixel points with the particle's origin offset already applied
+//!    ([`splat_isotropic`]): a volume point `r` lands at `A·r − o`, so the particle centre is at
+//!    pixel `D/2 − o/apix`. Maps are projected by real-space ray sums with trilinear
+//!    interpolation ([`project_volume`], origin offset applied to the rays). Each Gaussian of
+//!    an atomic model is first widened by an anti-aliasing Gaussian of `antialias_sigma_px`
+//!    pixels (default 0.5, an extra B-factor of `8π²(0.5·apix)²`), so that the point-sampled
+//!    images and map hold little power beyond Nyquist: without it, atoms narrower than a
+//!    pixel alias, and the ground-truth map's projections match the images less well
+//!    (measured on a random 150-atom model at 1.5 Å/px, B 20–60 Å²: worst correlation 0.977
+//!    at 0 px, 0.989 at 0.3 px, 0.995 at 0.5 px).
+//! 2. **CTF.** `real(IFFT(CTF·FFT(image)))` on the centred grid with RELION's formula and sign
+//!    (`CTF(0) = +Q0`, particles white), defocus `ΔfU, ΔfV` at angle `φA` per particle.
+//! 3. **Noise.** White Gaussian noise of standard deviation `σ_n`, chosen for the requested SNR:
+//!
+//!    `SNR = mean over particles of Var_box(clean CTF-modulated image) / σ_n²`,
+//!
+//!    where `Var_box` is the variance of the image's `D²` pixels about their mean. The mean
+//!    signal variance is measured on the clean images of this very set (a first pass writes
+//!    them, the second adds the noise).
+//!
+//! # Outputs (in the output folder; each written atomically)
+//!
+//! * `particles.mrcs`: the noisy stack (MRC2014, float32, `cella = (D·apix, D·apix, apix)`);
+//! * `particles.star`: RELION 3.1 (`data_optics`, `data_particles`) with poses, origins in Å,
+//!   CTF parameters and a random half-set label `rlnRandomSubset`;
+//! * `gt.mrc`: the noise-free map at the same sampling, scaled so that summing voxels along z
+//!   gives the clean projection (for atoms: the potential voxelised with
+//!   [`voxelize_a`], values in V·Å; for maps: the input map, resampled if needed);
+//! * `meta.json`: every setting, the seed, the SNR definition, the signal variance and
+//!   `σ_n`, counts and the program version;
+//! * `clean.mrcs` (with `write_clean`): the CTF-modulated images before noise.
+
+use crate::progress::Progress;
+use cryosplat_core::gaussian::GaussianA;
+use cryosplat_core::pose::Mat3;
+use cryosplat_core::potential::{atomic_potential, Atom, Centering, PotentialError, PotentialOptions};
+use cryosplat_core::projector::{project_volume, splat_isotropic, trilinear, FilterScratch, HalfPlaneFilter, IsoGaussian, SplatScratch};
+use cryosplat_core::rng::Rng;
+use cryosplat_core::voxel::{voxelize_a, DEFAULT_CUTOFF_SIGMA};
+use cryosplat_formats::atomic::write_atomic;
+use cryosplat_formats::FormatError;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::f64::consts::PI;
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// What to simulate from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// An atomic model; `label` names it in `meta.json` (e.g. the file path).
+    Atoms { atoms: Vec<Atom>, label: String },
+    /// A cubic map (`d³`, x fastest) of `apix` Å per voxel, in the crate's map scale (summing
+    /// voxels along z gives the projection).
+    Map { data: Vec<f32>, d: usize, apix: f64, label: String },
+}
+
+/// A non-uniform view distribution: viewing directions drawn from a von Mises–Fisher
+/// distribution on the sphere around `direction` with concentration `kappa` (0 is uniform;
+/// 10 keeps about 90% of the views within 37° of `direction`), in-plane angles uniform.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct PreferredOrientation {
+    /// The favoured viewing direction in the map frame (need not be unit length). The viewing
+    /// direction of a pose `A` is `Aᵀ·ẑ`, the map direction that is projected onto the image
+    /// centre.
+    pub direction: [f64; 3],
+    pub kappa: f64,
+}
+
+/// Settings of a simulation (see the module docs).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SimulateConfig {
+    /// Box size in pixels.
+    pub box_px: usize,
+    /// Pixel size in Å.
+    pub apix: f64,
+    /// Number of particles.
+    pub count: usize,
+    /// Signal-to-noise ratio as defined in the module docs; `f64::INFINITY` for no noise.
+    pub snr: f64,
+    /// Defocus range in µm (uniform; positive is underfocus).
+    pub defocus_min_um: f64,
+    pub defocus_max_um: f64,
+    /// Largest astigmatism `ΔfU − ΔfV` in Å (uniform in `[0, max]`), at a uniform angle.
+    pub astigmatism_max_a: f64,
+    /// Largest origin offset in pixels (uniform over the disc).
+    pub max_shift_px: f64,
+    pub seed: u64,
+    pub voltage_kv: f64,
+    pub cs_mm: f64,
+    pub amp_contrast: f64,
+    /// CTF envelope B-factor written as `rlnCtfBfactor` and applied to the images (Å²).
+    pub ctf_bfactor_a2: f64,
+    /// Added to every atom's B-factor (Å²). Atomic models only.
+    pub bfactor_a2: f64,
+    /// Replaces every atom's B-factor before `bfactor_a2` is added (Å²). Atomic models only.
+    pub set_bfactor_a2: Option<f64>,
+    /// Standard deviation of the anti-aliasing Gaussian every atom is widened by, in pixels
+    /// (0 disables). Atomic models only.
+    pub antialias_sigma_px: f64,
+    /// Origin of the atomic model in the box.
+    #[serde(serialize_with = "centering_name")]
+    pub centering: Centering,
+    pub preferred_orientation: Option<PreferredOrientation>,
+    /// Also write `clean.mrcs`.
+    pub write_clean: bool,
+    /// Samples per voxel along the ray for map projection.
+    pub oversample: usize,
+}
+
+fn centering_name<S: serde::Serializer>(c: &Centering, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(match c {
+        Centering::CentreOfMass => "centre-of-mass",
+        Centering::BoundingBox => "bounding-box",
+        Centering::None => "none",
+    })
+}
+
+impl Default for SimulateConfig {
+    fn default() -> Self {
+        SimulateConfig {
+            box_px: 128,
+            apix: 1.5,
+            count: 1000,
+            snr: 0.1,
+            defocus_min_um: 1.0,
+            defocus_max_um: 2.5,
+            astigmatism_max_a: 300.0,
+            max_shift_px: 0.0,
+            seed: 0,
+            voltage_kv: 300.0,
+            cs_mm: 2.7,
+            amp_contrast: 0.1,
+            ctf_bfactor_a2: 0.0,
+            bfactor_a2: 0.0,
+            set_bfactor_a2: None,
+            antialias_sigma_px: 0.5,
+            centering: Centering::CentreOfMass,
+            preferred_orientation: None,
+            write_clean: false,
+            oversample: 1,
+        }
+    }
+}
+
+/// Something wrong with a simulation's settings, input or output.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    #[error("invalid setting: {0}")]
+    Config(String),
+    #[error("atomic model: {0}")]
+    Atoms(#[from] PotentialError),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> SimulateError {
+    SimulateError::Format(FormatError::io(path, e))
+}
+
+/// One particle's drawn parameters, rounded to the precision written to the STAR file so that
+/// the images are exactly those the metadata describe.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ParticleParams {
+    pub rot_deg: f64,
+    pub tilt_deg: f64,
+    pub psi_deg: f64,
+    /// RELION's `A` for these angles.
+    pub rot: Mat3,
+    /// Origin offset in Å (`rlnOriginXAngst`, `rlnOriginYAngst`).
+    pub origin_a: [f64; 2],
+    pub ctf: ParticleCtf,
+    /// Half set, 1 or 2.
+    pub subset: u8,
+}
+
+/// A particle's CTF (RELION's formula and sign; see the project's conventions).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct ParticleCtf {
+    pub voltage_kv: f64,
+    pub cs_mm: f64,
+    pub amp_contrast: f64,
+    pub defocus_u_a: f64,
+    pub defocus_v_a: f64,
+    pub defocus_angle_deg: f64,
+    pub phase_shift_deg: f64,
+    pub bfactor_a2: f64,
+}
+
+impl ParticleCtf {
+    /// `CTF(kx, ky)` with frequencies in 1/Å: `−sin γ · exp(−B s²/4)`, `CTF(0) = +Q0`.
+    pub fn eval(&self, kx: f64, ky: f64) -> f64 {
+        let v = self.voltage_kv * 1e3;
+        let lambda = 12.2643247 / (v * (1.0 + 0.978466e-6 * v)).sqrt();
+        let cs = self.cs_mm * 1e7;
+        let (sa, ca) = self.defocus_angle_deg.to_radians().sin_cos();
+        // Δf(θ)·s² without atan2: ΔfU (k·u)² + ΔfV (k·v)², u = (cos φA, sin φA).
+        let ku = kx * ca + ky * sa;
+        let kv = -kx * sa + ky * ca;
+        let s2 = kx * kx + ky * ky;
+        let q0 = self.amp_contrast;
+        let gamma = -PI * lambda * (self.defocus_u_a * ku * ku + self.defocus_v_a * kv * kv)
+            + 0.5 * PI * cs * lambda.powi(3) * s2 * s2
+            - self.phase_shift_deg.to_radians()
+            - (q0 / (1.0 - q0 * q0).sqrt()).atan();
+        -gamma.sin() * (-self.bfactor_a2 * s2 / 4.0).exp()
+    }
+}
+
+/// RELION's `A = Rz(ψ)·Ry(θ)·Rz(φ)` from Euler angles in degrees.
+pub fn euler_to_matrix(rot_deg: f64, tilt_deg: f64, psi_deg: f64) -> Mat3 {
+    let (sa, ca) = rot_deg.to_radians().sin_cos();
+    let (sb, cb) = tilt_deg.to_radians().sin_cos();
+    let (sg, cg) = psi_deg.to_radians().sin_cos();
+    let (cc, cs, sc, ss) = (cb * ca, cb * sa, sb * ca, sb * sa);
+    [
+        [cg * cc - sg * sa, cg * cs + sg * ca, -cg * sb],
+        [-sg * cc - cg * sa, -sg * cs + cg * ca, sg * sb],
+        [sc, ss, cb],
+    ]
+}
+
+/// Round to the 6 decimals written to the STAR file.
+fn r6(x: f64) -> f64 {
+    let r = (x * 1e6).round() / 1e6;
+    if r == 0.0 {
+        0.0
+    } else {
+        r
+    }
+}
+
+/// A viewing direction (unit vector) drawn from the von Mises–Fisher distribution around
+/// the unit vector `mu` with concentration `kappa` (uniform for `kappa = 0`).
+fn von_mises_fisher(mu: [f64; 3], kappa: f64, rng: &mut Rng) -> [f64; 3] {
+    let u = 1.0 - rng.uniform(); // (0, 1]
+    let w = if kappa > 1e-9 { 1.0 + (u + (1.0 - u) * (-2.0 * kappa).exp()).ln() / kappa } else { 2.0 * u - 1.0 };
+    let w = w.clamp(-1.0, 1.0);
+    let phi = 2.0 * PI * rng.uniform();
+    let r = (1.0 - w * w).sqrt();
+    // An orthonormal frame (e1, e2, mu).
+    let helper = if mu[0].abs() < 0.9 { [1.0, 0.0, 0.0] } else { [0.0, 1.0, 0.0] };
+    let dot = helper[0] * mu[0] + helper[1] * mu[1] + helper[2] * mu[2];
+    let mut e1 = [helper[0] - dot * mu[0], helper[1] - dot * mu[1], helper[2] - dot * mu[2]];
+    let n = (e1[0] * e1[0] + e1[1] * e1[1] + e1[2] * e1[2]).sqrt();
+    e1 = [e1[0] / n, e1[1] / n, e1[2] / n];
+    let e2 = [mu[1] * e1[2] - mu[2] * e1[1], mu[2] * e1[0] - mu[0] * e1[2], mu[0] * e1[1] - mu[1] * e1[0]];
+    let (sp, cp) = phi.sin_cos();
+    [0, 1, 2].map(|k| r * cp * e1[k] + r * sp * e2[k] + w * mu[k])
+}
+
+/// Draw particle `index`'s parameters from `Rng::stream(seed, index)`: a pose uniform over
+/// SO(3) (or around the preferred direction), an origin uniform over the disc of radius
+/// `max_shift_px`, a defocus uniform in the range, an astigmatism uniform in
+/// `[0, astigmatism_max_a]` at a uniform angle, and a random half set.
+pub fn draw_particle(cfg: &SimulateConfig, index: u64) -> ParticleParams {
+    let mut rng = Rng::stream(cfg.seed, index);
+    let (rot_deg, tilt_deg) = match &cfg.preferred_orientation {
+        None => {
+            let rot = rng.uniform_range(-180.0, 180.0);
+            let tilt = (2.0 * rng.uniform() - 1.0).clamp(-1.0, 1.0).acos().to_degrees();
+            (rot, tilt)
+        }
+        Some(p) => {
+            let n = p.direction.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let mu = [p.direction[0] / n, p.direction[1] / n, p.direction[2] / n];
+            let v = von_mises_fisher(mu, p.kappa, &mut rng);
+            (v[1].atan2(v[0]).to_degrees(), v[2].clamp(-1.0, 1.0).acos().to_degrees())
+        }
+    };
+    let psi_deg = rng.uniform_range(-180.0, 180.0);
+    let (rot_deg, tilt_deg, psi_deg) = (r6(rot_deg), r6(tilt_deg), r6(psi_deg));
+    let radius = cfg.max_shift_px * rng.uniform().sqrt();
+    let angle = 2.0 * PI * rng.uniform();
+    let origin_a = [r6(radius * angle.cos() * cfg.apix), r6(radius * angle.sin() * cfg.apix)];
+    let defocus = rng.uniform_range(cfg.defocus_min_um, cfg.defocus_max_um) * 1e4;
+    let astig = rng.uniform() * cfg.astigmatism_max_a;
+    let astig_angle = rng.uniform_range(-180.0, 180.0);
+    let subset = 1 + rng.below(2) as u8;
+    ParticleParams {
+        rot_deg,
+        tilt_deg,
+        psi_deg,
+        rot: euler_to_matrix(rot_deg, tilt_deg, psi_deg),
+        origin_a,
+        ctf: ParticleCtf {
+            voltage_kv: cfg.voltage_kv,
+            cs_mm: cfg.cs_mm,
+            amp_contrast: cfg.amp_contrast,
+            defocus_u_a: r6(defocus + 0.5 * astig),
+            defocus_v_a: r6(defocus - 0.5 * astig),
+            defocus_angle_deg: r6(astig_angle),
+            phase_shift_deg: 0.0,
+            bfactor_a2: cfg.ctf_bfactor_a2,
+        },
+        subset,
+    }
+}
+
+/// Apply `ctf` to the centred `d×d` image `img` (f64, in place) on the grid of `apix` Å.
+pub fn apply_ctf(img: &mut [f64], d: usize, apix: f64, ctf: &ParticleCtf, filter: &HalfPlaneFilter, scratch: &mut FilterScratch) {
+    let step = 1.0 / (d as f64 * apix);
+    filter.apply_even(img, |kx, ky| ctf.eval(kx as f64 * step, ky as f64 * step), scratch);
+}
+
+/// What a run produced.
+#[derive(Clone, Debug, Serialize)]
+pub struct SimulateSummary {
+    pub count: usize,
+    /// Mean over particles of the clean images' pixel variance.
+    pub signal_variance: f64,
+    /// Standard deviation of the added noise.
+    pub noise_sigma: f64,
+    /// Conditions worth a warning (unknown elements, a model larger than the box, …).
+    pub warnings: Vec<String>,
+    pub outputs: Vec<PathBuf>,
+}
+
+/// The prepared scene: either Gaussians (atoms) or a map, on the output grid.
+enum Scene {
+    Gaussians(Vec<IsoGaussian>),
+    Map(Vec<f32>),
+}
+
+fn validate(cfg: &SimulateConfig) -> Result<(), SimulateError> {
+    let bad = |m: String| Err(SimulateError::Config(m));
+    if cfg.box_px < 8 || cfg.box_px > 2048 {
+        return bad(format!("box of {} px: expected 8 to 2048", cfg.box_px));
+    }
+    if !(cfg.apix.is_finite() && cfg.apix > 0.0) {
+        return bad(format!("pixel size {} Å: expected a positive number", cfg.apix));
+    }
+    if cfg.count == 0 {
+        return bad("particle count is 0".into());
+    }
+    if cfg.snr.is_nan() || cfg.snr <= 0.0 {
+        return bad(format!("SNR {}: expected a positive number (inf for no noise)", cfg.snr));
+    }
+    if !(cfg.defocus_min_um.is_finite() && cfg.defocus_max_um.is_finite() && cfg.defocus_min_um <= cfg.defocus_max_um) {
+        return bad(format!("defocus range {}–{} µm: expected MIN ≤ MAX", cfg.defocus_min_um, cfg.defocus_max_um));
+    }
+    for (name, v) in [
+        ("astigmatism", cfg.astigmatism_max_a),
+        ("max shift", cfg.max_shift_px),
+        ("voltage", cfg.voltage_kv),
+        ("Cs", cfg.cs_mm),
+        ("anti-aliasing sigma", cfg.antialias_sigma_px),
+    ] {
+        if !(v.is_finite() && v >= 0.0) {
+            return bad(format!("{name} {v}: expected a finite number ≥ 0"));
+        }
+    }
+    if cfg.voltage_kv <= 0.0 {
+        return bad("voltage must be positive".into());
+    }
+    if !(0.0..1.0).contains(&cfg.amp_contrast) {
+        return bad(format!("amplitude contrast {}: expected 0 ≤ Q0 < 1", cfg.amp_contrast));
+    }
+    if !cfg.ctf_bfactor_a2.is_finite() || !cfg.bfactor_a2.is_finite() {
+        return bad("B-factors must be finite".into());
+    }
+    if cfg.oversample == 0 || cfg.oversample > 16 {
+        return bad(format!("oversampling {}: expected 1 to 16", cfg.oversample));
+    }
+    if cfg.max_shift_px > cfg.box_px as f64 / 4.0 {
+        return bad(format!("max shift {} px exceeds a quarter of the box", cfg.max_shift_px));
+    }
+    if let Some(p) = &cfg.preferred_orientation {
+        let n = p.direction.iter().map(|v| v * v).sum::<f64>();
+        if !(n.is_finite() && n > 0.0 && p.kappa.is_finite() && p.kappa >= 0.0) {
+            return bad("preferred orientation needs a non-zero direction and a finite κ ≥ 0".into());
+        }
+    }
+    Ok(())
+}
+
+/// Resample a cubic map (`d_in³`, `apix_in`) onto the `d³` grid of `apix` Å by trilinear
+/// interpolation about the grids' common origin, keeping the map scale (values × `apix/apix_in`,
+/// so that column sums stay projection values).
+pub fn resample_map(data: &[f32], d_in: usize, apix_in: f64, d: usize, apix: f64) -> Vec<f32> {
+    let c_in = (d_in / 2) as f64;
+    let c = (d / 2) as f64;
+    let ratio = apix / apix_in;
+    let mut out = vec![0.0f32; d * d * d];
+    out.par_chunks_mut(d * d).enumerate().for_each(|(k, plane)| {
+        let z = (k as f64 - c) * ratio + c_in;
+        for i in 0..d {
+            let y = (i as f64 - c) * ratio + c_in;
+            for j in 0..d {
+                let x = (j as f64 - c) * ratio + c_in;
+                plane[i * d + j] = (trilinear(data, d_in, x, y, z) * ratio) as f32;
+            }
+        }
+    });
+    out
+}
+
+/// MRC2014 header for a float32 map (`ispg` 1, `mz = nz`) or image stack (`ispg` 0, `mz = 1`).
+fn mrc_header(n: [usize; 3], apix: f64, stack: bool, stats: &Stats, label: &str) -> Vec<u8> {
+    let mut h = vec![0u8; 1024];
+    let put_i = |h: &mut [u8], w: usize, v: i32| h[4 * w..4 * w + 4].copy_from_slice(&v.to_le_bytes());
+    let put_f = |h: &mut [u8], w: usize, v: f32| h[4 * w..4 * w + 4].copy_from_slice(&v.to_le_bytes());
+    for (w, &v) in n.iter().enumerate() {
+        put_i(&mut h, w, v as i32);
+    }
+    put_i(&mut h, 3, 2);
+    let mz = if stack { 1 } else { n[2] };
+    put_i(&mut h, 7, n[0] as i32);
+    put_i(&mut h, 8, n[1] as i32);
+    put_i(&mut h, 9, mz as i32);
+    put_f(&mut h, 10, (n[0] as f64 * apix) as f32);
+    put_f(&mut h, 11, (n[1] as f64 * apix) as f32);
+    put_f(&mut h, 12, (mz as f64 * apix) as f32);
+    for w in 13..16 {
+        put_f(&mut h, w, 90.0);
+    }
+    put_i(&mut h, 16, 1);
+    put_i(&mut h, 17, 2);
+    put_i(&mut h, 18, 3);
+    put_f(&mut h, 19, stats.min as f32);
+    put_f(&mut h, 20, stats.max as f32);
+    put_f(&mut h, 21, stats.mean() as f32);
+    put_i(&mut h, 22, if stack { 0 } else { 1 });
+    put_i(&mut h, 27, 20140);
+    h[208..212].copy_from_slice(b"MAP ");
+    h[212..216].copy_from_slice(&[0x44, 0x44, 0, 0]);
+    put_f(&mut h, 54, stats.rms() as f32);
+    put_i(&mut h, 55, 1);
+    let lb = label.as_bytes();
+    let n_lb = lb.len().min(80);
+    h[224..224 + n_lb].copy_from_slice(&lb[..n_lb]);
+    for b in h[224 + n_lb..304].iter_mut() {
+        *b = b' ';
+    }
+    h
+}
+
+/// Running min, max, mean and RMS deviation of pixel values (f64 sums in a fixed order).
+#[derive(Clone, Copy, Debug)]
+struct Stats {
+    min: f64,
+    max: f64,
+    sum: f64,
+    sum2: f64,
+    n: f64,
+}
+
+impl Stats {
+    fn new() -> Self {
+        Stats { min: f64::INFINITY, max: f64::NEG_INFINITY, sum: 0.0, sum2: 0.0, n: 0.0 }
+    }
+    fn add(&mut self, v: &[f32]) {
+        for &x in v {
+            let x = x as f64;
+            self.min = self.min.min(x);
+            self.max = self.max.max(x);
+            self.sum += x;
+            self.sum2 += x * x;
+        }
+        self.n += v.len() as f64;
+    }
+    fn mean(&self) -> f64 {
+        if self.n > 0.0 {
+            self.sum / self.n
+        } else {
+            0.0
+        }
+    }
+    fn rms(&self) -> f64 {
+        if self.n > 0.0 {
+            (self.sum2 / self.n - self.mean() * self.mean()).max(0.0).sqrt()
+        } else {
+            0.0
+        }
+    }
+}
+
+fn write_f32s(w: &mut impl Write, v: &[f32]) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(4 * v.len());
+    for x in v {
+        buf.extend_from_slice(&x.to_le_bytes());
+    }
+    w.write_all(&buf)
+}
+
+/// Write a `d³` float32 map atomically.
+pub fn write_map(path: &Path, data: &[f32], d: usize, apix: f64, label: &str) -> Result<(), SimulateError> {
+    let mut stats = Stats::new();
+    stats.add(data);
+    let header = mrc_header([d, d, d], apix, false, &stats, label);
+    write_atomic(path, |w| {
+        w.write_all(&header)?;
+        write_f32s(w, data)
+    })?;
+    Ok(())
+}
+
+/// Particles per chunk: the unit of writing; each chunk is computed in parallel.
+const CHUNK: usize = 128;
+
+/// Run a simulation into `out_dir` (created if missing). See the module docs.
+pub fn simulate(
+    source: &Source,
+    cfg: &SimulateConfig,
+    out_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<SimulateSummary, SimulateError> {
+    validate(cfg)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| io_err(out_dir, e))?;
+    let started = std::time::Instant::now();
+    let d = cfg.box_px;
+    let apix = cfg.apix;
+    let mut warnings = Vec::new();
+    let mut source_meta = serde_json::Map::new();
+
+    // The scene and the ground-truth map.
+    progress.start("preparing", 1);
+    let (scene, gt) = match source {
+        Source::Atoms { atoms, label } => {
+            let opts = PotentialOptions { extra_b_a2: cfg.bfactor_a2, set_b_a2: cfg.set_bfactor_a2, centering: cfg.centering };
+            let pot = atomic_potential(atoms, &opts)?;
+            for (el, n) in &pot.unknown_elements {
+                warnings.push(format!("{n} atoms of unknown element '{el}' modelled as carbon"));
+            }
+            let half_box_a = (d / 2) as f64 * apix;
+            if pot.radius_a > half_box_a {
+                warnings.push(format!(
+                    "the model reaches {:.1} Å from its centre but the box half-width is {:.1} Å: atoms outside the box are cut",
+                    pot.radius_a, half_box_a
+                ));
+            }
+            let aa_var = (cfg.antialias_sigma_px * apix).powi(2);
+            let gaussians: Vec<GaussianA> = pot
+                .gaussians
+                .iter()
+                .map(|g| {
+                    let mut g = *g;
+                    for k in 0..3 {
+                        g.cov_a2[k][k] += aa_var;
+                    }
+                    g
+                })
+                .collect();
+            let iso: Vec<IsoGaussian> =
+                gaussians.iter().map(|g| IsoGaussian::from_gaussian_a(g).expect("atomic Gaussians are isotropic")).collect();
+            let gt = voxelize_a(&gaussians, d, apix, DEFAULT_CUTOFF_SIGMA);
+            source_meta.insert("kind".into(), "atomic model".into());
+            source_meta.insert("path".into(), label.clone().into());
+            source_meta.insert("atoms".into(), atoms.len().into());
+            source_meta.insert("gaussians".into(), iso.len().into());
+            source_meta.insert("model_centre_a".into(), serde_json::json!(pot.centre_a));
+            source_meta.insert("model_radius_a".into(), pot.radius_a.into());
+            source_meta.insert(
+                "unknown_elements".into(),
+                serde_json::json!(pot.unknown_elements.iter().map(|(e, n)| serde_json::json!({"element": e, "count": n})).collect::<Vec<_>>()),
+            );
+            source_meta.insert(
+                "units".into(),
+                "images and map in V·Å (projected electrostatic potential, 47.88 V·Å² × Peng et al. 1996 scattering factors)".into(),
+            );
+            (Scene::Gaussians(iso), gt)
+        }
+        Source::Map { data, d: d_in, apix: apix_in, label } => {
+            if data.len() != d_in * d_in * d_in {
+                return Err(SimulateError::Config(format!("map {label}: {} values for a {d_in}³ grid", data.len())));
+            }
+            if let Some(p) = data.iter().position(|v| !v.is_finite()) {
+                return Err(SimulateError::Config(format!("map {label}: non-finite value at voxel {p}")));
+            }
+            if !(apix_in.is_finite() && *apix_in > 0.0) {
+                return Err(SimulateError::Config(format!("map {label}: pixel size {apix_in} Å")));
+            }
+            if cfg.bfactor_a2 != 0.0 || cfg.set_bfactor_a2.is_some() {
+                return Err(SimulateError::Config("B-factors for atoms cannot be applied to a map input".into()));
+            }
+            let map = if *d_in == d && (*apix_in - apix).abs() <= 1e-6 * apix {
+                data.clone()
+            } else {
+                warnings.push(format!("map resampled from {d_in}³ at {apix_in} Å to {d}³ at {apix} Å (trilinear)"));
+                resample_map(data, *d_in, *apix_in, d, apix)
+            };
+            source_meta.insert("kind".into(), "map".into());
+            source_meta.insert("path".into(), label.clone().into());
+            source_meta.insert("map_box_px".into(), (*d_in).into());
+            source_meta.insert("map_apix".into(), (*apix_in).into());
+            source_meta.insert("units".into(), "images in map units × voxels (column sums of the map)".into());
+            (Scene::Map(map.clone()), map)
+        }
+    };
+    progress.inc(1);
+    progress.finish();
+
+    let params: Vec<ParticleParams> = (0..cfg.count as u64).into_par_iter().map(|i| draw_particle(cfg, i)).collect();
+    let filter = HalfPlaneFilter::new(d);
+    let npix = d * d;
+
+    // Pass 1: clean images, their variances, written to clean.mrcs (kept or not).
+    let clean_path = out_dir.join(if cfg.write_clean { "clean.mrcs".to_string() } else { format!(".clean.{}.tmp", std::process::id()) });
+    let mut variances = vec![0.0f64; cfg.count];
+    let mut clean_stats = Stats::new();
+    progress.start("projecting", cfg.count as u64);
+    let pass1 = (|| -> std::io::Result<()> {
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, File::create(&clean_path)?);
+        w.write_all(&[0u8; 1024])?;
+        let mut chunk = vec![0.0f32; CHUNK * npix];
+        for start in (0..cfg.count).step_by(CHUNK) {
+            let n = CHUNK.min(cfg.count - start);
+            chunk[..n * npix]
+                .par_chunks_mut(npix)
+                .zip(variances[start..start + n].par_iter_mut())
+                .enumerate()
+                .for_each_init(
+                    || (SplatScratch::default(), filter.scratch(), vec![0.0f64; npix], vec![0.0f32; npix]),
+                    |(splat, fscr, img, proj), (k, (out, var))| {
+                        let p = &params[start + k];
+                        match &scene {
+                            Scene::Gaussians(gs) => {
+                                img.iter_mut().for_each(|v| *v = 0.0);
+                                splat_isotropic(gs, &p.rot, p.origin_a, d, apix, DEFAULT_CUTOFF_SIGMA, splat, img);
+                            }
+                            Scene::Map(map) => {
+                                project_volume(map, d, &p.rot, [p.origin_a[0] / apix, p.origin_a[1] / apix], cfg.oversample, proj);
+                                for (a, &b) in img.iter_mut().zip(proj.iter()) {
+                                    *a = b as f64;
+                                }
+                            }
+                        }
+                        apply_ctf(img, d, apix, &p.ctf, &filter, fscr);
+                        let mean = img.iter().sum::<f64>() / npix as f64;
+                        *var = img.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / npix as f64;
+                        for (o, &v) in out.iter_mut().zip(img.iter()) {
+                            *o = v as f32;
+                        }
+                    },
+                );
+            clean_stats.add(&chunk[..n * npix]);
+            write_f32s(&mut w, &chunk[..n * npix])?;
+            progress.inc(n as u64);
+        }
+        let header = mrc_header([d, d, cfg.count], apix, true, &clean_stats, "cryosplat simulate: clean CTF-modulated images");
+        w.seek(SeekFrom::Start(0))?;
+        w.write_all(&header)?;
+        w.flush()?;
+        w.get_ref().sync_all()
+    })();
+    progress.finish();
+    if let Err(e) = pass1 {
+        let _ = std::fs::remove_file(&clean_path);
+        return Err(io_err(&clean_path, e));
+    }
+
+    let signal_variance = variances.iter().sum::<f64>() / cfg.count as f64;
+    let noise_sigma = if cfg.snr.is_infinite() { 0.0 } else { (signal_variance / cfg.snr).sqrt() };
+    if signal_variance.is_nan() || signal_variance <= 0.0 {
+        warnings.push("the clean images are constant (empty scene?): the SNR is undefined".into());
+    }
+
+    // Pass 2: noise, streamed from the clean stack into particles.mrcs.
+    let noise_seed = Rng::new(cfg.seed ^ 0x6E6F_6973_655F_7365).next_u64();
+    let particles_path = out_dir.join("particles.mrcs");
+    let mut stats = Stats::new();
+    progress.start("adding noise", cfg.count as u64);
+    let pass2 = write_atomic(&particles_path, |w| {
+        let mut r = BufReader::with_capacity(1 << 20, File::open(&clean_path)?);
+        r.seek(SeekFrom::Start(1024))?;
+        w.write_all(&[0u8; 1024])?;
+        let mut bytes = vec![0u8; CHUNK * npix * 4];
+        let mut chunk = vec![0.0f32; CHUNK * npix];
+        for start in (0..cfg.count).step_by(CHUNK) {
+            let n = CHUNK.min(cfg.count - start);
+            r.read_exact(&mut bytes[..n * npix * 4])?;
+            chunk[..n * npix].par_chunks_mut(npix).zip(bytes[..n * npix * 4].par_chunks(npix * 4)).enumerate().for_each(
+                |(k, (out, raw))| {
+                    let mut rng = Rng::stream(noise_seed, (start + k) as u64);
+                    for (o, b) in out.iter_mut().zip(raw.chunks_exact(4)) {
+                        let clean = f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64;
+                        *o = if noise_sigma > 0.0 { (clean + noise_sigma * rng.normal()) as f32 } else { clean as f32 };
+                    }
+                },
+            );
+            stats.add(&chunk[..n * npix]);
+            write_f32s(w, &chunk[..n * npix])?;
+            progress.inc(n as u64);
+        }
+        let header = mrc_header([d, d, cfg.count], apix, true, &stats, "cryosplat simulate: particles");
+        w.seek(SeekFrom::Start(0))?;
+        w.write_all(&header)?;
+        Ok(())
+    });
+    progress.finish();
+    if !cfg.write_clean {
+        let _ = std::fs::remove_file(&clean_path);
+    }
+    pass2?;
+
+    let gt_path = out_dir.join("gt.mrc");
+    write_map(&gt_path, &gt, d, apix, "cryosplat simulate: ground truth")?;
+    let star_path = out_dir.join("particles.star");
+    write_star(&star_path, cfg, &params, "particles.mrcs")?;
+
+    let mut outputs = vec![particles_path, star_path, gt_path];
+    if cfg.write_clean {
+        outputs.push(clean_path);
+    }
+    let meta_path = out_dir.join("meta.json");
+    outputs.push(meta_path.clone());
+    let meta = serde_json::json!({
+        "program": "cryosplat simulate",
+        "version": env!("CARGO_PKG_VERSION"),
+        "seed": cfg.seed,
+        "settings": cfg,
+        "source": source_meta,
+        "count": cfg.count,
+        "box_px": d,
+        "apix": apix,
+        "snr": if cfg.snr.is_finite() { serde_json::json!(cfg.snr) } else { serde_json::json!("inf") },
+        "snr_definition": "SNR = mean over particles of the variance of the clean CTF-modulated image over the D×D box (about its mean), divided by the variance of the added white Gaussian noise",
+        "signal_variance": signal_variance,
+        "noise_sigma": noise_sigma,
+        "image_formation": "exact analytic projection of the potential's Gaussians (atomic model) or trilinear ray sums of the map, sampled at pixel points with the origin offset applied (image moved by -origin), then real(IFFT(CTF·FFT)) with RELION's CTF (CTF(0) = +Q0, white particles), then noise",
+        "gt_map_scale": "summing gt.mrc along z gives the clean projection before CTF (map value = density × apix)",
+        "defocus_convention": "rlnDefocusU = defocus + astigmatism/2, rlnDefocusV = defocus - astigmatism/2; defocus uniform in the range, astigmatism uniform in [0, max], angle uniform in [-180, 180)",
+        "particles_mean": stats.mean(),
+        "particles_rms": stats.rms(),
+        "warnings": warnings,
+        "seconds": started.elapsed().as_secs_f64(),
+        "outputs": outputs.iter().map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string_pretty(&meta).expect("meta is serialisable");
+    write_atomic(&meta_path, |w| w.write_all(text.as_bytes()))?;
+    Ok(SimulateSummary { count: cfg.count, signal_variance, noise_sigma, warnings, outputs })
+}
+
+/// Write the RELION 3.1 STAR file of a simulated set.
+fn write_star(path: &Path, cfg: &SimulateConfig, params: &[ParticleParams], stack_name: &str) -> Result<(), SimulateError> {
+    let digits = params.len().to_string().len().max(6);
+    write_atomic(path, |w| {
+        writeln!(w, "# Written by cryosplat simulate {} (seed {})", env!("CARGO_PKG_VERSION"), cfg.seed)?;
+        writeln!(w)?;
+        writeln!(w, "# version 30001")?;
+        writeln!(w)?;
+        writeln!(w, "data_optics")?;
+        writeln!(w)?;
+        writeln!(w, "loop_")?;
+        let optics = [
+            "rlnOpticsGroup",
+            "rlnOpticsGroupName",
+            "rlnAmplitudeContrast",
+            "rlnSphericalAberration",
+            "rlnVoltage",
+            "rlnImagePixelSize",
+            "rlnImageSize",
+            "rlnImageDimensionality",
+            "rlnCtfDataAreCtfPremultiplied",
+        ];
+        for (i, l) in optics.iter().enumerate() {
+            writeln!(w, "_{l} #{}", i + 1)?;
+        }
+        writeln!(
+            w,
+            "1 opticsGroup1 {:.6} {:.6} {:.6} {:.6} {} 2 0",
+            cfg.amp_contrast, cfg.cs_mm, cfg.voltage_kv, cfg.apix, cfg.box_px
+        )?;
+        writeln!(w)?;
+        writeln!(w)?;
+        writeln!(w, "# version 30001")?;
+        writeln!(w)?;
+        writeln!(w, "data_particles")?;
+        writeln!(w)?;
+        writeln!(w, "loop_")?;
+        let cols = [
+            "rlnImageName",
+            "rlnAngleRot",
+            "rlnAngleTilt",
+            "rlnAnglePsi",
+            "rlnOriginXAngst",
+            "rlnOriginYAngst",
+            "rlnDefocusU",
+            "rlnDefocusV",
+            "rlnDefocusAngle",
+            "rlnPhaseShift",
+            "rlnCtfBfactor",
+            "rlnCtfScalefactor",
+            "rlnOpticsGroup",
+            "rlnRandomSubset",
+        ];
+        for (i, l) in cols.iter().enumerate() {
+            writeln!(w, "_{l} #{}", i + 1)?;
+        }
+        for (i, p) in params.iter().enumerate() {
+            writeln!(
+                w,
+                "{:0digits$}@{stack_name} {:.6} {:.6} {:.6} {:.6} {:.6} {:.6} {:.6} {:.6} {:.6} {:.6} 1.000000 1 {}",
+                i + 1,
+                p.rot_deg,
+                p.tilt_deg,
+                p.psi_deg,
+                p.origin_a[0],
+                p.origin_a[1],
+                p.ctf.defocus_u_a,
+                p.ctf.defocus_v_a,
+                p.ctf.defocus_angle_deg,
+                p.ctf.phase_shift_deg,
+                p.ctf.bfactor_a2,
+                p.subset,
+            )?;
+        }
+        writeln!(w)
+    })?;
+    Ok(())
+}
