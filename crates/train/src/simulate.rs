@@ -206,20 +206,51 @@ pub struct ParticleCtf {
 impl ParticleCtf {
     /// `CTF(kx, ky)` with frequencies in 1/Å: `−sin γ · exp(−B s²/4)`, `CTF(0) = +Q0`.
     pub fn eval(&self, kx: f64, ky: f64) -> f64 {
+        self.prepare().eval(kx, ky)
+    }
+
+    /// The constants of the formula, computed once for many frequencies.
+    pub fn prepare(&self) -> PreparedCtf {
         let v = self.voltage_kv * 1e3;
         let lambda = 12.2643247 / (v * (1.0 + 0.978466e-6 * v)).sqrt();
         let cs = self.cs_mm * 1e7;
-        let (sa, ca) = self.defocus_angle_deg.to_radians().sin_cos();
-        // Δf(θ)·s² without atan2: ΔfU (k·u)² + ΔfV (k·v)², u = (cos φA, sin φA).
-        let ku = kx * ca + ky * sa;
-        let kv = -kx * sa + ky * ca;
-        let s2 = kx * kx + ky * ky;
+        let (sin_a, cos_a) = self.defocus_angle_deg.to_radians().sin_cos();
         let q0 = self.amp_contrast;
-        let gamma = -PI * lambda * (self.defocus_u_a * ku * ku + self.defocus_v_a * kv * kv)
-            + 0.5 * PI * cs * lambda.powi(3) * s2 * s2
-            - self.phase_shift_deg.to_radians()
-            - (q0 / (1.0 - q0 * q0).sqrt()).atan();
-        -gamma.sin() * (-self.bfactor_a2 * s2 / 4.0).exp()
+        PreparedCtf {
+            k_u: -PI * lambda * self.defocus_u_a,
+            k_v: -PI * lambda * self.defocus_v_a,
+            k_cs: 0.5 * PI * cs * lambda.powi(3),
+            phase: -self.phase_shift_deg.to_radians() - (q0 / (1.0 - q0 * q0).sqrt()).atan(),
+            sin_a,
+            cos_a,
+            b_quarter: self.bfactor_a2 / 4.0,
+        }
+    }
+}
+
+/// A [`ParticleCtf`] with its constants evaluated.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PreparedCtf {
+    k_u: f64,
+    k_v: f64,
+    k_cs: f64,
+    phase: f64,
+    sin_a: f64,
+    cos_a: f64,
+    b_quarter: f64,
+}
+
+impl PreparedCtf {
+    /// `CTF(kx, ky)` with frequencies in 1/Å.
+    #[inline]
+    pub fn eval(&self, kx: f64, ky: f64) -> f64 {
+        // Δf(θ)·s² without atan2: ΔfU (k·u)² + ΔfV (k·v)², u = (cos φA, sin φA).
+        let ku = kx * self.cos_a + ky * self.sin_a;
+        let kv = -kx * self.sin_a + ky * self.cos_a;
+        let s2 = kx * kx + ky * ky;
+        let gamma = self.k_u * ku * ku + self.k_v * kv * kv + self.k_cs * s2 * s2 + self.phase;
+        let envelope = if self.b_quarter == 0.0 { 1.0 } else { (-self.b_quarter * s2).exp() };
+        -gamma.sin() * envelope
     }
 }
 
@@ -316,6 +347,7 @@ pub fn draw_particle(cfg: &SimulateConfig, index: u64) -> ParticleParams {
 /// Apply `ctf` to the centred `d×d` image `img` (f64, in place) on the grid of `apix` Å.
 pub fn apply_ctf(img: &mut [f64], d: usize, apix: f64, ctf: &ParticleCtf, filter: &HalfPlaneFilter, scratch: &mut FilterScratch) {
     let step = 1.0 / (d as f64 * apix);
+    let ctf = ctf.prepare();
     filter.apply_even(img, |kx, ky| ctf.eval(kx as f64 * step, ky as f64 * step), scratch);
 }
 
