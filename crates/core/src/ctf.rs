@@ -1,1 +1,277 @@
-//! (in progress)
+//! The contrast transfer function, by RELION's formula and sign.
+//!
+//! ```text
+//! V (volts) = 1000·kV;  Cs (Å) = 1e7·cs_mm
+//! λ = 12.2643247 / sqrt(V·(1 + 0.978466e-6·V))                        (Å)
+//! θ = atan2(ky, kx);  Δf(θ) = ΔfU·cos²(θ − φA) + ΔfV·sin²(θ − φA)      (φA = defocus angle)
+//! γ(k) = −π·λ·Δf(θ)·s² + (π/2)·Cs·λ³·s⁴ − φps − atan(Q0 / sqrt(1 − Q0²))
+//! CTF(k) = −sin γ(k) · exp(−B·s²/4) · scale                            (CTF(0) = +Q0)
+//! ```
+//!
+//! `k = (kx, ky)` is in 1/Å and `s = |k|`; defocus is in Å (positive = underfocus), `φps` is the
+//! phase shift, `Q0` the amplitude contrast, `B` the B-factor in Å². With this sign, particles
+//! are expected "white" (protein brighter than solvent).
+//!
+//! # Grids
+//!
+//! * [`CtfParams::fill_centered`]: a `D×D` array, row `i` ↔ `ky = (i − D/2)/(D·apix)`, column `j`
+//!   ↔ `kx = (j − D/2)/(D·apix)`; DC at `[D/2][D/2]`.
+//! * [`CtfParams::fill_rfft`] / [`CtfGrid::fill_rfft`]: the **half-plane layout** of a real FFT
+//!   of an `ifftshift`ed image: `D` rows in FFT order (row `r` ↔ `ky` index `r` for `r < D/2`,
+//!   `r − D` otherwise, so the Nyquist row `D/2` is `−D/2`) and `D/2 + 1` columns (column `c` ↔
+//!   `kx` index `c`, so the Nyquist column is `+D/2`); element `r·(D/2+1) + c`.
+//!
+//! γ reaches hundreds of radians at high frequency, so it is always evaluated in f64; only
+//! the final value is stored as f32. A [`CtfGrid`] holds the per-grid constants (`s²`,
+//! `cos 2θ`, `sin 2θ`) so that filling a particle's CTF allocates nothing.
+
+/// CTF parameters of one particle (file units: kV, mm, Å, degrees, Å²).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CtfParams {
+    pub voltage_kv: f64,
+    pub cs_mm: f64,
+    /// Amplitude contrast `Q0`, in `[0, 1)`.
+    pub amp_contrast: f64,
+    pub defocus_u_a: f64,
+    pub defocus_v_a: f64,
+    pub defocus_angle_deg: f64,
+    pub phase_shift_deg: f64,
+    pub bfactor_a2: f64,
+    pub scale: f64,
+}
+
+/// An impossible CTF parameter.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("impossible CTF parameter: {0}")]
+pub struct CtfError(pub String);
+
+/// RELION's electron wavelength in Å for an acceleration voltage in kV.
+pub fn wavelength_a(voltage_kv: f64) -> f64 {
+    let v = voltage_kv * 1e3;
+    12.2643247 / (v * (1.0 + 0.978466e-6 * v)).sqrt()
+}
+
+/// Per-particle constants of the CTF, for fast evaluation.
+#[derive(Clone, Copy, Debug)]
+struct Coeffs {
+    /// γ = k1·Δf(θ)·s² + k2·s⁴ + k3, with Δf = dmean + ddiff·cos(2(θ − φA)).
+    k1: f64,
+    k2: f64,
+    k3: f64,
+    dmean: f64,
+    ddiff: f64,
+    cos2a: f64,
+    sin2a: f64,
+    b4: f64,
+    scale: f64,
+}
+
+impl CtfParams {
+    /// The CTF with no aberration: 300 kV, Cs 0, Q0 0.1, no defocus. Mostly for tests.
+    pub fn flat() -> Self {
+        CtfParams {
+            voltage_kv: 300.0,
+            cs_mm: 0.0,
+            amp_contrast: 0.1,
+            defocus_u_a: 0.0,
+            defocus_v_a: 0.0,
+            defocus_angle_deg: 0.0,
+            phase_shift_deg: 0.0,
+            bfactor_a2: 0.0,
+            scale: 1.0,
+        }
+    }
+
+    /// Check that every value is finite and physically possible: voltage > 0, `Q0` in
+    /// `[0, 1)`, scale ≠ 0. Negative defocus (overfocus) and negative Cs (corrected optics)
+    /// are allowed.
+    pub fn validate(&self) -> Result<(), CtfError> {
+        let fields = [
+            ("voltage (kV)", self.voltage_kv),
+            ("spherical aberration (mm)", self.cs_mm),
+            ("amplitude contrast", self.amp_contrast),
+            ("defocus U (Å)", self.defocus_u_a),
+            ("defocus V (Å)", self.defocus_v_a),
+            ("defocus angle (°)", self.defocus_angle_deg),
+            ("phase shift (°)", self.phase_shift_deg),
+            ("B-factor (Å²)", self.bfactor_a2),
+            ("scale", self.scale),
+        ];
+        for (name, v) in fields {
+            if !v.is_finite() {
+                return Err(CtfError(format!("{name} is {v}")));
+            }
+        }
+        if self.voltage_kv <= 0.0 {
+            return Err(CtfError(format!("voltage is {} kV; expected a positive value", self.voltage_kv)));
+        }
+        if !(0.0..1.0).contains(&self.amp_contrast) {
+            return Err(CtfError(format!("amplitude contrast is {}; expected a value in [0, 1)", self.amp_contrast)));
+        }
+        if self.scale == 0.0 {
+            return Err(CtfError("scale factor is 0".to_string()));
+        }
+        Ok(())
+    }
+
+    fn coeffs(&self) -> Coeffs {
+        let lambda = wavelength_a(self.voltage_kv);
+        let cs_a = self.cs_mm * 1e7;
+        let q0 = self.amp_contrast;
+        let a = self.defocus_angle_deg.to_radians();
+        Coeffs {
+            k1: -std::f64::consts::PI * lambda,
+            k2: std::f64::consts::FRAC_PI_2 * cs_a * lambda.powi(3),
+            k3: -self.phase_shift_deg.to_radians() - (q0 / (1.0 - q0 * q0).sqrt()).atan(),
+            dmean: 0.5 * (self.defocus_u_a + self.defocus_v_a),
+            ddiff: 0.5 * (self.defocus_u_a - self.defocus_v_a),
+            cos2a: (2.0 * a).cos(),
+            sin2a: (2.0 * a).sin(),
+            b4: self.bfactor_a2 / 4.0,
+            scale: self.scale,
+        }
+    }
+
+    /// The CTF at spatial frequency `(kx, ky)` in 1/Å.
+    pub fn eval(&self, kx: f64, ky: f64) -> f64 {
+        let s2 = kx * kx + ky * ky;
+        let (c2t, s2t) = cos_sin_2theta(kx, ky);
+        eval_coeffs(&self.coeffs(), s2, c2t, s2t)
+    }
+
+    /// Fill a centred `D×D` array (see the module docs).
+    pub fn fill_centered(&self, d: usize, apix: f64, out: &mut [f32]) {
+        assert_eq!(out.len(), d * d, "fill_centered: buffer of {} for D = {d}", out.len());
+        let c = self.coeffs();
+        let h = (d / 2) as f64;
+        let inv = 1.0 / (d as f64 * apix);
+        for i in 0..d {
+            let ky = (i as f64 - h) * inv;
+            for j in 0..d {
+                let kx = (j as f64 - h) * inv;
+                let (c2t, s2t) = cos_sin_2theta(kx, ky);
+                out[i * d + j] = eval_coeffs(&c, kx * kx + ky * ky, c2t, s2t) as f32;
+            }
+        }
+    }
+
+    /// Fill the half-plane layout (see the module docs). Builds the grid constants on each
+    /// call; use a [`CtfGrid`] to fill many particles without recomputing them.
+    pub fn fill_rfft(&self, d: usize, apix: f64, out: &mut [f32]) {
+        CtfGrid::new(d, apix).fill_rfft(self, out);
+    }
+}
+
+#[inline]
+fn cos_sin_2theta(kx: f64, ky: f64) -> (f64, f64) {
+    let s2 = kx * kx + ky * ky;
+    if s2 > 0.0 {
+        ((kx * kx - ky * ky) / s2, 2.0 * kx * ky / s2)
+    } else {
+        (1.0, 0.0)
+    }
+}
+
+#[inline]
+fn eval_coeffs(c: &Coeffs, s2: f64, cos2t: f64, sin2t: f64) -> f64 {
+    // cos(2(θ − φA)) = cos2θ·cos2φA + sin2θ·sin2φA.
+    let df = c.dmean + c.ddiff * (cos2t * c.cos2a + sin2t * c.sin2a);
+    let gamma = c.k1 * df * s2 + c.k2 * s2 * s2 + c.k3;
+    let env = if c.b4 != 0.0 { (-c.b4 * s2).exp() } else { 1.0 };
+    -gamma.sin() * env * c.scale
+}
+
+/// Per-grid constants for the half-plane layout of one box size and pixel size.
+#[derive(Clone, Debug)]
+pub struct CtfGrid {
+    d: usize,
+    apix: f64,
+    s2: Vec<f64>,
+    cos2t: Vec<f64>,
+    sin2t: Vec<f64>,
+}
+
+impl CtfGrid {
+    /// Constants for a `D×D` image with pixel size `apix` Å.
+    pub fn new(d: usize, apix: f64) -> Self {
+        let w = d / 2 + 1;
+        let inv = 1.0 / (d as f64 * apix);
+        let mut s2 = Vec::with_capacity(d * w);
+        let mut cos2t = Vec::with_capacity(d * w);
+        let mut sin2t = Vec::with_capacity(d * w);
+        for r in 0..d {
+            let fy = if r < d / 2 { r as f64 } else { r as f64 - d as f64 };
+            let ky = fy * inv;
+            for c in 0..w {
+                let kx = c as f64 * inv;
+                let (a, b) = cos_sin_2theta(kx, ky);
+                s2.push(kx * kx + ky * ky);
+                cos2t.push(a);
+                sin2t.push(b);
+            }
+        }
+        CtfGrid { d, apix, s2, cos2t, sin2t }
+    }
+
+    pub fn d(&self) -> usize {
+        self.d
+    }
+    pub fn apix(&self) -> f64 {
+        self.apix
+    }
+    /// Number of values in the half-plane layout: `D·(D/2+1)`.
+    pub fn len(&self) -> usize {
+        self.s2.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.s2.is_empty()
+    }
+
+    /// Fill the half-plane CTF of one particle without allocating.
+    pub fn fill_rfft(&self, p: &CtfParams, out: &mut [f32]) {
+        assert_eq!(out.len(), self.s2.len(), "fill_rfft: buffer of {} for D = {}", out.len(), self.d);
+        let c = p.coeffs();
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = eval_coeffs(&c, self.s2[k], self.cos2t[k], self.sin2t[k]) as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dc_is_plus_q0_and_phase_plate() {
+        let mut p = CtfParams { defocus_u_a: 15000.0, defocus_v_a: 14000.0, cs_mm: 2.7, ..CtfParams::flat() };
+        assert!((p.eval(0.0, 0.0) - 0.1).abs() < 1e-12);
+        p.phase_shift_deg = 90.0;
+        assert!((p.eval(0.0, 0.0) - (0.1f64).asin().cos()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn rfft_layout_matches_centered() {
+        let p = CtfParams { defocus_u_a: 12000.0, defocus_v_a: 9000.0, defocus_angle_deg: 33.0, cs_mm: 2.0, bfactor_a2: 50.0, ..CtfParams::flat() };
+        let d = 16;
+        let mut full = vec![0.0; d * d];
+        p.fill_centered(d, 1.3, &mut full);
+        let mut half = vec![0.0; d * (d / 2 + 1)];
+        p.fill_rfft(d, 1.3, &mut half);
+        for r in 0..d {
+            let fy = if r < d / 2 { r as isize } else { r as isize - d as isize };
+            for c in 0..d / 2 {
+                let i = (fy + (d / 2) as isize) as usize;
+                let j = c + d / 2;
+                assert_eq!(half[r * (d / 2 + 1) + c], full[i * d + j]);
+            }
+        }
+    }
+
+    #[test]
+    fn validation() {
+        assert!(CtfParams::flat().validate().is_ok());
+        assert!(CtfParams { voltage_kv: 0.0, ..CtfParams::flat() }.validate().is_err());
+        assert!(CtfParams { amp_contrast: 1.0, ..CtfParams::flat() }.validate().is_err());
+        assert!(CtfParams { defocus_u_a: f64::NAN, ..CtfParams::flat() }.validate().unwrap_err().0.contains("defocus U"));
+    }
+}
