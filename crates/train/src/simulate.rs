@@ -53,12 +53,12 @@ use cryosplat_core::projector::{project_volume, splat_isotropic, trilinear, Filt
 use cryosplat_core::rng::Rng;
 use cryosplat_core::voxel::{voxelize_a, DEFAULT_CUTOFF_SIGMA};
 use cryosplat_formats::atomic::write_atomic;
+use cryosplat_formats::mrc::{write_volume, MrcFile, StackWriter, StatsAccumulator, WriteOptions};
 use cryosplat_formats::FormatError;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::f64::consts::PI;
-use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// What to simulate from.
@@ -443,106 +443,6 @@ pub fn resample_map(data: &[f32], d_in: usize, apix_in: f64, d: usize, apix: f64
     out
 }
 
-/// MRC2014 header for a float32 map (`ispg` 1, `mz = nz`) or image stack (`ispg` 0, `mz = 1`).
-fn mrc_header(n: [usize; 3], apix: f64, stack: bool, stats: &Stats, label: &str) -> Vec<u8> {
-    let mut h = vec![0u8; 1024];
-    let put_i = |h: &mut [u8], w: usize, v: i32| h[4 * w..4 * w + 4].copy_from_slice(&v.to_le_bytes());
-    let put_f = |h: &mut [u8], w: usize, v: f32| h[4 * w..4 * w + 4].copy_from_slice(&v.to_le_bytes());
-    for (w, &v) in n.iter().enumerate() {
-        put_i(&mut h, w, v as i32);
-    }
-    put_i(&mut h, 3, 2);
-    let mz = if stack { 1 } else { n[2] };
-    put_i(&mut h, 7, n[0] as i32);
-    put_i(&mut h, 8, n[1] as i32);
-    put_i(&mut h, 9, mz as i32);
-    put_f(&mut h, 10, (n[0] as f64 * apix) as f32);
-    put_f(&mut h, 11, (n[1] as f64 * apix) as f32);
-    put_f(&mut h, 12, (mz as f64 * apix) as f32);
-    for w in 13..16 {
-        put_f(&mut h, w, 90.0);
-    }
-    put_i(&mut h, 16, 1);
-    put_i(&mut h, 17, 2);
-    put_i(&mut h, 18, 3);
-    put_f(&mut h, 19, stats.min as f32);
-    put_f(&mut h, 20, stats.max as f32);
-    put_f(&mut h, 21, stats.mean() as f32);
-    put_i(&mut h, 22, if stack { 0 } else { 1 });
-    put_i(&mut h, 27, 20140);
-    h[208..212].copy_from_slice(b"MAP ");
-    h[212..216].copy_from_slice(&[0x44, 0x44, 0, 0]);
-    put_f(&mut h, 54, stats.rms() as f32);
-    put_i(&mut h, 55, 1);
-    let lb = label.as_bytes();
-    let n_lb = lb.len().min(80);
-    h[224..224 + n_lb].copy_from_slice(&lb[..n_lb]);
-    for b in h[224 + n_lb..304].iter_mut() {
-        *b = b' ';
-    }
-    h
-}
-
-/// Running min, max, mean and RMS deviation of pixel values (f64 sums in a fixed order).
-#[derive(Clone, Copy, Debug)]
-struct Stats {
-    min: f64,
-    max: f64,
-    sum: f64,
-    sum2: f64,
-    n: f64,
-}
-
-impl Stats {
-    fn new() -> Self {
-        Stats { min: f64::INFINITY, max: f64::NEG_INFINITY, sum: 0.0, sum2: 0.0, n: 0.0 }
-    }
-    fn add(&mut self, v: &[f32]) {
-        for &x in v {
-            let x = x as f64;
-            self.min = self.min.min(x);
-            self.max = self.max.max(x);
-            self.sum += x;
-            self.sum2 += x * x;
-        }
-        self.n += v.len() as f64;
-    }
-    fn mean(&self) -> f64 {
-        if self.n > 0.0 {
-            self.sum / self.n
-        } else {
-            0.0
-        }
-    }
-    fn rms(&self) -> f64 {
-        if self.n > 0.0 {
-            (self.sum2 / self.n - self.mean() * self.mean()).max(0.0).sqrt()
-        } else {
-            0.0
-        }
-    }
-}
-
-fn write_f32s(w: &mut impl Write, v: &[f32]) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(4 * v.len());
-    for x in v {
-        buf.extend_from_slice(&x.to_le_bytes());
-    }
-    w.write_all(&buf)
-}
-
-/// Write a `d³` float32 map atomically.
-pub fn write_map(path: &Path, data: &[f32], d: usize, apix: f64, label: &str) -> Result<(), SimulateError> {
-    let mut stats = Stats::new();
-    stats.add(data);
-    let header = mrc_header([d, d, d], apix, false, &stats, label);
-    write_atomic(path, |w| {
-        w.write_all(&header)?;
-        write_f32s(w, data)
-    })?;
-    Ok(())
-}
-
 /// Particles per chunk: the unit of writing; each chunk is computed in parallel.
 const CHUNK: usize = 128;
 
@@ -642,60 +542,47 @@ pub fn simulate(
     let filter = HalfPlaneFilter::new(d);
     let npix = d * d;
 
-    // Pass 1: clean images, their variances, written to clean.mrcs (kept or not).
-    let clean_path = out_dir.join(if cfg.write_clean { "clean.mrcs".to_string() } else { format!(".clean.{}.tmp", std::process::id()) });
+    // Pass 1: clean images and their variances, written to clean.mrcs (kept or not).
+    let clean_path =
+        out_dir.join(if cfg.write_clean { "clean.mrcs".to_string() } else { format!(".clean.{}.tmp.mrcs", std::process::id()) });
+    let opts = |label: &str| WriteOptions { label: format!("cryosplat simulate: {label}"), ..Default::default() };
     let mut variances = vec![0.0f64; cfg.count];
-    let mut clean_stats = Stats::new();
     progress.start("projecting", cfg.count as u64);
-    let pass1 = (|| -> std::io::Result<()> {
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, File::create(&clean_path)?);
-        w.write_all(&[0u8; 1024])?;
-        let mut chunk = vec![0.0f32; CHUNK * npix];
-        for start in (0..cfg.count).step_by(CHUNK) {
-            let n = CHUNK.min(cfg.count - start);
-            chunk[..n * npix]
-                .par_chunks_mut(npix)
-                .zip(variances[start..start + n].par_iter_mut())
-                .enumerate()
-                .for_each_init(
-                    || (SplatScratch::default(), filter.scratch(), vec![0.0f64; npix], vec![0.0f32; npix]),
-                    |(splat, fscr, img, proj), (k, (out, var))| {
-                        let p = &params[start + k];
-                        match &scene {
-                            Scene::Gaussians(gs) => {
-                                img.iter_mut().for_each(|v| *v = 0.0);
-                                splat_isotropic(gs, &p.rot, p.origin_a, d, apix, DEFAULT_CUTOFF_SIGMA, splat, img);
-                            }
-                            Scene::Map(map) => {
-                                project_volume(map, d, &p.rot, [p.origin_a[0] / apix, p.origin_a[1] / apix], cfg.oversample, proj);
-                                for (a, &b) in img.iter_mut().zip(proj.iter()) {
-                                    *a = b as f64;
-                                }
-                            }
+    let mut writer = StackWriter::create(&clean_path, d, d, apix, opts("clean CTF-modulated images"))?;
+    let mut chunk = vec![0.0f32; CHUNK * npix];
+    for start in (0..cfg.count).step_by(CHUNK) {
+        let n = CHUNK.min(cfg.count - start);
+        chunk[..n * npix].par_chunks_mut(npix).zip(variances[start..start + n].par_iter_mut()).enumerate().for_each_init(
+            || (SplatScratch::default(), filter.scratch(), vec![0.0f64; npix], vec![0.0f32; npix]),
+            |(splat, fscr, img, proj), (k, (out, var))| {
+                let p = &params[start + k];
+                match &scene {
+                    Scene::Gaussians(gs) => {
+                        img.iter_mut().for_each(|v| *v = 0.0);
+                        splat_isotropic(gs, &p.rot, p.origin_a, d, apix, DEFAULT_CUTOFF_SIGMA, splat, img);
+                    }
+                    Scene::Map(map) => {
+                        project_volume(map, d, &p.rot, [p.origin_a[0] / apix, p.origin_a[1] / apix], cfg.oversample, proj);
+                        for (a, &b) in img.iter_mut().zip(proj.iter()) {
+                            *a = b as f64;
                         }
-                        apply_ctf(img, d, apix, &p.ctf, &filter, fscr);
-                        let mean = img.iter().sum::<f64>() / npix as f64;
-                        *var = img.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / npix as f64;
-                        for (o, &v) in out.iter_mut().zip(img.iter()) {
-                            *o = v as f32;
-                        }
-                    },
-                );
-            clean_stats.add(&chunk[..n * npix]);
-            write_f32s(&mut w, &chunk[..n * npix])?;
-            progress.inc(n as u64);
+                    }
+                }
+                apply_ctf(img, d, apix, &p.ctf, &filter, fscr);
+                let mean = img.iter().sum::<f64>() / npix as f64;
+                *var = img.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / npix as f64;
+                for (o, &v) in out.iter_mut().zip(img.iter()) {
+                    *o = v as f32;
+                }
+            },
+        );
+        for img in chunk[..n * npix].chunks_exact(npix) {
+            writer.push(img)?;
         }
-        let header = mrc_header([d, d, cfg.count], apix, true, &clean_stats, "cryosplat simulate: clean CTF-modulated images");
-        w.seek(SeekFrom::Start(0))?;
-        w.write_all(&header)?;
-        w.flush()?;
-        w.get_ref().sync_all()
-    })();
-    progress.finish();
-    if let Err(e) = pass1 {
-        let _ = std::fs::remove_file(&clean_path);
-        return Err(io_err(&clean_path, e));
+        progress.inc(n as u64);
     }
+    writer.finish()?;
+    progress.finish();
 
     let signal_variance = variances.iter().sum::<f64>() / cfg.count as f64;
     let noise_sigma = if cfg.snr.is_infinite() { 0.0 } else { (signal_variance / cfg.snr).sqrt() };
@@ -706,43 +593,41 @@ pub fn simulate(
     // Pass 2: noise, streamed from the clean stack into particles.mrcs.
     let noise_seed = Rng::new(cfg.seed ^ 0x6E6F_6973_655F_7365).next_u64();
     let particles_path = out_dir.join("particles.mrcs");
-    let mut stats = Stats::new();
+    let mut stats = StatsAccumulator::default();
     progress.start("adding noise", cfg.count as u64);
-    let pass2 = write_atomic(&particles_path, |w| {
-        let mut r = BufReader::with_capacity(1 << 20, File::open(&clean_path)?);
-        r.seek(SeekFrom::Start(1024))?;
-        w.write_all(&[0u8; 1024])?;
-        let mut bytes = vec![0u8; CHUNK * npix * 4];
-        let mut chunk = vec![0.0f32; CHUNK * npix];
+    let pass2 = (|| -> Result<(), SimulateError> {
+        let clean = MrcFile::open(&clean_path)?;
+        let mut writer = StackWriter::create(&particles_path, d, d, apix, opts("particles"))?;
         for start in (0..cfg.count).step_by(CHUNK) {
             let n = CHUNK.min(cfg.count - start);
-            r.read_exact(&mut bytes[..n * npix * 4])?;
-            chunk[..n * npix].par_chunks_mut(npix).zip(bytes[..n * npix * 4].par_chunks(npix * 4)).enumerate().for_each(
-                |(k, (out, raw))| {
+            chunk[..n * npix].par_chunks_mut(npix).enumerate().try_for_each(|(k, out)| {
+                clean.read_image(start + k, out)?;
+                if noise_sigma > 0.0 {
                     let mut rng = Rng::stream(noise_seed, (start + k) as u64);
-                    for (o, b) in out.iter_mut().zip(raw.chunks_exact(4)) {
-                        let clean = f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64;
-                        *o = if noise_sigma > 0.0 { (clean + noise_sigma * rng.normal()) as f32 } else { clean as f32 };
+                    for o in out.iter_mut() {
+                        *o = (*o as f64 + noise_sigma * rng.normal()) as f32;
                     }
-                },
-            );
+                }
+                Ok::<(), FormatError>(())
+            })?;
             stats.add(&chunk[..n * npix]);
-            write_f32s(w, &chunk[..n * npix])?;
+            for img in chunk[..n * npix].chunks_exact(npix) {
+                writer.push(img)?;
+            }
             progress.inc(n as u64);
         }
-        let header = mrc_header([d, d, cfg.count], apix, true, &stats, "cryosplat simulate: particles");
-        w.seek(SeekFrom::Start(0))?;
-        w.write_all(&header)?;
+        writer.finish()?;
         Ok(())
-    });
+    })();
     progress.finish();
     if !cfg.write_clean {
         let _ = std::fs::remove_file(&clean_path);
     }
     pass2?;
+    let stats = stats.finish();
 
     let gt_path = out_dir.join("gt.mrc");
-    write_map(&gt_path, &gt, d, apix, "cryosplat simulate: ground truth")?;
+    write_volume(&gt_path, &gt, [d, d, d], apix, &opts("ground truth"))?;
     let star_path = out_dir.join("particles.star");
     write_star(&star_path, cfg, &params, "particles.mrcs")?;
 
@@ -768,8 +653,8 @@ pub fn simulate(
         "image_formation": "exact analytic projection of the potential's Gaussians (atomic model) or trilinear ray sums of the map, sampled at pixel points with the origin offset applied (image moved by -origin), then real(IFFT(CTF·FFT)) with RELION's CTF (CTF(0) = +Q0, white particles), then noise",
         "gt_map_scale": "summing gt.mrc along z gives the clean projection before CTF (map value = density × apix)",
         "defocus_convention": "rlnDefocusU = defocus + astigmatism/2, rlnDefocusV = defocus - astigmatism/2; defocus uniform in the range, astigmatism uniform in [0, max], angle uniform in [-180, 180)",
-        "particles_mean": stats.mean(),
-        "particles_rms": stats.rms(),
+        "particles_mean": stats.mean,
+        "particles_std": stats.std,
         "warnings": warnings,
         "seconds": started.elapsed().as_secs_f64(),
         "outputs": outputs.iter().map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()).collect::<Vec<_>>(),

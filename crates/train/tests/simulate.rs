@@ -65,17 +65,14 @@ fn euler_angles_match_relion() {
     }
 }
 
-/// Minimal MRC reader (little-endian float32): (nx, ny, nz, ispg, data).
+/// Read with the project's MRC reader: (nx, ny, nz, ispg, data), checking the MRC2014 marks.
 fn read_mrc(path: &Path) -> (usize, usize, usize, i32, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap();
-    let word = |i: usize| i32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
-    assert_eq!(word(3), 2);
-    assert_eq!(&bytes[208..212], b"MAP ");
-    assert_eq!(word(27), 20140);
-    let (nx, ny, nz) = (word(0) as usize, word(1) as usize, word(2) as usize);
-    assert_eq!(bytes.len(), 1024 + 4 * nx * ny * nz);
-    let data = bytes[1024..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-    (nx, ny, nz, word(22), data)
+    let f = cryosplat_formats::mrc::MrcFile::open(path).unwrap();
+    let h = f.header();
+    assert_eq!(h.nversion, 20140);
+    assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+    assert!((h.apix.unwrap() - (h.cella[0] as f64 / h.mxyz[0] as f64)).abs() < 1e-6);
+    (h.nx, h.ny, h.nz, h.ispg, f.read_all().unwrap())
 }
 
 /// Particle rows of a STAR file as label → value maps (minimal parser for our own output).

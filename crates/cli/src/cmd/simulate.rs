@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Atomic model (.pdb, .ent, .cif, .mmcif) or cubic map (.mrc, .map; little-endian, modes
-    /// 0, 1, 2, 6).
+    /// Atomic model (.pdb, .ent, .cif, .mmcif) or cubic map (.mrc, .map).
     pub input: PathBuf,
     /// Output folder (created if missing): particles.mrcs, particles.star, gt.mrc, meta.json.
     #[arg(short, long)]
@@ -339,44 +338,13 @@ fn finish_cif(path: &Path, atoms: Vec<Atom>) -> Result<Vec<Atom>> {
 
 /// A cubic map: (values x fastest, size, pixel size in Å if the header gives one).
 fn read_map(path: &Path) -> Result<(Vec<f32>, usize, Option<f64>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if bytes.len() < 1024 {
-        bail!("{}: {} bytes, shorter than an MRC header", path.display(), bytes.len());
+    let f = cryosplat_formats::mrc::MrcFile::open(path)?;
+    let h = f.header();
+    for w in &h.warnings {
+        tracing::warn!("{}: {w}", path.display());
     }
-    if bytes[212] == 0x11 {
-        bail!("{}: big-endian MRC files are not supported here", path.display());
+    if h.nx != h.ny || h.ny != h.nz {
+        bail!("{}: map of {}×{}×{}: a cubic map is needed", path.display(), h.nx, h.ny, h.nz);
     }
-    let word = |w: usize| i32::from_le_bytes(bytes[4 * w..4 * w + 4].try_into().expect("4 bytes"));
-    let real = |w: usize| f32::from_le_bytes(bytes[4 * w..4 * w + 4].try_into().expect("4 bytes"));
-    let (nx, ny, nz, mode) = (word(0), word(1), word(2), word(3));
-    if nx <= 0 || nx != ny || ny != nz {
-        bail!("{}: map of {nx}×{ny}×{nz}: a cubic map is needed", path.display());
-    }
-    let d = nx as usize;
-    let start = 1024 + word(23).max(0) as usize;
-    let n = d * d * d;
-    let size = match mode {
-        0 => 1,
-        1 => 2,
-        2 => 4,
-        6 => 2,
-        m => bail!("{}: at byte 12: MRC mode {m} not supported for maps (0, 1, 2, 6)", path.display()),
-    };
-    if bytes.len() < start + n * size {
-        bail!("{}: {} bytes, but a {d}³ map of mode {mode} needs {}", path.display(), bytes.len(), start + n * size);
-    }
-    let raw = &bytes[start..start + n * size];
-    let data: Vec<f32> = match mode {
-        0 => raw.iter().map(|&b| b as i8 as f32).collect(),
-        1 => raw.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]]) as f32).collect(),
-        6 => raw.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]) as f32).collect(),
-        _ => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-    };
-    if let Some(p) = data.iter().position(|v| !v.is_finite()) {
-        bail!("{}: non-finite value at voxel {p}", path.display());
-    }
-    let mx = word(7);
-    let cella = real(10) as f64;
-    let apix = (mx > 0 && cella.is_finite() && cella > 0.0).then(|| cella / mx as f64);
-    Ok((data, d, apix))
+    Ok((f.read_all()?, h.nx, h.apix))
 }
