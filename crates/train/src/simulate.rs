@@ -46,11 +46,13 @@
 //! * `clean.mrcs` (with `write_clean`): the CTF-modulated images before noise.
 
 use crate::progress::Progress;
+use cryosplat_core::ctf::{wavelength_a, CtfParams};
 use cryosplat_core::gaussian::GaussianA;
 use cryosplat_core::pose::Mat3;
 use cryosplat_core::potential::{atomic_potential, Atom, Centering, PotentialError, PotentialOptions};
 use cryosplat_core::projector::{project_volume, splat_isotropic, trilinear, FilterScratch, HalfPlaneFilter, IsoGaussian, SplatScratch};
 use cryosplat_core::rng::Rng;
+use cryosplat_core::rotation::euler_to_matrix;
 use cryosplat_core::voxel::{voxelize_a, DEFAULT_CUTOFF_SIGMA};
 use cryosplat_formats::atomic::write_atomic;
 use cryosplat_formats::mrc::{write_volume, MrcFile, StackWriter, StatsAccumulator, WriteOptions};
@@ -185,50 +187,14 @@ pub struct ParticleParams {
     pub rot: Mat3,
     /// Origin offset in Å (`rlnOriginXAngst`, `rlnOriginYAngst`).
     pub origin_a: [f64; 2],
-    pub ctf: ParticleCtf,
+    pub ctf: CtfParams,
     /// Half set, 1 or 2.
     pub subset: u8,
 }
 
-/// A particle's CTF (RELION's formula and sign; see the project's conventions).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
-pub struct ParticleCtf {
-    pub voltage_kv: f64,
-    pub cs_mm: f64,
-    pub amp_contrast: f64,
-    pub defocus_u_a: f64,
-    pub defocus_v_a: f64,
-    pub defocus_angle_deg: f64,
-    pub phase_shift_deg: f64,
-    pub bfactor_a2: f64,
-}
-
-impl ParticleCtf {
-    /// `CTF(kx, ky)` with frequencies in 1/Å: `−sin γ · exp(−B s²/4)`, `CTF(0) = +Q0`.
-    pub fn eval(&self, kx: f64, ky: f64) -> f64 {
-        self.prepare().eval(kx, ky)
-    }
-
-    /// The constants of the formula, computed once for many frequencies.
-    pub fn prepare(&self) -> PreparedCtf {
-        let v = self.voltage_kv * 1e3;
-        let lambda = 12.2643247 / (v * (1.0 + 0.978466e-6 * v)).sqrt();
-        let cs = self.cs_mm * 1e7;
-        let (sin_a, cos_a) = self.defocus_angle_deg.to_radians().sin_cos();
-        let q0 = self.amp_contrast;
-        PreparedCtf {
-            k_u: -PI * lambda * self.defocus_u_a,
-            k_v: -PI * lambda * self.defocus_v_a,
-            k_cs: 0.5 * PI * cs * lambda.powi(3),
-            phase: -self.phase_shift_deg.to_radians() - (q0 / (1.0 - q0 * q0).sqrt()).atan(),
-            sin_a,
-            cos_a,
-            b_quarter: self.bfactor_a2 / 4.0,
-        }
-    }
-}
-
-/// A [`ParticleCtf`] with its constants evaluated.
+/// [`CtfParams`] with the constants of RELION's formula evaluated once, for the many
+/// frequencies of one particle (the same formula as [`CtfParams::eval`], which the tests
+/// check; evaluated without `atan2`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PreparedCtf {
     k_u: f64,
@@ -238,33 +204,38 @@ pub struct PreparedCtf {
     sin_a: f64,
     cos_a: f64,
     b_quarter: f64,
+    scale: f64,
 }
 
 impl PreparedCtf {
+    pub fn new(p: &CtfParams) -> Self {
+        let lambda = wavelength_a(p.voltage_kv);
+        let cs = p.cs_mm * 1e7;
+        let (sin_a, cos_a) = p.defocus_angle_deg.to_radians().sin_cos();
+        let q0 = p.amp_contrast;
+        PreparedCtf {
+            k_u: -PI * lambda * p.defocus_u_a,
+            k_v: -PI * lambda * p.defocus_v_a,
+            k_cs: 0.5 * PI * cs * lambda.powi(3),
+            phase: -p.phase_shift_deg.to_radians() - (q0 / (1.0 - q0 * q0).sqrt()).atan(),
+            sin_a,
+            cos_a,
+            b_quarter: p.bfactor_a2 / 4.0,
+            scale: p.scale,
+        }
+    }
+
     /// `CTF(kx, ky)` with frequencies in 1/Å.
     #[inline]
     pub fn eval(&self, kx: f64, ky: f64) -> f64 {
-        // Δf(θ)·s² without atan2: ΔfU (k·u)² + ΔfV (k·v)², u = (cos φA, sin φA).
+        // Δf(θ)·s² = ΔfU (k·u)² + ΔfV (k·v)² with u = (cos φA, sin φA), v ⟂ u.
         let ku = kx * self.cos_a + ky * self.sin_a;
         let kv = -kx * self.sin_a + ky * self.cos_a;
         let s2 = kx * kx + ky * ky;
         let gamma = self.k_u * ku * ku + self.k_v * kv * kv + self.k_cs * s2 * s2 + self.phase;
         let envelope = if self.b_quarter == 0.0 { 1.0 } else { (-self.b_quarter * s2).exp() };
-        -gamma.sin() * envelope
+        -gamma.sin() * envelope * self.scale
     }
-}
-
-/// RELION's `A = Rz(ψ)·Ry(θ)·Rz(φ)` from Euler angles in degrees.
-pub fn euler_to_matrix(rot_deg: f64, tilt_deg: f64, psi_deg: f64) -> Mat3 {
-    let (sa, ca) = rot_deg.to_radians().sin_cos();
-    let (sb, cb) = tilt_deg.to_radians().sin_cos();
-    let (sg, cg) = psi_deg.to_radians().sin_cos();
-    let (cc, cs, sc, ss) = (cb * ca, cb * sa, sb * ca, sb * sa);
-    [
-        [cg * cc - sg * sa, cg * cs + sg * ca, -cg * sb],
-        [-sg * cc - cg * sa, -sg * cs + cg * ca, sg * sb],
-        [sc, ss, cb],
-    ]
 }
 
 /// Round to the 6 decimals written to the STAR file.
@@ -330,7 +301,7 @@ pub fn draw_particle(cfg: &SimulateConfig, index: u64) -> ParticleParams {
         psi_deg,
         rot: euler_to_matrix(rot_deg, tilt_deg, psi_deg),
         origin_a,
-        ctf: ParticleCtf {
+        ctf: CtfParams {
             voltage_kv: cfg.voltage_kv,
             cs_mm: cfg.cs_mm,
             amp_contrast: cfg.amp_contrast,
@@ -339,15 +310,16 @@ pub fn draw_particle(cfg: &SimulateConfig, index: u64) -> ParticleParams {
             defocus_angle_deg: r6(astig_angle),
             phase_shift_deg: 0.0,
             bfactor_a2: cfg.ctf_bfactor_a2,
+            scale: 1.0,
         },
         subset,
     }
 }
 
 /// Apply `ctf` to the centred `d×d` image `img` (f64, in place) on the grid of `apix` Å.
-pub fn apply_ctf(img: &mut [f64], d: usize, apix: f64, ctf: &ParticleCtf, filter: &HalfPlaneFilter, scratch: &mut FilterScratch) {
+pub fn apply_ctf(img: &mut [f64], d: usize, apix: f64, ctf: &CtfParams, filter: &HalfPlaneFilter, scratch: &mut FilterScratch) {
     let step = 1.0 / (d as f64 * apix);
-    let ctf = ctf.prepare();
+    let ctf = PreparedCtf::new(ctf);
     filter.apply_even(img, |kx, ky| ctf.eval(kx as f64 * step, ky as f64 * step), scratch);
 }
 
@@ -406,6 +378,20 @@ fn validate(cfg: &SimulateConfig) -> Result<(), SimulateError> {
     }
     if !cfg.ctf_bfactor_a2.is_finite() || !cfg.bfactor_a2.is_finite() {
         return bad("B-factors must be finite".into());
+    }
+    let sample = CtfParams {
+        voltage_kv: cfg.voltage_kv,
+        cs_mm: cfg.cs_mm,
+        amp_contrast: cfg.amp_contrast,
+        defocus_u_a: cfg.defocus_max_um * 1e4,
+        defocus_v_a: cfg.defocus_min_um * 1e4,
+        defocus_angle_deg: 0.0,
+        phase_shift_deg: 0.0,
+        bfactor_a2: cfg.ctf_bfactor_a2,
+        scale: 1.0,
+    };
+    if let Err(e) = sample.validate() {
+        return bad(e.to_string());
     }
     if cfg.oversample == 0 || cfg.oversample > 16 {
         return bad(format!("oversampling {}: expected 1 to 16", cfg.oversample));

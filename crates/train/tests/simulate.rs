@@ -9,9 +9,10 @@ use cryosplat_core::projector::{project_volume, HalfPlaneFilter};
 use cryosplat_core::reference::image_a;
 use cryosplat_core::rng::Rng;
 use cryosplat_train::progress::NoProgress;
+use cryosplat_core::ctf::CtfParams;
+use cryosplat_core::rotation::euler_to_matrix;
 use cryosplat_train::simulate::{
-    apply_ctf, draw_particle, euler_to_matrix, simulate, ParticleCtf, PreferredOrientation, SimulateConfig, SimulateError,
-    Source,
+    apply_ctf, draw_particle, simulate, PreparedCtf, PreferredOrientation, SimulateConfig, SimulateError, Source,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -23,13 +24,13 @@ fn json(path: &str) -> Value {
 }
 
 #[test]
-fn ctf_matches_the_reference_cases() {
+fn prepared_ctf_matches_the_reference_cases_and_the_core_ctf() {
     let cases = json(&format!("{REF}ctf_cases.json"));
     let cases = cases.get("cases").and_then(|c| c.as_array()).cloned().unwrap_or_else(|| cases.as_array().unwrap().clone());
     assert_eq!(cases.len(), 25);
     for c in &cases {
         let f = |k: &str| c[k].as_f64().unwrap();
-        let ctf = ParticleCtf {
+        let params = CtfParams {
             voltage_kv: f("voltage_kv"),
             cs_mm: f("cs_mm"),
             amp_contrast: f("amplitude_contrast"),
@@ -38,7 +39,9 @@ fn ctf_matches_the_reference_cases() {
             defocus_angle_deg: f("defocus_angle_deg"),
             phase_shift_deg: f("phase_shift_deg"),
             bfactor_a2: f("bfactor_A2"),
+            scale: f("scale"),
         };
+        let ctf = PreparedCtf::new(&params);
         let d = c["D"].as_u64().unwrap() as usize;
         let apix = f("apix");
         for i in 0..d {
@@ -47,19 +50,7 @@ fn ctf_matches_the_reference_cases() {
                 let ky = (i as f64 - (d / 2) as f64) / (d as f64 * apix);
                 let want = c["ctf"][i][j].as_f64().unwrap();
                 assert!((ctf.eval(kx, ky) - want).abs() < 1e-12, "case {}: ({i}, {j})", c["id"]);
-            }
-        }
-    }
-}
-
-#[test]
-fn euler_angles_match_relion() {
-    let r = json(&format!("{REF}rotations.json"));
-    for e in r["euler_to_matrix"].as_array().unwrap() {
-        let a = euler_to_matrix(e["rot"].as_f64().unwrap(), e["tilt"].as_f64().unwrap(), e["psi"].as_f64().unwrap());
-        for i in 0..3 {
-            for j in 0..3 {
-                assert!((a[i][j] - e["A"][i][j].as_f64().unwrap()).abs() < 1e-12);
+                assert!((ctf.eval(kx, ky) - params.eval(kx, ky)).abs() < 1e-12);
             }
         }
     }
@@ -166,7 +157,7 @@ fn clean_images_equal_the_reference_projector_and_noise_has_the_requested_snr() 
             rot: euler_to_matrix(v("rlnAngleRot"), v("rlnAngleTilt"), v("rlnAnglePsi")),
             origin_a: [v("rlnOriginXAngst"), v("rlnOriginYAngst")],
         };
-        let ctf = ParticleCtf {
+        let ctf = CtfParams {
             voltage_kv: 300.0,
             cs_mm: 2.7,
             amp_contrast: 0.1,
@@ -175,6 +166,7 @@ fn clean_images_equal_the_reference_projector_and_noise_has_the_requested_snr() 
             defocus_angle_deg: v("rlnDefocusAngle"),
             phase_shift_deg: v("rlnPhaseShift"),
             bfactor_a2: v("rlnCtfBfactor"),
+            scale: v("rlnCtfScalefactor"),
         };
         let h = (d / 2) as f64;
         let centred: Vec<f64> = (0..d * d)
