@@ -37,6 +37,7 @@
 
 #![allow(clippy::needless_range_loop)] // index loops mirror the matrix algebra
 
+use crate::ctf::CtfParams;
 use crate::gaussian::{
     quat_to_rotation, scale_activation_f64, softplus_grad_f64, GaussianA, GaussianModel,
     PhysicalGaussian, PARAMS_PER_GAUSSIAN, P_AMP, P_MEAN, P_QUAT, P_SCALE,
@@ -158,6 +159,14 @@ fn fft2(buf: &mut [Complex64], d: usize, plan: &dyn rustfft::Fft<f64>) {
             buf[i * d + j] = col[i];
         }
     }
+}
+
+/// The CTF on the centred `d×d` grid of `apix` Å (DC at `[d/2][d/2]`, row ↔ ky, column ↔ kx),
+/// evaluated in f64 with [`CtfParams::eval`]: the `ctf` argument of the functions below.
+pub fn ctf_centered(params: &CtfParams, d: usize, apix: f64) -> Vec<f64> {
+    let h = (d / 2) as f64;
+    let step = 1.0 / (d as f64 * apix);
+    (0..d * d).map(|p| params.eval(((p % d) as f64 - h) * step, ((p / d) as f64 - h) * step)).collect()
 }
 
 /// The image of Gaussians in Å: projection, then the centred CTF if given.

@@ -92,6 +92,40 @@ fn ctf_images_match_the_analytic_reference() {
 }
 
 #[test]
+fn ctf_from_parameters_reproduces_the_reference_images() {
+    // Each scene's CTF is a case of ctf_cases.json re-evaluated on the D = 32, 1.5 Å grid.
+    use cryosplat_core::ctf::CtfParams;
+    use cryosplat_core::reference::ctf_centered;
+    let data = load();
+    let text = std::fs::read_to_string(GMM.replace("gmm_projections.json", "ctf_cases.json")).unwrap();
+    let cases: Value = serde_json::from_str(&text).unwrap();
+    for scene in data["scenes"].as_array().unwrap() {
+        let id = scene["ctf_case_id"].as_u64().unwrap() as usize;
+        let c = &cases["cases"][id];
+        assert_eq!(c["id"].as_u64().unwrap() as usize, id);
+        let params = CtfParams {
+            voltage_kv: f(&c["voltage_kv"]),
+            cs_mm: f(&c["cs_mm"]),
+            amp_contrast: f(&c["amplitude_contrast"]),
+            defocus_u_a: f(&c["defocus_u_A"]),
+            defocus_v_a: f(&c["defocus_v_A"]),
+            defocus_angle_deg: f(&c["defocus_angle_deg"]),
+            phase_shift_deg: f(&c["phase_shift_deg"]),
+            bfactor_a2: f(&c["bfactor_A2"]),
+            scale: f(&c["scale"]),
+        };
+        let ctf = ctf_centered(&params, D, APIX);
+        let want = grid(&scene["ctf"]);
+        assert!(ctf.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "scene {}", scene["id"]);
+        let gs = scene_gaussians(scene);
+        for p in scene["poses"].as_array().unwrap() {
+            let img = image_a(&gs, &pose_of(p), D, APIX, Some(&ctf));
+            assert!(max_rel_diff(&img, &grid(&p["image_ctf"])) < 1e-10);
+        }
+    }
+}
+
+#[test]
 fn origin_shift_moves_the_image_by_minus_origin() {
     // Scene 0, pose 1 is pose 0 with origin (+1, -2) px: img1[i][j] = img0[i-2][j+1].
     let data = load();
