@@ -26,12 +26,13 @@
 //! `w` (in units where a pixel is `1/D²` of the box). The origin shift is applied to the
 //! model, exactly, rather than to the data. Pixel `(i, j)` sits at `(j − D/2, i − D/2)`.
 //!
-//! Each splat is evaluated over a footprint of `n_sigma` standard deviations along x and y
+//! Each splat is evaluated inside its footprint ellipse `dᵀC⁻¹d ≤ n_sigma²`
 //! (default [`DEFAULT_N_SIGMA`], chosen by measuring the error against no cutoff, see the
-//! tests) and values below `1e-30` relative are flushed by the cutoff itself. Rows are
-//! processed in fixed chunks of [`LANES`] pixels over an image padded by `LANES` columns, so
-//! the inner loop has a constant trip count and vectorises; padding pixels are never read
-//! back as data.
+//! tests), so no far tail is evaluated and no denormal arises ([`exp_neg`] also clamps its
+//! argument). Each row of the ellipse is processed in whole chunks of [`LANES`] pixels over an
+//! image padded by `2·LANES` columns, so the inner loop has a constant trip count and
+//! vectorises; the few pixels a chunk adds beyond the ellipse are evaluated identically by the
+//! forward and backward passes, and padding pixels are never read back as data.
 //!
 //! The predicted image is `irfft(CTF · rfft(projection))` (the half-plane layout of
 //! [`crate::ctf`]); the loss is `L = (1/D²) Σ (predicted − observed)²`. The CTF operator is
@@ -49,9 +50,10 @@ use crate::pose::Pose;
 use rayon::prelude::*;
 
 /// Default footprint half-width in standard deviations.
-pub const DEFAULT_N_SIGMA: f32 = 4.0;
-/// Pixels per row chunk.
-pub const LANES: usize = 16;
+pub const DEFAULT_N_SIGMA: f32 = 3.5;
+/// Pixels per row chunk: one 256-bit vector of f32, so the six backward accumulators stay
+/// in registers on AVX2.
+pub const LANES: usize = 8;
 
 /// Renderer settings.
 #[derive(Clone, Copy, Debug)]
@@ -87,7 +89,8 @@ pub struct StepStats {
     pub grad_origin_a: [f64; 2],
 }
 
-/// A Gaussian projected under one pose, in pixel units.
+/// A Gaussian projected under one pose, in pixel units, with the activations the backward
+/// pass needs (so that no transcendental function is evaluated twice).
 #[derive(Clone, Copy, Debug, Default)]
 struct Projected {
     /// Mean in pixels from the image origin (index D/2).
@@ -99,16 +102,21 @@ struct Projected {
     ic: f32,
     /// Normalised amplitude `w·D²/(2π√|C|)`.
     norm: f32,
-    /// Footprint: inclusive pixel ranges (columns x0..=x1, rows y0..=y1); empty when x1 < x0.
-    x0: i32,
-    x1: i32,
+    /// `D²/(2π√|C|)` (∂norm/∂w).
+    kfac: f32,
+    /// Footprint rows y0..=y1 (inclusive); empty when y1 < y0.
     y0: i32,
     y1: i32,
-    /// Covariance (pixels²), kept for the backward pass.
-    c00: f32,
-    c01: f32,
-    c11: f32,
-    /// 1 if the Gaussian is valid.
+    /// Activated scales and their derivatives with respect to the raw scales.
+    s: [f32; 3],
+    ds: [f32; 3],
+    /// ∂w/∂(raw amplitude).
+    dw: f32,
+    /// Unit quaternion, the norm of the raw one (0: the raw quaternion was zero).
+    u: [f32; 4],
+    qn: f32,
+    /// M = D·A2·R (2×3), pixels per box unit.
+    m: [[f32; 3]; 2],
     valid: bool,
 }
 
@@ -184,9 +192,10 @@ fn project(p: &[f32; PARAMS_PER_GAUSSIAN], pose: &PosePx, n_sigma: f32, d: usize
     let mu = [p[P_MEAN], p[P_MEAN + 1], p[P_MEAN + 2]];
     let mx = dd * (a[0][0] * mu[0] + a[0][1] * mu[1] + a[0][2] * mu[2]) - pose.o[0];
     let my = dd * (a[1][0] * mu[0] + a[1][1] * mu[1] + a[1][2] * mu[2]) - pose.o[1];
-    let s = [scale_activation(p[P_SCALE]).0, scale_activation(p[P_SCALE + 1]).0, scale_activation(p[P_SCALE + 2]).0];
-    let (_, _, r) = quat_rotation([p[P_QUAT], p[P_QUAT + 1], p[P_QUAT + 2], p[P_QUAT + 3]]);
-    // M = A2·R (2×3), scaled to pixels.
+    let sa = [scale_activation(p[P_SCALE]), scale_activation(p[P_SCALE + 1]), scale_activation(p[P_SCALE + 2])];
+    let s = [sa[0].0, sa[1].0, sa[2].0];
+    let (u, qn, r) = quat_rotation([p[P_QUAT], p[P_QUAT + 1], p[P_QUAT + 2], p[P_QUAT + 3]]);
+    // M = D·A2·R (2×3).
     let mut m = [[0.0f32; 3]; 2];
     for i in 0..2 {
         for k in 0..3 {
@@ -201,19 +210,17 @@ fn project(p: &[f32; PARAMS_PER_GAUSSIAN], pose: &PosePx, n_sigma: f32, d: usize
         c[2] += m[1][k] * m[1][k] * s2;
     }
     let det = c[0] * c[2] - c[1] * c[1];
-    let w = softplus(p[P_AMP]);
     if !(det > 0.0) || !det.is_finite() {
         return Projected::default();
     }
+    let w = softplus(p[P_AMP]);
     let inv_det = 1.0 / det;
-    let norm = w * dd * dd / (2.0 * std::f32::consts::PI * det.sqrt());
+    let kfac = dd * dd / (2.0 * std::f32::consts::PI * det.sqrt());
+    let norm = w * kfac;
     let half = (d / 2) as f32;
-    let rx = n_sigma * c[0].sqrt();
     let ry = n_sigma * c[2].sqrt();
-    // Footprint in pixel indices, clamped to the image before converting to integers.
     let lim = d as f32 - 1.0;
-    let fx0 = (mx + half - rx).ceil().clamp(0.0, lim + 1.0);
-    let fx1 = (mx + half + rx).floor().clamp(-1.0, lim);
+    // Rows clamped to the image before converting to integers.
     let fy0 = (my + half - ry).ceil().clamp(0.0, lim + 1.0);
     let fy1 = (my + half + ry).floor().clamp(-1.0, lim);
     Projected {
@@ -223,28 +230,52 @@ fn project(p: &[f32; PARAMS_PER_GAUSSIAN], pose: &PosePx, n_sigma: f32, d: usize
         ib: -c[1] * inv_det,
         ic: c[0] * inv_det,
         norm,
-        x0: fx0 as i32,
-        x1: fx1 as i32,
+        kfac,
         y0: fy0 as i32,
         y1: fy1 as i32,
-        c00: c[0],
-        c01: c[1],
-        c11: c[2],
-        valid: norm.is_finite(),
+        s,
+        ds: [sa[0].1, sa[1].1, sa[2].1],
+        dw: softplus_grad(p[P_AMP]),
+        u,
+        qn,
+        m,
+        valid: norm.is_finite() && kfac.is_finite(),
     }
+}
+
+/// The columns of row `y` inside the footprint ellipse `dᵀC⁻¹d ≤ n²`, as a start column and a
+/// number of `LANES` chunks (0 when the row misses the image or the ellipse).
+#[inline(always)]
+fn row_span(g: &Projected, dy: f32, n2: f32, half: f32, d: usize) -> (usize, usize) {
+    // ia·dx² + 2·ib·dy·dx + ic·dy² ≤ n²  ⇔  (dx + ib·dy/ia)² ≤ (n² − dy²/C11... ) / ia
+    let cx = -g.ib * dy / g.ia;
+    let rem = (n2 - g.ic * dy * dy) / g.ia + cx * cx;
+    if !(rem > 0.0) {
+        return (0, 0);
+    }
+    let hw = rem.sqrt();
+    let lim = d as f32 - 1.0;
+    let x0 = (g.mx + half + cx - hw).ceil().clamp(0.0, lim + 1.0);
+    let x1 = (g.mx + half + cx + hw).floor().clamp(-1.0, lim);
+    if x1 < x0 {
+        return (0, 0);
+    }
+    // Both are integral and in range after the clamp.
+    let x0 = x0 as usize;
+    let x1 = x1 as usize;
+    (x0, (x1 - x0) / LANES + 1)
 }
 
 /// Scatter one projected Gaussian into a padded image (row stride `stride`).
 #[inline]
-fn splat_forward(g: &Projected, img: &mut [f32], stride: usize, half: f32) {
-    if !g.valid || g.x1 < g.x0 || g.y1 < g.y0 {
+fn splat_forward(g: &Projected, img: &mut [f32], stride: usize, half: f32, n2: f32, d: usize) {
+    if !g.valid || g.y1 < g.y0 {
         return;
     }
-    let x0 = g.x0 as usize;
-    let chunks = ((g.x1 - g.x0) as usize) / LANES + 1;
-    let dx0 = x0 as f32 - half - g.mx;
     for y in g.y0 as usize..=g.y1 as usize {
         let dy = y as f32 - half - g.my;
+        let (x0, chunks) = row_span(g, dy, n2, half, d);
+        let dx0 = x0 as f32 - half - g.mx;
         let row = &mut img[y * stride + x0..y * stride + x0 + chunks * LANES];
         for (ci, chunk) in row.chunks_exact_mut(LANES).enumerate() {
             let base = dx0 + (ci * LANES) as f32;
@@ -259,13 +290,12 @@ fn splat_forward(g: &Projected, img: &mut [f32], stride: usize, half: f32) {
 /// gradient image: `Σ g·E`, `Σ g·G·dx`, `Σ g·G·dy`, `Σ g·G·dx²`, `Σ g·G·dx·dy`, `Σ g·G·dy²`
 /// where `E` is the kernel, `G = norm·E` and `g` the image-space gradient.
 #[inline]
-fn splat_backward_sums(g: &Projected, grad_img: &[f32], stride: usize, half: f32) -> [f32; 6] {
+fn splat_backward_sums(g: &Projected, grad_img: &[f32], stride: usize, half: f32, n2: f32, d: usize) -> [f32; 6] {
     let mut acc = [[0.0f32; LANES]; 6];
-    let x0 = g.x0 as usize;
-    let chunks = ((g.x1 - g.x0) as usize) / LANES + 1;
-    let dx0 = x0 as f32 - half - g.mx;
     for y in g.y0 as usize..=g.y1 as usize {
         let dy = y as f32 - half - g.my;
+        let (x0, chunks) = row_span(g, dy, n2, half, d);
+        let dx0 = x0 as f32 - half - g.mx;
         let row = &grad_img[y * stride + x0..y * stride + x0 + chunks * LANES];
         for (ci, chunk) in row.chunks_exact(LANES).enumerate() {
             let base = dx0 + (ci * LANES) as f32;
@@ -292,7 +322,6 @@ fn splat_backward_sums(g: &Projected, grad_img: &[f32], stride: usize, half: f32
 /// Chain the six footprint sums back to the 11 raw parameters (added into `grad`); returns
 /// the gradient with respect to the projected mean in pixels (for the origin gradient).
 fn backward_params(
-    p: &[f32; PARAMS_PER_GAUSSIAN],
     g: &Projected,
     sums: [f32; 6],
     pose: &PosePx,
@@ -321,31 +350,22 @@ fn backward_params(
     for k in 0..3 {
         grad[P_MEAN + k] += dd * (a[0][k] * dm[0] + a[1][k] * dm[1]);
     }
-    // Amplitude: norm = w·K → ∂L/∂w = Σ gE · norm / w = Σ gE · D²/(2π√|C|).
-    let det = g.c00 * g.c11 - g.c01 * g.c01;
-    let kfac = dd * dd / (2.0 * std::f32::consts::PI * det.sqrt());
-    grad[P_AMP] += s_ge * kfac * softplus_grad(p[P_AMP]);
+    // Amplitude: norm = w·kfac.
+    grad[P_AMP] += s_ge * g.kfac * g.dw;
     // Scales and rotation: C = M diag(s²) Mᵀ with M = D·A2·R.
-    let sa = [scale_activation(p[P_SCALE]), scale_activation(p[P_SCALE + 1]), scale_activation(p[P_SCALE + 2])];
-    let (u, qn, r) = quat_rotation([p[P_QUAT], p[P_QUAT + 1], p[P_QUAT + 2], p[P_QUAT + 3]]);
-    let mut m = [[0.0f32; 3]; 2];
-    for i in 0..2 {
-        for k in 0..3 {
-            m[i][k] = dd * (a[i][0] * r[0][k] + a[i][1] * r[1][k] + a[i][2] * r[2][k]);
-        }
-    }
+    let m = &g.m;
     // ∂L/∂M = 2·G_C·M·diag(s²); ∂L/∂s_k = 2 s_k · m_kᵀ G_C m_k.
     let mut dmm = [[0.0f32; 3]; 2];
     for k in 0..3 {
         let (x, y) = (m[0][k], m[1][k]);
         let gx = gc[0] * x + gc[1] * y;
         let gy = gc[1] * x + gc[2] * y;
-        let s = sa[k].0;
-        grad[P_SCALE + k] += 2.0 * s * (x * gx + y * gy) * sa[k].1;
+        let s = g.s[k];
+        grad[P_SCALE + k] += 2.0 * s * (x * gx + y * gy) * g.ds[k];
         dmm[0][k] = 2.0 * gx * s * s;
         dmm[1][k] = 2.0 * gy * s * s;
     }
-    if qn > 0.0 {
+    if g.qn > 0.0 {
         // ∂L/∂R = D·A2ᵀ·∂L/∂M (3×3).
         let mut dr = [[0.0f32; 3]; 3];
         for i in 0..3 {
@@ -353,6 +373,8 @@ fn backward_params(
                 dr[i][k] = dd * (a[0][i] * dmm[0][k] + a[1][i] * dmm[1][k]);
             }
         }
+        let u = g.u;
+        let qn = g.qn;
         let [w, x, y, z] = u;
         // ∂R/∂q contracted with ∂L/∂R, for the unit quaternion.
         let dq = [
@@ -529,13 +551,15 @@ impl Splatter {
     /// Forward pass split over workspaces by Gaussian ranges; the sum lands in workspace 0.
     fn forward_split(&mut self) {
         let half = (self.d / 2) as f32;
+        let d = self.d;
+        let n2 = self.opts.n_sigma * self.opts.n_sigma;
         let rs = ranges(self.proj.len(), self.workspaces.len());
         let proj = &self.proj;
         self.workspaces.par_iter_mut().zip(rs).for_each(|(ws, r)| {
             ws.clear_img();
             let stride = ws.stride;
             for g in &proj[r] {
-                splat_forward(g, &mut ws.img, stride, half);
+                splat_forward(g, &mut ws.img, stride, half, n2, d);
             }
         });
         let (first, rest) = self.workspaces.split_at_mut(1);
@@ -563,6 +587,7 @@ impl Splatter {
         let loss = self.workspaces[0].loss_and_image_grad(target);
         // Backward: each range gathers from workspace 0's gradient image.
         let half = (d / 2) as f32;
+        let n2 = self.opts.n_sigma * self.opts.n_sigma;
         let n = model.len();
         self.dm.resize(n, [0.0; 2]);
         let chunk = n.div_ceil(self.workspaces.len()).max(1);
@@ -570,17 +595,16 @@ impl Splatter {
         let stride = self.workspaces[0].stride;
         let proj = &self.proj;
         grad.par_chunks_mut(chunk)
-            .zip(model.params.par_chunks(chunk))
             .zip(proj.par_chunks(chunk))
             .zip(self.dm.par_chunks_mut(chunk))
-            .for_each(|(((gr, ps), pr), dms)| {
-                for (((g, p), pj), dm) in gr.iter_mut().zip(ps).zip(pr).zip(dms.iter_mut()) {
-                    if !pj.valid || pj.x1 < pj.x0 || pj.y1 < pj.y0 {
+            .for_each(|((gr, pr), dms)| {
+                for ((g, pj), dm) in gr.iter_mut().zip(pr).zip(dms.iter_mut()) {
+                    if !pj.valid || pj.y1 < pj.y0 {
                         *dm = [0.0; 2];
                         continue;
                     }
-                    let sums = splat_backward_sums(pj, img, stride, half);
-                    *dm = backward_params(p, pj, sums, &pp, g);
+                    let sums = splat_backward_sums(pj, img, stride, half, n2, d);
+                    *dm = backward_params(pj, sums, &pp, g);
                 }
             });
         let mut go = [0.0f64; 2];
@@ -608,6 +632,7 @@ impl Splatter {
         let n = model.len();
         let n_sigma = self.opts.n_sigma;
         let half = (d / 2) as f32;
+        let n2 = n_sigma * n_sigma;
         let rs = ranges(targets.len(), self.workspaces.len());
         let results: Vec<(f64, StepStats)> = self
             .workspaces
@@ -626,17 +651,17 @@ impl Splatter {
                     ws.clear_img();
                     let stride = ws.stride;
                     for g in &ws.proj {
-                        splat_forward(g, &mut ws.img, stride, half);
+                        splat_forward(g, &mut ws.img, stride, half, n2, d);
                     }
                     loss += ws.loss_and_image_grad(t) as f64;
                     let mut dmx = 0.0f64;
                     let mut dmy = 0.0f64;
-                    for ((g, p), pj) in ws.grad.iter_mut().zip(&model.params).zip(&ws.proj) {
-                        if !pj.valid || pj.x1 < pj.x0 || pj.y1 < pj.y0 {
+                    for (g, pj) in ws.grad.iter_mut().zip(&ws.proj) {
+                        if !pj.valid || pj.y1 < pj.y0 {
                             continue;
                         }
-                        let sums = splat_backward_sums(pj, &ws.img, stride, half);
-                        let dm = backward_params(p, pj, sums, &pp, g);
+                        let sums = splat_backward_sums(pj, &ws.img, stride, half, n2, d);
+                        let dm = backward_params(pj, sums, &pp, g);
                         dmx += dm[0] as f64;
                         dmy += dm[1] as f64;
                     }

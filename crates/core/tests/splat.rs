@@ -69,7 +69,9 @@ fn forward_matches_reference_projector() {
 
 #[test]
 fn default_cutoff_error_is_small() {
-    // The default footprint (4σ) against no cutoff: the largest error relative to the peak.
+    // The default footprint (3.5σ, elliptical) against no cutoff: the largest error relative
+    // to the peak. The value at the cut is exp(−3.5²/2) = 2.2e-3 of a splat's peak, and 0.2%
+    // of its mass falls outside; 3σ (1.1%) is 20% faster, 4σ (3.4e-4) 12% slower.
     let model = scene(8, 3);
     let pose = Pose::default();
     let want = reference::render_model(&model, &pose, D, APIX, None);
@@ -77,7 +79,7 @@ fn default_cutoff_error_is_small() {
     Splatter::new(D, SplatOptions::default(), 1).render(&model, &pose, APIX, None, &mut got);
     let scale = max_abs(&want);
     let err = got.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max) / scale;
-    assert!(err < 1e-3, "relative truncation error {err}");
+    assert!(err < 2.5e-3, "relative truncation error {err}");
 }
 
 #[test]
