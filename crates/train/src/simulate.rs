@@ -56,6 +56,7 @@ use cryosplat_core::rotation::euler_to_matrix;
 use cryosplat_core::voxel::{voxelize_a, DEFAULT_CUTOFF_SIGMA};
 use cryosplat_formats::atomic::write_atomic;
 use cryosplat_formats::mrc::{write_volume, MrcFile, StackWriter, StatsAccumulator, WriteOptions};
+use cryosplat_formats::star::{self, Table};
 use cryosplat_formats::FormatError;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -650,18 +651,11 @@ pub fn simulate(
     Ok(SimulateSummary { count: cfg.count, signal_variance, noise_sigma, warnings, outputs })
 }
 
-/// Write the RELION 3.1 STAR file of a simulated set.
+/// Write the RELION 3.1 STAR file of a simulated set (`data_optics`, `data_particles`).
 fn write_star(path: &Path, cfg: &SimulateConfig, params: &[ParticleParams], stack_name: &str) -> Result<(), SimulateError> {
-    let digits = params.len().to_string().len().max(6);
-    write_atomic(path, |w| {
-        writeln!(w, "# Written by cryosplat simulate {} (seed {})", env!("CARGO_PKG_VERSION"), cfg.seed)?;
-        writeln!(w)?;
-        writeln!(w, "# version 30001")?;
-        writeln!(w)?;
-        writeln!(w, "data_optics")?;
-        writeln!(w)?;
-        writeln!(w, "loop_")?;
-        let optics = [
+    let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut optics = Table {
+        labels: labels(&[
             "rlnOpticsGroup",
             "rlnOpticsGroupName",
             "rlnAmplitudeContrast",
@@ -671,23 +665,22 @@ fn write_star(path: &Path, cfg: &SimulateConfig, params: &[ParticleParams], stac
             "rlnImageSize",
             "rlnImageDimensionality",
             "rlnCtfDataAreCtfPremultiplied",
-        ];
-        for (i, l) in optics.iter().enumerate() {
-            writeln!(w, "_{l} #{}", i + 1)?;
-        }
-        writeln!(
-            w,
-            "1 opticsGroup1 {:.6} {:.6} {:.6} {:.6} {} 2 0",
-            cfg.amp_contrast, cfg.cs_mm, cfg.voltage_kv, cfg.apix, cfg.box_px
-        )?;
-        writeln!(w)?;
-        writeln!(w)?;
-        writeln!(w, "# version 30001")?;
-        writeln!(w)?;
-        writeln!(w, "data_particles")?;
-        writeln!(w)?;
-        writeln!(w, "loop_")?;
-        let cols = [
+        ]),
+        ..Default::default()
+    };
+    optics.push_row(vec![
+        "1".into(),
+        "opticsGroup1".into(),
+        format!("{:.6}", cfg.amp_contrast),
+        format!("{:.6}", cfg.cs_mm),
+        format!("{:.6}", cfg.voltage_kv),
+        format!("{:.6}", cfg.apix),
+        cfg.box_px.to_string(),
+        "2".into(),
+        "0".into(),
+    ]);
+    let mut particles = Table {
+        labels: labels(&[
             "rlnImageName",
             "rlnAngleRot",
             "rlnAngleTilt",
@@ -702,29 +695,29 @@ fn write_star(path: &Path, cfg: &SimulateConfig, params: &[ParticleParams], stac
             "rlnCtfScalefactor",
             "rlnOpticsGroup",
             "rlnRandomSubset",
-        ];
-        for (i, l) in cols.iter().enumerate() {
-            writeln!(w, "_{l} #{}", i + 1)?;
-        }
-        for (i, p) in params.iter().enumerate() {
-            writeln!(
-                w,
-                "{:0digits$}@{stack_name} {:.6} {:.6} {:.6} {:.6} {:.6} {:.6} {:.6} {:.6} {:.6} {:.6} 1.000000 1 {}",
-                i + 1,
-                p.rot_deg,
-                p.tilt_deg,
-                p.psi_deg,
-                p.origin_a[0],
-                p.origin_a[1],
-                p.ctf.defocus_u_a,
-                p.ctf.defocus_v_a,
-                p.ctf.defocus_angle_deg,
-                p.ctf.phase_shift_deg,
-                p.ctf.bfactor_a2,
-                p.subset,
-            )?;
-        }
-        writeln!(w)
-    })?;
+        ]),
+        ..Default::default()
+    };
+    let digits = params.len().to_string().len().max(6);
+    for (i, p) in params.iter().enumerate() {
+        let f = |v: f64| format!("{v:.6}");
+        particles.push_row(vec![
+            format!("{:0digits$}@{stack_name}", i + 1),
+            f(p.rot_deg),
+            f(p.tilt_deg),
+            f(p.psi_deg),
+            f(p.origin_a[0]),
+            f(p.origin_a[1]),
+            f(p.ctf.defocus_u_a),
+            f(p.ctf.defocus_v_a),
+            f(p.ctf.defocus_angle_deg),
+            f(p.ctf.phase_shift_deg),
+            f(p.ctf.bfactor_a2),
+            f(p.ctf.scale),
+            "1".into(),
+            p.subset.to_string(),
+        ]);
+    }
+    star::write(path, &[("optics", &optics), ("particles", &particles)])?;
     Ok(())
 }

@@ -66,17 +66,13 @@ fn read_mrc(path: &Path) -> (usize, usize, usize, i32, Vec<f32>) {
     (h.nx, h.ny, h.nz, h.ispg, f.read_all().unwrap())
 }
 
-/// Particle rows of a STAR file as label → value maps (minimal parser for our own output).
+/// Particle rows of a STAR file as label → value maps, read with the project's STAR parser.
 fn read_star_particles(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let block = &text[text.find("data_particles").unwrap()..];
-    let labels: Vec<String> =
-        block.lines().filter(|l| l.starts_with('_')).map(|l| l[1..].split_whitespace().next().unwrap().to_string()).collect();
-    block
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('_') && !l.starts_with("data_") && !l.starts_with("loop_"))
-        .map(|l| labels.iter().cloned().zip(l.split_whitespace().map(String::from)).collect())
-        .collect()
+    let f = cryosplat_formats::star::read(path).unwrap();
+    let optics = f.block("optics").unwrap().table().unwrap();
+    assert_eq!(optics.len(), 1);
+    let t = f.block("particles").unwrap().table().unwrap();
+    t.rows.iter().map(|r| t.labels.iter().cloned().zip(r.iter().cloned()).collect()).collect()
 }
 
 /// A compact random atomic model around the origin.
