@@ -290,3 +290,30 @@ fn map_input_and_errors() {
     let e = simulate(&Source::Atoms { atoms: nan_atoms, label: "x".into() }, &small_config(), dir.path(), &NoProgress).unwrap_err();
     assert!(e.to_string().contains("atom 1"), "{e}");
 }
+
+#[test]
+fn the_particle_set_reader_recovers_what_was_simulated() {
+    use cryosplat_train::dataset::{LoadOptions, ParticleSet};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SimulateConfig { count: 40, max_shift_px: 5.0, ..small_config() };
+    simulate(&Source::Atoms { atoms: toy_atoms(20, 4), label: "toy".into() }, &cfg, dir.path(), &NoProgress).unwrap();
+    let set = ParticleSet::load(&dir.path().join("particles.star"), &LoadOptions::default()).unwrap();
+    assert_eq!((set.len(), set.box_px, set.apix), (40, cfg.box_px, cfg.apix));
+    assert!(set.has_poses && set.has_ctf && !set.invert);
+    let (_, _, _, _, stack) = read_mrc(&dir.path().join("particles.mrcs"));
+    let npix = cfg.box_px * cfg.box_px;
+    let mut img = vec![0.0f32; npix];
+    for (k, p) in set.particles.iter().enumerate() {
+        let want = draw_particle(&cfg, k as u64);
+        for i in 0..3 {
+            for j in 0..3 {
+                assert!((p.pose.rot[i][j] - want.rot[i][j]).abs() < 1e-12, "particle {k}: A");
+            }
+        }
+        assert_eq!(p.pose.origin_a, want.origin_a);
+        assert_eq!(p.ctf, want.ctf);
+        assert_eq!(p.random_subset, Some(want.subset));
+        set.read_image(k, &mut img).unwrap();
+        assert_eq!(img, stack[k * npix..(k + 1) * npix]);
+    }
+}
