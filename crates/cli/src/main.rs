@@ -3,6 +3,7 @@
 
 mod cmd;
 mod figures;
+mod input;
 mod report;
 mod progress;
 

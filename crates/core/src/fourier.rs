@@ -318,30 +318,8 @@ pub fn shift_image(fft: &mut Fft2, image: &mut [f32], dx_px: f64, dy_px: f64, sp
 /// size becomes `apix·D/new_d`. Values are scaled so that a band-limited image keeps its
 /// pixel values (each output pixel is a point sample of the same function).
 pub fn resample_image(image: &[f32], d: usize, new_d: usize) -> Vec<f32> {
-    let mut f = Fft2::new(d);
-    let mut spec = vec![Complex32::new(0.0, 0.0); f.spectrum_len()];
-    f.forward(image, &mut spec);
-    let w = d / 2 + 1;
-    let nw = new_d / 2 + 1;
-    let mut out_spec = vec![Complex32::new(0.0, 0.0); new_d * nw];
-    let lim = (d.min(new_d) / 2) as i64;
-    for r in 0..d {
-        let fy = freq_index(r, d);
-        if fy.abs() > lim || (fy == -lim && d.min(new_d) % 2 == 0 && new_d < d) {
-            continue;
-        }
-        let nr = freq_position(fy, new_d);
-        for c in 0..w.min(nw) {
-            out_spec[nr * nw + c] = spec[r * w + c];
-        }
-    }
-    let scale = (new_d * new_d) as f32 / (d * d) as f32;
-    for v in &mut out_spec {
-        *v *= scale;
-    }
-    let mut g = Fft2::new(new_d);
     let mut out = vec![0.0f32; new_d * new_d];
-    g.inverse(&out_spec, &mut out);
+    Resampler::new(d, new_d).apply(image, &mut out);
     out
 }
 
@@ -557,5 +535,49 @@ mod tests {
         assert_eq!(low_pass_weight(1.0, 5.0, 0.0), 1.0);
         assert_eq!(low_pass_weight(6.0, 5.0, 0.0), 0.0);
         assert!((low_pass_weight(5.0, 5.0, 2.0) - 0.5).abs() < 1e-12);
+    }
+}
+
+/// Fourier cropping or padding of `D×D` images to `d×d` with plans and buffers made once
+/// (the per-image form of [`resample_image`], allocation-free).
+pub struct Resampler {
+    from: Fft2,
+    to: Fft2,
+    spec_in: Vec<Complex32>,
+    spec_out: Vec<Complex32>,
+}
+
+impl Resampler {
+    pub fn new(from_d: usize, to_d: usize) -> Self {
+        let from = Fft2::new(from_d);
+        let to = Fft2::new(to_d);
+        Resampler {
+            spec_in: vec![Complex32::new(0.0, 0.0); from.spectrum_len()],
+            spec_out: vec![Complex32::new(0.0, 0.0); to.spectrum_len()],
+            from,
+            to,
+        }
+    }
+
+    /// Resample `image` (`D×D`) into `out` (`d×d`); values as in [`resample_image`].
+    pub fn apply(&mut self, image: &[f32], out: &mut [f32]) {
+        let (d, nd) = (self.from.d(), self.to.d());
+        self.from.forward(image, &mut self.spec_in);
+        let w = d / 2 + 1;
+        let nw = nd / 2 + 1;
+        self.spec_out.iter_mut().for_each(|v| *v = Complex32::new(0.0, 0.0));
+        let lim = (d.min(nd) / 2) as i64;
+        let scale = (nd * nd) as f32 / (d * d) as f32;
+        for r in 0..d {
+            let fy = freq_index(r, d);
+            if fy.abs() > lim || (fy == -lim && d.min(nd) % 2 == 0 && nd < d) {
+                continue;
+            }
+            let nr = freq_position(fy, nd);
+            for c in 0..w.min(nw) {
+                self.spec_out[nr * nw + c] = self.spec_in[r * w + c] * scale;
+            }
+        }
+        self.to.inverse(&self.spec_out, out);
     }
 }

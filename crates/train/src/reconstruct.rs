@@ -1,1 +1,593 @@
-//! (in progress)
+//! Gaussian-splatting reconstruction with gold-standard half maps.
+//!
+//! # The method
+//!
+//! Two independent models, one per half of the particles (`rlnRandomSubset` when every
+//! particle has it, otherwise a seeded random split), each from its own random start: `N`
+//! Gaussians with positions drawn from a normal distribution around the box centre
+//! (σ = 0.075 box), isotropic scales of 0.0075 box, identity rotations and equal amplitudes
+//! totalling half the estimated mass. Each half is trained with Adam (one learning rate for
+//! every parameter type, 1e-3 in box units, decayed exponentially to ×0.1 over the run) on the
+//! MSE between its CTF-modulated projections and its own images, one image per step by default,
+//! visiting its images in a seeded random order every epoch; no regulariser. The halves never
+//! see each other's data. After every epoch both halves are voxelised, the half maps are
+//! compared by FSC (unmasked, auto-masked, phase-randomisation corrected) and the full map is
+//! their average.
+//!
+//! # Data scale
+//!
+//! Images are divided by one global factor (the standard deviation of the pixel values over a
+//! sample of up to 256 images) so that learning rates behave the same on every data set; maps
+//! are written in these normalised units. The total mass of the initial model is fitted to the
+//! data by least squares on that sample (the initial blob rendered with each particle's pose
+//! and CTF against its image); a negative fit means the contrast is inverted, which is an error
+//! that says to use `--invert`.
+//!
+//! # Determinism and resuming
+//!
+//! Visiting orders come from `(seed, epoch, half)`, the renderer's reductions are in a fixed
+//! order for a given thread count, and a checkpoint holds everything else, so a run resumed
+//! from a checkpoint ends with the same maps as an unbroken run with the same settings and
+//! thread count.
+
+use crate::adam::{scheduled_lr, Adam, AdamConfig};
+use crate::checkpoint::{self, Checkpoint, CheckpointMeta};
+use crate::dataset::{DatasetError, ParticleSet};
+use crate::progress::Progress;
+use cryosplat_core::ctf::CtfGrid;
+use cryosplat_core::fourier::Resampler;
+use cryosplat_core::fsc::{gold_standard, FscReport, MaskChoice, Resolution};
+use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
+use cryosplat_core::pose::Pose;
+use cryosplat_core::rng::Rng;
+use cryosplat_core::splat::{ImageTarget, SplatOptions, Splatter};
+use cryosplat_core::voxel::voxelize_model;
+use cryosplat_formats::mrc::{self, WriteOptions};
+use cryosplat_formats::FormatError;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// Every setting of a reconstruction (each is a command-line option with this default).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ReconstructConfig {
+    /// Gaussians per half model.
+    pub gaussians: usize,
+    pub epochs: usize,
+    pub lr: f64,
+    /// Total exponential decay of the learning rate over the run.
+    pub lr_decay: f64,
+    /// Images per optimiser step.
+    pub batch_size: usize,
+    pub threads: usize,
+    pub seed: u64,
+    /// Footprint of a splat in standard deviations.
+    pub n_sigma: f32,
+    /// Train on images Fourier-cropped to this box size (None: full size).
+    pub downsample: Option<usize>,
+    /// Also checkpoint every this many steps (0: only at the end of each half-epoch).
+    pub checkpoint_every: usize,
+    /// Keep images in memory when they take less than this many GiB (else read them per step).
+    pub cache_gib: f64,
+    /// Stop after this many optimiser steps in total (for tests of resuming); None: no limit.
+    pub max_steps: Option<u64>,
+    /// Train without a CTF (for data without one, such as noiseless simulations).
+    pub no_ctf: bool,
+}
+
+impl Default for ReconstructConfig {
+    fn default() -> Self {
+        ReconstructConfig {
+            gaussians: 20_000,
+            epochs: 5,
+            lr: 1e-3,
+            lr_decay: 0.1,
+            batch_size: 1,
+            threads: 0,
+            seed: 0,
+            n_sigma: cryosplat_core::splat::DEFAULT_N_SIGMA,
+            downsample: None,
+            checkpoint_every: 2000,
+            cache_gib: 8.0,
+            max_steps: None,
+            no_ctf: false,
+        }
+    }
+}
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconstructError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Format(#[from] FormatError),
+    #[error("{0}")]
+    Config(String),
+    #[error("interrupted after {steps} steps; the checkpoint {} holds the run: continue it with --resume", checkpoint.display())]
+    Interrupted { steps: u64, checkpoint: PathBuf },
+}
+
+/// The results of one epoch.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct EpochRecord {
+    pub epoch: usize,
+    /// Mean training loss of each half over the epoch (normalised units).
+    pub loss: [f64; 2],
+    /// Half-map resolution at 0.143 and 0.5 (corrected curve): Å, or "nyquist" / "none".
+    pub resolution_0143: String,
+    pub resolution_05: String,
+    pub resolution_0143_a: Option<f64>,
+    pub seconds: f64,
+    pub images_per_s: f64,
+}
+
+/// Everything an epoch produced, for the caller's plots and report.
+pub struct EpochResult<'a> {
+    pub record: &'a EpochRecord,
+    /// Every epoch so far, this one included.
+    pub history: &'a [EpochRecord],
+    pub fsc: &'a FscReport,
+    pub map: &'a [f32],
+    pub models: [&'a GaussianModel; 2],
+    pub d: usize,
+    pub apix: f64,
+}
+
+/// The end of a run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Summary {
+    pub history: Vec<EpochRecord>,
+    pub box_px: usize,
+    pub apix: f64,
+    pub particles: [usize; 2],
+    pub data_scale: f64,
+    pub initial_mass: f64,
+    pub seconds: f64,
+    pub warnings: Vec<String>,
+    pub outputs: Vec<PathBuf>,
+}
+
+pub fn describe(r: &Resolution) -> String {
+    match r {
+        Resolution::Angstrom(a) => format!("{a:.3}"),
+        Resolution::Nyquist => "nyquist".into(),
+        Resolution::NoCorrelation => "none".into(),
+    }
+}
+
+/// Images for training: in memory or read per step, resampled to the training box.
+struct Images<'a> {
+    set: &'a ParticleSet,
+    d: usize,
+    scale: f32,
+    cache: Option<Vec<f32>>,
+}
+
+/// Per-thread scratch for reading an image.
+struct ReadScratch {
+    raw: Vec<f32>,
+    resampler: Option<Resampler>,
+}
+
+impl<'a> Images<'a> {
+    fn scratch(&self) -> ReadScratch {
+        let full = self.set.box_px;
+        ReadScratch { raw: vec![0.0; full * full], resampler: (full != self.d).then(|| Resampler::new(full, self.d)) }
+    }
+
+    /// Image `i` (particle index in the set), normalised, into `out` (`d×d`).
+    fn read(&self, i: usize, out: &mut [f32], s: &mut ReadScratch) -> Result<(), ReconstructError> {
+        if let Some(c) = &self.cache {
+            out.copy_from_slice(&c[i * self.d * self.d..(i + 1) * self.d * self.d]);
+            return Ok(());
+        }
+        self.read_uncached(i, out, s)
+    }
+
+    fn read_uncached(&self, i: usize, out: &mut [f32], s: &mut ReadScratch) -> Result<(), ReconstructError> {
+        self.set.read_image(i, &mut s.raw)?;
+        match &mut s.resampler {
+            Some(r) => r.apply(&s.raw, out),
+            None => out.copy_from_slice(&s.raw),
+        }
+        for v in out.iter_mut() {
+            *v *= self.scale;
+        }
+        Ok(())
+    }
+}
+
+fn fingerprint(set: &ParticleSet, cfg: &ReconstructConfig, d: usize, threads: usize) -> String {
+    format!(
+        "v1|{}|n{}|box{}|apix{:.6}|g{}|e{}|lr{}|decay{}|b{}|t{}|seed{}|ns{}|ctf{}",
+        set.source.display(),
+        set.len(),
+        d,
+        set.apix,
+        cfg.gaussians,
+        cfg.epochs,
+        cfg.lr,
+        cfg.lr_decay,
+        cfg.batch_size,
+        threads,
+        cfg.seed,
+        cfg.n_sigma,
+        !cfg.no_ctf
+    )
+}
+
+/// Run a reconstruction of `set` into `out_dir`. `stop` is checked between steps (Ctrl-C);
+/// `on_epoch` receives every epoch's results. With `resume`, continues from
+/// `out_dir/checkpoint.ckpt`.
+#[allow(clippy::too_many_arguments)]
+pub fn reconstruct(
+    set: &ParticleSet,
+    cfg: &ReconstructConfig,
+    out_dir: &Path,
+    resume: bool,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+    on_epoch: &mut (dyn FnMut(&EpochResult) -> Result<(), ReconstructError> + Send),
+) -> Result<Summary, ReconstructError> {
+    set.require_poses()?;
+    if !cfg.no_ctf {
+        set.require_ctf()?;
+    }
+    if cfg.gaussians == 0 || cfg.epochs == 0 || cfg.batch_size == 0 {
+        return Err(ReconstructError::Config("--gaussians, --epochs and --batch-size must be positive".into()));
+    }
+    if !(cfg.lr > 0.0 && cfg.lr.is_finite()) || !(cfg.lr_decay > 0.0) {
+        return Err(ReconstructError::Config("--lr and --lr-decay must be positive".into()));
+    }
+    if set.len() < 2 {
+        return Err(ReconstructError::Config("a gold-standard reconstruction needs at least 2 particles".into()));
+    }
+    let threads = if cfg.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { cfg.threads };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| ReconstructError::Config(e.to_string()))?;
+    std::fs::create_dir_all(out_dir).map_err(|e| FormatError::io(out_dir, e))?;
+    pool.install(|| run(set, cfg, threads, out_dir, resume, progress, stop, on_epoch))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    set: &ParticleSet,
+    cfg: &ReconstructConfig,
+    threads: usize,
+    out_dir: &Path,
+    resume: bool,
+    progress: &dyn Progress,
+    stop: &AtomicBool,
+    on_epoch: &mut (dyn FnMut(&EpochResult) -> Result<(), ReconstructError> + Send),
+) -> Result<Summary, ReconstructError> {
+    let started = Instant::now();
+    let full = set.box_px;
+    let d = match cfg.downsample {
+        Some(nd) if nd < full => {
+            if nd % 2 != 0 || nd < 16 {
+                return Err(ReconstructError::Config(format!("--downsample {nd}: expected an even box of at least 16 px")));
+            }
+            nd
+        }
+        Some(nd) if nd > full => return Err(ReconstructError::Config(format!("--downsample {nd} is larger than the {full} px images"))),
+        _ => full,
+    };
+    if d % 2 != 0 {
+        return Err(ReconstructError::Config(format!("the box is {d} px; an even box size is needed (use --downsample)")));
+    }
+    let apix = set.apix * full as f64 / d as f64;
+    let mut warnings = Vec::new();
+    let (idx_a, idx_b) = set.half_split(cfg.seed);
+    let halves = [idx_a, idx_b];
+    let ckpt_path = out_dir.join("checkpoint.ckpt");
+    let fp = fingerprint(set, cfg, d, threads);
+    let grid = CtfGrid::new(d, apix);
+
+    // Images: normalisation, cache.
+    let mut images = Images { set, d, scale: 1.0, cache: None };
+    let bytes = set.len() as f64 * (d * d * 4) as f64;
+    let cache = bytes < cfg.cache_gib * (1u64 << 30) as f64;
+
+    let adam_cfg = AdamConfig { lr: cfg.lr, ..Default::default() };
+    let (mut models, mut adams, epoch0, half0, pos0, mut steps, mut history, data_scale, initial_mass);
+    if resume {
+        let ck = checkpoint::load(&ckpt_path, &adam_cfg)?;
+        if ck.meta.fingerprint != fp {
+            return Err(ReconstructError::Config(format!(
+                "{} was written by a run with other settings or data; resume with the same options (and --threads), or start afresh without --resume",
+                ckpt_path.display()
+            )));
+        }
+        images.scale = ck.meta.data_scale as f32;
+        data_scale = ck.meta.data_scale;
+        let Checkpoint { meta, models: m, adams: a } = ck;
+        models = m;
+        adams = a;
+        epoch0 = meta.epoch;
+        half0 = meta.half;
+        pos0 = meta.pos;
+        steps = meta.steps;
+        history = serde_json::from_value::<Vec<EpochRecord>>(meta.history).unwrap_or_default();
+        initial_mass = f64::NAN;
+        warnings.push(format!("resumed from {} at epoch {}, half {}, step {}", ckpt_path.display(), epoch0 + 1, ["A", "B"][half0], pos0));
+    } else {
+        data_scale = estimate_scale(&images, &halves[0], cfg.seed)?;
+        images.scale = data_scale as f32;
+        let mass = fit_initial_mass(&images, set, &halves[0], d, apix, &grid, cfg)?;
+        initial_mass = mass;
+        models = [0u64, 1].map(|h| GaussianModel::random_init(cfg.gaussians, mass, &mut Rng::stream(cfg.seed, 1000 + h)));
+        adams = [Adam::new(adam_cfg.clone(), cfg.gaussians), Adam::new(adam_cfg.clone(), cfg.gaussians)];
+        epoch0 = 0;
+        half0 = 0;
+        pos0 = 0;
+        steps = [0, 0];
+        history = Vec::new();
+    }
+    if cache {
+        progress.start("loading", set.len() as u64);
+        let mut buf = vec![0.0f32; set.len() * d * d];
+        let chunk = d * d;
+        use rayon::prelude::*;
+        let res: Result<(), ReconstructError> = buf.par_chunks_mut(chunk * 64).enumerate().try_for_each_init(
+            || images.scratch(),
+            |s, (b, block)| {
+                for (k, img) in block.chunks_mut(chunk).enumerate() {
+                    images.read_uncached(b * 64 + k, img, s)?;
+                }
+                progress.inc((block.len() / chunk) as u64);
+                Ok(())
+            },
+        );
+        res?;
+        progress.finish();
+        images.cache = Some(buf);
+    } else {
+        warnings.push(format!("images ({:.1} GiB) are read from disk at every step (more than --cache-gib)", bytes / (1u64 << 30) as f64));
+    }
+
+    let steps_per_epoch = [0, 1].map(|h| halves[h].len().div_ceil(cfg.batch_size));
+    let total_steps = [0, 1].map(|h| (steps_per_epoch[h] * cfg.epochs) as u64);
+    let mut splatter = Splatter::new(d, SplatOptions { n_sigma: cfg.n_sigma }, threads);
+    let mut grad = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; cfg.gaussians];
+    let mut bufs: Vec<Vec<f32>> = (0..cfg.batch_size).map(|_| vec![0.0f32; d * d]).collect();
+    let mut ctfs: Vec<Vec<f32>> = (0..cfg.batch_size).map(|_| vec![1.0f32; grid.len()]).collect();
+    let mut poses: Vec<Pose> = vec![Pose::default(); cfg.batch_size];
+    let mut scratch = images.scratch();
+    let mut outputs = Vec::new();
+    let mut total_taken: u64 = 0;
+    let mut epoch_loss = [0.0f64; 2];
+    let mut epoch_started = Instant::now();
+    let mut epoch_images = 0usize;
+
+    for epoch in epoch0..cfg.epochs {
+        for half in 0..2 {
+            if epoch == epoch0 && half < half0 {
+                continue;
+            }
+            let start = if epoch == epoch0 && half == half0 { pos0 } else { 0 };
+            if start == 0 && half == 0 {
+                epoch_started = Instant::now();
+                epoch_images = 0;
+                epoch_loss = [0.0; 2];
+            }
+            let mut order = halves[half].clone();
+            Rng::stream(cfg.seed, (epoch * 2 + half) as u64).shuffle(&mut order);
+            let label = format!("epoch {}/{} {}", epoch + 1, cfg.epochs, ["A", "B"][half]);
+            progress.start(&label, steps_per_epoch[half] as u64);
+            progress.inc(start as u64);
+            let mut running = 0.0f64;
+            let mut running_n = 0usize;
+            let t_half = Instant::now();
+            for s in start..steps_per_epoch[half] {
+                if stop.load(Ordering::Relaxed) || cfg.max_steps.is_some_and(|m| total_taken >= m) {
+                    save_checkpoint(&ckpt_path, &fp, epoch, half, s, steps, &history, data_scale, &models, &adams, &halves)?;
+                    progress.finish();
+                    return Err(ReconstructError::Interrupted { steps: steps[0] + steps[1], checkpoint: ckpt_path });
+                }
+                let batch = &order[s * cfg.batch_size..((s + 1) * cfg.batch_size).min(order.len())];
+                for (k, &pi) in batch.iter().enumerate() {
+                    images.read(pi, &mut bufs[k], &mut scratch)?;
+                    let p = &set.particles[pi];
+                    poses[k] = p.pose;
+                    if !cfg.no_ctf {
+                        grid.fill_rfft(&p.ctf, &mut ctfs[k]);
+                    }
+                }
+                grad.iter_mut().for_each(|g| *g = [0.0; PARAMS_PER_GAUSSIAN]);
+                let loss = if batch.len() == 1 {
+                    let t = ImageTarget { image: &bufs[0], ctf: (!cfg.no_ctf).then_some(&ctfs[0][..]), pose: &poses[0], apix };
+                    splatter.loss_and_grad(&models[half], &t, &mut grad).0
+                } else {
+                    let targets: Vec<ImageTarget> = (0..batch.len())
+                        .map(|k| ImageTarget { image: &bufs[k], ctf: (!cfg.no_ctf).then_some(&ctfs[k][..]), pose: &poses[k], apix })
+                        .collect();
+                    let (l, _) = splatter.loss_and_grad_batch(&models[half], &targets, &mut grad);
+                    let inv = 1.0 / batch.len() as f32;
+                    grad.iter_mut().flatten().for_each(|g| *g *= inv);
+                    l * inv
+                };
+                let lr = scheduled_lr(cfg.lr, cfg.lr_decay, steps[half], total_steps[half]);
+                adams[half].step(&mut models[half], &grad, lr);
+                steps[half] += 1;
+                total_taken += 1;
+                running += loss as f64;
+                running_n += 1;
+                epoch_loss[half] += loss as f64 * batch.len() as f64;
+                epoch_images += batch.len();
+                progress.inc(1);
+                if running_n == 50 {
+                    let rate = (s + 1 - start) as f64 * cfg.batch_size as f64 / t_half.elapsed().as_secs_f64();
+                    progress.message(&format!("loss {:.4}  {:.0} img/s", running / running_n as f64, rate));
+                    running = 0.0;
+                    running_n = 0;
+                }
+                if cfg.checkpoint_every > 0 && steps[half] % cfg.checkpoint_every as u64 == 0 {
+                    save_checkpoint(&ckpt_path, &fp, epoch, half, s + 1, steps, &history, data_scale, &models, &adams, &halves)?;
+                }
+            }
+            progress.finish();
+            // Checkpoint at the end of each half-epoch (the next half starts at 0).
+            let (ne, nh) = if half == 0 { (epoch, 1) } else { (epoch + 1, 0) };
+            if half == 0 {
+                save_checkpoint(&ckpt_path, &fp, ne, nh, 0, steps, &history, data_scale, &models, &adams, &halves)?;
+            }
+        }
+        // End of the epoch: maps, FSC, outputs.
+        progress.start("maps and FSC", 1);
+        let map_a = voxelize_model(&models[0], d);
+        let map_b = voxelize_model(&models[1], d);
+        let map: Vec<f32> = map_a.iter().zip(&map_b).map(|(a, b)| 0.5 * (a + b)).collect();
+        let fsc = gold_standard(&map_a, &map_b, d, apix, MaskChoice::Auto, cfg.seed);
+        let secs = epoch_started.elapsed().as_secs_f64();
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            loss: [epoch_loss[0] / halves[0].len() as f64, epoch_loss[1] / halves[1].len() as f64],
+            resolution_0143: describe(&fsc.resolution(0.143)),
+            resolution_05: describe(&fsc.resolution(0.5)),
+            resolution_0143_a: fsc.resolution(0.143).angstrom_or_nyquist(apix),
+            seconds: secs,
+            images_per_s: epoch_images as f64 / secs,
+        };
+        let opts = WriteOptions { label: format!("cryosplat reconstruct, epoch {}", epoch + 1), ..Default::default() };
+        for (name, m) in [("map.mrc", &map), ("half_map_a.mrc", &map_a), ("half_map_b.mrc", &map_b)] {
+            let p = out_dir.join(name);
+            mrc::write_volume(&p, m, [d, d, d], apix, &opts)?;
+            if !outputs.contains(&p) {
+                outputs.push(p);
+            }
+        }
+        let fsc_csv = out_dir.join("fsc.csv");
+        write_fsc_csv(&fsc_csv, &fsc)?;
+        if !outputs.contains(&fsc_csv) {
+            outputs.push(fsc_csv);
+        }
+        history.push(record.clone());
+        progress.finish();
+        on_epoch(&EpochResult { record: &record, history: &history, fsc: &fsc, map: &map, models: [&models[0], &models[1]], d, apix })?;
+        save_checkpoint(&ckpt_path, &fp, epoch + 1, 0, 0, steps, &history, data_scale, &models, &adams, &halves)?;
+    }
+    Ok(Summary {
+        history,
+        box_px: d,
+        apix,
+        particles: [halves[0].len(), halves[1].len()],
+        data_scale,
+        initial_mass,
+        seconds: started.elapsed().as_secs_f64(),
+        warnings,
+        outputs,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn save_checkpoint(
+    path: &Path,
+    fp: &str,
+    epoch: usize,
+    half: usize,
+    pos: usize,
+    steps: [u64; 2],
+    history: &[EpochRecord],
+    data_scale: f64,
+    models: &[GaussianModel; 2],
+    adams: &[Adam; 2],
+    halves: &[Vec<usize>; 2],
+) -> Result<(), ReconstructError> {
+    let ck = Checkpoint {
+        meta: CheckpointMeta {
+            fingerprint: fp.to_string(),
+            epoch,
+            half,
+            pos,
+            steps,
+            history: serde_json::to_value(history).unwrap_or_default(),
+            data_scale,
+            counts: [halves[0].len(), halves[1].len()],
+        },
+        models: models.clone(),
+        adams: adams.clone(),
+    };
+    checkpoint::save(path, &ck)?;
+    Ok(())
+}
+
+/// `1/std` of the pixel values over up to 256 images of half A.
+fn estimate_scale(images: &Images, idx: &[usize], seed: u64) -> Result<f64, ReconstructError> {
+    let mut pick = idx.to_vec();
+    Rng::stream(seed, 77).shuffle(&mut pick);
+    pick.truncate(256);
+    let mut s = images.scratch();
+    let mut buf = vec![0.0f32; images.d * images.d];
+    let (mut sum, mut sum2, mut n) = (0.0f64, 0.0f64, 0.0f64);
+    for &i in &pick {
+        images.read_uncached(i, &mut buf, &mut s)?;
+        for &v in &buf {
+            sum += v as f64;
+            sum2 += (v as f64) * (v as f64);
+            n += 1.0;
+        }
+    }
+    let var = sum2 / n - (sum / n).powi(2);
+    if !(var > 0.0) {
+        return Err(ReconstructError::Config(format!("{}: the images are constant; nothing to reconstruct", images.set.source.display())));
+    }
+    Ok(1.0 / var.sqrt())
+}
+
+/// Least-squares total mass of the initial blob against a sample of images.
+fn fit_initial_mass(
+    images: &Images,
+    set: &ParticleSet,
+    idx: &[usize],
+    d: usize,
+    apix: f64,
+    grid: &CtfGrid,
+    cfg: &ReconstructConfig,
+) -> Result<f64, ReconstructError> {
+    let unit = GaussianModel::random_init(cfg.gaussians.min(2000), 1.0, &mut Rng::stream(cfg.seed, 999));
+    let mut sp = Splatter::new(d, SplatOptions { n_sigma: cfg.n_sigma }, 1);
+    let mut pick = idx.to_vec();
+    Rng::stream(cfg.seed, 78).shuffle(&mut pick);
+    pick.truncate(128);
+    let mut s = images.scratch();
+    let mut obs = vec![0.0f32; d * d];
+    let mut pred = vec![0.0f32; d * d];
+    let mut ctf = vec![0.0f32; grid.len()];
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for &i in &pick {
+        images.read_uncached(i, &mut obs, &mut s)?;
+        let p = &set.particles[i];
+        if !cfg.no_ctf {
+            grid.fill_rfft(&p.ctf, &mut ctf);
+        }
+        sp.render(&unit, &p.pose, apix, (!cfg.no_ctf).then_some(&ctf[..]), &mut pred);
+        for (a, b) in pred.iter().zip(&obs) {
+            num += *a as f64 * *b as f64;
+            den += (*a as f64) * (*a as f64);
+        }
+    }
+    let mass = num / den;
+    if !(mass > 0.0) {
+        return Err(ReconstructError::Config(format!(
+            "{}: the images anti-correlate with a positive blob at the particles' poses: the contrast looks inverted (protein dark); use --invert",
+            set.source.display()
+        )));
+    }
+    Ok(mass)
+}
+
+/// `fsc.csv`: shell, frequency (1/Å), resolution (Å), unmasked, masked, corrected.
+pub fn write_fsc_csv(path: &Path, f: &FscReport) -> Result<(), FormatError> {
+    use std::io::Write;
+    cryosplat_formats::atomic::write_atomic(path, |w| {
+        writeln!(w, "shell,frequency_inv_a,resolution_a,fsc_unmasked,fsc_masked,fsc_corrected")?;
+        for n in 0..f.unmasked.len() {
+            let freq = f.frequency(n);
+            let res = if n == 0 { String::from("inf") } else { format!("{:.4}", 1.0 / freq) };
+            let m = f.masked.as_ref().map(|c| format!("{:.6}", c[n])).unwrap_or_default();
+            let c = f.corrected.as_ref().map(|c| format!("{:.6}", c[n])).unwrap_or_default();
+            writeln!(w, "{n},{freq:.6},{res},{:.6},{m},{c}", f.unmasked[n])?;
+        }
+        Ok(())
+    })
+}
