@@ -1,8 +1,109 @@
-//! `cryosplat fsc` (not yet implemented).
+//! `cryosplat fsc`: Fourier shell correlation between two maps.
+
+use anyhow::{bail, Context, Result};
+use cryosplat_core::fsc::{gold_standard, MaskChoice, Resolution};
+use cryosplat_formats::mrc::MrcFile;
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// First map (e.g. half map A).
+    pub map_a: PathBuf,
+    /// Second map (e.g. half map B, or a reference).
+    pub map_b: PathBuf,
+    /// Mask for the masked curve: "auto" (from the maps), "none", or an MRC file.
+    #[arg(long, default_value = "auto")]
+    pub mask: String,
+    /// Pixel size in Å (when the headers do not give one, or to override them).
+    #[arg(long)]
+    pub apix: Option<f64>,
+    /// Print one JSON object (resolutions and curves).
+    #[arg(long)]
+    pub json: bool,
+    /// Also write fsc.csv and fsc.png into this folder.
+    #[arg(short, long)]
+    pub out: Option<PathBuf>,
+    /// Seed of the phase randomisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`cryosplat fsc` is not implemented yet")
+fn res_json(r: Resolution) -> serde_json::Value {
+    match r {
+        Resolution::Angstrom(a) => serde_json::json!(a),
+        Resolution::Nyquist => serde_json::json!("nyquist"),
+        Resolution::NoCorrelation => serde_json::json!("none"),
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let fa = MrcFile::open(&a.map_a)?;
+    let fb = MrcFile::open(&a.map_b)?;
+    let (ha, hb) = (fa.header(), fb.header());
+    let d = ha.nx;
+    if [ha.nx, ha.ny, ha.nz] != [d, d, d] {
+        bail!("{}: the map is {}×{}×{}; FSC needs a cubic map", a.map_a.display(), ha.nx, ha.ny, ha.nz);
+    }
+    if [hb.nx, hb.ny, hb.nz] != [d, d, d] {
+        bail!("{} is {}×{}×{} but {} is {d}³: the maps must have the same box", a.map_b.display(), hb.nx, hb.ny, hb.nz, a.map_a.display());
+    }
+    let apix = match (a.apix, ha.apix, hb.apix) {
+        (Some(x), _, _) => x,
+        (None, Some(x), Some(y)) if (x - y).abs() > 1e-3 * x => {
+            bail!("{} has {x} Å/px but {} has {y} Å/px; resample one, or give --apix to override", a.map_a.display(), a.map_b.display())
+        }
+        (None, Some(x), _) | (None, None, Some(x)) => x,
+        (None, None, None) => bail!("neither map header gives a pixel size; give one with --apix"),
+    };
+    let va = fa.read_all()?;
+    let vb = fb.read_all()?;
+    let mask_data;
+    let mask = match a.mask.as_str() {
+        "auto" => MaskChoice::Auto,
+        "none" => MaskChoice::None,
+        path => {
+            let m = MrcFile::open(path).with_context(|| format!("reading the mask {path}"))?;
+            let h = m.header();
+            if [h.nx, h.ny, h.nz] != [d, d, d] {
+                bail!("{path}: the mask is {}×{}×{}, the maps {d}³", h.nx, h.ny, h.nz);
+            }
+            mask_data = m.read_all()?;
+            MaskChoice::Given(&mask_data)
+        }
+    };
+    let rep = gold_standard(&va, &vb, d, apix, mask, a.seed);
+    if let Some(dir) = &a.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        cryosplat_train::reconstruct::write_fsc_csv(&dir.join("fsc.csv"), &rep)?;
+        crate::figures::fsc_plot(&dir.join("fsc.png"), "FSC", &rep)?;
+    }
+    if a.json {
+        let curve: Vec<serde_json::Value> = (0..rep.unmasked.len())
+            .map(|n| {
+                serde_json::json!({
+                    "shell": n,
+                    "frequency_inv_a": rep.frequency(n),
+                    "fsc_unmasked": rep.unmasked[n],
+                    "fsc_masked": rep.masked.as_ref().map(|c| c[n]),
+                    "fsc_corrected": rep.corrected.as_ref().map(|c| c[n]),
+                })
+            })
+            .collect();
+        let out = serde_json::json!({
+            "resolution_0143": res_json(rep.resolution(0.143)),
+            "resolution_05": res_json(rep.resolution(0.5)),
+            "resolution_0143_unmasked": res_json(rep.resolution_unmasked(0.143)),
+            "resolution_05_unmasked": res_json(rep.resolution_unmasked(0.5)),
+            "box": d,
+            "apix": apix,
+            "mask": a.mask,
+            "curve": curve,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("FSC 0.143: {}", rep.resolution(0.143).describe(apix));
+        println!("FSC 0.5:   {}", rep.resolution(0.5).describe(apix));
+        println!("(unmasked: {} at 0.143, {} at 0.5)", rep.resolution_unmasked(0.143).describe(apix), rep.resolution_unmasked(0.5).describe(apix));
+    }
+    Ok(())
 }
