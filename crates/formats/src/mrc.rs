@@ -130,7 +130,7 @@ impl MrcHeader {
     pub fn image_len(&self) -> usize {
         self.nx * self.ny
     }
-    /// Bytes of data the header describes.
+    /// Bytes of data the header describes (checked against the file length by [`parse_header`]).
     pub fn data_bytes(&self) -> u64 {
         self.nx as u64 * self.ny as u64 * self.nz as u64 * self.mode.bytes() as u64
     }
@@ -196,20 +196,30 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<MrcHeader> {
         }
     }
     let mode_number = int(bytes, 3, big);
-    let mode = Mode::from_number(mode_number).ok_or_else(|| {
-        FormatError::binary(path, 12, format!("MODE is {mode_number}; expected 0, 1, 2, 6 or 12"))
-    })?;
+    let mode = Mode::from_number(mode_number)
+        .ok_or_else(|| FormatError::binary(path, 12, format!("MODE is {mode_number}; expected 0, 1, 2, 6 or 12")))?;
     let mxyz = [int(bytes, 7, big), int(bytes, 8, big), int(bytes, 9, big)];
     let cella = [float(bytes, 10, big), float(bytes, 11, big), float(bytes, 12, big)];
     let axes = [int(bytes, 16, big), int(bytes, 17, big), int(bytes, 18, big)];
     if axes != [1, 2, 3] && axes != [0, 0, 0] {
-        warnings.push(format!("axis order MAPC/MAPR/MAPS is {axes:?}; data are read as x-fastest without permutation"));
+        warnings.push(format!(
+            "axis order MAPC/MAPR/MAPS is {axes:?}; data are read as x-fastest without permutation"
+        ));
     }
-    let stored_stats = [float(bytes, 19, big), float(bytes, 20, big), float(bytes, 21, big), float(bytes, 54, big)];
+    let stored_stats = [
+        float(bytes, 19, big),
+        float(bytes, 20, big),
+        float(bytes, 21, big),
+        float(bytes, 54, big),
+    ];
     let ispg = int(bytes, 22, big);
     let nsymbt_raw = int(bytes, 23, big);
     if nsymbt_raw < 0 {
-        return Err(FormatError::binary(path, 92, format!("NSYMBT is {nsymbt_raw}; expected 0 or a positive byte count")));
+        return Err(FormatError::binary(
+            path,
+            92,
+            format!("NSYMBT is {nsymbt_raw}; expected 0 or a positive byte count"),
+        ));
     }
     let nsymbt = nsymbt_raw as usize;
     let nversion = int(bytes, 27, big);
@@ -220,19 +230,45 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<MrcHeader> {
     if nversion != 20140 && nversion != 20141 {
         warnings.push(format!("NVERSION is {nversion}, not 20140"));
     }
-    let apix = if mxyz[0] > 0 && cella[0] > 0.0 && cella[0].is_finite() {
-        Some(cella[0] as f64 / mxyz[0] as f64)
-    } else {
-        warnings.push("cell size is 0: pixel size unknown, take it from the metadata".to_string());
+    let apix = if !(cella[0].is_finite() && cella[0] > 0.0) {
+        warnings.push(format!(
+            "cell size CELLA.x is {}: pixel size unknown, take it from the metadata",
+            cella[0]
+        ));
         None
+    } else if mxyz[0] <= 0 {
+        warnings.push(format!(
+            "sampling MX is {}: pixel size unknown, take it from the metadata",
+            mxyz[0]
+        ));
+        None
+    } else {
+        let a = cella[0] as f64 / mxyz[0] as f64;
+        if a == 1.0 {
+            warnings.push(
+                "the header gives 1 Å/px (CELLA equals the sample count), often a placeholder; check the pixel size against the metadata"
+                    .to_string(),
+            );
+        }
+        if mxyz[1] > 0 && cella[1] > 0.0 {
+            let ay = cella[1] as f64 / mxyz[1] as f64;
+            if (ay - a).abs() > 1e-4 * a {
+                warnings.push(format!("pixel size differs along x ({a} Å) and y ({ay} Å); using x"));
+            }
+        }
+        Some(a)
     };
-    let [dmin, dmax, _, rms] = stored_stats;
-    if !(dmin <= dmax) || rms < 0.0 {
-        warnings.push("header statistics (DMIN/DMAX/RMS) are unset".to_string());
+    let [dmin, dmax, dmean, rms] = stored_stats;
+    if dmin.is_nan() || dmax.is_nan() || dmax < dmin || dmean < dmin.min(dmax) || rms < 0.0 {
+        warnings.push("header statistics (DMIN/DMAX/DMEAN/RMS) are unset".to_string());
     }
     let nlabl = int(bytes, 55, big).clamp(0, 10) as usize;
     let labels = (0..nlabl)
-        .map(|i| String::from_utf8_lossy(&bytes[224 + 80 * i..304 + 80 * i]).trim_end_matches(['\0', ' ']).to_string())
+        .map(|i| {
+            String::from_utf8_lossy(&bytes[224 + 80 * i..304 + 80 * i])
+                .trim_end_matches(['\0', ' '])
+                .to_string()
+        })
         .collect();
     let mut header = MrcHeader {
         nx: dims[0] as usize,
@@ -257,12 +293,16 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<MrcHeader> {
         return Err(FormatError::binary(
             path,
             92,
-            format!("NSYMBT says the data start at byte {}, beyond the end of the {file_len}-byte file", header.data_offset),
+            format!(
+                "NSYMBT says the data start at byte {}, beyond the end of the {file_len}-byte file",
+                header.data_offset
+            ),
         ));
     }
-    let claimed = header.data_bytes();
+    // Up to (2³¹)³·4 bytes can be claimed: compute in u128 so that no claim overflows.
+    let claimed = header.nx as u128 * header.ny as u128 * header.nz as u128 * mode.bytes() as u128;
     let available = file_len - header.data_offset;
-    if claimed > available {
+    if claimed > available as u128 {
         return Err(FormatError::binary(
             path,
             header.data_offset,
@@ -272,8 +312,12 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<MrcHeader> {
             ),
         ));
     }
+    let claimed = claimed as u64;
     if claimed < available {
-        header.warnings.push(format!("{} bytes after the end of the data are ignored", available - claimed));
+        header.warnings.push(format!(
+            "{} bytes after the end of the data are ignored",
+            available - claimed
+        ));
     }
     Ok(header)
 }
@@ -298,19 +342,31 @@ fn decode(src: &[u8], mode: Mode, big: bool, out: &mut [f32]) {
         }
         (Mode::Int16, _) => {
             for (o, c) in out.iter_mut().zip(src.chunks_exact(2)) {
-                let v = if big { i16::from_be_bytes([c[0], c[1]]) } else { i16::from_le_bytes([c[0], c[1]]) };
+                let v = if big {
+                    i16::from_be_bytes([c[0], c[1]])
+                } else {
+                    i16::from_le_bytes([c[0], c[1]])
+                };
                 *o = v as f32;
             }
         }
         (Mode::Uint16, _) => {
             for (o, c) in out.iter_mut().zip(src.chunks_exact(2)) {
-                let v = if big { u16::from_be_bytes([c[0], c[1]]) } else { u16::from_le_bytes([c[0], c[1]]) };
+                let v = if big {
+                    u16::from_be_bytes([c[0], c[1]])
+                } else {
+                    u16::from_le_bytes([c[0], c[1]])
+                };
                 *o = v as f32;
             }
         }
         (Mode::Float16, _) => {
             for (o, c) in out.iter_mut().zip(src.chunks_exact(2)) {
-                let bits = if big { u16::from_be_bytes([c[0], c[1]]) } else { u16::from_le_bytes([c[0], c[1]]) };
+                let bits = if big {
+                    u16::from_be_bytes([c[0], c[1]])
+                } else {
+                    u16::from_le_bytes([c[0], c[1]])
+                };
                 *o = f16::from_bits(bits).to_f32();
             }
         }
@@ -331,46 +387,89 @@ pub struct Stats {
     pub count: u64,
 }
 
-/// Accumulates [`Stats`] over samples.
+/// Accumulates [`Stats`] over samples, chunk by chunk: each chunk's mean and sum of squared
+/// deviations are computed in two passes over the chunk (which is in cache) and merged into the
+/// running totals with the pairwise update of Chan, Golub and LeVeque, so that the standard
+/// deviation stays accurate when the mean is large compared to the spread.
 #[derive(Clone, Debug)]
 pub struct StatsAccumulator {
     min: f64,
     max: f64,
-    sum: f64,
-    sum_sq: f64,
+    mean: f64,
+    /// Sum of squared deviations from `mean`.
+    m2: f64,
     count: u64,
     non_finite: u64,
 }
 
 impl Default for StatsAccumulator {
     fn default() -> Self {
-        StatsAccumulator { min: f64::INFINITY, max: f64::NEG_INFINITY, sum: 0.0, sum_sq: 0.0, count: 0, non_finite: 0 }
+        StatsAccumulator {
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            mean: 0.0,
+            m2: 0.0,
+            count: 0,
+            non_finite: 0,
+        }
     }
 }
 
 impl StatsAccumulator {
+    /// Add samples; NaN and infinite values are counted and otherwise ignored.
     pub fn add(&mut self, values: &[f32]) {
-        for &v in values {
-            if v.is_finite() {
-                let v = v as f64;
-                self.min = self.min.min(v);
-                self.max = self.max.max(v);
-                self.sum += v;
-                self.sum_sq += v * v;
-                self.count += 1;
-            } else {
-                self.non_finite += 1;
+        for chunk in values.chunks(4096) {
+            let mut n = 0u64;
+            let mut sum = 0.0f64;
+            for &v in chunk {
+                if v.is_finite() {
+                    let v = v as f64;
+                    self.min = self.min.min(v);
+                    self.max = self.max.max(v);
+                    sum += v;
+                    n += 1;
+                }
             }
+            self.non_finite += chunk.len() as u64 - n;
+            if n == 0 {
+                continue;
+            }
+            let mean_b = sum / n as f64;
+            let m2_b: f64 = chunk
+                .iter()
+                .filter(|v| v.is_finite())
+                .map(|&v| (v as f64 - mean_b).powi(2))
+                .sum();
+            let (na, nb) = (self.count as f64, n as f64);
+            let total = na + nb;
+            let delta = mean_b - self.mean;
+            self.mean += delta * nb / total;
+            self.m2 += m2_b + delta * delta * na * nb / total;
+            self.count += n;
         }
     }
+
+    /// The statistics so far (all zero when no finite sample was added).
     pub fn finish(&self) -> Stats {
         if self.count == 0 {
-            return Stats { min: 0.0, max: 0.0, mean: 0.0, std: 0.0, non_finite: self.non_finite, count: 0 };
+            return Stats {
+                min: 0.0,
+                max: 0.0,
+                mean: 0.0,
+                std: 0.0,
+                non_finite: self.non_finite,
+                count: 0,
+            };
         }
-        let n = self.count as f64;
-        let mean = self.sum / n;
-        let var = (self.sum_sq / n - mean * mean).max(0.0);
-        Stats { min: self.min, max: self.max, mean, std: var.sqrt(), non_finite: self.non_finite, count: self.count }
+        let var = (self.m2 / self.count as f64).max(0.0);
+        Stats {
+            min: self.min,
+            max: self.max,
+            mean: self.mean,
+            std: var.sqrt(),
+            non_finite: self.non_finite,
+            count: self.count,
+        }
     }
 }
 
@@ -388,7 +487,10 @@ pub struct MrcFile {
 
 impl std::fmt::Debug for MrcFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MrcFile").field("path", &self.path).field("header", &self.header).finish()
+        f.debug_struct("MrcFile")
+            .field("path", &self.path)
+            .field("header", &self.header)
+            .finish()
     }
 }
 
@@ -399,13 +501,21 @@ impl MrcFile {
         let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
         let len = file.metadata().map_err(|e| FormatError::io(path, e))?.len();
         if len < HEADER_BYTES as u64 {
-            return Err(FormatError::binary(path, 0, format!("file has {len} bytes, fewer than the 1024-byte MRC header")));
+            return Err(FormatError::binary(
+                path,
+                0,
+                format!("file has {len} bytes, fewer than the 1024-byte MRC header"),
+            ));
         }
         // SAFETY: the mapping is read-only; a file truncated by another process while mapped
         // is outside what this reader can defend against (as for every mmap-based reader).
         let map = unsafe { Mmap::map(&file) }.map_err(|e| FormatError::io(path, e))?;
         let header = parse_header(&map, path)?;
-        Ok(MrcFile { path: path.to_path_buf(), map, header })
+        Ok(MrcFile {
+            path: path.to_path_buf(),
+            map,
+            header,
+        })
     }
 
     pub fn header(&self) -> &MrcHeader {
@@ -427,7 +537,10 @@ impl MrcFile {
         if index >= h.nz {
             return Err(FormatError::invalid(
                 &self.path,
-                format!("image index {index} (0-based) is out of range: the stack holds {} images", h.nz),
+                format!(
+                    "image index {index} (0-based) is out of range: the stack holds {} images",
+                    h.nz
+                ),
             ));
         }
         let n = h.image_len() * h.mode.bytes();
@@ -441,7 +554,12 @@ impl MrcFile {
         if out.len() != n {
             return Err(FormatError::invalid(
                 &self.path,
-                format!("an image of {}×{} needs a buffer of {n} values, got {}", self.header.nx, self.header.ny, out.len()),
+                format!(
+                    "an image of {}×{} needs a buffer of {n} values, got {}",
+                    self.header.nx,
+                    self.header.ny,
+                    out.len()
+                ),
             ));
         }
         let src = self.section_bytes(index)?;
@@ -471,7 +589,10 @@ impl MrcFile {
         decode(bytes, h.mode, h.big_endian, &mut out);
         let bad = count_non_finite(&out);
         if bad > 0 {
-            return Err(FormatError::invalid(&self.path, format!("the data hold {bad} NaN or infinite values")));
+            return Err(FormatError::invalid(
+                &self.path,
+                format!("the data hold {bad} NaN or infinite values"),
+            ));
         }
         Ok(out)
     }
@@ -515,7 +636,15 @@ enum Kind {
     Stack,
 }
 
-fn header_bytes(dims: [usize; 3], apix: f64, mode: Mode, kind: Kind, stats: &Stats, origin_a: [f32; 3], label: &str) -> Vec<u8> {
+fn header_bytes(
+    dims: [usize; 3],
+    apix: f64,
+    mode: Mode,
+    kind: Kind,
+    stats: &Stats,
+    origin_a: [f32; 3],
+    label: &str,
+) -> Vec<u8> {
     let mut h = vec![0u8; HEADER_BYTES];
     let put_i = |w: usize, v: i32, h: &mut Vec<u8>| h[w * 4..w * 4 + 4].copy_from_slice(&v.to_le_bytes());
     put_i(0, dims[0] as i32, &mut h);
@@ -610,23 +739,40 @@ pub struct WriteOptions {
 
 fn check_values(path: &Path, values: &[f32], expected: usize) -> Result<()> {
     if values.len() != expected {
-        return Err(FormatError::invalid(path, format!("{} values given for {expected} samples", values.len())));
+        return Err(FormatError::invalid(
+            path,
+            format!("{} values given for {expected} samples", values.len()),
+        ));
     }
     let bad = count_non_finite(values);
     if bad > 0 {
-        return Err(FormatError::invalid(path, format!("refusing to write {bad} NaN or infinite values")));
+        return Err(FormatError::invalid(
+            path,
+            format!("refusing to write {bad} NaN or infinite values"),
+        ));
     }
     Ok(())
 }
 
-fn write_whole(path: &Path, values: &[f32], dims: [usize; 3], apix: f64, kind: Kind, opts: &WriteOptions) -> Result<()> {
+fn write_whole(
+    path: &Path,
+    values: &[f32],
+    dims: [usize; 3],
+    apix: f64,
+    kind: Kind,
+    opts: &WriteOptions,
+) -> Result<()> {
     if dims.iter().any(|&n| n == 0 || n > i32::MAX as usize) {
         return Err(FormatError::invalid(path, format!("cannot write dimensions {dims:?}")));
     }
     if !(apix > 0.0 && apix.is_finite()) {
-        return Err(FormatError::invalid(path, format!("pixel size {apix} Å is not a positive number")));
+        return Err(FormatError::invalid(
+            path,
+            format!("pixel size {apix} Å is not a positive number"),
+        ));
     }
-    check_values(path, values, dims[0] * dims[1] * dims[2])?;
+    let expected = dims[0].checked_mul(dims[1]).and_then(|n| n.checked_mul(dims[2]));
+    check_values(path, values, expected.unwrap_or(usize::MAX))?;
     let mode = opts.mode.mode();
     let stats = stored_stats(values, mode);
     let header = header_bytes(dims, apix, mode, kind, &stats, opts.origin_a, &opts.label);
@@ -647,7 +793,15 @@ pub fn write_volume(path: &Path, values: &[f32], dims: [usize; 3], apix: f64, op
 }
 
 /// Write `n` images of `nx×ny` (x fastest, image after image) with pixel size `apix` Å, atomically.
-pub fn write_stack(path: &Path, values: &[f32], nx: usize, ny: usize, n: usize, apix: f64, opts: &WriteOptions) -> Result<()> {
+pub fn write_stack(
+    path: &Path,
+    values: &[f32],
+    nx: usize,
+    ny: usize,
+    n: usize,
+    apix: f64,
+    opts: &WriteOptions,
+) -> Result<()> {
     write_whole(path, values, [nx, ny, n], apix, Kind::Stack, opts)
 }
 
@@ -665,7 +819,21 @@ pub struct StackWriter {
     mode: Mode,
     stats: StatsAccumulator,
     buf: Vec<u8>,
+    /// Float16-rounded copy of the current image (the statistics describe the stored values).
+    rounded: Vec<f32>,
     opts: WriteOptions,
+}
+
+impl std::fmt::Debug for StackWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StackWriter")
+            .field("dest", &self.dest)
+            .field("nx", &self.nx)
+            .field("ny", &self.ny)
+            .field("images", &self.n)
+            .field("mode", &self.mode)
+            .finish()
+    }
 }
 
 impl StackWriter {
@@ -675,13 +843,20 @@ impl StackWriter {
             return Err(FormatError::invalid(path, format!("cannot write images of {nx}×{ny}")));
         }
         if !(apix > 0.0 && apix.is_finite()) {
-            return Err(FormatError::invalid(path, format!("pixel size {apix} Å is not a positive number")));
+            return Err(FormatError::invalid(
+                path,
+                format!("pixel size {apix} Å is not a positive number"),
+            ));
         }
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.partial{}", std::process::id()));
         let file = File::create(&tmp).map_err(|e| FormatError::io(path, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
-        w.write_all(&[0u8; HEADER_BYTES]).map_err(|e| FormatError::io(path, e))?;
+        w.write_all(&[0u8; HEADER_BYTES])
+            .map_err(|e| FormatError::io(path, e))?;
         Ok(StackWriter {
             dest: path.to_path_buf(),
             tmp,
@@ -693,6 +868,7 @@ impl StackWriter {
             mode: opts.mode.mode(),
             stats: StatsAccumulator::default(),
             buf: Vec::new(),
+            rounded: Vec::new(),
             opts,
         })
     }
@@ -700,10 +876,17 @@ impl StackWriter {
     /// Append one image (`nx·ny` values).
     pub fn push(&mut self, image: &[f32]) -> Result<()> {
         check_values(&self.dest, image, self.nx * self.ny)?;
+        if self.n >= i32::MAX as usize {
+            return Err(FormatError::invalid(
+                &self.dest,
+                "an MRC stack holds at most 2³¹−1 images",
+            ));
+        }
         encode(image, self.mode, &mut self.buf);
         if self.mode == Mode::Float16 {
-            let rounded: Vec<f32> = image.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
-            self.stats.add(&rounded);
+            self.rounded.clear();
+            self.rounded.extend(image.iter().map(|&v| f16::from_f32(v).to_f32()));
+            self.stats.add(&self.rounded);
         } else {
             self.stats.add(image);
         }
@@ -727,7 +910,15 @@ impl StackWriter {
             return Err(FormatError::invalid(&self.dest, "no images were written"));
         }
         let stats = self.stats.finish();
-        let header = header_bytes([self.nx, self.ny, self.n], self.apix, self.mode, Kind::Stack, &stats, self.opts.origin_a, &self.opts.label);
+        let header = header_bytes(
+            [self.nx, self.ny, self.n],
+            self.apix,
+            self.mode,
+            Kind::Stack,
+            &stats,
+            self.opts.origin_a,
+            &self.opts.label,
+        );
         let mut w = self.file.take().expect("finish twice");
         let dest = self.dest.clone();
         let result = (|| -> std::io::Result<()> {
@@ -738,8 +929,10 @@ impl StackWriter {
             f.sync_all()?;
             Ok(())
         })();
-        result.map_err(|e| FormatError::io(&dest, e))?;
-        std::fs::rename(&self.tmp, &dest).map_err(|e| FormatError::io(&dest, e))?;
+        if let Err(e) = result.and_then(|_| std::fs::rename(&self.tmp, &dest)) {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(FormatError::io(&dest, e));
+        }
         Ok(())
     }
 }
@@ -780,7 +973,7 @@ mod tests {
             h[212] = 0x44;
             h[213] = 0x44;
         }
-        h.extend(std::iter::repeat(0u8).take(nsymbt.max(0) as usize));
+        h.extend(std::iter::repeat_n(0u8, nsymbt.max(0) as usize));
         h.extend_from_slice(data);
         h
     }
@@ -791,13 +984,25 @@ mod tests {
         for big in [false, true] {
             for mode in [0, 1, 2, 6, 12] {
                 let m = Mode::from_number(mode).unwrap();
-                let vals: Vec<f32> = values.iter().map(|&v| if mode == 6 { v.abs() } else { v }).map(|v| if mode <= 1 || mode == 6 { v.trunc() } else { v }).collect();
+                let vals: Vec<f32> = values
+                    .iter()
+                    .map(|&v| if mode == 6 { v.abs() } else { v })
+                    .map(|v| if mode <= 1 || mode == 6 { v.trunc() } else { v })
+                    .collect();
                 let mut data = Vec::new();
                 for &v in &vals {
                     match m {
                         Mode::Int8 => data.push(v as i8 as u8),
-                        Mode::Int16 => data.extend(if big { (v as i16).to_be_bytes() } else { (v as i16).to_le_bytes() }),
-                        Mode::Uint16 => data.extend(if big { (v as u16).to_be_bytes() } else { (v as u16).to_le_bytes() }),
+                        Mode::Int16 => data.extend(if big {
+                            (v as i16).to_be_bytes()
+                        } else {
+                            (v as i16).to_le_bytes()
+                        }),
+                        Mode::Uint16 => data.extend(if big {
+                            (v as u16).to_be_bytes()
+                        } else {
+                            (v as u16).to_le_bytes()
+                        }),
                         Mode::Float32 => data.extend(if big { v.to_be_bytes() } else { v.to_le_bytes() }),
                         Mode::Float16 => {
                             let b = f16::from_f32(v).to_bits();
@@ -825,10 +1030,73 @@ mod tests {
     }
 
     #[test]
+    fn largest_claim_does_not_overflow() {
+        let bytes = raw_file([i32::MAX, i32::MAX, i32::MAX], 2, false, &[0u8; 16], 0);
+        let e = parse_header(&bytes, Path::new("max.mrc")).unwrap_err().to_string();
+        assert!(
+            e.contains("max.mrc") && e.contains("claims") && e.contains("at byte 1024"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn stats_stay_accurate_with_a_large_mean() {
+        // 10,001 samples 1e4 + k·1e-2 (k = -5000..=5000): the exact population variance is
+        // 1e-4·(n²−1)/12 with n = 10,001, i.e. sd 28.8704 (before the f32 rounding of the
+        // samples); a plain sum of squares in f64 would lose about five digits to the 1e8 offset.
+        let vals: Vec<f32> = (-5000..=5000).map(|k| 1e4f32 + k as f32 * 1e-2).collect();
+        let mut acc = StatsAccumulator::default();
+        acc.add(&vals[..3000]);
+        acc.add(&vals[3000..]);
+        let s = acc.finish();
+        let exact_mean = vals.iter().map(|&v| v as f64).sum::<f64>() / vals.len() as f64;
+        let exact_var = vals.iter().map(|&v| (v as f64 - exact_mean).powi(2)).sum::<f64>() / vals.len() as f64;
+        assert!((s.mean - exact_mean).abs() < 1e-9, "{} {}", s.mean, exact_mean);
+        assert!(
+            (s.std - exact_var.sqrt()).abs() < 1e-9,
+            "{} {}",
+            s.std,
+            exact_var.sqrt()
+        );
+        assert!((s.std - 28.870_7).abs() < 1e-3, "{}", s.std);
+        assert_eq!(s.count, 10_001);
+    }
+
+    #[test]
+    fn header_quirks_are_warnings() {
+        let mut b = raw_file([2, 2, 1], 2, false, &[0u8; 16], 0);
+        b[208..216].fill(0);
+        b[27 * 4..27 * 4 + 4].fill(0);
+        b[40..44].copy_from_slice(&0f32.to_le_bytes());
+        for (w, v) in [(19, -1.0f32), (20, -2.0), (21, -3.0), (54, -1.0)] {
+            b[w * 4..w * 4 + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        let h = parse_header(&b, Path::new("q.mrc")).unwrap();
+        assert_eq!(h.apix, None);
+        for w in [
+            "MAP identifier",
+            "machine stamp is 0",
+            "NVERSION is 0",
+            "pixel size unknown",
+            "unset",
+        ] {
+            assert!(h.warnings.iter().any(|x| x.contains(w)), "{w}: {:?}", h.warnings);
+        }
+        assert_eq!(h.warnings.len(), 5, "{:?}", h.warnings);
+        // A compliant header has none.
+        let h = parse_header(&raw_file([2, 2, 1], 2, false, &[0u8; 16], 0), Path::new("ok.mrc")).unwrap();
+        assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+    }
+
+    #[test]
     fn bad_fields() {
-        let e = parse_header(&raw_file([2, 2, 1], 5, false, &[0u8; 16], 0), Path::new("m.mrc")).unwrap_err().to_string();
+        let e = parse_header(&raw_file([2, 2, 1], 5, false, &[0u8; 16], 0), Path::new("m.mrc"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("MODE is 5") && e.contains("byte 12"), "{e}");
-        let e = parse_header(&raw_file([2, -2, 1], 2, false, &[0u8; 16], 0), Path::new("m.mrc")).unwrap_err().to_string();
+        let e = parse_header(&raw_file([2, -2, 1], 2, false, &[0u8; 16], 0), Path::new("m.mrc"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("NY is -2"), "{e}");
         let mut b = raw_file([2, 2, 1], 2, false, &[0u8; 16], 0);
         b[92..96].copy_from_slice(&(1_000_000i32).to_le_bytes());
