@@ -1,11 +1,18 @@
 //! `cryosplat reconstruct`: Gaussian-splatting reconstruction with gold-standard half maps.
+//!
+//! The library does the work and reports each epoch through a callback; this file shows the
+//! progress bar, turns Ctrl-C into a checkpoint, writes the figures and report after every
+//! epoch (`report::write_epoch_outputs`: fsc.png, report.html, gaussians*.ply, run.json) and
+//! keeps `run.log`, a copy of what the run said (rewritten atomically after every event).
 
 use crate::input::ParticleArgs;
 use crate::progress::Bar;
 use crate::report;
 use anyhow::{Context, Result};
+use cryosplat_train::reconstruct::density::DensityConfig;
 use cryosplat_train::reconstruct::{reconstruct, ReconstructConfig, ReconstructError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -58,6 +65,88 @@ pub struct Args {
     /// Stop (with a checkpoint) after this many optimiser steps.
     #[arg(long, hide = true)]
     pub max_steps: Option<u64>,
+    #[command(flatten)]
+    pub density: DensityArgs,
+}
+
+/// Density control between epochs (off by default).
+#[derive(clap::Args, Clone, Debug)]
+pub struct DensityArgs {
+    /// Split Gaussians before these epochs (1-based, comma-separated), e.g. 2,3.
+    #[arg(long, value_delimiter = ',')]
+    pub densify_epochs: Vec<usize>,
+    /// Fraction of the Gaussians (largest mean position gradient over the previous epoch) split each time.
+    #[arg(long, default_value_t = DensityConfig::default().split_fraction)]
+    pub densify_fraction: f64,
+    /// Also split Gaussians larger than this many pixels (largest standard deviation; 0: off).
+    #[arg(long, default_value_t = 0.0)]
+    pub densify_large_px: f64,
+    /// Prune vanished Gaussians before these epochs (1-based, comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub prune_epochs: Vec<usize>,
+    /// Prune Gaussians with an amplitude below this fraction of the mean amplitude.
+    #[arg(long, default_value_t = DensityConfig::default().prune_fraction)]
+    pub prune_fraction: f64,
+}
+
+impl Default for DensityArgs {
+    fn default() -> Self {
+        let d = DensityConfig::default();
+        DensityArgs {
+            densify_epochs: d.densify_epochs,
+            densify_fraction: d.split_fraction,
+            densify_large_px: d.split_large_px,
+            prune_epochs: d.prune_epochs,
+            prune_fraction: d.prune_fraction,
+        }
+    }
+}
+
+impl DensityArgs {
+    pub fn config(&self) -> DensityConfig {
+        DensityConfig {
+            densify_epochs: self.densify_epochs.clone(),
+            split_fraction: self.densify_fraction,
+            split_large_px: self.densify_large_px,
+            prune_epochs: self.prune_epochs.clone(),
+            prune_fraction: self.prune_fraction,
+        }
+    }
+}
+
+/// `run.log`: timestamped lines, rewritten atomically after each one (a log of a few hundred
+/// lines; the whole file is always complete).
+struct RunLog {
+    path: PathBuf,
+    text: String,
+    started: Instant,
+}
+
+impl RunLog {
+    fn new(dir: &Path) -> Self {
+        RunLog { path: dir.join("run.log"), text: String::new(), started: Instant::now() }
+    }
+
+    /// Continue the log of an earlier run (on --resume).
+    fn resume(dir: &Path) -> Self {
+        let mut l = Self::new(dir);
+        l.text = std::fs::read_to_string(&l.path).unwrap_or_default();
+        l
+    }
+
+    fn line(&mut self, msg: &str) {
+        let t = self.started.elapsed().as_secs_f64();
+        for (k, l) in msg.lines().enumerate() {
+            if k == 0 {
+                self.text.push_str(&format!("[{t:9.1} s] {l}\n"));
+            } else {
+                self.text.push_str(&format!("            {l}\n"));
+            }
+        }
+        if let Err(e) = cryosplat_formats::atomic::write_bytes_atomic(&self.path, self.text.as_bytes()) {
+            tracing::warn!("cannot write {}: {e}", self.path.display());
+        }
+    }
 }
 
 impl Args {
@@ -76,15 +165,30 @@ impl Args {
             cache_gib: self.cache_gib,
             max_steps: self.max_steps,
             no_ctf: self.no_ctf,
+            density: self.density.config(),
         }
     }
 }
 
 /// Run and write every output; returns the run summary.
 pub fn execute(a: &Args, title: &str) -> Result<cryosplat_train::reconstruct::Summary> {
-    let set = a.input.load()?;
     let cfg = a.config();
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating the output folder {}", a.out.display()))?;
+    let mut log = if a.resume { RunLog::resume(&a.out) } else { RunLog::new(&a.out) };
+    let argv: Vec<String> = std::env::args().collect();
+    log.line(&format!("cryosplat {}{}", env!("CARGO_PKG_VERSION"), if a.resume { " (resuming)" } else { "" }));
+    log.line(&format!("command: {}", argv.join(" ")));
+    let set = match a.input.load() {
+        Ok(s) => s,
+        Err(e) => {
+            log.line(&format!("error: {e:#}"));
+            return Err(e);
+        }
+    };
+    for w in &set.warnings {
+        log.line(&format!("warning: {w}"));
+    }
+    log.line(&format!("{} particles, box {} px, {:.4} Å/px, source {}", set.len(), set.box_px, set.apix, set.source.display()));
     let stop = Arc::new(AtomicBool::new(false));
     {
         let s = stop.clone();
@@ -99,34 +203,86 @@ pub fn execute(a: &Args, title: &str) -> Result<cryosplat_train::reconstruct::Su
     let bar = Bar::new();
     let out = a.out.clone();
     let settings = serde_json::json!({
+        "command": argv,
         "particles": a.input.particles.display().to_string(),
+        "poses": a.input.poses.as_ref().map(|p| p.display().to_string()),
+        "ctf": a.input.ctf.as_ref().map(|p| p.display().to_string()),
+        "invert": set.invert,
+        "first": a.input.first,
+        "subset": a.input.subset.as_ref().map(|p| p.display().to_string()),
         "count": set.len(),
         "box_px": set.box_px,
         "apix": set.apix,
         "config": cfg,
     });
+    log.line(&format!("settings: {}", serde_json::to_string(&cfg)?));
+    let log = std::sync::Mutex::new(log);
     let mut on_epoch = |r: &cryosplat_train::reconstruct::EpochResult| -> Result<(), ReconstructError> {
-        tracing::info!(
-            "epoch {}: loss A {:.5} B {:.5}; half-map resolution {} Å (0.143), {} Å (0.5)",
-            r.record.epoch, r.record.loss[0], r.record.loss[1], r.record.resolution_0143, r.record.resolution_05
+        let msg = format!(
+            "epoch {}: loss A {:.5} B {:.5}; half-map resolution {} (FSC 0.143), {} (0.5); {} + {} Gaussians; {:.1} s, {:.0} images/s",
+            r.record.epoch,
+            r.record.loss[0],
+            r.record.loss[1],
+            fmt_res(&r.record.resolution_0143),
+            fmt_res(&r.record.resolution_05),
+            r.record.gaussians[0],
+            r.record.gaussians[1],
+            r.record.seconds,
+            r.record.images_per_s
         );
+        tracing::info!("{msg}");
+        log.lock().expect("log lock").line(&msg);
+        // Figures, report, PLY files and run.json (the report hook).
         report::write_epoch_outputs(&out, title, r, &settings).map_err(|e| ReconstructError::Config(format!("{e:#}")))
     };
-    let summary = match reconstruct(&set, &cfg, &a.out, a.resume, &bar, &stop, &mut on_epoch) {
+    let result = reconstruct(&set, &cfg, &a.out, a.resume, &bar, &stop, &mut on_epoch);
+    let mut log = log.into_inner().expect("log lock");
+    let summary = match result {
         Ok(s) => s,
-        Err(e @ ReconstructError::Interrupted { .. }) => return Err(e.into()),
-        Err(e) => return Err(anyhow::Error::new(e).context("reconstruction failed")),
+        Err(e @ ReconstructError::Interrupted { .. }) => {
+            log.line(&format!("stopped: {e}"));
+            return Err(e.into());
+        }
+        Err(e) => {
+            log.line(&format!("error: {e}"));
+            return Err(anyhow::Error::new(e).context("reconstruction failed"));
+        }
     };
+    for w in &summary.warnings {
+        log.line(&format!("note: {w}"));
+    }
     report::write_final_outputs(&a.out, &summary, &settings)?;
+    if let Some(last) = summary.history.last() {
+        log.line(&format!(
+            "finished in {:.0} s: half-map resolution {} (FSC 0.143), {} (0.5); outputs: {}",
+            summary.seconds,
+            fmt_res(&last.resolution_0143),
+            fmt_res(&last.resolution_05),
+            summary.outputs.iter().filter_map(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned()).collect::<Vec<_>>().join(", ")
+        ));
+    }
     Ok(summary)
+}
+
+/// A resolution string of the library ("4.123", "nyquist", "none") for people.
+fn fmt_res(s: &str) -> String {
+    match s {
+        "nyquist" => "at Nyquist".into(),
+        "none" => "none (no correlation)".into(),
+        a => format!("{a} Å"),
+    }
 }
 
 pub fn run(a: Args) -> Result<()> {
     let s = execute(&a, "cryosplat reconstruction")?;
     let last = s.history.last().expect("at least one epoch");
     println!(
-        "half-map resolution (FSC 0.143, corrected): {} Å; 0.5: {} Å; {} + {} particles, {:.0} s",
-        last.resolution_0143, last.resolution_05, s.particles[0], s.particles[1], s.seconds
+        "half-map resolution (FSC 0.143, corrected): {}; 0.5: {}; {} + {} particles, {:.0} s",
+        fmt_res(&last.resolution_0143),
+        fmt_res(&last.resolution_05),
+        s.particles[0],
+        s.particles[1],
+        s.seconds
     );
     println!("outputs in {}", a.out.display());
     Ok(())

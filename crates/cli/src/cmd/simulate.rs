@@ -185,7 +185,7 @@ fn element_from_name(name: &str) -> String {
     }
 }
 
-fn read_pdb(path: &Path) -> Result<Vec<Atom>> {
+pub(crate) fn read_pdb(path: &Path) -> Result<Vec<Atom>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let mut atoms = Vec::new();
     for (no, line) in text.lines().enumerate() {
