@@ -1,11 +1,58 @@
 //! Adam over a Gaussian model's raw parameters, and the learning-rate schedule.
 //!
 //! One learning rate serves every parameter type by default (the method's choice, in box
-//! units); [`AdamConfig::lr_scale`] can scale it per parameter type. The schedule decays the
-//! learning rate exponentially and continuously over the run, from `lr` at the first step to
-//! `lr·decay` at the last (`decay = 0.1` by default: ×0.1 over the run).
+//! units); [`AdamConfig::lr_scale`] can scale it per parameter, and
+//! [`AdamConfig::set_group_scale`] per parameter group ([`ParamGroup`]).
+//!
+//! # Settings
+//!
+//! `β1 = 0.9`, `β2 = 0.999` (Adam's usual values). `ε = 1e-15`, as Gaussian splatting uses,
+//! rather than Adam's usual 1e-8: gradients here are small (box units, losses of order 1e-3
+//! per pixel) and many parameters see gradients of 1e-8 or less, where an ε of 1e-8 would
+//! silently turn Adam into plain gradient descent with a tiny step for exactly the Gaussians
+//! that rarely project into a bright region.
+//!
+//! The update is the bias-corrected one, written as
+//! `p ← p − lr·√(1−β2ᵗ)/(1−β1ᵗ) · m / (√v + ε·√(1−β2ᵗ))`, which equals
+//! `p ← p − lr · m̂ / (√v̂ + ε)` with `m̂ = m/(1−β1ᵗ)`, `v̂ = v/(1−β2ᵗ)`.
+//!
+//! # Schedule
+//!
+//! The method decays the learning rate exponentially over its epochs to 0.1× of the start.
+//! [`scheduled_lr`] does this continuously per optimiser step: `lr(t) = lr·decay^(t/(T−1))`
+//! for step `t` of `T`, so the first step uses `lr`, the last `lr·decay`, and at the end of
+//! epoch `e` of `E` the rate is `lr·decay^(e/E)` — the same geometric curve as a per-epoch
+//! decay, without the jumps between epochs (a step-wise variant would only change the rate
+//! at epoch boundaries; with one image per step and thousands of steps per epoch the
+//! continuous form is the natural reading).
 
 use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
+
+/// The parameter groups of a Gaussian (see `cryosplat_core::gaussian`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamGroup {
+    /// Mean (3 values, box units).
+    Mean,
+    /// Raw scales (3 values).
+    Scale,
+    /// Raw quaternion (4 values).
+    Rotation,
+    /// Raw amplitude (1 value).
+    Amplitude,
+}
+
+impl ParamGroup {
+    /// The raw parameter indices of the group.
+    pub fn range(self) -> std::ops::Range<usize> {
+        use cryosplat_core::gaussian::{P_AMP, P_MEAN, P_QUAT, P_SCALE};
+        match self {
+            ParamGroup::Mean => P_MEAN..P_MEAN + 3,
+            ParamGroup::Scale => P_SCALE..P_SCALE + 3,
+            ParamGroup::Rotation => P_QUAT..P_QUAT + 4,
+            ParamGroup::Amplitude => P_AMP..P_AMP + 1,
+        }
+    }
+}
 
 /// Adam settings.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -25,6 +72,15 @@ impl Default for AdamConfig {
     }
 }
 
+impl AdamConfig {
+    /// Multiply the learning rate of one parameter group by `scale` (on top of `lr`).
+    pub fn set_group_scale(&mut self, group: ParamGroup, scale: f32) {
+        for k in group.range() {
+            self.lr_scale[k] = scale;
+        }
+    }
+}
+
 /// Exponential learning-rate decay from `lr` to `lr·decay` over `total_steps`.
 pub fn scheduled_lr(lr: f64, decay: f64, step: u64, total_steps: u64) -> f64 {
     if total_steps <= 1 {
@@ -34,8 +90,10 @@ pub fn scheduled_lr(lr: f64, decay: f64, step: u64, total_steps: u64) -> f64 {
     lr * decay.powf(t)
 }
 
-/// Adam's moment estimates for every parameter, and its step count.
-#[derive(Clone, Debug, PartialEq)]
+/// Adam's moment estimates for every parameter, and its step count. Everything here is
+/// the optimiser's state: saving `m`, `v` and `t` (see `checkpoint`) and restoring them
+/// continues the optimisation exactly.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adam {
     pub config: AdamConfig,
     pub m: Vec<[f32; PARAMS_PER_GAUSSIAN]>,
@@ -71,8 +129,18 @@ impl Adam {
         }
     }
 
-    /// Keep only the moments of the Gaussians listed in `keep` (in that order), and append
-    /// zeroed moments for `added` new Gaussians (used by pruning and densification).
+    /// Number of Gaussians the state covers.
+    pub fn len(&self) -> usize {
+        self.m.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.m.is_empty()
+    }
+
+    /// Keep only the moments of the Gaussians listed in `keep` (in that order, indices may
+    /// repeat), and append zeroed moments for `added` new Gaussians (used by pruning and
+    /// densification; the model must be remapped the same way).
     pub fn remap(&mut self, keep: &[usize], added: usize) {
         self.m = keep.iter().map(|&i| self.m[i]).chain(std::iter::repeat([0.0; PARAMS_PER_GAUSSIAN]).take(added)).collect();
         self.v = keep.iter().map(|&i| self.v[i]).chain(std::iter::repeat([0.0; PARAMS_PER_GAUSSIAN]).take(added)).collect();
@@ -95,6 +163,50 @@ mod tests {
         assert!((model.params[0][0] + 0.01).abs() < 1e-7);
         assert!((model.params[1][10] - 0.01).abs() < 1e-7);
         assert_eq!(model.params[0][1], 0.0);
+    }
+
+    #[test]
+    fn second_step_matches_a_hand_computation() {
+        // g1 = 2, g2 = -1 on one parameter, lr 0.1, β1 0.9, β2 0.999, ε 1e-8.
+        // m1 = 0.2, v1 = 0.004; m2 = 0.18 - 0.1 = 0.08, v2 = 0.003996 + 0.001 = 0.004996.
+        // m̂2 = 0.08/0.19, v̂2 = 0.004996/0.001999; step 2 = 0.1·m̂2/(√v̂2 + ε).
+        let cfg = AdamConfig { eps: 1e-8, ..Default::default() };
+        let mut model = GaussianModel { params: vec![[0.0; PARAMS_PER_GAUSSIAN]] };
+        let mut adam = Adam::new(cfg, 1);
+        let mut g = vec![[0.0f32; PARAMS_PER_GAUSSIAN]];
+        g[0][4] = 2.0;
+        adam.step(&mut model, &g, 0.1);
+        g[0][4] = -1.0;
+        adam.step(&mut model, &g, 0.1);
+        let m_hat: f64 = 0.08 / 0.19;
+        let v_hat: f64 = 0.004996 / (1.0 - 0.999f64 * 0.999);
+        let expected = -0.1 - 0.1 * m_hat / (v_hat.sqrt() + 1e-8);
+        assert!((model.params[0][4] as f64 - expected).abs() < 1e-6, "{} vs {expected}", model.params[0][4]);
+        assert_eq!(adam.t, 2);
+    }
+
+    #[test]
+    fn group_scales_and_remap() {
+        let mut cfg = AdamConfig::default();
+        cfg.set_group_scale(ParamGroup::Rotation, 0.5);
+        cfg.set_group_scale(ParamGroup::Amplitude, 2.0);
+        assert_eq!(cfg.lr_scale, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 2.0]);
+        let mut model = GaussianModel { params: vec![[0.0; PARAMS_PER_GAUSSIAN]; 3] };
+        let mut adam = Adam::new(cfg, 3);
+        adam.step(&mut model, &vec![[1.0f32; PARAMS_PER_GAUSSIAN]; 3], 0.01);
+        // (1 − β2 in f32 is 1.0000467e-3, hence the 1e-6 tolerance.)
+        assert!((model.params[0][0] + 0.01).abs() < 1e-6);
+        assert!((model.params[0][7] + 0.005).abs() < 1e-6);
+        assert!((model.params[2][10] + 0.02).abs() < 1e-6, "{}", model.params[2][10]);
+        adam.m[2][0] = 5.0;
+        adam.remap(&[2, 0, 2], 2);
+        assert_eq!(adam.len(), 5);
+        assert_eq!(adam.m[0][0], 5.0);
+        assert_eq!(adam.m[2][0], 5.0);
+        assert_eq!(adam.m[3], [0.0; PARAMS_PER_GAUSSIAN]);
+        assert_eq!(adam.v[4], [0.0; PARAMS_PER_GAUSSIAN]);
+        let json = serde_json::to_string(&adam).unwrap();
+        assert_eq!(serde_json::from_str::<Adam>(&json).unwrap(), adam);
     }
 
     #[test]
