@@ -14,21 +14,35 @@
 //! compared by FSC (unmasked, auto-masked, phase-randomisation corrected) and the full map is
 //! their average.
 //!
+//! Optional density control between epochs (splitting and pruning, off by default) is in
+//! [`density`].
+//!
 //! # Data scale
 //!
 //! Images are divided by one global factor (the standard deviation of the pixel values over a
-//! sample of up to 256 images) so that learning rates behave the same on every data set; maps
-//! are written in these normalised units. The total mass of the initial model is fitted to the
+//! sample of up to 256 images) so that learning rates behave the same on every data set; the
+//! losses are in these normalised units, and maps are multiplied back so that they are
+//! written in the units of the input images (a projection of `map.mrc` is on the scale of
+//! the CTF-free particle images). The total mass of the initial model is fitted to the
 //! data by least squares on that sample (the initial blob rendered with each particle's pose
 //! and CTF against its image); a negative fit means the contrast is inverted, which is an error
 //! that says to use `--invert`.
 //!
+//! The initial mass is fitted rather than read off the images' integrals: the integral of a
+//! CTF-modulated image is `CTF(0)·mass = Q0·mass`, with `Q0 ≈ 0.07–0.1`, so dividing the mean
+//! image integral by `Q0` amplifies the noise of the DC term and any background offset by
+//! 10–15×. The least-squares fit uses every frequency the CTF passes and is stable to a few
+//! percent over 128 images (it only sets the starting amplitudes; Adam adjusts them).
+//!
 //! # Determinism and resuming
 //!
 //! Visiting orders come from `(seed, epoch, half)`, the renderer's reductions are in a fixed
-//! order for a given thread count, and a checkpoint holds everything else, so a run resumed
-//! from a checkpoint ends with the same maps as an unbroken run with the same settings and
-//! thread count.
+//! order for a given thread count (fixed ranges of Gaussians or images per thread, summed in
+//! order; no work-stealing order enters a float sum), and a checkpoint holds everything else,
+//! so a run resumed from a checkpoint ends bitwise with the same maps as an unbroken run with
+//! the same settings and thread count. The checkpoint's fingerprint covers the settings, the
+//! data (poses, CTFs, image references) and the thread count; resuming with anything else
+//! is refused with a message naming what differs.
 
 use crate::adam::{scheduled_lr, Adam, AdamConfig};
 use crate::checkpoint::{self, Checkpoint, CheckpointMeta};
@@ -45,6 +59,9 @@ use cryosplat_core::voxel::voxelize_model;
 use cryosplat_formats::mrc::{self, WriteOptions};
 use cryosplat_formats::FormatError;
 use std::path::{Path, PathBuf};
+
+pub mod density;
+use density::{DensityChange, DensityConfig, GradStats};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
@@ -73,6 +90,9 @@ pub struct ReconstructConfig {
     pub max_steps: Option<u64>,
     /// Train without a CTF (for data without one, such as noiseless simulations).
     pub no_ctf: bool,
+    /// Splitting and pruning between epochs (off by default).
+    #[serde(default)]
+    pub density: DensityConfig,
 }
 
 impl Default for ReconstructConfig {
@@ -91,6 +111,7 @@ impl Default for ReconstructConfig {
             cache_gib: 8.0,
             max_steps: None,
             no_ctf: false,
+            density: DensityConfig::default(),
         }
     }
 }
@@ -104,6 +125,9 @@ pub enum ReconstructError {
     Format(#[from] FormatError),
     #[error("{0}")]
     Config(String),
+    /// The checkpoint belongs to another run.
+    #[error("{}: the checkpoint was written by a run with other {what}; resume with the same data, options and --threads, or start afresh without --resume", path.display())]
+    Mismatch { path: PathBuf, what: String },
     #[error("interrupted after {steps} steps; the checkpoint {} holds the run: continue it with --resume", checkpoint.display())]
     Interrupted { steps: u64, checkpoint: PathBuf },
 }
@@ -120,6 +144,12 @@ pub struct EpochRecord {
     pub resolution_0143_a: Option<f64>,
     pub seconds: f64,
     pub images_per_s: f64,
+    /// Gaussians per half at the end of the epoch.
+    #[serde(default)]
+    pub gaussians: [usize; 2],
+    /// Density control before this epoch, per half.
+    #[serde(default)]
+    pub density: [DensityChange; 2],
 }
 
 /// Everything an epoch produced, for the caller's plots and report.
@@ -128,7 +158,10 @@ pub struct EpochResult<'a> {
     /// Every epoch so far, this one included.
     pub history: &'a [EpochRecord],
     pub fsc: &'a FscReport,
+    /// The full map (average of the half maps), in the input images' units.
     pub map: &'a [f32],
+    /// The half maps.
+    pub half_maps: [&'a [f32]; 2],
     pub models: [&'a GaussianModel; 2],
     pub d: usize,
     pub apix: f64,
@@ -198,23 +231,54 @@ impl<'a> Images<'a> {
     }
 }
 
-fn fingerprint(set: &ParticleSet, cfg: &ReconstructConfig, d: usize, threads: usize) -> String {
-    format!(
-        "v1|{}|n{}|box{}|apix{:.6}|g{}|e{}|lr{}|decay{}|b{}|t{}|seed{}|ns{}|ctf{}",
-        set.source.display(),
-        set.len(),
-        d,
-        set.apix,
-        cfg.gaussians,
-        cfg.epochs,
-        cfg.lr,
-        cfg.lr_decay,
-        cfg.batch_size,
-        threads,
-        cfg.seed,
-        cfg.n_sigma,
-        !cfg.no_ctf
-    )
+/// FNV-1a, 64 bit: a stable hash (unlike `std`'s, which may change between releases).
+fn fnv1a(h: &mut u64, bytes: &[u8]) {
+    for &b in bytes {
+        *h ^= b as u64;
+        *h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+}
+
+/// What a checkpoint must match: `settings=<hash>;data=<hash>;threads=<n>`. The settings
+/// hash covers every option that changes the result (not `threads`, which is its own part,
+/// nor `checkpoint_every`, `cache_gib` and `max_steps`, which do not change it); the data
+/// hash covers the box, pixel size, contrast and every particle's image reference, pose and
+/// CTF (not the folder the data live in, so a moved data set still resumes).
+pub fn fingerprint(set: &ParticleSet, cfg: &ReconstructConfig, d: usize, threads: usize) -> String {
+    let neutral = ReconstructConfig { threads: 0, checkpoint_every: 0, cache_gib: 0.0, max_steps: None, ..cfg.clone() };
+    let mut hs = 0xcbf2_9ce4_8422_2325u64;
+    fnv1a(&mut hs, serde_json::to_string(&neutral).expect("config serialises").as_bytes());
+    fnv1a(&mut hs, &(d as u64).to_le_bytes());
+    let mut hd = 0xcbf2_9ce4_8422_2325u64;
+    fnv1a(&mut hd, format!("{}|{}|{}|{}", set.len(), set.box_px, set.apix, set.invert).as_bytes());
+    for p in &set.particles {
+        let stack = set.stacks[p.stack].file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        fnv1a(&mut hd, format!("{stack}@{}|{:?}|{:?}|{:?}", p.index, p.pose, p.ctf, p.random_subset).as_bytes());
+    }
+    format!("settings={hs:016x};data={hd:016x};threads={threads}")
+}
+
+/// Which parts of two fingerprints differ, in words.
+fn fingerprint_difference(a: &str, b: &str) -> String {
+    let parts = |s: &str| s.split(';').map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect::<Vec<_>>();
+    let (pa, pb) = (parts(a), parts(b));
+    let mut what: Vec<String> = Vec::new();
+    for (x, y) in pa.iter().zip(&pb) {
+        match (x, y) {
+            (Some((k, va)), Some((_, vb))) if va != vb => what.push(match k.as_str() {
+                "threads" => format!("--threads ({va} then, {vb} now)"),
+                "data" => "particles (images, poses or CTF)".into(),
+                _ => "settings".into(),
+            }),
+            (None, _) | (_, None) => what.push("settings".into()),
+            _ => {}
+        }
+    }
+    if what.is_empty() || pa.len() != pb.len() {
+        what.push("settings".into());
+        what.dedup();
+    }
+    what.join(" and ")
 }
 
 /// Run a reconstruction of `set` into `out_dir`. `stop` is checked between steps (Ctrl-C);
@@ -289,20 +353,29 @@ fn run(
     let cache = bytes < cfg.cache_gib * (1u64 << 30) as f64;
 
     let adam_cfg = AdamConfig { lr: cfg.lr, ..Default::default() };
-    let (mut models, mut adams, epoch0, half0, pos0, mut steps, mut history, data_scale, initial_mass);
+    let (mut models, mut adams, mut stats, epoch0, half0, pos0, mut steps, mut history, data_scale, initial_mass);
+    let (mut epoch_loss, mut epoch_images, mut epoch_seconds, mut densities): ([f64; 2], usize, f64, [DensityChange; 2]);
     if resume {
-        let ck = checkpoint::load(&ckpt_path, &adam_cfg)?;
-        if ck.meta.fingerprint != fp {
+        if !ckpt_path.exists() {
             return Err(ReconstructError::Config(format!(
-                "{} was written by a run with other settings or data; resume with the same options (and --threads), or start afresh without --resume",
+                "--resume: there is no checkpoint {} (nothing to resume); start without --resume",
                 ckpt_path.display()
             )));
         }
+        let ck = checkpoint::load(&ckpt_path, &adam_cfg)?;
+        if ck.meta.fingerprint != fp {
+            return Err(ReconstructError::Mismatch { path: ckpt_path, what: fingerprint_difference(&ck.meta.fingerprint, &fp) });
+        }
         images.scale = ck.meta.data_scale as f32;
         data_scale = ck.meta.data_scale;
-        let Checkpoint { meta, models: m, adams: a } = ck;
+        let Checkpoint { meta, models: m, adams: a, stats: st } = ck;
         models = m;
         adams = a;
+        stats = st;
+        epoch_loss = meta.epoch_loss;
+        epoch_images = meta.epoch_images;
+        epoch_seconds = meta.epoch_seconds;
+        densities = meta.density;
         epoch0 = meta.epoch;
         half0 = meta.half;
         pos0 = meta.pos;
@@ -317,6 +390,11 @@ fn run(
         initial_mass = mass;
         models = [0u64, 1].map(|h| GaussianModel::random_init(cfg.gaussians, mass, &mut Rng::stream(cfg.seed, 1000 + h)));
         adams = [Adam::new(adam_cfg.clone(), cfg.gaussians), Adam::new(adam_cfg.clone(), cfg.gaussians)];
+        stats = [GradStats::new(cfg.gaussians), GradStats::new(cfg.gaussians)];
+        epoch_loss = [0.0; 2];
+        epoch_images = 0;
+        epoch_seconds = 0.0;
+        densities = [DensityChange::default(); 2];
         epoch0 = 0;
         half0 = 0;
         pos0 = 0;
@@ -348,16 +426,14 @@ fn run(
     let steps_per_epoch = [0, 1].map(|h| halves[h].len().div_ceil(cfg.batch_size));
     let total_steps = [0, 1].map(|h| (steps_per_epoch[h] * cfg.epochs) as u64);
     let mut splatter = Splatter::new(d, SplatOptions { n_sigma: cfg.n_sigma }, threads);
-    let mut grad = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; cfg.gaussians];
+    let mut grad: Vec<[f32; PARAMS_PER_GAUSSIAN]> = Vec::with_capacity(cfg.gaussians * 2);
     let mut bufs: Vec<Vec<f32>> = (0..cfg.batch_size).map(|_| vec![0.0f32; d * d]).collect();
     let mut ctfs: Vec<Vec<f32>> = (0..cfg.batch_size).map(|_| vec![1.0f32; grid.len()]).collect();
     let mut poses: Vec<Pose> = vec![Pose::default(); cfg.batch_size];
     let mut scratch = images.scratch();
     let mut outputs = Vec::new();
     let mut total_taken: u64 = 0;
-    let mut epoch_loss = [0.0f64; 2];
-    let mut epoch_started = Instant::now();
-    let mut epoch_images = 0usize;
+    let mut clock = Instant::now();
 
     for epoch in epoch0..cfg.epochs {
         for half in 0..2 {
@@ -366,10 +442,28 @@ fn run(
             }
             let start = if epoch == epoch0 && half == half0 { pos0 } else { 0 };
             if start == 0 && half == 0 {
-                epoch_started = Instant::now();
                 epoch_images = 0;
+                epoch_seconds = 0.0;
                 epoch_loss = [0.0; 2];
+                densities = [DensityChange::default(); 2];
             }
+            if start == 0 {
+                // Density control before this half's epoch, from the previous epoch's statistics.
+                if cfg.density.is_active() {
+                    let mut rng = Rng::stream(cfg.seed, 5000 + (epoch * 2 + half) as u64);
+                    let n_before = models[half].len();
+                    densities[half] = density::control(&cfg.density, epoch + 1, &mut models[half], &mut adams[half], &stats[half], d, &mut rng);
+                    if densities[half].after != n_before {
+                        tracing::info!(
+                            "half {}: split {}, pruned {}: {} → {} Gaussians",
+                            ["A", "B"][half], densities[half].split, densities[half].pruned, n_before, densities[half].after
+                        );
+                    }
+                }
+                stats[half].reset(models[half].len());
+            }
+            grad.clear();
+            grad.resize(models[half].len(), [0.0; PARAMS_PER_GAUSSIAN]);
             let mut order = halves[half].clone();
             Rng::stream(cfg.seed, (epoch * 2 + half) as u64).shuffle(&mut order);
             let label = format!("epoch {}/{} {}", epoch + 1, cfg.epochs, ["A", "B"][half]);
@@ -380,7 +474,9 @@ fn run(
             let t_half = Instant::now();
             for s in start..steps_per_epoch[half] {
                 if stop.load(Ordering::Relaxed) || cfg.max_steps.is_some_and(|m| total_taken >= m) {
-                    save_checkpoint(&ckpt_path, &fp, epoch, half, s, steps, &history, data_scale, &models, &adams, &halves)?;
+                    epoch_seconds += clock.elapsed().as_secs_f64();
+                    let st = RunState { epoch, half, pos: s, steps, epoch_loss, epoch_images, epoch_seconds, densities };
+                    save_checkpoint(&ckpt_path, &fp, cfg.seed, &st, &history, data_scale, &models, &adams, &stats)?;
                     progress.finish();
                     return Err(ReconstructError::Interrupted { steps: steps[0] + steps[1], checkpoint: ckpt_path });
                 }
@@ -407,6 +503,9 @@ fn run(
                     l * inv
                 };
                 let lr = scheduled_lr(cfg.lr, cfg.lr_decay, steps[half], total_steps[half]);
+                if cfg.density.is_active() {
+                    stats[half].add(&grad);
+                }
                 adams[half].step(&mut models[half], &grad, lr);
                 steps[half] += 1;
                 total_taken += 1;
@@ -422,23 +521,33 @@ fn run(
                     running_n = 0;
                 }
                 if cfg.checkpoint_every > 0 && steps[half] % cfg.checkpoint_every as u64 == 0 {
-                    save_checkpoint(&ckpt_path, &fp, epoch, half, s + 1, steps, &history, data_scale, &models, &adams, &halves)?;
+                    epoch_seconds += clock.elapsed().as_secs_f64();
+                    clock = Instant::now();
+                    let st = RunState { epoch, half, pos: s + 1, steps, epoch_loss, epoch_images, epoch_seconds, densities };
+                    save_checkpoint(&ckpt_path, &fp, cfg.seed, &st, &history, data_scale, &models, &adams, &stats)?;
                 }
             }
             progress.finish();
             // Checkpoint at the end of each half-epoch (the next half starts at 0).
             let (ne, nh) = if half == 0 { (epoch, 1) } else { (epoch + 1, 0) };
             if half == 0 {
-                save_checkpoint(&ckpt_path, &fp, ne, nh, 0, steps, &history, data_scale, &models, &adams, &halves)?;
+                epoch_seconds += clock.elapsed().as_secs_f64();
+                clock = Instant::now();
+                let st = RunState { epoch: ne, half: nh, pos: 0, steps, epoch_loss, epoch_images, epoch_seconds, densities };
+                save_checkpoint(&ckpt_path, &fp, cfg.seed, &st, &history, data_scale, &models, &adams, &stats)?;
             }
         }
         // End of the epoch: maps, FSC, outputs.
         progress.start("maps and FSC", 1);
-        let map_a = voxelize_model(&models[0], d);
-        let map_b = voxelize_model(&models[1], d);
+        // Maps in the input's units: the models fit images multiplied by `data_scale`.
+        let unscale = (1.0 / data_scale) as f32;
+        let mut map_a = voxelize_model(&models[0], d);
+        let mut map_b = voxelize_model(&models[1], d);
+        map_a.iter_mut().chain(map_b.iter_mut()).for_each(|v| *v *= unscale);
         let map: Vec<f32> = map_a.iter().zip(&map_b).map(|(a, b)| 0.5 * (a + b)).collect();
         let fsc = gold_standard(&map_a, &map_b, d, apix, MaskChoice::Auto, cfg.seed);
-        let secs = epoch_started.elapsed().as_secs_f64();
+        epoch_seconds += clock.elapsed().as_secs_f64();
+        let secs = epoch_seconds;
         let record = EpochRecord {
             epoch: epoch + 1,
             loss: [epoch_loss[0] / halves[0].len() as f64, epoch_loss[1] / halves[1].len() as f64],
@@ -447,6 +556,8 @@ fn run(
             resolution_0143_a: fsc.resolution(0.143).angstrom_or_nyquist(apix),
             seconds: secs,
             images_per_s: epoch_images as f64 / secs,
+            gaussians: [models[0].len(), models[1].len()],
+            density: densities,
         };
         let opts = WriteOptions { label: format!("cryosplat reconstruct, epoch {}", epoch + 1), ..Default::default() };
         for (name, m) in [("map.mrc", &map), ("half_map_a.mrc", &map_a), ("half_map_b.mrc", &map_b)] {
@@ -463,8 +574,19 @@ fn run(
         }
         history.push(record.clone());
         progress.finish();
-        on_epoch(&EpochResult { record: &record, history: &history, fsc: &fsc, map: &map, models: [&models[0], &models[1]], d, apix })?;
-        save_checkpoint(&ckpt_path, &fp, epoch + 1, 0, 0, steps, &history, data_scale, &models, &adams, &halves)?;
+        on_epoch(&EpochResult {
+            record: &record,
+            history: &history,
+            fsc: &fsc,
+            map: &map,
+            half_maps: [&map_a, &map_b],
+            models: [&models[0], &models[1]],
+            d,
+            apix,
+        })?;
+        let st = RunState { epoch: epoch + 1, half: 0, pos: 0, steps, epoch_loss: [0.0; 2], epoch_images: 0, epoch_seconds: 0.0, densities };
+        save_checkpoint(&ckpt_path, &fp, cfg.seed, &st, &history, data_scale, &models, &adams, &stats)?;
+        clock = Instant::now();
     }
     Ok(Summary {
         history,
@@ -479,33 +601,48 @@ fn run(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn save_checkpoint(
-    path: &Path,
-    fp: &str,
+/// Where the loop stands, for a checkpoint.
+struct RunState {
     epoch: usize,
     half: usize,
     pos: usize,
     steps: [u64; 2],
+    epoch_loss: [f64; 2],
+    epoch_images: usize,
+    epoch_seconds: f64,
+    densities: [DensityChange; 2],
+}
+
+#[allow(clippy::too_many_arguments)]
+fn save_checkpoint(
+    path: &Path,
+    fp: &str,
+    seed: u64,
+    st: &RunState,
     history: &[EpochRecord],
     data_scale: f64,
     models: &[GaussianModel; 2],
     adams: &[Adam; 2],
-    halves: &[Vec<usize>; 2],
+    stats: &[GradStats; 2],
 ) -> Result<(), ReconstructError> {
     let ck = Checkpoint {
         meta: CheckpointMeta {
             fingerprint: fp.to_string(),
-            epoch,
-            half,
-            pos,
-            steps,
-            history: serde_json::to_value(history).unwrap_or_default(),
+            seed,
+            epoch: st.epoch,
+            half: st.half,
+            pos: st.pos,
+            steps: st.steps,
+            history: serde_json::to_value(history).expect("history serialises"),
             data_scale,
-            counts: [halves[0].len(), halves[1].len()],
+            epoch_loss: st.epoch_loss,
+            epoch_images: st.epoch_images,
+            epoch_seconds: st.epoch_seconds,
+            density: st.densities,
         },
         models: models.clone(),
         adams: adams.clone(),
+        stats: stats.clone(),
     };
     checkpoint::save(path, &ck)?;
     Ok(())

@@ -1,0 +1,287 @@
+//! Optional density control between epochs: splitting Gaussians that the data pull at hardest
+//! (or that have grown large) and pruning those whose amplitude has vanished.
+//!
+//! Both are off by default (the method trains a fixed number of Gaussians); see
+//! `/work/brief/bench-reconstruct.md` for the measurement that decided this.
+//!
+//! * **Statistics.** Over an epoch, every step adds the norm of each Gaussian's mean gradient
+//!   (box units) to that Gaussian's sum and counts the steps in which its gradient was not
+//!   zero (it reached the image). The mean over those steps measures how hard the data pull
+//!   the Gaussian; the statistics are part of the checkpoint so a resumed run sees the same
+//!   numbers.
+//! * **Split.** The Gaussians whose mean gradient norm is in the top `split_fraction` (among
+//!   those that were seen), and those whose largest standard deviation exceeds
+//!   `split_large_px` pixels, are each replaced by two: both centres drawn from the parent's
+//!   own distribution, scales divided by 1.6, the parent's rotation, and half its amplitude
+//!   each, so the pair carries the parent's mass. The children start with fresh Adam moments.
+//! * **Prune.** Gaussians whose amplitude is below `prune_fraction` of the model's mean
+//!   amplitude are dropped with their Adam moments (at least one Gaussian always remains).
+//!
+//! The draws come from a stream of the run's seed, the epoch and the half, so the result is
+//! the same on every machine and on resume.
+
+use crate::adam::Adam;
+use cryosplat_core::gaussian::{covariance, GaussianModel, PhysicalGaussian, PARAMS_PER_GAUSSIAN, P_MEAN};
+use cryosplat_core::rng::Rng;
+
+/// Per-Gaussian gradient statistics over an epoch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct GradStats {
+    /// Sum over steps of the mean-gradient norm.
+    pub sum: Vec<f32>,
+    /// Steps in which the Gaussian had a non-zero gradient.
+    pub count: Vec<f32>,
+}
+
+impl GradStats {
+    pub fn new(n: usize) -> Self {
+        GradStats { sum: vec![0.0; n], count: vec![0.0; n] }
+    }
+
+    pub fn reset(&mut self, n: usize) {
+        self.sum.clear();
+        self.sum.resize(n, 0.0);
+        self.count.clear();
+        self.count.resize(n, 0.0);
+    }
+
+    /// Add one step's gradient.
+    pub fn add(&mut self, grad: &[[f32; PARAMS_PER_GAUSSIAN]]) {
+        for ((s, c), g) in self.sum.iter_mut().zip(self.count.iter_mut()).zip(grad) {
+            let m = &g[P_MEAN..P_MEAN + 3];
+            let n2 = m[0] * m[0] + m[1] * m[1] + m[2] * m[2];
+            if n2 > 0.0 && n2.is_finite() {
+                *s += n2.sqrt();
+                *c += 1.0;
+            }
+        }
+    }
+
+    /// Mean gradient norm of Gaussian `i` over the steps that saw it (0 if none did).
+    pub fn mean(&self, i: usize) -> f32 {
+        if self.count[i] > 0.0 {
+            self.sum[i] / self.count[i]
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Density-control settings.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DensityConfig {
+    /// Epochs (1-based) before which Gaussians are split, using the previous epoch's statistics.
+    pub densify_epochs: Vec<usize>,
+    /// Fraction of the seen Gaussians (largest mean gradient norm) split each time.
+    pub split_fraction: f64,
+    /// Also split every Gaussian whose largest standard deviation exceeds this many pixels
+    /// (0: no size criterion).
+    pub split_large_px: f64,
+    /// Epochs (1-based) before which vanished Gaussians are pruned.
+    pub prune_epochs: Vec<usize>,
+    /// Prune Gaussians with an amplitude below this fraction of the mean amplitude.
+    pub prune_fraction: f64,
+}
+
+impl Default for DensityConfig {
+    fn default() -> Self {
+        DensityConfig { densify_epochs: Vec::new(), split_fraction: 0.1, split_large_px: 0.0, prune_epochs: Vec::new(), prune_fraction: 0.01 }
+    }
+}
+
+impl DensityConfig {
+    pub fn is_active(&self) -> bool {
+        !self.densify_epochs.is_empty() || !self.prune_epochs.is_empty()
+    }
+}
+
+/// What one density-control pass did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DensityChange {
+    pub split: usize,
+    pub pruned: usize,
+    pub after: usize,
+}
+
+/// Apply density control to one half before its (1-based) epoch `epoch1`, remapping the Adam
+/// state the same way. `d` is the box size (for the pixel criterion).
+pub fn control(
+    cfg: &DensityConfig,
+    epoch1: usize,
+    model: &mut GaussianModel,
+    adam: &mut Adam,
+    stats: &GradStats,
+    d: usize,
+    rng: &mut Rng,
+) -> DensityChange {
+    let n = model.len();
+    let mut change = DensityChange { after: n, ..Default::default() };
+    let do_split = cfg.densify_epochs.contains(&epoch1);
+    let do_prune = cfg.prune_epochs.contains(&epoch1);
+    if !(do_split || do_prune) || n == 0 {
+        return change;
+    }
+    let phys: Vec<PhysicalGaussian> = (0..n).map(|i| model.physical_f64(i)).collect();
+    let mut remove = vec![false; n];
+    if do_prune {
+        let mean_amp = phys.iter().map(|g| g.amp).sum::<f64>() / n as f64;
+        let floor = cfg.prune_fraction * mean_amp;
+        for (r, g) in remove.iter_mut().zip(&phys) {
+            *r = g.amp < floor;
+        }
+        if remove.iter().all(|&r| r) {
+            // Keep the heaviest one so that the model never becomes empty.
+            let best = (0..n).max_by(|&a, &b| phys[a].amp.total_cmp(&phys[b].amp)).expect("n > 0");
+            remove[best] = false;
+        }
+    }
+    let mut split = vec![false; n];
+    if do_split {
+        let mut seen: Vec<usize> = (0..n).filter(|&i| !remove[i] && stats.count.get(i).copied().unwrap_or(0.0) > 0.0).collect();
+        // Largest mean gradient first; ties by index so the choice is deterministic.
+        seen.sort_by(|&a, &b| stats.mean(b).total_cmp(&stats.mean(a)).then(a.cmp(&b)));
+        let k = ((seen.len() as f64) * cfg.split_fraction.clamp(0.0, 1.0)).round() as usize;
+        for &i in &seen[..k] {
+            split[i] = true;
+        }
+        if cfg.split_large_px > 0.0 {
+            let lim = cfg.split_large_px / d as f64;
+            for i in 0..n {
+                if !remove[i] && phys[i].scales.iter().cloned().fold(0.0, f64::max) > lim {
+                    split[i] = true;
+                }
+            }
+        }
+    }
+    let mut keep = Vec::with_capacity(n);
+    let mut children = Vec::new();
+    for i in 0..n {
+        if remove[i] {
+            change.pruned += 1;
+            continue;
+        }
+        if !split[i] {
+            keep.push(i);
+            continue;
+        }
+        change.split += 1;
+        let g = &phys[i];
+        let cov = covariance(g.scales, g.quat);
+        let l = cholesky3(&cov);
+        for _ in 0..2 {
+            let z = [rng.normal(), rng.normal(), rng.normal()];
+            let mut mean = g.mean;
+            for (r, m) in mean.iter_mut().enumerate() {
+                *m += l[r][0] * z[0] + l[r][1] * z[1] + l[r][2] * z[2];
+            }
+            let child = PhysicalGaussian { mean, scales: g.scales.map(|s| s / 1.6), quat: g.quat, amp: 0.5 * g.amp };
+            children.push(child.to_raw());
+        }
+    }
+    let mut params: Vec<[f32; PARAMS_PER_GAUSSIAN]> = keep.iter().map(|&i| model.params[i]).collect();
+    params.extend_from_slice(&children);
+    adam.remap(&keep, children.len());
+    model.params = params;
+    change.after = model.len();
+    change
+}
+
+/// Lower-triangular Cholesky factor of a symmetric positive semi-definite 3×3 matrix
+/// (non-positive pivots read as zero).
+fn cholesky3(a: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
+    let mut l = [[0.0f64; 3]; 3];
+    for i in 0..3 {
+        for j in 0..=i {
+            let s: f64 = (0..j).map(|k| l[i][k] * l[j][k]).sum();
+            if i == j {
+                l[i][j] = (a[i][i] - s).max(0.0).sqrt();
+            } else {
+                l[i][j] = if l[j][j] > 0.0 { (a[i][j] - s) / l[j][j] } else { 0.0 };
+            }
+        }
+    }
+    l
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adam::AdamConfig;
+
+    fn model(amps: &[f32], scales: &[f32]) -> GaussianModel {
+        GaussianModel {
+            params: amps
+                .iter()
+                .zip(scales)
+                .enumerate()
+                .map(|(i, (&a, &s))| GaussianModel::raw_from_physical([i as f32 * 0.1, 0.0, 0.0], [s, s * 0.5, s], [1.0, 0.0, 0.0, 0.0], a))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn split_keeps_mass_and_shrinks() {
+        let mut m = model(&[1.0, 2.0, 3.0, 4.0], &[0.01; 4]);
+        let mut adam = Adam::new(AdamConfig::default(), 4);
+        adam.m[3][0] = 7.0;
+        let mut st = GradStats::new(4);
+        let mut g = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; 4];
+        g[1][0] = 5.0;
+        g[3][1] = 1.0;
+        g[0][2] = 0.5;
+        st.add(&g);
+        let cfg = DensityConfig { densify_epochs: vec![2], split_fraction: 0.34, ..Default::default() };
+        let ch = control(&cfg, 2, &mut m, &mut adam, &st, 64, &mut Rng::new(1));
+        // Three Gaussians were seen; the top third (one: index 1) is split.
+        assert_eq!(ch, DensityChange { split: 1, pruned: 0, after: 5 });
+        assert_eq!(adam.len(), 5);
+        assert_eq!(adam.m[2][0], 7.0);
+        assert_eq!(adam.m[3], [0.0; PARAMS_PER_GAUSSIAN]);
+        let total: f64 = (0..m.len()).map(|i| m.physical_f64(i).amp).sum();
+        assert!((total - 10.0).abs() < 1e-4, "{total}");
+        let c = m.physical_f64(3);
+        assert!((c.amp - 1.0).abs() < 1e-5);
+        assert!((c.scales[0] - 0.01 / 1.6).abs() < 1e-6 && (c.scales[1] - 0.005 / 1.6).abs() < 1e-6);
+        // Children lie within a few parent standard deviations of the parent.
+        assert!((c.mean[0] - 0.1).abs() < 0.05 && c.mean[1].abs() < 0.03);
+        // Not an epoch listed: nothing changes.
+        let before = m.clone();
+        let ch = control(&cfg, 3, &mut m, &mut adam, &st, 64, &mut Rng::new(1));
+        assert_eq!(ch.after, 5);
+        assert_eq!(m, before);
+    }
+
+    #[test]
+    fn prune_drops_vanished_and_large_ones_split() {
+        let mut m = model(&[1.0, 1e-5, 1.0, 1e-6], &[0.01, 0.01, 0.1, 0.01]);
+        let mut adam = Adam::new(AdamConfig::default(), 4);
+        adam.v[2][0] = 3.0;
+        let st = GradStats::new(4);
+        let cfg = DensityConfig { densify_epochs: vec![2], prune_epochs: vec![2], split_large_px: 4.0, ..Default::default() };
+        // 0.1 box at 64 px is 6.4 px > 4: Gaussian 2 is split; 1 and 3 are pruned.
+        let ch = control(&cfg, 2, &mut m, &mut adam, &st, 64, &mut Rng::new(2));
+        assert_eq!(ch, DensityChange { split: 1, pruned: 2, after: 3 });
+        assert!((m.physical_f64(0).amp - 1.0).abs() < 1e-6);
+        assert_eq!(adam.v[0][0], 0.0);
+        assert!((m.physical_f64(1).amp - 0.5).abs() < 1e-6 && (m.physical_f64(2).amp - 0.5).abs() < 1e-6);
+        // Everything vanished: the heaviest stays.
+        let mut m = model(&[1e-9, 2e-9], &[0.01, 0.01]);
+        let mut adam = Adam::new(AdamConfig::default(), 2);
+        let cfg = DensityConfig { prune_epochs: vec![1], prune_fraction: 10.0, ..Default::default() };
+        let ch = control(&cfg, 1, &mut m, &mut adam, &GradStats::new(2), 64, &mut Rng::new(3));
+        assert_eq!(ch.after, 1);
+        assert!(m.physical_f64(0).amp > 1.5e-9);
+    }
+
+    #[test]
+    fn cholesky_reproduces_the_covariance() {
+        let c = covariance([0.03, 0.02, 0.01], [0.9, 0.1, -0.3, 0.2].map(|v: f64| v / (0.95f64).sqrt()));
+        let l = cholesky3(&c);
+        for i in 0..3 {
+            for j in 0..3 {
+                let v: f64 = (0..3).map(|k| l[i][k] * l[j][k]).sum();
+                assert!((v - c[i][j]).abs() < 1e-12);
+            }
+        }
+    }
+}
