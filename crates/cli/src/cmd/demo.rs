@@ -105,6 +105,7 @@ pub fn run(a: Args) -> Result<()> {
         cache_gib: 8.0,
         no_ctf: false,
         max_steps: None,
+        density: Default::default(),
     };
     let rec = crate::cmd::reconstruct::execute(&rec_args, "cryosplat demo: Gaussian splatting")?;
     // 3. Backprojection of the same particles with the same half split.
