@@ -478,6 +478,49 @@ pub fn count_non_finite(values: &[f32]) -> usize {
     values.iter().filter(|v| !v.is_finite()).count()
 }
 
+/// Decode image `index` (0-based) of an MRC file whose whole content is `bytes` and whose
+/// header is `header` into `out` (length `nx·ny`), converting to f32 without checking values.
+/// Only that image's bytes are read. `path` is only used in messages.
+pub fn decode_image(bytes: &[u8], header: &MrcHeader, path: &Path, index: usize, out: &mut [f32]) -> Result<()> {
+    let h = header;
+    if index >= h.nz {
+        return Err(FormatError::invalid(
+            path,
+            format!(
+                "image index {index} (0-based) is out of range: the stack holds {} images",
+                h.nz
+            ),
+        ));
+    }
+    let n = h.image_len();
+    if out.len() != n {
+        return Err(FormatError::invalid(
+            path,
+            format!(
+                "an image of {}×{} needs a buffer of {n} values, got {}",
+                h.nx,
+                h.ny,
+                out.len()
+            ),
+        ));
+    }
+    let image_bytes = n as u64 * h.mode.bytes() as u64;
+    let start = h.data_offset + index as u64 * image_bytes;
+    let src = usize::try_from(start)
+        .ok()
+        .and_then(|a| Some(a..a.checked_add(usize::try_from(image_bytes).ok()?)?))
+        .and_then(|r| bytes.get(r))
+        .ok_or_else(|| {
+            FormatError::binary(
+                path,
+                start,
+                format!("image {index} runs past the end of the {}-byte file", bytes.len()),
+            )
+        })?;
+    decode(src, h.mode, h.big_endian, out);
+    Ok(())
+}
+
 /// An open, memory-mapped MRC file.
 pub struct MrcFile {
     path: PathBuf,
@@ -532,39 +575,9 @@ impl MrcFile {
         self.header.nz == 0
     }
 
-    fn section_bytes(&self, index: usize) -> Result<&[u8]> {
-        let h = &self.header;
-        if index >= h.nz {
-            return Err(FormatError::invalid(
-                &self.path,
-                format!(
-                    "image index {index} (0-based) is out of range: the stack holds {} images",
-                    h.nz
-                ),
-            ));
-        }
-        let n = h.image_len() * h.mode.bytes();
-        let start = h.data_offset as usize + index * n;
-        Ok(&self.map[start..start + n])
-    }
-
     /// Decode image `index` (0-based) into `out` (length `nx·ny`) without checking values.
     pub fn read_image_unchecked(&self, index: usize, out: &mut [f32]) -> Result<()> {
-        let n = self.header.image_len();
-        if out.len() != n {
-            return Err(FormatError::invalid(
-                &self.path,
-                format!(
-                    "an image of {}×{} needs a buffer of {n} values, got {}",
-                    self.header.nx,
-                    self.header.ny,
-                    out.len()
-                ),
-            ));
-        }
-        let src = self.section_bytes(index)?;
-        decode(src, self.header.mode, self.header.big_endian, out);
-        Ok(())
+        decode_image(&self.map, &self.header, &self.path, index, out)
     }
 
     /// Decode image `index` (0-based) into `out` (length `nx·ny`); an image holding NaN or
@@ -1086,6 +1099,20 @@ mod tests {
         // A compliant header has none.
         let h = parse_header(&raw_file([2, 2, 1], 2, false, &[0u8; 16], 0), Path::new("ok.mrc")).unwrap();
         assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+    }
+
+    #[test]
+    fn decode_image_checks_the_bytes_it_is_given() {
+        let bytes = raw_file([2, 2, 3], 2, false, &[0u8; 48], 0);
+        let h = parse_header(&bytes, Path::new("d.mrc")).unwrap();
+        let mut out = [1.0f32; 4];
+        decode_image(&bytes, &h, Path::new("d.mrc"), 2, &mut out).unwrap();
+        assert_eq!(out, [0.0; 4]);
+        // The same header over fewer bytes (not what parse_header checked): an error, no panic.
+        let e = decode_image(&bytes[..1050], &h, Path::new("d.mrc"), 1, &mut out).unwrap_err().to_string();
+        assert!(e.contains("d.mrc: at byte 1040") && e.contains("image 1 runs past the end"), "{e}");
+        let e = decode_image(&bytes, &h, Path::new("d.mrc"), 3, &mut out).unwrap_err().to_string();
+        assert!(e.contains("index 3") && e.contains("holds 3 images"), "{e}");
     }
 
     #[test]
