@@ -9,15 +9,25 @@
 //! byte `1024 + NSYMBT` (extended headers are skipped).
 //!
 //! Reading is lenient about the quirks found in real files, and reports each one as a
-//! warning string in [`MrcHeader::warnings`] (the caller decides how to show them):
-//! machine stamp 0 (read as little-endian), a missing `MAP ` tag, NVERSION 0, `cella = 0`
-//! (pixel size unknown: [`MrcHeader::apix`] is `None`, take it from metadata), unset statistics,
+//! warning string in [`MrcHeader::warnings`] (the parser logs nothing; the caller decides how to
+//! show them): machine stamp 0 (read as little-endian) or unknown (the byte order in which MODE
+//! is valid), a missing `MAP ` tag, NVERSION other than 20140/20141, `cella = 0` or `MX = 0`
+//! (pixel size unknown: [`MrcHeader::apix`] is `None`, take it from metadata), a pixel size of
+//! exactly 1 Å (`cella = N`, a common placeholder), different x and y pixel sizes, unset
+//! statistics (DMAX < DMIN, DMEAN below both, or RMS < 0), an axis order other than 1, 2, 3,
 //! and trailing bytes after the data.
 //!
 //! Reading is strict about what would make the data wrong: an unknown mode, non-positive
-//! dimensions, a negative NSYMBT, or a header that claims more data than the file holds are
-//! errors naming the file and the byte offset of the offending field. Nothing of the claimed
-//! size is allocated before the claim is checked against the file length.
+//! dimensions, a negative NSYMBT or one reaching past the end of the file, or a header that
+//! claims more data than the file holds are errors naming the file and the byte offset of the
+//! offending field. The claim is computed without overflow and checked against the file length
+//! before anything is allocated. [`parse_header`] and [`decode_image`] work on plain bytes (as
+//! the fuzz target uses them); [`MrcFile`] maps the file and uses the same code.
+//!
+//! Pixel values: [`MrcFile::read_image`] and [`MrcFile::read_all`] refuse data holding NaN or
+//! infinite values, giving the file, the image and the count ([`MrcFile::read_image_unchecked`]
+//! does not check; [`count_non_finite`] counts). [`MrcFile::stats`] streams min, max, mean,
+//! standard deviation and the non-finite count over a whole file, one image at a time.
 //!
 //! # Arrays
 //!
@@ -32,8 +42,16 @@
 //! `44 44 00 00` (little-endian), true DMIN/DMAX/DMEAN/RMS (RMS is the standard deviation from
 //! the mean), `cella = N·apix` per axis, MAPC/MAPR/MAPS = 1, 2, 3. A volume has ISPG = 1 and
 //! MZ = NZ; an image stack has ISPG = 0, MZ = 1 and `cella.z = apix`. Data are float32
-//! (mode 2) unless float16 (mode 12) is requested. Every write goes to a temporary file that
-//! is renamed into place only when complete.
+//! (mode 2) unless float16 (mode 12) is requested; for float16 the statistics describe the
+//! rounded values stored. ORIGIN is 0 unless [`WriteOptions::origin_a`] says otherwise. Values
+//! that are NaN or infinite are refused. Every write goes to a temporary file that is renamed
+//! into place only when complete; [`StackWriter`] writes images one by one and completes the
+//! header (count and statistics) when finished.
+//!
+//! (`mrcfile.validate` 1.5 recomputes the RMS of float16 data in float16 arithmetic, which
+//! overflows once a sum passes 65504: it then reports "inaccurate statistics" for any large
+//! float16 file, including a 64³ map of unit-variance noise that mrcfile itself wrote. Float32
+//! files pass.)
 
 use crate::atomic::write_atomic;
 use crate::error::{FormatError, Result};
@@ -1109,9 +1127,16 @@ mod tests {
         decode_image(&bytes, &h, Path::new("d.mrc"), 2, &mut out).unwrap();
         assert_eq!(out, [0.0; 4]);
         // The same header over fewer bytes (not what parse_header checked): an error, no panic.
-        let e = decode_image(&bytes[..1050], &h, Path::new("d.mrc"), 1, &mut out).unwrap_err().to_string();
-        assert!(e.contains("d.mrc: at byte 1040") && e.contains("image 1 runs past the end"), "{e}");
-        let e = decode_image(&bytes, &h, Path::new("d.mrc"), 3, &mut out).unwrap_err().to_string();
+        let e = decode_image(&bytes[..1050], &h, Path::new("d.mrc"), 1, &mut out)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("d.mrc: at byte 1040") && e.contains("image 1 runs past the end"),
+            "{e}"
+        );
+        let e = decode_image(&bytes, &h, Path::new("d.mrc"), 3, &mut out)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("index 3") && e.contains("holds 3 images"), "{e}");
     }
 
