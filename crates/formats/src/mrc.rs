@@ -496,6 +496,12 @@ pub fn count_non_finite(values: &[f32]) -> usize {
     values.iter().filter(|v| !v.is_finite()).count()
 }
 
+/// Parse and check the header of the MRC file at `path` (the file is mapped, not read: only
+/// the header page is touched).
+pub fn read_header(path: impl AsRef<Path>) -> Result<MrcHeader> {
+    MrcFile::open(path).map(|f| f.header)
+}
+
 /// Decode image `index` (0-based) of an MRC file whose whole content is `bytes` and whose
 /// header is `header` into `out` (length `nx·ny`), converting to f32 without checking values.
 /// Only that image's bytes are read. `path` is only used in messages.

@@ -136,6 +136,7 @@ fn reads_every_real_file() {
     for c in CASES {
         let f = MrcFile::open(data(c.file)).unwrap_or_else(|e| panic!("{e}"));
         let h = f.header();
+        assert_eq!(&mrc::read_header(data(c.file)).unwrap(), h);
         assert_eq!([h.nx, h.ny, h.nz], c.dims, "{}", c.file);
         assert_eq!(h.mode, Mode::Float32);
         match (h.apix, c.apix) {
