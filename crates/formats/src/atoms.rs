@@ -498,7 +498,7 @@ impl<'p> AtomSiteReader<'p> {
 }
 
 fn is_atom_site_tag(t: &Tok) -> bool {
-    t.is_tag() && t.text.len() > 11 && t.text[..11].eq_ignore_ascii_case("_atom_site.")
+    t.is_tag() && t.text.len() > 11 && t.text.as_bytes()[..11].eq_ignore_ascii_case(b"_atom_site.")
 }
 
 /// Parse the text of an mmCIF file (`path` is only used in messages).
@@ -561,7 +561,11 @@ pub fn parse_mmcif(text: &str, path: &Path) -> Result<Vec<Atom>> {
                 .ok_or_else(|| FormatError::text(path, t.line, format!("{} has no value", t.text)))?;
             pair_tags.push(t.text);
             pair_vals.push(v);
-        } else if t.is_reserved() && t.text.len() > 5 && t.text[..5].eq_ignore_ascii_case("data_") && found.is_some() {
+        } else if t.is_reserved()
+            && t.text.len() > 5
+            && t.text.as_bytes()[..5].eq_ignore_ascii_case(b"data_")
+            && found.is_some()
+        {
             break; // only the first data block with atoms is read
         }
     }
@@ -783,6 +787,15 @@ mod tests {
         assert_eq!(normalise_element("Fe2+").unwrap(), "FE");
         assert_eq!(normalise_element(" c").unwrap(), "C");
         assert_eq!(normalise_element("  "), None);
+    }
+
+    #[test]
+    fn non_ascii_tags_do_not_split_characters() {
+        // Byte 11 of "_atom_siteé" falls inside the two-byte "é".
+        let e = parse_mmcif("data_x\n_atom_siteé 1\nloop_\n_atom_siteé.x\n1\n", Path::new("u.cif"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no _atom_site"), "{e}");
     }
 
     #[test]
