@@ -285,7 +285,9 @@ impl<'a> Tokenizer<'a> {
                     self.line += 1;
                     self.pos += 1;
                 }
-                b' ' | b'\t' | b'\r' => self.pos += 1,
+                // Every ASCII whitespace byte separates tokens (a token is never empty).
+                // Every ASCII whitespace byte separates tokens (a token is never empty).
+                c if c.is_ascii_whitespace() => self.pos += 1,
                 b'#' => {
                     while self.pos < b.len() && b[self.pos] != b'\n' {
                         self.pos += 1;
@@ -796,6 +798,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no _atom_site"), "{e}");
+    }
+
+    #[test]
+    fn form_feed_separates_tokens() {
+        // A form feed is ASCII whitespace: it once ended an unquoted token before its first
+        // byte, giving empty tokens without end, so that parsing never finished (found by
+        // fuzzing).
+        let text = "data_x\n_cell.length_a\x0c10\nloop_\n_atom_site.type_symbol\n\
+                    _atom_site.Cartn_x\n_atom_site.Cartn_y\n_atom_site.Cartn_z\nC 1 2\x0c3\n";
+        let a = parse_mmcif(text, Path::new("ff.cif")).unwrap();
+        assert_eq!(a[0].pos_a, [1.0, 2.0, 3.0]);
     }
 
     #[test]
