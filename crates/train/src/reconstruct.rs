@@ -90,6 +90,10 @@ pub struct ReconstructConfig {
     pub max_steps: Option<u64>,
     /// Train without a CTF (for data without one, such as noiseless simulations).
     pub no_ctf: bool,
+    /// The initial model's total mass as a fraction of the data's estimated total mass (the
+    /// method's recipe: amplitudes `total/(2N)`, i.e. 0.5).
+    #[serde(default = "half")]
+    pub init_mass_fraction: f64,
     /// Splitting and pruning between epochs (off by default).
     #[serde(default)]
     pub density: DensityConfig,
@@ -111,9 +115,14 @@ impl Default for ReconstructConfig {
             cache_gib: 8.0,
             max_steps: None,
             no_ctf: false,
+            init_mass_fraction: 0.5,
             density: DensityConfig::default(),
         }
     }
+}
+
+fn half() -> f64 {
+    0.5
 }
 
 /// What went wrong.
@@ -175,7 +184,10 @@ pub struct Summary {
     pub apix: f64,
     pub particles: [usize; 2],
     pub data_scale: f64,
+    /// Estimated total mass of the particle (box units, normalised data); NaN on resume.
     pub initial_mass: f64,
+    /// How it was estimated (None on resume).
+    pub mass_estimate: Option<MassEstimate>,
     pub seconds: f64,
     pub warnings: Vec<String>,
     pub outputs: Vec<PathBuf>,
@@ -353,7 +365,7 @@ fn run(
     let cache = bytes < cfg.cache_gib * (1u64 << 30) as f64;
 
     let adam_cfg = AdamConfig { lr: cfg.lr, ..Default::default() };
-    let (mut models, mut adams, mut stats, epoch0, half0, pos0, mut steps, mut history, data_scale, initial_mass);
+    let (mut models, mut adams, mut stats, epoch0, half0, pos0, mut steps, mut history, data_scale, initial_mass, mass_estimate);
     let (mut epoch_loss, mut epoch_images, mut epoch_seconds, mut densities): ([f64; 2], usize, f64, [DensityChange; 2]);
     if resume {
         if !ckpt_path.exists() {
@@ -382,13 +394,24 @@ fn run(
         steps = meta.steps;
         history = serde_json::from_value::<Vec<EpochRecord>>(meta.history).unwrap_or_default();
         initial_mass = f64::NAN;
+        mass_estimate = None;
         warnings.push(format!("resumed from {} at epoch {}, half {}, step {}", ckpt_path.display(), epoch0 + 1, ["A", "B"][half0], pos0));
     } else {
         data_scale = estimate_scale(&images, &halves[0], cfg.seed)?;
         images.scale = data_scale as f32;
-        let mass = fit_initial_mass(&images, set, &halves[0], d, apix, &grid, cfg)?;
-        initial_mass = mass;
-        models = [0u64, 1].map(|h| GaussianModel::random_init(cfg.gaussians, mass, &mut Rng::stream(cfg.seed, 1000 + h)));
+        let est = estimate_mass(&images, set, &halves[0], d, apix, &grid, cfg)?;
+        if let Some(w) = &est.warning {
+            warnings.push(w.clone());
+        }
+        tracing::info!(
+            "total mass: {:.4e} from the images' integrals (±{:.1}%), {:.4e} from a least-squares blob fit; using {:.4e}",
+            est.from_integrals, 100.0 * est.integral_rel_error, est.from_fit, est.total
+        );
+        initial_mass = est.total;
+        mass_estimate = Some(est.clone());
+        // `random_init(n, t)` gives each Gaussian t/(2n): a total of t/2.
+        let t = 2.0 * cfg.init_mass_fraction * est.total;
+        models = [0u64, 1].map(|h| GaussianModel::random_init(cfg.gaussians, t, &mut Rng::stream(cfg.seed, 1000 + h)));
         adams = [Adam::new(adam_cfg.clone(), cfg.gaussians), Adam::new(adam_cfg.clone(), cfg.gaussians)];
         stats = [GradStats::new(cfg.gaussians), GradStats::new(cfg.gaussians)];
         epoch_loss = [0.0; 2];
@@ -595,6 +618,7 @@ fn run(
         particles: [halves[0].len(), halves[1].len()],
         data_scale,
         initial_mass,
+        mass_estimate,
         seconds: started.elapsed().as_secs_f64(),
         warnings,
         outputs,
@@ -671,6 +695,75 @@ fn estimate_scale(images: &Images, idx: &[usize], seed: u64) -> Result<f64, Reco
     Ok(1.0 / var.sqrt())
 }
 
+/// The particle's total mass (box units, normalised data), estimated two ways.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MassEstimate {
+    /// `Σ image integrals / Σ CTF(0)` over up to 1000 images of half A: the projection of a
+    /// mass `m` integrates to `m·D²` pixel units in every view, and the CTF scales the zero
+    /// frequency by `CTF(0)` (`Q0` without a phase plate).
+    pub from_integrals: f64,
+    /// Standard error of `from_integrals`, relative.
+    pub integral_rel_error: f64,
+    /// Least-squares scale of the initial blob rendered at 128 particles' poses with their
+    /// CTFs. Biased low when the molecule is larger than the blob (on 7DDO at 64 px it was
+    /// 0.26 of the true mass), so it is only the fallback.
+    pub from_fit: f64,
+    /// The value used.
+    pub total: f64,
+    pub images: usize,
+    pub warning: Option<String>,
+}
+
+/// Estimate the total mass: from the images' integrals when that is precise to 25%, else
+/// from the least-squares fit (with a warning). The fit also detects inverted contrast.
+fn estimate_mass(
+    images: &Images,
+    set: &ParticleSet,
+    idx: &[usize],
+    d: usize,
+    apix: f64,
+    grid: &CtfGrid,
+    cfg: &ReconstructConfig,
+) -> Result<MassEstimate, ReconstructError> {
+    let from_fit = fit_initial_mass(images, set, idx, d, apix, grid, cfg)?;
+    let mut pick = idx.to_vec();
+    Rng::stream(cfg.seed, 79).shuffle(&mut pick);
+    pick.truncate(1000);
+    let mut s = images.scratch();
+    let mut img = vec![0.0f32; d * d];
+    let mut ctf = vec![1.0f32; grid.len()];
+    let (mut sum_i, mut sum_i2, mut sum_c) = (0.0f64, 0.0f64, 0.0f64);
+    for &i in &pick {
+        images.read_uncached(i, &mut img, &mut s)?;
+        let integral: f64 = img.iter().map(|&v| v as f64).sum();
+        if !cfg.no_ctf {
+            grid.fill_rfft(&set.particles[i].ctf, &mut ctf);
+        }
+        sum_i += integral;
+        sum_i2 += integral * integral;
+        sum_c += ctf[0] as f64;
+    }
+    let n = pick.len() as f64;
+    let area = (d * d) as f64;
+    let from_integrals = sum_i / sum_c / area;
+    let sd = (sum_i2 / n - (sum_i / n).powi(2)).max(0.0).sqrt();
+    let rel = (sd / n.sqrt()) / (sum_i / n).abs().max(f64::MIN_POSITIVE);
+    let (total, warning) = if from_integrals > 0.0 && sum_c > 0.0 && rel < 0.25 {
+        (from_integrals, None)
+    } else {
+        (
+            from_fit,
+            Some(format!(
+                "the images' integrals do not give the particle's mass (estimate {from_integrals:.3e} ± {:.0}% over {} images): \
+                 the initial amplitudes come from a least-squares fit of a blob, which tends to underestimate it",
+                100.0 * rel,
+                pick.len()
+            )),
+        )
+    };
+    Ok(MassEstimate { from_integrals, integral_rel_error: rel, from_fit, total, images: pick.len(), warning })
+}
+
 /// Least-squares total mass of the initial blob against a sample of images.
 fn fit_initial_mass(
     images: &Images,
@@ -703,7 +796,8 @@ fn fit_initial_mass(
             den += (*a as f64) * (*a as f64);
         }
     }
-    let mass = num / den;
+    // `unit` carries a total mass of 1/2 (see `random_init`).
+    let mass = 0.5 * num / den;
     if !(mass > 0.0) {
         return Err(ReconstructError::Config(format!(
             "{}: the images anti-correlate with a positive blob at the particles' poses: the contrast looks inverted (protein dark); use --invert",

@@ -6,6 +6,7 @@ use cryosplat_core::rng::Rng;
 use cryosplat_formats::mrc::MrcFile;
 use cryosplat_train::dataset::{LoadOptions, ParticleSet};
 use cryosplat_train::progress::NoProgress;
+use cryosplat_train::reconstruct::density::DensityConfig;
 use cryosplat_train::reconstruct::{reconstruct, ReconstructConfig, ReconstructError};
 use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
 use std::path::{Path, PathBuf};
@@ -62,6 +63,18 @@ fn recovers_the_ground_truth() {
     let gt = read(&dir.path().join("sim/gt.mrc"));
     let map = read(&out.join("map.mrc"));
     let c = corr(&gt, &map);
+    // The simulator's map and ours both sum along z to the clean projection, so the ground
+    // truth's total is the particle's mass in image units. The estimate from the images'
+    // integrals (box units, normalised data: mass·scale/D²) finds it to 10%.
+    let gt_total = gt.iter().map(|&v| v as f64).sum::<f64>();
+    let est = s.mass_estimate.as_ref().unwrap();
+    let truth = gt_total * s.data_scale / (40.0 * 40.0);
+    assert!((est.from_integrals / truth - 1.0).abs() < 0.1, "{est:?} vs {truth}");
+    assert_eq!(est.total, est.from_integrals);
+    // The map is in the input's units (not the normalised ones, a factor 1/data_scale away): it
+    // starts at half the mass (the method's recipe) and gains some.
+    let ratio = map.iter().map(|&v| v as f64).sum::<f64>() / gt_total;
+    assert!(ratio > 0.45 && ratio < 1.1, "map/gt total {ratio}, data scale {}", s.data_scale);
     // Baseline: the random start (a blob of σ = 0.075 box) already correlates with any compact
     // molecule; the trained map must do much better than that.
     let init = cryosplat_core::gaussian::GaussianModel::random_init(600, 1.0, &mut Rng::new(1));
@@ -93,11 +106,62 @@ fn a_resumed_run_equals_an_unbroken_one() {
     for f in ["map.mrc", "half_map_a.mrc", "half_map_b.mrc"] {
         assert_eq!(std::fs::read(unbroken.join(f)).unwrap(), std::fs::read(broken.join(f)).unwrap(), "{f} differs");
     }
-    // Resuming with other settings is refused.
-    let e = reconstruct(&set, &ReconstructConfig { gaussians: 601, ..small(2) }, &broken, true, &NoProgress, &stop, &mut |_| Ok(()))
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("other settings"), "{e}");
+    // Resuming with other settings, another thread count or other data is refused, naming
+    // what differs.
+    let resume = |set: &ParticleSet, cfg: &ReconstructConfig| {
+        reconstruct(set, cfg, &broken, true, &NoProgress, &stop, &mut |_| Ok(())).unwrap_err().to_string()
+    };
+    let e = resume(&set, &ReconstructConfig { gaussians: 601, ..small(2) });
+    assert!(e.contains("other settings") && e.contains("checkpoint.ckpt"), "{e}");
+    let e = resume(&set, &small(1));
+    assert!(e.contains("--threads (2 then, 1 now)"), "{e}");
+    let mut fewer = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
+    fewer.retain_indices(&(0..150).collect::<Vec<_>>()).unwrap();
+    let e = resume(&fewer, &small(2));
+    assert!(e.contains("other particles"), "{e}");
+    // Nothing to resume.
+    let e = reconstruct(&set, &small(2), &dir.path().join("empty"), true, &NoProgress, &stop, &mut |_| Ok(())).unwrap_err().to_string();
+    assert!(e.contains("no checkpoint") && e.contains("without --resume"), "{e}");
+}
+
+#[test]
+fn density_control_runs_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let star = simulated(&dir.path().join("sim"), 200, 1.0);
+    let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
+    let stop = AtomicBool::new(false);
+    let cfg = ReconstructConfig {
+        epochs: 3,
+        density: DensityConfig { densify_epochs: vec![2, 3], split_fraction: 0.2, prune_epochs: vec![3], prune_fraction: 0.05, ..Default::default() },
+        ..small(2)
+    };
+    let unbroken = dir.path().join("a");
+    let s = reconstruct(&set, &cfg, &unbroken, false, &NoProgress, &stop, &mut |_| Ok(())).unwrap();
+    let h = &s.history;
+    // Epoch 2 splits 20% of the 600 Gaussians that were seen (each becomes two).
+    assert_eq!(h[0].gaussians, [600, 600]);
+    for half in 0..2 {
+        let d = h[1].density[half];
+        assert!(d.split > 100 && d.split <= 120 && d.pruned == 0, "{d:?}");
+        assert_eq!(h[1].gaussians[half], 600 + d.split);
+        let d3 = h[2].density[half];
+        assert_eq!(h[2].gaussians[half], h[1].gaussians[half] + d3.split - d3.pruned);
+    }
+    // 100 steps per half-epoch. Killed at step 210 (half A of epoch 2, after its split), then
+    // resumed and killed again 170 steps later (half B of epoch 2, after that half's split).
+    let broken = dir.path().join("b");
+    for (k, limit) in [210, 170].into_iter().enumerate() {
+        let c = ReconstructConfig { max_steps: Some(limit), ..cfg.clone() };
+        let e = reconstruct(&set, &c, &broken, k > 0, &NoProgress, &stop, &mut |_| Ok(())).unwrap_err();
+        assert!(matches!(e, ReconstructError::Interrupted { .. }), "{e}");
+    }
+    let s2 = reconstruct(&set, &cfg, &broken, true, &NoProgress, &stop, &mut |_| Ok(())).unwrap();
+    for f in ["map.mrc", "half_map_a.mrc", "half_map_b.mrc"] {
+        assert_eq!(std::fs::read(unbroken.join(f)).unwrap(), std::fs::read(broken.join(f)).unwrap(), "{f} differs");
+    }
+    for (a, b) in s.history.iter().zip(&s2.history) {
+        assert_eq!((a.gaussians, a.density, a.loss), (b.gaussians, b.density, b.loss));
+    }
 }
 
 fn data(rel: &str) -> PathBuf {

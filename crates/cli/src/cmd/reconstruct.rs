@@ -165,6 +165,7 @@ impl Args {
             cache_gib: self.cache_gib,
             max_steps: self.max_steps,
             no_ctf: self.no_ctf,
+            init_mass_fraction: ReconstructConfig::default().init_mass_fraction,
             density: self.density.config(),
         }
     }
