@@ -36,6 +36,7 @@ pub mod mask;
 pub mod potential;
 pub mod projector;
 pub mod reference;
+pub mod render;
 pub mod splat;
 pub mod rotation;
 pub mod voxel;

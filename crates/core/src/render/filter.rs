@@ -1,0 +1,120 @@
+//! The CTF as a Fourier filter on centred real images, by real-to-complex transforms with
+//! plans made once; one call filters one image inside one thread's scratch buffers.
+//!
+//! `filter(x) = fftshift(irfft2(H · rfft2(ifftshift(x)))) / D²`, with `H` the CTF in the
+//! crate's half-plane layout (`D` rows in FFT order, `D/2+1` columns, index `r·(D/2+1)+c`).
+//! The rows of the half spectrum whose own mirror image lies in the half plane (the DC column
+//! and, for even `D`, the Nyquist column) keep only their real part before the inverse row
+//! transform: this is exactly `real(IFFT(…))` of the full complex recipe, and it makes the
+//! operator symmetric (the filter actually applied is `½(H(k) + H(−k))` on those columns), so
+//! it is its own adjoint. The transform along y runs on a transposed copy of the half
+//! spectrum so that every column transform works on contiguous memory.
+
+use realfft::num_complex::Complex32;
+use std::sync::Arc;
+
+/// Plans for one box size (shared by all threads).
+pub(crate) struct CtfFft {
+    d: usize,
+    w: usize,
+    r2c: Arc<dyn realfft::RealToComplex<f32>>,
+    c2r: Arc<dyn realfft::ComplexToReal<f32>>,
+    fwd: Arc<dyn rustfft::Fft<f32>>,
+    inv: Arc<dyn rustfft::Fft<f32>>,
+}
+
+/// One thread's buffers for [`CtfFft::apply`].
+pub(crate) struct FftScratch {
+    row: Vec<f32>,
+    spec: Vec<Complex32>,
+    tr: Vec<Complex32>,
+    rs: Vec<Complex32>,
+    cs: Vec<Complex32>,
+}
+
+impl CtfFft {
+    pub fn new(d: usize) -> Self {
+        let mut rp = realfft::RealFftPlanner::<f32>::new();
+        let mut cp = rustfft::FftPlanner::<f32>::new();
+        CtfFft {
+            d,
+            w: d / 2 + 1,
+            r2c: rp.plan_fft_forward(d),
+            c2r: rp.plan_fft_inverse(d),
+            fwd: cp.plan_fft_forward(d),
+            inv: cp.plan_fft_inverse(d),
+        }
+    }
+
+    pub fn scratch(&self) -> FftScratch {
+        let z = Complex32::new(0.0, 0.0);
+        let rs = self.r2c.get_scratch_len().max(self.c2r.get_scratch_len());
+        let cs = self.fwd.get_inplace_scratch_len().max(self.inv.get_inplace_scratch_len());
+        FftScratch {
+            row: vec![0.0; self.d],
+            spec: vec![z; self.d * self.w],
+            tr: vec![z; self.d * self.w],
+            rs: vec![z; rs],
+            cs: vec![z; cs],
+        }
+    }
+
+    /// Filter `src` (rows of `src_stride`, the first `D` values of each used) by `ctf` into
+    /// `dst` (rows of `dst_stride`). Both images are centred.
+    pub fn apply(
+        &self,
+        src: &[f32],
+        src_stride: usize,
+        ctf: &[f32],
+        dst: &mut [f32],
+        dst_stride: usize,
+        s: &mut FftScratch,
+    ) {
+        let (d, w) = (self.d, self.w);
+        let h = d / 2;
+        debug_assert_eq!(ctf.len(), d * w);
+        // Rows: ifftshift (centred index (u + D/2) mod D → u), then real-to-complex.
+        for u in 0..d {
+            let r = &src[((u + h) % d) * src_stride..][..d];
+            s.row[..d - h].copy_from_slice(&r[h..]);
+            s.row[d - h..].copy_from_slice(&r[..h]);
+            self.r2c.process_with_scratch(&mut s.row, &mut s.spec[u * w..(u + 1) * w], &mut s.rs).expect("plan sizes");
+        }
+        transpose(&s.spec, &mut s.tr, d, w);
+        self.fwd.process_with_scratch(&mut s.tr, &mut s.cs);
+        let norm = 1.0 / (d * d) as f32;
+        for c in 0..w {
+            let col = &mut s.tr[c * d..(c + 1) * d];
+            for (r, v) in col.iter_mut().enumerate() {
+                *v *= ctf[r * w + c] * norm;
+            }
+        }
+        self.inv.process_with_scratch(&mut s.tr, &mut s.cs);
+        transpose(&s.tr, &mut s.spec, w, d);
+        for u in 0..d {
+            let row = &mut s.spec[u * w..(u + 1) * w];
+            row[0].im = 0.0;
+            if d % 2 == 0 {
+                row[w - 1].im = 0.0;
+            }
+            self.c2r.process_with_scratch(row, &mut s.row, &mut s.rs).expect("plan sizes");
+            let o = &mut dst[((u + h) % d) * dst_stride..][..d];
+            o[h..].copy_from_slice(&s.row[..d - h]);
+            o[..h].copy_from_slice(&s.row[d - h..]);
+        }
+    }
+}
+
+/// `dst[c][r] = src[r][c]` for a `rows×cols` source, in cache-friendly blocks.
+fn transpose(src: &[Complex32], dst: &mut [Complex32], rows: usize, cols: usize) {
+    const B: usize = 16;
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                for c in c0..(c0 + B).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! Per-Gaussian math of the renderer: activations, projection under a pose, the per-pixel
+//! splat weight shared by the forward scatter and the backward gather, and the chain rule from
+//! image-space sums back to the 11 raw parameters.
+//!
+//! One unit of work here is one Gaussian: [`activate`] once per call (pose independent),
+//! [`project`] once per image, then [`splat_forward`] scatters it into a private image and
+//! [`splat_backward`] gathers its six weighted moments from the image-space gradient. Both
+//! visit exactly the same pixels (same footprint, same chunks, same mask) and evaluate the
+//! same [`pixel_weight`], so the backward pass is the exact adjoint of the forward pass.
+//!
+//! # Units
+//!
+//! Inside the kernels everything is in **pixels**: column `j` / row `i` of the image are the
+//! coordinates `x = j`, `y = i` (index space), so a Gaussian whose box-unit projected mean is
+//! `m_box` sits at `D·m_box + D/2`. The projected covariance is `C_px = D²·C_box` and the
+//! splat value `w·D²/(2π√|C_px|)·exp(−½ dᵀC_px⁻¹d)` equals the box-unit value
+//! `w/(2π√|C_box|)·exp(…)`: image values are mass per box².
+
+#![allow(clippy::needless_range_loop)] // index loops mirror the matrix algebra
+
+use crate::gaussian::{scale_activation, softplus, softplus_grad, PARAMS_PER_GAUSSIAN, P_AMP, P_QUAT, P_SCALE};
+use crate::pose::Pose;
+
+/// Pixels per row chunk. Rows of a footprint are walked in whole chunks of this many
+/// consecutive pixels (the image is padded on the right so a chunk never leaves the buffer),
+/// which gives the inner loops a constant trip count that the compiler turns into two AVX2
+/// vectors per chunk.
+pub const LANES: usize = 16;
+
+const LANE_OFFSETS: [f32; LANES] = {
+    let mut a = [0.0f32; LANES];
+    let mut i = 0;
+    while i < LANES {
+        a[i] = i as f32;
+        i += 1;
+    }
+    a
+};
+
+/// Pose-independent activated parameters of one Gaussian (computed once per call).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Act {
+    pub mu: [f32; 3],
+    /// Rotation of the unit quaternion.
+    pub r: [[f32; 3]; 3],
+    /// Activated scales and `ds/draw` (zero where the clamp holds).
+    pub s: [f32; 3],
+    pub ds: [f32; 3],
+    /// Amplitude and `dw/draw`.
+    pub w: f32,
+    pub dw: f32,
+    /// Unit quaternion and the norm of the raw one (0: the raw quaternion was zero, read as
+    /// the identity, and gets no gradient).
+    pub q: [f32; 4],
+    pub qn: f32,
+    pub valid: bool,
+}
+
+/// Activations of one Gaussian's raw parameters. A Gaussian with any non-finite raw parameter
+/// is marked invalid (it is skipped and receives a zero gradient).
+#[inline]
+pub(crate) fn activate(p: &[f32; PARAMS_PER_GAUSSIAN]) -> Act {
+    if !p.iter().all(|v| v.is_finite()) {
+        return Act::default();
+    }
+    let mut a = Act { mu: [p[0], p[1], p[2]], valid: true, ..Act::default() };
+    for k in 0..3 {
+        let (s, ds) = scale_activation(p[P_SCALE + k]);
+        a.s[k] = s;
+        a.ds[k] = ds;
+    }
+    let raw = [p[P_QUAT], p[P_QUAT + 1], p[P_QUAT + 2], p[P_QUAT + 3]];
+    let n = (raw[0] * raw[0] + raw[1] * raw[1] + raw[2] * raw[2] + raw[3] * raw[3]).sqrt();
+    if n > 0.0 && n.is_finite() {
+        a.q = [raw[0] / n, raw[1] / n, raw[2] / n, raw[3] / n];
+        a.qn = n;
+    } else {
+        a.q = [1.0, 0.0, 0.0, 0.0];
+        a.qn = 0.0;
+    }
+    let [w, x, y, z] = a.q;
+    a.r = [
+        [1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z), 2.0 * (x * z + w * y)],
+        [2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x)],
+        [2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)],
+    ];
+    a.w = softplus(p[P_AMP]);
+    a.dw = softplus_grad(p[P_AMP]);
+    a
+}
+
+/// Per-image constants of a pose, in pixel units.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoseK {
+    /// `b = D·A[0..2]`: box units → pixels for the first two rows of `A`.
+    pub b: [[f32; 3]; 2],
+    /// The third row of `A` (viewing direction), for the determinant of `C`.
+    pub a2: [f32; 3],
+    /// Index of the origin of box coordinates minus the origin offset in pixels:
+    /// a Gaussian with `A·μ = 0` lands at column `cx`, row `cy`.
+    pub cx: f32,
+    pub cy: f32,
+    pub d: usize,
+    /// Footprint half-width in σ, squared.
+    pub n2: f32,
+}
+
+impl PoseK {
+    pub fn new(pose: &Pose, d: usize, apix: f64, n_sigma: f32) -> Self {
+        let df = d as f64;
+        let a = &pose.rot;
+        let b = [
+            [(df * a[0][0]) as f32, (df * a[0][1]) as f32, (df * a[0][2]) as f32],
+            [(df * a[1][0]) as f32, (df * a[1][1]) as f32, (df * a[1][2]) as f32],
+        ];
+        // The origin offset o (Å) moves the image by −o: o/apix pixels, subtracted from the mean.
+        let h = (d / 2) as f64;
+        PoseK {
+            b,
+            a2: [a[2][0] as f32, a[2][1] as f32, a[2][2] as f32],
+            cx: (h - pose.origin_a[0] / apix) as f32,
+            cy: (h - pose.origin_a[1] / apix) as f32,
+            d,
+            n2: n_sigma * n_sigma,
+        }
+    }
+}
+
+/// One Gaussian projected under one pose (pixel units), as the pixel loops need it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Splat {
+    /// Mean in index coordinates (column, row).
+    pub mx: f32,
+    pub my: f32,
+    /// Inverse covariance `[ia ib; ib ic]` (px⁻²).
+    pub ia: f32,
+    pub ib: f32,
+    pub ic: f32,
+    /// `w·kfac`, the peak value.
+    pub norm: f32,
+    /// `D²/(2π√|C_px|)` = ∂norm/∂w.
+    pub kfac: f32,
+    /// Row geometry of the footprint ellipse: centre shift per row `c01/c11`, `1/c11` and
+    /// `|C|/c11` (the squared half-width per unit of remaining `n²`).
+    pub slope: f32,
+    pub inv_c11: f32,
+    pub hw2: f32,
+    /// Footprint rows `y0..=y1` clipped to the image; empty when `y1 < y0`.
+    pub y0: i32,
+    pub y1: i32,
+}
+
+impl Splat {
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.y1 < self.y0
+    }
+}
+
+/// `M = b·R·diag(s)` (2×3, pixels): the projected principal axes, `C_px = M Mᵀ`.
+#[inline]
+pub(crate) fn axes(a: &Act, k: &PoseK) -> [[f32; 3]; 2] {
+    let mut m = [[0.0f32; 3]; 2];
+    for r in 0..2 {
+        for c in 0..3 {
+            m[r][c] = (k.b[r][0] * a.r[0][c] + k.b[r][1] * a.r[1][c] + k.b[r][2] * a.r[2][c]) * a.s[c];
+        }
+    }
+    m
+}
+
+/// Project one activated Gaussian. Returns `None` if the projection is not finite (the
+/// Gaussian is then skipped like a non-finite one); a Gaussian whose footprint misses the
+/// image gives an empty [`Splat`].
+#[inline]
+pub(crate) fn project(a: &Act, k: &PoseK) -> Option<Splat> {
+    if !a.valid {
+        return None;
+    }
+    let m = axes(a, k);
+    let c00 = m[0][0] * m[0][0] + m[0][1] * m[0][1] + m[0][2] * m[0][2];
+    let c01 = m[0][0] * m[1][0] + m[0][1] * m[1][1] + m[0][2] * m[1][2];
+    let c11 = m[1][0] * m[1][0] + m[1][1] * m[1][1] + m[1][2] * m[1][2];
+    // |C| = |m0 × m1|², and m0 × m1 = D²·(s1s2 n0, s0s2 n1, s0s1 n2) with n = (A·R)₂ the
+    // viewing direction in the principal frame: no cancellation even for needle-like splats.
+    let mut n = [0.0f32; 3];
+    for c in 0..3 {
+        n[c] = k.a2[0] * a.r[0][c] + k.a2[1] * a.r[1][c] + k.a2[2] * a.r[2][c];
+    }
+    let d2 = (k.d * k.d) as f32;
+    let [s0, s1, s2] = a.s;
+    let t0 = s1 * s2 * n[0];
+    let t1 = s0 * s2 * n[1];
+    let t2 = s0 * s1 * n[2];
+    let det = d2 * d2 * (t0 * t0 + t1 * t1 + t2 * t2);
+    let sq = det.sqrt();
+    let kfac = d2 / (2.0 * std::f32::consts::PI * sq);
+    let norm = a.w * kfac;
+    let idet = 1.0 / det;
+    let mx = k.b[0][0] * a.mu[0] + k.b[0][1] * a.mu[1] + k.b[0][2] * a.mu[2] + k.cx;
+    let my = k.b[1][0] * a.mu[0] + k.b[1][1] * a.mu[1] + k.b[1][2] * a.mu[2] + k.cy;
+    let s = Splat {
+        mx,
+        my,
+        ia: c11 * idet,
+        ib: -c01 * idet,
+        ic: c00 * idet,
+        norm,
+        kfac,
+        slope: c01 / c11,
+        inv_c11: 1.0 / c11,
+        hw2: det / c11,
+        y0: 0,
+        y1: -1,
+    };
+    let ok = [s.mx, s.my, s.ia, s.ib, s.ic, s.norm, s.kfac, s.slope, s.inv_c11, s.hw2].iter().all(|v| v.is_finite());
+    if !ok || !(det > 0.0) {
+        return None;
+    }
+    let half_h = (k.n2 * c11).sqrt();
+    let y0 = (my - half_h).ceil().max(0.0);
+    let y1 = (my + half_h).floor().min((k.d - 1) as f32);
+    if y0 <= y1 {
+        Some(Splat { y0: y0 as i32, y1: y1 as i32, ..s })
+    } else {
+        Some(s)
+    }
+}
+
+/// Columns `[x0, x0 + chunks·LANES)` covering row `y`'s part of the footprint ellipse (clipped
+/// to the image on the left and at its right end; the last chunk may run into the padding),
+/// and `dy = y − my`. `None` if the row misses the image.
+#[inline(always)]
+fn row_span(s: &Splat, y: i32, n2: f32, d: usize) -> Option<(usize, usize, f32)> {
+    let dy = y as f32 - s.my;
+    let rem = n2 - dy * dy * s.inv_c11;
+    if !(rem >= 0.0) {
+        return None;
+    }
+    let hw = (rem * s.hw2).sqrt();
+    let c = s.mx + s.slope * dy;
+    let xl = (c - hw).ceil().max(0.0);
+    let xr = (c + hw).floor().min((d - 1) as f32);
+    if !(xl <= xr) {
+        return None;
+    }
+    let x0 = xl as usize;
+    let chunks = (xr as usize - x0) / LANES + 1;
+    Some((x0, chunks, dy))
+}
+
+/// Per-row coefficients of the exponent `−½ dᵀC⁻¹d = dx·(ha·dx + hb) + hc`.
+#[derive(Clone, Copy)]
+struct RowK {
+    ha: f32,
+    hb: f32,
+    hc: f32,
+    /// `−½ n²`: pixels with a smaller exponent lie outside the footprint.
+    cut: f32,
+}
+
+#[inline(always)]
+fn row_k(s: &Splat, dy: f32, n2: f32) -> RowK {
+    RowK { ha: -0.5 * s.ia, hb: -s.ib * dy, hc: -0.5 * s.ic * dy * dy, cut: -0.5 * n2 }
+}
+
+/// The unnormalised splat weight `exp(−½ dᵀC⁻¹d)` at column offset `dx` of a row, zero outside
+/// the footprint ellipse `dᵀC⁻¹d ≤ n²`. Shared by the forward and backward passes. The exponent
+/// is clamped to `[−½n², 0]` before the exponential, so rounding can neither overflow it nor
+/// reach denormals.
+#[inline(always)]
+fn pixel_weight(k: &RowK, dx: f32) -> f32 {
+    let e = dx.mul_add(k.ha.mul_add(dx, k.hb), k.hc).min(0.0);
+    let v = exp_bounded(e.max(k.cut));
+    if e >= k.cut {
+        v
+    } else {
+        0.0
+    }
+}
+
+/// `eˣ` for `x ∈ [−87, 0]` without branches (vectorisable): `x = n·ln2 + r` with `n` rounded
+/// by the 1.5·2²³ trick (so no float→int cast), `eʳ` by a degree-6 Taylor polynomial on
+/// `|r| ≤ ln2/2` (relative error < 2e-7), `2ⁿ` assembled from exponent bits.
+#[inline(always)]
+pub fn exp_bounded(x: f32) -> f32 {
+    const SHIFTER: f32 = 12_582_912.0; // 1.5·2²³
+    let t = x.mul_add(std::f32::consts::LOG2_E, SHIFTER);
+    let n = t - SHIFTER;
+    let r = n.mul_add(-0.693_145_75, x);
+    let r = n.mul_add(-1.428_606_8e-6, r);
+    let mut p = 1.0f32 / 720.0;
+    p = p.mul_add(r, 1.0 / 120.0);
+    p = p.mul_add(r, 1.0 / 24.0);
+    p = p.mul_add(r, 1.0 / 6.0);
+    p = p.mul_add(r, 0.5);
+    p = p.mul_add(r, 1.0);
+    p = p.mul_add(r, 1.0);
+    // The low mantissa bits of t hold n (two's complement); shifting them into the exponent
+    // field and adding the bias gives 2ⁿ for n ≥ −126.
+    let scale = f32::from_bits(t.to_bits().wrapping_shl(23).wrapping_add(127 << 23));
+    p * scale
+}
+
+/// Scatter one splat into a padded image (`stride ≥ D + LANES`, rows `0..D`).
+#[inline]
+pub(crate) fn splat_forward(s: &Splat, img: &mut [f32], stride: usize, n2: f32, d: usize) {
+    for y in s.y0..=s.y1 {
+        let Some((x0, chunks, dy)) = row_span(s, y, n2, d) else { continue };
+        let k = row_k(s, dy, n2);
+        let row = y as usize * stride;
+        for c in 0..chunks {
+            let x = x0 + c * LANES;
+            let dx0 = x as f32 - s.mx;
+            let out: &mut [f32; LANES] = (&mut img[row + x..row + x + LANES]).try_into().unwrap();
+            for l in 0..LANES {
+                out[l] += s.norm * pixel_weight(&k, dx0 + LANE_OFFSETS[l]);
+            }
+        }
+    }
+}
+
+/// Image-space moments of one splat against the gradient image `g` (padded like the forward
+/// image, zero in the padding): with `e` the unnormalised weight and `(dx, dy)` the offset
+/// from the mean, returns `Σ g·e·[1, dx, dy, dx², dx·dy, dy²]`.
+#[inline]
+pub(crate) fn splat_backward(s: &Splat, g: &[f32], stride: usize, n2: f32, d: usize) -> [f32; 6] {
+    let mut acc = [0.0f32; 6];
+    for y in s.y0..=s.y1 {
+        let Some((x0, chunks, dy)) = row_span(s, y, n2, d) else { continue };
+        let k = row_k(s, dy, n2);
+        let row = y as usize * stride;
+        let mut r0 = [0.0f32; LANES];
+        let mut r1 = [0.0f32; LANES];
+        let mut r2 = [0.0f32; LANES];
+        for c in 0..chunks {
+            let x = x0 + c * LANES;
+            let dx0 = x as f32 - s.mx;
+            let gin: &[f32; LANES] = (&g[row + x..row + x + LANES]).try_into().unwrap();
+            for l in 0..LANES {
+                let dx = dx0 + LANE_OFFSETS[l];
+                let ge = gin[l] * pixel_weight(&k, dx);
+                r0[l] += ge;
+                r1[l] = ge.mul_add(dx, r1[l]);
+                r2[l] = (ge * dx).mul_add(dx, r2[l]);
+            }
+        }
+        let a0: f32 = r0.iter().sum();
+        let a1: f32 = r1.iter().sum();
+        let a2: f32 = r2.iter().sum();
+        acc[0] += a0;
+        acc[1] += a1;
+        acc[2] += a0 * dy;
+        acc[3] += a2;
+        acc[4] += a1 * dy;
+        acc[5] += a0 * dy * dy;
+    }
+    acc
+}
+
+/// Number of intermediate gradient values per Gaussian: `∂L/∂μ` (3), `∂L/∂(R·diag s)` (9,
+/// row-major), `∂L/∂w` (1). These are linear in the image gradient, so a minibatch can sum
+/// them over images and apply the activations' chain rule once ([`finalise`]).
+pub(crate) const INTER: usize = 13;
+
+/// What one splat contributes to the pose gradients of its image.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SplatGrad {
+    /// `∂L/∂m` (pixels; the projected mean in index coordinates).
+    pub gm: [f32; 2],
+}
+
+/// From the moments of [`splat_backward`] to the intermediate gradient of one Gaussian (added
+/// into `inter`), and `∂L/∂m`, `∂L/∂C` for the pose gradients. Also adds this Gaussian's
+/// contribution to `∂L/∂B` (`B` = the first two rows of `A`) into `gb`.
+#[inline]
+pub(crate) fn backward_params(
+    a: &Act,
+    s: &Splat,
+    k: &PoseK,
+    mo: &[f32; 6],
+    inter: &mut [f32; INTER],
+    gb: &mut [[f64; 3]; 2],
+) -> SplatGrad {
+    let n = s.norm;
+    let (s0, sx, sy, sxx, sxy, syy) = (n * mo[0], n * mo[1], n * mo[2], n * mo[3], n * mo[4], n * mo[5]);
+    let (ia, ib, ic) = (s.ia, s.ib, s.ic);
+    // ∂f/∂m = f·C⁻¹d.
+    let gm = [ia * sx + ib * sy, ib * sx + ic * sy];
+    // ∂f/∂C = ½ f (C⁻¹ddᵀC⁻¹ − C⁻¹) (the normalisation contributes −½ f C⁻¹).
+    // U = C⁻¹ P C⁻¹ with P = Σ g f d dᵀ.
+    let p0 = [ia * sxx + ib * sxy, ia * sxy + ib * syy];
+    let p1 = [ib * sxx + ic * sxy, ib * sxy + ic * syy];
+    let u00 = p0[0] * ia + p0[1] * ib;
+    let u01 = p0[0] * ib + p0[1] * ic;
+    let u11 = p1[0] * ib + p1[1] * ic;
+    let gc = [[0.5 * (u00 - s0 * ia), 0.5 * (u01 - s0 * ib)], [0.5 * (u01 - s0 * ib), 0.5 * (u11 - s0 * ic)]];
+    // C = M Mᵀ: ∂L/∂M = 2 gC M.
+    let m = axes(a, k);
+    let mut gmm = [[0.0f32; 3]; 2];
+    for r in 0..2 {
+        for c in 0..3 {
+            gmm[r][c] = 2.0 * (gc[r][0] * m[0][c] + gc[r][1] * m[1][c]);
+        }
+    }
+    // m = b μ + centre; M = b (R diag s).
+    for j in 0..3 {
+        inter[j] += k.b[0][j] * gm[0] + k.b[1][j] * gm[1];
+        for c in 0..3 {
+            inter[3 + 3 * j + c] += k.b[0][j] * gmm[0][c] + k.b[1][j] * gmm[1][c];
+        }
+    }
+    inter[12] += s.kfac * mo[0];
+    // Pose: m = D·B μ, M = D·B·(R diag s): ∂L/∂B = D (gm μᵀ + gM (R diag s)ᵀ).
+    let df = k.d as f64;
+    for r in 0..2 {
+        for j in 0..3 {
+            let mut acc = gm[r] * a.mu[j];
+            for c in 0..3 {
+                acc += gmm[r][c] * a.r[j][c] * a.s[c];
+            }
+            gb[r][j] += df * acc as f64;
+        }
+    }
+    SplatGrad { gm }
+}
+
+/// Apply the activations' chain rule to an intermediate gradient and add the result to the
+/// raw-parameter gradient `out`.
+#[inline]
+pub(crate) fn finalise(a: &Act, inter: &[f32; INTER], out: &mut [f32; PARAMS_PER_GAUSSIAN]) {
+    if !a.valid {
+        return;
+    }
+    // RS[j][c] = R[j][c]·s[c].
+    let g = |j: usize, c: usize| inter[3 + 3 * j + c];
+    let mut gr = [[0.0f32; 3]; 3];
+    for c in 0..3 {
+        let mut gs = 0.0;
+        for j in 0..3 {
+            gs += g(j, c) * a.r[j][c];
+            gr[j][c] = g(j, c) * a.s[c];
+        }
+        out[P_SCALE + c] += gs * a.ds[c];
+    }
+    for j in 0..3 {
+        out[j] += inter[j];
+    }
+    out[P_AMP] += inter[12] * a.dw;
+    if a.qn > 0.0 {
+        let [w, x, y, z] = a.q;
+        let gq = [
+            2.0 * (-z * gr[0][1] + y * gr[0][2] + z * gr[1][0] - x * gr[1][2] - y * gr[2][0] + x * gr[2][1]),
+            2.0 * (y * gr[0][1] + z * gr[0][2] + y * gr[1][0] - 2.0 * x * gr[1][1] - w * gr[1][2]
+                + z * gr[2][0]
+                + w * gr[2][1]
+                - 2.0 * x * gr[2][2]),
+            2.0 * (-2.0 * y * gr[0][0] + x * gr[0][1] + w * gr[0][2] + x * gr[1][0] + z * gr[1][2] - w * gr[2][0]
+                + z * gr[2][1]
+                - 2.0 * y * gr[2][2]),
+            2.0 * (-2.0 * z * gr[0][0] - w * gr[0][1] + x * gr[0][2] + w * gr[1][0] - 2.0 * z * gr[1][1]
+                + y * gr[1][2]
+                + x * gr[2][0]
+                + y * gr[2][1]),
+        ];
+        // q = q̂/|q̂|: ∂q/∂q̂ = (I − q qᵀ)/|q̂|.
+        let dot = a.q[0] * gq[0] + a.q[1] * gq[1] + a.q[2] * gq[2] + a.q[3] * gq[3];
+        for c in 0..4 {
+            out[P_QUAT + c] += (gq[c] - a.q[c] * dot) / a.qn;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_bounded_is_accurate() {
+        let mut worst = 0.0f64;
+        let mut x = -87.0f32;
+        while x <= 0.0 {
+            let e = exp_bounded(x) as f64;
+            let r = (x as f64).exp();
+            worst = worst.max((e - r).abs() / r);
+            x += 0.001;
+        }
+        assert!(worst < 3e-7, "relative error {worst}");
+        assert_eq!(exp_bounded(0.0), 1.0);
+    }
+}
