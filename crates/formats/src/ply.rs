@@ -281,7 +281,14 @@ pub fn parse_gaussians(bytes: &[u8], path: &Path) -> Result<Vec<PlyGaussian>> {
             }
         }
         let need = (*n as u128) * stride as u128;
-        let available = (bytes.len() as u64).saturating_sub(offset) as u128;
+        if offset > bytes.len() as u64 {
+            return Err(FormatError::binary(
+                path,
+                bytes.len() as u64,
+                format!("the elements before the vertices need {offset} bytes, more than the file holds"),
+            ));
+        }
+        let available = (bytes.len() as u64 - offset) as u128;
         if need > available {
             return Err(FormatError::binary(
                 path,
@@ -308,6 +315,18 @@ pub fn parse_gaussians(bytes: &[u8], path: &Path) -> Result<Vec<PlyGaussian>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn elements_before_the_vertices_past_the_end() {
+        // Found by fuzzing: skipping a leading element moved the vertex data past the end of the
+        // file, and an empty vertex element was then sliced out of range.
+        let b = b"ply\nformat binary_little_endian 1.0\nelement camera 100\nproperty double t\n\
+element vertex 0\nproperty float x\nproperty float y\nproperty float z\nproperty float scale_0\n\
+property float scale_1\nproperty float scale_2\nproperty float rot_0\nproperty float rot_1\n\
+property float rot_2\nproperty float rot_3\nproperty float amplitude\nend_header\n";
+        let e = parse_gaussians(b, Path::new("c.ply")).unwrap_err().to_string();
+        assert!(e.contains("c.ply") && e.contains("before the vertices need"), "{e}");
+    }
 
     #[test]
     fn round_trip() {
