@@ -262,7 +262,10 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<MrcHeader> {
         None
     } else {
         let a = cella[0] as f64 / mxyz[0] as f64;
-        if a == 1.0 {
+        // 1 Å/px in a pre-2014 or non-compliant header is usually a placeholder; in a
+        // compliant MRC2014 header it is taken at its word.
+        let compliant = &bytes[208..212] == b"MAP " && (nversion == 20140 || nversion == 20141);
+        if a == 1.0 && !compliant {
             warnings.push(
                 "the header gives 1 Å/px (CELLA equals the sample count), often a placeholder; check the pixel size against the metadata"
                     .to_string(),
