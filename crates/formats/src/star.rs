@@ -1,15 +1,26 @@
 //! STAR files as RELION writes and reads them.
 //!
-//! A file holds `data_NAME` blocks; a block holds `_label value` pairs and `loop_` tables
-//! (a list of `_label` lines, then rows of whitespace-separated values). Labels may carry a
-//! `#n` column-number suffix (ignored), values may be quoted with `'` or `"`, `#` starts a
-//! comment outside quotes, and CRLF line ends are accepted. Column order is free.
+//! A file holds `data_NAME` blocks; a block holds `_label value` pairs and `loop_` tables (a
+//! list of `_label` lines, then rows of whitespace-separated values). The reader accepts:
+//!
+//! * any number of blocks, pairs and loops, in any order, and any column order;
+//! * labels with a `#n` column-number suffix or trailing text (both ignored);
+//! * values quoted with `'` or `"` (a quote closes only when followed by whitespace or the end
+//!   of the line, as in STAR 1.1, so `'it's'` is the value `it's`);
+//! * `#` comments (a `#` starts a comment at the beginning of a token, outside quotes);
+//! * CRLF line ends, blank lines inside loops, and a loop row spread over several lines.
+//!
+//! Everything is kept as text; [`Table::f64`] and [`Table::f64_column`] convert on demand, and
+//! a value that is not a finite number is an error naming the file, the line, the column
+//! label and the value. Every error names the file and the 1-based line.
 //!
 //! [`write`] produces RELION 3.1 form (`# version 30001`, one loop per block), which RELION 5,
-//! `starfile` and `gemmi` read.
+//! `starfile` and `gemmi` read; [`write_file`] writes any [`StarFile`] (pairs and loops). Both
+//! write atomically.
 
 use crate::atomic::write_atomic;
 use crate::error::{FormatError, Result};
+use std::fmt::Write as _;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -18,17 +29,20 @@ use std::path::{Path, PathBuf};
 pub struct Table {
     pub labels: Vec<String>,
     pub rows: Vec<Vec<String>>,
-    /// The 1-based line of every row, for messages.
+    /// The 1-based line where every row starts, for messages (0 for rows built in memory).
     pub row_lines: Vec<usize>,
 }
 
 /// One `data_` block.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Block {
+    /// The block name, without `data_` (RELION 3.0 particle files use the empty name).
     pub name: String,
     /// `_label value` pairs outside loops, with their lines.
     pub pairs: Vec<(String, String, usize)>,
     pub tables: Vec<Table>,
+    /// The line of the `data_` statement.
+    pub line: usize,
 }
 
 /// A parsed STAR file.
@@ -39,9 +53,14 @@ pub struct StarFile {
 }
 
 impl StarFile {
-    /// The block called `name` (without `data_`).
+    /// The first block called `name` (without `data_`).
     pub fn block(&self, name: &str) -> Option<&Block> {
         self.blocks.iter().find(|b| b.name == name)
+    }
+
+    /// The first table anywhere in the file that has a column `label`, with its block.
+    pub fn table_with(&self, label: &str) -> Option<(&Block, &Table)> {
+        self.blocks.iter().find_map(|b| b.tables.iter().find(|t| t.column(label).is_some()).map(|t| (b, t)))
     }
 }
 
@@ -57,6 +76,11 @@ impl Block {
 }
 
 impl Table {
+    /// An empty table with these labels.
+    pub fn new<S: AsRef<str>>(labels: &[S]) -> Table {
+        Table { labels: labels.iter().map(|l| l.as_ref().to_string()).collect(), ..Default::default() }
+    }
+
     /// Column index of `label`.
     pub fn column(&self, label: &str) -> Option<usize> {
         self.labels.iter().position(|l| l == label)
@@ -69,18 +93,28 @@ impl Table {
         self.rows.is_empty()
     }
 
-    /// Raw value at (row, column).
+    /// Raw value at (row, column). Panics when out of range (a bug in the caller).
     pub fn get(&self, row: usize, col: usize) -> &str {
         &self.rows[row][col]
     }
 
-    /// Numeric value at (row, column); a value that is not a number is an error naming the
-    /// file, the line, the column and the value.
+    /// The line of `row` (0 for rows built in memory).
+    pub fn line(&self, row: usize) -> usize {
+        self.row_lines.get(row).copied().unwrap_or(0)
+    }
+
+    /// Numeric value at (row, column); a value that is not a finite number is an error naming
+    /// the file, the line, the column and the value.
     pub fn f64(&self, path: &Path, row: usize, col: usize) -> Result<f64> {
         let v = &self.rows[row][col];
-        v.parse::<f64>().map_err(|_| {
-            FormatError::text(path, self.row_lines[row], format!("column {} holds {v:?}, expected a number", self.labels[col]))
-        })
+        match parse_number(v) {
+            Some(x) => Ok(x),
+            None => Err(FormatError::text(
+                path,
+                self.line(row),
+                format!("column {} holds {v:?}, expected a finite number", self.labels[col]),
+            )),
+        }
     }
 
     /// Numeric value of `label` at `row`, or `None` when the column is absent.
@@ -91,66 +125,93 @@ impl Table {
         }
     }
 
-    /// Append a column (all rows get `value`).
+    /// A whole numeric column, or `None` when the column is absent. The first value that is
+    /// not a finite number is an error naming the file, line, column and value.
+    pub fn f64_column(&self, path: &Path, label: &str) -> Result<Option<Vec<f64>>> {
+        let Some(c) = self.column(label) else { return Ok(None) };
+        (0..self.rows.len()).map(|r| self.f64(path, r, c)).collect::<Result<Vec<_>>>().map(Some)
+    }
+
+    /// Append a row. Panics when the number of values differs from the number of labels (a
+    /// bug in the caller).
     pub fn push_row(&mut self, values: Vec<String>) {
-        debug_assert_eq!(values.len(), self.labels.len());
+        assert_eq!(values.len(), self.labels.len(), "a STAR row needs one value per label");
         self.row_lines.push(0);
         self.rows.push(values);
     }
 }
 
-/// Split one line into tokens: whitespace-separated, quotes group, `#` outside quotes ends it.
-fn tokens(line: &str, path: &Path, lineno: usize) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut chars = line.char_indices().peekable();
-    while let Some(&(i, c)) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
+/// A number as RELION writes them (`12`, `-3.5`, `1.2e+04`); `nan` and `inf` are refused.
+fn parse_number(v: &str) -> Option<f64> {
+    v.parse::<f64>().ok().filter(|x| x.is_finite())
+}
+
+/// STAR whitespace (ASCII only, so that byte positions are always character boundaries).
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'\x0b' | b'\x0c')
+}
+
+/// Split one line into tokens: whitespace-separated, quotes group, `#` at a token start ends
+/// the line. The tokens go to `out`; returns whether the first token was quoted (a quoted
+/// token is always a value, never a keyword or a label).
+fn tokens<'a>(line: &'a str, path: &Path, lineno: usize, out: &mut Vec<&'a str>) -> Result<bool> {
+    out.clear();
+    let mut first_quoted = false;
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if is_ws(c) {
+            i += 1;
             continue;
         }
-        if c == '#' {
+        if c == b'#' {
             break;
         }
-        if c == '\'' || c == '"' {
-            chars.next();
+        if c == b'\'' || c == b'"' {
             let start = i + 1;
-            let mut end = None;
-            while let Some((j, d)) = chars.next() {
-                // A closing quote must be followed by whitespace or the end of the line.
-                if d == c && chars.peek().is_none_or(|&(_, n)| n.is_whitespace()) {
-                    end = Some(j);
+            let mut j = start;
+            loop {
+                if j >= b.len() {
+                    return Err(FormatError::text(
+                        path,
+                        lineno,
+                        format!("unterminated quote {} (a closing quote must be followed by a space or the line end)", c as char),
+                    ));
+                }
+                if b[j] == c && (j + 1 == b.len() || is_ws(b[j + 1])) {
                     break;
                 }
+                j += 1;
             }
-            let end = end.ok_or_else(|| FormatError::text(path, lineno, format!("unterminated quote {c}")))?;
-            out.push(line[start..end].to_string());
+            if out.is_empty() {
+                first_quoted = true;
+            }
+            out.push(&line[start..j]);
+            i = j + 1;
             continue;
         }
         let start = i;
-        let mut end = line.len();
-        while let Some(&(j, d)) = chars.peek() {
-            if d.is_whitespace() {
-                end = j;
-                break;
-            }
-            chars.next();
+        while i < b.len() && !is_ws(b[i]) {
+            i += 1;
         }
-        out.push(line[start..end].to_string());
+        out.push(&line[start..i]);
     }
-    Ok(out)
+    Ok(first_quoted)
 }
 
-fn clean_label(tok: &str) -> String {
-    let t = tok.trim_start_matches('_');
+/// A label token without the leading `_` and any `#n` suffix glued to it.
+fn clean_label(tok: &str) -> &str {
+    let t = &tok[1..];
     match t.find('#') {
-        Some(p) => t[..p].to_string(),
-        None => t.to_string(),
+        Some(p) => &t[..p],
+        None => t,
     }
 }
 
 /// Parse STAR text. `path` names the file in messages.
 pub fn parse_str(text: &str, path: &Path) -> Result<StarFile> {
-    #[derive(PartialEq)]
+    #[derive(PartialEq, Clone, Copy)]
     enum State {
         Top,
         Labels,
@@ -158,52 +219,125 @@ pub fn parse_str(text: &str, path: &Path) -> Result<StarFile> {
     }
     let mut blocks: Vec<Block> = Vec::new();
     let mut state = State::Top;
-    for (k, raw) in text.lines().enumerate() {
+    // A row being assembled across lines: its values and its first line.
+    let mut pending: Vec<String> = Vec::new();
+    let mut pending_line = 0usize;
+    let mut toks: Vec<&str> = Vec::new();
+
+    // The current loop ends here: a partial row is an error.
+    fn end_loop(pending: &[String], pending_line: usize, ncols: usize, path: &Path) -> Result<()> {
+        if pending.is_empty() {
+            Ok(())
+        } else {
+            Err(FormatError::text(
+                path,
+                pending_line,
+                format!("incomplete loop row: {} values, but the loop declares {ncols} columns", pending.len()),
+            ))
+        }
+    }
+    let ncols = |blocks: &[Block]| blocks.last().and_then(|b| b.tables.last()).map_or(0, |t| t.labels.len());
+
+    for (k, line) in text.split('\n').enumerate() {
         let lineno = k + 1;
-        let line = raw.trim_end_matches('\r');
-        let toks = tokens(line, path, lineno)?;
-        let Some(first) = toks.first() else {
+        let first_quoted = tokens(line, path, lineno, &mut toks)?;
+        let Some(&first) = toks.first() else {
             // Blank or comment: a blank line does not end a loop in RELION's reader.
             continue;
         };
-        if let Some(name) = first.strip_prefix("data_") {
-            blocks.push(Block { name: name.to_string(), ..Default::default() });
+        let keyword = !first_quoted;
+        if keyword && first.starts_with("data_") {
+            if state == State::Rows || state == State::Labels {
+                end_loop(&pending, pending_line, ncols(&blocks), path)?;
+            }
+            if toks.len() > 1 {
+                return Err(FormatError::text(path, lineno, format!("unexpected {:?} after {first}", toks[1])));
+            }
+            blocks.push(Block { name: first[5..].to_string(), line: lineno, ..Default::default() });
             state = State::Top;
             continue;
         }
-        let block = blocks.last_mut().ok_or_else(|| FormatError::text(path, lineno, format!("{first:?} before any data_ block")))?;
-        if first == "loop_" {
+        let Some(block) = blocks.last_mut() else {
+            return Err(FormatError::text(path, lineno, format!("{first:?} before any data_ block: not a STAR file")));
+        };
+        if keyword && first == "loop_" {
+            if state == State::Rows || state == State::Labels {
+                end_loop(&pending, pending_line, ncols(&blocks), path)?;
+                if state == State::Labels {
+                    return Err(FormatError::text(path, lineno, "loop_ inside the label list of another loop_"));
+                }
+            }
+            let block = blocks.last_mut().expect("checked above");
+            if toks.len() > 1 {
+                return Err(FormatError::text(path, lineno, format!("unexpected {:?} after loop_", toks[1])));
+            }
             block.tables.push(Table::default());
             state = State::Labels;
             continue;
         }
-        if first.starts_with('_') {
+        if keyword && first.starts_with('_') {
+            let label = clean_label(first);
+            if label.is_empty() {
+                return Err(FormatError::text(path, lineno, format!("{first:?} is not a label")));
+            }
             if state == State::Labels {
-                block.tables.last_mut().expect("loop_ pushed a table").labels.push(clean_label(first));
+                let t = block.tables.last_mut().expect("loop_ pushed a table");
+                if t.labels.iter().any(|l| l == label) {
+                    return Err(FormatError::text(path, lineno, format!("column {label} is declared twice in this loop")));
+                }
+                t.labels.push(label.to_string());
                 continue;
             }
             // A key-value pair (ends any loop).
+            if state == State::Rows {
+                let n = block.tables.last().map_or(0, |t| t.labels.len());
+                end_loop(&pending, pending_line, n, path)?;
+            }
             state = State::Top;
-            let value = toks.get(1).cloned().ok_or_else(|| FormatError::text(path, lineno, format!("{first} has no value")))?;
-            block.pairs.push((clean_label(first), value, lineno));
+            // Like RELION, anything after the value is ignored.
+            let value = match toks.get(1) {
+                Some(v) => v.to_string(),
+                None => return Err(FormatError::text(path, lineno, format!("{first} has no value"))),
+            };
+            block.pairs.push((label.to_string(), value, lineno));
             continue;
         }
         match state {
-            State::Top => return Err(FormatError::text(path, lineno, format!("unexpected {first:?} outside a loop"))),
+            State::Top => {
+                return Err(FormatError::text(path, lineno, format!("unexpected {first:?} outside a loop (expected data_, loop_ or a _label)")))
+            }
             State::Labels | State::Rows => {
-                state = State::Rows;
                 let t = block.tables.last_mut().expect("loop_ pushed a table");
-                if toks.len() != t.labels.len() {
-                    return Err(FormatError::text(
-                        path,
-                        lineno,
-                        format!("row has {} values but the loop declares {} columns", toks.len(), t.labels.len()),
-                    ));
+                if t.labels.is_empty() {
+                    return Err(FormatError::text(path, lineno, format!("loop_ has no labels before the value {first:?}")));
                 }
-                t.rows.push(toks);
-                t.row_lines.push(lineno);
+                state = State::Rows;
+                let n = t.labels.len();
+                if pending.is_empty() && toks.len() == n {
+                    t.rows.push(toks.iter().map(|s| s.to_string()).collect());
+                    t.row_lines.push(lineno);
+                    continue;
+                }
+                if pending.is_empty() {
+                    pending_line = lineno;
+                }
+                pending.extend(toks.iter().map(|s| s.to_string()));
+                if pending.len() == n {
+                    t.rows.push(std::mem::take(&mut pending));
+                    t.row_lines.push(pending_line);
+                } else if pending.len() > n {
+                    let msg = if pending_line == lineno {
+                        format!("row has {} values but the loop declares {n} columns", pending.len())
+                    } else {
+                        format!("the row starting on line {pending_line} has {} values but the loop declares {n} columns", pending.len())
+                    };
+                    return Err(FormatError::text(path, lineno, msg));
+                }
             }
         }
+    }
+    if state == State::Rows || state == State::Labels {
+        end_loop(&pending, pending_line, ncols(&blocks), path)?;
     }
     if blocks.is_empty() {
         return Err(FormatError::invalid(path, "no data_ block: not a STAR file"));
@@ -214,44 +348,117 @@ pub fn parse_str(text: &str, path: &Path) -> Result<StarFile> {
 /// Read and parse a STAR file.
 pub fn read(path: &Path) -> Result<StarFile> {
     let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        FormatError::binary(path, e.utf8_error().valid_up_to() as u64, "not UTF-8 text: not a STAR file")
-    })?;
-    parse_str(&text, path)
+    parse_bytes(&bytes, path)
 }
 
-fn needs_quotes(v: &str) -> bool {
-    v.is_empty() || v.chars().any(|c| c.is_whitespace() || c == '#' || c == '\'' || c == '"') || v.starts_with('_') || v.starts_with("data_") || v == "loop_"
+/// Parse STAR content held in `bytes` (it must be UTF-8 text).
+pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<StarFile> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let line = bytes[..at].iter().filter(|&&b| b == b'\n').count() + 1;
+        FormatError::text(path, line, format!("byte {at} is not UTF-8 text: not a STAR file"))
+    })?;
+    parse_str(text, path)
+}
+
+/// How a value must be written: bare, or inside `'` or `"`. `None` when STAR cannot hold it
+/// on one line (a line break, or whitespace with both quote characters).
+fn quoted(v: &str) -> Option<String> {
+    if v.contains(['\n', '\r']) {
+        return None;
+    }
+    let special = v.is_empty()
+        || v.bytes().any(is_ws)
+        || v.starts_with(['#', '\'', '"', '_', '$', ';', '[', ']'])
+        || v.starts_with("data_")
+        || v.starts_with("save_")
+        || v.eq_ignore_ascii_case("loop_")
+        || v.eq_ignore_ascii_case("stop_")
+        || v.eq_ignore_ascii_case("global_");
+    if !special {
+        return Some(v.to_string());
+    }
+    // A quote inside the value is harmless unless followed by whitespace.
+    let closes = |q: char| v.char_indices().any(|(i, c)| c == q && v[i + 1..].starts_with(|n: char| n.is_ascii_whitespace()));
+    if !v.contains('"') || !closes('"') && !v.ends_with('"') {
+        return Some(format!("\"{v}\""));
+    }
+    if !closes('\'') && !v.ends_with('\'') {
+        return Some(format!("'{v}'"));
+    }
+    None
+}
+
+fn format_value(out: &mut String, v: &str, what: impl Fn() -> String) -> std::result::Result<(), String> {
+    match quoted(v) {
+        Some(q) => {
+            out.push_str(&q);
+            Ok(())
+        }
+        None => Err(format!("{}: the value {v:?} cannot be written to a STAR file (line break or both quote kinds)", what())),
+    }
+}
+
+/// The text of a STAR file holding every block of `file` (pairs first, then loops), in
+/// RELION 3.1 form. Values that STAR cannot hold are an error naming the block and label.
+pub fn format_file(file: &StarFile) -> Result<String> {
+    let mut s = String::from("\n# version 30001\n\n");
+    let err = |m: String| FormatError::invalid(&file.path, m);
+    for b in &file.blocks {
+        let _ = write!(s, "data_{}\n\n", b.name);
+        for (l, v, _) in &b.pairs {
+            let _ = write!(s, "_{l} ");
+            format_value(&mut s, v, || format!("data_{}, _{l}", b.name)).map_err(err)?;
+            s.push('\n');
+        }
+        if !b.pairs.is_empty() {
+            s.push('\n');
+        }
+        for t in &b.tables {
+            format_table(&mut s, &b.name, t).map_err(err)?;
+        }
+    }
+    Ok(s)
+}
+
+fn format_table(s: &mut String, block: &str, t: &Table) -> std::result::Result<(), String> {
+    s.push_str("loop_\n");
+    for (i, l) in t.labels.iter().enumerate() {
+        let _ = writeln!(s, "_{l} #{}", i + 1);
+    }
+    for row in &t.rows {
+        if row.len() != t.labels.len() {
+            return Err(format!("data_{block}: a row has {} values for {} labels", row.len(), t.labels.len()));
+        }
+        for (k, v) in row.iter().enumerate() {
+            if k > 0 {
+                s.push(' ');
+            }
+            format_value(s, v, || format!("data_{block}, column {}", t.labels[k]))?;
+        }
+        s.push('\n');
+    }
+    s.push('\n');
+    Ok(())
 }
 
 /// Write blocks (each `(name, table)`) as a RELION 3.1 STAR file, atomically.
 pub fn write(path: &Path, blocks: &[(&str, &Table)]) -> Result<()> {
-    write_atomic(path, |w| {
-        writeln!(w, "\n# version 30001\n")?;
-        for (name, t) in blocks {
-            writeln!(w, "data_{name}\n\nloop_")?;
-            for (i, l) in t.labels.iter().enumerate() {
-                writeln!(w, "_{l} #{}", i + 1)?;
-            }
-            for row in &t.rows {
-                let mut first = true;
-                for v in row {
-                    if !first {
-                        w.write_all(b" ")?;
-                    }
-                    first = false;
-                    if needs_quotes(v) {
-                        write!(w, "\"{v}\"")?;
-                    } else {
-                        w.write_all(v.as_bytes())?;
-                    }
-                }
-                w.write_all(b"\n")?;
-            }
-            writeln!(w)?;
-        }
-        Ok(())
-    })
+    let mut s = String::from("\n# version 30001\n\n");
+    for (name, t) in blocks {
+        let _ = write!(s, "data_{name}\n\n");
+        format_table(&mut s, name, t).map_err(|m| FormatError::invalid(path, m))?;
+    }
+    write_atomic(path, |w| w.write_all(s.as_bytes()))
+}
+
+/// Write a whole [`StarFile`] (pairs and loops) to `path`, atomically.
+pub fn write_file(path: &Path, file: &StarFile) -> Result<()> {
+    let s = format_file(file).map_err(|e| match e {
+        FormatError::Invalid { msg, .. } => FormatError::invalid(path, msg),
+        other => other,
+    })?;
+    write_atomic(path, |w| w.write_all(s.as_bytes()))
 }
 
 #[cfg(test)]
@@ -287,10 +494,26 @@ mod tests {
     }
 
     #[test]
+    fn quoting_rules() {
+        for v in ["plain", "a b", "", "it's", "say \"hi\"", "'lead", "\"lead", "_x", "data_x", "loop_", "#c", "both ' \" x"] {
+            let q = quoted(v);
+            if v == "both ' \" x" {
+                assert!(q.is_none());
+                continue;
+            }
+            let q = q.unwrap();
+            let text = format!("data_\n_k {q}\n");
+            let s = parse_str(&text, Path::new("q.star")).unwrap_or_else(|e| panic!("{v:?} → {q:?}: {e}"));
+            assert_eq!(s.blocks[0].pair("k"), Some(v), "{q}");
+        }
+        assert!(quoted("a\nb").is_none());
+    }
+
+    #[test]
     fn write_then_read() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("o.star");
-        let mut t = Table { labels: vec!["rlnImageName".into(), "rlnDefocusU".into()], ..Default::default() };
+        let mut t = Table::new(&["rlnImageName", "rlnDefocusU"]);
         t.push_row(vec!["000001@a b.mrcs".into(), "12000.5".into()]);
         t.push_row(vec!["000002@a b.mrcs".into(), "-3".into()]);
         write(&p, &[("particles", &t)]).unwrap();
