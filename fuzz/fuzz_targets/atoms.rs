@@ -6,7 +6,13 @@ use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    for atoms in [parse_pdb(text, Path::new("fuzz.pdb")), parse_mmcif(text, Path::new("fuzz.cif"))].into_iter().flatten() {
+    for atoms in [
+        parse_pdb(text, Path::new("fuzz.pdb")),
+        parse_mmcif(text, Path::new("fuzz.cif")),
+    ]
+    .into_iter()
+    .flatten()
+    {
         assert!(!atoms.is_empty());
         for a in &atoms {
             assert!(a.pos_a.iter().all(|v| v.is_finite()) && a.occupancy.is_finite() && a.b_factor_a2.is_finite());

@@ -671,7 +671,11 @@ pub fn write_pseudo_atoms_cif(path: &Path, name: &str, atoms: &[PseudoAtom]) -> 
 
 /// `n` in hybrid-36 with `width` characters: decimal below `10^width`, then upper-case
 /// base-36 starting at `A000…`, then lower-case base-36 starting at `a000…`.
+/// Widths outside 1–8 give `None`.
 pub fn hybrid36(n: u64, width: u32) -> Option<String> {
+    if !(1..=8).contains(&width) {
+        return None;
+    }
     let dec = 10u64.pow(width);
     if n < dec {
         return Some(format!("{n:>w$}", w = width as usize));
@@ -774,6 +778,7 @@ mod tests {
         assert_eq!(hybrid36(10_000, 4).unwrap(), "A000");
         assert_eq!(hybrid36(2_436_111, 4).unwrap(), "zzzz");
         assert_eq!(hybrid36(2_436_112, 4), None);
+        assert_eq!((hybrid36(5, 0), hybrid36(5, 9)), (None, None));
     }
 
     #[test]
