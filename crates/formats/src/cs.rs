@@ -1,11 +1,25 @@
-//! cryoSPARC `.cs` particle files: numpy structured arrays with fields such as `blob/path`,
-//! `blob/idx`, `alignments3D/pose` and `ctf/df1_A` (see [`crate::npy`] for the container).
+//! cryoSPARC `.cs` particle files: numpy structured arrays (see [`crate::npy`]) with one record
+//! per particle and fields named `group/name`. The fields a particle loader needs:
 //!
-//! The compressed "CSDAT" form written by newer cryoSPARC tools is refused with a message that
-//! says how to convert it.
+//! | field | meaning |
+//! |---|---|
+//! | `blob/path` | the particle stack, relative to the cryoSPARC project folder; a leading `>` marks an exported path and is removed by [`CsFile::blob_paths`] |
+//! | `blob/idx` | 0-based image index in that stack |
+//! | `blob/shape` | image size `(ny, nx)` in pixels |
+//! | `blob/psize_A` | pixel size of the images (Å) |
+//! | `blob/sign` | `-1`: dark particles (raw polarity), `+1`: white |
+//! | `alignments3D/pose` | rotation vector (axis·angle, radians); RELION's `A = R(pose)ᵀ` |
+//! | `alignments3D/shift` | shift in pixels of `alignments3D/psize_A`, same sign as `rlnOrigin` |
+//! | `alignments3D/split` | half set (0 or 1) of a gold-standard refinement |
+//! | `ctf/accel_kv`, `ctf/cs_mm`, `ctf/amp_contrast` | voltage, spherical aberration, Q0 |
+//! | `ctf/df1_A`, `ctf/df2_A`, `ctf/df_angle_rad` | defocus U, V (Å) and astigmatism angle (radians) |
+//! | `ctf/phase_shift_rad`, `ctf/bfactor`, `ctf/scale` | phase shift (radians), B-factor (Å²), scale |
+//!
+//! The compressed "CSDAT" form written by newer cryoSPARC tools (magic `\x95CSDAT`) is not a
+//! numpy file; it is refused with a message that says how to convert it.
 
 use crate::error::{FormatError, Result};
-use crate::npy::{self, NpyArray, Scalar};
+use crate::npy::{self, NpyArray};
 use std::path::{Path, PathBuf};
 
 /// A `.cs` file's records.
@@ -15,27 +29,44 @@ pub struct CsFile {
     pub array: NpyArray,
 }
 
+/// The message for a compressed CSDAT file.
+const CSDAT_HELP: &str = "this is a compressed cryoSPARC dataset (CSDAT format), not the numpy form of a .cs file. \
+Convert it: in cryoSPARC, export the job (its exported .cs files are numpy arrays); or, with cryosparc-tools in Python, \
+`from cryosparc.dataset import Dataset; Dataset.load(\"in.cs\").save(\"out.cs\", format=1)` \
+(equivalently `numpy.save(\"out.cs\", Dataset.load(\"in.cs\").to_records(fixed=True))`, then rename out.cs.npy to out.cs)";
+
+/// Whether `bytes` start like a compressed CSDAT dataset (`\x95CSDAT`, or any prefix byte
+/// followed by `CSDAT`).
+pub fn is_csdat(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"CSDAT") || bytes.get(1..6) == Some(&b"CSDAT"[..])
+}
+
 impl CsFile {
     /// Parse `.cs` content held in `bytes`.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<CsFile> {
-        if bytes.starts_with(b"\x94CSDAT") || bytes.starts_with(b"CSDAT") || bytes.get(1..6) == Some(b"CSDAT") {
-            return Err(FormatError::invalid(
-                path,
-                "this is a compressed CSDAT dataset, not a numpy .cs file; convert it with cryosparc-tools \
-                 (Dataset.load(path).save(out_path, format=1)) or export the job from cryoSPARC",
-            ));
+        if is_csdat(bytes) {
+            return Err(FormatError::binary(path, 0, CSDAT_HELP));
         }
-        let array = npy::parse(bytes, path)?;
-        if array.shape.len() != 1 {
-            return Err(FormatError::invalid(path, format!("expected a 1-D record array, got shape {:?}", array.shape)));
-        }
-        Ok(CsFile { path: path.to_path_buf(), array })
+        Self::check(npy::parse(bytes, path)?, path)
     }
 
     /// Read and parse a `.cs` file.
     pub fn read(path: &Path) -> Result<CsFile> {
         let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
-        Self::parse(&bytes, path)
+        if is_csdat(&bytes) {
+            return Err(FormatError::binary(path, 0, CSDAT_HELP));
+        }
+        Self::check(npy::parse_vec(bytes, path)?, path)
+    }
+
+    fn check(array: NpyArray, path: &Path) -> Result<CsFile> {
+        if array.shape.len() != 1 {
+            return Err(FormatError::invalid(path, format!("expected a 1-D record array, got shape {:?}", array.shape)));
+        }
+        if array.fields.iter().all(|f| f.name.is_empty()) {
+            return Err(FormatError::invalid(path, "a plain numpy array, not a cryoSPARC record array (no named fields)"));
+        }
+        Ok(CsFile { path: path.to_path_buf(), array })
     }
 
     pub fn len(&self) -> usize {
@@ -45,44 +76,58 @@ impl CsFile {
         self.array.is_empty()
     }
 
-    /// Field names.
+    /// Field names, in file order.
     pub fn field_names(&self) -> Vec<&str> {
         self.array.fields.iter().map(|f| f.name.as_str()).collect()
     }
 
+    /// Whether the file has a field `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.array.field(name).is_some()
+    }
+
     /// A scalar numeric column, or `None` if the field is absent.
     pub fn f64_column_opt(&self, name: &str) -> Result<Option<Vec<f64>>> {
-        let Some(f) = self.array.field(name) else { return Ok(None) };
-        if matches!(f.scalar, Scalar::Bytes(_)) {
-            return Err(FormatError::invalid(&self.path, format!("field {name} holds text, expected numbers")));
+        if !self.has(name) {
+            return Ok(None);
         }
-        Ok(Some((0..self.len()).map(|r| self.array.number(f, r, 0).expect("numeric field")).collect()))
+        self.array.column_f64(name).map(Some)
     }
 
-    /// A numeric column of `k` elements per record (e.g. `alignments3D/pose`, 3), or `None`.
-    pub fn f64_vec_column_opt(&self, name: &str, k: usize) -> Result<Option<Vec<Vec<f64>>>> {
-        let Some(f) = self.array.field(name) else { return Ok(None) };
-        if matches!(f.scalar, Scalar::Bytes(_)) || f.count < k {
-            return Err(FormatError::invalid(&self.path, format!("field {name} has {} values per particle, expected {k} numbers", f.count)));
+    /// A numeric column of exactly `N` values per record (e.g. `alignments3D/pose`, 3), or `None`.
+    pub fn vec_column_opt<const N: usize>(&self, name: &str) -> Result<Option<Vec<[f64; N]>>> {
+        if !self.has(name) {
+            return Ok(None);
         }
-        Ok(Some((0..self.len()).map(|r| (0..k).map(|j| self.array.number(f, r, j).expect("numeric field")).collect()).collect()))
+        self.array.column_f64_n::<N>(name).map(Some)
     }
 
-    /// A required integer column.
-    pub fn u64_column(&self, name: &str) -> Result<Vec<u64>> {
-        let v = self.f64_column_opt(name)?.ok_or_else(|| FormatError::invalid(&self.path, format!("required field {name} is missing")))?;
-        Ok(v.into_iter().map(|x| x as u64).collect())
+    /// A required column of non-negative integers (e.g. `blob/idx`).
+    pub fn index_column(&self, name: &str) -> Result<Vec<u64>> {
+        let f = self.array.field(name).ok_or_else(|| FormatError::invalid(&self.path, format!("required field {name} is missing")))?;
+        if f.count != 1 {
+            return Err(FormatError::invalid(&self.path, format!("field {name} holds {} values per record, expected 1", f.count)));
+        }
+        (0..self.len())
+            .map(|r| match self.array.integer(f, r, 0) {
+                Some(v) if (0..=u64::MAX as i128).contains(&v) => Ok(v as u64),
+                Some(v) => Err(FormatError::invalid(&self.path, format!("record {r}: {name} is {v}, expected a non-negative integer"))),
+                None => Err(FormatError::invalid(&self.path, format!("field {name} does not hold integers"))),
+            })
+            .collect()
     }
 
     /// `blob/path` of every particle, with cryoSPARC's leading `>` (exported path) removed.
     pub fn blob_paths(&self) -> Result<Vec<String>> {
-        let f = self.array.field("blob/path").ok_or_else(|| FormatError::invalid(&self.path, "required field blob/path is missing"))?;
-        (0..self.len())
-            .map(|r| {
-                let b = self.array.bytes(f, r).ok_or_else(|| FormatError::invalid(&self.path, "blob/path is not a text field"))?;
-                let s = String::from_utf8_lossy(b);
-                Ok(s.strip_prefix('>').unwrap_or(&s).to_string())
-            })
-            .collect()
+        if !self.has("blob/path") {
+            return Err(FormatError::invalid(&self.path, "required field blob/path is missing (the particle stacks)"));
+        }
+        let mut v = self.array.column_text("blob/path")?;
+        for s in &mut v {
+            if let Some(rest) = s.strip_prefix('>') {
+                *s = rest.to_string();
+            }
+        }
+        Ok(v)
     }
 }

@@ -1,17 +1,25 @@
 //! numpy `.npy` arrays (format versions 1, 2 and 3), including structured (record) dtypes:
 //! the container of cryoSPARC `.cs` files.
 //!
-//! Supported field types: `f4 f8 i1 i2 i4 i8 u1 u2 u4 u8 b1` in either byte order, byte
-//! strings `S<n>`, and fixed sub-arrays such as `('<f4', (3,))`. Object arrays (`|O`) and
-//! Fortran order are refused. The header's claims are checked against the data length before
-//! anything of that size is touched.
+//! Layout of a file: the magic `\x93NUMPY`, the major and minor version, the header length
+//! (2 bytes little-endian in version 1, 4 bytes in versions 2 and 3), then a Python dictionary
+//! literal `{'descr': …, 'fortran_order': …, 'shape': (…), }`, then the raw data.
+//!
+//! Supported field types, in either byte order: `f2 f4 f8 i1 i2 i4 i8 u1 u2 u4 u8 b1`, byte
+//! strings `S<n>`, unicode strings `U<n>`, padding `V<n>`, and fixed sub-arrays of any of them
+//! such as `('<f4', (3,))` or `('<u4', (2,))`. Field names are free text (cryoSPARC uses `/`).
+//! Object arrays (`|O`), nested records and Fortran-ordered multi-dimensional arrays are
+//! refused with a message naming the field. The header's size claims are checked against the
+//! data actually present before anything of that size is touched, so a lying header costs
+//! nothing.
 
 use crate::error::{FormatError, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The scalar type of a field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scalar {
+    F2,
     F4,
     F8,
     I1,
@@ -23,19 +31,29 @@ pub enum Scalar {
     U4,
     U8,
     Bool,
-    /// Byte string of this many bytes.
+    /// Byte string of this many bytes (`S<n>`), NUL-padded.
     Bytes(usize),
+    /// Unicode string of this many characters (`U<n>`, UTF-32), NUL-padded.
+    Unicode(usize),
+    /// Raw bytes (`V<n>`), e.g. alignment padding.
+    Void(usize),
 }
 
 impl Scalar {
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             Scalar::I1 | Scalar::U1 | Scalar::Bool => 1,
-            Scalar::I2 | Scalar::U2 => 2,
+            Scalar::F2 | Scalar::I2 | Scalar::U2 => 2,
             Scalar::F4 | Scalar::I4 | Scalar::U4 => 4,
             Scalar::F8 | Scalar::I8 | Scalar::U8 => 8,
-            Scalar::Bytes(n) => n,
+            Scalar::Bytes(n) | Scalar::Void(n) => n,
+            Scalar::Unicode(n) => n.saturating_mul(4),
         }
+    }
+    /// Whether the type holds numbers (integers, floats, booleans).
+    pub fn is_numeric(self) -> bool {
+        !matches!(self, Scalar::Bytes(_) | Scalar::Unicode(_) | Scalar::Void(_))
     }
 }
 
@@ -45,29 +63,39 @@ pub struct Field {
     pub name: String,
     pub scalar: Scalar,
     pub big_endian: bool,
-    /// Elements per record (product of the sub-array shape; 1 for a scalar field).
+    /// Sub-array shape (`[]` for a scalar field, `[3]` for `('<f4', (3,))`).
+    pub shape: Vec<usize>,
+    /// Elements per record (the product of `shape`).
     pub count: usize,
     /// Byte offset within a record.
     pub offset: usize,
 }
 
-/// A parsed `.npy` array: fields (one unnamed field for a plain array), the shape, and the raw data.
+/// A parsed `.npy` array: fields (one unnamed field for a plain array), the shape, and the raw
+/// data.
 #[derive(Clone, Debug)]
 pub struct NpyArray {
+    /// The file, for messages.
+    pub path: PathBuf,
     pub fields: Vec<Field>,
     pub shape: Vec<usize>,
     pub record_size: usize,
-    pub data: Vec<u8>,
+    /// The whole file; the records start at `data_start`.
+    buf: Vec<u8>,
+    data_start: usize,
+    records: usize,
 }
 
 struct Cursor<'a> {
     s: &'a [u8],
     i: usize,
+    /// Versions 1 and 2 store the header in Latin-1, version 3 in UTF-8.
+    latin1: bool,
 }
 
-impl<'a> Cursor<'a> {
+impl Cursor<'_> {
     fn ws(&mut self) {
-        while self.i < self.s.len() && (self.s[self.i] as char).is_whitespace() {
+        while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
             self.i += 1;
         }
     }
@@ -83,6 +111,8 @@ impl<'a> Cursor<'a> {
             false
         }
     }
+    /// A Python string literal in `'…'` or `"…"` (no escapes: numpy writes none in the
+    /// names it produces; a backslash is kept as is).
     fn string(&mut self) -> Option<String> {
         let q = self.peek()?;
         if q != b'\'' && q != b'"' {
@@ -96,7 +126,8 @@ impl<'a> Cursor<'a> {
         if self.i >= self.s.len() {
             return None;
         }
-        let out = String::from_utf8_lossy(&self.s[start..self.i]).into_owned();
+        let raw = &self.s[start..self.i];
+        let out = if self.latin1 { raw.iter().map(|&b| b as char).collect() } else { String::from_utf8_lossy(raw).into_owned() };
         self.i += 1;
         Some(out)
     }
@@ -106,7 +137,12 @@ impl<'a> Cursor<'a> {
         while self.i < self.s.len() && self.s[self.i].is_ascii_digit() {
             self.i += 1;
         }
-        std::str::from_utf8(&self.s[start..self.i]).ok()?.parse().ok()
+        let v = std::str::from_utf8(&self.s[start..self.i]).ok()?.parse().ok();
+        // Python 2 long literals: `3L`.
+        if v.is_some() && self.s.get(self.i) == Some(&b'L') {
+            self.i += 1;
+        }
+        v
     }
     /// `(a, b, ...)` of integers, allowing a trailing comma and `()`.
     fn int_tuple(&mut self) -> Option<Vec<usize>> {
@@ -118,70 +154,114 @@ impl<'a> Cursor<'a> {
             if self.eat(b')') {
                 return Some(v);
             }
+            if v.len() > 32 {
+                return None;
+            }
             v.push(self.int()?);
-            self.eat(b',');
+            if !self.eat(b',') && self.peek() != Some(b')') {
+                return None;
+            }
         }
     }
     fn word(&mut self) -> String {
         self.ws();
         let start = self.i;
-        while self.i < self.s.len() && (self.s[self.i] as char).is_ascii_alphabetic() {
+        while self.i < self.s.len() && self.s[self.i].is_ascii_alphabetic() {
             self.i += 1;
         }
         String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
     }
 }
 
+/// A numpy type string such as `<f4`, `|S63`, `>u8`; `(scalar, big-endian)`.
 fn parse_type(t: &str) -> Option<(Scalar, bool)> {
-    let (order, rest) = match t.as_bytes().first()? {
+    let (big, rest) = match t.as_bytes().first()? {
         b'<' | b'|' | b'=' => (false, &t[1..]),
         b'>' => (true, &t[1..]),
         _ => (false, t),
     };
     let s = match rest {
-        "f4" => Scalar::F4,
-        "f8" => Scalar::F8,
-        "i1" => Scalar::I1,
-        "i2" => Scalar::I2,
-        "i4" => Scalar::I4,
-        "i8" => Scalar::I8,
-        "u1" => Scalar::U1,
-        "u2" => Scalar::U2,
-        "u4" => Scalar::U4,
-        "u8" => Scalar::U8,
-        "b1" => Scalar::Bool,
+        "f2" | "e" => Scalar::F2,
+        "f4" | "f" => Scalar::F4,
+        "f8" | "d" => Scalar::F8,
+        "i1" | "b" => Scalar::I1,
+        "i2" | "h" => Scalar::I2,
+        "i4" | "i" => Scalar::I4,
+        "i8" | "q" => Scalar::I8,
+        "u1" | "B" => Scalar::U1,
+        "u2" | "H" => Scalar::U2,
+        "u4" | "I" => Scalar::U4,
+        "u8" | "Q" => Scalar::U8,
+        "b1" | "?" => Scalar::Bool,
         _ => {
-            let n = rest.strip_prefix('S')?.parse().ok()?;
-            Scalar::Bytes(n)
+            let (kind, n) = rest.split_at(1);
+            let n: usize = n.parse().ok()?;
+            match kind {
+                "S" | "a" => Scalar::Bytes(n),
+                "U" => Scalar::Unicode(n),
+                "V" => Scalar::Void(n),
+                _ => return None,
+            }
         }
     };
-    Some((s, order))
+    Some((s, big))
 }
 
-/// Parse a whole `.npy` file held in `bytes`. `path` names it in messages.
+fn product(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+}
+
+/// Parse a whole `.npy` file held in `bytes` (copied). `path` names it in messages.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<NpyArray> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+    parse_header_then(bytes.len(), bytes, path).map(|(mut a, start, need)| {
+        a.buf = bytes[start..start + need].to_vec();
+        a.data_start = 0;
+        a
+    })
+}
+
+/// Parse a whole `.npy` file, keeping `bytes` as the storage (no copy).
+pub fn parse_vec(bytes: Vec<u8>, path: &Path) -> Result<NpyArray> {
+    let (mut a, start, _) = parse_header_then(bytes.len(), &bytes, path)?;
+    a.buf = bytes;
+    a.data_start = start;
+    Ok(a)
+}
+
+/// Read and parse a `.npy` file.
+pub fn read(path: &Path) -> Result<NpyArray> {
+    let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
+    parse_vec(bytes, path)
+}
+
+/// The header: an array without data, where the data start, and how many bytes they take.
+fn parse_header_then(len: usize, bytes: &[u8], path: &Path) -> Result<(NpyArray, usize, usize)> {
+    if !bytes.starts_with(b"\x93NUMPY") {
         return Err(FormatError::binary(path, 0, "not a numpy .npy file (no \\x93NUMPY magic)"));
+    }
+    if len < 10 {
+        return Err(FormatError::binary(path, len as u64, "truncated .npy header"));
     }
     let major = bytes[6];
     let (hlen, hstart) = match major {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
         2 | 3 => {
-            if bytes.len() < 12 {
+            if len < 12 {
                 return Err(FormatError::binary(path, 8, "truncated .npy header"));
             }
             (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
         }
         v => return Err(FormatError::binary(path, 6, format!(".npy format version {v} is not supported (1, 2 or 3)"))),
     };
-    let hend = hstart.checked_add(hlen).filter(|&e| e <= bytes.len()).ok_or_else(|| {
-        FormatError::binary(path, 8, format!("header length {hlen} runs past the end of the {}-byte file", bytes.len()))
+    let hend = hstart.checked_add(hlen).filter(|&e| e <= len).ok_or_else(|| {
+        FormatError::binary(path, 8, format!("header length {hlen} runs past the end of the {len}-byte file"))
     })?;
     let header = &bytes[hstart..hend];
-    let bad = |msg: &str| FormatError::binary(path, hstart as u64, format!("unreadable .npy header: {msg}"));
-    let mut c = Cursor { s: header, i: 0 };
+    let mut c = Cursor { s: header, i: 0, latin1: major < 3 };
+    let at = |c: &Cursor| (hstart + c.i) as u64;
+    let bad = |c: &Cursor, msg: &str| FormatError::binary(path, at(c), format!("unreadable .npy header: {msg}"));
     if !c.eat(b'{') {
-        return Err(bad("expected a dictionary"));
+        return Err(bad(&c, "expected a dictionary"));
     }
     let mut fields: Option<Vec<Field>> = None;
     let mut shape: Option<Vec<usize>> = None;
@@ -190,97 +270,137 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<NpyArray> {
         if c.eat(b'}') {
             break;
         }
-        let key = c.string().ok_or_else(|| bad("expected a key"))?;
+        let key = c.string().ok_or_else(|| bad(&c, "expected a key"))?;
         if !c.eat(b':') {
-            return Err(bad("expected ':'"));
+            return Err(bad(&c, "expected ':'"));
         }
         match key.as_str() {
-            "descr" => {
-                let mut fs = Vec::new();
-                let mut offset = 0usize;
-                if c.eat(b'[') {
-                    loop {
-                        if c.eat(b']') {
-                            break;
-                        }
-                        if !c.eat(b'(') {
-                            return Err(bad("expected a field tuple"));
-                        }
-                        let name = c.string().ok_or_else(|| bad("expected a field name"))?;
-                        c.eat(b',');
-                        let t = c.string().ok_or_else(|| bad("expected a field type"))?;
-                        let (scalar, big) = parse_type(&t).ok_or_else(|| {
-                            FormatError::binary(path, hstart as u64, format!("field {name:?} has type {t:?}, which is not supported (numbers, bools and byte strings)"))
-                        })?;
-                        c.eat(b',');
-                        let count = if c.peek() == Some(b'(') {
-                            let dims = c.int_tuple().ok_or_else(|| bad("expected a sub-array shape"))?;
-                            dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("sub-array too large"))?
-                        } else {
-                            1
-                        };
-                        if !c.eat(b')') {
-                            return Err(bad("expected ')' after a field"));
-                        }
-                        c.eat(b',');
-                        let size = scalar.size().checked_mul(count).ok_or_else(|| bad("field too large"))?;
-                        fs.push(Field { name, scalar, big_endian: big, count, offset });
-                        offset = offset.checked_add(size).ok_or_else(|| bad("record too large"))?;
-                    }
-                } else {
-                    let t = c.string().ok_or_else(|| bad("expected a dtype"))?;
-                    let (scalar, big) = parse_type(&t)
-                        .ok_or_else(|| FormatError::binary(path, hstart as u64, format!("dtype {t:?} is not supported")))?;
-                    fs.push(Field { name: String::new(), scalar, big_endian: big, count: 1, offset: 0 });
+            "descr" => fields = Some(parse_descr(&mut c, path, hstart)?),
+            "fortran_order" => {
+                fortran = match c.word().as_str() {
+                    "True" => true,
+                    "False" => false,
+                    w => return Err(bad(&c, &format!("fortran_order is {w:?}, expected True or False"))),
                 }
-                fields = Some(fs);
             }
-            "fortran_order" => fortran = c.word() == "True",
-            "shape" => shape = Some(c.int_tuple().ok_or_else(|| bad("expected a shape tuple"))?),
-            _ => return Err(bad(&format!("unexpected key {key:?}"))),
+            "shape" => shape = Some(c.int_tuple().ok_or_else(|| bad(&c, "expected a shape tuple of sizes"))?),
+            _ => return Err(bad(&c, &format!("unexpected key {key:?}"))),
         }
-        c.eat(b',');
+        if !c.eat(b',') && c.peek() != Some(b'}') {
+            return Err(bad(&c, "expected ',' or '}'"));
+        }
     }
-    if fortran {
-        return Err(FormatError::binary(path, hstart as u64, "Fortran-order arrays are not supported"));
+    let fields = fields.ok_or_else(|| bad(&c, "no 'descr' key"))?;
+    let shape = shape.ok_or_else(|| bad(&c, "no 'shape' key"))?;
+    if fortran && shape.iter().filter(|&&d| d > 1).count() > 1 {
+        return Err(FormatError::binary(path, hstart as u64, "Fortran-order multi-dimensional arrays are not supported"));
     }
-    let fields = fields.ok_or_else(|| bad("no descr"))?;
-    let shape = shape.ok_or_else(|| bad("no shape"))?;
-    let record_size: usize = fields.last().map(|f| f.offset + f.scalar.size() * f.count).unwrap_or(0);
-    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("shape too large"))?;
-    let need = n.checked_mul(record_size).ok_or_else(|| bad("shape too large"))?;
-    let avail = bytes.len() - hend;
+    let record_size = fields.iter().map(|f| f.offset + f.scalar.size() * f.count).max().unwrap_or(0);
+    let too_big = || FormatError::binary(path, hstart as u64, format!("the shape {shape:?} is too large"));
+    let records = product(&shape).ok_or_else(too_big)?;
+    let need = records.checked_mul(record_size).ok_or_else(too_big)?;
+    if record_size == 0 && records > 0 {
+        return Err(FormatError::binary(path, hstart as u64, format!("the header describes {records} records of 0 bytes")));
+    }
+    let avail = len - hend;
     if need > avail {
         return Err(FormatError::binary(
             path,
             hend as u64,
-            format!("header claims {n} records of {record_size} bytes ({need} bytes) but the file holds {avail} bytes of data"),
+            format!("the header claims {records} records of {record_size} bytes ({need} bytes) but the file holds {avail} bytes of data"),
         ));
     }
-    Ok(NpyArray { fields, shape, record_size, data: bytes[hend..hend + need].to_vec() })
+    let a = NpyArray { path: path.to_path_buf(), fields, shape, record_size, buf: Vec::new(), data_start: 0, records };
+    Ok((a, hend, need))
+}
+
+/// The `descr` value: a type string, or a list of `(name, type[, shape])` tuples.
+fn parse_descr(c: &mut Cursor, path: &Path, hstart: usize) -> Result<Vec<Field>> {
+    let err = |c: &Cursor, msg: String| FormatError::binary(path, (hstart + c.i) as u64, msg);
+    let unsupported = |c: &Cursor, name: &str, t: &str| {
+        let why = if t.ends_with('O') { " (Python objects cannot be read outside Python)" } else { "" };
+        err(c, format!("field {name:?} has type {t:?}, which is not supported{why}; numbers, booleans and strings are"))
+    };
+    if c.peek() != Some(b'[') {
+        let t = c.string().ok_or_else(|| err(c, "unreadable .npy header: expected a dtype".into()))?;
+        let (scalar, big) = parse_type(&t).ok_or_else(|| unsupported(c, "", &t))?;
+        return Ok(vec![Field { name: String::new(), scalar, big_endian: big, shape: vec![], count: 1, offset: 0 }]);
+    }
+    c.eat(b'[');
+    let mut fs: Vec<Field> = Vec::new();
+    let mut offset = 0usize;
+    loop {
+        if c.eat(b']') {
+            return Ok(fs);
+        }
+        if !c.eat(b'(') {
+            return Err(err(c, "unreadable .npy header: expected a field tuple".into()));
+        }
+        if c.peek() == Some(b'(') {
+            return Err(err(c, "fields with titles are not supported".into()));
+        }
+        let name = c.string().ok_or_else(|| err(c, "unreadable .npy header: expected a field name".into()))?;
+        if !c.eat(b',') {
+            return Err(err(c, format!("unreadable .npy header: expected ',' after field {name:?}")));
+        }
+        if c.peek() == Some(b'[') {
+            return Err(err(c, format!("field {name:?} is a nested record, which is not supported")));
+        }
+        let t = c.string().ok_or_else(|| err(c, format!("unreadable .npy header: expected the type of field {name:?}")))?;
+        let (scalar, big) = parse_type(&t).ok_or_else(|| unsupported(c, &name, &t))?;
+        let mut shape = Vec::new();
+        if c.eat(b',') && c.peek() == Some(b'(') {
+            shape = c.int_tuple().ok_or_else(|| err(c, format!("unreadable .npy header: bad sub-array shape of field {name:?}")))?;
+        } else if c.peek() != Some(b')') && c.peek() != Some(b'(') {
+            // A bare integer sub-array size: ('<f4', 3).
+            if let Some(n) = c.int() {
+                shape = vec![n];
+            }
+        }
+        if !c.eat(b')') {
+            return Err(err(c, format!("unreadable .npy header: expected ')' after field {name:?}")));
+        }
+        c.eat(b',');
+        if fs.iter().any(|f| f.name == name && !name.is_empty()) {
+            return Err(err(c, format!("field {name:?} appears twice")));
+        }
+        let count = product(&shape).ok_or_else(|| err(c, format!("field {name:?} is too large")))?;
+        let size = scalar.size().checked_mul(count).ok_or_else(|| err(c, format!("field {name:?} is too large")))?;
+        fs.push(Field { name, scalar, big_endian: big, shape, count, offset });
+        offset = offset.checked_add(size).ok_or_else(|| err(c, "record too large".into()))?;
+    }
 }
 
 impl NpyArray {
     /// Number of records (the product of the shape).
     pub fn len(&self) -> usize {
-        self.shape.iter().product()
+        self.records
     }
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.records == 0
+    }
+    /// The raw records.
+    pub fn data(&self) -> &[u8] {
+        &self.buf[self.data_start..self.data_start + self.records * self.record_size]
     }
     pub fn field(&self, name: &str) -> Option<&Field> {
         self.fields.iter().find(|f| f.name == name)
     }
 
-    /// Element `k` of field `f` in record `r`, as f64 (byte strings are not numbers: `None`).
-    pub fn number(&self, f: &Field, r: usize, k: usize) -> Option<f64> {
+    fn element(&self, f: &Field, r: usize, k: usize) -> &[u8] {
+        assert!(r < self.records && k < f.count, "record {r} element {k} out of range");
         let size = f.scalar.size();
-        let o = r * self.record_size + f.offset + k * size;
-        let b = &self.data[o..o + size];
+        let o = self.data_start + r * self.record_size + f.offset + k * size;
+        &self.buf[o..o + size]
+    }
+
+    /// Element `k` of field `f` in record `r`, as f64 (`None` for strings and padding).
+    /// Panics when `r` or `k` is out of range (a bug in the caller).
+    pub fn number(&self, f: &Field, r: usize, k: usize) -> Option<f64> {
+        let b = self.element(f, r, k);
         macro_rules! num {
             ($t:ty, $n:expr) => {{
-                let mut a = [0u8; $n];
-                a.copy_from_slice(b);
+                let a: [u8; $n] = b.try_into().expect("element size");
                 if f.big_endian {
                     <$t>::from_be_bytes(a) as f64
                 } else {
@@ -289,6 +409,11 @@ impl NpyArray {
             }};
         }
         Some(match f.scalar {
+            Scalar::F2 => {
+                let a: [u8; 2] = b.try_into().expect("element size");
+                let bits = if f.big_endian { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) };
+                half::f16::from_bits(bits).to_f64()
+            }
             Scalar::F4 => num!(f32, 4),
             Scalar::F8 => num!(f64, 8),
             Scalar::I1 => b[0] as i8 as f64,
@@ -300,17 +425,88 @@ impl NpyArray {
             Scalar::U4 => num!(u32, 4),
             Scalar::I8 => num!(i64, 8),
             Scalar::U8 => num!(u64, 8),
-            Scalar::Bytes(_) => return None,
+            Scalar::Bytes(_) | Scalar::Unicode(_) | Scalar::Void(_) => return None,
         })
     }
 
-    /// A byte-string field of record `r`, trailing NULs removed.
+    /// Element `k` of an integer or boolean field as an exact integer (`None` for floats and
+    /// strings).
+    pub fn integer(&self, f: &Field, r: usize, k: usize) -> Option<i128> {
+        let b = self.element(f, r, k);
+        let mut a = [0u8; 8];
+        let n = b.len().min(8);
+        a[..n].copy_from_slice(&b[..n]);
+        if f.big_endian {
+            a[..n].reverse();
+        }
+        let u = u64::from_le_bytes(a);
+        let signed = |bits: u32| -> i128 { ((u << (64 - bits)) as i64 >> (64 - bits)) as i128 };
+        Some(match f.scalar {
+            Scalar::U1 | Scalar::U2 | Scalar::U4 | Scalar::U8 | Scalar::Bool => u as i128,
+            Scalar::I1 => signed(8),
+            Scalar::I2 => signed(16),
+            Scalar::I4 => signed(32),
+            Scalar::I8 => signed(64),
+            _ => return None,
+        })
+    }
+
+    /// A string field of record `r`, as text with trailing NULs removed (`None` for numbers).
+    pub fn text(&self, f: &Field, r: usize) -> Option<String> {
+        match f.scalar {
+            Scalar::Bytes(_) => self.bytes(f, r).map(|b| String::from_utf8_lossy(b).into_owned()),
+            Scalar::Unicode(n) => {
+                let b = self.element(f, r, 0);
+                let mut s = String::with_capacity(n);
+                for ch in b.chunks_exact(4) {
+                    let a: [u8; 4] = ch.try_into().expect("4 bytes");
+                    let cp = if f.big_endian { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) };
+                    if cp == 0 {
+                        break;
+                    }
+                    s.push(char::from_u32(cp).unwrap_or(char::REPLACEMENT_CHARACTER));
+                }
+                Some(s)
+            }
+            _ => None,
+        }
+    }
+
+    /// A byte-string field of record `r`, trailing NULs removed (`None` for other types).
     pub fn bytes(&self, f: &Field, r: usize) -> Option<&[u8]> {
-        let Scalar::Bytes(n) = f.scalar else { return None };
-        let o = r * self.record_size + f.offset;
-        let b = &self.data[o..o + n * f.count];
+        let Scalar::Bytes(_) = f.scalar else { return None };
+        let b = self.element(f, r, 0);
         let end = b.iter().rposition(|&c| c != 0).map(|p| p + 1).unwrap_or(0);
         Some(&b[..end])
+    }
+
+    fn named(&self, name: &str) -> Result<&Field> {
+        self.field(name).ok_or_else(|| FormatError::invalid(&self.path, format!("field {name} is missing")))
+    }
+
+    /// A numeric column of one value per record (element 0 of a sub-array field is refused:
+    /// the field must be scalar). Errors name the file and the field.
+    pub fn column_f64(&self, name: &str) -> Result<Vec<f64>> {
+        self.column_f64_n::<1>(name).map(|v| v.into_iter().map(|[x]| x).collect())
+    }
+
+    /// A numeric column of exactly `N` values per record (e.g. `alignments3D/pose`, 3).
+    pub fn column_f64_n<const N: usize>(&self, name: &str) -> Result<Vec<[f64; N]>> {
+        let f = self.named(name)?;
+        if !f.scalar.is_numeric() || f.count != N {
+            let what = if f.scalar.is_numeric() { format!("{} numbers", f.count) } else { "text".to_string() };
+            return Err(FormatError::invalid(&self.path, format!("field {name} holds {what} per record, expected {N} numbers")));
+        }
+        Ok((0..self.records).map(|r| std::array::from_fn(|k| self.number(f, r, k).expect("numeric field"))).collect())
+    }
+
+    /// A text column (`S<n>` or `U<n>`).
+    pub fn column_text(&self, name: &str) -> Result<Vec<String>> {
+        let f = self.named(name)?;
+        if !matches!(f.scalar, Scalar::Bytes(_) | Scalar::Unicode(_)) || f.count != 1 {
+            return Err(FormatError::invalid(&self.path, format!("field {name} does not hold text")));
+        }
+        Ok((0..self.records).map(|r| self.text(f, r).expect("text field")).collect())
     }
 }
 
@@ -320,7 +516,7 @@ mod tests {
 
     fn npy(header: &str, data: &[u8]) -> Vec<u8> {
         let mut h = header.to_string();
-        while (10 + h.len() + 1) % 64 != 0 {
+        while !(10 + h.len() + 1).is_multiple_of(64) {
             h.push(' ');
         }
         h.push('\n');
@@ -346,9 +542,15 @@ mod tests {
         assert_eq!(a.len(), 2);
         assert_eq!(a.record_size, 20);
         let v = a.field("v").unwrap().clone();
+        assert_eq!(v.shape, [3]);
         assert_eq!(a.number(&v, 1, 2), Some(12.0));
         assert_eq!(a.number(a.field("idx").unwrap(), 1, 0), Some(8.0));
+        assert_eq!(a.integer(a.field("idx").unwrap(), 1, 0), Some(8));
         assert_eq!(a.bytes(a.field("p").unwrap(), 0), Some(&b"ab"[..]));
+        assert_eq!(a.column_f64_n::<3>("v").unwrap()[1], [10.0, 11.0, 12.0]);
+        assert!(a.column_f64("v").unwrap_err().to_string().contains("3 numbers per record, expected 1"));
+        let b2 = parse_vec(b.clone(), Path::new("x.npy")).unwrap();
+        assert_eq!(b2.data(), a.data());
     }
 
     #[test]

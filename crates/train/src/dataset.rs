@@ -370,9 +370,9 @@ impl ParticleSet {
         let base = Self::base_dir(path, opts);
         let n = cs.len();
         let paths = cs.blob_paths()?;
-        let idx = cs.u64_column("blob/idx")?;
+        let idx = cs.index_column("blob/idx")?;
         let blob_apix = cs.f64_column_opt("blob/psize_A")?;
-        let shape = cs.f64_vec_column_opt("blob/shape", 2)?;
+        let shape = cs.vec_column_opt::<2>("blob/shape")?;
         set.apix = blob_apix.as_ref().map(|v| v[0]).unwrap_or(0.0);
         set.box_px = shape.as_ref().map(|v| v[0][1] as usize).unwrap_or(0);
         if let Some(sign) = cs.f64_column_opt("blob/sign")? {
@@ -381,8 +381,8 @@ impl ParticleSet {
                 set.warnings.push("blob/sign is −1 (dark particles, raw polarity): contrast is inverted automatically".into());
             }
         }
-        let poses = cs.f64_vec_column_opt("alignments3D/pose", 3)?;
-        let shifts = cs.f64_vec_column_opt("alignments3D/shift", 2)?;
+        let poses = cs.vec_column_opt::<3>("alignments3D/pose")?;
+        let shifts = cs.vec_column_opt::<2>("alignments3D/shift")?;
         let align_apix = cs.f64_column_opt("alignments3D/psize_A")?;
         set.has_poses = poses.is_some();
         let df1 = cs.f64_column_opt("ctf/df1_A")?;

@@ -115,7 +115,7 @@ fn cryosparc_dark_particles_are_inverted_and_poses_match_scipy() {
     // A refinement's poses (no images): A = R(rotvec)ᵀ, equal to scipy's.
     let cs = CsFile::read(&data("cryodrgn/cryosparc_P12_J24_001_particles.cs")).unwrap();
     assert_eq!(cs.len(), 2019);
-    let pose = cs.f64_vec_column_opt("alignments3D/pose", 3).unwrap().unwrap();
+    let pose = cs.vec_column_opt::<3>("alignments3D/pose").unwrap().unwrap();
     let a = cryosparc_rotvec_to_matrix([pose[0][0], pose[0][1], pose[0][2]]);
     let want: Mat3 = [
         [0.5816298557386015, -0.37730439582642494, -0.7206581046540378],
