@@ -13,7 +13,9 @@
 //! show them): machine stamp 0 (read as little-endian) or unknown (the byte order in which MODE
 //! is valid), a missing `MAP ` tag, NVERSION other than 20140/20141, `cella = 0` or `MX = 0`
 //! (pixel size unknown: [`MrcHeader::apix`] is `None`, take it from metadata), a pixel size of
-//! exactly 1 Å (`cella = N`, a common placeholder), different x and y pixel sizes, unset
+//! exactly 1 Å in a header without the `MAP ` tag or NVERSION 20140/20141 (`cella = N`, a
+//! common placeholder there; compliant headers are taken at their word), different x and y
+//! pixel sizes, unset
 //! statistics (DMAX < DMIN, DMEAN below both, or RMS < 0), an axis order other than 1, 2, 3,
 //! and trailing bytes after the data.
 //!
@@ -1147,6 +1149,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("index 3") && e.contains("holds 3 images"), "{e}");
+    }
+
+    #[test]
+    fn one_angstrom_is_a_placeholder_only_in_non_compliant_headers() {
+        let mut b = raw_file([2, 2, 1], 2, false, &[0u8; 16], 0);
+        b[40..44].copy_from_slice(&2f32.to_le_bytes());
+        let h = parse_header(&b, Path::new("one.mrc")).unwrap();
+        assert_eq!((h.apix, h.warnings.len()), (Some(1.0), 0), "{:?}", h.warnings);
+        b[208..212].fill(0);
+        let h = parse_header(&b, Path::new("one.mrc")).unwrap();
+        assert_eq!(h.apix, Some(1.0));
+        assert!(h.warnings.iter().any(|w| w.contains("placeholder")), "{:?}", h.warnings);
     }
 
     #[test]
