@@ -17,11 +17,14 @@ pub struct Args {
     /// Images per optimiser step (1: one image per step, Gaussians split across threads).
     #[arg(long, default_value_t = 1)]
     batch: usize,
-    /// Images to time (after a warm-up).
-    #[arg(long, default_value_t = 400)]
-    images: usize,
+    /// Timed optimiser steps per repeat.
+    #[arg(long, default_value_t = 300)]
+    steps: usize,
+    /// Timed repeats (the best is reported).
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
     /// Footprint half-width in standard deviations.
-    #[arg(long, default_value_t = cryosplat_core::splat::DEFAULT_N_SIGMA)]
+    #[arg(long, default_value_t = cryosplat_core::render::DEFAULT_N_SIGMA)]
     n_sigma: f32,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -35,8 +38,9 @@ pub fn run(a: Args) -> Result<()> {
         gaussians: a.gaussians,
         threads,
         batch: a.batch,
-        images: a.images,
-        warmup: (a.images / 10).max(a.batch),
+        steps: a.steps,
+        warmup: (a.steps / 10).clamp(1, 20),
+        repeats: a.repeats,
         n_sigma: a.n_sigma,
         ..Default::default()
     };
@@ -45,8 +49,17 @@ pub fn run(a: Args) -> Result<()> {
         println!("{}", serde_json::to_string(&r)?);
     } else {
         println!(
-            "{:.1} images/s  (box {} px, {} Gaussians, {} threads, batch {}, {} images in {:.2} s, footprint {} σ)",
-            r.images_per_s, r.box_px, r.gaussians, r.threads, r.batch, r.images, r.seconds, r.n_sigma
+            "{:.1} images/s ({:.1} steps/s; box {} px, {} Gaussians, {} threads, batch {}, best of {} × {} steps: {:.3} s, footprint {} σ)",
+            r.images_per_s,
+            r.steps_per_s,
+            r.box_px,
+            r.gaussians,
+            r.threads,
+            r.batch,
+            r.repeat_seconds.len(),
+            r.steps,
+            r.seconds,
+            r.n_sigma
         );
     }
     Ok(())

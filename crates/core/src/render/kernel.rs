@@ -18,7 +18,7 @@
 
 #![allow(clippy::needless_range_loop)] // index loops mirror the matrix algebra
 
-use crate::gaussian::{scale_activation, softplus, softplus_grad, PARAMS_PER_GAUSSIAN, P_AMP, P_QUAT, P_SCALE};
+use crate::gaussian::{PARAMS_PER_GAUSSIAN, P_AMP, P_QUAT, P_SCALE, SCALE_MAX, SCALE_MIN};
 use crate::pose::Pose;
 
 /// Pixels per row chunk. Rows of a footprint are walked in whole chunks of this many
@@ -65,9 +65,15 @@ pub(crate) fn activate(p: &[f32; PARAMS_PER_GAUSSIAN]) -> Act {
     }
     let mut a = Act { mu: [p[0], p[1], p[2]], valid: true, ..Act::default() };
     for k in 0..3 {
-        let (s, ds) = scale_activation(p[P_SCALE + k]);
-        a.s[k] = s;
-        a.ds[k] = ds;
+        let (s, ds) = softplus_and_grad(p[P_SCALE + k]);
+        // The clamp of `gaussian::scale_activation`: a held scale gets no gradient.
+        (a.s[k], a.ds[k]) = if s < SCALE_MIN {
+            (SCALE_MIN, 0.0)
+        } else if s > SCALE_MAX {
+            (SCALE_MAX, 0.0)
+        } else {
+            (s, ds)
+        };
     }
     let raw = [p[P_QUAT], p[P_QUAT + 1], p[P_QUAT + 2], p[P_QUAT + 3]];
     let n = (raw[0] * raw[0] + raw[1] * raw[1] + raw[2] * raw[2] + raw[3] * raw[3]).sqrt();
@@ -84,9 +90,37 @@ pub(crate) fn activate(p: &[f32; PARAMS_PER_GAUSSIAN]) -> Act {
         [2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x)],
         [2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)],
     ];
-    a.w = softplus(p[P_AMP]);
-    a.dw = softplus_grad(p[P_AMP]);
+    (a.w, a.dw) = softplus_and_grad(p[P_AMP]);
     a
+}
+
+/// `softplus(x) = ln(1 + eˣ)` and its derivative `1/(1 + e⁻ˣ)` from one exponential, without
+/// calls into libm (relative error about 2e-7; [`crate::gaussian::softplus`] computes the same
+/// function). Written as `max(x, 0) + ln(1 + u)` with `u = e^{−|x|} ∈ (0, 1]`; for
+/// `x < −87` the value is `e^{−87}` rather than the denormal `eˣ`.
+#[inline]
+pub fn softplus_and_grad(x: f32) -> (f32, f32) {
+    let u = exp_bounded((-x.abs()).max(-87.0));
+    let sp = x.max(0.0) + ln_1p_unit(u);
+    let inv = 1.0 / (1.0 + u);
+    (sp, if x >= 0.0 { inv } else { u * inv })
+}
+
+/// `ln(1 + u)` for `u ∈ [0, 1]`: `y = 1 + u` is reduced to `m ∈ [√½, √2]`, `ln m` comes from
+/// the series of `2·atanh((m−1)/(m+1))` (|s| ≤ 0.172, five terms), and the rounding of
+/// `1 + u` is undone by the factor `u/(y − 1)`.
+#[inline]
+fn ln_1p_unit(u: f32) -> f32 {
+    let y = 1.0 + u;
+    let ym1 = y - 1.0;
+    if ym1 == 0.0 {
+        return u;
+    }
+    let (m, e) = if y > std::f32::consts::SQRT_2 { (0.5 * y, std::f32::consts::LN_2) } else { (y, 0.0) };
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let p = s2.mul_add(s2.mul_add(s2.mul_add(s2.mul_add(1.0 / 9.0, 1.0 / 7.0), 1.0 / 5.0), 1.0 / 3.0), 1.0);
+    (e + 2.0 * s * p) * (u / ym1)
 }
 
 /// Per-image constants of a pose, in pixel units.
@@ -140,11 +174,9 @@ pub(crate) struct Splat {
     pub norm: f32,
     /// `D²/(2π√|C_px|)` = ∂norm/∂w.
     pub kfac: f32,
-    /// Row geometry of the footprint ellipse: centre shift per row `c01/c11`, `1/c11` and
-    /// `|C|/c11` (the squared half-width per unit of remaining `n²`).
-    pub slope: f32,
-    pub inv_c11: f32,
-    pub hw2: f32,
+    /// First column of the footprint's bounding box and its width in [`LANES`]-pixel chunks.
+    pub x0: u32,
+    pub chunks: u32,
     /// Footprint rows `y0..=y1` clipped to the image; empty when `y1 < y0`.
     pub y0: i32,
     pub y1: i32,
@@ -199,80 +231,38 @@ pub(crate) fn project(a: &Act, k: &PoseK) -> Option<Splat> {
     let idet = 1.0 / det;
     let mx = k.b[0][0] * a.mu[0] + k.b[0][1] * a.mu[1] + k.b[0][2] * a.mu[2] + k.cx;
     let my = k.b[1][0] * a.mu[0] + k.b[1][1] * a.mu[1] + k.b[1][2] * a.mu[2] + k.cy;
-    let s = Splat {
-        mx,
-        my,
-        ia: c11 * idet,
-        ib: -c01 * idet,
-        ic: c00 * idet,
-        norm,
-        kfac,
-        slope: c01 / c11,
-        inv_c11: 1.0 / c11,
-        hw2: det / c11,
-        y0: 0,
-        y1: -1,
-    };
-    let ok = [s.mx, s.my, s.ia, s.ib, s.ic, s.norm, s.kfac, s.slope, s.inv_c11, s.hw2].iter().all(|v| v.is_finite());
+    let s = Splat { mx, my, ia: c11 * idet, ib: -c01 * idet, ic: c00 * idet, norm, kfac, x0: 0, chunks: 0, y0: 0, y1: -1 };
+    let ok = [s.mx, s.my, s.ia, s.ib, s.ic, s.norm, s.kfac].iter().all(|v| v.is_finite());
     if !ok || !(det > 0.0) {
         return None;
     }
+    // Bounding box of the footprint ellipse, clipped to the image (computed in float, so
+    // far-away or huge splats cannot overflow an integer).
     let half_h = (k.n2 * c11).sqrt();
+    let half_w = (k.n2 * c00).sqrt();
+    let last = (k.d - 1) as f32;
     let y0 = (my - half_h).ceil().max(0.0);
-    let y1 = (my + half_h).floor().min((k.d - 1) as f32);
-    if y0 <= y1 {
-        Some(Splat { y0: y0 as i32, y1: y1 as i32, ..s })
+    let y1 = (my + half_h).floor().min(last);
+    let xl = (mx - half_w).ceil().max(0.0);
+    let xr = (mx + half_w).floor().min(last);
+    if y0 <= y1 && xl <= xr {
+        let chunks = ((xr - xl) / LANES as f32).floor() as u32 + 1;
+        Some(Splat { y0: y0 as i32, y1: y1 as i32, x0: xl as u32, chunks, ..s })
     } else {
         Some(s)
     }
 }
 
-/// Columns `[x0, x0 + chunks·LANES)` covering row `y`'s part of the footprint ellipse (clipped
-/// to the image on the left and at its right end; the last chunk may run into the padding),
-/// and `dy = y − my`. `None` if the row misses the image.
+/// The unnormalised splat weight `exp(−½ dᵀC⁻¹d)` of one pixel, zero outside the footprint
+/// ellipse `dᵀC⁻¹d ≤ n²`, from the exponent's per-lane part `pa = −½·ia·dx²` and its per-row
+/// coefficients `hb = −ib·dy`, `hc = −½·ic·dy²`. Shared by the forward and backward passes.
+/// The exponent is clamped to `[−½n², 0]` before the exponential, so rounding can neither
+/// overflow it nor reach denormals.
 #[inline(always)]
-fn row_span(s: &Splat, y: i32, n2: f32, d: usize) -> Option<(usize, usize, f32)> {
-    let dy = y as f32 - s.my;
-    let rem = n2 - dy * dy * s.inv_c11;
-    if !(rem >= 0.0) {
-        return None;
-    }
-    let hw = (rem * s.hw2).sqrt();
-    let c = s.mx + s.slope * dy;
-    let xl = (c - hw).ceil().max(0.0);
-    let xr = (c + hw).floor().min((d - 1) as f32);
-    if !(xl <= xr) {
-        return None;
-    }
-    let x0 = xl as usize;
-    let chunks = (xr as usize - x0) / LANES + 1;
-    Some((x0, chunks, dy))
-}
-
-/// Per-row coefficients of the exponent `−½ dᵀC⁻¹d = dx·(ha·dx + hb) + hc`.
-#[derive(Clone, Copy)]
-struct RowK {
-    ha: f32,
-    hb: f32,
-    hc: f32,
-    /// `−½ n²`: pixels with a smaller exponent lie outside the footprint.
-    cut: f32,
-}
-
-#[inline(always)]
-fn row_k(s: &Splat, dy: f32, n2: f32) -> RowK {
-    RowK { ha: -0.5 * s.ia, hb: -s.ib * dy, hc: -0.5 * s.ic * dy * dy, cut: -0.5 * n2 }
-}
-
-/// The unnormalised splat weight `exp(−½ dᵀC⁻¹d)` at column offset `dx` of a row, zero outside
-/// the footprint ellipse `dᵀC⁻¹d ≤ n²`. Shared by the forward and backward passes. The exponent
-/// is clamped to `[−½n², 0]` before the exponential, so rounding can neither overflow it nor
-/// reach denormals.
-#[inline(always)]
-fn pixel_weight(k: &RowK, dx: f32) -> f32 {
-    let e = dx.mul_add(k.ha.mul_add(dx, k.hb), k.hc).min(0.0);
-    let v = exp_bounded(e.max(k.cut));
-    if e >= k.cut {
+fn pixel_weight(dx: f32, pa: f32, hb: f32, hc: f32, cut: f32) -> f32 {
+    let e = dx.mul_add(hb, pa + hc).min(0.0);
+    let v = exp_bounded(e.max(cut));
+    if e >= cut {
         v
     } else {
         0.0
@@ -302,19 +292,36 @@ pub fn exp_bounded(x: f32) -> f32 {
     p * scale
 }
 
-/// Scatter one splat into a padded image (`stride ≥ D + LANES`, rows `0..D`).
+/// Column offsets `dx` of one chunk of lanes and the per-lane exponent part `−½·ia·dx²`.
+#[inline(always)]
+fn chunk_lanes(s: &Splat, c: u32) -> (usize, [f32; LANES], [f32; LANES]) {
+    let x = s.x0 as usize + c as usize * LANES;
+    let dx0 = x as f32 - s.mx;
+    let mut dx = [0.0f32; LANES];
+    let mut pa = [0.0f32; LANES];
+    for l in 0..LANES {
+        dx[l] = dx0 + LANE_OFFSETS[l];
+        pa[l] = -0.5 * s.ia * dx[l] * dx[l];
+    }
+    (x, dx, pa)
+}
+
+/// Scatter one splat into a padded image (`stride ≥ D + LANES`, rows `0..D`): the footprint's
+/// bounding box is walked one chunk column at a time, every row of it in one [`LANES`]-wide
+/// chunk (the lanes outside the ellipse or the image are masked or land in the padding).
 #[inline]
-pub(crate) fn splat_forward(s: &Splat, img: &mut [f32], stride: usize, n2: f32, d: usize) {
-    for y in s.y0..=s.y1 {
-        let Some((x0, chunks, dy)) = row_span(s, y, n2, d) else { continue };
-        let k = row_k(s, dy, n2);
-        let row = y as usize * stride;
-        for c in 0..chunks {
-            let x = x0 + c * LANES;
-            let dx0 = x as f32 - s.mx;
-            let out: &mut [f32; LANES] = (&mut img[row + x..row + x + LANES]).try_into().unwrap();
+pub(crate) fn splat_forward(s: &Splat, img: &mut [f32], stride: usize, n2: f32) {
+    let cut = -0.5 * n2;
+    for c in 0..s.chunks {
+        let (x, dx, pa) = chunk_lanes(s, c);
+        for y in s.y0..=s.y1 {
+            let dy = y as f32 - s.my;
+            let hb = -s.ib * dy;
+            let hc = -0.5 * s.ic * dy * dy;
+            let o = y as usize * stride + x;
+            let out: &mut [f32; LANES] = (&mut img[o..o + LANES]).try_into().unwrap();
             for l in 0..LANES {
-                out[l] += s.norm * pixel_weight(&k, dx0 + LANE_OFFSETS[l]);
+                out[l] += s.norm * pixel_weight(dx[l], pa[l], hb, hc, cut);
             }
         }
     }
@@ -322,38 +329,44 @@ pub(crate) fn splat_forward(s: &Splat, img: &mut [f32], stride: usize, n2: f32, 
 
 /// Image-space moments of one splat against the gradient image `g` (padded like the forward
 /// image, zero in the padding): with `e` the unnormalised weight and `(dx, dy)` the offset
-/// from the mean, returns `Σ g·e·[1, dx, dy, dx², dx·dy, dy²]`.
+/// from the mean, returns `Σ g·e·[1, dx, dy, dx², dx·dy, dy²]`. A lane keeps its `dx` down a
+/// chunk column, so only `Σ g·e·[1, dy, dy²]` is accumulated per lane; the `dx` moments are
+/// formed once per column.
 #[inline]
-pub(crate) fn splat_backward(s: &Splat, g: &[f32], stride: usize, n2: f32, d: usize) -> [f32; 6] {
+pub(crate) fn splat_backward(s: &Splat, g: &[f32], stride: usize, n2: f32) -> [f32; 6] {
+    let cut = -0.5 * n2;
     let mut acc = [0.0f32; 6];
-    for y in s.y0..=s.y1 {
-        let Some((x0, chunks, dy)) = row_span(s, y, n2, d) else { continue };
-        let k = row_k(s, dy, n2);
-        let row = y as usize * stride;
-        let mut r0 = [0.0f32; LANES];
-        let mut r1 = [0.0f32; LANES];
-        let mut r2 = [0.0f32; LANES];
-        for c in 0..chunks {
-            let x = x0 + c * LANES;
-            let dx0 = x as f32 - s.mx;
-            let gin: &[f32; LANES] = (&g[row + x..row + x + LANES]).try_into().unwrap();
+    for c in 0..s.chunks {
+        let (x, dx, pa) = chunk_lanes(s, c);
+        let mut v0 = [0.0f32; LANES];
+        let mut v1 = [0.0f32; LANES];
+        let mut v2 = [0.0f32; LANES];
+        for y in s.y0..=s.y1 {
+            let dy = y as f32 - s.my;
+            let hb = -s.ib * dy;
+            let hc = -0.5 * s.ic * dy * dy;
+            let dy2 = dy * dy;
+            let o = y as usize * stride + x;
+            let gin: &[f32; LANES] = (&g[o..o + LANES]).try_into().unwrap();
             for l in 0..LANES {
-                let dx = dx0 + LANE_OFFSETS[l];
-                let ge = gin[l] * pixel_weight(&k, dx);
-                r0[l] += ge;
-                r1[l] = ge.mul_add(dx, r1[l]);
-                r2[l] = (ge * dx).mul_add(dx, r2[l]);
+                let ge = gin[l] * pixel_weight(dx[l], pa[l], hb, hc, cut);
+                v0[l] += ge;
+                v1[l] = ge.mul_add(dy, v1[l]);
+                v2[l] = ge.mul_add(dy2, v2[l]);
             }
         }
-        let a0: f32 = r0.iter().sum();
-        let a1: f32 = r1.iter().sum();
-        let a2: f32 = r2.iter().sum();
-        acc[0] += a0;
-        acc[1] += a1;
-        acc[2] += a0 * dy;
-        acc[3] += a2;
-        acc[4] += a1 * dy;
-        acc[5] += a0 * dy * dy;
+        let mut m = [0.0f32; 6];
+        for l in 0..LANES {
+            m[0] += v0[l];
+            m[1] += v0[l] * dx[l];
+            m[2] += v1[l];
+            m[3] += v0[l] * dx[l] * dx[l];
+            m[4] += v1[l] * dx[l];
+            m[5] += v2[l];
+        }
+        for k in 0..6 {
+            acc[k] += m[k];
+        }
     }
     acc
 }
@@ -474,6 +487,21 @@ pub(crate) fn finalise(a: &Act, inter: &[f32; INTER], out: &mut [f32; PARAMS_PER
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn softplus_matches_f64() {
+        let mut worst = [0.0f64; 2];
+        let mut x = -90.0f32;
+        while x <= 40.0 {
+            let (v, g) = softplus_and_grad(x);
+            let rv = crate::gaussian::softplus_f64(x as f64).max((-87.0f64).exp());
+            let rg = crate::gaussian::softplus_grad_f64(x as f64);
+            worst[0] = worst[0].max((v as f64 - rv).abs() / rv);
+            worst[1] = worst[1].max((g as f64 - rg).abs() / rg.max((-87.0f64).exp()));
+            x += 0.0037;
+        }
+        assert!(worst[0] < 5e-7 && worst[1] < 5e-7, "relative errors {worst:?}");
+    }
 
     #[test]
     fn exp_bounded_is_accurate() {

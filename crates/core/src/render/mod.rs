@@ -206,13 +206,12 @@ impl Renderer {
     /// Batch of one, forward half: activate, project and splat each thread's range of
     /// Gaussians into its private image; sum the images into workspace 0. Returns the number
     /// of skipped Gaussians.
-    fn forward_split(&mut self, model: &GaussianModel, k: &PoseK) -> usize {
+    fn forward_split(&mut self, model: &GaussianModel, k: &PoseK, splat: bool) -> usize {
         let n = model.len();
         self.acts.resize(n, Act::default());
         self.splats.resize(n, None);
         let t = self.workspaces.len();
         let stride = self.stride;
-        let d = self.d;
         let mut acts = &mut self.acts[..];
         let mut splats = &mut self.splats[..];
         let mut jobs = Vec::with_capacity(t);
@@ -226,15 +225,17 @@ impl Renderer {
         let skipped: usize = jobs
             .into_par_iter()
             .map(|(ws, params, acts, splats)| {
-                ws.img.fill(0.0);
+                if splat {
+                    ws.img.fill(0.0);
+                }
                 let mut skipped = 0;
                 for ((p, a), s) in params.iter().zip(acts.iter_mut()).zip(splats.iter_mut()) {
                     *a = kernel::activate(p);
                     *s = kernel::project(a, k);
                     match s {
                         Some(sp) => {
-                            if !sp.is_empty() {
-                                kernel::splat_forward(sp, &mut ws.img, stride, k.n2, d);
+                            if splat && !sp.is_empty() {
+                                kernel::splat_forward(sp, &mut ws.img, stride, k.n2);
                             }
                         }
                         None => skipped += 1,
@@ -243,6 +244,9 @@ impl Renderer {
                 skipped
             })
             .sum();
+        if !splat {
+            return skipped;
+        }
         let (first, rest) = self.workspaces.split_at_mut(1);
         for ws in rest.iter() {
             for (a, b) in first[0].img.iter_mut().zip(&ws.img) {
@@ -258,7 +262,7 @@ impl Renderer {
         let d = self.d;
         assert_eq!(out.len(), d * d, "output is not {d}×{d}");
         let k = PoseK::new(pose, d, apix, self.opts.n_sigma);
-        let skipped = self.forward_split(model, &k);
+        let skipped = self.forward_split(model, &k, true);
         let ws = &mut self.workspaces[0];
         match ctf {
             Some(c) if !c.is_empty() => {
@@ -287,12 +291,46 @@ impl Renderer {
         self.check(model, target, grad.len());
         let (d, stride) = (self.d, self.stride);
         let k = PoseK::new(target.pose, d, target.apix, self.opts.n_sigma);
-        let skipped = self.forward_split(model, &k);
+        let skipped = self.forward_split(model, &k, true);
         let ws = &mut self.workspaces[0];
         let loss = image_loss_and_grad(&self.fft, ws, target, d, stride);
-        // Backward: the same ranges gather from workspace 0's gradient image.
-        let n = model.len();
+        let st = self.gather(&k, grad, skipped, target.apix);
+        self.stats.clear();
+        self.stats.push(st);
+        loss
+    }
+
+    /// The backward pass alone: add to `grad` the gradient of `⟨dl_dproj, projection⟩` with
+    /// respect to every raw parameter, where `dl_dproj` is a centred `D×D` image (∂L/∂ of the
+    /// projection before any CTF). Projects the model (no splatting) and gathers per Gaussian.
+    pub fn backward_image(
+        &mut self,
+        model: &GaussianModel,
+        pose: &Pose,
+        apix: f64,
+        dl_dproj: &[f32],
+        grad: &mut [[f32; PARAMS_PER_GAUSSIAN]],
+    ) {
+        let (d, stride) = (self.d, self.stride);
+        assert_eq!(dl_dproj.len(), d * d, "gradient image is not {d}×{d}");
+        assert_eq!(grad.len(), model.len(), "gradient rows do not match the model");
+        let k = PoseK::new(pose, d, apix, self.opts.n_sigma);
+        let skipped = self.forward_split(model, &k, false);
+        for (o, r) in self.workspaces[0].gimg.chunks_exact_mut(stride).zip(dl_dproj.chunks_exact(d)) {
+            o[..d].copy_from_slice(r);
+        }
+        let st = self.gather(&k, grad, skipped, apix);
+        self.stats.clear();
+        self.stats.push(st);
+    }
+
+    /// Batch of one, backward half: the ranges of [`Renderer::forward_split`] gather their
+    /// Gaussians' gradients from workspace 0's gradient image, each writing only its rows of
+    /// `grad`; the pose partials are summed in range order.
+    fn gather(&mut self, k: &PoseK, grad: &mut [[f32; PARAMS_PER_GAUSSIAN]], skipped: usize, apix: f64) -> ImageStats {
+        let n = grad.len();
         let t = self.workspaces.len();
+        let stride = self.stride;
         let gimg = &self.workspaces[0].gimg;
         let (acts, splats) = (&self.acts, &self.splats);
         let mut grad_rest = grad;
@@ -311,9 +349,9 @@ impl Renderer {
                     if s.is_empty() {
                         continue;
                     }
-                    let mo = kernel::splat_backward(s, gimg, stride, k.n2, d);
+                    let mo = kernel::splat_backward(s, gimg, stride, k.n2);
                     let mut inter = [0.0f32; INTER];
-                    let sg = kernel::backward_params(a, s, &k, &mo, &mut inter, &mut part.gb);
+                    let sg = kernel::backward_params(a, s, k, &mo, &mut inter, &mut part.gb);
                     part.gm[0] += sg.gm[0] as f64;
                     part.gm[1] += sg.gm[1] as f64;
                     kernel::finalise(a, &inter, out);
@@ -323,11 +361,9 @@ impl Renderer {
             .collect();
         let mut st = ImageStats { skipped, ..Default::default() };
         for p in &partials {
-            accumulate_pose(&mut st, p, target.apix);
+            accumulate_pose(&mut st, p, apix);
         }
-        self.stats.clear();
-        self.stats.push(st);
-        loss
+        st
     }
 
     /// The **sum** of the losses of `targets` and the summed gradient, added into `grad`.
@@ -377,7 +413,7 @@ impl Renderer {
                         match s {
                             Some(sp) => {
                                 if !sp.is_empty() {
-                                    kernel::splat_forward(sp, &mut ws.img, stride, k.n2, d);
+                                    kernel::splat_forward(sp, &mut ws.img, stride, k.n2);
                                 }
                             }
                             None => skipped += 1,
@@ -390,7 +426,7 @@ impl Renderer {
                         if s.is_empty() {
                             continue;
                         }
-                        let mo = kernel::splat_backward(s, &ws.gimg, stride, k.n2, d);
+                        let mo = kernel::splat_backward(s, &ws.gimg, stride, k.n2);
                         let sg = kernel::backward_params(a, s, &k, &mo, inter, &mut part.gb);
                         part.gm[0] += sg.gm[0] as f64;
                         part.gm[1] += sg.gm[1] as f64;
