@@ -9,9 +9,9 @@ fuzz_target!(|data: &[u8]| {
     let Ok(cs) = CsFile::parse(data, Path::new("fuzz.cs")) else { return };
     assert!(cs.len() * cs.array.record_size <= data.len());
     let _ = cs.blob_paths();
-    let _ = cs.u64_column("blob/idx");
+    let _ = cs.index_column("blob/idx");
     for name in cs.field_names().iter().map(|s| s.to_string()).collect::<Vec<_>>() {
         let _ = cs.f64_column_opt(&name);
-        let _ = cs.f64_vec_column_opt(&name, 2);
+        let _ = cs.vec_column_opt::<2>(&name);
     }
 });
