@@ -1,12 +1,13 @@
-//! Particle sets from every real metadata file in tests/data. Expected numbers were read
-//! independently with Python (`starfile`, `numpy`, `pickle`, and scipy's
-//! `Rotation.from_rotvec(pose).as_matrix().T` for cryoSPARC poses).
+//! Particle sets from every real metadata file in tests/data, and from crafted bad inputs.
+//!
+//! Expected numbers were computed independently in Python (numpy 2.4, scipy 1.17, starfile
+//! 0.5.13, mrcfile 1.5.4): RELION's `A = Rz(ψ)·Ry(θ)·Rz(φ)` written out with numpy,
+//! `Rotation.from_rotvec(pose).as_matrix().T` for cryoSPARC, `pickle.load` for cryoDRGN, and
+//! `mrcfile` for pixel values.
 
 use cryosplat_core::pose::Mat3;
-use cryosplat_core::rotation::{cryosparc_rotvec_to_matrix, euler_to_matrix};
-use cryosplat_formats::cs::CsFile;
-use cryosplat_formats::mrc::MrcFile;
-use cryosplat_train::dataset::{LoadOptions, ParticleSet};
+use cryosplat_formats::mrc::{write_stack, MrcFile, WriteOptions};
+use cryosplat_train::dataset::{LoadOptions, ParticleSet, SourceKind};
 use std::path::{Path, PathBuf};
 
 fn data(rel: &str) -> PathBuf {
@@ -17,146 +18,551 @@ fn close(a: &Mat3, b: &Mat3, tol: f64) -> bool {
     (0..3).all(|i| (0..3).all(|j| (a[i][j] - b[i][j]).abs() < tol))
 }
 
+fn load(rel: &str) -> ParticleSet {
+    ParticleSet::load(&data(rel), &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn has_warning(s: &ParticleSet, what: &str) -> bool {
+    s.warnings.iter().any(|w| w.contains(what))
+}
+
 #[test]
-fn relion30_with_magnification_origins_in_pixels_and_subsets() {
-    let s = ParticleSet::load(&data("aspire/sample_particles_relion30.star"), &LoadOptions::default()).unwrap();
-    assert_eq!(s.len(), 17);
-    assert_eq!(s.box_px, 200);
-    let apix = 1e4 * 5.0 / 37369.207031;
-    assert!((s.apix - apix).abs() < 1e-9, "{}", s.apix);
+fn relion30_magnification_pixel_origins_and_subsets() {
+    let s = load("aspire/sample_particles_relion30.star");
+    assert_eq!(s.kind, SourceKind::Relion30);
+    assert_eq!((s.len(), s.box_px), (17, 200));
+    let apix = 1.3380000265598893; // 1e4 · 5 / 37369.207031
+    assert!((s.apix - apix).abs() < 1e-12, "{}", s.apix);
     let p = &s.particles[0];
-    assert!(close(&p.pose.rot, &euler_to_matrix(109.18664, 122.200343, 71.118492), 1e-12));
-    assert!((p.pose.origin_a[0] - 0.1996 * apix).abs() < 1e-9);
-    assert!((p.ctf.defocus_u_a - 21186.804688).abs() < 1e-6);
-    assert_eq!(p.ctf.voltage_kv, 300.0);
-    assert_eq!(p.random_subset, Some(2));
+    let a0 = [
+        [-0.8369578375631803, -0.4738298465240669, -0.2738372777481989],
+        [-0.47134219075098965, 0.3698458034355376, 0.8006563687994865],
+        [-0.2780973163473944, 0.7991866854647298, -0.5328813417790834],
+    ];
+    assert!(close(&p.pose.rot, &a0, 1e-12));
+    // rlnOriginX/Y are pixels in RELION 3.0.
+    assert!((p.pose.origin_a[0] - 0.1996 * apix).abs() < 1e-12);
+    assert!((s.particles[16].pose.origin_a[1] - -0.0504 * apix).abs() < 1e-12);
+    assert_eq!(
+        (p.ctf.defocus_u_a, p.ctf.defocus_v_a, p.ctf.defocus_angle_deg),
+        (21186.804688, 21363.109375, 7.476096)
+    );
+    assert_eq!((p.ctf.voltage_kv, p.ctf.cs_mm, p.ctf.amp_contrast), (300.0, 2.7, 0.1));
+    // ASPIRE's edit gives the last particle 200 kV: kept per particle, and reported.
+    assert_eq!(s.particles[16].ctf.voltage_kv, 200.0);
+    assert!(has_warning(&s, "differ in voltage"), "{:?}", s.warnings);
+    // rlnRandomSubset: 10 in half 1, 7 in half 2 (starfile).
     assert!(s.has_poses && s.has_ctf && s.has_random_subsets());
     let (a, b) = s.half_split(1);
-    assert_eq!(a.len() + b.len(), 17);
+    assert_eq!((a.len(), b.len()), (10, 7));
     assert!(a.iter().all(|&i| s.particles[i].random_subset == Some(1)));
-    // The MRC header has no pixel size: not a conflict; stats come from the stack.
+    assert_eq!(s.half_split(99), (a, b), "file halves do not depend on the seed");
+    // The MRC header has no pixel size: not a conflict. Pixels as mrcfile reads them.
+    assert!(!has_warning(&s, "MRC header"), "{:?}", s.warnings);
     let mut img = vec![0.0f32; 200 * 200];
     s.read_image(0, &mut img).unwrap();
-    assert_eq!(img[0], -2.0562593936920166);
+    assert_eq!(img[0] as f64, -2.0562593936920166);
+    s.read_image(2, &mut img).unwrap();
+    assert!((img.iter().map(|&v| v as f64).sum::<f64>() - 1075.230986768809).abs() < 1e-6);
 }
 
 #[test]
-fn relion31_optics_groups_subtilts() {
-    let s = ParticleSet::load(&data("cryodrgn/sta_testing_bin8.optics31.DERIVED.star"), &LoadOptions::default()).unwrap();
-    assert_eq!(s.len(), 219);
-    assert_eq!((s.box_px, s.apix), (64, 14.56));
+fn relion31_optics_table_and_angstrom_origins() {
+    let s = load("cryodrgn/relion31.star");
+    assert_eq!(s.kind, SourceKind::Relion31);
+    assert_eq!((s.len(), s.box_px, s.apix), (5, 256, 2.806));
     let p = &s.particles[0];
-    assert!(close(&p.pose.rot, &euler_to_matrix(113.1491, 88.02, -95.35435), 1e-12));
-    assert_eq!(p.ctf.defocus_u_a, 20061.7);
-    assert_eq!(p.ctf.bfactor_a2, -13.0);
-    assert_eq!((p.ctf.voltage_kv, p.ctf.cs_mm, p.ctf.amp_contrast), (300.0, 2.7, 0.07));
+    let a0 = [
+        [0.8194180608709448, -0.10080703507814986, 0.5642623354409305],
+        [-0.5328807483769291, 0.2286894569904352, 0.8147019333907731],
+        [-0.21116853346970138, -0.968266014037554, 0.1336741430946279],
+    ];
+    assert!(close(&p.pose.rot, &a0, 1e-12));
+    assert_eq!(p.pose.origin_a, [0.019324, -0.64686]);
+    assert_eq!((p.ctf.defocus_u_a, p.ctf.defocus_angle_deg), (13108.082418, -160.39));
+    // From the optics group: Cs 0.01, Q0 0.1, 300 kV.
+    assert_eq!((p.ctf.voltage_kv, p.ctf.cs_mm, p.ctf.amp_contrast), (300.0, 0.01, 0.1));
     assert_eq!(s.optics_groups.len(), 1);
-    // The header's 1 Å/px disagrees with the metadata: reported, metadata used.
-    assert!(s.warnings.iter().any(|w| w.contains("metadata's 14.56")), "{:?}", s.warnings);
-    // Two optics groups parse (the second at 200 kV).
-    let t = cryosplat_formats::star::read(&data("aspire/sample_particles_relion31.star")).unwrap();
-    assert_eq!(t.block("optics").unwrap().table().unwrap().len(), 2);
+    assert_eq!(
+        (s.optics_groups[0].name.as_str(), s.optics_groups[0].particles),
+        ("opticsGroup1", 5)
+    );
+    // Every particle is in half 1: not usable, so a seeded random split of 3 + 2.
+    assert!(!s.has_random_subsets());
+    assert!(has_warning(&s, "same half set"), "{:?}", s.warnings);
+    let (a, b) = s.half_split(7);
+    assert_eq!((a.len(), b.len()), (2, 3));
+    // The stack's non-compliant header (no MAP tag, stamp 0) is reported, once.
+    assert!(
+        s.warnings.iter().filter(|w| w.contains("relion31.mrcs")).count() >= 1,
+        "{:?}",
+        s.warnings
+    );
+    let mut img = vec![0.0f32; 256 * 256];
+    s.read_image(2, &mut img).unwrap();
+    assert!((img.iter().map(|&v| v as f64).sum::<f64>() - 1027.4241580216103).abs() < 1e-6);
+    s.read_image(4, &mut img).unwrap();
+    assert_eq!(img[256 * 256 - 1] as f64, -0.8011943101882935);
 }
 
 #[test]
-fn toy_set_without_ctf_and_pickled_rotations() {
-    let s = ParticleSet::load(&data("cryodrgn-toy/toy_projections.DERIVED.star"), &LoadOptions::default()).unwrap();
-    assert_eq!(s.len(), 1000);
+fn two_optics_groups_and_box_from_the_stack() {
+    // ASPIRE's 3.1 edit: groups 1 (300 kV, 8 particles) and 2 (200 kV, 9), 1.4 Å, no rlnImageSize.
+    let s = load("aspire/sample_particles_relion31.star");
+    assert_eq!((s.len(), s.box_px, s.apix), (17, 200, 1.4));
+    let g: Vec<_> = s
+        .optics_groups
+        .iter()
+        .map(|g| (g.id, g.voltage_kv, g.particles))
+        .collect();
+    assert_eq!(g, [(1, 300.0, 8), (2, 200.0, 9)]);
+    assert_eq!(s.particles[16].optics_group, 2);
+    assert_eq!(s.particles[16].ctf.voltage_kv, 200.0);
+    assert_eq!(s.particles[0].ctf.voltage_kv, 300.0);
+    assert_eq!(s.particles[0].pose.origin_a, [0.1996, 0.1996]);
+    // The file has B-factors, scales and phase shifts: no defaults, no warnings about them.
+    assert!(!has_warning(&s, "default"), "{:?}", s.warnings);
+}
+
+#[test]
+fn subtilts_31_match_the_pose_pickle() {
+    let s = load("cryodrgn/sta_testing_bin8.optics31.DERIVED.star");
+    assert_eq!((s.len(), s.box_px, s.apix), (219, 64, 14.56));
+    let p = &s.particles[0];
+    let a0 = [
+        [0.9167403628691108, 0.3884453608168932, 0.0932593627816792],
+        [0.07227834605776433, 0.06831468551480217, -0.9950421822386063],
+        [-0.3928905035474454, 0.9189359637117526, 0.0345506413744724],
+    ];
+    assert!(close(&p.pose.rot, &a0, 1e-12));
+    assert_eq!(
+        (p.ctf.defocus_u_a, p.ctf.defocus_v_a, p.ctf.bfactor_a2, p.ctf.scale),
+        (20061.7, 19560.8, -13.0, 1.0)
+    );
+    assert_eq!(s.particles[218].ctf.scale, 0.809);
+    assert_eq!((p.ctf.voltage_kv, p.ctf.cs_mm, p.ctf.amp_contrast), (300.0, 2.7, 0.07));
+    // The header's 1 Å/px disagrees with the metadata: reported, the metadata win.
+    assert!(has_warning(&s, "metadata's 14.56"), "{:?}", s.warnings);
+    // Python: the pose pickle's matrices equal the STAR angles' A to 1.1e-16.
+    let (rots, _) = cryosplat_formats::pickle::read_poses(&data("cryodrgn/sta_pose.pkl")).unwrap();
+    for (i, r) in rots.iter().enumerate() {
+        assert!(close(r, &s.particles[i].pose.rot, 1e-12), "particle {i}");
+    }
+}
+
+#[test]
+fn relion30_with_a_wrong_magnification_and_an_override() {
+    // Mag 10000 and DetectorPixelSize 1.96 give 1.96 Å/px, wrong for these binned images.
+    let s = load("cryodrgn/sta_testing_bin8.star");
+    assert!((s.apix - 1.96).abs() < 1e-12);
+    assert!(has_warning(&s, "the MRC header says 1 Å/px"), "{:?}", s.warnings);
+    let (a, b) = s.half_split(0);
+    assert_eq!((a.len(), b.len()), (39, 180));
+    let o = ParticleSet::load(
+        &data("cryodrgn/sta_testing_bin8.star"),
+        &LoadOptions {
+            apix: Some(14.56),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(o.apix, 14.56);
+    assert!(
+        has_warning(&o, "14.56 Å given explicitly overrides the metadata's 1.96"),
+        "{:?}",
+        o.warnings
+    );
+    // Same particles as the derived 3.1 file.
+    let d = load("cryodrgn/sta_testing_bin8.optics31.DERIVED.star");
+    for i in [0, 100, 218] {
+        assert!(close(&o.particles[i].pose.rot, &d.particles[i].pose.rot, 1e-12));
+        assert_eq!(o.particles[i].ctf, d.particles[i].ctf);
+    }
+}
+
+#[test]
+fn toy_set_without_ctf_and_its_rotation_pickle() {
+    let s = load("cryodrgn-toy/toy_projections.DERIVED.star");
+    assert_eq!((s.len(), s.box_px, s.apix), (1000, 30, 1.0));
     assert!(s.has_poses && !s.has_ctf);
     assert!(s.require_ctf().unwrap_err().to_string().contains("no CTF parameters"));
-    // The same poses from the pickle (float32 matrices; the STAR angles have 6 decimals).
-    let opts = LoadOptions { poses: Some(data("cryodrgn-toy/toy_angles.pkl")), apix: Some(1.0), ..Default::default() };
+    assert!(has_warning(&s, "no CTF parameters"));
+    // The pickle alone with the stack: rotations, no translations, pixel size from the header.
+    let opts = LoadOptions {
+        poses: Some(data("cryodrgn-toy/toy_angles.pkl")),
+        ..Default::default()
+    };
     let m = ParticleSet::load(&data("cryodrgn-toy/toy_projections.mrcs"), &opts).unwrap();
-    assert_eq!(m.len(), 1000);
+    assert_eq!((m.kind, m.len(), m.box_px, m.apix), (SourceKind::Stack, 1000, 30, 1.0));
+    assert!(has_warning(&m, "taken from the MRC header"), "{:?}", m.warnings);
+    assert!(m.has_poses && !m.has_ctf);
     let want: Mat3 = [
         [0.9569709897041321, -0.2334621250629425, -0.1723419725894928],
         [-0.20802336931228638, -0.966005265712738, 0.1534930020570755],
         [-0.20231804251670837, -0.11103720963001251, -0.9730046391487122],
     ];
-    assert!(close(&m.particles[999].pose.rot, &want, 1e-12));
-    for i in [0, 500, 999] {
-        assert!(close(&m.particles[i].pose.rot, &s.particles[i].pose.rot, 1e-6));
+    assert!(close(&m.particles[999].pose.rot, &want, 1e-15));
+    assert!(m.particles.iter().all(|p| p.pose.origin_a == [0.0, 0.0]));
+    // Python: STAR angles (6 decimals) rebuild the pickle's matrices to 2.09e-7.
+    let worst = (0..1000)
+        .flat_map(|i| (0..9).map(move |k| (i, k)))
+        .map(|(i, k)| (m.particles[i].pose.rot[k / 3][k % 3] - s.particles[i].pose.rot[k / 3][k % 3]).abs())
+        .fold(0.0, f64::max);
+    assert!(worst < 2.2e-7 && worst > 1e-8, "{worst}");
+    let mut a = vec![0.0f32; 900];
+    let mut b = vec![0.0f32; 900];
+    m.read_image(2, &mut a).unwrap();
+    s.read_image(2, &mut b).unwrap();
+    assert_eq!(a, b);
+    assert!((a.iter().map(|&v| v as f64).sum::<f64>() - 179.99572836025436).abs() < 1e-6);
+}
+
+/// The first 219 sub-tilts as their own stack (the upstream stack has one more image).
+fn subtilt_stack_219(dir: &Path) -> PathBuf {
+    let f = MrcFile::open(data("cryodrgn/ay19102021_L3_position6_ribo_it09_bin8_1.82A.mrcs")).unwrap();
+    let mut all = vec![0.0f32; 219 * 64 * 64];
+    for (i, chunk) in all.chunks_exact_mut(64 * 64).enumerate() {
+        f.read_image(i, chunk).unwrap();
     }
+    let p = dir.join("sta219.mrcs");
+    write_stack(&p, &all, 64, 64, 219, 1.0, &WriteOptions::default()).unwrap();
+    p
 }
 
 #[test]
-fn cryodrgn_pickles_count_mismatch_and_binned_pixel_size() {
-    // 220 images in the stack, 219 poses: a count mismatch.
+fn cryodrgn_pickles_with_a_stack() {
     let opts = LoadOptions {
         poses: Some(data("cryodrgn/sta_pose.pkl")),
         ctf: Some(data("cryodrgn/sta_ctf.pkl")),
         ..Default::default()
     };
-    let e = ParticleSet::load(&data("cryodrgn/ay19102021_L3_position6_ribo_it09_bin8_1.82A.mrcs"), &opts).unwrap_err().to_string();
-    assert!(e.contains("sta_ctf.pkl") && e.contains("219 CTF rows for 220 particles"), "{e}");
-    let (rots, trans) = cryosplat_formats::pickle::read_poses(&data("cryodrgn/sta_pose.pkl")).unwrap();
-    assert_eq!(rots.len(), 219);
-    assert_eq!(rots[0][0], [0.9167403628691108, 0.3884453608168932, 0.0932593627816792]);
-    assert_eq!(trans.unwrap().len(), 219);
-    let ctf = cryosplat_formats::pickle::read_ctf(&data("cryodrgn/sta_ctf.pkl")).unwrap();
-    assert_eq!(ctf[0][0], 512.0);
-    assert_eq!(ctf[0][2] as f32, 20061.69921875);
+    // 220 images in the upstream stack, 219 rows in the pickles.
+    let e = ParticleSet::load(
+        &data("cryodrgn/ay19102021_L3_position6_ribo_it09_bin8_1.82A.mrcs"),
+        &opts,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("sta_ctf.pkl") && e.contains("219 CTF rows for 220 particles"),
+        "{e}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let stack = subtilt_stack_219(dir.path());
+    let s = ParticleSet::load(&stack, &opts).unwrap();
+    // D = 512 at 1.82 Å in the pickle; the images are 64 px: 1.82 · 512 / 64 = 14.56 Å.
+    assert_eq!(s.box_px, 64);
+    assert!((s.apix - 1.82f32 as f64 * 8.0).abs() < 1e-12, "{}", s.apix);
+    assert!(has_warning(&s, "describes 512 px images"), "{:?}", s.warnings);
+    assert!(has_warning(&s, "the MRC header says 1 Å/px"), "{:?}", s.warnings);
+    assert!(s.has_poses && s.has_ctf);
+    let d = load("cryodrgn/sta_testing_bin8.optics31.DERIVED.star");
+    for i in [0, 218] {
+        assert!(close(&s.particles[i].pose.rot, &d.particles[i].pose.rot, 1e-12));
+        let (c, e) = (&s.particles[i].ctf, &d.particles[i].ctf);
+        assert!(
+            (c.defocus_u_a - e.defocus_u_a).abs() < 2e-3 && (c.defocus_angle_deg - e.defocus_angle_deg).abs() < 1e-5
+        );
+        assert_eq!(
+            (c.voltage_kv, c.cs_mm as f32, c.amp_contrast as f32),
+            (300.0, 2.7, 0.07)
+        );
+    }
+    // Translations: trans · D pixels (Python: trans[218] = [0.0010126534902734712, 0.0013515095284649375]).
+    let o = s.particles[218].pose.origin_a;
+    let want = [
+        0.0010126534902734712 * 64.0 * s.apix,
+        0.0013515095284649375 * 64.0 * s.apix,
+    ];
+    assert!(
+        (o[0] - want[0]).abs() < 1e-12 && (o[1] - want[1]).abs() < 1e-12,
+        "{o:?}"
+    );
+    let mut a = vec![0.0f32; 64 * 64];
+    s.read_image(2, &mut a).unwrap();
+    assert!((a.iter().map(|&v| v as f64).sum::<f64>() - -6171.676794549334).abs() < 1e-3);
 }
 
 #[test]
-fn cryosparc_dark_particles_are_inverted_and_poses_match_scipy() {
-    let s = ParticleSet::load(&data("cryodrgn/empiar_10076_7.cs"), &LoadOptions::default()).unwrap();
-    assert_eq!(s.len(), 7);
-    assert_eq!(s.box_px, 320);
-    assert!((s.apix - 1.3099979).abs() < 1e-6);
-    assert!(s.invert && s.warnings.iter().any(|w| w.contains("inverted automatically")));
+fn cryosparc_dark_particles_are_inverted() {
+    let s = load("cryodrgn/empiar_10076_7.cs");
+    assert_eq!((s.kind, s.len(), s.box_px), (SourceKind::CryoSparc, 7, 320));
+    assert_eq!(s.apix, 1.3099979162216187);
+    assert!(s.invert && has_warning(&s, "inverted automatically"));
+    assert!(!s.has_poses && s.has_ctf);
     let p = &s.particles[0];
-    assert!((p.ctf.defocus_u_a - 15301.1).abs() < 1e-2);
-    assert!((p.ctf.defocus_angle_deg - 0.092153385f64.to_degrees()).abs() < 1e-5);
-    assert!(!s.has_poses);
+    assert_eq!(
+        (p.ctf.defocus_u_a, p.ctf.defocus_v_a),
+        (15301.099609375, 14916.400390625)
+    );
+    assert!((p.ctf.defocus_angle_deg - 5.280000044476548).abs() < 1e-12);
+    assert_eq!(
+        (p.ctf.voltage_kv, p.ctf.cs_mm as f32, p.ctf.amp_contrast as f32),
+        (300.0, 2.7, 0.07)
+    );
+    assert_eq!(s.optics_groups.len(), 1);
+    assert_eq!(s.optics_groups[0].id, 23);
+    // mrcfile reads +0.6822134256362915: inverted.
     let mut img = vec![0.0f32; 320 * 320];
     s.read_image(0, &mut img).unwrap();
-    assert_eq!(img[0], -0.6822134256362915);
-    // A refinement's poses (no images): A = R(rotvec)ᵀ, equal to scipy's.
-    let cs = CsFile::read(&data("cryodrgn/cryosparc_P12_J24_001_particles.cs")).unwrap();
-    assert_eq!(cs.len(), 2019);
-    let pose = cs.vec_column_opt::<3>("alignments3D/pose").unwrap().unwrap();
-    let a = cryosparc_rotvec_to_matrix([pose[0][0], pose[0][1], pose[0][2]]);
+    assert_eq!(img[0] as f64, -0.6822134256362915);
+    // Asking for inversion on top cancels it, with a warning.
+    let u = ParticleSet::load(
+        &data("cryodrgn/empiar_10076_7.cs"),
+        &LoadOptions {
+            invert: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(!u.invert && has_warning(&u, "cancels the automatic inversion"));
+    u.read_image(0, &mut img).unwrap();
+    assert_eq!(img[0] as f64, 0.6822134256362915);
+    // The RELION 3.0 file of the same particles: same defocus (to float32), same angle.
+    let r = load("cryodrgn/empiar_10076_7.star");
+    assert_eq!(r.len(), 7);
+    assert!((r.apix - 1.3099979040033536).abs() < 1e-12);
+    assert!(!r.invert && !r.has_poses);
+    assert!(r.require_poses().unwrap_err().to_string().contains("no particle poses"));
+    for w in [
+        "rlnCtfBfactor is missing",
+        "rlnCtfScalefactor is missing",
+        "rlnPhaseShift is missing",
+    ] {
+        assert!(has_warning(&r, w), "{w}: {:?}", r.warnings);
+    }
+    for (a, b) in r.particles.iter().zip(&s.particles) {
+        assert_eq!(a.ctf.defocus_u_a as f32 as f64, b.ctf.defocus_u_a);
+        assert!((a.ctf.defocus_angle_deg - b.ctf.defocus_angle_deg).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn cryosparc_refinement_metadata_without_images() {
+    let path = data("cryodrgn/cryosparc_P12_J24_001_particles.cs");
+    // The micrographs are not here: a clear error naming the stack and the fix.
+    let e = ParticleSet::load(&path, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("J19/extract/20150917_05196_DNA-TET-25k-DE20") && e.contains("not found") && e.contains("--datadir"),
+        "{e}"
+    );
+    let s = ParticleSet::load_metadata(&path, &LoadOptions::default()).unwrap();
+    assert_eq!((s.len(), s.box_px), (2019, 180));
+    assert_eq!(s.apix, 2.950000047683716);
+    assert!(s.has_poses && s.has_ctf && s.invert);
+    // scipy: Rotation.from_rotvec(pose[0]).as_matrix().T
     let want: Mat3 = [
         [0.5816298557386015, -0.37730439582642494, -0.7206581046540378],
         [0.05683143902304974, -0.8649114776924016, 0.49869662450683977],
         [-0.8114658948175598, -0.3310128829003533, -0.4816155862323541],
     ];
-    assert!(close(&a, &want, 1e-12));
-    assert_eq!(cs.blob_paths().unwrap()[0], "J19/extract/20150917_05196_DNA-TET-25k-DE20_raw.region_000.sum-all_003-072_particles.mrc");
-    // The exported form strips cryoSPARC's '>' marker.
-    let j2 = CsFile::read(&data("cryodrgn/cryosparc_J2_particles_exported.cs")).unwrap();
-    assert_eq!(j2.blob_paths().unwrap()[0], "J1/imported/000090334788266266069_18jam15b_0345_ali_DW.mrcs");
-    // Loading it needs the micrographs, which are not here: a clear error naming the stack.
-    let e = ParticleSet::load(&data("cryodrgn/cryosparc_P12_J24_001_particles.cs"), &LoadOptions::default()).unwrap_err().to_string();
-    assert!(e.contains("DNA-TET-25k-DE20") && e.contains("No such file"), "{e}");
+    assert!(close(&s.particles[0].pose.rot, &want, 1e-12));
+    let last: Mat3 = [
+        [-0.827983282335397, 0.46190748626060785, 0.3179389222940605],
+        [0.03979423283867947, 0.6139573339985718, -0.7883354686059401],
+        [-0.5593389877398885, -0.640076453375511, -0.5267276626762107],
+    ];
+    assert!(close(&s.particles[2018].pose.rot, &last, 1e-12));
+    // Shifts in pixels of alignments3D/psize_A, same sign as rlnOrigin.
+    let o = s.particles[0].pose.origin_a;
+    assert!(
+        (o[0] - 11.334375381469727 * 2.950000047683716).abs() < 1e-9
+            && (o[1] - -1.828125 * 2.950000047683716).abs() < 1e-9
+    );
+    let c = &s.particles[0].ctf;
+    assert_eq!(
+        (c.defocus_u_a, c.defocus_v_a, c.voltage_kv, c.cs_mm),
+        (45591.37109375, 45309.79296875, 200.0, 2.0)
+    );
+    assert!((c.defocus_angle_deg - (-1.3636448383331299f64).to_degrees()).abs() < 1e-12);
+    // alignments3D/split: 1010 in half 0, 1009 in half 1.
+    assert!(s.has_random_subsets());
+    let (a, b) = s.half_split(3);
+    assert_eq!((a.len(), b.len()), (1010, 1009));
+    // numpy: 50 distinct blob/path values, one exposure group (0).
+    assert_eq!(s.stacks.len(), 50);
+    assert_eq!(
+        (
+            s.optics_groups.len(),
+            s.optics_groups[0].id,
+            s.optics_groups[0].particles
+        ),
+        (1, 0, 2019)
+    );
+    // The exported job: 2D alignments only.
+    let j = ParticleSet::load_metadata(
+        &data("cryodrgn/cryosparc_J2_particles_exported.cs"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!((j.len(), j.box_px), (22, 300));
+    assert!(!j.has_poses && has_warning(&j, "2D alignments only"));
+    assert!(j.stacks[0].ends_with("J1/imported/000090334788266266069_18jam15b_0345_ali_DW.mrcs"));
 }
 
 #[test]
-fn relion30_without_angles_needs_poses() {
-    let s = ParticleSet::load(&data("cryodrgn/empiar_10076_7.star"), &LoadOptions::default()).unwrap();
-    assert_eq!(s.len(), 7);
-    assert!((s.apix - 1e4 * 5.0 / 38168.0).abs() < 1e-9);
-    assert!(!s.has_poses);
-    assert!(s.require_poses().unwrap_err().to_string().contains("no particle poses"));
-    assert!(s.warnings.iter().any(|w| w.contains("rlnCtfBfactor is missing")), "{:?}", s.warnings);
-}
-
-#[test]
-fn write_star_round_trip() {
+fn image_paths_resolved_from_parent_folders_or_datadir() {
     let dir = tempfile::tempdir().unwrap();
-    let s = ParticleSet::load(&data("aspire/sample_particles_relion30.star"), &LoadOptions::default()).unwrap();
-    let out = dir.path().join("out.star");
-    s.write_star(&out).unwrap();
-    let r = ParticleSet::load(&out, &LoadOptions::default()).unwrap();
-    assert_eq!(r.len(), s.len());
-    assert!((r.apix - s.apix).abs() < 1e-6);
-    for (a, b) in r.particles.iter().zip(&s.particles) {
-        assert!(close(&a.pose.rot, &b.pose.rot, 1e-6));
-        assert!((a.pose.origin_a[0] - b.pose.origin_a[0]).abs() < 1e-5);
-        assert!((a.ctf.defocus_v_a - b.ctf.defocus_v_a).abs() < 1e-5);
-        assert_eq!(a.random_subset, b.random_subset);
-        assert_eq!(r.stacks[a.stack].canonicalize().unwrap(), s.stacks[b.stack].canonicalize().unwrap());
+    let project = dir.path();
+    std::fs::create_dir_all(project.join("Extract/job007")).unwrap();
+    std::fs::create_dir_all(project.join("Refine3D/job010")).unwrap();
+    std::fs::copy(data("cryodrgn/relion31.mrcs"), project.join("Extract/job007/a.mrcs")).unwrap();
+    let text = std::fs::read_to_string(data("cryodrgn/relion31.star"))
+        .unwrap()
+        .replace("@relion31.mrcs", "@Extract/job007/a.mrcs");
+    let star = project.join("Refine3D/job010/run_data.star");
+    std::fs::write(&star, &text).unwrap();
+    // RELION project layout: paths are relative to the project folder, two levels up.
+    let s = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
+    assert_eq!(s.stacks.len(), 1);
+    assert_eq!(
+        s.stacks[0].canonicalize().unwrap(),
+        project.join("Extract/job007/a.mrcs").canonicalize().unwrap()
+    );
+    assert!(has_warning(&s, "resolved against"), "{:?}", s.warnings);
+    // --datadir: the file name alone in that folder also counts.
+    let flat = project.join("flat");
+    std::fs::create_dir(&flat).unwrap();
+    std::fs::copy(data("cryodrgn/relion31.mrcs"), flat.join("a.mrcs")).unwrap();
+    let s = ParticleSet::load(
+        &star,
+        &LoadOptions {
+            datadir: Some(flat.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(s.stacks[0], flat.join("a.mrcs"));
+    let e = ParticleSet::load(
+        &star,
+        &LoadOptions {
+            datadir: Some(project.join("nowhere")),
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("Extract/job007/a.mrcs") && e.contains("nowhere"), "{e}");
+}
+
+#[test]
+fn subsets_first_n_index_files_and_halves() {
+    let mut s = load("cryodrgn-toy/toy_projections.DERIVED.star");
+    let dir = tempfile::tempdir().unwrap();
+    // A text index file and a cryoDRGN index pickle (numpy int64 [4, 0, 2], protocol 4).
+    let txt = dir.path().join("ind.txt");
+    std::fs::write(&txt, "# kept\n4\n\n0  # first\n2\n").unwrap();
+    assert_eq!(ParticleSet::read_index_file(&txt).unwrap(), [4, 0, 2]);
+    let pkl = dir.path().join("ind.pkl");
+    let h = "800495a1000000000000008c166e756d70792e5f636f72652e6d756c74696172726179948c0c5f7265636f6e7374727563749493948c056e756d7079948c076e6461727261799493944b0085944301629487945294284b014b03859468038c0564747970659493948c02693894898887945294284b038c013c944e4e4e4affffffff4affffffff4b00749462894318040000000000000000000000000000000200000000000000947494622e";
+    let bytes: Vec<u8> = (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+        .collect();
+    std::fs::write(&pkl, bytes).unwrap();
+    assert_eq!(ParticleSet::read_index_file(&pkl).unwrap(), [4, 0, 2]);
+    let bad = dir.path().join("bad.txt");
+    std::fs::write(&bad, "1\nx2\n").unwrap();
+    let e = ParticleSet::read_index_file(&bad).unwrap_err().to_string();
+    assert!(e.contains("bad.txt: line 2") && e.contains("\"x2\""), "{e}");
+    // Halves: balanced, seeded, disjoint.
+    let (a, b) = s.half_split(5);
+    assert_eq!((a.len(), b.len()), (500, 500));
+    assert_eq!(s.half_split(5), (a.clone(), b.clone()));
+    assert_ne!(s.half_split(6).0, a);
+    assert!(a.iter().all(|i| b.binary_search(i).is_err()));
+    // Subsets keep order and images.
+    let mut want = vec![0.0f32; 900];
+    s.read_image(4, &mut want).unwrap();
+    let rot4 = s.particles[4].pose.rot;
+    s.cache_images(1 << 30).unwrap();
+    assert!(s.is_cached());
+    s.retain_indices(&[4, 0, 2]).unwrap();
+    assert_eq!(s.len(), 3);
+    assert_eq!(s.particles[0].pose.rot, rot4);
+    let mut got = vec![0.0f32; 900];
+    s.read_image(0, &mut got).unwrap();
+    assert_eq!(got, want);
+    let e = s.retain_indices(&[0, 3]).unwrap_err().to_string();
+    assert!(
+        e.contains("subset index 3 is out of range") && e.contains("3 particles"),
+        "{e}"
+    );
+    let e = s.retain_indices(&[1, 1]).unwrap_err().to_string();
+    assert!(e.contains("given twice"), "{e}");
+    s.retain_first(2).unwrap();
+    assert_eq!(s.len(), 2);
+    let mut t = load("cryodrgn-toy/toy_projections.DERIVED.star");
+    let e = t.cache_images(1000).unwrap_err().to_string();
+    assert!(e.contains("more than"), "{e}");
+    t.retain_first(5000).unwrap();
+    assert_eq!(t.len(), 1000);
+}
+
+#[test]
+fn write_star_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    for (src, inside) in [
+        ("aspire/sample_particles_relion30.star", false),
+        ("aspire/sample_particles_relion31.star", false),
+        ("cryodrgn/empiar_10076_7.cs", false),
+        ("cryodrgn/relion31.star", true),
+    ] {
+        let mut s = load(src);
+        // Either beside the images (relative names) or elsewhere (absolute names).
+        let out = if inside {
+            let d = dir.path().join("in");
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::copy(data("cryodrgn/relion31.mrcs"), d.join("relion31.mrcs")).unwrap();
+            s.stacks = vec![d.join("relion31.mrcs")];
+            s.write_star(&d.join("out.star")).unwrap();
+            let text = std::fs::read_to_string(d.join("out.star")).unwrap();
+            assert!(text.contains("000001@relion31.mrcs"), "{text}");
+            d.join("out.star")
+        } else {
+            let o = dir.path().join("out.star");
+            s.write_star(&o).unwrap();
+            o
+        };
+        let r = ParticleSet::load(&out, &LoadOptions::default()).unwrap_or_else(|e| panic!("{src}: {e}"));
+        assert_eq!(
+            (r.kind, r.len(), r.box_px, r.has_poses, r.has_ctf),
+            (SourceKind::Relion31, s.len(), s.box_px, s.has_poses, s.has_ctf)
+        );
+        assert!((r.apix - s.apix).abs() < 1e-6, "{src}");
+        assert_eq!(r.has_random_subsets(), s.has_random_subsets(), "{src}");
+        for (a, b) in r.particles.iter().zip(&s.particles) {
+            assert!(close(&a.pose.rot, &b.pose.rot, 1e-6), "{src}");
+            assert!(
+                (a.pose.origin_a[0] - b.pose.origin_a[0]).abs() < 1e-6
+                    && (a.pose.origin_a[1] - b.pose.origin_a[1]).abs() < 1e-6
+            );
+            let (x, y) = (&a.ctf, &b.ctf);
+            for (u, v) in [
+                (x.defocus_u_a, y.defocus_u_a),
+                (x.defocus_v_a, y.defocus_v_a),
+                (x.defocus_angle_deg, y.defocus_angle_deg),
+                (x.voltage_kv, y.voltage_kv),
+                (x.cs_mm, y.cs_mm),
+                (x.amp_contrast, y.amp_contrast),
+                (x.bfactor_a2, y.bfactor_a2),
+                (x.scale, y.scale),
+                (x.phase_shift_deg, y.phase_shift_deg),
+            ] {
+                assert!((u - v).abs() < 1e-6, "{src}: {u} vs {v}");
+            }
+            assert_eq!(a.random_subset, b.random_subset);
+            assert_eq!(
+                r.stacks[a.stack].canonicalize().unwrap(),
+                s.stacks[b.stack].canonicalize().unwrap()
+            );
+        }
+        // Mixed voltages become separate optics groups.
+        if src.contains("relion30") {
+            assert_eq!(r.optics_groups.len(), 2);
+        }
     }
 }
 
@@ -166,44 +572,338 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+fn err(p: &Path, opts: &LoadOptions) -> String {
+    ParticleSet::load(p, opts).unwrap_err().to_string()
+}
+
 #[test]
-fn bad_inputs_give_clear_errors() {
+fn bad_star_inputs_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     std::fs::copy(data("cryodrgn-toy/toy_projections.mrcs"), d.join("toy.mrcs")).unwrap();
+    let no = LoadOptions::default();
     let head = "data_optics\nloop_\n_rlnOpticsGroup\n_rlnImagePixelSize\n_rlnVoltage\n1 1.0 300\ndata_particles\nloop_\n_rlnImageName\n_rlnDefocusU\n_rlnOpticsGroup\n";
-    // Non-numeric value.
-    let p = write(d, "nan.star", &format!("{head}000001@toy.mrcs abc 1\n"));
-    let e = ParticleSet::load(&p, &LoadOptions::default()).unwrap_err().to_string();
-    assert!(e.contains("nan.star: line 12") && e.contains("rlnDefocusU") && e.contains("abc"), "{e}");
-    // Index out of range.
-    let p = write(d, "range.star", &format!("{head}001001@toy.mrcs 10000 1\n"));
-    let e = ParticleSet::load(&p, &LoadOptions::default()).unwrap_err().to_string();
-    assert!(e.contains("image 1001") && e.contains("holds 1000 images"), "{e}");
-    // Missing stack.
-    let p = write(d, "missing.star", &format!("{head}000001@absent.mrcs 10000 1\n"));
-    let e = ParticleSet::load(&p, &LoadOptions::default()).unwrap_err().to_string();
-    assert!(e.contains("absent.mrcs"), "{e}");
-    // Missing required column.
-    let p = write(d, "nocol.star", "data_particles\nloop_\n_rlnDefocusU\n10000\n");
-    let e = ParticleSet::load(&p, &LoadOptions::default()).unwrap_err().to_string();
-    assert!(e.contains("nocol.star") && e.contains("rlnImageName"), "{e}");
-    // Impossible CTF value.
-    let p = write(d, "ctf.star", "data_particles\nloop_\n_rlnImageName\n_rlnDefocusU\n_rlnAmplitudeContrast\n000001@toy.mrcs 10000 1.5\n");
-    let e = ParticleSet::load(&p, &LoadOptions { apix: Some(1.0), ..Default::default() }).unwrap_err().to_string();
-    assert!(e.contains("ctf.star: line 6") && e.contains("amplitude contrast"), "{e}");
-    // Unknown file type.
-    let e = ParticleSet::load(&d.join("x.txt"), &LoadOptions::default()).unwrap_err().to_string();
+    let cases: [(&str, String, &str); 11] = [
+        (
+            "nan.star",
+            format!("{head}000001@toy.mrcs abc 1\n"),
+            "line 12: column rlnDefocusU holds \"abc\"",
+        ),
+        (
+            "range.star",
+            format!("{head}000001@toy.mrcs 1e4 1\n001001@toy.mrcs 1e4 1\n"),
+            "particle 1 (0-based) refers to image 1001 (1-based)",
+        ),
+        (
+            "missing.star",
+            format!("{head}000001@absent.mrcs 10000 1\n"),
+            "absent.mrcs not found",
+        ),
+        (
+            "nocol.star",
+            "data_particles\nloop_\n_rlnDefocusU\n10000\n".into(),
+            "no table with an rlnImageName",
+        ),
+        (
+            "ctf.star",
+            format!("{head}000001@toy.mrcs -1 1\n").replace("_rlnVoltage\n1 1.0 300", "_rlnVoltage\n1 1.0 -300"),
+            "line 12: impossible CTF parameter: voltage is -300",
+        ),
+        (
+            "group.star",
+            format!("{head}000001@toy.mrcs 1e4 2\n"),
+            "line 12: optics group 2 is not in data_optics",
+        ),
+        (
+            "zero.star",
+            format!("{head}000000@toy.mrcs 1e4 1\n"),
+            "line 12: image number in \"000000@toy.mrcs\" is 0",
+        ),
+        ("num.star", format!("{head}x1@toy.mrcs 1e4 1\n"), "not a whole number"),
+        ("empty.star", head.to_string(), "lists no particles"),
+        (
+            "box.star",
+            format!("{head}000001@toy.mrcs 1e4 1\n")
+                .replace("_rlnVoltage\n1 1.0 300", "_rlnVoltage\n_rlnImageSize\n1 1.0 300 64"),
+            "the metadata say the images are 64 px but",
+        ),
+        (
+            "dim.star",
+            format!("{head}000001@toy.mrcs 1e4 1\n").replace(
+                "_rlnVoltage\n1 1.0 300",
+                "_rlnVoltage\n_rlnImageDimensionality\n1 1.0 300 3",
+            ),
+            "3D particles",
+        ),
+    ];
+    for (name, text, what) in cases {
+        let p = write(d, name, &text);
+        let e = err(&p, &no);
+        assert!(e.contains(name) && e.contains(what), "{name}: {e}");
+    }
+    // Optics groups with different pixel sizes.
+    let p = write(d, "two.star", "data_optics\nloop_\n_rlnOpticsGroup\n_rlnImagePixelSize\n1 1.0\n2 1.5\ndata_particles\nloop_\n_rlnImageName\n_rlnOpticsGroup\n1@toy.mrcs 1\n2@toy.mrcs 2\n");
+    let e = err(&p, &no);
+    assert!(
+        e.contains("two.star") && e.contains("different pixel sizes (1 and 1.5 Å)"),
+        "{e}"
+    );
+    // No pixel size anywhere: a 3.0 file over a stack whose header says nothing.
+    std::fs::copy(data("cryodrgn/empiar_10076_7.mrc"), d.join("e.mrc")).unwrap();
+    let p = write(d, "noapix.star", "data_\nloop_\n_rlnImageName\n1@e.mrc\n");
+    let e = err(&p, &no);
+    assert!(e.contains("noapix.star") && e.contains("give one with --apix"), "{e}");
+    let s = ParticleSet::load(
+        &p,
+        &LoadOptions {
+            apix: Some(1.31),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((s.apix, s.box_px), (1.31, 320));
+    let e = err(
+        &p,
+        &LoadOptions {
+            apix: Some(-1.0),
+            ..Default::default()
+        },
+    );
+    assert!(e.contains("-1 Å is not a positive number"), "{e}");
+    // Unknown file type, unreadable file.
+    let e = err(&d.join("x.txt"), &no);
     assert!(e.contains("x.txt") && e.contains("unknown particle file type"), "{e}");
-    // NaN pixels in a stack.
+    let e = err(&d.join("absent.star"), &no);
+    assert!(e.contains("absent.star"), "{e}");
+    // Non-square images.
+    write_stack(
+        &d.join("rect.mrcs"),
+        &[0.5f32; 2 * 30 * 20],
+        30,
+        20,
+        2,
+        1.0,
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let p = write(d, "rect.star", "data_\nloop_\n_rlnImageName\n1@rect.mrcs\n");
+    let e = err(&p, &no);
+    assert!(
+        e.contains("rect.mrcs") && e.contains("30×20") && e.contains("square"),
+        "{e}"
+    );
+    // Stacks of different sizes in one set.
+    write_stack(
+        &d.join("big.mrcs"),
+        &[0.5f32; 32 * 32],
+        32,
+        32,
+        1,
+        1.0,
+        &WriteOptions::default(),
+    )
+    .unwrap();
+    let p = write(d, "mixed.star", "data_\nloop_\n_rlnImageName\n1@toy.mrcs\n1@big.mrcs\n");
+    let e = err(&p, &no);
+    assert!(
+        e.contains("big.mrcs") && e.contains("32×32") && e.contains("30×30"),
+        "{e}"
+    );
+    // NaN pixels: found when the image is read.
     let mut bytes = std::fs::read(d.join("toy.mrcs")).unwrap();
     let o = 1024 + 4 * (900 * 3 + 5);
     bytes[o..o + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    bytes[o + 4..o + 8].copy_from_slice(&f32::INFINITY.to_le_bytes());
     std::fs::write(d.join("toy.mrcs"), &bytes).unwrap();
     let p = write(d, "ok.star", &format!("{head}000004@toy.mrcs 10000 1\n"));
-    let s = ParticleSet::load(&p, &LoadOptions::default()).unwrap();
+    let s = ParticleSet::load(&p, &no).unwrap();
     let mut img = vec![0.0f32; 900];
     let e = s.read_image(0, &mut img).unwrap_err().to_string();
-    assert!(e.contains("toy.mrcs") && e.contains("image 3") && e.contains("1 NaN"), "{e}");
-    let _ = MrcFile::open(d.join("toy.mrcs")).unwrap();
+    assert!(
+        e.contains("toy.mrcs") && e.contains("image 3") && e.contains("2 NaN or infinite"),
+        "{e}"
+    );
+    let mut s = s;
+    let e = s.cache_images(1 << 30).unwrap_err().to_string();
+    assert!(e.contains("2 NaN or infinite"), "{e}");
+}
+
+#[test]
+fn pixel_size_conflicts_and_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(data("cryodrgn-toy/toy_projections.mrcs"), d.join("toy.mrcs")).unwrap();
+    // 3.1: 2 Å in the metadata, 1 Å in the header, origins in Å.
+    let text = "data_optics\nloop_\n_rlnOpticsGroup\n_rlnImagePixelSize\n1 2.0\ndata_particles\nloop_\n_rlnImageName\n_rlnOriginXAngst\n_rlnOriginYAngst\n_rlnOpticsGroup\n1@toy.mrcs 3.0 -1.0 1\n";
+    let p = write(d, "a.star", text);
+    let s = ParticleSet::load(&p, &LoadOptions::default()).unwrap();
+    assert_eq!(s.apix, 2.0);
+    assert!(
+        has_warning(&s, "the MRC header says 1 Å/px; the metadata's 2 Å/px is used"),
+        "{:?}",
+        s.warnings
+    );
+    assert_eq!(s.particles[0].pose.origin_a, [3.0, -1.0]);
+    // An override wins; shifts keep their pixels (1.5 px, -0.5 px): origins become 4.5, -1.5 Å.
+    let o = ParticleSet::load(
+        &p,
+        &LoadOptions {
+            apix: Some(3.0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(o.apix, 3.0);
+    assert_eq!(o.particles[0].pose.origin_a, [4.5, -1.5]);
+    assert!(
+        has_warning(&o, "overrides the metadata's 2 Å (shifts keep their value in pixels"),
+        "{:?}",
+        o.warnings
+    );
+    // 3.0 pixel origins with an override: pixels times the override.
+    let p = write(d, "b.star", "data_\nloop_\n_rlnImageName\n_rlnOriginX\n_rlnOriginY\n_rlnMagnification\n_rlnDetectorPixelSize\n1@toy.mrcs 2 -4 10000 5\n");
+    let s = ParticleSet::load(&p, &LoadOptions::default()).unwrap();
+    assert_eq!((s.apix, s.particles[0].pose.origin_a), (5.0, [10.0, -20.0]));
+    let s = ParticleSet::load(
+        &p,
+        &LoadOptions {
+            apix: Some(1.5),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!((s.apix, s.particles[0].pose.origin_a), (1.5, [3.0, -6.0]));
+    // 3.0 rows that disagree on the pixel size.
+    let p = write(d, "c.star", "data_\nloop_\n_rlnImageName\n_rlnMagnification\n_rlnDetectorPixelSize\n1@toy.mrcs 10000 5\n2@toy.mrcs 20000 5\n");
+    let e = err(&p, &LoadOptions::default());
+    assert!(e.contains("different pixel sizes (2.5000 to 5.0000 Å"), "{e}");
+    // Metadata-only loads need no stack and may not know the box.
+    let p = write(
+        d,
+        "m.star",
+        "data_\nloop_\n_rlnImageName\n_rlnDefocusU\n1@nothere.mrcs 1e4\n",
+    );
+    let s = ParticleSet::load_metadata(&p, &LoadOptions::default()).unwrap();
+    assert_eq!((s.len(), s.box_px, s.apix), (1, 0, 0.0));
+    assert!(has_warning(
+        &s,
+        "rlnVoltage is missing; RELION's default 200 kV is used"
+    ));
+    assert!(has_warning(&s, "rlnDefocusV is missing"));
+    assert_eq!(s.particles[0].ctf.defocus_v_a, 1e4);
+}
+
+#[test]
+fn bad_pickles_and_cs_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let stack = data("cryodrgn-toy/toy_projections.mrcs");
+    // A CTF pickle given as poses, and a pose pickle given as CTF.
+    let e = err(
+        &stack,
+        &LoadOptions {
+            poses: Some(data("cryodrgn/sta_ctf.pkl")),
+            ..Default::default()
+        },
+    );
+    assert!(e.contains("sta_ctf.pkl") && e.contains("expected (N, 3, 3)"), "{e}");
+    let e = err(
+        &stack,
+        &LoadOptions {
+            ctf: Some(data("cryodrgn-toy/toy_angles.pkl")),
+            ..Default::default()
+        },
+    );
+    assert!(e.contains("toy_angles.pkl") && e.contains("(N, 9)"), "{e}");
+    let e = err(
+        &stack,
+        &LoadOptions {
+            poses: Some(data("cryodrgn/sta_pose.pkl")),
+            ..Default::default()
+        },
+    );
+    assert!(e.contains("219 poses for 1000 particles"), "{e}");
+    // A compressed CSDAT file.
+    let p = d.join("new.cs");
+    std::fs::write(&p, b"\x95CSDAT\x10\x00\x00\x00").unwrap();
+    let e = err(&p, &LoadOptions::default());
+    assert!(
+        e.contains("new.cs") && e.contains("CSDAT") && e.contains("export the job"),
+        "{e}"
+    );
+    // A .cs without blob/path.
+    let p = d.join("nopath.cs");
+    std::fs::write(&p, npy("[('blob/idx', '<u4')]", 1, &0u32.to_le_bytes())).unwrap();
+    let e = err(&p, &LoadOptions::default());
+    assert!(e.contains("nopath.cs") && e.contains("blob/path is missing"), "{e}");
+    // Mixed blob/sign.
+    let mut rec = Vec::new();
+    for (i, sign) in [(0u32, 1.0f32), (1, -1.0)] {
+        rec.extend(b"toy.mrcs\0\0");
+        rec.extend(i.to_le_bytes());
+        rec.extend(sign.to_le_bytes());
+    }
+    std::fs::copy(&stack, d.join("toy.mrcs")).unwrap();
+    let p = d.join("sign.cs");
+    std::fs::write(
+        &p,
+        npy(
+            "[('blob/path', '|S10'), ('blob/idx', '<u4'), ('blob/sign', '<f4')]",
+            2,
+            &rec,
+        ),
+    )
+    .unwrap();
+    let e = err(&p, &LoadOptions::default());
+    assert!(e.contains("sign.cs") && e.contains("-1 for 1 of 2 particles"), "{e}");
+}
+
+#[test]
+fn cryosparc_shifts_at_a_different_alignment_pixel_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(data("cryodrgn-toy/toy_projections.mrcs"), d.join("toy.mrcs")).unwrap();
+    // One particle: images at 1 Å/px, aligned at 2 Å/px (binned refinement), shift (3, -1) px
+    // of the alignment, pose = 90° about z. Origin (6, -2) Å; A = Rz(90°)ᵀ.
+    let mut rec = Vec::new();
+    rec.extend(b">toy.mrcs\0");
+    rec.extend(7u32.to_le_bytes());
+    rec.extend(1.0f32.to_le_bytes());
+    rec.extend(
+        [0.0f32, 0.0, std::f32::consts::FRAC_PI_2]
+            .iter()
+            .flat_map(|v| v.to_le_bytes()),
+    );
+    rec.extend([3.0f32, -1.0].iter().flat_map(|v| v.to_le_bytes()));
+    rec.extend(2.0f32.to_le_bytes());
+    rec.extend(1u32.to_le_bytes());
+    let p = d.join("one.cs");
+    let descr = "[('blob/path', '|S10'), ('blob/idx', '<u4'), ('blob/psize_A', '<f4'), ('alignments3D/pose', '<f4', (3,)), ('alignments3D/shift', '<f4', (2,)), ('alignments3D/psize_A', '<f4'), ('alignments3D/split', '<u4')]";
+    std::fs::write(&p, npy(descr, 1, &rec)).unwrap();
+    let s = ParticleSet::load(&p, &LoadOptions::default()).unwrap();
+    assert_eq!((s.len(), s.box_px, s.apix), (1, 30, 1.0));
+    assert_eq!(s.particles[0].index, 7);
+    assert_eq!(s.particles[0].random_subset, Some(2));
+    assert_eq!(s.particles[0].pose.origin_a, [6.0, -2.0]);
+    let r = s.particles[0].pose.rot;
+    assert!(
+        close(&r, &[[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], 1e-7),
+        "{r:?}"
+    );
+    assert!(!s.has_ctf && has_warning(&s, "no CTF parameters"));
+    assert!(s.stacks[0].ends_with("toy.mrcs"));
+}
+
+/// A version-1 `.npy` file of `n` records.
+fn npy(descr: &str, n: usize, data: &[u8]) -> Vec<u8> {
+    let mut h = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': ({n},), }}");
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((h.len() as u16).to_le_bytes());
+    out.extend(h.as_bytes());
+    out.extend(data);
+    out
 }
