@@ -65,13 +65,18 @@ pub struct Args {
     /// Stop (with a checkpoint) after this many optimiser steps.
     #[arg(long, hide = true)]
     pub max_steps: Option<u64>,
+    /// The initial model and density control (the field keeps its first name, `density`).
     #[command(flatten)]
-    pub density: DensityArgs,
+    pub density: ModelArgs,
 }
 
-/// Density control between epochs (off by default).
+/// The initial model's mass, and density control between epochs (off by default).
 #[derive(clap::Args, Clone, Debug)]
-pub struct DensityArgs {
+pub struct ModelArgs {
+    /// Initial total mass as a fraction of the mass estimated from the images (0.5: the
+    /// method's recipe of total/(2N) per Gaussian).
+    #[arg(long, default_value_t = ReconstructConfig::default().init_mass_fraction)]
+    pub init_mass_fraction: f64,
     /// Split Gaussians before these epochs (1-based, comma-separated), e.g. 2,3.
     #[arg(long, value_delimiter = ',')]
     pub densify_epochs: Vec<usize>,
@@ -89,10 +94,11 @@ pub struct DensityArgs {
     pub prune_fraction: f64,
 }
 
-impl Default for DensityArgs {
+impl Default for ModelArgs {
     fn default() -> Self {
         let d = DensityConfig::default();
-        DensityArgs {
+        ModelArgs {
+            init_mass_fraction: ReconstructConfig::default().init_mass_fraction,
             densify_epochs: d.densify_epochs,
             densify_fraction: d.split_fraction,
             densify_large_px: d.split_large_px,
@@ -102,7 +108,7 @@ impl Default for DensityArgs {
     }
 }
 
-impl DensityArgs {
+impl ModelArgs {
     pub fn config(&self) -> DensityConfig {
         DensityConfig {
             densify_epochs: self.densify_epochs.clone(),
@@ -165,7 +171,7 @@ impl Args {
             cache_gib: self.cache_gib,
             max_steps: self.max_steps,
             no_ctf: self.no_ctf,
-            init_mass_fraction: ReconstructConfig::default().init_mass_fraction,
+            init_mass_fraction: self.density.init_mass_fraction,
             density: self.density.config(),
         }
     }
