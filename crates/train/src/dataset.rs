@@ -172,8 +172,9 @@ pub struct ParticleSet {
     pickle_d_apix: Option<(f64, f64)>,
     /// A pose pickle's translations (fractions of the box) and its path.
     pickle_trans: Option<(Vec<[f64; 2]>, PathBuf)>,
-    /// Candidate paths of stacks that were not found.
-    missing: Vec<(usize, Vec<PathBuf>)>,
+    /// Stacks that were not found, by the name the metadata give them, and where they were sought.
+    missing: Vec<String>,
+    searched: String,
 }
 
 const RELION_DEFAULTS: [(&str, f64, &str); 7] = [
@@ -295,14 +296,16 @@ impl ParticleSet {
     /// Open every stack (once), take the box and, if needed, the pixel size from the first
     /// one, and check that every stack has the same square images and every index exists.
     pub fn open_stacks(&mut self, opts: &LoadOptions) -> Result<()> {
-        if let Some((s, tried)) = self.missing.first() {
-            let list: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+        if let Some(rel) = self.missing.first() {
+            let more = match self.missing.len() {
+                1 => String::new(),
+                k => format!(" ({k} of {} stacks are missing)", self.stacks.len()),
+            };
             return Err(DatasetError::invalid(
                 &self.source,
                 format!(
-                    "particle stack {} not found; looked for: {}. Give the folder that holds the stacks with --datadir",
-                    self.stacks[*s].display(),
-                    list.join(", ")
+                    "particle stack {rel} not found {}{more}; give the folder that holds the stacks with --datadir",
+                    self.searched
                 ),
             ));
         }
@@ -376,6 +379,7 @@ impl ParticleSet {
             pickle_d_apix: None,
             pickle_trans: None,
             missing: Vec::new(),
+            searched: String::new(),
         }
     }
 
@@ -405,7 +409,8 @@ impl ParticleSet {
                 cands[k].clone()
             }
             None => {
-                self.missing.push((self.stacks.len(), cands.clone()));
+                self.missing.push(rel.to_string());
+                self.searched = base.describe();
                 cands[0].clone()
             }
         };
@@ -673,23 +678,27 @@ impl ParticleSet {
         for g in set.optics_groups.iter().filter(|g| used.contains(&g.id)) {
             if let Some(a) = g.apix {
                 match apix {
-                    Some(b) if differ(a, b) => return Err(DatasetError::invalid(
-                        path,
-                        format!(
+                    Some(b) if differ(a, b) => {
+                        return Err(DatasetError::invalid(
+                            path,
+                            format!(
                             "optics groups have different pixel sizes ({b} and {a} Å); split the file by optics group"
                         ),
-                    )),
+                        ))
+                    }
                     _ => apix = apix.or(Some(a)),
                 }
             }
             if let Some(b) = g.box_px {
                 match set.meta_box {
-                    Some(c) if c != b => return Err(DatasetError::invalid(
-                        path,
-                        format!(
+                    Some(c) if c != b => {
+                        return Err(DatasetError::invalid(
+                            path,
+                            format!(
                             "optics groups have different image sizes ({c} and {b} px); split the file by optics group"
                         ),
-                    )),
+                        ))
+                    }
                     _ => set.meta_box = Some(b),
                 }
             }
@@ -1553,6 +1562,17 @@ impl Base {
         Base {
             datadir: opts.datadir.clone(),
             meta_dir,
+        }
+    }
+
+    /// Where [`Base::candidates`] looks, in words.
+    fn describe(&self) -> String {
+        match &self.datadir {
+            Some(d) => format!("in {} (with its folders, or by file name alone)", d.display()),
+            None => format!(
+                "beside the metadata (in {}), in its parent folders up to three levels, or in the current folder",
+                self.meta_dir.display()
+            ),
         }
     }
 

@@ -345,7 +345,10 @@ fn cryosparc_refinement_metadata_without_images() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("J19/extract/20150917_05196_DNA-TET-25k-DE20") && e.contains("not found") && e.contains("--datadir"),
+        e.contains("J19/extract/20150917_05196_DNA-TET-25k-DE20")
+            && e.contains("not found beside the metadata")
+            && e.contains("(50 of 50 stacks are missing)")
+            && e.contains("--datadir"),
         "{e}"
     );
     let s = ParticleSet::load_metadata(&path, &LoadOptions::default()).unwrap();
