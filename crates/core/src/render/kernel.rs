@@ -2,11 +2,19 @@
 //! splat weight shared by the forward scatter and the backward gather, and the chain rule from
 //! image-space sums back to the 11 raw parameters.
 //!
-//! One unit of work here is one Gaussian: [`activate`] once per call (pose independent),
+//! One unit of work here is one Gaussian: [`activate_all`] once per call (pose independent,
+//! eight Gaussians at a time so that their softplus evaluations share vector lanes),
 //! [`project`] once per image, then [`splat_forward`] scatters it into a private image and
 //! [`splat_backward`] gathers its six weighted moments from the image-space gradient. Both
 //! visit exactly the same pixels (same footprint, same chunks, same mask) and evaluate the
-//! same [`pixel_weight`], so the backward pass is the exact adjoint of the forward pass.
+//! same per-pixel function, so the backward pass is the exact adjoint of the forward pass.
+//!
+//! A footprint is walked as columns of [`LANES`] pixels, row by row. Two evaluations share
+//! this walk: the **separable path** (the usual one; two exponentials per column and one per
+//! row, then two multiplications per pixel, see [`fast_weight`]) for footprints of at most 32
+//! rows whose factors stay well inside the f32 range, and the **per-pixel path** (one
+//! exponential per pixel, [`pixel_weight`]) for the rest: large or needle-like splats. They
+//! agree to rounding (≤ 5e-6 of the peak, tested).
 //!
 //! # Units
 //!
@@ -56,29 +64,92 @@ pub(crate) struct Act {
     pub valid: bool,
 }
 
-/// Activations of one Gaussian's raw parameters. A Gaussian with any non-finite raw parameter
-/// is marked invalid (it is skipped and receives a zero gradient).
-#[inline]
-pub(crate) fn activate(p: &[f32; PARAMS_PER_GAUSSIAN]) -> Act {
+/// `ln u` for finite `u ≥ 1` without branches (vectorisable): `u = 2ᵉ·m` with `m ∈ [√½, √2)`
+/// split off by integer arithmetic on the bits, `ln m = 2·atanh((m−1)/(m+1))` by its odd series
+/// to the ninth power (relative error below 1e-7).
+#[inline(always)]
+fn ln_ge1(u: f32) -> f32 {
+    const SQRT_HALF_BITS: u32 = 0x3f35_04f3;
+    let adj = u.to_bits().wrapping_sub(SQRT_HALF_BITS);
+    let e = ((adj as i32) >> 23) as f32;
+    let m = f32::from_bits((adj & 0x007f_ffff).wrapping_add(SQRT_HALF_BITS));
+    let s = (m - 1.0) / (m + 1.0);
+    let s2 = s * s;
+    let mut p = 2.0f32 / 9.0;
+    p = p.mul_add(s2, 2.0 / 7.0);
+    p = p.mul_add(s2, 2.0 / 5.0);
+    p = p.mul_add(s2, 2.0 / 3.0);
+    p = p.mul_add(s2, 2.0);
+    e.mul_add(std::f32::consts::LN_2, s * p)
+}
+
+/// `softplus(x) = ln(1 + eˣ)` and its derivative `eˣ/(1 + eˣ)`, branch-free so that a loop over
+/// several Gaussians vectorises: one exponential `t = eˣ`, `ln(1 + t)` as `ln u + (t − (u − 1))/u`
+/// with `u = 1 + t` rounded (the usual correction that keeps `ln(1 + t)` accurate when `t` is
+/// tiny), `x` itself above 20 and 0 below −87 (as [`crate::gaussian::softplus`] up to rounding).
+#[inline(always)]
+pub(crate) fn softplus_and_grad(x: f32) -> (f32, f32) {
+    let t = exp_bounded(x.clamp(-87.0, 20.0));
+    let u = 1.0 + t;
+    let l = ln_ge1(u) + (t - (u - 1.0)) / u;
+    let g = t / u;
+    let sp = if x > 20.0 { x } else if x < -87.0 { 0.0 } else { l };
+    let g = if x < -87.0 { 0.0 } else { g };
+    (sp, g)
+}
+
+/// Gaussians activated together, so that their softplus evaluations fill vector lanes.
+const ACT_BATCH: usize = 8;
+
+/// Activations of many Gaussians' raw parameters (`acts[i]` from `params[i]`). A Gaussian with
+/// any non-finite raw parameter is marked invalid (it is skipped and receives a zero gradient).
+pub(crate) fn activate_all(params: &[[f32; PARAMS_PER_GAUSSIAN]], acts: &mut [Act]) {
+    debug_assert_eq!(params.len(), acts.len());
+    for (p8, a8) in params.chunks(ACT_BATCH).zip(acts.chunks_mut(ACT_BATCH)) {
+        // Softplus inputs: the three raw scales and the raw amplitude of each Gaussian.
+        let mut x = [[0.0f32; ACT_BATCH]; 4];
+        for (i, p) in p8.iter().enumerate() {
+            x[0][i] = p[P_SCALE];
+            x[1][i] = p[P_SCALE + 1];
+            x[2][i] = p[P_SCALE + 2];
+            x[3][i] = p[P_AMP];
+        }
+        let mut sp = [[0.0f32; ACT_BATCH]; 4];
+        let mut sg = [[0.0f32; ACT_BATCH]; 4];
+        for k in 0..4 {
+            for i in 0..ACT_BATCH {
+                (sp[k][i], sg[k][i]) = softplus_and_grad(x[k][i]);
+            }
+        }
+        for (i, (p, a)) in p8.iter().zip(a8.iter_mut()).enumerate() {
+            *a = activate_with(p, [sp[0][i], sp[1][i], sp[2][i]], [sg[0][i], sg[1][i], sg[2][i]], sp[3][i], sg[3][i]);
+        }
+    }
+}
+
+/// The rest of the activation once the softplus values are known: the clamp of
+/// [`crate::gaussian::scale_activation`] (a held scale gets derivative 0), the quaternion's
+/// normalisation and rotation matrix.
+#[inline(always)]
+fn activate_with(p: &[f32; PARAMS_PER_GAUSSIAN], sp: [f32; 3], sg: [f32; 3], w: f32, dw: f32) -> Act {
     if !p.iter().all(|v| v.is_finite()) {
         return Act::default();
     }
-    let mut a = Act { mu: [p[0], p[1], p[2]], valid: true, ..Act::default() };
+    let mut a = Act { mu: [p[0], p[1], p[2]], valid: true, w, dw, ..Act::default() };
     for k in 0..3 {
-        let (s, ds) = softplus_and_grad(p[P_SCALE + k]);
-        // The clamp of `gaussian::scale_activation`: a held scale gets no gradient.
-        (a.s[k], a.ds[k]) = if s < SCALE_MIN {
+        (a.s[k], a.ds[k]) = if sp[k] < SCALE_MIN {
             (SCALE_MIN, 0.0)
-        } else if s > SCALE_MAX {
+        } else if sp[k] > SCALE_MAX {
             (SCALE_MAX, 0.0)
         } else {
-            (s, ds)
+            (sp[k], sg[k])
         };
     }
     let raw = [p[P_QUAT], p[P_QUAT + 1], p[P_QUAT + 2], p[P_QUAT + 3]];
     let n = (raw[0] * raw[0] + raw[1] * raw[1] + raw[2] * raw[2] + raw[3] * raw[3]).sqrt();
     if n > 0.0 && n.is_finite() {
-        a.q = [raw[0] / n, raw[1] / n, raw[2] / n, raw[3] / n];
+        let inv = 1.0 / n;
+        a.q = [raw[0] * inv, raw[1] * inv, raw[2] * inv, raw[3] * inv];
         a.qn = n;
     } else {
         a.q = [1.0, 0.0, 0.0, 0.0];
@@ -90,37 +161,7 @@ pub(crate) fn activate(p: &[f32; PARAMS_PER_GAUSSIAN]) -> Act {
         [2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x)],
         [2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)],
     ];
-    (a.w, a.dw) = softplus_and_grad(p[P_AMP]);
     a
-}
-
-/// `softplus(x) = ln(1 + eˣ)` and its derivative `1/(1 + e⁻ˣ)` from one exponential, without
-/// calls into libm (relative error about 2e-7; [`crate::gaussian::softplus`] computes the same
-/// function). Written as `max(x, 0) + ln(1 + u)` with `u = e^{−|x|} ∈ (0, 1]`; for
-/// `x < −87` the value is `e^{−87}` rather than the denormal `eˣ`.
-#[inline]
-pub fn softplus_and_grad(x: f32) -> (f32, f32) {
-    let u = exp_bounded((-x.abs()).max(-87.0));
-    let sp = x.max(0.0) + ln_1p_unit(u);
-    let inv = 1.0 / (1.0 + u);
-    (sp, if x >= 0.0 { inv } else { u * inv })
-}
-
-/// `ln(1 + u)` for `u ∈ [0, 1]`: `y = 1 + u` is reduced to `m ∈ [√½, √2]`, `ln m` comes from
-/// the series of `2·atanh((m−1)/(m+1))` (|s| ≤ 0.172, five terms), and the rounding of
-/// `1 + u` is undone by the factor `u/(y − 1)`.
-#[inline]
-fn ln_1p_unit(u: f32) -> f32 {
-    let y = 1.0 + u;
-    let ym1 = y - 1.0;
-    if ym1 == 0.0 {
-        return u;
-    }
-    let (m, e) = if y > std::f32::consts::SQRT_2 { (0.5 * y, std::f32::consts::LN_2) } else { (y, 0.0) };
-    let s = (m - 1.0) / (m + 1.0);
-    let s2 = s * s;
-    let p = s2.mul_add(s2.mul_add(s2.mul_add(s2.mul_add(1.0 / 9.0, 1.0 / 7.0), 1.0 / 5.0), 1.0 / 3.0), 1.0);
-    (e + 2.0 * s * p) * (u / ym1)
 }
 
 /// Per-image constants of a pose, in pixel units.
@@ -174,12 +215,18 @@ pub(crate) struct Splat {
     pub norm: f32,
     /// `D²/(2π√|C_px|)` = ∂norm/∂w.
     pub kfac: f32,
-    /// First column of the footprint's bounding box and its width in [`LANES`]-pixel chunks.
+    /// Columns `x0..=x1` of the footprint's bounding box (clipped to the image), walked in
+    /// `chunks` chunks of [`LANES`] pixels.
     pub x0: u32,
+    pub x1: u32,
     pub chunks: u32,
     /// Footprint rows `y0..=y1` clipped to the image; empty when `y1 < y0`.
     pub y0: i32,
     pub y1: i32,
+    /// Reference row of the separable evaluation (the middle row of the footprint).
+    pub ym: f32,
+    /// Whether the separable evaluation ([`splat_forward`]'s fast path) is safe in f32.
+    pub fast: bool,
 }
 
 impl Splat {
@@ -188,6 +235,13 @@ impl Splat {
         self.y1 < self.y0
     }
 }
+
+/// Most footprint rows the separable path handles (its row factors live on the stack).
+const FAST_ROWS: usize = 32;
+/// Largest magnitude of the exponents the separable factors may reach (so that they stay far
+/// from f32 overflow, underflow and denormals, and their rounding stays below 2e-6 of the
+/// peak).
+const FAST_RANGE: f32 = 30.0;
 
 /// `M = b·R·diag(s)` (2×3, pixels): the projected principal axes, `C_px = M Mᵀ`.
 #[inline]
@@ -231,7 +285,7 @@ pub(crate) fn project(a: &Act, k: &PoseK) -> Option<Splat> {
     let idet = 1.0 / det;
     let mx = k.b[0][0] * a.mu[0] + k.b[0][1] * a.mu[1] + k.b[0][2] * a.mu[2] + k.cx;
     let my = k.b[1][0] * a.mu[0] + k.b[1][1] * a.mu[1] + k.b[1][2] * a.mu[2] + k.cy;
-    let s = Splat { mx, my, ia: c11 * idet, ib: -c01 * idet, ic: c00 * idet, norm, kfac, x0: 0, chunks: 0, y0: 0, y1: -1 };
+    let s = Splat { mx, my, ia: c11 * idet, ib: -c01 * idet, ic: c00 * idet, norm, kfac, y1: -1, ..Splat::default() };
     let ok = [s.mx, s.my, s.ia, s.ib, s.ic, s.norm, s.kfac].iter().all(|v| v.is_finite());
     if !ok || !(det > 0.0) {
         return None;
@@ -245,19 +299,25 @@ pub(crate) fn project(a: &Act, k: &PoseK) -> Option<Splat> {
     let y1 = (my + half_h).floor().min(last);
     let xl = (mx - half_w).ceil().max(0.0);
     let xr = (mx + half_w).floor().min(last);
-    if y0 <= y1 && xl <= xr {
-        let chunks = ((xr - xl) / LANES as f32).floor() as u32 + 1;
-        Some(Splat { y0: y0 as i32, y1: y1 as i32, x0: xl as u32, chunks, ..s })
-    } else {
-        Some(s)
+    if !(y0 <= y1 && xl <= xr) {
+        return Some(s);
     }
+    let chunks = ((xr - xl) / LANES as f32).floor() as u32 + 1;
+    // The separable path is exact in exact arithmetic; in f32 it needs its factors in range.
+    // The exponent is concave, so its minimum over the clipped box is at a corner.
+    let ym = ((y0 + y1) * 0.5).floor();
+    let kmax = (ym - y0).max(y1 - ym);
+    let e = |dx: f32, dy: f32| -0.5 * (s.ia * dx * dx + 2.0 * s.ib * dx * dy + s.ic * dy * dy);
+    let emin = e(xl - mx, y0 - my).min(e(xr - mx, y0 - my)).min(e(xl - mx, y1 - my)).min(e(xr - mx, y1 - my));
+    let fast = y1 - y0 < FAST_ROWS as f32 && 0.5 * s.ic * kmax * kmax <= FAST_RANGE && emin >= -FAST_RANGE;
+    Some(Splat { y0: y0 as i32, y1: y1 as i32, x0: xl as u32, x1: xr as u32, chunks, ym, fast, ..s })
 }
 
 /// The unnormalised splat weight `exp(−½ dᵀC⁻¹d)` of one pixel, zero outside the footprint
 /// ellipse `dᵀC⁻¹d ≤ n²`, from the exponent's per-lane part `pa = −½·ia·dx²` and its per-row
-/// coefficients `hb = −ib·dy`, `hc = −½·ic·dy²`. Shared by the forward and backward passes.
-/// The exponent is clamped to `[−½n², 0]` before the exponential, so rounding can neither
-/// overflow it nor reach denormals.
+/// coefficients `hb = −ib·dy`, `hc = −½·ic·dy²`. Shared by the forward and backward passes of
+/// the general path. The exponent is clamped to `[−½n², 0]` before the exponential, so
+/// rounding can neither overflow it nor reach denormals.
 #[inline(always)]
 fn pixel_weight(dx: f32, pa: f32, hb: f32, hc: f32, cut: f32) -> f32 {
     let e = dx.mul_add(hb, pa + hc).min(0.0);
@@ -269,9 +329,9 @@ fn pixel_weight(dx: f32, pa: f32, hb: f32, hc: f32, cut: f32) -> f32 {
     }
 }
 
-/// `eˣ` for `x ∈ [−87, 0]` without branches (vectorisable): `x = n·ln2 + r` with `n` rounded
+/// `eˣ` for `x ∈ [−87, 87]` without branches (vectorisable): `x = n·ln2 + r` with `n` rounded
 /// by the 1.5·2²³ trick (so no float→int cast), `eʳ` by a degree-6 Taylor polynomial on
-/// `|r| ≤ ln2/2` (relative error < 2e-7), `2ⁿ` assembled from exponent bits.
+/// `|r| ≤ ln2/2` (relative error < 3e-7), `2ⁿ` assembled from exponent bits.
 #[inline(always)]
 pub fn exp_bounded(x: f32) -> f32 {
     const SHIFTER: f32 = 12_582_912.0; // 1.5·2²³
@@ -287,7 +347,7 @@ pub fn exp_bounded(x: f32) -> f32 {
     p = p.mul_add(r, 1.0);
     p = p.mul_add(r, 1.0);
     // The low mantissa bits of t hold n (two's complement); shifting them into the exponent
-    // field and adding the bias gives 2ⁿ for n ≥ −126.
+    // field and adding the bias gives 2ⁿ for −126 ≤ n ≤ 127.
     let scale = f32::from_bits(t.to_bits().wrapping_shl(23).wrapping_add(127 << 23));
     p * scale
 }
@@ -306,11 +366,86 @@ fn chunk_lanes(s: &Splat, c: u32) -> (usize, [f32; LANES], [f32; LANES]) {
     (x, dx, pa)
 }
 
+/// Separable evaluation (fast path). With `k = y − ym` the row offset from the footprint's
+/// middle row, the exponent of a pixel is `a + b·k − ½·ic·k²`, where `a` and `b` depend on the
+/// column only. So the weight is `P·Ck` with the per-row factor `Ck = exp(−½·ic·k²)` and the
+/// per-column factor `P = exp(a + b·k)`, which steps from one row to the next by one
+/// multiplication with `B = exp(b)`: two exponentials per column and one per row instead of
+/// one per pixel. [`Splat::fast`] guarantees every factor stays within `exp(±FAST_RANGE)`.
+///
+/// Row factors `Ck` for the footprint's rows `y0..=y1` (computed in blocks of 8).
+#[inline(always)]
+fn row_factors(s: &Splat, out: &mut [f32; FAST_ROWS]) {
+    let rows = (s.y1 - s.y0 + 1) as usize;
+    let k0 = s.y0 as f32 - s.ym;
+    let c = -0.5 * s.ic;
+    for (blk, o) in out.chunks_exact_mut(8).take(rows.div_ceil(8)).enumerate() {
+        for (l, v) in o.iter_mut().enumerate() {
+            let k = k0 + (blk * 8 + l) as f32;
+            *v = exp_bounded((c * k * k).max(-87.0));
+        }
+    }
+}
+
+/// Per-column factors of one chunk of lanes for the separable path, at the first footprint
+/// row: the column offsets `dx`, `P` (zero for lanes right of the footprint's last column,
+/// which then stay zero) and the row step `B`.
+#[inline(always)]
+fn fast_lanes(s: &Splat, c: u32) -> (usize, [f32; LANES], [f32; LANES], [f32; LANES]) {
+    let x = s.x0 as usize + c as usize * LANES;
+    let dx0 = x as f32 - s.mx;
+    let dym = s.ym - s.my;
+    let k0 = s.y0 as f32 - s.ym;
+    let inside = (s.x1 as usize - x) as f32;
+    let mut dx = [0.0f32; LANES];
+    let mut p = [0.0f32; LANES];
+    let mut b = [0.0f32; LANES];
+    for l in 0..LANES {
+        dx[l] = dx0 + LANE_OFFSETS[l];
+        let a = -0.5 * (s.ia * dx[l] * dx[l] + s.ic * dym * dym) - s.ib * dx[l] * dym;
+        let bl = -(s.ib * dx[l] + s.ic * dym);
+        let pl = exp_bounded(bl.mul_add(k0, a).clamp(-87.0, 87.0));
+        p[l] = if LANE_OFFSETS[l] <= inside { pl } else { 0.0 };
+        b[l] = exp_bounded(bl.clamp(-87.0, 87.0));
+    }
+    (x, dx, p, b)
+}
+
+/// The unnormalised weight of one pixel on the separable path (zero outside the footprint
+/// ellipse, i.e. below `thr = exp(−½n²)`), stepping the column factor to the next row.
+/// Shared by the forward and backward passes.
+#[inline(always)]
+fn fast_weight(p: &mut f32, b: f32, ck: f32, thr: f32) -> f32 {
+    let v = *p * ck;
+    *p *= b;
+    if v >= thr {
+        v
+    } else {
+        0.0
+    }
+}
+
 /// Scatter one splat into a padded image (`stride ≥ D + LANES`, rows `0..D`): the footprint's
 /// bounding box is walked one chunk column at a time, every row of it in one [`LANES`]-wide
 /// chunk (the lanes outside the ellipse or the image are masked or land in the padding).
 #[inline]
 pub(crate) fn splat_forward(s: &Splat, img: &mut [f32], stride: usize, n2: f32) {
+    if s.fast {
+        let thr = exp_bounded(-0.5 * n2);
+        let mut rf = [0.0f32; FAST_ROWS];
+        row_factors(s, &mut rf);
+        for c in 0..s.chunks {
+            let (x, _, mut p, b) = fast_lanes(s, c);
+            for (y, &ck) in (s.y0..=s.y1).zip(rf.iter()) {
+                let o = y as usize * stride + x;
+                let out: &mut [f32; LANES] = (&mut img[o..o + LANES]).try_into().unwrap();
+                for l in 0..LANES {
+                    out[l] = s.norm.mul_add(fast_weight(&mut p[l], b[l], ck, thr), out[l]);
+                }
+            }
+        }
+        return;
+    }
     let cut = -0.5 * n2;
     for c in 0..s.chunks {
         let (x, dx, pa) = chunk_lanes(s, c);
@@ -321,7 +456,7 @@ pub(crate) fn splat_forward(s: &Splat, img: &mut [f32], stride: usize, n2: f32) 
             let o = y as usize * stride + x;
             let out: &mut [f32; LANES] = (&mut img[o..o + LANES]).try_into().unwrap();
             for l in 0..LANES {
-                out[l] += s.norm * pixel_weight(dx[l], pa[l], hb, hc, cut);
+                out[l] = s.norm.mul_add(pixel_weight(dx[l], pa[l], hb, hc, cut), out[l]);
             }
         }
     }
@@ -334,8 +469,47 @@ pub(crate) fn splat_forward(s: &Splat, img: &mut [f32], stride: usize, n2: f32) 
 /// formed once per column.
 #[inline]
 pub(crate) fn splat_backward(s: &Splat, g: &[f32], stride: usize, n2: f32) -> [f32; 6] {
-    let cut = -0.5 * n2;
     let mut acc = [0.0f32; 6];
+    let mut fold = |dx: &[f32; LANES], v0: &[f32; LANES], v1: &[f32; LANES], v2: &[f32; LANES]| {
+        let mut m = [0.0f32; 6];
+        for l in 0..LANES {
+            m[0] += v0[l];
+            m[1] += v0[l] * dx[l];
+            m[2] += v1[l];
+            m[3] += v0[l] * dx[l] * dx[l];
+            m[4] += v1[l] * dx[l];
+            m[5] += v2[l];
+        }
+        for k in 0..6 {
+            acc[k] += m[k];
+        }
+    };
+    if s.fast {
+        let thr = exp_bounded(-0.5 * n2);
+        let mut rf = [0.0f32; FAST_ROWS];
+        row_factors(s, &mut rf);
+        for c in 0..s.chunks {
+            let (x, dx, mut p, b) = fast_lanes(s, c);
+            let mut v0 = [0.0f32; LANES];
+            let mut v1 = [0.0f32; LANES];
+            let mut v2 = [0.0f32; LANES];
+            for (y, &ck) in (s.y0..=s.y1).zip(rf.iter()) {
+                let dy = y as f32 - s.my;
+                let dy2 = dy * dy;
+                let o = y as usize * stride + x;
+                let gin: &[f32; LANES] = (&g[o..o + LANES]).try_into().unwrap();
+                for l in 0..LANES {
+                    let ge = gin[l] * fast_weight(&mut p[l], b[l], ck, thr);
+                    v0[l] += ge;
+                    v1[l] = ge.mul_add(dy, v1[l]);
+                    v2[l] = ge.mul_add(dy2, v2[l]);
+                }
+            }
+            fold(&dx, &v0, &v1, &v2);
+        }
+        return acc;
+    }
+    let cut = -0.5 * n2;
     for c in 0..s.chunks {
         let (x, dx, pa) = chunk_lanes(s, c);
         let mut v0 = [0.0f32; LANES];
@@ -355,18 +529,7 @@ pub(crate) fn splat_backward(s: &Splat, g: &[f32], stride: usize, n2: f32) -> [f
                 v2[l] = ge.mul_add(dy2, v2[l]);
             }
         }
-        let mut m = [0.0f32; 6];
-        for l in 0..LANES {
-            m[0] += v0[l];
-            m[1] += v0[l] * dx[l];
-            m[2] += v1[l];
-            m[3] += v0[l] * dx[l] * dx[l];
-            m[4] += v1[l] * dx[l];
-            m[5] += v2[l];
-        }
-        for k in 0..6 {
-            acc[k] += m[k];
-        }
+        fold(&dx, &v0, &v1, &v2);
     }
     acc
 }
@@ -490,18 +653,115 @@ mod tests {
 
     #[test]
     fn softplus_matches_f64() {
+        // Relative error against f64 above −87; below, both are under 2e-38 (this function
+        // returns 0 there).
         let mut worst = [0.0f64; 2];
-        let mut x = -90.0f32;
+        let mut x = -95.0f32;
         while x <= 40.0 {
             let (v, g) = softplus_and_grad(x);
-            let rv = crate::gaussian::softplus_f64(x as f64).max((-87.0f64).exp());
-            // The activation clamps its argument's tail at −87 (documented): compare with the same clamp.
-            let rg = crate::gaussian::softplus_grad_f64((x as f64).max(-87.0));
-            worst[0] = worst[0].max((v as f64 - rv).abs() / rv);
-            worst[1] = worst[1].max((g as f64 - rg).abs() / rg.max((-87.0f64).exp()));
+            let rv = crate::gaussian::softplus_f64(x as f64);
+            let rg = crate::gaussian::softplus_grad_f64(x as f64);
+            if x >= -87.0 {
+                worst[0] = worst[0].max((v as f64 - rv).abs() / rv);
+                worst[1] = worst[1].max((g as f64 - rg).abs() / rg);
+            } else {
+                assert!(v == 0.0 && g == 0.0 && rv < 2e-38 && rg < 2e-38);
+            }
             x += 0.0037;
         }
         assert!(worst[0] < 5e-7 && worst[1] < 5e-7, "relative errors {worst:?}");
+    }
+
+    #[test]
+    fn ln_is_accurate() {
+        let mut worst = 0.0f64;
+        let mut u = 1.0f32;
+        while u < 1e9 {
+            let r = (u as f64).ln();
+            worst = worst.max((ln_ge1(u) as f64 - r).abs() / r.max(1e-30));
+            u = if u < 2.0 { u + 1e-5 } else { u * 1.0007 };
+        }
+        assert!(worst < 2e-7, "relative error {worst}");
+        assert_eq!(ln_ge1(1.0), 0.0);
+    }
+
+    /// Random splats of projected σ 0.7–6 px, elongation up to 1:4, under random poses; some
+    /// hang over the image border.
+    fn random_splats(n: usize, d: usize, n2: f32, seed: u64) -> Vec<Splat> {
+        let mut rng = crate::rng::Rng::new(seed);
+        let mut out = Vec::new();
+        while out.len() < n {
+            let px = 1.0 / d as f64;
+            let mut p = [0.0f32; PARAMS_PER_GAUSSIAN];
+            for k in 0..3 {
+                p[k] = rng.uniform_range(-0.5, 0.5) as f32;
+            }
+            let base = rng.uniform_range(0.7, 6.0);
+            for k in 0..3 {
+                let s = base * rng.uniform_range(0.5, 2.0) * px;
+                p[P_SCALE + k] = crate::gaussian::softplus_inv(s as f32);
+            }
+            let q = rng.unit_quaternion();
+            for k in 0..4 {
+                p[P_QUAT + k] = q[k] as f32;
+            }
+            p[P_AMP] = rng.uniform_range(-1.0, 1.0) as f32;
+            let mut a = [Act::default()];
+            activate_all(&[p], &mut a);
+            let pose = Pose { rot: crate::rotation::random_rotation(&mut rng), origin_a: [0.3, -0.7] };
+            let k = PoseK::new(&pose, d, 1.0, n2.sqrt());
+            if let Some(s) = project(&a[0], &k) {
+                if !s.is_empty() {
+                    out.push(s);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn separable_path_matches_per_pixel_path() {
+        // Both paths evaluate the same footprint; the separable one may differ by rounding
+        // (≤ 5e-6 of the splat's peak in the image: its exponents reach magnitudes of about
+        // 2·FAST_RANGE = 60, so an absolute rounding error of 60·2⁻²⁴ ≈ 4e-6; ≤ 1e-5 of the
+        // largest moment).
+        let d = 64;
+        let stride = d + LANES;
+        for &n_sigma in &[3.0f32, 3.5, 4.0] {
+            let n2 = n_sigma * n_sigma;
+            let splats = random_splats(300, d, n2, 5 + n_sigma as u64);
+            let fast = splats.iter().filter(|s| s.fast).count();
+            // Footprints of more than 32 rows (σ above about 4.5 px) take the per-pixel path.
+            assert!(fast > 150, "only {fast} of 300 splats take the separable path at {n_sigma} σ");
+            let mut rng = crate::rng::Rng::new(9);
+            let mut g = vec![0.0f32; d * stride];
+            for row in g.chunks_exact_mut(stride) {
+                for v in &mut row[..d] {
+                    *v = rng.normal() as f32;
+                }
+            }
+            for s in splats.iter().filter(|s| s.fast) {
+                let slow = Splat { fast: false, ..*s };
+                let mut a = vec![0.0f32; d * stride];
+                let mut b = vec![0.0f32; d * stride];
+                splat_forward(s, &mut a, stride, n2);
+                splat_forward(&slow, &mut b, stride, n2);
+                // Compare the image, not the padding (where the per-pixel path may write).
+                let worst = a
+                    .chunks_exact(stride)
+                    .zip(b.chunks_exact(stride))
+                    .flat_map(|(x, y)| x[..d].iter().zip(&y[..d]))
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(worst <= 5e-6 * s.norm, "image differs by {worst} (peak {})", s.norm);
+                let ma = splat_backward(s, &g, stride, n2);
+                let mb = splat_backward(&slow, &g, stride, n2);
+                let scale = mb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                for k in 0..6 {
+                    assert!((ma[k] - mb[k]).abs() <= 1e-5 * scale, "moment {k}: {} vs {}", ma[k], mb[k]);
+                }
+            }
+        }
     }
 
     #[test]

@@ -229,8 +229,8 @@ impl Renderer {
                     ws.img.fill(0.0);
                 }
                 let mut skipped = 0;
-                for ((p, a), s) in params.iter().zip(acts.iter_mut()).zip(splats.iter_mut()) {
-                    *a = kernel::activate(p);
+                kernel::activate_all(params, acts);
+                for (a, s) in acts.iter().zip(splats.iter_mut()) {
                     *s = kernel::project(a, k);
                     match s {
                         Some(sp) => {
@@ -385,11 +385,7 @@ impl Renderer {
         // Activations once for the whole batch.
         self.acts.resize(n, Act::default());
         let chunk = n.div_ceil(t).max(1);
-        self.acts.par_chunks_mut(chunk).zip(model.params.par_chunks(chunk)).for_each(|(a, p)| {
-            for (a, p) in a.iter_mut().zip(p) {
-                *a = kernel::activate(p);
-            }
-        });
+        self.acts.par_chunks_mut(chunk).zip(model.params.par_chunks(chunk)).for_each(|(a, p)| kernel::activate_all(p, a));
         let acts = &self.acts;
         let fft = &self.fft;
         let per_thread: Vec<Vec<(f32, ImageStats)>> = self
