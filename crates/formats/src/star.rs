@@ -297,13 +297,6 @@ pub fn parse_str(text: &str, path: &Path) -> Result<StarFile> {
         if keyword && first == "loop_" {
             if state == State::Rows || state == State::Labels {
                 end_loop(&pending, pending_line, ncols(&blocks), path)?;
-                if state == State::Labels {
-                    return Err(FormatError::text(
-                        path,
-                        lineno,
-                        "loop_ inside the label list of another loop_",
-                    ));
-                }
             }
             let block = blocks.last_mut().expect("checked above");
             if toks.len() > 1 {
@@ -329,6 +322,14 @@ pub fn parse_str(text: &str, path: &Path) -> Result<StarFile> {
                         path,
                         lineno,
                         format!("column {label} is declared twice in this loop"),
+                    ));
+                }
+                if let Some(extra) = toks.get(1) {
+                    // RELION writes "_label #n" (a comment); anything else would be lost.
+                    return Err(FormatError::text(
+                        path,
+                        lineno,
+                        format!("unexpected {extra:?} after the loop label {first} (one label per line)"),
                     ));
                 }
                 t.labels.push(label.to_string());

@@ -240,7 +240,8 @@ fn err(text: &str) -> String {
 
 #[test]
 fn malformed_input_names_file_and_line() {
-    let cases: [(&str, &str, &str); 11] = [
+    let cases: [(&str, &str, &str); 12] = [
+        ("data_\nloop_\n_a 1\n", "line 3", "after the loop label _a"),
         (
             "data_\nloop_\n_a\n_b\n1 2 3\n",
             "line 5",
@@ -272,6 +273,10 @@ fn malformed_input_names_file_and_line() {
             "{text:?}: {e}"
         );
     }
+    // An empty loop may be followed by another loop.
+    let f = star::parse_str("data_\nloop_\n_a\nloop_\n_b\n1\n", Path::new("e.star")).unwrap();
+    assert_eq!(f.blocks[0].tables.len(), 2);
+    assert!(f.blocks[0].tables[0].is_empty());
     let e = err("");
     assert!(e.contains("bad.star") && e.contains("no data_ block"), "{e}");
     let e = err("# only a comment\n\n");
