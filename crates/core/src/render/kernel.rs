@@ -1,13 +1,12 @@
-//! Per-Gaussian math of the renderer: activations, projection under a pose, the per-pixel
-//! splat weight shared by the forward scatter and the backward gather, and the chain rule from
-//! image-space sums back to the 11 raw parameters.
+//! The pixel loops of the renderer: one splat's forward scatter into an image and its backward
+//! gather of image-space moments, sharing one per-pixel function.
 //!
-//! One unit of work here is one Gaussian: [`activate_all`] once per call (pose independent,
-//! eight Gaussians at a time so that their softplus evaluations share vector lanes),
-//! [`project`] once per image, then [`splat_forward`] scatters it into a private image and
-//! [`splat_backward`] gathers its six weighted moments from the image-space gradient. Both
-//! visit exactly the same pixels (same footprint, same chunks, same mask) and evaluate the
-//! same per-pixel function, so the backward pass is the exact adjoint of the forward pass.
+//! One unit of work here is one Gaussian already projected under the image's pose (a
+//! [`Splat`], made by [`super::gauss::project_block`]): [`splat_forward`] scatters it into the
+//! thread's private image and [`splat_backward`] gathers its six weighted moments from the
+//! image-space gradient. Both visit exactly the same pixels (same footprint, same chunks,
+//! same mask) and evaluate the same per-pixel function, so the backward pass is the exact
+//! adjoint of the forward pass.
 //!
 //! A footprint is walked as columns of [`LANES`] pixels, row by row. Two evaluations share
 //! this walk: the **separable path** (the usual one; two exponentials per column and one per
@@ -26,8 +25,6 @@
 
 #![allow(clippy::needless_range_loop)] // index loops mirror the matrix algebra
 
-use crate::gaussian::{PARAMS_PER_GAUSSIAN, P_AMP, P_QUAT, P_SCALE, SCALE_MAX, SCALE_MIN};
-use crate::pose::Pose;
 
 /// Pixels per row chunk. Rows of a footprint are walked in whole chunks of this many
 /// consecutive pixels (the image is padded on the right so a chunk never leaves the buffer),
@@ -44,162 +41,6 @@ const LANE_OFFSETS: [f32; LANES] = {
     }
     a
 };
-
-/// Pose-independent activated parameters of one Gaussian (computed once per call).
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Act {
-    pub mu: [f32; 3],
-    /// Rotation of the unit quaternion.
-    pub r: [[f32; 3]; 3],
-    /// Activated scales and `ds/draw` (zero where the clamp holds).
-    pub s: [f32; 3],
-    pub ds: [f32; 3],
-    /// Amplitude and `dw/draw`.
-    pub w: f32,
-    pub dw: f32,
-    /// Unit quaternion and the norm of the raw one (0: the raw quaternion was zero, read as
-    /// the identity, and gets no gradient).
-    pub q: [f32; 4],
-    pub qn: f32,
-    pub valid: bool,
-}
-
-/// `ln u` for finite `u ≥ 1` without branches (vectorisable): `u = 2ᵉ·m` with `m ∈ [√½, √2)`
-/// split off by integer arithmetic on the bits, `ln m = 2·atanh((m−1)/(m+1))` by its odd series
-/// to the ninth power (relative error below 1e-7).
-#[inline(always)]
-fn ln_ge1(u: f32) -> f32 {
-    const SQRT_HALF_BITS: u32 = 0x3f35_04f3;
-    let adj = u.to_bits().wrapping_sub(SQRT_HALF_BITS);
-    let e = ((adj as i32) >> 23) as f32;
-    let m = f32::from_bits((adj & 0x007f_ffff).wrapping_add(SQRT_HALF_BITS));
-    let s = (m - 1.0) / (m + 1.0);
-    let s2 = s * s;
-    let mut p = 2.0f32 / 9.0;
-    p = p.mul_add(s2, 2.0 / 7.0);
-    p = p.mul_add(s2, 2.0 / 5.0);
-    p = p.mul_add(s2, 2.0 / 3.0);
-    p = p.mul_add(s2, 2.0);
-    e.mul_add(std::f32::consts::LN_2, s * p)
-}
-
-/// `softplus(x) = ln(1 + eˣ)` and its derivative `eˣ/(1 + eˣ)`, branch-free so that a loop over
-/// several Gaussians vectorises: one exponential `t = eˣ`, `ln(1 + t)` as `ln u + (t − (u − 1))/u`
-/// with `u = 1 + t` rounded (the usual correction that keeps `ln(1 + t)` accurate when `t` is
-/// tiny), `x` itself above 20 and 0 below −87 (as [`crate::gaussian::softplus`] up to rounding).
-#[inline(always)]
-pub(crate) fn softplus_and_grad(x: f32) -> (f32, f32) {
-    let t = exp_bounded(x.clamp(-87.0, 20.0));
-    let u = 1.0 + t;
-    let l = ln_ge1(u) + (t - (u - 1.0)) / u;
-    let g = t / u;
-    let sp = if x > 20.0 { x } else if x < -87.0 { 0.0 } else { l };
-    let g = if x < -87.0 { 0.0 } else { g };
-    (sp, g)
-}
-
-/// Gaussians activated together, so that their softplus evaluations fill vector lanes.
-const ACT_BATCH: usize = 8;
-
-/// Activations of many Gaussians' raw parameters (`acts[i]` from `params[i]`). A Gaussian with
-/// any non-finite raw parameter is marked invalid (it is skipped and receives a zero gradient).
-pub(crate) fn activate_all(params: &[[f32; PARAMS_PER_GAUSSIAN]], acts: &mut [Act]) {
-    debug_assert_eq!(params.len(), acts.len());
-    for (p8, a8) in params.chunks(ACT_BATCH).zip(acts.chunks_mut(ACT_BATCH)) {
-        // Softplus inputs: the three raw scales and the raw amplitude of each Gaussian.
-        let mut x = [[0.0f32; ACT_BATCH]; 4];
-        for (i, p) in p8.iter().enumerate() {
-            x[0][i] = p[P_SCALE];
-            x[1][i] = p[P_SCALE + 1];
-            x[2][i] = p[P_SCALE + 2];
-            x[3][i] = p[P_AMP];
-        }
-        let mut sp = [[0.0f32; ACT_BATCH]; 4];
-        let mut sg = [[0.0f32; ACT_BATCH]; 4];
-        for k in 0..4 {
-            for i in 0..ACT_BATCH {
-                (sp[k][i], sg[k][i]) = softplus_and_grad(x[k][i]);
-            }
-        }
-        for (i, (p, a)) in p8.iter().zip(a8.iter_mut()).enumerate() {
-            *a = activate_with(p, [sp[0][i], sp[1][i], sp[2][i]], [sg[0][i], sg[1][i], sg[2][i]], sp[3][i], sg[3][i]);
-        }
-    }
-}
-
-/// The rest of the activation once the softplus values are known: the clamp of
-/// [`crate::gaussian::scale_activation`] (a held scale gets derivative 0), the quaternion's
-/// normalisation and rotation matrix.
-#[inline(always)]
-fn activate_with(p: &[f32; PARAMS_PER_GAUSSIAN], sp: [f32; 3], sg: [f32; 3], w: f32, dw: f32) -> Act {
-    if !p.iter().all(|v| v.is_finite()) {
-        return Act::default();
-    }
-    let mut a = Act { mu: [p[0], p[1], p[2]], valid: true, w, dw, ..Act::default() };
-    for k in 0..3 {
-        (a.s[k], a.ds[k]) = if sp[k] < SCALE_MIN {
-            (SCALE_MIN, 0.0)
-        } else if sp[k] > SCALE_MAX {
-            (SCALE_MAX, 0.0)
-        } else {
-            (sp[k], sg[k])
-        };
-    }
-    let raw = [p[P_QUAT], p[P_QUAT + 1], p[P_QUAT + 2], p[P_QUAT + 3]];
-    let n = (raw[0] * raw[0] + raw[1] * raw[1] + raw[2] * raw[2] + raw[3] * raw[3]).sqrt();
-    if n > 0.0 && n.is_finite() {
-        let inv = 1.0 / n;
-        a.q = [raw[0] * inv, raw[1] * inv, raw[2] * inv, raw[3] * inv];
-        a.qn = n;
-    } else {
-        a.q = [1.0, 0.0, 0.0, 0.0];
-        a.qn = 0.0;
-    }
-    let [w, x, y, z] = a.q;
-    a.r = [
-        [1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z), 2.0 * (x * z + w * y)],
-        [2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x)],
-        [2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)],
-    ];
-    a
-}
-
-/// Per-image constants of a pose, in pixel units.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct PoseK {
-    /// `b = D·A[0..2]`: box units → pixels for the first two rows of `A`.
-    pub b: [[f32; 3]; 2],
-    /// The third row of `A` (viewing direction), for the determinant of `C`.
-    pub a2: [f32; 3],
-    /// Index of the origin of box coordinates minus the origin offset in pixels:
-    /// a Gaussian with `A·μ = 0` lands at column `cx`, row `cy`.
-    pub cx: f32,
-    pub cy: f32,
-    pub d: usize,
-    /// Footprint half-width in σ, squared.
-    pub n2: f32,
-}
-
-impl PoseK {
-    pub fn new(pose: &Pose, d: usize, apix: f64, n_sigma: f32) -> Self {
-        let df = d as f64;
-        let a = &pose.rot;
-        let b = [
-            [(df * a[0][0]) as f32, (df * a[0][1]) as f32, (df * a[0][2]) as f32],
-            [(df * a[1][0]) as f32, (df * a[1][1]) as f32, (df * a[1][2]) as f32],
-        ];
-        // The origin offset o (Å) moves the image by −o: o/apix pixels, subtracted from the mean.
-        let h = (d / 2) as f64;
-        PoseK {
-            b,
-            a2: [a[2][0] as f32, a[2][1] as f32, a[2][2] as f32],
-            cx: (h - pose.origin_a[0] / apix) as f32,
-            cy: (h - pose.origin_a[1] / apix) as f32,
-            d,
-            n2: n_sigma * n_sigma,
-        }
-    }
-}
 
 /// One Gaussian projected under one pose (pixel units), as the pixel loops need it.
 #[derive(Clone, Copy, Debug, Default)]
@@ -237,81 +78,11 @@ impl Splat {
 }
 
 /// Most footprint rows the separable path handles (its row factors live on the stack).
-const FAST_ROWS: usize = 32;
+pub(crate) const FAST_ROWS: usize = 32;
 /// Largest magnitude of the exponents the separable factors may reach (so that they stay far
 /// from f32 overflow, underflow and denormals, and their rounding stays below 2e-6 of the
 /// peak).
-const FAST_RANGE: f32 = 30.0;
-
-/// `M = b·R·diag(s)` (2×3, pixels): the projected principal axes, `C_px = M Mᵀ`.
-#[inline]
-pub(crate) fn axes(a: &Act, k: &PoseK) -> [[f32; 3]; 2] {
-    let mut m = [[0.0f32; 3]; 2];
-    for r in 0..2 {
-        for c in 0..3 {
-            m[r][c] = (k.b[r][0] * a.r[0][c] + k.b[r][1] * a.r[1][c] + k.b[r][2] * a.r[2][c]) * a.s[c];
-        }
-    }
-    m
-}
-
-/// Project one activated Gaussian. Returns `None` if the projection is not finite (the
-/// Gaussian is then skipped like a non-finite one); a Gaussian whose footprint misses the
-/// image gives an empty [`Splat`].
-#[inline]
-pub(crate) fn project(a: &Act, k: &PoseK) -> Option<Splat> {
-    if !a.valid {
-        return None;
-    }
-    let m = axes(a, k);
-    let c00 = m[0][0] * m[0][0] + m[0][1] * m[0][1] + m[0][2] * m[0][2];
-    let c01 = m[0][0] * m[1][0] + m[0][1] * m[1][1] + m[0][2] * m[1][2];
-    let c11 = m[1][0] * m[1][0] + m[1][1] * m[1][1] + m[1][2] * m[1][2];
-    // |C| = |m0 × m1|², and m0 × m1 = D²·(s1s2 n0, s0s2 n1, s0s1 n2) with n = (A·R)₂ the
-    // viewing direction in the principal frame: no cancellation even for needle-like splats.
-    let mut n = [0.0f32; 3];
-    for c in 0..3 {
-        n[c] = k.a2[0] * a.r[0][c] + k.a2[1] * a.r[1][c] + k.a2[2] * a.r[2][c];
-    }
-    let d2 = (k.d * k.d) as f32;
-    let [s0, s1, s2] = a.s;
-    let t0 = s1 * s2 * n[0];
-    let t1 = s0 * s2 * n[1];
-    let t2 = s0 * s1 * n[2];
-    let det = d2 * d2 * (t0 * t0 + t1 * t1 + t2 * t2);
-    let sq = det.sqrt();
-    let kfac = d2 / (2.0 * std::f32::consts::PI * sq);
-    let norm = a.w * kfac;
-    let idet = 1.0 / det;
-    let mx = k.b[0][0] * a.mu[0] + k.b[0][1] * a.mu[1] + k.b[0][2] * a.mu[2] + k.cx;
-    let my = k.b[1][0] * a.mu[0] + k.b[1][1] * a.mu[1] + k.b[1][2] * a.mu[2] + k.cy;
-    let s = Splat { mx, my, ia: c11 * idet, ib: -c01 * idet, ic: c00 * idet, norm, kfac, y1: -1, ..Splat::default() };
-    let ok = [s.mx, s.my, s.ia, s.ib, s.ic, s.norm, s.kfac].iter().all(|v| v.is_finite());
-    if !ok || !(det > 0.0) {
-        return None;
-    }
-    // Bounding box of the footprint ellipse, clipped to the image (computed in float, so
-    // far-away or huge splats cannot overflow an integer).
-    let half_h = (k.n2 * c11).sqrt();
-    let half_w = (k.n2 * c00).sqrt();
-    let last = (k.d - 1) as f32;
-    let y0 = (my - half_h).ceil().max(0.0);
-    let y1 = (my + half_h).floor().min(last);
-    let xl = (mx - half_w).ceil().max(0.0);
-    let xr = (mx + half_w).floor().min(last);
-    if !(y0 <= y1 && xl <= xr) {
-        return Some(s);
-    }
-    let chunks = ((xr - xl) / LANES as f32).floor() as u32 + 1;
-    // The separable path is exact in exact arithmetic; in f32 it needs its factors in range.
-    // The exponent is concave, so its minimum over the clipped box is at a corner.
-    let ym = ((y0 + y1) * 0.5).floor();
-    let kmax = (ym - y0).max(y1 - ym);
-    let e = |dx: f32, dy: f32| -0.5 * (s.ia * dx * dx + 2.0 * s.ib * dx * dy + s.ic * dy * dy);
-    let emin = e(xl - mx, y0 - my).min(e(xr - mx, y0 - my)).min(e(xl - mx, y1 - my)).min(e(xr - mx, y1 - my));
-    let fast = y1 - y0 < FAST_ROWS as f32 && 0.5 * s.ic * kmax * kmax <= FAST_RANGE && emin >= -FAST_RANGE;
-    Some(Splat { y0: y0 as i32, y1: y1 as i32, x0: xl as u32, x1: xr as u32, chunks, ym, fast, ..s })
-}
+pub(crate) const FAST_RANGE: f32 = 30.0;
 
 /// The unnormalised splat weight `exp(−½ dᵀC⁻¹d)` of one pixel, zero outside the footprint
 /// ellipse `dᵀC⁻¹d ≤ n²`, from the exponent's per-lane part `pa = −½·ia·dx²` and its per-row
@@ -462,6 +233,35 @@ pub(crate) fn splat_forward(s: &Splat, img: &mut [f32], stride: usize, n2: f32) 
     }
 }
 
+/// Sum of the lanes of a chunk as a tree (vector additions, unlike a sequential sum).
+#[inline(always)]
+fn hsum(v: &[f32; LANES]) -> f32 {
+    const _: () = assert!(LANES == 16);
+    let mut h = [0.0f32; 8];
+    for l in 0..8 {
+        h[l] = v[l] + v[l + 8];
+    }
+    let mut q = [0.0f32; 4];
+    for l in 0..4 {
+        q[l] = h[l] + h[l + 4];
+    }
+    (q[0] + q[2]) + (q[1] + q[3])
+}
+
+/// Add one chunk column's per-lane sums `Σ g·e·[1, dy, dy²]` to the per-lane moments
+/// `[1, dx, dy, dx², dx·dy, dy²]`.
+#[inline(always)]
+fn fold_lanes(w: &mut [[f32; LANES]; 6], dx: &[f32; LANES], v0: &[f32; LANES], v1: &[f32; LANES], v2: &[f32; LANES]) {
+    for l in 0..LANES {
+        w[0][l] += v0[l];
+        w[1][l] = v0[l].mul_add(dx[l], w[1][l]);
+        w[2][l] += v1[l];
+        w[3][l] = (v0[l] * dx[l]).mul_add(dx[l], w[3][l]);
+        w[4][l] = v1[l].mul_add(dx[l], w[4][l]);
+        w[5][l] += v2[l];
+    }
+}
+
 /// Image-space moments of one splat against the gradient image `g` (padded like the forward
 /// image, zero in the padding): with `e` the unnormalised weight and `(dx, dy)` the offset
 /// from the mean, returns `Σ g·e·[1, dx, dy, dx², dx·dy, dy²]`. A lane keeps its `dx` down a
@@ -469,21 +269,8 @@ pub(crate) fn splat_forward(s: &Splat, img: &mut [f32], stride: usize, n2: f32) 
 /// formed once per column.
 #[inline]
 pub(crate) fn splat_backward(s: &Splat, g: &[f32], stride: usize, n2: f32) -> [f32; 6] {
-    let mut acc = [0.0f32; 6];
-    let mut fold = |dx: &[f32; LANES], v0: &[f32; LANES], v1: &[f32; LANES], v2: &[f32; LANES]| {
-        let mut m = [0.0f32; 6];
-        for l in 0..LANES {
-            m[0] += v0[l];
-            m[1] += v0[l] * dx[l];
-            m[2] += v1[l];
-            m[3] += v0[l] * dx[l] * dx[l];
-            m[4] += v1[l] * dx[l];
-            m[5] += v2[l];
-        }
-        for k in 0..6 {
-            acc[k] += m[k];
-        }
-    };
+    // Per-lane moments over all chunk columns; summed across lanes once at the end.
+    let mut w = [[0.0f32; LANES]; 6];
     if s.fast {
         let thr = exp_bounded(-0.5 * n2);
         let mut rf = [0.0f32; FAST_ROWS];
@@ -505,9 +292,9 @@ pub(crate) fn splat_backward(s: &Splat, g: &[f32], stride: usize, n2: f32) -> [f
                     v2[l] = ge.mul_add(dy2, v2[l]);
                 }
             }
-            fold(&dx, &v0, &v1, &v2);
+            fold_lanes(&mut w, &dx, &v0, &v1, &v2);
         }
-        return acc;
+        return w.map(|m| hsum(&m));
     }
     let cut = -0.5 * n2;
     for c in 0..s.chunks {
@@ -529,161 +316,17 @@ pub(crate) fn splat_backward(s: &Splat, g: &[f32], stride: usize, n2: f32) -> [f
                 v2[l] = ge.mul_add(dy2, v2[l]);
             }
         }
-        fold(&dx, &v0, &v1, &v2);
+        fold_lanes(&mut w, &dx, &v0, &v1, &v2);
     }
-    acc
-}
-
-/// Number of intermediate gradient values per Gaussian: `∂L/∂μ` (3), `∂L/∂(R·diag s)` (9,
-/// row-major), `∂L/∂w` (1). These are linear in the image gradient, so a minibatch can sum
-/// them over images and apply the activations' chain rule once ([`finalise`]).
-pub(crate) const INTER: usize = 13;
-
-/// What one splat contributes to the pose gradients of its image.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct SplatGrad {
-    /// `∂L/∂m` (pixels; the projected mean in index coordinates).
-    pub gm: [f32; 2],
-}
-
-/// From the moments of [`splat_backward`] to the intermediate gradient of one Gaussian (added
-/// into `inter`), and `∂L/∂m`, `∂L/∂C` for the pose gradients. Also adds this Gaussian's
-/// contribution to `∂L/∂B` (`B` = the first two rows of `A`) into `gb`.
-#[inline]
-pub(crate) fn backward_params(
-    a: &Act,
-    s: &Splat,
-    k: &PoseK,
-    mo: &[f32; 6],
-    inter: &mut [f32; INTER],
-    gb: &mut [[f64; 3]; 2],
-) -> SplatGrad {
-    let n = s.norm;
-    let (s0, sx, sy, sxx, sxy, syy) = (n * mo[0], n * mo[1], n * mo[2], n * mo[3], n * mo[4], n * mo[5]);
-    let (ia, ib, ic) = (s.ia, s.ib, s.ic);
-    // ∂f/∂m = f·C⁻¹d.
-    let gm = [ia * sx + ib * sy, ib * sx + ic * sy];
-    // ∂f/∂C = ½ f (C⁻¹ddᵀC⁻¹ − C⁻¹) (the normalisation contributes −½ f C⁻¹).
-    // U = C⁻¹ P C⁻¹ with P = Σ g f d dᵀ.
-    let p0 = [ia * sxx + ib * sxy, ia * sxy + ib * syy];
-    let p1 = [ib * sxx + ic * sxy, ib * sxy + ic * syy];
-    let u00 = p0[0] * ia + p0[1] * ib;
-    let u01 = p0[0] * ib + p0[1] * ic;
-    let u11 = p1[0] * ib + p1[1] * ic;
-    let gc = [[0.5 * (u00 - s0 * ia), 0.5 * (u01 - s0 * ib)], [0.5 * (u01 - s0 * ib), 0.5 * (u11 - s0 * ic)]];
-    // C = M Mᵀ: ∂L/∂M = 2 gC M.
-    let m = axes(a, k);
-    let mut gmm = [[0.0f32; 3]; 2];
-    for r in 0..2 {
-        for c in 0..3 {
-            gmm[r][c] = 2.0 * (gc[r][0] * m[0][c] + gc[r][1] * m[1][c]);
-        }
-    }
-    // m = b μ + centre; M = b (R diag s).
-    for j in 0..3 {
-        inter[j] += k.b[0][j] * gm[0] + k.b[1][j] * gm[1];
-        for c in 0..3 {
-            inter[3 + 3 * j + c] += k.b[0][j] * gmm[0][c] + k.b[1][j] * gmm[1][c];
-        }
-    }
-    inter[12] += s.kfac * mo[0];
-    // Pose: m = D·B μ, M = D·B·(R diag s): ∂L/∂B = D (gm μᵀ + gM (R diag s)ᵀ).
-    let df = k.d as f64;
-    for r in 0..2 {
-        for j in 0..3 {
-            let mut acc = gm[r] * a.mu[j];
-            for c in 0..3 {
-                acc += gmm[r][c] * a.r[j][c] * a.s[c];
-            }
-            gb[r][j] += df * acc as f64;
-        }
-    }
-    SplatGrad { gm }
-}
-
-/// Apply the activations' chain rule to an intermediate gradient and add the result to the
-/// raw-parameter gradient `out`.
-#[inline]
-pub(crate) fn finalise(a: &Act, inter: &[f32; INTER], out: &mut [f32; PARAMS_PER_GAUSSIAN]) {
-    if !a.valid {
-        return;
-    }
-    // RS[j][c] = R[j][c]·s[c].
-    let g = |j: usize, c: usize| inter[3 + 3 * j + c];
-    let mut gr = [[0.0f32; 3]; 3];
-    for c in 0..3 {
-        let mut gs = 0.0;
-        for j in 0..3 {
-            gs += g(j, c) * a.r[j][c];
-            gr[j][c] = g(j, c) * a.s[c];
-        }
-        out[P_SCALE + c] += gs * a.ds[c];
-    }
-    for j in 0..3 {
-        out[j] += inter[j];
-    }
-    out[P_AMP] += inter[12] * a.dw;
-    if a.qn > 0.0 {
-        let [w, x, y, z] = a.q;
-        let gq = [
-            2.0 * (-z * gr[0][1] + y * gr[0][2] + z * gr[1][0] - x * gr[1][2] - y * gr[2][0] + x * gr[2][1]),
-            2.0 * (y * gr[0][1] + z * gr[0][2] + y * gr[1][0] - 2.0 * x * gr[1][1] - w * gr[1][2]
-                + z * gr[2][0]
-                + w * gr[2][1]
-                - 2.0 * x * gr[2][2]),
-            2.0 * (-2.0 * y * gr[0][0] + x * gr[0][1] + w * gr[0][2] + x * gr[1][0] + z * gr[1][2] - w * gr[2][0]
-                + z * gr[2][1]
-                - 2.0 * y * gr[2][2]),
-            2.0 * (-2.0 * z * gr[0][0] - w * gr[0][1] + x * gr[0][2] + w * gr[1][0] - 2.0 * z * gr[1][1]
-                + y * gr[1][2]
-                + x * gr[2][0]
-                + y * gr[2][1]),
-        ];
-        // q = q̂/|q̂|: ∂q/∂q̂ = (I − q qᵀ)/|q̂|.
-        let dot = a.q[0] * gq[0] + a.q[1] * gq[1] + a.q[2] * gq[2] + a.q[3] * gq[3];
-        for c in 0..4 {
-            out[P_QUAT + c] += (gq[c] - a.q[c] * dot) / a.qn;
-        }
-    }
+    w.map(|m| hsum(&m))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::gauss::{activate_block, project_block, ActBlock, PoseK};
     use super::*;
-
-    #[test]
-    fn softplus_matches_f64() {
-        // Relative error against f64 above −87; below, both are under 2e-38 (this function
-        // returns 0 there).
-        let mut worst = [0.0f64; 2];
-        let mut x = -95.0f32;
-        while x <= 40.0 {
-            let (v, g) = softplus_and_grad(x);
-            let rv = crate::gaussian::softplus_f64(x as f64);
-            let rg = crate::gaussian::softplus_grad_f64(x as f64);
-            if x >= -87.0 {
-                worst[0] = worst[0].max((v as f64 - rv).abs() / rv);
-                worst[1] = worst[1].max((g as f64 - rg).abs() / rg);
-            } else {
-                assert!(v == 0.0 && g == 0.0 && rv < 2e-38 && rg < 2e-38);
-            }
-            x += 0.0037;
-        }
-        assert!(worst[0] < 5e-7 && worst[1] < 5e-7, "relative errors {worst:?}");
-    }
-
-    #[test]
-    fn ln_is_accurate() {
-        let mut worst = 0.0f64;
-        let mut u = 1.0f32;
-        while u < 1e9 {
-            let r = (u as f64).ln();
-            worst = worst.max((ln_ge1(u) as f64 - r).abs() / r.max(1e-30));
-            u = if u < 2.0 { u + 1e-5 } else { u * 1.0007 };
-        }
-        assert!(worst < 2e-7, "relative error {worst}");
-        assert_eq!(ln_ge1(1.0), 0.0);
-    }
+    use crate::gaussian::{PARAMS_PER_GAUSSIAN, P_AMP, P_QUAT, P_SCALE};
+    use crate::pose::Pose;
 
     /// Random splats of projected σ 0.7–6 px, elongation up to 1:4, under random poses; some
     /// hang over the image border.
@@ -706,11 +349,13 @@ mod tests {
                 p[P_QUAT + k] = q[k] as f32;
             }
             p[P_AMP] = rng.uniform_range(-1.0, 1.0) as f32;
-            let mut a = [Act::default()];
-            activate_all(&[p], &mut a);
+            let mut a = ActBlock::default();
+            activate_block(&[p], &mut a);
             let pose = Pose { rot: crate::rotation::random_rotation(&mut rng), origin_a: [0.3, -0.7] };
             let k = PoseK::new(&pose, d, 1.0, n2.sqrt());
-            if let Some(s) = project(&a[0], &k) {
+            let mut sp = [None];
+            project_block(&a, &k, &mut sp);
+            if let Some(s) = sp[0] {
                 if !s.is_empty() {
                     out.push(s);
                 }

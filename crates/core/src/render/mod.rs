@@ -66,6 +66,7 @@
 //! nothing.
 
 mod filter;
+mod gauss;
 mod kernel;
 
 pub use kernel::{exp_bounded, LANES};
@@ -73,7 +74,8 @@ pub use kernel::{exp_bounded, LANES};
 use crate::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
 use crate::pose::Pose;
 use filter::{CtfFft, FftScratch};
-use kernel::{Act, PoseK, Splat, INTER};
+use gauss::{ActBlock, InterBlock, PoseK, PosePartial, GB, INTER};
+use kernel::Splat;
 use rayon::prelude::*;
 
 /// Default footprint half-width in standard deviations (see the module docs for the measured
@@ -130,9 +132,10 @@ struct Workspace {
     /// Unpadded centred scratch image (prediction, residual).
     plain: Vec<f32>,
     fft: FftScratch,
-    /// Minibatch only: this thread's projected Gaussians and intermediate gradients.
+    /// Minibatch only: this thread's projected Gaussians and intermediate gradients (one
+    /// block of [`GB`] Gaussians each).
     splats: Vec<Option<Splat>>,
-    inter: Vec<[f32; INTER]>,
+    inter: Vec<InterBlock>,
 }
 
 /// The renderer (see the module docs).
@@ -142,20 +145,64 @@ pub struct Renderer {
     opts: RenderOptions,
     fft: CtfFft,
     workspaces: Vec<Workspace>,
-    acts: Vec<Act>,
+    /// Activated Gaussians, in blocks of [`GB`].
+    acts: Vec<ActBlock>,
+    /// Batch of one: the Gaussians projected under the current pose.
     splats: Vec<Option<Splat>>,
     stats: Vec<ImageStats>,
 }
 
+/// `parts` contiguous ranges covering `0..n` in order.
 fn ranges(n: usize, parts: usize) -> impl Iterator<Item = std::ops::Range<usize>> + Clone {
     (0..parts).map(move |k| (k * n / parts)..((k + 1) * n / parts))
 }
 
-/// Per-range partial results of a batch-of-one backward pass.
-#[derive(Clone, Copy, Default)]
-struct Partial {
-    gm: [f64; 2],
-    gb: [[f64; 3]; 2],
+/// The Gaussians of blocks `r` in a model of `n`.
+fn gaussians_of(r: &std::ops::Range<usize>, n: usize) -> std::ops::Range<usize> {
+    (r.start * GB).min(n)..(r.end * GB).min(n)
+}
+
+/// Project one block of Gaussians and splat it into `img`; returns the number skipped.
+#[inline]
+fn forward_block(a: &ActBlock, k: &PoseK, splats: &mut [Option<Splat>], img: Option<&mut [f32]>, stride: usize) -> usize {
+    gauss::project_block(a, k, splats);
+    let mut skipped = 0;
+    match img {
+        Some(img) => {
+            for s in splats.iter() {
+                match s {
+                    Some(s) if !s.is_empty() => kernel::splat_forward(s, img, stride, k.n2),
+                    Some(_) => {}
+                    None => skipped += 1,
+                }
+            }
+        }
+        None => skipped = splats.iter().filter(|s| s.is_none()).count(),
+    }
+    skipped
+}
+
+/// Gather the moments of one block of splats from `gimg` and turn them into intermediate
+/// gradients (added into `inter`) and pose partials.
+#[inline]
+fn backward_block(
+    a: &ActBlock,
+    k: &PoseK,
+    splats: &[Option<Splat>],
+    gimg: &[f32],
+    stride: usize,
+    inter: &mut InterBlock,
+    pose: &mut PosePartial,
+) {
+    let mut mo = [[0.0f32; 6]; GB];
+    for (m, s) in mo.iter_mut().zip(splats) {
+        if let Some(s) = s {
+            if !s.is_empty() {
+                *m = kernel::splat_backward(s, gimg, stride, k.n2);
+            }
+        }
+    }
+    gauss::backward_block(a, splats, k, &mo, inter, pose);
 }
 
 impl Renderer {
@@ -187,7 +234,7 @@ impl Renderer {
         self.opts
     }
 
-    /// Per image of the last `loss_and_grad*` or `render` call, in order.
+    /// Per image of the last `loss_and_grad*`, `backward_image` or `render` call, in order.
     pub fn last_stats(&self) -> &[ImageStats] {
         &self.stats
     }
@@ -203,24 +250,26 @@ impl Renderer {
         assert_eq!(grad_len, model.len(), "gradient rows do not match the model");
     }
 
-    /// Batch of one, forward half: activate, project and splat each thread's range of
-    /// Gaussians into its private image; sum the images into workspace 0. Returns the number
-    /// of skipped Gaussians.
+    /// Batch of one, forward half: each thread activates, projects and (if `splat`) splats
+    /// its range of blocks into its private image; the images are summed into workspace 0.
+    /// Returns the number of skipped Gaussians.
     fn forward_split(&mut self, model: &GaussianModel, k: &PoseK, splat: bool) -> usize {
         let n = model.len();
-        self.acts.resize(n, Act::default());
+        let nb = n.div_ceil(GB);
+        self.acts.resize(nb, ActBlock::default());
         self.splats.resize(n, None);
         let t = self.workspaces.len();
         let stride = self.stride;
         let mut acts = &mut self.acts[..];
         let mut splats = &mut self.splats[..];
         let mut jobs = Vec::with_capacity(t);
-        for (ws, r) in self.workspaces.iter_mut().zip(ranges(n, t)) {
+        for (ws, r) in self.workspaces.iter_mut().zip(ranges(nb, t)) {
+            let g = gaussians_of(&r, n);
             let (a, rest) = acts.split_at_mut(r.len());
             acts = rest;
-            let (s, rest) = splats.split_at_mut(r.len());
+            let (s, rest) = splats.split_at_mut(g.len());
             splats = rest;
-            jobs.push((ws, &model.params[r], a, s));
+            jobs.push((ws, &model.params[g], a, s));
         }
         let skipped: usize = jobs
             .into_par_iter()
@@ -229,28 +278,19 @@ impl Renderer {
                     ws.img.fill(0.0);
                 }
                 let mut skipped = 0;
-                kernel::activate_all(params, acts);
-                for (a, s) in acts.iter().zip(splats.iter_mut()) {
-                    *s = kernel::project(a, k);
-                    match s {
-                        Some(sp) => {
-                            if splat && !sp.is_empty() {
-                                kernel::splat_forward(sp, &mut ws.img, stride, k.n2);
-                            }
-                        }
-                        None => skipped += 1,
-                    }
+                for ((a, p), s) in acts.iter_mut().zip(params.chunks(GB)).zip(splats.chunks_mut(GB)) {
+                    gauss::activate_block(p, a);
+                    skipped += forward_block(a, k, s, if splat { Some(&mut ws.img) } else { None }, stride);
                 }
                 skipped
             })
             .sum();
-        if !splat {
-            return skipped;
-        }
-        let (first, rest) = self.workspaces.split_at_mut(1);
-        for ws in rest.iter() {
-            for (a, b) in first[0].img.iter_mut().zip(&ws.img) {
-                *a += b;
+        if splat {
+            let (first, rest) = self.workspaces.split_at_mut(1);
+            for ws in rest.iter() {
+                for (a, b) in first[0].img.iter_mut().zip(&ws.img) {
+                    *a += b;
+                }
             }
         }
         skipped
@@ -324,46 +364,41 @@ impl Renderer {
         self.stats.push(st);
     }
 
-    /// Batch of one, backward half: the ranges of [`Renderer::forward_split`] gather their
-    /// Gaussians' gradients from workspace 0's gradient image, each writing only its rows of
-    /// `grad`; the pose partials are summed in range order.
+    /// Batch of one, backward half: the block ranges of [`Renderer::forward_split`] gather
+    /// their Gaussians' gradients from workspace 0's gradient image, each writing only its
+    /// rows of `grad`; the pose partials are summed in range order.
     fn gather(&mut self, k: &PoseK, grad: &mut [[f32; PARAMS_PER_GAUSSIAN]], skipped: usize, apix: f64) -> ImageStats {
         let n = grad.len();
+        let nb = n.div_ceil(GB);
         let t = self.workspaces.len();
         let stride = self.stride;
         let gimg = &self.workspaces[0].gimg;
         let (acts, splats) = (&self.acts, &self.splats);
         let mut grad_rest = grad;
         let mut jobs = Vec::with_capacity(t);
-        for r in ranges(n, t) {
-            let (g, rest) = grad_rest.split_at_mut(r.len());
+        for r in ranges(nb, t) {
+            let g = gaussians_of(&r, n);
+            let (rows, rest) = grad_rest.split_at_mut(g.len());
             grad_rest = rest;
-            jobs.push((r, g));
+            jobs.push((r, g, rows));
         }
-        let partials: Vec<Partial> = jobs
+        let partials: Vec<PosePartial> = jobs
             .into_par_iter()
-            .map(|(r, g)| {
-                let mut part = Partial::default();
-                for ((a, s), out) in acts[r.clone()].iter().zip(&splats[r]).zip(g.iter_mut()) {
-                    let Some(s) = s else { continue };
-                    if s.is_empty() {
-                        continue;
-                    }
-                    let mo = kernel::splat_backward(s, gimg, stride, k.n2);
-                    let mut inter = [0.0f32; INTER];
-                    let sg = kernel::backward_params(a, s, k, &mo, &mut inter, &mut part.gb);
-                    part.gm[0] += sg.gm[0] as f64;
-                    part.gm[1] += sg.gm[1] as f64;
-                    kernel::finalise(a, &inter, out);
+            .map(|(r, g, rows)| {
+                let mut pose = PosePartial::default();
+                for ((a, s), out) in acts[r].iter().zip(splats[g].chunks(GB)).zip(rows.chunks_mut(GB)) {
+                    let mut inter = [[0.0f32; GB]; INTER];
+                    backward_block(a, k, s, gimg, stride, &mut inter, &mut pose);
+                    gauss::finalise_block(a, &inter, out);
                 }
-                part
+                pose
             })
             .collect();
-        let mut st = ImageStats { skipped, ..Default::default() };
+        let mut total = PosePartial::default();
         for p in &partials {
-            accumulate_pose(&mut st, p, apix);
+            total.add(p);
         }
-        st
+        image_stats(skipped, &total, apix)
     }
 
     /// The **sum** of the losses of `targets` and the summed gradient, added into `grad`.
@@ -380,12 +415,18 @@ impl Renderer {
         }
         let (d, stride) = (self.d, self.stride);
         let n = model.len();
+        let nb = n.div_ceil(GB);
         let t = self.workspaces.len();
         let n_sigma = self.opts.n_sigma;
-        // Activations once for the whole batch.
-        self.acts.resize(n, Act::default());
-        let chunk = n.div_ceil(t).max(1);
-        self.acts.par_chunks_mut(chunk).zip(model.params.par_chunks(chunk)).for_each(|(a, p)| kernel::activate_all(p, a));
+        // Activations once for the whole batch, in fixed block ranges.
+        self.acts.resize(nb, ActBlock::default());
+        let per = nb.div_ceil(t).max(1);
+        self.acts.par_chunks_mut(per).enumerate().for_each(|(ci, a)| {
+            let g = gaussians_of(&(ci * per..ci * per + a.len()), n);
+            for (a, p) in a.iter_mut().zip(model.params[g].chunks(GB)) {
+                gauss::activate_block(p, a);
+            }
+        });
         let acts = &self.acts;
         let fft = &self.fft;
         let per_thread: Vec<Vec<(f32, ImageStats)>> = self
@@ -398,60 +439,45 @@ impl Renderer {
                     return out;
                 }
                 ws.splats.resize(n, None);
-                ws.inter.resize(n, [0.0; INTER]);
-                ws.inter.fill([0.0; INTER]);
+                ws.inter.resize(nb, [[0.0; GB]; INTER]);
+                ws.inter.fill([[0.0; GB]; INTER]);
                 for target in &targets[r] {
                     let k = PoseK::new(target.pose, d, target.apix, n_sigma);
                     ws.img.fill(0.0);
                     let mut skipped = 0;
-                    for (a, s) in acts.iter().zip(ws.splats.iter_mut()) {
-                        *s = kernel::project(a, &k);
-                        match s {
-                            Some(sp) => {
-                                if !sp.is_empty() {
-                                    kernel::splat_forward(sp, &mut ws.img, stride, k.n2);
-                                }
-                            }
-                            None => skipped += 1,
-                        }
+                    for (a, s) in acts.iter().zip(ws.splats.chunks_mut(GB)) {
+                        skipped += forward_block(a, &k, s, Some(&mut ws.img), stride);
                     }
                     let loss = image_loss_and_grad(fft, ws, target, d, stride);
-                    let mut part = Partial::default();
-                    for ((a, s), inter) in acts.iter().zip(&ws.splats).zip(ws.inter.iter_mut()) {
-                        let Some(s) = s else { continue };
-                        if s.is_empty() {
-                            continue;
-                        }
-                        let mo = kernel::splat_backward(s, &ws.gimg, stride, k.n2);
-                        let sg = kernel::backward_params(a, s, &k, &mo, inter, &mut part.gb);
-                        part.gm[0] += sg.gm[0] as f64;
-                        part.gm[1] += sg.gm[1] as f64;
+                    let mut pose = PosePartial::default();
+                    for ((a, s), inter) in acts.iter().zip(ws.splats.chunks(GB)).zip(ws.inter.iter_mut()) {
+                        backward_block(a, &k, s, &ws.gimg, stride, inter, &mut pose);
                     }
-                    let mut st = ImageStats { skipped, ..Default::default() };
-                    accumulate_pose(&mut st, &part, target.apix);
-                    out.push((loss, st));
+                    out.push((loss, image_stats(skipped, &pose, target.apix)));
                 }
                 out
             })
             .collect();
         // Reduce the intermediate gradients in thread order and apply the chain rule once.
-        let busy: Vec<&[[f32; INTER]]> = self
+        let busy: Vec<&[InterBlock]> = self
             .workspaces
             .iter()
             .zip(per_thread.iter())
             .filter(|(_, r)| !r.is_empty())
             .map(|(ws, _)| &ws.inter[..])
             .collect();
-        grad.par_chunks_mut(chunk).zip(acts.par_chunks(chunk)).enumerate().for_each(|(ci, (g, a))| {
-            let base = ci * chunk;
-            for (i, (g, a)) in g.iter_mut().zip(a).enumerate() {
-                let mut sum = [0.0f32; INTER];
-                for b in &busy {
-                    for (s, v) in sum.iter_mut().zip(&b[base + i]) {
-                        *s += v;
+        grad.par_chunks_mut(per * GB).zip(acts.par_chunks(per)).enumerate().for_each(|(ci, (g, a))| {
+            for (bi, (out, a)) in g.chunks_mut(GB).zip(a).enumerate() {
+                let b = ci * per + bi;
+                let mut sum = [[0.0f32; GB]; INTER];
+                for part in &busy {
+                    for (s, v) in sum.iter_mut().zip(&part[b]) {
+                        for l in 0..GB {
+                            s[l] += v[l];
+                        }
                     }
                 }
-                kernel::finalise(a, &sum, g);
+                gauss::finalise_block(a, &sum, out);
             }
         });
         self.stats.clear();
@@ -464,15 +490,17 @@ impl Renderer {
     }
 }
 
-fn accumulate_pose(st: &mut ImageStats, p: &Partial, apix: f64) {
+fn image_stats(skipped: usize, p: &PosePartial, apix: f64) -> ImageStats {
+    let mut st = ImageStats { skipped, ..Default::default() };
     // The mean's index coordinate is D/2 − o/apix + …, so ∂L/∂o = −∂L/∂m / apix.
-    st.grad_origin_a[0] -= p.gm[0] / apix;
-    st.grad_origin_a[1] -= p.gm[1] / apix;
+    st.grad_origin_a[0] = -p.gm[0] / apix;
+    st.grad_origin_a[1] = -p.gm[1] / apix;
     for r in 0..2 {
         for c in 0..3 {
-            st.grad_rot[r][c] += p.gb[r][c];
+            st.grad_rot[r][c] = p.gb[r][c];
         }
     }
+    st
 }
 
 /// From the projection in `ws.img` to the loss of one image and the image-space gradient in
