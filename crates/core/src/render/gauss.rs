@@ -193,8 +193,8 @@ fn axes(a: &ActBlock, k: &PoseK) -> [[L; 3]; 2] {
 }
 
 /// Project a block of activated Gaussians (`out.len()` of them, ≤ [`GB`]). `None` for an
-/// invalid Gaussian or one whose projection is not finite (skipped); an empty [`Splat`] for a
-/// footprint that misses the image.
+/// invalid Gaussian or one whose projection is not finite or peaks above
+/// [`super::MAX_PEAK`] (skipped); an empty [`Splat`] for a footprint that misses the image.
 pub(crate) fn project_block(a: &ActBlock, k: &PoseK, out: &mut [Option<Splat>]) {
     debug_assert!(out.len() <= GB);
     let m = axes(a, k);
@@ -232,7 +232,7 @@ pub(crate) fn project_block(a: &ActBlock, k: &PoseK, out: &mut [Option<Splat>]) 
             & ic.is_finite()
             & norm.is_finite()
             & kfac.is_finite();
-        ok[l] = a.valid[l] & finite & (det > 0.0);
+        ok[l] = a.valid[l] & finite & (det > 0.0) & (norm <= super::MAX_PEAK);
         // Bounding box of the footprint ellipse, clipped to the image (in float, so far-away
         // or huge splats cannot overflow an integer).
         let half_h = (k.n2 * c11).sqrt();

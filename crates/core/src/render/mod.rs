@@ -47,19 +47,20 @@
 //! Each splat is cut to its footprint ellipse `(p−m)ᵀC⁻¹(p−m) ≤ n_sigma²` (default
 //! [`DEFAULT_N_SIGMA`]; the backward pass uses the same footprint, so the gradient is exact for
 //! the truncated model). Measured against no cutoff on the benchmark's scenes (projected σ
-//! about 1.5 px, see the tests): the error of the image relative to its maximum is about
-//! 1e-2 at 3σ, 2e-3 at 3.5σ and 3e-4 at 4σ; 4σ costs about 30 % more pixels than 3.5σ.
+//! about 1.5 px, test `footprint_cutoff_error`): the error of the image relative to its
+//! maximum is 1.2e-2 at 3σ, 3.2e-3 at 3.5σ and 3.7e-4 at 4σ.
 //!
 //! The predicted image is `ŷ = filter(projection)` with the CTF in the half-plane layout
-//! (see [`filter`]); the loss is `L = (1/D²) Σ_p (ŷ_p − y_p)²`, the same definition as
+//! (see the `filter` submodule); the loss is `L = (1/D²) Σ_p (ŷ_p − y_p)²`, the same definition as
 //! [`crate::reference::mse_loss`]. The filter is symmetric, so `∂L/∂projection` is the same
 //! filter applied to `2(ŷ − y)/D²`. An empty CTF slice means no CTF.
 //!
 //! # Degenerate Gaussians
 //!
-//! A Gaussian with a non-finite raw parameter, or whose projection is not finite (for
-//! instance an amplitude so large that the peak overflows f32), is **skipped**: it adds
-//! nothing to the image, gets a zero gradient, and is counted in [`ImageStats::skipped`]. It
+//! A Gaussian with a non-finite raw parameter, or whose projection is not finite or has a
+//! peak above [`MAX_PEAK`] (an absurd amplitude: its square would leave the f32 range), is
+//! **skipped**: it adds nothing to the image, gets a zero gradient, and is counted in
+//! [`ImageStats::skipped`]. It
 //! can never poison the image. A zero raw quaternion reads as the identity and gets no
 //! quaternion gradient; a clamped scale gets no scale gradient (as in
 //! [`crate::gaussian::scale_activation`]). Gaussians whose footprint misses the image cost
@@ -81,6 +82,12 @@ use rayon::prelude::*;
 /// Default footprint half-width in standard deviations (see the module docs for the measured
 /// truncation error).
 pub const DEFAULT_N_SIGMA: f32 = 3.5;
+
+/// Largest projected peak value (mass per box²) a Gaussian may have; above it the Gaussian
+/// is skipped (see the module docs). An isotropic Gaussian of unit amplitude at the smallest
+/// allowed scale peaks at `1/(2π·SCALE_MIN²)` ≈ 1.6e7, so this bound only removes amplitudes
+/// no data can call for.
+pub const MAX_PEAK: f32 = 1e15;
 
 /// Renderer settings.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -517,13 +524,14 @@ fn image_loss_and_grad(fft: &CtfFft, ws: &mut Workspace, target: &ImageTarget, d
     let scale = 2.0 / (d * d) as f32;
     let mut sum = 0.0f64;
     for (row_p, row_y) in ws.plain.chunks_exact_mut(d).zip(target.image.chunks_exact(d)) {
-        let mut rs = 0.0f32;
+        // Squares in f64: residuals of up to ~1e19 (see MAX_PEAK) cannot overflow.
+        let mut rs = 0.0f64;
         for (p, &y) in row_p.iter_mut().zip(row_y) {
             let r = *p - y;
-            rs += r * r;
+            rs += r as f64 * r as f64;
             *p = r * scale;
         }
-        sum += rs as f64;
+        sum += rs;
     }
     if has_ctf {
         fft.apply(&ws.plain, d, target.ctf_rfft, &mut ws.gimg, stride, &mut ws.fft);
