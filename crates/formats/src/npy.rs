@@ -198,7 +198,8 @@ fn parse_type(t: &str) -> Option<(Scalar, bool)> {
         "u8" | "Q" => Scalar::U8,
         "b1" | "?" => Scalar::Bool,
         _ => {
-            let (kind, n) = rest.split_at(1);
+            // The kind letter is ASCII in every numpy type; anything else is not a type.
+            let (kind, n) = rest.split_at_checked(1)?;
             let n: usize = n.parse().ok()?;
             match kind {
                 "S" | "a" => Scalar::Bytes(n),
@@ -554,8 +555,12 @@ impl NpyArray {
         })
     }
 
-    /// A string field of record `r`, as text with trailing NULs removed (`None` for numbers).
+    /// A string field of record `r` (its first element for a sub-array), as text with trailing
+    /// NULs removed (`None` for numbers and empty sub-arrays). Panics when `r` is out of range.
     pub fn text(&self, f: &Field, r: usize) -> Option<String> {
+        if f.count == 0 {
+            return None;
+        }
         match f.scalar {
             Scalar::Bytes(_) => self.bytes(f, r).map(|b| String::from_utf8_lossy(b).into_owned()),
             Scalar::Unicode(n) => {
@@ -579,9 +584,13 @@ impl NpyArray {
         }
     }
 
-    /// A byte-string field of record `r`, trailing NULs removed (`None` for other types).
+    /// A byte-string field of record `r` (its first element for a sub-array), trailing NULs
+    /// removed (`None` for other types and empty sub-arrays). Panics when `r` is out of range.
     pub fn bytes(&self, f: &Field, r: usize) -> Option<&[u8]> {
         let Scalar::Bytes(_) = f.scalar else { return None };
+        if f.count == 0 {
+            return None;
+        }
         let b = self.element(f, r, 0);
         let end = b.iter().rposition(|&c| c != 0).map(|p| p + 1).unwrap_or(0);
         Some(&b[..end])

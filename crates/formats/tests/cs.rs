@@ -295,6 +295,28 @@ fn malformed_headers_are_errors_without_allocation() {
         let e = cs_err(&npy_file(h, &[0u8; 64]));
         assert!(e.contains("bad.cs") && e.contains(what), "{h}: {e}");
     }
+    // Found by fuzzing: a type whose kind letter is not ASCII (Latin-1 'ÿ').
+    let mut b = npy_file(
+        "{'descr': [('a', '<_f4')], 'fortran_order': False, 'shape': (1,), }",
+        &[0u8; 4],
+    );
+    let at = b.iter().position(|&c| c == b'_').unwrap();
+    b[at] = 0xff;
+    let e = cs_err(&b);
+    assert!(
+        e.contains("field \"a\" has type \"<ÿf4\"") && e.contains("not supported"),
+        "{e}"
+    );
+    // Found by fuzzing: an empty sub-array of strings, ('p', '|S1', 0).
+    let b = npy_file(
+        "{'descr': [('p', '|S1', 0), ('i', '<u4')], 'fortran_order': False, 'shape': (2,), }",
+        &[7u8; 8],
+    );
+    let cs = CsFile::parse(&b, Path::new("z.cs")).unwrap();
+    let f = cs.array.field("p").unwrap();
+    assert_eq!((f.count, cs.array.text(f, 1), cs.array.bytes(f, 1)), (0, None, None));
+    assert!(cs.blob_paths().is_err() && cs.array.column_text("p").is_err());
+    assert_eq!(cs.index_column("i").unwrap(), [0x07070707, 0x07070707]);
     let e = cs_err(b"\x93NUMPY\x04\x00\x10\x00{}");
     assert!(e.contains("version 4"), "{e}");
     let e = cs_err(b"PK\x03\x04 a zip file, not npy");
