@@ -37,6 +37,5 @@ pub mod potential;
 pub mod projector;
 pub mod reference;
 pub mod render;
-pub mod splat;
 pub mod rotation;
 pub mod voxel;

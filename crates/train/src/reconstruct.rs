@@ -66,7 +66,7 @@ use cryosplat_core::fsc::{gold_standard, FscReport, MaskChoice, Resolution};
 use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
 use cryosplat_core::pose::Pose;
 use cryosplat_core::rng::Rng;
-use cryosplat_core::splat::{ImageTarget, SplatOptions, Splatter};
+use cryosplat_core::render::{ImageTarget, RenderOptions, Renderer};
 use cryosplat_core::voxel::voxelize_model;
 use cryosplat_formats::mrc::{self, WriteOptions};
 use cryosplat_formats::FormatError;
@@ -121,7 +121,7 @@ impl Default for ReconstructConfig {
             batch_size: 1,
             threads: 0,
             seed: 0,
-            n_sigma: cryosplat_core::splat::DEFAULT_N_SIGMA,
+            n_sigma: cryosplat_core::render::DEFAULT_N_SIGMA,
             downsample: None,
             checkpoint_every: 2000,
             cache_gib: 8.0,
@@ -462,7 +462,7 @@ fn run(
 
     let steps_per_epoch = [0, 1].map(|h| halves[h].len().div_ceil(cfg.batch_size));
     let total_steps = [0, 1].map(|h| (steps_per_epoch[h] * cfg.epochs) as u64);
-    let mut splatter = Splatter::new(d, SplatOptions { n_sigma: cfg.n_sigma }, threads);
+    let mut renderer = Renderer::new(d, RenderOptions { n_sigma: cfg.n_sigma, threads });
     let mut grad: Vec<[f32; PARAMS_PER_GAUSSIAN]> = Vec::with_capacity(cfg.gaussians * 2);
     let mut bufs: Vec<Vec<f32>> = (0..cfg.batch_size).map(|_| vec![0.0f32; d * d]).collect();
     let mut ctfs: Vec<Vec<f32>> = (0..cfg.batch_size).map(|_| vec![1.0f32; grid.len()]).collect();
@@ -528,13 +528,13 @@ fn run(
                 }
                 grad.iter_mut().for_each(|g| *g = [0.0; PARAMS_PER_GAUSSIAN]);
                 let loss = if batch.len() == 1 {
-                    let t = ImageTarget { image: &bufs[0], ctf: (!cfg.no_ctf).then_some(&ctfs[0][..]), pose: &poses[0], apix };
-                    splatter.loss_and_grad(&models[half], &t, &mut grad).0
+                    let t = ImageTarget { image: &bufs[0], ctf_rfft: if cfg.no_ctf { &[] } else { &ctfs[0] }, pose: &poses[0], apix };
+                    renderer.loss_and_grad(&models[half], &t, &mut grad)
                 } else {
                     let targets: Vec<ImageTarget> = (0..batch.len())
-                        .map(|k| ImageTarget { image: &bufs[k], ctf: (!cfg.no_ctf).then_some(&ctfs[k][..]), pose: &poses[k], apix })
+                        .map(|k| ImageTarget { image: &bufs[k], ctf_rfft: if cfg.no_ctf { &[] } else { &ctfs[k] }, pose: &poses[k], apix })
                         .collect();
-                    let (l, _) = splatter.loss_and_grad_batch(&models[half], &targets, &mut grad);
+                    let l = renderer.loss_and_grad_batch(&models[half], &targets, &mut grad);
                     let inv = 1.0 / batch.len() as f32;
                     grad.iter_mut().flatten().for_each(|g| *g *= inv);
                     l * inv
@@ -789,7 +789,7 @@ fn fit_initial_mass(
     cfg: &ReconstructConfig,
 ) -> Result<f64, ReconstructError> {
     let unit = GaussianModel::random_init(cfg.gaussians.min(2000), 1.0, &mut Rng::stream(cfg.seed, 999));
-    let mut sp = Splatter::new(d, SplatOptions { n_sigma: cfg.n_sigma }, 1);
+    let mut sp = Renderer::new(d, RenderOptions { n_sigma: cfg.n_sigma, threads: 1 });
     let mut pick = idx.to_vec();
     Rng::stream(cfg.seed, 78).shuffle(&mut pick);
     pick.truncate(128);

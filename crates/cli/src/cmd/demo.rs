@@ -101,7 +101,7 @@ pub fn run(a: Args) -> Result<()> {
         seed: a.seed,
         resume: false,
         checkpoint_every: 0,
-        n_sigma: cryosplat_core::splat::DEFAULT_N_SIGMA,
+        n_sigma: cryosplat_core::render::DEFAULT_N_SIGMA,
         cache_gib: 8.0,
         no_ctf: false,
         max_steps: None,

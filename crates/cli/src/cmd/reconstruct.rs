@@ -54,7 +54,7 @@ pub struct Args {
     #[arg(long, default_value_t = 2000)]
     pub checkpoint_every: usize,
     /// Splat footprint in standard deviations.
-    #[arg(long, default_value_t = cryosplat_core::splat::DEFAULT_N_SIGMA)]
+    #[arg(long, default_value_t = cryosplat_core::render::DEFAULT_N_SIGMA)]
     pub n_sigma: f32,
     /// Keep images in memory when they take less than this many GiB.
     #[arg(long, default_value_t = 8.0)]
