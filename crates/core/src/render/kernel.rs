@@ -248,6 +248,16 @@ fn hsum(v: &[f32; LANES]) -> f32 {
     (q[0] + q[2]) + (q[1] + q[3])
 }
 
+/// [`hsum`] of each of the six moments.
+#[inline(always)]
+fn hsum6(w: &[[f32; LANES]; 6]) -> [f32; 6] {
+    let mut out = [0.0f32; 6];
+    for k in 0..6 {
+        out[k] = hsum(&w[k]);
+    }
+    out
+}
+
 /// Add one chunk column's per-lane sums `Σ g·e·[1, dy, dy²]` to the per-lane moments
 /// `[1, dx, dy, dx², dx·dy, dy²]`.
 #[inline(always)]
@@ -294,7 +304,7 @@ pub(crate) fn splat_backward(s: &Splat, g: &[f32], stride: usize, n2: f32) -> [f
             }
             fold_lanes(&mut w, &dx, &v0, &v1, &v2);
         }
-        return w.map(|m| hsum(&m));
+        return hsum6(&w);
     }
     let cut = -0.5 * n2;
     for c in 0..s.chunks {
@@ -318,7 +328,7 @@ pub(crate) fn splat_backward(s: &Splat, g: &[f32], stride: usize, n2: f32) -> [f
         }
         fold_lanes(&mut w, &dx, &v0, &v1, &v2);
     }
-    w.map(|m| hsum(&m))
+    hsum6(&w)
 }
 
 #[cfg(test)]
