@@ -71,8 +71,24 @@ impl CtfFft {
         s: &mut FftScratch,
     ) {
         let (d, w) = (self.d, self.w);
-        let h = d / 2;
         debug_assert_eq!(ctf.len(), d * w);
+        self.spectrum(src, src_stride, s);
+        let norm = 1.0 / (d * d) as f32;
+        for c in 0..w {
+            let col = &mut s.tr[c * d..(c + 1) * d];
+            for (r, v) in col.iter_mut().enumerate() {
+                *v *= ctf[r * w + c] * norm;
+            }
+        }
+        self.image_from_spectrum(s, dst, dst_stride);
+    }
+
+    /// The unnormalised 2D spectrum of the centred image `src` (ifftshift, then real-to-complex
+    /// rows and complex columns), left in `s.tr` column by column (`tr[c·D + r]` is column
+    /// `c` of the half plane, row `r` in FFT order).
+    pub fn spectrum(&self, src: &[f32], src_stride: usize, s: &mut FftScratch) {
+        let (d, w) = (self.d, self.w);
+        let h = d / 2;
         // Rows: ifftshift (centred index (u + D/2) mod D → u), then real-to-complex.
         for u in 0..d {
             let r = &src[((u + h) % d) * src_stride..][..d];
@@ -82,13 +98,14 @@ impl CtfFft {
         }
         transpose(&s.spec, &mut s.tr, d, w);
         self.fwd.process_with_scratch(&mut s.tr, &mut s.cs);
-        let norm = 1.0 / (d * d) as f32;
-        for c in 0..w {
-            let col = &mut s.tr[c * d..(c + 1) * d];
-            for (r, v) in col.iter_mut().enumerate() {
-                *v *= ctf[r * w + c] * norm;
-            }
-        }
+    }
+
+    /// The inverse of [`CtfFft::spectrum`] without normalisation: the centred real image whose
+    /// spectrum is `s.tr` (taking the real part on the self-mirrored columns), times `D²`,
+    /// written to `dst` (rows of `dst_stride`). `s.tr` is overwritten.
+    fn image_from_spectrum(&self, s: &mut FftScratch, dst: &mut [f32], dst_stride: usize) {
+        let (d, w) = (self.d, self.w);
+        let h = d / 2;
         self.inv.process_with_scratch(&mut s.tr, &mut s.cs);
         transpose(&s.tr, &mut s.spec, w, d);
         for u in 0..d {
@@ -102,6 +119,38 @@ impl CtfFft {
             o[h..].copy_from_slice(&s.row[..d - h]);
             o[..h].copy_from_slice(&s.row[d - h..]);
         }
+    }
+
+    /// The MSE loss and its image-space gradient from two spectra, with three transforms per
+    /// image instead of four: `sx.tr` holds the spectrum `X` of the projection and `sy.tr` the
+    /// spectrum `Y` of the observed image (both from [`CtfFft::spectrum`]). With the residual
+    /// `R = H·X − Y` (the spectrum of `filter(x) − y`), Parseval gives the loss
+    /// `(1/D²)·Σ_p r_p² = (1/D⁴)·Σ_k m_k·|R_k|²` over the half plane, where `m_k` is 1 on the
+    /// self-mirrored columns (DC, and Nyquist for even `D`) and 2 elsewhere; the gradient
+    /// `(2/D²)·filter(r)` is the inverse transform of `H·R·2/D⁴`, written to `gimg` (rows of
+    /// `stride`). Exact for a filter with `H(−k) = H(k)`, which every CTF is. `sx.tr` is
+    /// overwritten.
+    pub fn loss_and_adjoint(&self, sx: &mut FftScratch, sy: &FftScratch, ctf: &[f32], gimg: &mut [f32], stride: usize) -> f64 {
+        let (d, w) = (self.d, self.w);
+        debug_assert_eq!(ctf.len(), d * w);
+        let d2 = (d * d) as f64;
+        let gscale = (2.0 / (d2 * d2)) as f32;
+        let mut sum = 0.0f64;
+        for c in 0..w {
+            let mult = if c == 0 || (d % 2 == 0 && c == w - 1) { 1.0 } else { 2.0 };
+            let col = &mut sx.tr[c * d..(c + 1) * d];
+            let ycol = &sy.tr[c * d..(c + 1) * d];
+            let mut cs = 0.0f64;
+            for (r, (v, y)) in col.iter_mut().zip(ycol).enumerate() {
+                let h = ctf[r * w + c];
+                let res = *v * h - *y;
+                cs += (res.re as f64) * (res.re as f64) + (res.im as f64) * (res.im as f64);
+                *v = res * (h * gscale);
+            }
+            sum += mult * cs;
+        }
+        self.image_from_spectrum(sx, gimg, stride);
+        sum / (d2 * d2)
     }
 }
 
@@ -170,6 +219,43 @@ mod tests {
             let y = filter(&f, &x, &vec![1.0; d * (d / 2 + 1)], d, d);
             for (a, b) in x.iter().zip(&y) {
                 assert!((a - b).abs() < 1e-5, "D = {d}: {a} vs {b}");
+            }
+        }
+    }
+    #[test]
+    fn spectral_loss_matches_the_real_space_recipe() {
+        // loss = (1/D²)·Σ (filter(x) − y)² and gradient (2/D²)·filter(filter(x) − y), computed
+        // the long way with `apply`, against `loss_and_adjoint`, for even and odd D, a padded
+        // gradient stride and a symmetric (CTF-like) filter.
+        for &d in &[16usize, 17, 64] {
+            let w = d / 2 + 1;
+            let stride = d + 3;
+            let f = CtfFft::new(d);
+            let mut rng = crate::rng::Rng::new(40 + d as u64);
+            // H(r, c) = g(min(r, D − r), c): symmetric under k → −k.
+            let g: Vec<f32> = (0..(d / 2 + 1) * w).map(|_| rng.uniform_range(-1.0, 1.0) as f32).collect();
+            let ctf: Vec<f32> = (0..d * w).map(|i| g[(i / w).min(d - i / w) * w + i % w]).collect();
+            let x: Vec<f32> = (0..d * d).map(|_| rng.normal() as f32).collect();
+            let y: Vec<f32> = (0..d * d).map(|_| rng.normal() as f32).collect();
+            let fx = filter(&f, &x, &ctf, d, d);
+            let r: Vec<f32> = fx.iter().zip(&y).map(|(a, b)| a - b).collect();
+            let loss_ref = r.iter().map(|&v| v as f64 * v as f64).sum::<f64>() / (d * d) as f64;
+            let fr = filter(&f, &r, &ctf, d, d);
+            let (mut sx, mut sy) = (f.scratch(), f.scratch());
+            f.spectrum(&x, d, &mut sx);
+            f.spectrum(&y, d, &mut sy);
+            let mut gimg = vec![7.0f32; d * stride];
+            let loss = f.loss_and_adjoint(&mut sx, &sy, &ctf, &mut gimg, stride);
+            assert!((loss - loss_ref).abs() < 1e-5 * loss_ref, "D = {d}: {loss} vs {loss_ref}");
+            let scale = 2.0 / (d * d) as f32;
+            let gmax = fr.iter().fold(0.0f32, |m, v| m.max(v.abs())) * scale;
+            for row in 0..d {
+                for col in 0..d {
+                    let (a, b) = (gimg[row * stride + col], fr[row * d + col] * scale);
+                    assert!((a - b).abs() < 1e-5 * gmax, "D = {d} ({row}, {col}): {a} vs {b}");
+                }
+                // The padding is left alone.
+                assert!(gimg[row * stride + d..(row + 1) * stride].iter().all(|&v| v == 7.0));
             }
         }
     }

@@ -7,8 +7,9 @@
 //! while splatting. With a **batch of one** ([`Renderer::loss_and_grad`], the method's
 //! default) one unit of parallel work is a fixed contiguous range of Gaussians (one per
 //! thread): it activates and projects its Gaussians and scatters them into its thread's
-//! private image; the images are summed in a fixed order, one thread filters by the CTF and
-//! forms the image-space gradient, and the same ranges then gather their Gaussians' gradients
+//! private image; the images are summed in a fixed order and transformed by one thread
+//! while a second transforms the observed image (it does not depend on the model), one thread
+//! forms the residual's spectrum, the loss and the image-space gradient, and the same ranges then gather their Gaussians' gradients
 //! from that shared read-only image, each writing only its own rows of `grad` (no atomics).
 //! With a **minibatch** ([`Renderer::loss_and_grad_batch`]) one unit of work is a fixed range
 //! of whole images per thread, each thread accumulating into its private gradient buffer; the
@@ -53,7 +54,10 @@
 //! The predicted image is `ŷ = filter(projection)` with the CTF in the half-plane layout
 //! (see the `filter` submodule); the loss is `L = (1/D²) Σ_p (ŷ_p − y_p)²`, the same definition as
 //! [`crate::reference::mse_loss`]. The filter is symmetric, so `∂L/∂projection` is the same
-//! filter applied to `2(ŷ − y)/D²`. An empty CTF slice means no CTF.
+//! filter applied to `2(ŷ − y)/D²`. With a CTF both are computed from spectra, with three
+//! real transforms per image: the residual's spectrum is `H·X − Y`, the loss is its Parseval
+//! sum and the gradient one inverse transform of `H·(H·X − Y)` (the `filter` submodule's
+//! `loss_and_adjoint`). An empty CTF slice means no CTF.
 //!
 //! # Degenerate Gaussians
 //!
@@ -136,9 +140,9 @@ struct Workspace {
     img: Vec<f32>,
     /// Padded image-space gradient (zero in the padding).
     gimg: Vec<f32>,
-    /// Unpadded centred scratch image (prediction, residual).
-    plain: Vec<f32>,
     fft: FftScratch,
+    /// Spectrum of an observed image (see [`CtfFft::loss_and_adjoint`]).
+    fy: FftScratch,
     /// Minibatch only: this thread's projected Gaussians and intermediate gradients (one
     /// block of [`GB`] Gaussians each).
     splats: Vec<Option<Splat>>,
@@ -224,8 +228,8 @@ impl Renderer {
             .map(|_| Workspace {
                 img: vec![0.0; d * stride],
                 gimg: vec![0.0; d * stride],
-                plain: vec![0.0; d * d],
                 fft: fft.scratch(),
+                fy: fft.scratch(),
                 splats: Vec::new(),
                 inter: Vec::new(),
             })
@@ -261,6 +265,17 @@ impl Renderer {
     /// its range of blocks into its private image; the images are summed into workspace 0.
     /// Returns the number of skipped Gaussians.
     fn forward_split(&mut self, model: &GaussianModel, k: &PoseK, splat: bool) -> usize {
+        let skipped = self.project_split(model, k, splat);
+        if splat {
+            let (first, rest) = self.workspaces.split_at_mut(1);
+            sum_images(&mut first[0].img, rest.iter().map(|ws| &ws.img[..]));
+        }
+        skipped
+    }
+
+    /// [`Renderer::forward_split`] without the final summation: each thread's image holds
+    /// its own Gaussians.
+    fn project_split(&mut self, model: &GaussianModel, k: &PoseK, splat: bool) -> usize {
         let n = model.len();
         let nb = n.div_ceil(GB);
         self.acts.resize(nb, ActBlock::default());
@@ -292,14 +307,6 @@ impl Renderer {
                 skipped
             })
             .sum();
-        if splat {
-            let (first, rest) = self.workspaces.split_at_mut(1);
-            for ws in rest.iter() {
-                for (a, b) in first[0].img.iter_mut().zip(&ws.img) {
-                    *a += b;
-                }
-            }
-        }
         skipped
     }
 
@@ -338,9 +345,30 @@ impl Renderer {
         self.check(model, target, grad.len());
         let (d, stride) = (self.d, self.stride);
         let k = PoseK::new(target.pose, d, target.apix, self.opts.n_sigma);
-        let skipped = self.forward_split(model, &k, true);
-        let ws = &mut self.workspaces[0];
-        let loss = image_loss_and_grad(&self.fft, ws, target, d, stride);
+        let loss;
+        let skipped;
+        if target.ctf_rfft.is_empty() || self.workspaces.len() == 1 {
+            skipped = self.forward_split(model, &k, true);
+            loss = image_loss_and_grad(&self.fft, &mut self.workspaces[0], target, d, stride);
+        } else {
+            // The observed image's spectrum does not depend on the model: one thread computes
+            // it while another sums the thread images and transforms their sum.
+            skipped = self.project_split(model, &k, true);
+            let fft = &self.fft;
+            let (first, rest) = self.workspaces.split_at_mut(1);
+            let ws0 = &mut first[0];
+            let (second, others) = rest.split_at_mut(1);
+            let Workspace { img: img1, fy, .. } = &mut second[0];
+            let img1 = &*img1;
+            rayon::join(
+                || {
+                    sum_images(&mut ws0.img, std::iter::once(&img1[..]).chain(others.iter().map(|ws| &ws.img[..])));
+                    fft.spectrum(&ws0.img, stride, &mut ws0.fft);
+                },
+                || fft.spectrum(target.image, d, fy),
+            );
+            loss = fft.loss_and_adjoint(&mut ws0.fft, fy, target.ctf_rfft, &mut ws0.gimg, stride) as f32;
+        }
         let st = self.gather(&k, grad, skipped, target.apix);
         self.stats.clear();
         self.stats.push(st);
@@ -513,32 +541,31 @@ fn image_stats(skipped: usize, p: &PosePartial, apix: f64) -> ImageStats {
 /// From the projection in `ws.img` to the loss of one image and the image-space gradient in
 /// `ws.gimg` (padding left at zero).
 fn image_loss_and_grad(fft: &CtfFft, ws: &mut Workspace, target: &ImageTarget, d: usize, stride: usize) -> f32 {
-    let has_ctf = !target.ctf_rfft.is_empty();
-    if has_ctf {
-        fft.apply(&ws.img, stride, target.ctf_rfft, &mut ws.plain, d, &mut ws.fft);
-    } else {
-        for (o, r) in ws.plain.chunks_exact_mut(d).zip(ws.img.chunks_exact(stride)) {
-            o.copy_from_slice(&r[..d]);
-        }
+    if !target.ctf_rfft.is_empty() {
+        fft.spectrum(&ws.img, stride, &mut ws.fft);
+        fft.spectrum(target.image, d, &mut ws.fy);
+        return fft.loss_and_adjoint(&mut ws.fft, &ws.fy, target.ctf_rfft, &mut ws.gimg, stride) as f32;
     }
     let scale = 2.0 / (d * d) as f32;
     let mut sum = 0.0f64;
-    for (row_p, row_y) in ws.plain.chunks_exact_mut(d).zip(target.image.chunks_exact(d)) {
+    for ((row_g, row_p), row_y) in ws.gimg.chunks_exact_mut(stride).zip(ws.img.chunks_exact(stride)).zip(target.image.chunks_exact(d)) {
         // Squares in f64: residuals of up to ~1e19 (see MAX_PEAK) cannot overflow.
         let mut rs = 0.0f64;
-        for (p, &y) in row_p.iter_mut().zip(row_y) {
-            let r = *p - y;
+        for ((g, &p), &y) in row_g[..d].iter_mut().zip(&row_p[..d]).zip(row_y) {
+            let r = p - y;
             rs += r as f64 * r as f64;
-            *p = r * scale;
+            *g = r * scale;
         }
         sum += rs;
     }
-    if has_ctf {
-        fft.apply(&ws.plain, d, target.ctf_rfft, &mut ws.gimg, stride, &mut ws.fft);
-    } else {
-        for (o, r) in ws.gimg.chunks_exact_mut(stride).zip(ws.plain.chunks_exact(d)) {
-            o[..d].copy_from_slice(r);
+    (sum / (d * d) as f64) as f32
+}
+
+/// Add the images of `others` into `acc` (all rows of the same stride).
+fn sum_images<'a>(acc: &mut [f32], others: impl Iterator<Item = &'a [f32]>) {
+    for o in others {
+        for (a, b) in acc.iter_mut().zip(o) {
+            *a += b;
         }
     }
-    (sum / (d * d) as f64) as f32
 }
