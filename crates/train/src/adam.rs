@@ -28,6 +28,7 @@
 
 use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
 use rayon::prelude::*;
+use rayon::prelude::*;
 
 /// The parameter groups of a Gaussian (see `cryosplat_core::gaussian`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,6 +103,41 @@ pub struct Adam {
     pub t: u64,
 }
 
+/// Rows per block of the update: the per-parameter scale becomes a flat pattern over a block,
+/// so the inner loop runs over contiguous floats and vectorises.
+const ROWS: usize = 64;
+
+/// The constants of one Adam update.
+struct UpdateK {
+    b1: f32,
+    b2: f32,
+    eps: f32,
+    /// `step · lr_scale[k]` repeated over `ROWS` rows.
+    pattern: [f32; ROWS * PARAMS_PER_GAUSSIAN],
+}
+
+impl UpdateK {
+    #[inline]
+    fn rows(
+        &self,
+        p: &mut [[f32; PARAMS_PER_GAUSSIAN]],
+        g: &[[f32; PARAMS_PER_GAUSSIAN]],
+        m: &mut [[f32; PARAMS_PER_GAUSSIAN]],
+        v: &mut [[f32; PARAMS_PER_GAUSSIAN]],
+    ) {
+        let (b1, b2, eps) = (self.b1, self.b2, self.eps);
+        for (((p, g), m), v) in p.chunks_mut(ROWS).zip(g.chunks(ROWS)).zip(m.chunks_mut(ROWS)).zip(v.chunks_mut(ROWS)) {
+            let (p, g, m, v) = (p.as_flattened_mut(), g.as_flattened(), m.as_flattened_mut(), v.as_flattened_mut());
+            for i in 0..p.len() {
+                let gk = if g[i].is_finite() { g[i] } else { 0.0 };
+                m[i] = b1 * m[i] + (1.0 - b1) * gk;
+                v[i] = b2 * v[i] + (1.0 - b2) * gk * gk;
+                p[i] -= self.pattern[i] * m[i] / (v[i].sqrt() + eps);
+            }
+        }
+    }
+}
+
 impl Adam {
     pub fn new(config: AdamConfig, n: usize) -> Self {
         Adam { config, m: vec![[0.0; PARAMS_PER_GAUSSIAN]; n], v: vec![[0.0; PARAMS_PER_GAUSSIAN]; n], t: 0 }
@@ -110,41 +146,49 @@ impl Adam {
     /// One update of `model` with gradient `grad` at learning rate `lr`. Non-finite gradient
     /// entries are treated as zero so that one bad value cannot destroy the model.
     pub fn step(&mut self, model: &mut GaussianModel, grad: &[[f32; PARAMS_PER_GAUSSIAN]], lr: f64) {
-        assert_eq!(model.len(), grad.len());
-        assert_eq!(model.len(), self.m.len());
-        self.t += 1;
-        let c = &self.config;
-        let (b1, b2) = (c.beta1 as f32, c.beta2 as f32);
-        let bc1 = 1.0 - c.beta1.powi(self.t as i32);
-        let bc2 = 1.0 - c.beta2.powi(self.t as i32);
-        let step = (lr * bc2.sqrt() / bc1) as f32;
-        let eps = (c.eps * bc2.sqrt()) as f32;
-        // Elementwise, so splitting the rows across threads changes no bit of the result.
-        // Rows are processed in blocks of ROWS so that the per-parameter scale becomes a
-        // flat pattern and the inner loop runs over contiguous floats (it vectorises).
-        const ROWS: usize = 64;
-        let mut pattern = [0.0f32; ROWS * PARAMS_PER_GAUSSIAN];
-        for (i, s) in pattern.iter_mut().enumerate() {
-            *s = step * c.lr_scale[i % PARAMS_PER_GAUSSIAN];
-        }
-        let per = (ROWS * 16).max(model.len().div_ceil(rayon::current_num_threads().max(1)).next_multiple_of(ROWS));
+        let (k, per) = self.begin(model, grad.len(), lr);
         model
             .params
             .par_chunks_mut(per)
             .zip(grad.par_chunks(per))
             .zip(self.m.par_chunks_mut(per))
             .zip(self.v.par_chunks_mut(per))
+            .for_each(|(((p, g), m), v)| k.rows(p, g, m, v));
+    }
+
+    /// [`Adam::step`], then `grad` set to zero by the same worker right after it is read
+    /// (ready for the next step's accumulation, without a separate pass over memory).
+    pub fn step_and_clear(&mut self, model: &mut GaussianModel, grad: &mut [[f32; PARAMS_PER_GAUSSIAN]], lr: f64) {
+        let (k, per) = self.begin(model, grad.len(), lr);
+        model
+            .params
+            .par_chunks_mut(per)
+            .zip(grad.par_chunks_mut(per))
+            .zip(self.m.par_chunks_mut(per))
+            .zip(self.v.par_chunks_mut(per))
             .for_each(|(((p, g), m), v)| {
-                for (((p, g), m), v) in p.chunks_mut(ROWS).zip(g.chunks(ROWS)).zip(m.chunks_mut(ROWS)).zip(v.chunks_mut(ROWS)) {
-                    let (p, g, m, v) = (p.as_flattened_mut(), g.as_flattened(), m.as_flattened_mut(), v.as_flattened_mut());
-                    for i in 0..p.len() {
-                        let gk = if g[i].is_finite() { g[i] } else { 0.0 };
-                        m[i] = b1 * m[i] + (1.0 - b1) * gk;
-                        v[i] = b2 * v[i] + (1.0 - b2) * gk * gk;
-                        p[i] -= pattern[i] * m[i] / (v[i].sqrt() + eps);
-                    }
-                }
+                k.rows(p, g, m, v);
+                g.fill([0.0; PARAMS_PER_GAUSSIAN]);
             });
+    }
+
+    /// Advance the step count and return the update's constants and the rows per worker.
+    fn begin(&mut self, model: &GaussianModel, grad_rows: usize, lr: f64) -> (UpdateK, usize) {
+        assert_eq!(model.len(), grad_rows);
+        assert_eq!(model.len(), self.m.len());
+        self.t += 1;
+        let c = &self.config;
+        let bc1 = 1.0 - c.beta1.powi(self.t as i32);
+        let bc2 = 1.0 - c.beta2.powi(self.t as i32);
+        let step = (lr * bc2.sqrt() / bc1) as f32;
+        let mut pattern = [0.0f32; ROWS * PARAMS_PER_GAUSSIAN];
+        for (i, s) in pattern.iter_mut().enumerate() {
+            *s = step * c.lr_scale[i % PARAMS_PER_GAUSSIAN];
+        }
+        let k = UpdateK { b1: c.beta1 as f32, b2: c.beta2 as f32, eps: (c.eps * bc2.sqrt()) as f32, pattern };
+        // Elementwise, so splitting the rows across workers changes no bit of the result.
+        let per = (ROWS * 16).max(model.len().div_ceil(rayon::current_num_threads().max(1)).next_multiple_of(ROWS));
+        (k, per)
     }
 
     /// Number of Gaussians the state covers.
@@ -306,6 +350,17 @@ mod tests {
             });
             assert_eq!(model.params, plain.params, "{threads} threads");
             assert_eq!((adam.m.clone(), adam.v.clone()), (m.clone(), v.clone()));
+            // The clearing variant: the same update, and the gradient left at zero.
+            let mut model = model0.clone();
+            let mut adam = Adam::new(cfg.clone(), n);
+            pool.install(|| {
+                for g in &grads {
+                    let mut g = g.clone();
+                    adam.step_and_clear(&mut model, &mut g, 1e-3);
+                    assert!(g.iter().flatten().all(|&x| x == 0.0));
+                }
+            });
+            assert_eq!(model.params, plain.params, "{threads} threads, clearing");
         }
     }
 }

@@ -165,7 +165,6 @@ fn run_in_pool(c: &BenchConfig) -> Result<BenchResult, String> {
     let mut batch: Vec<ImageTarget> = Vec::with_capacity(c.batch);
     let mut k = 0usize;
     let mut step = |model: &mut GaussianModel, adam: &mut Adam| {
-        grad.fill([0.0; PARAMS_PER_GAUSSIAN]);
         if c.batch == 1 {
             renderer.loss_and_grad(model, &targets[k % cycle], &mut grad);
         } else {
@@ -174,7 +173,8 @@ fn run_in_pool(c: &BenchConfig) -> Result<BenchResult, String> {
             renderer.loss_and_grad_batch(model, &batch, &mut grad);
         }
         k += c.batch;
-        adam.step(model, &grad, 1e-4);
+        // Clears the gradient for the next step in the same pass.
+        adam.step_and_clear(model, &mut grad, 1e-4);
     };
     for _ in 0..c.warmup {
         step(&mut model, &mut adam);

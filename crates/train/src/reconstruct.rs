@@ -526,7 +526,6 @@ fn run(
                         grid.fill_rfft(&p.ctf, &mut ctfs[k]);
                     }
                 }
-                grad.iter_mut().for_each(|g| *g = [0.0; PARAMS_PER_GAUSSIAN]);
                 let loss = if batch.len() == 1 {
                     let t = ImageTarget { image: &bufs[0], ctf_rfft: if cfg.no_ctf { &[] } else { &ctfs[0] }, pose: &poses[0], apix };
                     renderer.loss_and_grad(&models[half], &t, &mut grad)
@@ -543,7 +542,8 @@ fn run(
                 if cfg.density.is_active() {
                     stats[half].add(&grad);
                 }
-                adams[half].step(&mut models[half], &grad, lr);
+                // Leaves `grad` at zero for the next step.
+                adams[half].step_and_clear(&mut models[half], &mut grad, lr);
                 steps[half] += 1;
                 total_taken += 1;
                 running += loss as f64;
