@@ -28,7 +28,6 @@
 
 use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
 use rayon::prelude::*;
-use rayon::prelude::*;
 
 /// The parameter groups of a Gaussian (see `cryosplat_core::gaussian`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
