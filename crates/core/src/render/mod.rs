@@ -407,23 +407,34 @@ impl Renderer {
         let nb = n.div_ceil(GB);
         let t = self.workspaces.len();
         let stride = self.stride;
-        let gimg = &self.workspaces[0].gimg;
+        let (first, rest) = self.workspaces.split_at_mut(1);
+        let gimg = &first[0].gimg[..];
         let (acts, splats) = (&self.acts, &self.splats);
         let mut grad_rest = grad;
         let mut jobs = Vec::with_capacity(t);
+        let mut locals = std::iter::once(None).chain(rest.iter_mut().map(|ws| Some(&mut ws.gimg)));
         for r in ranges(nb, t) {
             let g = gaussians_of(&r, n);
             let (rows, rest) = grad_rest.split_at_mut(g.len());
             grad_rest = rest;
-            jobs.push((r, g, rows));
+            jobs.push((r, g, rows, locals.next().flatten()));
         }
         let partials: Vec<PosePartial> = jobs
             .into_par_iter()
-            .map(|(r, g, rows)| {
+            .map(|(r, g, rows, local)| {
+                // Threads other than the first gather from their own copy: one streaming copy
+                // is cheaper than scattered reads from another core's cache.
+                let src: &[f32] = match local {
+                    Some(l) => {
+                        l.copy_from_slice(gimg);
+                        l
+                    }
+                    None => gimg,
+                };
                 let mut pose = PosePartial::default();
                 for ((a, s), out) in acts[r].iter().zip(splats[g].chunks(GB)).zip(rows.chunks_mut(GB)) {
                     let mut inter = [[0.0f32; GB]; INTER];
-                    backward_block(a, k, s, gimg, stride, &mut inter, &mut pose);
+                    backward_block(a, k, s, src, stride, &mut inter, &mut pose);
                     gauss::finalise_block(a, &inter, out);
                 }
                 pose
@@ -569,3 +580,4 @@ fn sum_images<'a>(acc: &mut [f32], others: impl Iterator<Item = &'a [f32]>) {
         }
     }
 }
+
