@@ -147,6 +147,8 @@ struct Workspace {
     /// block of [`GB`] Gaussians each).
     splats: Vec<Option<Splat>>,
     inter: Vec<InterBlock>,
+    /// Minibatch only: loss and statistics of this thread's images in the last call.
+    results: Vec<(f32, ImageStats)>,
 }
 
 /// The renderer (see the module docs).
@@ -161,11 +163,6 @@ pub struct Renderer {
     /// Batch of one: the Gaussians projected under the current pose.
     splats: Vec<Option<Splat>>,
     stats: Vec<ImageStats>,
-}
-
-/// `parts` contiguous ranges covering `0..n` in order.
-fn ranges(n: usize, parts: usize) -> impl Iterator<Item = std::ops::Range<usize>> + Clone {
-    (0..parts).map(move |k| (k * n / parts)..((k + 1) * n / parts))
 }
 
 /// The Gaussians of blocks `r` in a model of `n`.
@@ -232,6 +229,7 @@ impl Renderer {
                 fy: fft.scratch(),
                 splats: Vec::new(),
                 inter: Vec::new(),
+                results: Vec::new(),
             })
             .collect();
         Renderer { d, stride, opts, fft, workspaces, acts: Vec::new(), splats: Vec::new(), stats: Vec::new() }
@@ -282,20 +280,21 @@ impl Renderer {
         self.splats.resize(n, None);
         let t = self.workspaces.len();
         let stride = self.stride;
-        let mut acts = &mut self.acts[..];
-        let mut splats = &mut self.splats[..];
-        let mut jobs = Vec::with_capacity(t);
-        for (ws, r) in self.workspaces.iter_mut().zip(ranges(nb, t)) {
-            let g = gaussians_of(&r, n);
-            let (a, rest) = acts.split_at_mut(r.len());
-            acts = rest;
-            let (s, rest) = splats.split_at_mut(g.len());
-            splats = rest;
-            jobs.push((ws, &model.params[g], a, s));
-        }
-        let skipped: usize = jobs
-            .into_par_iter()
-            .map(|(ws, params, acts, splats)| {
+        let (bound, gbound) = (|i: usize| i * nb / t, move |i: usize| (i * nb / t * GB).min(n));
+        let part = (&mut self.workspaces[..], &mut self.acts[..], &mut self.splats[..], &model.params[..]);
+        fan_out(
+            0,
+            t,
+            part,
+            &|(w, a, s, p), lo, mid| {
+                let (w1, w2) = w.split_at_mut(mid - lo);
+                let (a1, a2) = a.split_at_mut(bound(mid) - bound(lo));
+                let (s1, s2) = s.split_at_mut(gbound(mid) - gbound(lo));
+                let (p1, p2) = p.split_at(gbound(mid) - gbound(lo));
+                ((w1, a1, s1, p1), (w2, a2, s2, p2))
+            },
+            &|_, (w, acts, splats, params)| {
+                let ws = &mut w[0];
                 if splat {
                     ws.img.fill(0.0);
                 }
@@ -305,9 +304,9 @@ impl Renderer {
                     skipped += forward_block(a, k, s, if splat { Some(&mut ws.img) } else { None }, stride);
                 }
                 skipped
-            })
-            .sum();
-        skipped
+            },
+            &|x, y| x + y,
+        )
     }
 
     /// The predicted image of `model` under `pose` (projection, then the CTF if given in the
@@ -407,43 +406,45 @@ impl Renderer {
         let nb = n.div_ceil(GB);
         let t = self.workspaces.len();
         let stride = self.stride;
+        let (bound, gbound) = (|i: usize| i * nb / t, move |i: usize| (i * nb / t * GB).min(n));
         let (first, rest) = self.workspaces.split_at_mut(1);
         let gimg = &first[0].gimg[..];
         let (acts, splats) = (&self.acts, &self.splats);
-        let mut grad_rest = grad;
-        let mut jobs = Vec::with_capacity(t);
-        let mut locals = std::iter::once(None).chain(rest.iter_mut().map(|ws| Some(&mut ws.gimg)));
-        for r in ranges(nb, t) {
-            let g = gaussians_of(&r, n);
-            let (rows, rest) = grad_rest.split_at_mut(g.len());
-            grad_rest = rest;
-            jobs.push((r, g, rows, locals.next().flatten()));
-        }
-        let partials: Vec<PosePartial> = jobs
-            .into_par_iter()
-            .map(|(r, g, rows, local)| {
-                // Threads other than the first gather from their own copy: one streaming copy
+        // Workers 1.. own a workspace of `rest` each (worker k the (k−1)-th).
+        let total = fan_out(
+            0,
+            t,
+            (rest, grad),
+            &|(w, g), lo, mid| {
+                let (w1, w2) = w.split_at_mut(mid - lo.max(1));
+                let (g1, g2) = g.split_at_mut(gbound(mid) - gbound(lo));
+                ((w1, g1), (w2, g2))
+            },
+            &|wk, (w, rows)| {
+                // Workers other than the first gather from their own copy: one streaming copy
                 // is cheaper than scattered reads from another core's cache.
-                let src: &[f32] = match local {
-                    Some(l) => {
-                        l.copy_from_slice(gimg);
-                        l
-                    }
-                    None => gimg,
+                let src: &[f32] = if wk == 0 {
+                    gimg
+                } else {
+                    let local = &mut w[0].gimg;
+                    local.copy_from_slice(gimg);
+                    local
                 };
                 let mut pose = PosePartial::default();
-                for ((a, s), out) in acts[r].iter().zip(splats[g].chunks(GB)).zip(rows.chunks_mut(GB)) {
+                let blocks = &acts[bound(wk)..bound(wk + 1)];
+                let sp = &splats[gbound(wk)..gbound(wk + 1)];
+                for ((a, s), out) in blocks.iter().zip(sp.chunks(GB)).zip(rows.chunks_mut(GB)) {
                     let mut inter = [[0.0f32; GB]; INTER];
                     backward_block(a, k, s, src, stride, &mut inter, &mut pose);
                     gauss::finalise_block(a, &inter, out);
                 }
                 pose
-            })
-            .collect();
-        let mut total = PosePartial::default();
-        for p in &partials {
-            total.add(p);
-        }
+            },
+            &|mut x, y| {
+                x.add(&y);
+                x
+            },
+        );
         image_stats(skipped, &total, apix)
     }
 
@@ -475,19 +476,22 @@ impl Renderer {
         });
         let acts = &self.acts;
         let fft = &self.fft;
-        let per_thread: Vec<Vec<(f32, ImageStats)>> = self
-            .workspaces
-            .par_iter_mut()
-            .zip(ranges(targets.len(), t).collect::<Vec<_>>())
-            .map(|(ws, r)| {
-                let mut out = Vec::with_capacity(r.len());
-                if r.is_empty() {
-                    return out;
+        let tb = |i: usize| i * targets.len() / t;
+        fan_out(
+            0,
+            t,
+            &mut self.workspaces[..],
+            &|w, lo, mid| w.split_at_mut(mid - lo),
+            &|wk, w| {
+                let ws = &mut w[0];
+                ws.results.clear();
+                if tb(wk) == tb(wk + 1) {
+                    return;
                 }
                 ws.splats.resize(n, None);
                 ws.inter.resize(nb, [[0.0; GB]; INTER]);
                 ws.inter.fill([[0.0; GB]; INTER]);
-                for target in &targets[r] {
+                for target in &targets[tb(wk)..tb(wk + 1)] {
                     let k = PoseK::new(target.pose, d, target.apix, n_sigma);
                     ws.img.fill(0.0);
                     let mut skipped = 0;
@@ -499,25 +503,19 @@ impl Renderer {
                     for ((a, s), inter) in acts.iter().zip(ws.splats.chunks(GB)).zip(ws.inter.iter_mut()) {
                         backward_block(a, &k, s, &ws.gimg, stride, inter, &mut pose);
                     }
-                    out.push((loss, image_stats(skipped, &pose, target.apix)));
+                    ws.results.push((loss, image_stats(skipped, &pose, target.apix)));
                 }
-                out
-            })
-            .collect();
+            },
+            &|(), ()| (),
+        );
         // Reduce the intermediate gradients in thread order and apply the chain rule once.
-        let busy: Vec<&[InterBlock]> = self
-            .workspaces
-            .iter()
-            .zip(per_thread.iter())
-            .filter(|(_, r)| !r.is_empty())
-            .map(|(ws, _)| &ws.inter[..])
-            .collect();
+        let workspaces = &self.workspaces;
         grad.par_chunks_mut(per * GB).zip(acts.par_chunks(per)).enumerate().for_each(|(ci, (g, a))| {
             for (bi, (out, a)) in g.chunks_mut(GB).zip(a).enumerate() {
                 let b = ci * per + bi;
                 let mut sum = [[0.0f32; GB]; INTER];
-                for part in &busy {
-                    for (s, v) in sum.iter_mut().zip(&part[b]) {
+                for ws in workspaces.iter().filter(|ws| !ws.results.is_empty()) {
+                    for (s, v) in sum.iter_mut().zip(&ws.inter[b]) {
                         for l in 0..GB {
                             s[l] += v[l];
                         }
@@ -528,12 +526,33 @@ impl Renderer {
         });
         self.stats.clear();
         let mut loss = 0.0f64;
-        for (l, st) in per_thread.into_iter().flatten() {
+        for &(l, st) in self.workspaces.iter().flat_map(|ws| ws.results.iter()) {
             loss += l as f64;
             self.stats.push(st);
         }
         loss as f32
     }
+}
+
+/// Run `leaf(k, part)` for the workers `k` in `lo..hi` by recursive halving with
+/// `rayon::join`, where `split(part, lo, mid)` divides the data of workers `lo..hi` into that
+/// of `lo..mid` and `mid..hi`. Results are merged in worker order, so they do not depend on
+/// scheduling. Nothing is allocated.
+fn fan_out<P: Send, R: Send>(
+    lo: usize,
+    hi: usize,
+    part: P,
+    split: &(impl Fn(P, usize, usize) -> (P, P) + Sync),
+    leaf: &(impl Fn(usize, P) -> R + Sync),
+    merge: &(impl Fn(R, R) -> R + Sync),
+) -> R {
+    if hi - lo == 1 {
+        return leaf(lo, part);
+    }
+    let mid = (lo + hi) / 2;
+    let (a, b) = split(part, lo, mid);
+    let (ra, rb) = rayon::join(|| fan_out(lo, mid, a, split, leaf, merge), || fan_out(mid, hi, b, split, leaf, merge));
+    merge(ra, rb)
 }
 
 fn image_stats(skipped: usize, p: &PosePartial, apix: f64) -> ImageStats {
