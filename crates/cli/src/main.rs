@@ -41,7 +41,20 @@ enum Command {
     Demo(cmd::demo::Args),
 }
 
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`cryosplat fsc … | head -1`) would
+/// panic. Restore the default action: the process ends quietly, like other Unix tools.
+#[cfg(unix)]
+fn default_sigpipe() {
+    // SAFETY: called once at start-up before any other thread exists; SIG_DFL is a valid
+    // disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    #[cfg(unix)]
+    default_sigpipe();
     let cli = Cli::parse();
     let level = if cli.quiet {
         "warn"
