@@ -62,7 +62,7 @@ pub fn run(a: Args) -> Result<()> {
     // 1. The model, written beside the outputs, and the simulated particles.
     let model_path = a.out.join(MODEL_NAME);
     cryosplat_formats::atomic::write_bytes_atomic(&model_path, MODEL.as_bytes())?;
-    let atoms = crate::cmd::simulate::read_pdb(&model_path)?;
+    let atoms = crate::cmd::simulate::read_model(&model_path)?;
     let sim_dir = a.out.join("particles");
     let cfg = SimulateConfig {
         box_px: a.box_px,

@@ -91,8 +91,7 @@ pub fn run(args: Args) -> Result<()> {
     let ext = args.input.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     let label = args.input.display().to_string();
     let source = match ext.as_str() {
-        "pdb" | "ent" => Source::Atoms { atoms: read_pdb(&args.input)?, label },
-        "cif" | "mmcif" => Source::Atoms { atoms: read_mmcif(&args.input)?, label },
+        "pdb" | "ent" | "cif" | "mmcif" => Source::Atoms { atoms: read_model(&args.input)?, label },
         "mrc" | "map" => {
             let (data, d, apix) = read_map(&args.input)?;
             let apix = match (apix, args.apix) {
@@ -173,167 +172,17 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-// Input readers. Minimal and strict; they name the file and line of any problem.
-
-/// Element from a PDB atom name (columns 13–16) when the element columns are blank.
-fn element_from_name(name: &str) -> String {
-    let letters: String = name.chars().filter(|c| c.is_ascii_alphabetic()).collect();
-    if name.starts_with(' ') || letters.len() < 2 {
-        letters.chars().take(1).collect()
-    } else {
-        letters.chars().take(2).collect()
-    }
-}
-
-pub(crate) fn read_pdb(path: &Path) -> Result<Vec<Atom>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut atoms = Vec::new();
-    for (no, line) in text.lines().enumerate() {
-        if line.starts_with("ENDMDL") {
-            break;
-        }
-        if !(line.starts_with("ATOM") || line.starts_with("HETATM")) {
-            continue;
-        }
-        let col = |a: usize, b: usize| line.get(a..b.min(line.len())).unwrap_or("").trim();
-        let num = |a: usize, b: usize, what: &str| -> Result<f64> {
-            col(a, b).parse::<f64>().with_context(|| format!("{}: line {}: bad {what} {:?}", path.display(), no + 1, col(a, b)))
-        };
-        let pos = [num(30, 38, "x")?, num(38, 46, "y")?, num(46, 54, "z")?];
-        let occupancy = if col(54, 60).is_empty() { 1.0 } else { num(54, 60, "occupancy")? };
-        let b = if col(60, 66).is_empty() { 0.0 } else { num(60, 66, "B-factor")? };
-        let mut element = col(76, 78).to_string();
-        if element.is_empty() {
-            element = element_from_name(line.get(12..16).unwrap_or(""));
-        }
-        atoms.push(Atom { element, pos_a: pos, b_factor_a2: b, occupancy });
-    }
+/// The atoms of a PDB or mmCIF model (read by `cryosplat_formats::atoms`, which names the
+/// file and line of any problem), as the potential's atoms.
+pub(crate) fn read_model(path: &Path) -> Result<Vec<Atom>> {
+    let atoms = cryosplat_formats::atoms::read_atoms(path)?;
     if atoms.is_empty() {
-        bail!("{}: no ATOM or HETATM records", path.display());
+        bail!("{}: no atoms", path.display());
     }
-    Ok(atoms)
-}
-
-/// Split a CIF data line into tokens (whitespace separated, '...' and "..." quoted).
-fn cif_tokens(line: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut chars = line.char_indices().peekable();
-    while let Some(&(i, c)) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-            continue;
-        }
-        if c == '#' {
-            break;
-        }
-        if c == '\'' || c == '"' {
-            chars.next();
-            let start = i + 1;
-            let mut end = line.len();
-            while let Some((j, d)) = chars.next() {
-                let next_ws = chars.peek().is_none_or(|&(_, n)| n.is_whitespace());
-                if d == c && next_ws {
-                    end = j;
-                    break;
-                }
-            }
-            out.push(line[start..end].to_string());
-        } else {
-            let start = i;
-            let mut end = line.len();
-            while let Some(&(j, d)) = chars.peek() {
-                if d.is_whitespace() {
-                    end = j;
-                    break;
-                }
-                chars.next();
-            }
-            out.push(line[start..end].to_string());
-        }
-    }
-    out
-}
-
-fn read_mmcif(path: &Path) -> Result<Vec<Atom>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let lines: Vec<&str> = text.lines().collect();
-    let mut i = 0;
-    while i < lines.len() {
-        if lines[i].trim() == "loop_" && lines.get(i + 1).is_some_and(|l| l.trim_start().starts_with("_atom_site.")) {
-            break;
-        }
-        i += 1;
-    }
-    if i == lines.len() {
-        bail!("{}: no _atom_site loop", path.display());
-    }
-    i += 1;
-    let mut labels = Vec::new();
-    while i < lines.len() && lines[i].trim_start().starts_with("_atom_site.") {
-        labels.push(lines[i].trim()["_atom_site.".len()..].split_whitespace().next().unwrap_or("").to_string());
-        i += 1;
-    }
-    let find = |name: &str| labels.iter().position(|l| l == name);
-    let need = |name: &str| find(name).with_context(|| format!("{}: _atom_site has no {name} column", path.display()));
-    let (cx, cy, cz) = (need("Cartn_x")?, need("Cartn_y")?, need("Cartn_z")?);
-    let (ce, cocc, cb, cmodel) = (find("type_symbol"), find("occupancy"), find("B_iso_or_equiv"), find("pdbx_PDB_model_num"));
-    let cname = find("label_atom_id").or_else(|| find("auth_atom_id"));
-    let mut atoms = Vec::new();
-    let mut row: Vec<String> = Vec::new();
-    let mut row_line = i + 1;
-    let mut first_model: Option<String> = None;
-    while i < lines.len() {
-        let line = lines[i];
-        let t = line.trim_start();
-        if t.starts_with('_') || t.starts_with("loop_") || t.starts_with("data_") || (t.starts_with('#') && row.is_empty()) {
-            break;
-        }
-        if t.starts_with(';') {
-            bail!("{}: line {}: multi-line values are not supported in _atom_site", path.display(), i + 1);
-        }
-        if row.is_empty() {
-            row_line = i + 1;
-        }
-        row.extend(cif_tokens(line));
-        i += 1;
-        while row.len() >= labels.len() {
-            let rest = row.split_off(labels.len());
-            let r = std::mem::replace(&mut row, rest);
-            if let Some(m) = cmodel {
-                match &first_model {
-                    None => first_model = Some(r[m].clone()),
-                    Some(f) if *f != r[m] => return finish_cif(path, atoms),
-                    _ => {}
-                }
-            }
-            let num = |c: usize, what: &str, default: Option<f64>| -> Result<f64> {
-                let v = r[c].as_str();
-                if (v == "?" || v == ".") && default.is_some() {
-                    return Ok(default.unwrap_or(0.0));
-                }
-                v.parse::<f64>().with_context(|| format!("{}: line {row_line}: bad {what} {v:?}", path.display()))
-            };
-            let pos = [num(cx, "Cartn_x", None)?, num(cy, "Cartn_y", None)?, num(cz, "Cartn_z", None)?];
-            let occupancy = cocc.map(|c| num(c, "occupancy", Some(1.0))).transpose()?.unwrap_or(1.0);
-            let b = cb.map(|c| num(c, "B_iso_or_equiv", Some(0.0))).transpose()?.unwrap_or(0.0);
-            let element = match ce {
-                Some(c) if r[c] != "?" && r[c] != "." => r[c].clone(),
-                _ => cname.map(|c| element_from_name(&format!(" {}", r[c]))).unwrap_or_default(),
-            };
-            atoms.push(Atom { element, pos_a: pos, b_factor_a2: b, occupancy });
-        }
-    }
-    if !row.is_empty() {
-        bail!("{}: line {row_line}: incomplete _atom_site row ({} of {} values)", path.display(), row.len(), labels.len());
-    }
-    finish_cif(path, atoms)
-}
-
-fn finish_cif(path: &Path, atoms: Vec<Atom>) -> Result<Vec<Atom>> {
-    if atoms.is_empty() {
-        bail!("{}: the _atom_site loop has no rows", path.display());
-    }
-    Ok(atoms)
+    Ok(atoms
+        .into_iter()
+        .map(|a| Atom { element: a.element, pos_a: a.pos_a, b_factor_a2: a.b_factor_a2, occupancy: a.occupancy })
+        .collect())
 }
 
 /// A cubic map: (values x fastest, size, pixel size in Å if the header gives one).
