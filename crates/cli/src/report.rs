@@ -194,8 +194,8 @@ pub fn write_gaussian_files(dir: &Path, models: [&GaussianModel; 2], d: usize, a
     Ok(out)
 }
 
-/// Figures and report after an epoch.
-pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &serde_json::Value) -> Result<()> {
+/// Figures and report after an epoch; returns the files written.
+pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &serde_json::Value) -> Result<Vec<PathBuf>> {
     use crate::figures;
     figures::fsc_plot(&dir.join("fsc.png"), "half-map FSC", r.fsc)?;
     figures::map_views(r.map, r.d, &dir.join("slices.png"), &dir.join("projections.png"))?;
@@ -214,7 +214,9 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
     }
     figures::histogram(&dir.join("amplitudes.png"), "Gaussian amplitudes (both halves)", "amplitude (normalised mass)", &amps, 50)?;
     figures::histogram(&dir.join("sizes.png"), "Gaussian sizes (both halves)", "RMS standard deviation (Å)", &sizes, 50)?;
-    write_gaussian_files(dir, r.models, r.d, r.apix)?;
+    let mut written: Vec<PathBuf> =
+        ["fsc.png", "slices.png", "projections.png", "loss.png", "amplitudes.png", "sizes.png"].iter().map(|f| dir.join(f)).collect();
+    written.extend(write_gaussian_files(dir, r.models, r.d, r.apix)?);
     let run = serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "settings": settings, "history": r.history, "finished": false });
     cryosplat_formats::atomic::write_bytes_atomic(&dir.join("run.json"), serde_json::to_string_pretty(&run)?.as_bytes())?;
     let last = r.record;
@@ -244,7 +246,10 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
             s
         },
     ];
-    write_report(&dir.join("report.html"), title, &sections)
+    write_report(&dir.join("report.html"), title, &sections)?;
+    written.push(dir.join("run.json"));
+    written.push(dir.join("report.html"));
+    Ok(written)
 }
 
 fn fmt_res(s: &str) -> String {

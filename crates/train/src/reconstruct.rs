@@ -623,6 +623,9 @@ fn run(
         })?;
         let st = RunState { epoch: epoch + 1, half: 0, pos: 0, steps, epoch_loss: [0.0; 2], epoch_images: 0, epoch_seconds: 0.0, densities };
         save_checkpoint(&ckpt_path, &fp, cfg.seed, &st, &history, data_scale, &models, &adams, &stats)?;
+        if !outputs.contains(&ckpt_path) {
+            outputs.push(ckpt_path.clone());
+        }
         clock = Instant::now();
     }
     Ok(Summary {

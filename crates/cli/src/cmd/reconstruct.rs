@@ -224,6 +224,7 @@ pub fn execute(a: &Args, title: &str) -> Result<cryosplat_train::reconstruct::Su
     });
     log.line(&format!("settings: {}", serde_json::to_string(&cfg)?));
     let log = std::sync::Mutex::new(log);
+    let written: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
     let mut on_epoch = |r: &cryosplat_train::reconstruct::EpochResult| -> Result<(), ReconstructError> {
         let msg = format!(
             "epoch {}: loss A {:.5} B {:.5}; half-map resolution {} (FSC 0.143), {} (0.5); {} + {} Gaussians; {:.1} s, {:.0} images/s",
@@ -240,11 +241,18 @@ pub fn execute(a: &Args, title: &str) -> Result<cryosplat_train::reconstruct::Su
         tracing::info!("{msg}");
         log.lock().expect("log lock").line(&msg);
         // Figures, report, PLY files and run.json (the report hook).
-        report::write_epoch_outputs(&out, title, r, &settings).map_err(|e| ReconstructError::Config(format!("{e:#}")))
+        let files = report::write_epoch_outputs(&out, title, r, &settings).map_err(|e| ReconstructError::Config(format!("{e:#}")))?;
+        let mut w = written.lock().expect("outputs lock");
+        for f in files {
+            if !w.contains(&f) {
+                w.push(f);
+            }
+        }
+        Ok(())
     };
     let result = reconstruct(&set, &cfg, &a.out, a.resume, &bar, &stop, &mut on_epoch);
     let mut log = log.into_inner().expect("log lock");
-    let summary = match result {
+    let mut summary = match result {
         Ok(s) => s,
         Err(e @ ReconstructError::Interrupted { .. }) => {
             log.line(&format!("stopped: {e}"));
@@ -257,6 +265,13 @@ pub fn execute(a: &Args, title: &str) -> Result<cryosplat_train::reconstruct::Su
     };
     for w in &summary.warnings {
         log.line(&format!("note: {w}"));
+    }
+    // Every file of the output folder: the maps and FSC table from the library, the figures,
+    // report, Gaussian files and run.json from the report hook, the log and the checkpoint.
+    for f in written.into_inner().expect("outputs lock").into_iter().chain([a.out.join("run.log")]) {
+        if !summary.outputs.contains(&f) {
+            summary.outputs.push(f);
+        }
     }
     report::write_final_outputs(&a.out, &summary, &settings)?;
     if let Some(last) = summary.history.last() {

@@ -1,0 +1,41 @@
+//! `cryosplat reconstruct` end to end on a tiny simulated set: every file of the output folder
+//! is listed in run.json's outputs, and every listed file exists.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/");
+
+#[test]
+fn run_json_lists_every_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    let rec = dir.path().join("rec");
+    let bin = env!("CARGO_BIN_EXE_cryosplat");
+    let model = format!("{DATA}models/1A8O.pdb");
+    let s = Command::new(bin)
+        .args(["-q", "simulate", &model, "-o", sim.to_str().unwrap(), "--box", "24", "--apix", "2.5", "--count", "60", "--snr", "1"])
+        .output()
+        .unwrap();
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    let star = sim.join("particles.star");
+    let r = Command::new(bin)
+        .args(["-q", "reconstruct", star.to_str().unwrap(), "-o", rec.to_str().unwrap(), "--gaussians", "50", "--epochs", "1"])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(rec.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["finished"], true);
+    let listed: BTreeSet<String> = run["summary"]["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| std::path::Path::new(p.as_str().unwrap()).file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let present: BTreeSet<String> =
+        std::fs::read_dir(&rec).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(listed, present);
+    for f in ["map.mrc", "half_map_a.mrc", "half_map_b.mrc", "fsc.csv", "fsc.png", "report.html", "gaussians.ply", "run.log"] {
+        assert!(listed.contains(f), "{f} missing from {listed:?}");
+    }
+}
