@@ -439,10 +439,11 @@ fn quoted(v: &str) -> Option<String> {
     if !special {
         return Some(v.to_string());
     }
-    // A quote inside the value is harmless unless followed by whitespace.
+    // A quote inside the value is harmless unless followed by whitespace, as the reader
+    // defines it (`is_ws`, which includes the vertical tab).
     let closes = |q: char| {
-        v.char_indices()
-            .any(|(i, c)| c == q && v[i + 1..].starts_with(|n: char| n.is_ascii_whitespace()))
+        let q = q as u8;
+        v.as_bytes().windows(2).any(|w| w[0] == q && is_ws(w[1]))
     };
     if !v.contains('"') || !closes('"') && !v.ends_with('"') {
         return Some(format!("\"{v}\""));
