@@ -162,6 +162,25 @@ pub fn resolution_at(curve: &[f64], threshold: f64, d: usize, apix: f64) -> Reso
     Resolution::Nyquist
 }
 
+/// Spectral signal-to-noise ratio per shell from a half-map FSC curve, as RELION turns an FSC
+/// into its signal-spectrum prior: each value is clamped to `[0.001, 0.999]` (the lower bound
+/// stands in for shells without signal), and `SSNR = F/(1 − F)`. With `whole`, the SSNR is the
+/// one of the map of both halves: `F` is first replaced by the FSC expected between two sets
+/// twice as large, `2F/(1 + F)` (so the SSNR doubles), then clamped to 0.999 again.
+pub fn ssnr_from_fsc(curve: &[f64], whole: bool) -> Vec<f64> {
+    curve
+        .iter()
+        .map(|&f| {
+            let mut f = if f.is_finite() { f.max(0.001) } else { 0.001 };
+            if whole {
+                f = 2.0 * f / (1.0 + f);
+            }
+            let f = f.min(0.999);
+            f / (1.0 - f)
+        })
+        .collect()
+}
+
 /// Which mask [`gold_standard`] uses for the masked curve.
 #[derive(Clone, Copy, Debug)]
 pub enum MaskChoice<'a> {
@@ -273,6 +292,19 @@ pub fn gold_standard(a: &[f32], b: &[f32], d: usize, apix: f64, mask: MaskChoice
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssnr_from_fsc_clamps_and_doubles_for_the_full_set() {
+        let s = ssnr_from_fsc(&[1.0, 0.5, 0.0, -0.3, f64::NAN], false);
+        assert!((s[0] - 999.0).abs() < 1e-9, "{s:?}");
+        assert!((s[1] - 1.0).abs() < 1e-12);
+        let floor = 0.001 / 0.999;
+        assert!((s[2] - floor).abs() < 1e-15 && (s[3] - floor).abs() < 1e-15 && (s[4] - floor).abs() < 1e-15);
+        // Full set: F → 2F/(1 + F), i.e. twice the half-set SSNR (below the clamp).
+        let w = ssnr_from_fsc(&[0.5, 0.2, 0.0, 1.0], true);
+        assert!((w[0] - 2.0).abs() < 1e-12 && (w[1] - 0.5).abs() < 1e-12, "{w:?}");
+        assert!((w[2] - 2.0 * 0.001 / 0.999).abs() < 1e-12 && (w[3] - 999.0).abs() < 1e-9);
+    }
 
     #[test]
     fn resolution_reading() {
