@@ -20,10 +20,8 @@ pub struct Args {
     /// Constant regularisation of every map: add this fraction of the mean Fourier weight to
     /// every weight (0.01 was the former default). Without it, the half maps use 0.01 and the
     /// full map follows their FSC: RELION's SSNR-based Wiener term, mean shell weight / SSNR.
-    // NaN (the default) selects the FSC-based regularisation; code building `Args` passes
-    // `f64::NAN` for it.
-    #[arg(long, default_value_t = f64::NAN, hide_default_value = true)]
-    pub wiener: f64,
+    #[arg(long)]
+    pub wiener: Option<f64>,
     /// Worker threads (default: all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
@@ -52,8 +50,7 @@ pub fn write_outputs(dir: &Path, r: &Backprojection) -> Result<()> {
 
 pub fn execute(a: &Args) -> Result<Backprojection> {
     let set = a.input.load()?;
-    let wiener = (!a.wiener.is_nan()).then_some(a.wiener);
-    let cfg = BackprojectConfig { pad: a.pad, wiener, threads: a.threads, seed: a.seed, downsample: a.downsample, no_ctf: a.no_ctf };
+    let cfg = BackprojectConfig { pad: a.pad, wiener: a.wiener, threads: a.threads, seed: a.seed, downsample: a.downsample, no_ctf: a.no_ctf };
     let r = backproject(&set, &cfg, &Bar::new())?;
     write_outputs(&a.out, &r)?;
     Ok(r)
@@ -66,7 +63,7 @@ pub fn run(a: Args) -> Result<()> {
             "regularisation: map.mrc from the half-map FSC (SSNR per shell); half maps constant, {} × the mean Fourier weight",
             cryosplat_core::backproject::BASE_WIENER
         ),
-        None => println!("regularisation: constant, {} × the mean Fourier weight", a.wiener),
+        None => println!("regularisation: constant, {} × the mean Fourier weight", a.wiener.unwrap_or(cryosplat_core::backproject::BASE_WIENER)),
     }
     println!(
         "half-map resolution (FSC 0.143, corrected): {}; 0.5: {}; {:.1} s",

@@ -114,7 +114,7 @@ pub fn run(a: Args) -> Result<()> {
         input,
         out: a.out.join("backproject"),
         pad: 2,
-        wiener: 0.01,
+        wiener: None,
         threads: a.threads,
         seed: a.seed,
         downsample: None,
