@@ -4,6 +4,15 @@
 //! units); [`AdamConfig::lr_scale`] can scale it per parameter, and
 //! [`AdamConfig::set_group_scale`] per parameter group ([`ParamGroup`]).
 //!
+//! # Parallel work
+//!
+//! One unit of parallel work is a contiguous range of Gaussians (one range per thread, at least
+//! 1,024 rows): the update is elementwise, so every thread reads its rows' gradient, moments
+//! and parameters, writes them back, and (with [`Adam::step_and_clear`]) zeroes its gradient
+//! rows while they are in cache. Rows are processed in blocks of 64 so that the per-parameter
+//! learning-rate scale becomes a flat pattern and the inner loop vectorises. The result does
+//! not depend on the number of threads, bit for bit (tested).
+//!
 //! # Settings
 //!
 //! `β1 = 0.9`, `β2 = 0.999` (Adam's usual values). `ε = 1e-15`, as Gaussian splatting uses,
