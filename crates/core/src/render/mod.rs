@@ -8,10 +8,13 @@
 //! default) one unit of parallel work is a fixed contiguous range of Gaussians (one per
 //! thread): it activates and projects its Gaussians and scatters them into its thread's
 //! private image; the images are summed in a fixed order and transformed by one thread
-//! while a second transforms the observed image (it does not depend on the model), one thread
-//! forms the residual's spectrum, the loss and the image-space gradient, and the same ranges then gather their Gaussians' gradients
-//! from that shared read-only image, each writing only its own rows of `grad` (no atomics).
-//! With a **minibatch** ([`Renderer::loss_and_grad_batch`]) one unit of work is a fixed range
+//! while a second transforms the observed image (it does not depend on the model), one
+//! thread forms the residual's spectrum, the loss and the image-space gradient, and the same
+//! ranges then gather their Gaussians' gradients from that image (threads other than the
+//! first from a streamed copy in their own workspace, cheaper than scattered reads from
+//! another core's cache), each writing only its own rows of `grad` (no atomics). The ranges
+//! are handed out by recursive `rayon::join` over fixed worker indices, which allocates
+//! nothing. With a **minibatch** ([`Renderer::loss_and_grad_batch`]) one unit of work is a fixed range
 //! of whole images per thread, each thread accumulating into its private gradient buffer; the
 //! buffers are reduced in thread order. Results therefore depend on the thread count but never
 //! on scheduling: runs are bitwise reproducible for a given thread count. Every buffer, FFT plan
