@@ -320,7 +320,7 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fsc::{fsc, ssnr_from_fsc};
+    use crate::fsc::{correlation as corr, fsc, ssnr_from_fsc};
     use crate::projector::project_volume;
     use crate::rng::Rng;
     use crate::rotation::random_rotation;
@@ -334,19 +334,6 @@ mod tests {
                     + 0.5 * (-((x + 3.0).powi(2) + (y - 3.0).powi(2) + z * z) / 3.0).exp()) as f32
             })
             .collect()
-    }
-
-    fn corr(a: &[f32], b: &[f32]) -> f64 {
-        let n = a.len() as f64;
-        let (ma, mb) = (a.iter().map(|&v| v as f64).sum::<f64>() / n, b.iter().map(|&v| v as f64).sum::<f64>() / n);
-        let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-        for (&x, &y) in a.iter().zip(b) {
-            let (x, y) = (x as f64 - ma, y as f64 - mb);
-            sab += x * y;
-            saa += x * x;
-            sbb += y * y;
-        }
-        sab / (saa * sbb).sqrt()
     }
 
     /// Two half accumulators of `n` random views of `images(pose, img)`, alternating.

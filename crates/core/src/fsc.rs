@@ -267,6 +267,22 @@ impl FscReport {
     }
 }
 
+/// Real-space (Pearson) correlation of two maps or images of the same length, accumulated in
+/// f64 about each one's mean. NaN when either is constant.
+pub fn correlation(a: &[f32], b: &[f32]) -> f64 {
+    assert_eq!(a.len(), b.len(), "maps of different sizes");
+    let n = a.len() as f64;
+    let (ma, mb) = (a.iter().map(|&v| v as f64).sum::<f64>() / n, b.iter().map(|&v| v as f64).sum::<f64>() / n);
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x as f64 - ma, y as f64 - mb);
+        sab += x * y;
+        saa += x * x;
+        sbb += y * y;
+    }
+    sab / (saa * sbb).sqrt()
+}
+
 /// Unmasked, masked and phase-randomisation-corrected FSC of two half maps.
 pub fn gold_standard(a: &[f32], b: &[f32], d: usize, apix: f64, mask: MaskChoice<'_>, seed: u64) -> FscReport {
     let f = Fft3::new(d);

@@ -1,6 +1,7 @@
 //! The real-space map projector against cryoDRGN's toy projections (tests/data/cryodrgn-toy,
 //! noiseless projections of a known volume at known rotations; see its README for the exact rule).
 
+use cryosplat_core::fsc::correlation;
 use cryosplat_core::pose::{transpose, Mat3};
 use cryosplat_core::projector::{project_stack, project_volume, trilinear};
 
@@ -60,20 +61,6 @@ fn read_star_rotations() -> Vec<Mat3> {
             euler_zyz(v(cr), v(ct), v(cp))
         })
         .collect()
-}
-
-fn correlation(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len() as f64;
-    let ma = a.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let mb = b.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (x as f64 - ma, y as f64 - mb);
-        sab += x * y;
-        saa += x * x;
-        sbb += y * y;
-    }
-    sab / (saa * sbb).sqrt()
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! against its ground truth, and the 219 real ribosome sub-tilts against maps made by
 //! independent tools.
 
+use cryosplat_core::fsc::correlation as corr;
 use cryosplat_core::fourier::{freq_index, Fft3};
 use cryosplat_core::fsc::fsc;
 use cryosplat_core::pose::transpose;
@@ -13,19 +14,6 @@ use cryosplat_train::dataset::{LoadOptions, ParticleSet};
 use cryosplat_train::progress::NoProgress;
 use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
 use std::path::Path;
-
-fn corr(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().map(|&v| v as f64).sum::<f64>() / n, b.iter().map(|&v| v as f64).sum::<f64>() / n);
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (x as f64 - ma, y as f64 - mb);
-        sab += x * y;
-        saa += x * x;
-        sbb += y * y;
-    }
-    sab / (saa * sbb).sqrt()
-}
 
 #[test]
 fn toy_set_gives_back_the_toy_volume() {

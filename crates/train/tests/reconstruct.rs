@@ -1,6 +1,7 @@
 //! Reconstruction at small size: recovering a simulated ground truth, resuming a killed run to
 //! the same result, and clear errors on bad input.
 
+use cryosplat_core::fsc::correlation as corr;
 use cryosplat_core::potential::Atom;
 use cryosplat_core::rng::Rng;
 use cryosplat_formats::mrc::MrcFile;
@@ -28,19 +29,6 @@ fn simulated(dir: &Path, count: usize, snr: f64) -> PathBuf {
 
 fn read(p: &Path) -> Vec<f32> {
     MrcFile::open(p).unwrap().read_all().unwrap()
-}
-
-fn corr(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().map(|&v| v as f64).sum::<f64>() / n, b.iter().map(|&v| v as f64).sum::<f64>() / n);
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (&x, &y) in a.iter().zip(b) {
-        let (x, y) = (x as f64 - ma, y as f64 - mb);
-        sab += x * y;
-        saa += x * x;
-        sbb += y * y;
-    }
-    sab / (saa * sbb).sqrt()
 }
 
 fn small(threads: usize) -> ReconstructConfig {
