@@ -2,9 +2,8 @@
 //! full loss-and-gradient step (forward, CTF by real FFT, loss, adjoint, backward), for the
 //! batch of one on 1 and 2 threads and for a minibatch of 4 images.
 //!
-//! Workload: random anisotropic Gaussians with scales of 1.05–1.95 px (projected σ about
-//! 1.5 px) inside the central sphere of radius 0.35 box, random poses and origins, an
-//! astigmatic CTF, white-noise targets. Sizes default to 128 px and 10,000 Gaussians; set
+//! Workload: [`cryosplat_core::render::workload`] (the same as `cryosplat bench`), 8 images.
+//! Sizes default to 128 px and 10,000 Gaussians; set
 //! `CRYOSPLAT_BENCH_SIZES="64x2000,128x10000,256x30000"` to choose others.
 //!
 //! Timing: wall clock by default. On a shared machine, `CRYOSPLAT_BENCH_CPU=1` measures the
@@ -14,36 +13,12 @@
 
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use cryosplat_core::ctf::CtfParams;
 use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
 use cryosplat_core::pose::Pose;
+use cryosplat_core::render::workload;
 use cryosplat_core::render::{ImageTarget, RenderOptions, Renderer};
 use cryosplat_core::rng::Rng;
-use cryosplat_core::rotation::random_rotation;
 use std::time::Duration;
-
-fn model(n: usize, d: usize, rng: &mut Rng) -> GaussianModel {
-    let px = 1.0 / d as f64;
-    let params = (0..n)
-        .map(|_| {
-            let p = loop {
-                let p = [rng.uniform_range(-0.35, 0.35), rng.uniform_range(-0.35, 0.35), rng.uniform_range(-0.35, 0.35)];
-                if p.iter().map(|v| v * v).sum::<f64>() <= 0.35 * 0.35 {
-                    break p;
-                }
-            };
-            let s: Vec<f32> = (0..3).map(|_| (rng.uniform_range(1.05, 1.95) * px) as f32).collect();
-            let q = rng.unit_quaternion();
-            GaussianModel::raw_from_physical(
-                [p[0] as f32, p[1] as f32, p[2] as f32],
-                [s[0], s[1], s[2]],
-                [q[0] as f32, q[1] as f32, q[2] as f32, q[3] as f32],
-                rng.uniform_range(0.5, 1.5) as f32,
-            )
-        })
-        .collect();
-    GaussianModel { params }
-}
 
 struct Scene {
     model: GaussianModel,
@@ -54,29 +29,8 @@ struct Scene {
 
 fn scene(d: usize, n: usize) -> Scene {
     let mut rng = Rng::new(3);
-    let model = model(n, d, &mut rng);
-    let k = 8;
-    let poses = (0..k)
-        .map(|_| Pose { rot: random_rotation(&mut rng), origin_a: [rng.uniform_range(-3.0, 3.0), rng.uniform_range(-3.0, 3.0)] })
-        .collect();
-    let ctfs = (0..k)
-        .map(|_| {
-            let df = rng.uniform_range(8000.0, 25000.0);
-            let p = CtfParams {
-                voltage_kv: 300.0,
-                cs_mm: 2.7,
-                amp_contrast: 0.1,
-                defocus_u_a: df + 200.0,
-                defocus_v_a: df - 200.0,
-                defocus_angle_deg: rng.uniform_range(-180.0, 180.0),
-                ..CtfParams::flat()
-            };
-            let mut out = vec![0.0f32; d * (d / 2 + 1)];
-            p.fill_rfft(d, 1.0, &mut out);
-            out
-        })
-        .collect();
-    let images = (0..k).map(|_| (0..d * d).map(|_| rng.normal() as f32).collect()).collect();
+    let model = workload::model(n, d, &mut rng);
+    let (poses, ctfs, images) = workload::images(8, d, &mut rng);
     Scene { model, poses, ctfs, images }
 }
 

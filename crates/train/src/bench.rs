@@ -2,23 +2,18 @@
 //! splat, CTF by real FFT, loss, adjoint, backward to every raw parameter, Adam update — with
 //! the renderer of [`cryosplat_core::render`].
 //!
-//! Workload (everything seeded, so runs are comparable): `gaussians` random anisotropic
-//! Gaussians with scales of 1.05–1.95 px along their axes (projected σ about 1.5 px), random
-//! orientations, amplitudes 0.5–1.5, means uniform inside the central sphere of radius 0.35
-//! box; a cycle of 16 (or `batch`, if larger) images with random poses over SO(3), origin
-//! shifts up to 3 px, an astigmatic CTF each (300 kV, Cs 2.7 mm, Q0 0.1, defocus 0.8–2.5 µm)
-//! and white-noise targets. One step renders `batch` images (1: the method's batch of one,
+//! Workload (everything seeded, so runs are comparable): the model and images of
+//! [`cryosplat_core::render::workload`], `gaussians` Gaussians and a cycle of 16 (or `batch`,
+//! if larger) images. One step renders `batch` images (1: the method's batch of one,
 //! Gaussians split across threads; more: images split across threads), then applies Adam.
 //! The timing is repeated `repeats` times after a warm-up and the best run is reported, since
 //! other work on the machine can only slow a run down.
 
 use crate::adam::{Adam, AdamConfig};
-use cryosplat_core::ctf::{CtfGrid, CtfParams};
 use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
-use cryosplat_core::pose::Pose;
+use cryosplat_core::render::workload;
 use cryosplat_core::render::{ImageTarget, RenderOptions, Renderer, DEFAULT_N_SIGMA};
 use cryosplat_core::rng::Rng;
-use cryosplat_core::rotation::random_rotation;
 use std::time::Instant;
 
 /// Benchmark settings.
@@ -72,68 +67,6 @@ pub struct BenchResult {
     pub n_sigma: f32,
 }
 
-/// The benchmark's random model (box units, see the module docs).
-pub fn bench_model(n: usize, d: usize, rng: &mut Rng) -> GaussianModel {
-    let px = 1.0 / d as f64;
-    let params = (0..n)
-        .map(|_| {
-            let mut p;
-            loop {
-                p = [rng.uniform_range(-0.35, 0.35), rng.uniform_range(-0.35, 0.35), rng.uniform_range(-0.35, 0.35)];
-                if p[0] * p[0] + p[1] * p[1] + p[2] * p[2] <= 0.35 * 0.35 {
-                    break;
-                }
-            }
-            let s = [
-                rng.uniform_range(1.05, 1.95) * px,
-                rng.uniform_range(1.05, 1.95) * px,
-                rng.uniform_range(1.05, 1.95) * px,
-            ];
-            let q = rng.unit_quaternion();
-            GaussianModel::raw_from_physical(
-                [p[0] as f32, p[1] as f32, p[2] as f32],
-                [s[0] as f32, s[1] as f32, s[2] as f32],
-                [q[0] as f32, q[1] as f32, q[2] as f32, q[3] as f32],
-                rng.uniform_range(0.5, 1.5) as f32,
-            )
-        })
-        .collect();
-    GaussianModel { params }
-}
-
-/// Poses, half-plane CTFs and target images of the workload (`n` of each, box `d`, 1 Å/px).
-pub fn bench_images(n: usize, d: usize, rng: &mut Rng) -> (Vec<Pose>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
-    let apix = 1.0;
-    let grid = CtfGrid::new(d, apix);
-    let poses = (0..n)
-        .map(|_| Pose {
-            rot: random_rotation(rng),
-            origin_a: [rng.uniform_range(-3.0, 3.0), rng.uniform_range(-3.0, 3.0)],
-        })
-        .collect();
-    let ctfs = (0..n)
-        .map(|_| {
-            let df = rng.uniform_range(8000.0, 25000.0);
-            let p = CtfParams {
-                voltage_kv: 300.0,
-                cs_mm: 2.7,
-                amp_contrast: 0.1,
-                defocus_u_a: df + 200.0,
-                defocus_v_a: df - 200.0,
-                defocus_angle_deg: rng.uniform_range(-180.0, 180.0),
-                phase_shift_deg: 0.0,
-                bfactor_a2: 0.0,
-                scale: 1.0,
-            };
-            let mut out = vec![0.0f32; grid.len()];
-            grid.fill_rfft(&p, &mut out);
-            out
-        })
-        .collect();
-    let images = (0..n).map(|_| (0..d * d).map(|_| rng.normal() as f32).collect()).collect();
-    (poses, ctfs, images)
-}
-
 /// Run the benchmark in a rayon pool of `config.threads` threads.
 pub fn run(config: &BenchConfig) -> Result<BenchResult, String> {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(config.threads.max(1)).build().map_err(|e| e.to_string())?;
@@ -153,9 +86,9 @@ fn run_in_pool(c: &BenchConfig) -> Result<BenchResult, String> {
     }
     let apix = 1.0;
     let mut rng = Rng::new(c.seed);
-    let mut model = bench_model(c.gaussians, d, &mut rng);
+    let mut model = workload::model(c.gaussians, d, &mut rng);
     let cycle = 16.max(c.batch);
-    let (poses, ctfs, images) = bench_images(cycle, d, &mut rng);
+    let (poses, ctfs, images) = workload::images(cycle, d, &mut rng);
     let targets: Vec<ImageTarget> = (0..cycle)
         .map(|i| ImageTarget { image: &images[i], ctf_rfft: &ctfs[i], pose: &poses[i], apix })
         .collect();

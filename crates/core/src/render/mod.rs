@@ -76,6 +76,7 @@
 mod filter;
 mod gauss;
 mod kernel;
+pub mod workload;
 
 pub use kernel::{exp_bounded, LANES};
 
