@@ -42,10 +42,7 @@ fn to_grey(values: &[f32]) -> Vec<u8> {
     let lo = finite[finite.len() / 200];
     let hi = finite[(finite.len() - 1) - finite.len() / 200];
     let span = if hi > lo { hi - lo } else { 1.0 };
-    values
-        .iter()
-        .map(|&v| if v.is_finite() { (((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8 } else { 0 })
-        .collect()
+    values.iter().map(|&v| if v.is_finite() { (((v - lo) / span).clamp(0.0, 1.0) * 255.0).round() as u8 } else { 0 }).collect()
 }
 
 /// Three panels side by side, each `d×d` (x fastest, row 0 drawn at the bottom so that +y is up,
@@ -70,11 +67,8 @@ fn panels_png(path: &Path, panels: &[(&str, Vec<f32>)], d: usize) -> Result<()> 
                     let px = x0 as i32 + (col * scale) as i32;
                     // +y up: row 0 at the bottom.
                     let py = (title_h + side) as i32 - ((row + 1) * scale) as i32;
-                    root.draw(&Rectangle::new(
-                        [(px, py), (px + scale as i32, py + scale as i32)],
-                        RGBColor(g, g, g).filled(),
-                    ))
-                    .map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+                    root.draw(&Rectangle::new([(px, py), (px + scale as i32, py + scale as i32)], RGBColor(g, g, g).filled()))
+                        .map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
                 }
             }
         }
@@ -146,7 +140,14 @@ pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series:
     if !(y1 > y0) {
         y1 = y0.abs().max(1e-12) * 2.0 + y0;
     }
-    let colors = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189), RGBColor(140, 140, 140), RGBColor(90, 90, 90)];
+    let colors = [
+        RGBColor(31, 119, 180),
+        RGBColor(214, 39, 40),
+        RGBColor(44, 160, 44),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 140, 140),
+        RGBColor(90, 90, 90),
+    ];
     let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
     save_plot(path, 720, 420, |root| {
         let mut builder = ChartBuilder::on(&root);

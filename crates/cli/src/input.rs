@@ -42,7 +42,8 @@ impl ParticleArgs {
             apix: self.apix,
             invert: self.invert,
         };
-        let mut set = ParticleSet::load(&self.particles, &opts).with_context(|| format!("reading particles from {}", self.particles.display()))?;
+        let mut set =
+            ParticleSet::load(&self.particles, &opts).with_context(|| format!("reading particles from {}", self.particles.display()))?;
         if let Some(f) = &self.subset {
             let idx = ParticleSet::read_index_file(f)?;
             set.retain_indices(&idx)?;

@@ -4,8 +4,8 @@
 mod cmd;
 mod figures;
 mod input;
-mod report;
 mod progress;
+mod report;
 
 use clap::{Parser, Subcommand};
 
@@ -65,8 +65,7 @@ fn main() -> std::process::ExitCode {
             _ => "debug",
         }
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CRYOSPLAT_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CRYOSPLAT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 
     let result = match cli.command {

@@ -121,10 +121,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let png = dir.path().join("x.png");
         crate::figures::histogram(&png, "h", "x", &[1.0, 2.0, 3.0], 3).unwrap();
-        let s = Section::new("Results <1>")
-            .row("resolution", "3.2 Å")
-            .figure("histogram", &png)
-            .figure("absent", dir.path().join("none.png"));
+        let s =
+            Section::new("Results <1>").row("resolution", "3.2 Å").figure("histogram", &png).figure("absent", dir.path().join("none.png"));
         let html = render_html("t & t", &[s]).unwrap();
         assert!(html.contains("Results &lt;1&gt;"));
         assert!(html.contains("t &amp; t"));
@@ -201,7 +199,14 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
     figures::map_views(r.map, r.d, &dir.join("slices.png"), &dir.join("projections.png"))?;
     let loss_a: Vec<(f64, f64)> = r.history.iter().map(|h| (h.epoch as f64, h.loss[0])).collect();
     let loss_b: Vec<(f64, f64)> = r.history.iter().map(|h| (h.epoch as f64, h.loss[1])).collect();
-    figures::line_plot(&dir.join("loss.png"), "training loss per epoch", "epoch", "mean MSE (normalised units)", &[("half A", loss_a), ("half B", loss_b)], true)?;
+    figures::line_plot(
+        &dir.join("loss.png"),
+        "training loss per epoch",
+        "epoch",
+        "mean MSE (normalised units)",
+        &[("half A", loss_a), ("half B", loss_b)],
+        true,
+    )?;
     let l = r.d as f64 * r.apix;
     let mut amps = Vec::new();
     let mut sizes = Vec::new();

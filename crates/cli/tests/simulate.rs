@@ -18,7 +18,19 @@ fn pdb_and_mmcif_models() {
     // Atom counts from tests/data/README.upstream.md: 1A8O 644, 8ZPM 3,222.
     for (file, atoms) in [("models/1A8O.pdb", 644), ("models/8zpm.cif", 3222)] {
         let dir = tempfile::tempdir().unwrap();
-        let out = run(&[&format!("{DATA}{file}"), "-o", dir.path().to_str().unwrap(), "--box", "32", "--apix", "3", "--count", "20", "--threads", "1"]);
+        let out = run(&[
+            &format!("{DATA}{file}"),
+            "-o",
+            dir.path().to_str().unwrap(),
+            "--box",
+            "32",
+            "--apix",
+            "3",
+            "--count",
+            "20",
+            "--threads",
+            "1",
+        ]);
         assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
         let m = meta(dir.path());
         assert_eq!(m["source"]["atoms"], atoms, "{file}");
@@ -33,7 +45,15 @@ fn pdb_and_mmcif_models() {
 #[test]
 fn map_input_takes_size_and_pixel_from_the_header() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(&[&format!("{DATA}cryodrgn-toy/toymodel_small_nocenter.mrc"), "-o", dir.path().to_str().unwrap(), "--count", "4", "--snr", "inf"]);
+    let out = run(&[
+        &format!("{DATA}cryodrgn-toy/toymodel_small_nocenter.mrc"),
+        "-o",
+        dir.path().to_str().unwrap(),
+        "--count",
+        "4",
+        "--snr",
+        "inf",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let m = meta(dir.path());
     assert_eq!(m["box_px"], 30);

@@ -75,9 +75,8 @@ fn bench_render<M: Measurement>(c: &mut Criterion<M>) {
                     pool.install(|| r.loss_and_grad(&s.model, &t, &mut grad))
                 })
             });
-            let batch: Vec<ImageTarget> = (0..4)
-                .map(|k| ImageTarget { image: &s.images[k], ctf_rfft: &s.ctfs[k], pose: &s.poses[k], apix: 1.0 })
-                .collect();
+            let batch: Vec<ImageTarget> =
+                (0..4).map(|k| ImageTarget { image: &s.images[k], ctf_rfft: &s.ctfs[k], pose: &s.poses[k], apix: 1.0 }).collect();
             g.throughput(Throughput::Elements(batch.len() as u64));
             g.bench_function(BenchmarkId::new("step_batch4", threads), |b| {
                 b.iter(|| pool.install(|| r.loss_and_grad_batch(&s.model, &batch, &mut grad)))

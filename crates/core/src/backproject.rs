@@ -90,7 +90,13 @@ impl InsertScratch {
         let p = d * pad;
         let fft = Fft2::new(p);
         let n = fft.spectrum_len();
-        InsertScratch { fft, padded: vec![0.0; p * p], spec: vec![Complex32::new(0.0, 0.0); n], ctf: vec![1.0; n], grid: CtfGrid::new(p, apix) }
+        InsertScratch {
+            fft,
+            padded: vec![0.0; p * p],
+            spec: vec![Complex32::new(0.0, 0.0); n],
+            ctf: vec![1.0; n],
+            grid: CtfGrid::new(p, apix),
+        }
     }
 }
 
@@ -291,12 +297,8 @@ impl Accumulator {
         assert_eq!(map.len(), d * d * d);
         let (pad, wp, wd) = ((p / d) as i64, p / 2 + 1, d / 2 + 1);
         let lambda0 = self.constant_lambda(wiener);
-        let lambda: Vec<f64> = self
-            .shell_mean_weight()
-            .iter()
-            .enumerate()
-            .map(|(n, &m)| (m / ssnr[n.min(ssnr.len() - 1)].max(1e-12)).max(1e-30))
-            .collect();
+        let lambda: Vec<f64> =
+            self.shell_mean_weight().iter().enumerate().map(|(n, &m)| (m / ssnr[n.min(ssnr.len() - 1)].max(1e-12)).max(1e-30)).collect();
         let f = Fft3::new(d);
         let mut spec = f.forward(map);
         for z in 0..d {

@@ -251,7 +251,14 @@ mod tests {
 
     #[test]
     fn rfft_layout_matches_centered() {
-        let p = CtfParams { defocus_u_a: 12000.0, defocus_v_a: 9000.0, defocus_angle_deg: 33.0, cs_mm: 2.0, bfactor_a2: 50.0, ..CtfParams::flat() };
+        let p = CtfParams {
+            defocus_u_a: 12000.0,
+            defocus_v_a: 9000.0,
+            defocus_angle_deg: 33.0,
+            cs_mm: 2.0,
+            bfactor_a2: 50.0,
+            ..CtfParams::flat()
+        };
         let d = 16;
         let mut full = vec![0.0; d * d];
         p.fill_centered(d, 1.3, &mut full);

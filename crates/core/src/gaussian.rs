@@ -129,11 +129,7 @@ impl GaussianModel {
     pub fn physical(&self, i: usize) -> ([f32; 3], [f32; 3], [f32; 4], f32) {
         let p = &self.params[i];
         let mean = [p[0], p[1], p[2]];
-        let scales = [
-            scale_activation(p[P_SCALE]).0,
-            scale_activation(p[P_SCALE + 1]).0,
-            scale_activation(p[P_SCALE + 2]).0,
-        ];
+        let scales = [scale_activation(p[P_SCALE]).0, scale_activation(p[P_SCALE + 1]).0, scale_activation(p[P_SCALE + 2]).0];
         let q = [p[P_QUAT], p[P_QUAT + 1], p[P_QUAT + 2], p[P_QUAT + 3]];
         let n = (q[0] * q[0] + q[1] * q[1] + q[2] * q[2] + q[3] * q[3]).sqrt();
         let quat = if n > 0.0 && n.is_finite() { [q[0] / n, q[1] / n, q[2] / n, q[3] / n] } else { [1.0, 0.0, 0.0, 0.0] };
@@ -314,11 +310,7 @@ impl PhysicalGaussian {
         let quat = if n > 0.0 && n.is_finite() { [q[0] / n, q[1] / n, q[2] / n, q[3] / n] } else { [1.0, 0.0, 0.0, 0.0] };
         PhysicalGaussian {
             mean: [p[P_MEAN], p[P_MEAN + 1], p[P_MEAN + 2]],
-            scales: [
-                scale_activation_f64(p[P_SCALE]).0,
-                scale_activation_f64(p[P_SCALE + 1]).0,
-                scale_activation_f64(p[P_SCALE + 2]).0,
-            ],
+            scales: [scale_activation_f64(p[P_SCALE]).0, scale_activation_f64(p[P_SCALE + 1]).0, scale_activation_f64(p[P_SCALE + 2]).0],
             quat,
             amp: softplus_f64(p[P_AMP]),
         }

@@ -25,17 +25,17 @@
 //! * **Box units**: the Gaussian model lives in box units, the box spanning `[-0.5, 0.5]` along
 //!   each axis (one pixel is `1/D`); see [`gaussian`]. Conversion to Å is `× D·apix`.
 
-pub mod gaussian;
-pub mod pose;
-pub mod rng;
 pub mod backproject;
 pub mod ctf;
 pub mod fourier;
 pub mod fsc;
+pub mod gaussian;
 pub mod mask;
+pub mod pose;
 pub mod potential;
 pub mod projector;
 pub mod reference;
 pub mod render;
+pub mod rng;
 pub mod rotation;
 pub mod voxel;

@@ -122,17 +122,13 @@ pub fn project_volume(vol: &[f32], d: usize, rot: &Mat3, origin_px: [f64; 2], ov
     let ey = rot[1];
     let dir = rot[2];
     let hi_all = d as f64; // a sample is non-zero only strictly inside (−1, d)
-    // Margins keep rounding of the sample positions away from the last interior voxel.
+                           // Margins keep rounding of the sample positions away from the last interior voxel.
     let (lo_inner, hi_inner) = (1e-9, d as f64 - 1.0 - 1e-9);
     for i in 0..d {
         let y = i as f64 - c + origin_px[1];
         for j in 0..d {
             let x = j as f64 - c + origin_px[0];
-            let base = [
-                ex[0] * x + ey[0] * y + c,
-                ex[1] * x + ey[1] * y + c,
-                ex[2] * x + ey[2] * y + c,
-            ];
+            let base = [ex[0] * x + ey[0] * y + c, ex[1] * x + ey[1] * y + c, ex[2] * x + ey[2] * y + c];
             let (t0, t1) = ray_range(base, dir, n, -1.0, hi_all);
             // The sub-range where all eight neighbours are inside the grid (no checks needed).
             let (u0, u1) = ray_range(base, dir, n, lo_inner, hi_inner);
@@ -329,7 +325,13 @@ impl HalfPlaneFilter {
         assert!(d >= 2, "image too small");
         let mut rp = realfft::RealFftPlanner::<f64>::new();
         let mut cp = rustfft::FftPlanner::<f64>::new();
-        HalfPlaneFilter { d, r2c: rp.plan_fft_forward(d), c2r: rp.plan_fft_inverse(d), fwd: cp.plan_fft_forward(d), inv: cp.plan_fft_inverse(d) }
+        HalfPlaneFilter {
+            d,
+            r2c: rp.plan_fft_forward(d),
+            c2r: rp.plan_fft_inverse(d),
+            fwd: cp.plan_fft_forward(d),
+            inv: cp.plan_fft_inverse(d),
+        }
     }
 
     /// Scratch buffers sized for this plan (make one per thread).
@@ -339,7 +341,13 @@ impl HalfPlaneFilter {
         let zero = rustfft::num_complex::Complex64::new(0.0, 0.0);
         let rs = self.r2c.get_scratch_len().max(self.c2r.get_scratch_len());
         let fs = self.fwd.get_inplace_scratch_len().max(self.inv.get_inplace_scratch_len());
-        FilterScratch { real: vec![0.0; d], spec: vec![zero; d * w], col: vec![zero; d], rscratch: vec![zero; rs], fscratch: vec![zero; fs] }
+        FilterScratch {
+            real: vec![0.0; d],
+            spec: vec![zero; d * w],
+            col: vec![zero; d],
+            rscratch: vec![zero; rs],
+            fscratch: vec![zero; fs],
+        }
     }
 
     /// Filter the centred `d×d` image `img` in place by `h(kx, ky)` (see the type's docs):

@@ -39,8 +39,8 @@
 
 use crate::ctf::CtfParams;
 use crate::gaussian::{
-    quat_to_rotation, scale_activation_f64, softplus_grad_f64, GaussianA, GaussianModel,
-    PhysicalGaussian, PARAMS_PER_GAUSSIAN, P_AMP, P_MEAN, P_QUAT, P_SCALE,
+    quat_to_rotation, scale_activation_f64, softplus_grad_f64, GaussianA, GaussianModel, PhysicalGaussian, PARAMS_PER_GAUSSIAN, P_AMP,
+    P_MEAN, P_QUAT, P_SCALE,
 };
 use crate::pose::{Mat3, Pose};
 use rustfft::num_complex::Complex64;
@@ -203,28 +203,14 @@ fn mse(pred: &[f64], observed: &[f64]) -> f64 {
     pred.iter().zip(observed).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / pred.len() as f64
 }
 
-fn loss_of_raw(
-    raw: &[[f64; PARAMS_PER_GAUSSIAN]],
-    pose: &Pose,
-    d: usize,
-    apix: f64,
-    ctf: Option<&[f64]>,
-    observed: &[f64],
-) -> f64 {
+fn loss_of_raw(raw: &[[f64; PARAMS_PER_GAUSSIAN]], pose: &Pose, d: usize, apix: f64, ctf: Option<&[f64]>, observed: &[f64]) -> f64 {
     let gs: Vec<GaussianA> = raw.iter().map(|p| PhysicalGaussian::from_raw_f64(p).to_angstrom(d, apix)).collect();
     mse(&image_a(&gs, pose, d, apix, ctf), observed)
 }
 
 /// The loss `L = (1/D²) Σ_p (ŷ_p − y_p)²` of the model's image `ŷ` (see [`render_model`])
 /// against `observed` (`d×d`, row-major).
-pub fn mse_loss(
-    model: &GaussianModel,
-    pose: &Pose,
-    d: usize,
-    apix: f64,
-    ctf: Option<&[f64]>,
-    observed: &[f64],
-) -> f64 {
+pub fn mse_loss(model: &GaussianModel, pose: &Pose, d: usize, apix: f64, ctf: Option<&[f64]>, observed: &[f64]) -> f64 {
     assert_eq!(observed.len(), d * d, "observed image is not {d}×{d}");
     loss_of_raw(&raw_f64(model), pose, d, apix, ctf, observed)
 }
@@ -287,10 +273,7 @@ pub fn mse_loss_and_grad(
                 }
                 let pos = pixel_pos(i, j, d, apix);
                 let dv = [pos[0] - p.m[0], pos[1] - p.m[1]];
-                let u = [
-                    p.cinv[0][0] * dv[0] + p.cinv[0][1] * dv[1],
-                    p.cinv[1][0] * dv[0] + p.cinv[1][1] * dv[1],
-                ];
+                let u = [p.cinv[0][0] * dv[0] + p.cinv[0][1] * dv[1], p.cinv[1][0] * dv[0] + p.cinv[1][1] * dv[1]];
                 let q = dv[0] * u[0] + dv[1] * u[1];
                 let f = p.norm * (-0.5 * q).exp();
                 g_mass += e * f / g.mass;

@@ -25,11 +25,7 @@ pub fn euler_to_matrix(rot_deg: f64, tilt_deg: f64, psi_deg: f64) -> Mat3 {
     let cs = cb * sa;
     let sc = sb * ca;
     let ss = sb * sa;
-    [
-        [cg * cc - sg * sa, cg * cs + sg * ca, -cg * sb],
-        [-sg * cc - cg * sa, -sg * cs + cg * ca, sg * sb],
-        [sc, ss, cb],
-    ]
+    [[cg * cc - sg * sa, cg * cs + sg * ca, -cg * sb], [-sg * cc - cg * sa, -sg * cs + cg * ca, sg * sb], [sc, ss, cb]]
 }
 
 /// RELION's `Euler_matrix2angles`: `(rot, tilt, psi)` in degrees for a rotation matrix `A`.

@@ -170,10 +170,7 @@ fn splat_plane(g: &Prepared, k: usize, d: usize, c2: f64, acc: &mut [f64]) {
             let s = disc.sqrt();
             let t0 = (-b - s) / a;
             let t1 = (-b + s) / a;
-            (
-                ((g.c[0] + t0).ceil() as i64).max(g.lo[0]),
-                ((g.c[0] + t1).floor() as i64).min(g.hi[0]),
-            )
+            (((g.c[0] + t0).ceil() as i64).max(g.lo[0]), ((g.c[0] + t1).floor() as i64).min(g.hi[0]))
         } else {
             (g.lo[0], g.hi[0])
         };

@@ -114,7 +114,8 @@ fn no_false_dip_at_the_randomisation_shell() {
     let centres: Vec<[f64; 3]> = (0..300).map(|_| [r.normal() * 5.0, r.normal() * 4.0, r.normal() * 4.5]).collect();
     // The "reconstruction" has every atom displaced by about half a pixel: its FSC against the
     // truth decays smoothly with frequency.
-    let moved: Vec<[f64; 3]> = centres.iter().map(|c| [c[0] + 0.5 * r.normal(), c[1] + 0.5 * r.normal(), c[2] + 0.5 * r.normal()]).collect();
+    let moved: Vec<[f64; 3]> =
+        centres.iter().map(|c| [c[0] + 0.5 * r.normal(), c[1] + 0.5 * r.normal(), c[2] + 0.5 * r.normal()]).collect();
     let render = |atoms: &[[f64; 3]]| -> Vec<f32> {
         (0..d * d * d)
             .map(|k| {

@@ -3,9 +3,7 @@
 //! Table 6.1.1.4 (Cromer–Mann coefficients, a different fit of different calculations), and
 //! the Fourier transform of the voxelised potential.
 
-use cryosplat_core::potential::{
-    atomic_potential, element_fit, Atom, Centering, PotentialOptions, ELEMENT_FITS, POTENTIAL_PREFACTOR_V_A2,
-};
+use cryosplat_core::potential::{atomic_potential, element_fit, Atom, Centering, PotentialOptions, ELEMENT_FITS, POTENTIAL_PREFACTOR_V_A2};
 use cryosplat_core::voxel::{voxelize_a, DEFAULT_CUTOFF_SIGMA};
 use std::f64::consts::PI;
 
@@ -146,11 +144,9 @@ fn voxelised_potential_has_the_scattering_factor_as_fourier_transform() {
     // ∫ V e^(−2πi k·r) dr = K·f_e(|k|/2)·exp(−B|k|²/4).
     let b = 50.0;
     let (d, apix) = (64usize, 0.5);
-    let pot = atomic_potential(&[atom("C", [0.3, -0.2, 0.1], b, 1.0)], &PotentialOptions {
-        centering: Centering::None,
-        ..Default::default()
-    })
-    .unwrap();
+    let pot =
+        atomic_potential(&[atom("C", [0.3, -0.2, 0.1], b, 1.0)], &PotentialOptions { centering: Centering::None, ..Default::default() })
+            .unwrap();
     let map = voxelize_a(&pot.gaussians, d, apix, DEFAULT_CUTOFF_SIGMA);
     let c = element_fit("C").unwrap();
     let k0 = POTENTIAL_PREFACTOR_V_A2 * c.eval(0.0);

@@ -14,10 +14,8 @@ fn read_mrc_f32(path: &str) -> (usize, usize, usize, Vec<f32>) {
     let (nx, ny, nz, mode) = (word(0) as usize, word(1) as usize, word(2) as usize, word(3));
     assert_eq!(mode, 2, "{path}: float32 expected");
     let start = 1024 + word(23) as usize;
-    let data: Vec<f32> = bytes[start..start + 4 * nx * ny * nz]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let data: Vec<f32> =
+        bytes[start..start + 4 * nx * ny * nz].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     (nx, ny, nz, data)
 }
 
@@ -29,8 +27,7 @@ fn read_toy_rotations() -> Vec<Mat3> {
     tag.extend_from_slice(&36000u32.to_le_bytes());
     let at = bytes.windows(5).position(|w| w == tag.as_slice()).expect("BINBYTES record of 36000 bytes");
     assert!(bytes.windows(5).skip(at + 1).all(|w| w != tag.as_slice()), "a single data record");
-    let vals: Vec<f64> =
-        bytes[at + 5..at + 5 + 36000].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect();
+    let vals: Vec<f64> = bytes[at + 5..at + 5 + 36000].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect();
     vals.chunks_exact(9).map(|m| [[m[0], m[1], m[2]], [m[3], m[4], m[5]], [m[6], m[7], m[8]]]).collect()
 }
 

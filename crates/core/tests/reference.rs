@@ -5,8 +5,7 @@
 use cryosplat_core::gaussian::{GaussianA, GaussianModel, PhysicalGaussian, PARAMS_PER_GAUSSIAN};
 use cryosplat_core::pose::{Mat3, Pose};
 use cryosplat_core::reference::{
-    apply_filter_centered, image_a, mse_grad_finite_diff, mse_loss, mse_loss_and_grad, project_gaussians_a,
-    render_model,
+    apply_filter_centered, image_a, mse_grad_finite_diff, mse_loss, mse_loss_and_grad, project_gaussians_a, render_model,
 };
 use cryosplat_core::rng::Rng;
 use serde_json::Value;

@@ -34,11 +34,7 @@ fn scene(n: usize, d: usize, smin: f64, smax: f64, rad: f64, rng: &mut Rng) -> G
     let params = (0..n)
         .map(|_| {
             let mean = [rng.uniform_range(-rad, rad), rng.uniform_range(-rad, rad), rng.uniform_range(-rad, rad)];
-            let s = [
-                rng.uniform_range(smin, smax) * px,
-                rng.uniform_range(smin, smax) * px,
-                rng.uniform_range(smin, smax) * px,
-            ];
+            let s = [rng.uniform_range(smin, smax) * px, rng.uniform_range(smin, smax) * px, rng.uniform_range(smin, smax) * px];
             let q = rng.unit_quaternion();
             // A non-unit raw quaternion exercises the normalisation.
             let qs = rng.uniform_range(0.5, 2.0);
@@ -54,14 +50,7 @@ fn scene(n: usize, d: usize, smin: f64, smax: f64, rad: f64, rng: &mut Rng) -> G
 }
 
 fn astigmatic_ctf() -> CtfParams {
-    CtfParams {
-        defocus_u_a: 9000.0,
-        defocus_v_a: 7000.0,
-        defocus_angle_deg: 37.0,
-        cs_mm: 2.7,
-        bfactor_a2: 20.0,
-        ..CtfParams::flat()
-    }
+    CtfParams { defocus_u_a: 9000.0, defocus_v_a: 7000.0, defocus_angle_deg: 37.0, cs_mm: 2.7, bfactor_a2: 20.0, ..CtfParams::flat() }
 }
 
 /// The CTF in the half-plane layout, evaluated here in FFT order for any `d` (row `r` ↔
@@ -171,8 +160,7 @@ fn loss_and_gradient_match_reference() {
         } else {
             half.clear();
         }
-        let (l_ref, g_ref) =
-            mse_loss_and_grad(&model, &pose, d, apix, if with_ctf { Some(&ctf_c) } else { None }, &to_f64(&observed));
+        let (l_ref, g_ref) = mse_loss_and_grad(&model, &pose, d, apix, if with_ctf { Some(&ctf_c) } else { None }, &to_f64(&observed));
         let mut r = renderer(d, NO_CUT, threads);
         let mut grad = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; model.len()];
         let t = ImageTarget { image: &observed, ctf_rfft: &half, pose: &pose, apix };
@@ -410,8 +398,7 @@ fn minibatch_is_the_sum_of_single_images_on_any_thread_count() {
     let d = 40;
     let model = bench_scene(300, d, &mut rng);
     let n_img = 5;
-    let poses: Vec<Pose> =
-        (0..n_img).map(|_| Pose { rot: random_rotation(&mut rng), origin_a: [rng.normal(), rng.normal()] }).collect();
+    let poses: Vec<Pose> = (0..n_img).map(|_| Pose { rot: random_rotation(&mut rng), origin_a: [rng.normal(), rng.normal()] }).collect();
     let images: Vec<Vec<f32>> = (0..n_img).map(|_| (0..d * d).map(|_| rng.normal() as f32).collect()).collect();
     let mut half = vec![0.0f32; d * (d / 2 + 1)];
     astigmatic_ctf().fill_rfft(d, 1.0, &mut half);

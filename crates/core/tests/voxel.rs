@@ -19,10 +19,7 @@ fn read_mrc_f32(path: &str) -> (usize, usize, usize, Vec<f32>) {
     let (nx, ny, nz, mode) = (word(0) as usize, word(1) as usize, word(2) as usize, word(3));
     assert_eq!(mode, 2, "{path}: float32 expected");
     let start = 1024 + word(23) as usize;
-    let data = bytes[start..start + 4 * nx * ny * nz]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let data = bytes[start..start + 4 * nx * ny * nz].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     (nx, ny, nz, data)
 }
 
@@ -162,9 +159,8 @@ fn map_projections_match_the_reference_projector() {
                 let err = img.iter().zip(&exact).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / max_abs(&exact);
                 worst_identity = worst_identity.max(err);
             }
-            let l2 = (img.iter().zip(&exact).map(|(a, b)| (a - b) * (a - b)).sum::<f64>()
-                / exact.iter().map(|b| b * b).sum::<f64>())
-            .sqrt();
+            let l2 =
+                (img.iter().zip(&exact).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / exact.iter().map(|b| b * b).sum::<f64>()).sqrt();
             worst_l2 = worst_l2.max(l2);
             worst_cc = worst_cc.min(correlation(&img, &exact));
         }

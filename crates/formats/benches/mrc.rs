@@ -29,11 +29,7 @@ fn page_kib() -> u64 {
     // The kernel's page size is 4 KiB on x86-64; confirmed from /proc/self/smaps when present.
     std::fs::read_to_string("/proc/self/smaps")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("KernelPageSize:"))
-                .map(|l| l.to_string())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("KernelPageSize:")).map(|l| l.to_string()))
         .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         .unwrap_or(4)
 }
@@ -41,26 +37,16 @@ fn page_kib() -> u64 {
 /// (resident set in KiB, minor page faults so far) of this process.
 fn memory() -> (u64, u64) {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let resident_pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let resident_pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     // Fields after the parenthesised command name; minflt is field 10 of the whole line.
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let minflt: u64 = after
-        .split_whitespace()
-        .nth(7)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let minflt: u64 = after.split_whitespace().nth(7).and_then(|v| v.parse().ok()).unwrap_or(0);
     (resident_pages * page_kib(), minflt)
 }
 
 fn image(k: usize) -> Vec<f32> {
-    (0..D * D)
-        .map(|i| ((i * 31 + k * 17) % 1000) as f32 * 1e-3 - 0.5)
-        .collect()
+    (0..D * D).map(|i| ((i * 31 + k * 17) % 1000) as f32 * 1e-3 - 0.5).collect()
 }
 
 fn make_sparse_stack(path: &Path) {
@@ -79,19 +65,12 @@ fn make_sparse_stack(path: &Path) {
 }
 
 fn bench(c: &mut Criterion) {
-    let base = std::env::var_os("CRYOSPLAT_BENCH_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir);
+    let base = std::env::var_os("CRYOSPLAT_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::tempdir_in(base).unwrap();
     let path = dir.path().join("sparse.mrcs");
     make_sparse_stack(&path);
     let meta = std::fs::metadata(&path).unwrap();
-    println!(
-        "sparse stack: {} images of {D}x{D} float32, {:.2} GB apparent size, in {}",
-        N,
-        meta.len() as f64 / 1e9,
-        dir.path().display()
-    );
+    println!("sparse stack: {} images of {D}x{D} float32, {:.2} GB apparent size, in {}", N, meta.len() as f64 / 1e9, dir.path().display());
 
     let m0 = memory();
     let t = Instant::now();
@@ -105,12 +84,7 @@ fn bench(c: &mut Criterion) {
     let read_s = t.elapsed().as_secs_f64();
     let m2 = memory();
     assert_eq!(out, image(FILLED[1]));
-    println!(
-        "open: {:.1} us, resident +{} KiB, minor faults +{}",
-        open_s * 1e6,
-        m1.0 as i64 - m0.0 as i64,
-        m1.1 - m0.1
-    );
+    println!("open: {:.1} us, resident +{} KiB, minor faults +{}", open_s * 1e6, m1.0 as i64 - m0.0 as i64, m1.1 - m0.1);
     println!(
         "first read of image {} ({} KiB of data): {:.1} us, resident +{} KiB, minor faults +{}",
         FILLED[1],
@@ -144,9 +118,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("mrc_sparse_10GB");
     g.sample_size(50);
     g.throughput(criterion::Throughput::Bytes(IMAGE_BYTES));
-    g.bench_function("read_image_256x256_same_index", |b| {
-        b.iter(|| f.read_image(black_box(FILLED[1]), &mut out).unwrap())
-    });
+    g.bench_function("read_image_256x256_same_index", |b| b.iter(|| f.read_image(black_box(FILLED[1]), &mut out).unwrap()));
     // Cycle over 1,000 images (250 MiB) spread over the file, touched once beforehand so that
     // they are in the page cache and mapped: random access without first-touch costs.
     for k in 0..1000 {
@@ -162,11 +134,7 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let m4 = memory();
-    println!(
-        "after the criterion runs: resident {} KiB (file apparent size {} KiB)",
-        m4.0,
-        meta.len() / 1024
-    );
+    println!("after the criterion runs: resident {} KiB (file apparent size {} KiB)", m4.0, meta.len() / 1024);
 }
 
 criterion_group!(benches, bench);

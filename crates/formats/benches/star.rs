@@ -56,16 +56,8 @@ fn make_star(n: usize) -> String {
     s
 }
 
-const NUMERIC: [&str; 8] = [
-    "rlnAngleRot",
-    "rlnAngleTilt",
-    "rlnAnglePsi",
-    "rlnOriginXAngst",
-    "rlnOriginYAngst",
-    "rlnDefocusU",
-    "rlnDefocusV",
-    "rlnDefocusAngle",
-];
+const NUMERIC: [&str; 8] =
+    ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst", "rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle"];
 
 fn bench(c: &mut Criterion) {
     let text = make_star(100_000);
@@ -83,10 +75,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let f = cryosplat_formats::star::parse_str(&text, path).unwrap();
             let t = f.block("particles").unwrap().table().unwrap();
-            let sum: f64 = NUMERIC
-                .iter()
-                .map(|l| t.f64_column(path, l).unwrap().unwrap().iter().sum::<f64>())
-                .sum();
+            let sum: f64 = NUMERIC.iter().map(|l| t.f64_column(path, l).unwrap().unwrap().iter().sum::<f64>()).sum();
             assert!(sum.is_finite());
         })
     });

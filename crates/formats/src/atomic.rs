@@ -25,9 +25,7 @@ where
     let tmp = temp_path(dest);
     let file = File::create(&tmp).map_err(|e| FormatError::io(dest, e))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
-    let result = fill(&mut w)
-        .and_then(|_| w.flush())
-        .and_then(|_| w.get_ref().sync_all());
+    let result = fill(&mut w).and_then(|_| w.flush()).and_then(|_| w.get_ref().sync_all());
     drop(w);
     match result {
         Ok(()) => std::fs::rename(&tmp, dest).map_err(|e| {

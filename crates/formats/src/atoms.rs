@@ -60,10 +60,7 @@ pub fn read_atoms(path: &Path) -> Result<Vec<Atom>> {
         let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
         FormatError::text(path, line, "the file is not text (invalid UTF-8)")
     })?;
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
+    let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     match ext.as_str() {
         "cif" | "mmcif" => parse_mmcif(text, path),
         "pdb" | "ent" => parse_pdb(text, path),
@@ -92,9 +89,9 @@ fn normalise_element(s: &str) -> Option<String> {
 
 /// Two-letter elements whose names start in column 13 of a PDB atom name.
 const TWO_LETTER: &[&str] = &[
-    "FE", "ZN", "MG", "MN", "CA", "CL", "BR", "NA", "CU", "CO", "NI", "SE", "CD", "HG", "LI", "AL", "SI", "AR", "CR",
-    "GA", "AS", "KR", "RB", "SR", "AG", "SN", "SB", "XE", "CS", "BA", "PT", "AU", "PB", "TL", "YB", "GD", "EU", "TB",
-    "LU", "IR", "OS", "RU", "RH", "PD", "MO", "BE", "SM",
+    "FE", "ZN", "MG", "MN", "CA", "CL", "BR", "NA", "CU", "CO", "NI", "SE", "CD", "HG", "LI", "AL", "SI", "AR", "CR", "GA", "AS", "KR",
+    "RB", "SR", "AG", "SN", "SB", "XE", "CS", "BA", "PT", "AU", "PB", "TL", "YB", "GD", "EU", "TB", "LU", "IR", "OS", "RU", "RH", "PD",
+    "MO", "BE", "SM",
 ];
 
 /// Element from a PDB atom name (columns 13–16) when columns 77–78 are blank.
@@ -107,11 +104,7 @@ fn element_from_pdb_name(name: &[u8], hetatm: bool) -> Option<String> {
             return Some(pair.to_string());
         }
     }
-    let first = if c13.is_ascii_alphabetic() {
-        Some(c13)
-    } else {
-        name[1..].iter().copied().find(u8::is_ascii_alphabetic)
-    };
+    let first = if c13.is_ascii_alphabetic() { Some(c13) } else { name[1..].iter().copied().find(u8::is_ascii_alphabetic) };
     first.map(|c| (c.to_ascii_uppercase() as char).to_string())
 }
 
@@ -137,11 +130,7 @@ fn pdb_number(line: &[u8], a: usize, b: usize, what: &str, path: &Path, no: usiz
         None | Some("") => Ok(None),
         Some(s) => match s.parse::<f64>() {
             Ok(v) if v.is_finite() => Ok(Some(v)),
-            _ => Err(FormatError::text(
-                path,
-                no,
-                format!("{what} in columns {a}-{b} is {s:?}, not a finite number"),
-            )),
+            _ => Err(FormatError::text(path, no, format!("{what} in columns {a}-{b} is {s:?}, not a finite number"))),
         },
     }
 }
@@ -164,10 +153,7 @@ pub fn parse_pdb(text: &str, path: &Path) -> Result<Vec<Atom>> {
             return Err(FormatError::text(
                 path,
                 no,
-                format!(
-                    "ATOM/HETATM record of {} characters; coordinates need columns 31-54",
-                    line.len()
-                ),
+                format!("ATOM/HETATM record of {} characters; coordinates need columns 31-54", line.len()),
             ));
         }
         let alt = line[16];
@@ -181,32 +167,17 @@ pub fn parse_pdb(text: &str, path: &Path) -> Result<Vec<Atom>> {
         }
         let mut pos_a = [0.0; 3];
         for (d, (a, b)) in [(31, 38), (39, 46), (47, 54)].into_iter().enumerate() {
-            pos_a[d] = pdb_number(line, a, b, ["x", "y", "z"][d], path, no)?.ok_or_else(|| {
-                FormatError::text(
-                    path,
-                    no,
-                    format!("{} coordinate (columns {a}-{b}) is blank", ["x", "y", "z"][d]),
-                )
-            })?;
+            pos_a[d] = pdb_number(line, a, b, ["x", "y", "z"][d], path, no)?
+                .ok_or_else(|| FormatError::text(path, no, format!("{} coordinate (columns {a}-{b}) is blank", ["x", "y", "z"][d])))?;
         }
         let occupancy = pdb_number(line, 55, 60, "occupancy", path, no)?.unwrap_or(1.0);
         let b_factor_a2 = pdb_number(line, 61, 66, "B-factor", path, no)?.unwrap_or(0.0);
         let element = match cols_str(line, 77, 78, path, no)?.and_then(normalise_element) {
             Some(e) => e,
-            None => element_from_pdb_name(&line[12..16], hetatm).ok_or_else(|| {
-                FormatError::text(
-                    path,
-                    no,
-                    "no element in columns 77-78 and none can be told from the atom name",
-                )
-            })?,
+            None => element_from_pdb_name(&line[12..16], hetatm)
+                .ok_or_else(|| FormatError::text(path, no, "no element in columns 77-78 and none can be told from the atom name"))?,
         };
-        atoms.push(Atom {
-            element,
-            pos_a,
-            b_factor_a2,
-            occupancy,
-        });
+        atoms.push(Atom { element, pos_a, b_factor_a2, occupancy });
     }
     if atoms.is_empty() {
         return Err(FormatError::invalid(path, "no ATOM or HETATM records"));
@@ -252,13 +223,7 @@ struct Tokenizer<'a> {
 
 impl<'a> Tokenizer<'a> {
     fn new(text: &'a str, path: &'a Path) -> Self {
-        Tokenizer {
-            text,
-            pos: 0,
-            line: 1,
-            path,
-            peeked: None,
-        }
+        Tokenizer { text, pos: 0, line: 1, path, peeked: None }
     }
 
     fn peek(&mut self) -> Result<Option<Tok<'a>>> {
@@ -297,19 +262,11 @@ impl<'a> Tokenizer<'a> {
                     let start_line = self.line;
                     let start = self.pos + 1;
                     let Some(end) = self.text[start..].find("\n;").map(|i| start + i) else {
-                        return Err(FormatError::text(
-                            self.path,
-                            start_line,
-                            "text field (;) is never closed",
-                        ));
+                        return Err(FormatError::text(self.path, start_line, "text field (;) is never closed"));
                     };
                     self.line += self.text[start..end + 1].bytes().filter(|&x| x == b'\n').count();
                     self.pos = end + 2;
-                    return Ok(Some(Tok {
-                        text: &self.text[start..end],
-                        line: start_line,
-                        quoted: true,
-                    }));
+                    return Ok(Some(Tok { text: &self.text[start..end], line: start_line, quoted: true }));
                 }
                 b'\'' | b'"' => {
                     let start = self.pos + 1;
@@ -324,22 +281,14 @@ impl<'a> Tokenizer<'a> {
                         }
                     }
                     self.pos = i + 1;
-                    return Ok(Some(Tok {
-                        text: &self.text[start..i],
-                        line: self.line,
-                        quoted: true,
-                    }));
+                    return Ok(Some(Tok { text: &self.text[start..i], line: self.line, quoted: true }));
                 }
                 _ => {
                     let start = self.pos;
                     while self.pos < b.len() && !b[self.pos].is_ascii_whitespace() {
                         self.pos += 1;
                     }
-                    return Ok(Some(Tok {
-                        text: &self.text[start..self.pos],
-                        line: self.line,
-                        quoted: false,
-                    }));
+                    return Ok(Some(Tok { text: &self.text[start..self.pos], line: self.line, quoted: false }));
                 }
             }
         }
@@ -362,18 +311,9 @@ struct AtomSiteCols {
 
 impl AtomSiteCols {
     fn from_tags(tags: &[&str]) -> Self {
-        let find = |names: &[&str]| {
-            names.iter().find_map(|n| {
-                tags.iter()
-                    .position(|t| t.eq_ignore_ascii_case(&format!("_atom_site.{n}")))
-            })
-        };
+        let find = |names: &[&str]| names.iter().find_map(|n| tags.iter().position(|t| t.eq_ignore_ascii_case(&format!("_atom_site.{n}"))));
         let mut residue = Vec::new();
-        for names in [
-            &["label_asym_id", "auth_asym_id"][..],
-            &["label_seq_id", "auth_seq_id"],
-            &["pdbx_PDB_ins_code"],
-        ] {
+        for names in [&["label_asym_id", "auth_asym_id"][..], &["label_seq_id", "auth_seq_id"], &["pdbx_PDB_ins_code"]] {
             residue.extend(find(names));
         }
         AtomSiteCols {
@@ -406,20 +346,11 @@ impl<'p> AtomSiteReader<'p> {
                 return Err(FormatError::text(
                     path,
                     line,
-                    format!(
-                        "the _atom_site category has no _atom_site.Cartn_{} item",
-                        ["x", "y", "z"][d]
-                    ),
+                    format!("the _atom_site category has no _atom_site.Cartn_{} item", ["x", "y", "z"][d]),
                 ));
             }
         }
-        Ok(AtomSiteReader {
-            path,
-            cols,
-            first_model: None,
-            seen_alt: HashSet::new(),
-            atoms: Vec::new(),
-        })
+        Ok(AtomSiteReader { path, cols, first_model: None, seen_alt: HashSet::new(), atoms: Vec::new() })
     }
 
     fn number(&self, t: &Tok, what: &str) -> Result<Option<f64>> {
@@ -428,11 +359,7 @@ impl<'p> AtomSiteReader<'p> {
         }
         match t.text.parse::<f64>() {
             Ok(v) if v.is_finite() => Ok(Some(v)),
-            _ => Err(FormatError::text(
-                self.path,
-                t.line,
-                format!("{what} is {:?}, not a finite number", t.text),
-            )),
+            _ => Err(FormatError::text(self.path, t.line, format!("{what} is {:?}, not a finite number", t.text))),
         }
     }
 
@@ -462,9 +389,8 @@ impl<'p> AtomSiteReader<'p> {
         for d in 0..3 {
             let t = &row[c.xyz[d].unwrap_or_default()];
             let what = format!("_atom_site.Cartn_{}", ["x", "y", "z"][d]);
-            pos_a[d] = self
-                .number(t, &what)?
-                .ok_or_else(|| FormatError::text(self.path, t.line, format!("{what} is unknown ({})", t.text)))?;
+            pos_a[d] =
+                self.number(t, &what)?.ok_or_else(|| FormatError::text(self.path, t.line, format!("{what} is unknown ({})", t.text)))?;
         }
         let occupancy = match c.occupancy {
             Some(k) => self.number(&row[k], "_atom_site.occupancy")?.unwrap_or(1.0),
@@ -474,27 +400,14 @@ impl<'p> AtomSiteReader<'p> {
             Some(k) => self.number(&row[k], "_atom_site.B_iso_or_equiv")?.unwrap_or(0.0),
             None => 0.0,
         };
-        let from = |k: Option<usize>| {
-            k.map(|k| &row[k])
-                .filter(|t| !t.is_null())
-                .and_then(|t| normalise_element(t.text))
-        };
+        let from = |k: Option<usize>| k.map(|k| &row[k]).filter(|t| !t.is_null()).and_then(|t| normalise_element(t.text));
         let element = match from(c.type_symbol) {
             Some(e) => e,
             None => from(c.atom_name).map(|e| e[..1].to_string()).ok_or_else(|| {
-                FormatError::text(
-                    self.path,
-                    row[0].line,
-                    "no _atom_site.type_symbol and no atom name to tell the element",
-                )
+                FormatError::text(self.path, row[0].line, "no _atom_site.type_symbol and no atom name to tell the element")
             })?,
         };
-        self.atoms.push(Atom {
-            element,
-            pos_a,
-            b_factor_a2,
-            occupancy,
-        });
+        self.atoms.push(Atom { element, pos_a, b_factor_a2, occupancy });
         Ok(())
     }
 }
@@ -520,13 +433,7 @@ pub fn parse_mmcif(text: &str, path: &Path) -> Result<Vec<Atom>> {
                 tags.push(n.text);
                 tok.next_tok()?;
             }
-            let is_atom_site = tags.first().is_some_and(|t| {
-                is_atom_site_tag(&Tok {
-                    text: t,
-                    line: 0,
-                    quoted: false,
-                })
-            });
+            let is_atom_site = tags.first().is_some_and(|t| is_atom_site_tag(&Tok { text: t, line: 0, quoted: false }));
             if !is_atom_site || found.is_some() {
                 continue; // values of other loops are skipped as they come
             }
@@ -548,11 +455,7 @@ pub fn parse_mmcif(text: &str, path: &Path) -> Result<Vec<Atom>> {
                 return Err(FormatError::text(
                     path,
                     line,
-                    format!(
-                        "the _atom_site loop ends with an incomplete row: {} of {} values",
-                        row.len(),
-                        tags.len()
-                    ),
+                    format!("the _atom_site loop ends with an incomplete row: {} of {} values", row.len(), tags.len()),
                 ));
             }
             found = Some(reader);
@@ -563,11 +466,7 @@ pub fn parse_mmcif(text: &str, path: &Path) -> Result<Vec<Atom>> {
                 .ok_or_else(|| FormatError::text(path, t.line, format!("{} has no value", t.text)))?;
             pair_tags.push(t.text);
             pair_vals.push(v);
-        } else if t.is_reserved()
-            && t.text.len() > 5
-            && t.text.as_bytes()[..5].eq_ignore_ascii_case(b"data_")
-            && found.is_some()
-        {
+        } else if t.is_reserved() && t.text.len() > 5 && t.text.as_bytes()[..5].eq_ignore_ascii_case(b"data_") && found.is_some() {
             break; // only the first data block with atoms is read
         }
     }
@@ -578,12 +477,7 @@ pub fn parse_mmcif(text: &str, path: &Path) -> Result<Vec<Atom>> {
             r.row(&pair_vals)?;
             r.atoms
         }
-        None => {
-            return Err(FormatError::invalid(
-                path,
-                "no _atom_site category: not an mmCIF coordinate file",
-            ))
-        }
+        None => return Err(FormatError::invalid(path, "no _atom_site category: not an mmCIF coordinate file")),
     };
     if atoms.is_empty() {
         return Err(FormatError::invalid(path, "the _atom_site category holds no atoms"));
@@ -604,10 +498,7 @@ pub struct PseudoAtom {
 fn check_pseudo_atoms(path: &Path, atoms: &[PseudoAtom]) -> Result<()> {
     for (i, a) in atoms.iter().enumerate() {
         if !(a.pos_a.iter().all(|v| v.is_finite()) && a.occupancy.is_finite() && a.b_factor_a2.is_finite()) {
-            return Err(FormatError::invalid(
-                path,
-                format!("pseudo-atom {i} (0-based) holds a NaN or infinite value"),
-            ));
+            return Err(FormatError::invalid(path, format!("pseudo-atom {i} (0-based) holds a NaN or infinite value")));
         }
     }
     Ok(())
@@ -618,11 +509,7 @@ fn check_pseudo_atoms(path: &Path, atoms: &[PseudoAtom]) -> Result<()> {
 pub fn write_pseudo_atoms_cif(path: &Path, name: &str, atoms: &[PseudoAtom]) -> Result<()> {
     check_pseudo_atoms(path, atoms)?;
     let name: String = name.chars().map(|c| if c.is_whitespace() { '_' } else { c }).collect();
-    let name = if name.is_empty() {
-        "pseudo_atoms".to_string()
-    } else {
-        name
-    };
+    let name = if name.is_empty() { "pseudo_atoms".to_string() } else { name };
     write_atomic(path, |w| {
         writeln!(w, "data_{name}\n#\n_entry.id {name}\n#\nloop_")?;
         // gemmi needs label_alt_id; a non-polymer has no label_seq_id ('.'), so each atom is
@@ -699,10 +586,7 @@ pub fn hybrid36(n: u64, width: u32) -> Option<String> {
 
 /// `v` in at most `width` characters with at most `max_dec` decimals (fewer when needed).
 fn fixed(v: f64, width: usize, max_dec: usize) -> Option<String> {
-    (0..=max_dec)
-        .rev()
-        .map(|d| format!("{v:>width$.d$}"))
-        .find(|s| s.len() <= width)
+    (0..=max_dec).rev().map(|d| format!("{v:>width$.d$}")).find(|s| s.len() <= width)
 }
 
 /// Write pseudo-atoms as a PDB file, atomically: `HETATM` records (serial numbers in
@@ -719,10 +603,7 @@ pub fn write_pdb_pseudo_atoms(path: &Path, atoms: &[PseudoAtom]) -> Result<()> {
         let (Some(serial), Some(resseq)) = (serial, resseq) else {
             return Err(FormatError::invalid(
                 path,
-                format!(
-                    "{} pseudo-atoms exceed the PDB format's numbering; write mmCIF instead",
-                    atoms.len()
-                ),
+                format!("{} pseudo-atoms exceed the PDB format's numbering; write mmCIF instead", atoms.len()),
             ));
         };
         let mut xyz = String::with_capacity(24);
@@ -731,9 +612,7 @@ pub fn write_pdb_pseudo_atoms(path: &Path, atoms: &[PseudoAtom]) -> Result<()> {
             if s.len() > 8 {
                 return Err(FormatError::invalid(
                     path,
-                    format!(
-                        "pseudo-atom {i} (0-based): coordinate {v} Å does not fit the PDB columns; write mmCIF instead"
-                    ),
+                    format!("pseudo-atom {i} (0-based): coordinate {v} Å does not fit the PDB columns; write mmCIF instead"),
                 ));
             }
             xyz.push_str(&s);
@@ -743,15 +622,10 @@ pub fn write_pdb_pseudo_atoms(path: &Path, atoms: &[PseudoAtom]) -> Result<()> {
         let (Some(occ), Some(b)) = (occ, b) else {
             return Err(FormatError::invalid(
                 path,
-                format!(
-                    "pseudo-atom {i} (0-based): occupancy {} or B-factor {} does not fit the PDB columns",
-                    a.occupancy, a.b_factor_a2
-                ),
+                format!("pseudo-atom {i} (0-based): occupancy {} or B-factor {} does not fit the PDB columns", a.occupancy, a.b_factor_a2),
             ));
         };
-        lines.push_str(&format!(
-            "HETATM{serial} C    GAU A{resseq}    {xyz}{occ}{b}           C  \n"
-        ));
+        lines.push_str(&format!("HETATM{serial} C    GAU A{resseq}    {xyz}{occ}{b}           C  \n"));
     }
     lines.push_str("END\n");
     write_atomic(path, |w| w.write_all(lines.as_bytes()))
@@ -799,9 +673,7 @@ mod tests {
     #[test]
     fn non_ascii_tags_do_not_split_characters() {
         // Byte 11 of "_atom_siteé" falls inside the two-byte "é".
-        let e = parse_mmcif("data_x\n_atom_siteé 1\nloop_\n_atom_siteé.x\n1\n", Path::new("u.cif"))
-            .unwrap_err()
-            .to_string();
+        let e = parse_mmcif("data_x\n_atom_siteé 1\nloop_\n_atom_siteé.x\n1\n", Path::new("u.cif")).unwrap_err().to_string();
         assert!(e.contains("no _atom_site"), "{e}");
     }
 
@@ -842,9 +714,6 @@ mod tests {
         t.next_tok().unwrap();
         t.next_tok().unwrap();
         let e = t.next_tok();
-        assert!(e
-            .unwrap_err()
-            .to_string()
-            .contains("line 2: quoted value is never closed"));
+        assert!(e.unwrap_err().to_string().contains("line 2: quoted value is never closed"));
     }
 }

@@ -61,21 +61,12 @@ impl CsFile {
 
     fn check(array: NpyArray, path: &Path) -> Result<CsFile> {
         if array.shape.len() != 1 {
-            return Err(FormatError::invalid(
-                path,
-                format!("expected a 1-D record array, got shape {:?}", array.shape),
-            ));
+            return Err(FormatError::invalid(path, format!("expected a 1-D record array, got shape {:?}", array.shape)));
         }
         if array.fields.iter().all(|f| f.name.is_empty()) {
-            return Err(FormatError::invalid(
-                path,
-                "a plain numpy array, not a cryoSPARC record array (no named fields)",
-            ));
+            return Err(FormatError::invalid(path, "a plain numpy array, not a cryoSPARC record array (no named fields)"));
         }
-        Ok(CsFile {
-            path: path.to_path_buf(),
-            array,
-        })
+        Ok(CsFile { path: path.to_path_buf(), array })
     }
 
     pub fn len(&self) -> usize {
@@ -113,27 +104,15 @@ impl CsFile {
 
     /// A required column of non-negative integers (e.g. `blob/idx`).
     pub fn index_column(&self, name: &str) -> Result<Vec<u64>> {
-        let f = self
-            .array
-            .field(name)
-            .ok_or_else(|| FormatError::invalid(&self.path, format!("required field {name} is missing")))?;
+        let f = self.array.field(name).ok_or_else(|| FormatError::invalid(&self.path, format!("required field {name} is missing")))?;
         if f.count != 1 {
-            return Err(FormatError::invalid(
-                &self.path,
-                format!("field {name} holds {} values per record, expected 1", f.count),
-            ));
+            return Err(FormatError::invalid(&self.path, format!("field {name} holds {} values per record, expected 1", f.count)));
         }
         (0..self.len())
             .map(|r| match self.array.integer(f, r, 0) {
                 Some(v) if (0..=u64::MAX as i128).contains(&v) => Ok(v as u64),
-                Some(v) => Err(FormatError::invalid(
-                    &self.path,
-                    format!("record {r}: {name} is {v}, expected a non-negative integer"),
-                )),
-                None => Err(FormatError::invalid(
-                    &self.path,
-                    format!("field {name} does not hold integers"),
-                )),
+                Some(v) => Err(FormatError::invalid(&self.path, format!("record {r}: {name} is {v}, expected a non-negative integer"))),
+                None => Err(FormatError::invalid(&self.path, format!("field {name} does not hold integers"))),
             })
             .collect()
     }
@@ -141,10 +120,7 @@ impl CsFile {
     /// `blob/path` of every particle, with cryoSPARC's leading `>` (exported path) removed.
     pub fn blob_paths(&self) -> Result<Vec<String>> {
         if !self.has("blob/path") {
-            return Err(FormatError::invalid(
-                &self.path,
-                "required field blob/path is missing (the particle stacks)",
-            ));
+            return Err(FormatError::invalid(&self.path, "required field blob/path is missing (the particle stacks)"));
         }
         let mut v = self.array.column_text("blob/path")?;
         for s in &mut v {

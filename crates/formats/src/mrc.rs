@@ -177,11 +177,7 @@ fn float(bytes: &[u8], index: usize, big: bool) -> f32 {
 /// data size against the file length). `path` is only used in messages.
 pub fn parse_header(bytes: &[u8], path: &Path) -> Result<MrcHeader> {
     if bytes.len() < HEADER_BYTES {
-        return Err(FormatError::binary(
-            path,
-            0,
-            format!("file has {} bytes, fewer than the 1024-byte MRC header", bytes.len()),
-        ));
+        return Err(FormatError::binary(path, 0, format!("file has {} bytes, fewer than the 1024-byte MRC header", bytes.len())));
     }
     let mut warnings = Vec::new();
     let stamp = [bytes[212], bytes[213]];
@@ -222,24 +218,13 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<MrcHeader> {
     let cella = [float(bytes, 10, big), float(bytes, 11, big), float(bytes, 12, big)];
     let axes = [int(bytes, 16, big), int(bytes, 17, big), int(bytes, 18, big)];
     if axes != [1, 2, 3] && axes != [0, 0, 0] {
-        warnings.push(format!(
-            "axis order MAPC/MAPR/MAPS is {axes:?}; data are read as x-fastest without permutation"
-        ));
+        warnings.push(format!("axis order MAPC/MAPR/MAPS is {axes:?}; data are read as x-fastest without permutation"));
     }
-    let stored_stats = [
-        float(bytes, 19, big),
-        float(bytes, 20, big),
-        float(bytes, 21, big),
-        float(bytes, 54, big),
-    ];
+    let stored_stats = [float(bytes, 19, big), float(bytes, 20, big), float(bytes, 21, big), float(bytes, 54, big)];
     let ispg = int(bytes, 22, big);
     let nsymbt_raw = int(bytes, 23, big);
     if nsymbt_raw < 0 {
-        return Err(FormatError::binary(
-            path,
-            92,
-            format!("NSYMBT is {nsymbt_raw}; expected 0 or a positive byte count"),
-        ));
+        return Err(FormatError::binary(path, 92, format!("NSYMBT is {nsymbt_raw}; expected 0 or a positive byte count")));
     }
     let nsymbt = nsymbt_raw as usize;
     let nversion = int(bytes, 27, big);
@@ -251,16 +236,10 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<MrcHeader> {
         warnings.push(format!("NVERSION is {nversion}, not 20140"));
     }
     let apix = if !(cella[0].is_finite() && cella[0] > 0.0) {
-        warnings.push(format!(
-            "cell size CELLA.x is {}: pixel size unknown, take it from the metadata",
-            cella[0]
-        ));
+        warnings.push(format!("cell size CELLA.x is {}: pixel size unknown, take it from the metadata", cella[0]));
         None
     } else if mxyz[0] <= 0 {
-        warnings.push(format!(
-            "sampling MX is {}: pixel size unknown, take it from the metadata",
-            mxyz[0]
-        ));
+        warnings.push(format!("sampling MX is {}: pixel size unknown, take it from the metadata", mxyz[0]));
         None
     } else {
         let a = cella[0] as f64 / mxyz[0] as f64;
@@ -286,13 +265,8 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<MrcHeader> {
         warnings.push("header statistics (DMIN/DMAX/DMEAN/RMS) are unset".to_string());
     }
     let nlabl = int(bytes, 55, big).clamp(0, 10) as usize;
-    let labels = (0..nlabl)
-        .map(|i| {
-            String::from_utf8_lossy(&bytes[224 + 80 * i..304 + 80 * i])
-                .trim_end_matches(['\0', ' '])
-                .to_string()
-        })
-        .collect();
+    let labels =
+        (0..nlabl).map(|i| String::from_utf8_lossy(&bytes[224 + 80 * i..304 + 80 * i]).trim_end_matches(['\0', ' ']).to_string()).collect();
     let mut header = MrcHeader {
         nx: dims[0] as usize,
         ny: dims[1] as usize,
@@ -316,10 +290,7 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<MrcHeader> {
         return Err(FormatError::binary(
             path,
             92,
-            format!(
-                "NSYMBT says the data start at byte {}, beyond the end of the {file_len}-byte file",
-                header.data_offset
-            ),
+            format!("NSYMBT says the data start at byte {}, beyond the end of the {file_len}-byte file", header.data_offset),
         ));
     }
     // Up to (2³¹)³·4 bytes can be claimed: compute in u128 so that no claim overflows.
@@ -337,10 +308,7 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<MrcHeader> {
     }
     let claimed = claimed as u64;
     if claimed < available {
-        header.warnings.push(format!(
-            "{} bytes after the end of the data are ignored",
-            available - claimed
-        ));
+        header.warnings.push(format!("{} bytes after the end of the data are ignored", available - claimed));
     }
     Ok(header)
 }
@@ -365,31 +333,19 @@ fn decode(src: &[u8], mode: Mode, big: bool, out: &mut [f32]) {
         }
         (Mode::Int16, _) => {
             for (o, c) in out.iter_mut().zip(src.chunks_exact(2)) {
-                let v = if big {
-                    i16::from_be_bytes([c[0], c[1]])
-                } else {
-                    i16::from_le_bytes([c[0], c[1]])
-                };
+                let v = if big { i16::from_be_bytes([c[0], c[1]]) } else { i16::from_le_bytes([c[0], c[1]]) };
                 *o = v as f32;
             }
         }
         (Mode::Uint16, _) => {
             for (o, c) in out.iter_mut().zip(src.chunks_exact(2)) {
-                let v = if big {
-                    u16::from_be_bytes([c[0], c[1]])
-                } else {
-                    u16::from_le_bytes([c[0], c[1]])
-                };
+                let v = if big { u16::from_be_bytes([c[0], c[1]]) } else { u16::from_le_bytes([c[0], c[1]]) };
                 *o = v as f32;
             }
         }
         (Mode::Float16, _) => {
             for (o, c) in out.iter_mut().zip(src.chunks_exact(2)) {
-                let bits = if big {
-                    u16::from_be_bytes([c[0], c[1]])
-                } else {
-                    u16::from_le_bytes([c[0], c[1]])
-                };
+                let bits = if big { u16::from_be_bytes([c[0], c[1]]) } else { u16::from_le_bytes([c[0], c[1]]) };
                 *o = f16::from_bits(bits).to_f32();
             }
         }
@@ -427,14 +383,7 @@ pub struct StatsAccumulator {
 
 impl Default for StatsAccumulator {
     fn default() -> Self {
-        StatsAccumulator {
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-            mean: 0.0,
-            m2: 0.0,
-            count: 0,
-            non_finite: 0,
-        }
+        StatsAccumulator { min: f64::INFINITY, max: f64::NEG_INFINITY, mean: 0.0, m2: 0.0, count: 0, non_finite: 0 }
     }
 }
 
@@ -458,11 +407,7 @@ impl StatsAccumulator {
                 continue;
             }
             let mean_b = sum / n as f64;
-            let m2_b: f64 = chunk
-                .iter()
-                .filter(|v| v.is_finite())
-                .map(|&v| (v as f64 - mean_b).powi(2))
-                .sum();
+            let m2_b: f64 = chunk.iter().filter(|v| v.is_finite()).map(|&v| (v as f64 - mean_b).powi(2)).sum();
             let (na, nb) = (self.count as f64, n as f64);
             let total = na + nb;
             let delta = mean_b - self.mean;
@@ -475,24 +420,10 @@ impl StatsAccumulator {
     /// The statistics so far (all zero when no finite sample was added).
     pub fn finish(&self) -> Stats {
         if self.count == 0 {
-            return Stats {
-                min: 0.0,
-                max: 0.0,
-                mean: 0.0,
-                std: 0.0,
-                non_finite: self.non_finite,
-                count: 0,
-            };
+            return Stats { min: 0.0, max: 0.0, mean: 0.0, std: 0.0, non_finite: self.non_finite, count: 0 };
         }
         let var = (self.m2 / self.count as f64).max(0.0);
-        Stats {
-            min: self.min,
-            max: self.max,
-            mean: self.mean,
-            std: var.sqrt(),
-            non_finite: self.non_finite,
-            count: self.count,
-        }
+        Stats { min: self.min, max: self.max, mean: self.mean, std: var.sqrt(), non_finite: self.non_finite, count: self.count }
     }
 }
 
@@ -513,25 +444,11 @@ pub fn read_header(path: impl AsRef<Path>) -> Result<MrcHeader> {
 pub fn decode_image(bytes: &[u8], header: &MrcHeader, path: &Path, index: usize, out: &mut [f32]) -> Result<()> {
     let h = header;
     if index >= h.nz {
-        return Err(FormatError::invalid(
-            path,
-            format!(
-                "image index {index} (0-based) is out of range: the stack holds {} images",
-                h.nz
-            ),
-        ));
+        return Err(FormatError::invalid(path, format!("image index {index} (0-based) is out of range: the stack holds {} images", h.nz)));
     }
     let n = h.image_len();
     if out.len() != n {
-        return Err(FormatError::invalid(
-            path,
-            format!(
-                "an image of {}×{} needs a buffer of {n} values, got {}",
-                h.nx,
-                h.ny,
-                out.len()
-            ),
-        ));
+        return Err(FormatError::invalid(path, format!("an image of {}×{} needs a buffer of {n} values, got {}", h.nx, h.ny, out.len())));
     }
     let image_bytes = n as u64 * h.mode.bytes() as u64;
     let start = h.data_offset + index as u64 * image_bytes;
@@ -539,13 +456,7 @@ pub fn decode_image(bytes: &[u8], header: &MrcHeader, path: &Path, index: usize,
         .ok()
         .and_then(|a| Some(a..a.checked_add(usize::try_from(image_bytes).ok()?)?))
         .and_then(|r| bytes.get(r))
-        .ok_or_else(|| {
-            FormatError::binary(
-                path,
-                start,
-                format!("image {index} runs past the end of the {}-byte file", bytes.len()),
-            )
-        })?;
+        .ok_or_else(|| FormatError::binary(path, start, format!("image {index} runs past the end of the {}-byte file", bytes.len())))?;
     decode(src, h.mode, h.big_endian, out);
     Ok(())
 }
@@ -559,10 +470,7 @@ pub struct MrcFile {
 
 impl std::fmt::Debug for MrcFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MrcFile")
-            .field("path", &self.path)
-            .field("header", &self.header)
-            .finish()
+        f.debug_struct("MrcFile").field("path", &self.path).field("header", &self.header).finish()
     }
 }
 
@@ -573,21 +481,13 @@ impl MrcFile {
         let file = File::open(path).map_err(|e| FormatError::io(path, e))?;
         let len = file.metadata().map_err(|e| FormatError::io(path, e))?.len();
         if len < HEADER_BYTES as u64 {
-            return Err(FormatError::binary(
-                path,
-                0,
-                format!("file has {len} bytes, fewer than the 1024-byte MRC header"),
-            ));
+            return Err(FormatError::binary(path, 0, format!("file has {len} bytes, fewer than the 1024-byte MRC header")));
         }
         // SAFETY: the mapping is read-only; a file truncated by another process while mapped
         // is outside what this reader can defend against (as for every mmap-based reader).
         let map = unsafe { Mmap::map(&file) }.map_err(|e| FormatError::io(path, e))?;
         let header = parse_header(&map, path)?;
-        Ok(MrcFile {
-            path: path.to_path_buf(),
-            map,
-            header,
-        })
+        Ok(MrcFile { path: path.to_path_buf(), map, header })
     }
 
     pub fn header(&self) -> &MrcHeader {
@@ -615,10 +515,7 @@ impl MrcFile {
         self.read_image_unchecked(index, out)?;
         let bad = count_non_finite(out);
         if bad > 0 {
-            return Err(FormatError::invalid(
-                &self.path,
-                format!("image {index} (0-based) holds {bad} NaN or infinite pixel values"),
-            ));
+            return Err(FormatError::invalid(&self.path, format!("image {index} (0-based) holds {bad} NaN or infinite pixel values")));
         }
         Ok(())
     }
@@ -631,10 +528,7 @@ impl MrcFile {
         decode(bytes, h.mode, h.big_endian, &mut out);
         let bad = count_non_finite(&out);
         if bad > 0 {
-            return Err(FormatError::invalid(
-                &self.path,
-                format!("the data hold {bad} NaN or infinite values"),
-            ));
+            return Err(FormatError::invalid(&self.path, format!("the data hold {bad} NaN or infinite values")));
         }
         Ok(out)
     }
@@ -678,15 +572,7 @@ enum Kind {
     Stack,
 }
 
-fn header_bytes(
-    dims: [usize; 3],
-    apix: f64,
-    mode: Mode,
-    kind: Kind,
-    stats: &Stats,
-    origin_a: [f32; 3],
-    label: &str,
-) -> Vec<u8> {
+fn header_bytes(dims: [usize; 3], apix: f64, mode: Mode, kind: Kind, stats: &Stats, origin_a: [f32; 3], label: &str) -> Vec<u8> {
     let mut h = vec![0u8; HEADER_BYTES];
     let put_i = |w: usize, v: i32, h: &mut Vec<u8>| h[w * 4..w * 4 + 4].copy_from_slice(&v.to_le_bytes());
     put_i(0, dims[0] as i32, &mut h);
@@ -781,37 +667,21 @@ pub struct WriteOptions {
 
 fn check_values(path: &Path, values: &[f32], expected: usize) -> Result<()> {
     if values.len() != expected {
-        return Err(FormatError::invalid(
-            path,
-            format!("{} values given for {expected} samples", values.len()),
-        ));
+        return Err(FormatError::invalid(path, format!("{} values given for {expected} samples", values.len())));
     }
     let bad = count_non_finite(values);
     if bad > 0 {
-        return Err(FormatError::invalid(
-            path,
-            format!("refusing to write {bad} NaN or infinite values"),
-        ));
+        return Err(FormatError::invalid(path, format!("refusing to write {bad} NaN or infinite values")));
     }
     Ok(())
 }
 
-fn write_whole(
-    path: &Path,
-    values: &[f32],
-    dims: [usize; 3],
-    apix: f64,
-    kind: Kind,
-    opts: &WriteOptions,
-) -> Result<()> {
+fn write_whole(path: &Path, values: &[f32], dims: [usize; 3], apix: f64, kind: Kind, opts: &WriteOptions) -> Result<()> {
     if dims.iter().any(|&n| n == 0 || n > i32::MAX as usize) {
         return Err(FormatError::invalid(path, format!("cannot write dimensions {dims:?}")));
     }
     if !(apix > 0.0 && apix.is_finite()) {
-        return Err(FormatError::invalid(
-            path,
-            format!("pixel size {apix} Å is not a positive number"),
-        ));
+        return Err(FormatError::invalid(path, format!("pixel size {apix} Å is not a positive number")));
     }
     let expected = dims[0].checked_mul(dims[1]).and_then(|n| n.checked_mul(dims[2]));
     check_values(path, values, expected.unwrap_or(usize::MAX))?;
@@ -835,15 +705,7 @@ pub fn write_volume(path: &Path, values: &[f32], dims: [usize; 3], apix: f64, op
 }
 
 /// Write `n` images of `nx×ny` (x fastest, image after image) with pixel size `apix` Å, atomically.
-pub fn write_stack(
-    path: &Path,
-    values: &[f32],
-    nx: usize,
-    ny: usize,
-    n: usize,
-    apix: f64,
-    opts: &WriteOptions,
-) -> Result<()> {
+pub fn write_stack(path: &Path, values: &[f32], nx: usize, ny: usize, n: usize, apix: f64, opts: &WriteOptions) -> Result<()> {
     write_whole(path, values, [nx, ny, n], apix, Kind::Stack, opts)
 }
 
@@ -885,20 +747,13 @@ impl StackWriter {
             return Err(FormatError::invalid(path, format!("cannot write images of {nx}×{ny}")));
         }
         if !(apix > 0.0 && apix.is_finite()) {
-            return Err(FormatError::invalid(
-                path,
-                format!("pixel size {apix} Å is not a positive number"),
-            ));
+            return Err(FormatError::invalid(path, format!("pixel size {apix} Å is not a positive number")));
         }
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.partial{}", std::process::id()));
         let file = File::create(&tmp).map_err(|e| FormatError::io(path, e))?;
         let mut w = BufWriter::with_capacity(1 << 20, file);
-        w.write_all(&[0u8; HEADER_BYTES])
-            .map_err(|e| FormatError::io(path, e))?;
+        w.write_all(&[0u8; HEADER_BYTES]).map_err(|e| FormatError::io(path, e))?;
         Ok(StackWriter {
             dest: path.to_path_buf(),
             tmp,
@@ -919,10 +774,7 @@ impl StackWriter {
     pub fn push(&mut self, image: &[f32]) -> Result<()> {
         check_values(&self.dest, image, self.nx * self.ny)?;
         if self.n >= i32::MAX as usize {
-            return Err(FormatError::invalid(
-                &self.dest,
-                "an MRC stack holds at most 2³¹−1 images",
-            ));
+            return Err(FormatError::invalid(&self.dest, "an MRC stack holds at most 2³¹−1 images"));
         }
         encode(image, self.mode, &mut self.buf);
         if self.mode == Mode::Float16 {
@@ -952,15 +804,8 @@ impl StackWriter {
             return Err(FormatError::invalid(&self.dest, "no images were written"));
         }
         let stats = self.stats.finish();
-        let header = header_bytes(
-            [self.nx, self.ny, self.n],
-            self.apix,
-            self.mode,
-            Kind::Stack,
-            &stats,
-            self.opts.origin_a,
-            &self.opts.label,
-        );
+        let header =
+            header_bytes([self.nx, self.ny, self.n], self.apix, self.mode, Kind::Stack, &stats, self.opts.origin_a, &self.opts.label);
         let mut w = self.file.take().expect("finish twice");
         let dest = self.dest.clone();
         let result = (|| -> std::io::Result<()> {
@@ -1035,16 +880,8 @@ mod tests {
                 for &v in &vals {
                     match m {
                         Mode::Int8 => data.push(v as i8 as u8),
-                        Mode::Int16 => data.extend(if big {
-                            (v as i16).to_be_bytes()
-                        } else {
-                            (v as i16).to_le_bytes()
-                        }),
-                        Mode::Uint16 => data.extend(if big {
-                            (v as u16).to_be_bytes()
-                        } else {
-                            (v as u16).to_le_bytes()
-                        }),
+                        Mode::Int16 => data.extend(if big { (v as i16).to_be_bytes() } else { (v as i16).to_le_bytes() }),
+                        Mode::Uint16 => data.extend(if big { (v as u16).to_be_bytes() } else { (v as u16).to_le_bytes() }),
                         Mode::Float32 => data.extend(if big { v.to_be_bytes() } else { v.to_le_bytes() }),
                         Mode::Float16 => {
                             let b = f16::from_f32(v).to_bits();
@@ -1075,10 +912,7 @@ mod tests {
     fn largest_claim_does_not_overflow() {
         let bytes = raw_file([i32::MAX, i32::MAX, i32::MAX], 2, false, &[0u8; 16], 0);
         let e = parse_header(&bytes, Path::new("max.mrc")).unwrap_err().to_string();
-        assert!(
-            e.contains("max.mrc") && e.contains("claims") && e.contains("at byte 1024"),
-            "{e}"
-        );
+        assert!(e.contains("max.mrc") && e.contains("claims") && e.contains("at byte 1024"), "{e}");
     }
 
     #[test]
@@ -1094,12 +928,7 @@ mod tests {
         let exact_mean = vals.iter().map(|&v| v as f64).sum::<f64>() / vals.len() as f64;
         let exact_var = vals.iter().map(|&v| (v as f64 - exact_mean).powi(2)).sum::<f64>() / vals.len() as f64;
         assert!((s.mean - exact_mean).abs() < 1e-9, "{} {}", s.mean, exact_mean);
-        assert!(
-            (s.std - exact_var.sqrt()).abs() < 1e-9,
-            "{} {}",
-            s.std,
-            exact_var.sqrt()
-        );
+        assert!((s.std - exact_var.sqrt()).abs() < 1e-9, "{} {}", s.std, exact_var.sqrt());
         assert!((s.std - 28.870_7).abs() < 1e-3, "{}", s.std);
         assert_eq!(s.count, 10_001);
     }
@@ -1115,13 +944,7 @@ mod tests {
         }
         let h = parse_header(&b, Path::new("q.mrc")).unwrap();
         assert_eq!(h.apix, None);
-        for w in [
-            "MAP identifier",
-            "machine stamp is 0",
-            "NVERSION is 0",
-            "pixel size unknown",
-            "unset",
-        ] {
+        for w in ["MAP identifier", "machine stamp is 0", "NVERSION is 0", "pixel size unknown", "unset"] {
             assert!(h.warnings.iter().any(|x| x.contains(w)), "{w}: {:?}", h.warnings);
         }
         assert_eq!(h.warnings.len(), 5, "{:?}", h.warnings);
@@ -1138,16 +961,9 @@ mod tests {
         decode_image(&bytes, &h, Path::new("d.mrc"), 2, &mut out).unwrap();
         assert_eq!(out, [0.0; 4]);
         // The same header over fewer bytes (not what parse_header checked): an error, no panic.
-        let e = decode_image(&bytes[..1050], &h, Path::new("d.mrc"), 1, &mut out)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("d.mrc: at byte 1040") && e.contains("image 1 runs past the end"),
-            "{e}"
-        );
-        let e = decode_image(&bytes, &h, Path::new("d.mrc"), 3, &mut out)
-            .unwrap_err()
-            .to_string();
+        let e = decode_image(&bytes[..1050], &h, Path::new("d.mrc"), 1, &mut out).unwrap_err().to_string();
+        assert!(e.contains("d.mrc: at byte 1040") && e.contains("image 1 runs past the end"), "{e}");
+        let e = decode_image(&bytes, &h, Path::new("d.mrc"), 3, &mut out).unwrap_err().to_string();
         assert!(e.contains("index 3") && e.contains("holds 3 images"), "{e}");
     }
 
@@ -1165,13 +981,9 @@ mod tests {
 
     #[test]
     fn bad_fields() {
-        let e = parse_header(&raw_file([2, 2, 1], 5, false, &[0u8; 16], 0), Path::new("m.mrc"))
-            .unwrap_err()
-            .to_string();
+        let e = parse_header(&raw_file([2, 2, 1], 5, false, &[0u8; 16], 0), Path::new("m.mrc")).unwrap_err().to_string();
         assert!(e.contains("MODE is 5") && e.contains("byte 12"), "{e}");
-        let e = parse_header(&raw_file([2, -2, 1], 2, false, &[0u8; 16], 0), Path::new("m.mrc"))
-            .unwrap_err()
-            .to_string();
+        let e = parse_header(&raw_file([2, -2, 1], 2, false, &[0u8; 16], 0), Path::new("m.mrc")).unwrap_err().to_string();
         assert!(e.contains("NY is -2"), "{e}");
         let mut b = raw_file([2, 2, 1], 2, false, &[0u8; 16], 0);
         b[92..96].copy_from_slice(&(1_000_000i32).to_le_bytes());

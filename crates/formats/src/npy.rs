@@ -127,11 +127,7 @@ impl Cursor<'_> {
             return None;
         }
         let raw = &self.s[start..self.i];
-        let out = if self.latin1 {
-            raw.iter().map(|&b| b as char).collect()
-        } else {
-            String::from_utf8_lossy(raw).into_owned()
-        };
+        let out = if self.latin1 { raw.iter().map(|&b| b as char).collect() } else { String::from_utf8_lossy(raw).into_owned() };
         self.i += 1;
         Some(out)
     }
@@ -242,11 +238,7 @@ pub fn read(path: &Path) -> Result<NpyArray> {
 /// The header: an array without data, where the data start, and how many bytes they take.
 fn parse_header_then(len: usize, bytes: &[u8], path: &Path) -> Result<(NpyArray, usize, usize)> {
     if !bytes.starts_with(b"\x93NUMPY") {
-        return Err(FormatError::binary(
-            path,
-            0,
-            "not a numpy .npy file (no \\x93NUMPY magic)",
-        ));
+        return Err(FormatError::binary(path, 0, "not a numpy .npy file (no \\x93NUMPY magic)"));
     }
     if len < 10 {
         return Err(FormatError::binary(path, len as u64, "truncated .npy header"));
@@ -258,32 +250,16 @@ fn parse_header_then(len: usize, bytes: &[u8], path: &Path) -> Result<(NpyArray,
             if len < 12 {
                 return Err(FormatError::binary(path, 8, "truncated .npy header"));
             }
-            (
-                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-                12,
-            )
+            (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
         }
-        v => {
-            return Err(FormatError::binary(
-                path,
-                6,
-                format!(".npy format version {v} is not supported (1, 2 or 3)"),
-            ))
-        }
+        v => return Err(FormatError::binary(path, 6, format!(".npy format version {v} is not supported (1, 2 or 3)"))),
     };
-    let hend = hstart.checked_add(hlen).filter(|&e| e <= len).ok_or_else(|| {
-        FormatError::binary(
-            path,
-            8,
-            format!("header length {hlen} runs past the end of the {len}-byte file"),
-        )
-    })?;
+    let hend = hstart
+        .checked_add(hlen)
+        .filter(|&e| e <= len)
+        .ok_or_else(|| FormatError::binary(path, 8, format!("header length {hlen} runs past the end of the {len}-byte file")))?;
     let header = &bytes[hstart..hend];
-    let mut c = Cursor {
-        s: header,
-        i: 0,
-        latin1: major < 3,
-    };
+    let mut c = Cursor { s: header, i: 0, latin1: major < 3 };
     let at = |c: &Cursor| (hstart + c.i) as u64;
     let bad = |c: &Cursor, msg: &str| FormatError::binary(path, at(c), format!("unreadable .npy header: {msg}"));
     if !c.eat(b'{') {
@@ -309,12 +285,7 @@ fn parse_header_then(len: usize, bytes: &[u8], path: &Path) -> Result<(NpyArray,
                     w => return Err(bad(&c, &format!("fortran_order is {w:?}, expected True or False"))),
                 }
             }
-            "shape" => {
-                shape = Some(
-                    c.int_tuple()
-                        .ok_or_else(|| bad(&c, "expected a shape tuple of sizes"))?,
-                )
-            }
+            "shape" => shape = Some(c.int_tuple().ok_or_else(|| bad(&c, "expected a shape tuple of sizes"))?),
             _ => return Err(bad(&c, &format!("unexpected key {key:?}"))),
         }
         if !c.eat(b',') && c.peek() != Some(b'}') {
@@ -324,26 +295,14 @@ fn parse_header_then(len: usize, bytes: &[u8], path: &Path) -> Result<(NpyArray,
     let fields = fields.ok_or_else(|| bad(&c, "no 'descr' key"))?;
     let shape = shape.ok_or_else(|| bad(&c, "no 'shape' key"))?;
     if fortran && shape.iter().filter(|&&d| d > 1).count() > 1 {
-        return Err(FormatError::binary(
-            path,
-            hstart as u64,
-            "Fortran-order multi-dimensional arrays are not supported",
-        ));
+        return Err(FormatError::binary(path, hstart as u64, "Fortran-order multi-dimensional arrays are not supported"));
     }
-    let record_size = fields
-        .iter()
-        .map(|f| f.offset + f.scalar.size() * f.count)
-        .max()
-        .unwrap_or(0);
+    let record_size = fields.iter().map(|f| f.offset + f.scalar.size() * f.count).max().unwrap_or(0);
     let too_big = || FormatError::binary(path, hstart as u64, format!("the shape {shape:?} is too large"));
     let records = product(&shape).ok_or_else(too_big)?;
     let need = records.checked_mul(record_size).ok_or_else(too_big)?;
     if record_size == 0 && records > 0 {
-        return Err(FormatError::binary(
-            path,
-            hstart as u64,
-            format!("the header describes {records} records of 0 bytes"),
-        ));
+        return Err(FormatError::binary(path, hstart as u64, format!("the header describes {records} records of 0 bytes")));
     }
     let avail = len - hend;
     if need > avail {
@@ -353,15 +312,7 @@ fn parse_header_then(len: usize, bytes: &[u8], path: &Path) -> Result<(NpyArray,
             format!("the header claims {records} records of {record_size} bytes ({need} bytes) but the file holds {avail} bytes of data"),
         ));
     }
-    let a = NpyArray {
-        path: path.to_path_buf(),
-        fields,
-        shape,
-        record_size,
-        buf: Vec::new(),
-        data_start: 0,
-        records,
-    };
+    let a = NpyArray { path: path.to_path_buf(), fields, shape, record_size, buf: Vec::new(), data_start: 0, records };
     Ok((a, hend, need))
 }
 
@@ -369,29 +320,13 @@ fn parse_header_then(len: usize, bytes: &[u8], path: &Path) -> Result<(NpyArray,
 fn parse_descr(c: &mut Cursor, path: &Path, hstart: usize) -> Result<Vec<Field>> {
     let err = |c: &Cursor, msg: String| FormatError::binary(path, (hstart + c.i) as u64, msg);
     let unsupported = |c: &Cursor, name: &str, t: &str| {
-        let why = if t.ends_with('O') {
-            " (Python objects cannot be read outside Python)"
-        } else {
-            ""
-        };
-        err(
-            c,
-            format!("field {name:?} has type {t:?}, which is not supported{why}; numbers, booleans and strings are"),
-        )
+        let why = if t.ends_with('O') { " (Python objects cannot be read outside Python)" } else { "" };
+        err(c, format!("field {name:?} has type {t:?}, which is not supported{why}; numbers, booleans and strings are"))
     };
     if c.peek() != Some(b'[') {
-        let t = c
-            .string()
-            .ok_or_else(|| err(c, "unreadable .npy header: expected a dtype".into()))?;
+        let t = c.string().ok_or_else(|| err(c, "unreadable .npy header: expected a dtype".into()))?;
         let (scalar, big) = parse_type(&t).ok_or_else(|| unsupported(c, "", &t))?;
-        return Ok(vec![Field {
-            name: String::new(),
-            scalar,
-            big_endian: big,
-            shape: vec![],
-            count: 1,
-            offset: 0,
-        }]);
+        return Ok(vec![Field { name: String::new(), scalar, big_endian: big, shape: vec![], count: 1, offset: 0 }]);
     }
     c.eat(b'[');
     let mut fs: Vec<Field> = Vec::new();
@@ -406,36 +341,18 @@ fn parse_descr(c: &mut Cursor, path: &Path, hstart: usize) -> Result<Vec<Field>>
         if c.peek() == Some(b'(') {
             return Err(err(c, "fields with titles are not supported".into()));
         }
-        let name = c
-            .string()
-            .ok_or_else(|| err(c, "unreadable .npy header: expected a field name".into()))?;
+        let name = c.string().ok_or_else(|| err(c, "unreadable .npy header: expected a field name".into()))?;
         if !c.eat(b',') {
-            return Err(err(
-                c,
-                format!("unreadable .npy header: expected ',' after field {name:?}"),
-            ));
+            return Err(err(c, format!("unreadable .npy header: expected ',' after field {name:?}")));
         }
         if c.peek() == Some(b'[') {
-            return Err(err(
-                c,
-                format!("field {name:?} is a nested record, which is not supported"),
-            ));
+            return Err(err(c, format!("field {name:?} is a nested record, which is not supported")));
         }
-        let t = c.string().ok_or_else(|| {
-            err(
-                c,
-                format!("unreadable .npy header: expected the type of field {name:?}"),
-            )
-        })?;
+        let t = c.string().ok_or_else(|| err(c, format!("unreadable .npy header: expected the type of field {name:?}")))?;
         let (scalar, big) = parse_type(&t).ok_or_else(|| unsupported(c, &name, &t))?;
         let mut shape = Vec::new();
         if c.eat(b',') && c.peek() == Some(b'(') {
-            shape = c.int_tuple().ok_or_else(|| {
-                err(
-                    c,
-                    format!("unreadable .npy header: bad sub-array shape of field {name:?}"),
-                )
-            })?;
+            shape = c.int_tuple().ok_or_else(|| err(c, format!("unreadable .npy header: bad sub-array shape of field {name:?}")))?;
         } else if c.peek() != Some(b')') && c.peek() != Some(b'(') {
             // A bare integer sub-array size: ('<f4', 3).
             if let Some(n) = c.int() {
@@ -443,31 +360,16 @@ fn parse_descr(c: &mut Cursor, path: &Path, hstart: usize) -> Result<Vec<Field>>
             }
         }
         if !c.eat(b')') {
-            return Err(err(
-                c,
-                format!("unreadable .npy header: expected ')' after field {name:?}"),
-            ));
+            return Err(err(c, format!("unreadable .npy header: expected ')' after field {name:?}")));
         }
         c.eat(b',');
         if fs.iter().any(|f| f.name == name && !name.is_empty()) {
             return Err(err(c, format!("field {name:?} appears twice")));
         }
         let count = product(&shape).ok_or_else(|| err(c, format!("field {name:?} is too large")))?;
-        let size = scalar
-            .size()
-            .checked_mul(count)
-            .ok_or_else(|| err(c, format!("field {name:?} is too large")))?;
-        fs.push(Field {
-            name,
-            scalar,
-            big_endian: big,
-            shape,
-            count,
-            offset,
-        });
-        offset = offset
-            .checked_add(size)
-            .ok_or_else(|| err(c, "record too large".into()))?;
+        let size = scalar.size().checked_mul(count).ok_or_else(|| err(c, format!("field {name:?} is too large")))?;
+        fs.push(Field { name, scalar, big_endian: big, shape, count, offset });
+        offset = offset.checked_add(size).ok_or_else(|| err(c, "record too large".into()))?;
     }
 }
 
@@ -511,11 +413,7 @@ impl NpyArray {
         Some(match f.scalar {
             Scalar::F2 => {
                 let a: [u8; 2] = b.try_into().expect("element size");
-                let bits = if f.big_endian {
-                    u16::from_be_bytes(a)
-                } else {
-                    u16::from_le_bytes(a)
-                };
+                let bits = if f.big_endian { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) };
                 half::f16::from_bits(bits).to_f64()
             }
             Scalar::F4 => num!(f32, 4),
@@ -568,11 +466,7 @@ impl NpyArray {
                 let mut s = String::with_capacity(n);
                 for ch in b.chunks_exact(4) {
                     let a: [u8; 4] = ch.try_into().expect("4 bytes");
-                    let cp = if f.big_endian {
-                        u32::from_be_bytes(a)
-                    } else {
-                        u32::from_le_bytes(a)
-                    };
+                    let cp = if f.big_endian { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) };
                     if cp == 0 {
                         break;
                     }
@@ -597,48 +491,32 @@ impl NpyArray {
     }
 
     fn named(&self, name: &str) -> Result<&Field> {
-        self.field(name)
-            .ok_or_else(|| FormatError::invalid(&self.path, format!("field {name} is missing")))
+        self.field(name).ok_or_else(|| FormatError::invalid(&self.path, format!("field {name} is missing")))
     }
 
     /// A numeric column of one value per record (element 0 of a sub-array field is refused:
     /// the field must be scalar). Errors name the file and the field.
     pub fn column_f64(&self, name: &str) -> Result<Vec<f64>> {
-        self.column_f64_n::<1>(name)
-            .map(|v| v.into_iter().map(|[x]| x).collect())
+        self.column_f64_n::<1>(name).map(|v| v.into_iter().map(|[x]| x).collect())
     }
 
     /// A numeric column of exactly `N` values per record (e.g. `alignments3D/pose`, 3).
     pub fn column_f64_n<const N: usize>(&self, name: &str) -> Result<Vec<[f64; N]>> {
         let f = self.named(name)?;
         if !f.scalar.is_numeric() || f.count != N {
-            let what = if f.scalar.is_numeric() {
-                format!("{} numbers", f.count)
-            } else {
-                "text".to_string()
-            };
-            return Err(FormatError::invalid(
-                &self.path,
-                format!("field {name} holds {what} per record, expected {N} numbers"),
-            ));
+            let what = if f.scalar.is_numeric() { format!("{} numbers", f.count) } else { "text".to_string() };
+            return Err(FormatError::invalid(&self.path, format!("field {name} holds {what} per record, expected {N} numbers")));
         }
-        Ok((0..self.records)
-            .map(|r| std::array::from_fn(|k| self.number(f, r, k).expect("numeric field")))
-            .collect())
+        Ok((0..self.records).map(|r| std::array::from_fn(|k| self.number(f, r, k).expect("numeric field"))).collect())
     }
 
     /// A text column (`S<n>` or `U<n>`).
     pub fn column_text(&self, name: &str) -> Result<Vec<String>> {
         let f = self.named(name)?;
         if !matches!(f.scalar, Scalar::Bytes(_) | Scalar::Unicode(_)) || f.count != 1 {
-            return Err(FormatError::invalid(
-                &self.path,
-                format!("field {name} does not hold text"),
-            ));
+            return Err(FormatError::invalid(&self.path, format!("field {name} does not hold text")));
         }
-        Ok((0..self.records)
-            .map(|r| self.text(f, r).expect("text field"))
-            .collect())
+        Ok((0..self.records).map(|r| self.text(f, r).expect("text field")).collect())
     }
 }
 
@@ -669,10 +547,7 @@ mod tests {
                 data.extend((r as f32 * 10.0 + k as f32).to_be_bytes());
             }
         }
-        let b = npy(
-            "{'descr': [('idx', '<u4'), ('p', '|S4'), ('v', '>f4', (3,))], 'fortran_order': False, 'shape': (2,), }",
-            &data,
-        );
+        let b = npy("{'descr': [('idx', '<u4'), ('p', '|S4'), ('v', '>f4', (3,))], 'fortran_order': False, 'shape': (2,), }", &data);
         let a = parse(&b, Path::new("x.npy")).unwrap();
         assert_eq!(a.len(), 2);
         assert_eq!(a.record_size, 20);
@@ -683,11 +558,7 @@ mod tests {
         assert_eq!(a.integer(a.field("idx").unwrap(), 1, 0), Some(8));
         assert_eq!(a.bytes(a.field("p").unwrap(), 0), Some(&b"ab"[..]));
         assert_eq!(a.column_f64_n::<3>("v").unwrap()[1], [10.0, 11.0, 12.0]);
-        assert!(a
-            .column_f64("v")
-            .unwrap_err()
-            .to_string()
-            .contains("3 numbers per record, expected 1"));
+        assert!(a.column_f64("v").unwrap_err().to_string().contains("3 numbers per record, expected 1"));
         let b2 = parse_vec(b.clone(), Path::new("x.npy")).unwrap();
         assert_eq!(b2.data(), a.data());
     }
@@ -696,16 +567,10 @@ mod tests {
     fn bad_headers() {
         let e = parse(b"hello", Path::new("x.cs")).unwrap_err().to_string();
         assert!(e.contains("x.cs") && e.contains("magic"), "{e}");
-        let b = npy(
-            "{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000,), }",
-            &[0u8; 16],
-        );
+        let b = npy("{'descr': '<f8', 'fortran_order': False, 'shape': (1000000000,), }", &[0u8; 16]);
         let e = parse(&b, Path::new("big.npy")).unwrap_err().to_string();
         assert!(e.contains("claims"), "{e}");
         let b = npy("{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", &[0u8; 8]);
-        assert!(parse(&b, Path::new("o.npy"))
-            .unwrap_err()
-            .to_string()
-            .contains("not supported"));
+        assert!(parse(&b, Path::new("o.npy")).unwrap_err().to_string().contains("not supported"));
     }
 }

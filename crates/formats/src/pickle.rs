@@ -188,18 +188,11 @@ fn op_name(op: u8) -> &'static str {
 impl<'a> Unpickler<'a> {
     /// An error at the current opcode.
     fn err(&self, msg: impl std::fmt::Display) -> FormatError {
-        FormatError::binary(
-            self.path,
-            self.at as u64,
-            format!("pickle opcode {} (0x{:02x}): {msg}", op_name(self.op), self.op),
-        )
+        FormatError::binary(self.path, self.at as u64, format!("pickle opcode {} (0x{:02x}): {msg}", op_name(self.op), self.op))
     }
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.b.len() - self.i < n {
-            return Err(self.err(format!(
-                "truncated pickle: {n} more bytes expected, {} left",
-                self.b.len() - self.i
-            )));
+            return Err(self.err(format!("truncated pickle: {n} more bytes expected, {} left", self.b.len() - self.i)));
         }
         let s = &self.b[self.i..self.i + n];
         self.i += n;
@@ -219,10 +212,7 @@ impl<'a> Unpickler<'a> {
     }
     fn line(&mut self) -> Result<&'a str> {
         let rest = &self.b[self.i..];
-        let n = rest
-            .iter()
-            .position(|&c| c == b'\n')
-            .ok_or_else(|| self.err("truncated pickle: unterminated line"))?;
+        let n = rest.iter().position(|&c| c == b'\n').ok_or_else(|| self.err("truncated pickle: unterminated line"))?;
         self.i += n + 1;
         std::str::from_utf8(&rest[..n]).map_err(|_| self.err("the line is not text"))
     }
@@ -244,11 +234,7 @@ impl<'a> Unpickler<'a> {
         }
     }
     fn pop_mark(&mut self) -> Result<(Vec<Value>, u16)> {
-        let m = self
-            .stack
-            .iter()
-            .rposition(|s| matches!(s, Slot::Mark))
-            .ok_or_else(|| self.err("no MARK on the stack"))?;
+        let m = self.stack.iter().rposition(|s| matches!(s, Slot::Mark)).ok_or_else(|| self.err("no MARK on the stack"))?;
         let items = self.stack.split_off(m + 1);
         self.stack.pop();
         let mut depth = 0;
@@ -278,10 +264,7 @@ impl<'a> Unpickler<'a> {
 }
 
 fn decode_array(shape: &[usize], kind: &str, order: char, fortran: bool, raw: &[u8], u: &Unpickler) -> Result<Array> {
-    let n = shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| u.err(format!("array shape {shape:?} is too large")))?;
+    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| u.err(format!("array shape {shape:?} is too large")))?;
     let size = match kind {
         "f2" | "i2" | "u2" => 2,
         "f4" | "i4" | "u4" => 4,
@@ -289,14 +272,9 @@ fn decode_array(shape: &[usize], kind: &str, order: char, fortran: bool, raw: &[
         "i1" | "u1" | "b1" => 1,
         k => return Err(u.err(format!("array dtype {k:?} is not supported (numbers only)"))),
     };
-    let need = n
-        .checked_mul(size)
-        .ok_or_else(|| u.err(format!("array shape {shape:?} is too large")))?;
+    let need = n.checked_mul(size).ok_or_else(|| u.err(format!("array shape {shape:?} is too large")))?;
     if raw.len() != need {
-        return Err(u.err(format!(
-            "an array of shape {shape:?} and dtype {kind} needs {need} bytes, the pickle holds {}",
-            raw.len()
-        )));
+        return Err(u.err(format!("an array of shape {shape:?} and dtype {kind} needs {need} bytes, the pickle holds {}", raw.len())));
     }
     let big = order == '>';
     let mut data: Vec<f64> = raw
@@ -326,11 +304,7 @@ fn decode_array(shape: &[usize], kind: &str, order: char, fortran: bool, raw: &[
     if fortran && shape.len() > 1 {
         data = fortran_to_c(&data, shape);
     }
-    Ok(Array {
-        shape: shape.to_vec(),
-        dtype: kind.to_string(),
-        data,
-    })
+    Ok(Array { shape: shape.to_vec(), dtype: kind.to_string(), data })
 }
 
 /// Reorder column-major values into row-major order.
@@ -373,23 +347,11 @@ fn shape_of(v: &Value, u: &Unpickler) -> Result<Vec<usize>> {
 
 /// Unpickle `bytes` (the whole file). `path` names it in messages.
 pub fn parse(bytes: &[u8], path: &Path) -> Result<Value> {
-    let mut u = Unpickler {
-        b: bytes,
-        i: 0,
-        path,
-        stack: Vec::new(),
-        memo: HashMap::new(),
-        at: 0,
-        op: 0,
-    };
+    let mut u = Unpickler { b: bytes, i: 0, path, stack: Vec::new(), memo: HashMap::new(), at: 0, op: 0 };
     loop {
         u.at = u.i;
         if u.i >= bytes.len() {
-            return Err(FormatError::binary(
-                path,
-                u.i as u64,
-                "truncated pickle: no STOP opcode",
-            ));
+            return Err(FormatError::binary(path, u.i as u64, "truncated pickle: no STOP opcode"));
         }
         u.op = u.u8()?;
         match u.op {
@@ -452,7 +414,11 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<Value> {
                 let s = u.take(n)?;
                 u.push(Value::Bytes(s.into()));
             }
-            0x97 => return Err(u.err("the array data are in an out-of-band buffer, which is not in the file; pickle it again without buffer_callback")),
+            0x97 => {
+                return Err(
+                    u.err("the array data are in an out-of-band buffer, which is not in the file; pickle it again without buffer_callback")
+                )
+            }
             0x98 => {
                 u.top()?;
             }
@@ -576,9 +542,7 @@ fn reduce(f: &Value, args: &Value, u: &Unpickler) -> Result<Value> {
         "encode" => match (a.first(), a.get(1).and_then(Value::text)) {
             (Some(Value::Str(s)), Some("latin1" | "latin-1")) => {
                 let bytes: Option<Vec<u8>> = s.chars().map(|c| u8::try_from(c as u32).ok()).collect();
-                bytes
-                    .map(|b| Value::Bytes(b.into()))
-                    .ok_or_else(|| u.err("text that is not Latin-1"))
+                bytes.map(|b| Value::Bytes(b.into())).ok_or_else(|| u.err("text that is not Latin-1"))
             }
             _ => Err(u.err("_codecs.encode is only accepted for (text, 'latin1')")),
         },
@@ -591,20 +555,14 @@ fn reduce(f: &Value, args: &Value, u: &Unpickler) -> Result<Value> {
             };
             let shape = shape_of(shape, u)?;
             let fortran = order_flag.and_then(Value::text) == Some("F");
-            Ok(Value::Array(Rc::new(decode_array(
-                &shape, kind, *order, fortran, buf, u,
-            )?)))
+            Ok(Value::Array(Rc::new(decode_array(&shape, kind, *order, fortran, buf, u)?)))
         }
         "scalar" => {
             let (Some(Value::Dtype(kind, order)), Some(Value::Bytes(b))) = (a.first(), a.get(1)) else {
                 return Err(u.err("numpy scalar expects (dtype, bytes)"));
             };
             let arr = decode_array(&[], kind, *order, false, b, u)?;
-            Ok(if kind.starts_with('f') {
-                Value::Float(arr.data[0])
-            } else {
-                Value::Int(arr.data[0] as i64)
-            })
+            Ok(if kind.starts_with('f') { Value::Float(arr.data[0]) } else { Value::Int(arr.data[0] as i64) })
         }
         other => Err(u.err(format!("{other} cannot be called"))),
     }
@@ -639,16 +597,9 @@ fn build(target: Value, state: &Value, u: &Unpickler) -> Result<Value> {
                     let b: Option<Vec<u8>> = t.chars().map(|c| u8::try_from(c as u32).ok()).collect();
                     b.ok_or_else(|| u.err("array data are not bytes"))?.into()
                 }
-                other => {
-                    return Err(u.err(format!(
-                        "array data are {}, not raw bytes (object arrays are not supported)",
-                        other.kind()
-                    )))
-                }
+                other => return Err(u.err(format!("array data are {}, not raw bytes (object arrays are not supported)", other.kind()))),
             };
-            Ok(Value::Array(Rc::new(decode_array(
-                &shape, kind, *order, fortran, &raw, u,
-            )?)))
+            Ok(Value::Array(Rc::new(decode_array(&shape, kind, *order, fortran, &raw, u)?)))
         }
         other => Err(u.err(format!("BUILD of {} is not supported", other.kind()))),
     }
@@ -670,43 +621,26 @@ pub fn poses_from(v: &Value, path: &Path) -> Result<(Vec<[[f64; 3]; 3]>, Option<
             (a, b) => {
                 return Err(FormatError::invalid(
                     path,
-                    format!(
-                        "expected a tuple (rotations, translations) of numpy arrays, got ({}, {})",
-                        a.kind(),
-                        b.kind()
-                    ),
+                    format!("expected a tuple (rotations, translations) of numpy arrays, got ({}, {})", a.kind(), b.kind()),
                 ))
             }
         },
         other => {
             return Err(FormatError::invalid(
                 path,
-                format!(
-                    "expected a numpy array of rotations or a tuple (rotations, translations), got {}",
-                    other.kind()
-                ),
+                format!("expected a numpy array of rotations or a tuple (rotations, translations), got {}", other.kind()),
             ))
         }
     };
     if rot.shape.len() != 3 || rot.shape[1] != 3 || rot.shape[2] != 3 {
-        return Err(FormatError::invalid(
-            path,
-            format!("rotations have shape {:?}, expected (N, 3, 3)", rot.shape),
-        ));
+        return Err(FormatError::invalid(path, format!("rotations have shape {:?}, expected (N, 3, 3)", rot.shape)));
     }
     let n = rot.shape[0];
-    let rots = rot
-        .data
-        .chunks_exact(9)
-        .map(|c| [[c[0], c[1], c[2]], [c[3], c[4], c[5]], [c[6], c[7], c[8]]])
-        .collect();
+    let rots = rot.data.chunks_exact(9).map(|c| [[c[0], c[1], c[2]], [c[3], c[4], c[5]], [c[6], c[7], c[8]]]).collect();
     let trans = match trans {
         Some(t) => {
             if t.shape != [n, 2] {
-                return Err(FormatError::invalid(
-                    path,
-                    format!("translations have shape {:?}, expected ({n}, 2)", t.shape),
-                ));
+                return Err(FormatError::invalid(path, format!("translations have shape {:?}, expected ({n}, 2)", t.shape)));
             }
             Some(t.data.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
         }
@@ -725,21 +659,12 @@ pub fn read_poses(path: &Path) -> Result<(Vec<[[f64; 3]; 3]>, Option<Vec<[f64; 2
 /// Interpret a value as a cryoDRGN CTF array: one row of 9 values per particle.
 pub fn ctf_from(v: &Value, path: &Path) -> Result<Vec<[f64; 9]>> {
     let Value::Array(a) = v else {
-        return Err(FormatError::invalid(
-            path,
-            format!("expected a numpy array of shape (N, 9), got {}", v.kind()),
-        ));
+        return Err(FormatError::invalid(path, format!("expected a numpy array of shape (N, 9), got {}", v.kind())));
     };
     if a.shape.len() != 2 || a.shape[1] != 9 {
-        return Err(FormatError::invalid(
-            path,
-            format!("the CTF array has shape {:?}, expected (N, 9)", a.shape),
-        ));
+        return Err(FormatError::invalid(path, format!("the CTF array has shape {:?}, expected (N, 9)", a.shape)));
     }
-    Ok(a.data
-        .chunks_exact(9)
-        .map(|c| c.try_into().expect("9 values"))
-        .collect())
+    Ok(a.data.chunks_exact(9).map(|c| c.try_into().expect("9 values")).collect())
 }
 
 /// Read a cryoDRGN CTF pickle: one row of 9 values per particle
@@ -756,16 +681,7 @@ pub fn indices_from(v: &Value, path: &Path) -> Result<Vec<usize>> {
             if a.shape.len() != 1 || a.dtype.starts_with('f') {
                 return Err(bad(format!("a {} array of shape {:?}", a.dtype, a.shape)));
             }
-            a.data
-                .iter()
-                .map(|&x| {
-                    if x >= 0.0 {
-                        Ok(x as usize)
-                    } else {
-                        Err(bad(format!("the negative index {x}")))
-                    }
-                })
-                .collect()
+            a.data.iter().map(|&x| if x >= 0.0 { Ok(x as usize) } else { Err(bad(format!("the negative index {x}"))) }).collect()
         }
         Value::List(items) => ints(items, &bad),
         Value::Tuple(items) => ints(items, &bad),
@@ -792,10 +708,7 @@ pub fn read_indices(path: &Path) -> Result<Vec<usize>> {
 pub fn read_array(path: &Path) -> Result<Array> {
     match read_value(path)? {
         Value::Array(a) => Ok(Rc::unwrap_or_clone(a)),
-        other => Err(FormatError::invalid(
-            path,
-            format!("expected a numpy array, got {}", other.kind()),
-        )),
+        other => Err(FormatError::invalid(path, format!("expected a numpy array, got {}", other.kind()))),
     }
 }
 
@@ -808,21 +721,12 @@ mod tests {
         // protocol 2: GLOBAL os.system, then STOP.
         let b = b"\x80\x02cos\nsystem\n.";
         let e = parse(b, Path::new("evil.pkl")).unwrap_err().to_string();
-        assert!(
-            e.contains("evil.pkl: at byte 2")
-                && e.contains("GLOBAL")
-                && e.contains("os.system")
-                && e.contains("refusing"),
-            "{e}"
-        );
+        assert!(e.contains("evil.pkl: at byte 2") && e.contains("GLOBAL") && e.contains("os.system") && e.contains("refusing"), "{e}");
     }
 
     #[test]
     fn truncated_and_unknown() {
-        assert!(parse(b"\x80\x04\x95", Path::new("t.pkl"))
-            .unwrap_err()
-            .to_string()
-            .contains("truncated"));
+        assert!(parse(b"\x80\x04\x95", Path::new("t.pkl")).unwrap_err().to_string().contains("truncated"));
         let e = parse(b"\x80\x02\x00", Path::new("t.pkl")).unwrap_err().to_string();
         assert!(e.contains("at byte 2") && e.contains("0x00"), "{e}");
         assert!(parse(b"", Path::new("t.pkl")).is_err());

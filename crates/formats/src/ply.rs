@@ -44,38 +44,18 @@ impl PlyGaussian {
         [x, y, z, s0, s1, s2, w, qx, qy, qz, self.amplitude]
     }
     fn from_values(v: [f32; 11]) -> Self {
-        PlyGaussian {
-            pos_a: [v[0], v[1], v[2]],
-            scale_a: [v[3], v[4], v[5]],
-            quat: [v[6], v[7], v[8], v[9]],
-            amplitude: v[10],
-        }
+        PlyGaussian { pos_a: [v[0], v[1], v[2]], scale_a: [v[3], v[4], v[5]], quat: [v[6], v[7], v[8], v[9]], amplitude: v[10] }
     }
 }
 
 /// The vertex properties, in the order written.
-pub const PROPERTIES: [&str; 11] = [
-    "x",
-    "y",
-    "z",
-    "scale_0",
-    "scale_1",
-    "scale_2",
-    "rot_0",
-    "rot_1",
-    "rot_2",
-    "rot_3",
-    "amplitude",
-];
+pub const PROPERTIES: [&str; 11] = ["x", "y", "z", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3", "amplitude"];
 
 /// Write Gaussians as a binary little-endian PLY file, atomically.
 pub fn write_gaussians(path: &Path, gs: &[PlyGaussian]) -> Result<()> {
     for (i, g) in gs.iter().enumerate() {
         if !g.values().iter().all(|v| v.is_finite()) {
-            return Err(FormatError::invalid(
-                path,
-                format!("Gaussian {i} (0-based) holds a NaN or infinite value"),
-            ));
+            return Err(FormatError::invalid(path, format!("Gaussian {i} (0-based) holds a NaN or infinite value")));
         }
     }
     write_atomic(path, |w| {
@@ -177,11 +157,7 @@ pub fn read_gaussians(path: &Path) -> Result<Vec<PlyGaussian>> {
 /// Parse the bytes of a binary PLY file (`path` is only used in messages).
 pub fn parse_gaussians(bytes: &[u8], path: &Path) -> Result<Vec<PlyGaussian>> {
     if !bytes.starts_with(b"ply\n") && !bytes.starts_with(b"ply\r\n") {
-        return Err(FormatError::text(
-            path,
-            1,
-            "expected the magic line 'ply': not a PLY file",
-        ));
+        return Err(FormatError::text(path, 1, "expected the magic line 'ply': not a PLY file"));
     }
     let end = bytes
         .windows(11)
@@ -189,8 +165,7 @@ pub fn parse_gaussians(bytes: &[u8], path: &Path) -> Result<Vec<PlyGaussian>> {
         .map(|p| p + 11)
         .or_else(|| bytes.windows(12).position(|w| w == b"end_header\r\n").map(|p| p + 12))
         .ok_or_else(|| FormatError::invalid(path, "no end_header line"))?;
-    let header =
-        std::str::from_utf8(&bytes[..end]).map_err(|_| FormatError::invalid(path, "the header is not text"))?;
+    let header = std::str::from_utf8(&bytes[..end]).map_err(|_| FormatError::invalid(path, "the header is not text"))?;
     let mut big = None;
     let mut elements: Vec<Element> = Vec::new();
     for (k, line) in header.lines().enumerate() {
@@ -200,38 +175,23 @@ pub fn parse_gaussians(bytes: &[u8], path: &Path) -> Result<Vec<PlyGaussian>> {
             ["format", "binary_little_endian", _] => big = Some(false),
             ["format", "binary_big_endian", _] => big = Some(true),
             ["format", f, ..] => {
-                return Err(FormatError::text(
-                    path,
-                    no,
-                    format!("format {f} is not supported (binary PLY only)"),
-                ));
+                return Err(FormatError::text(path, no, format!("format {f} is not supported (binary PLY only)")));
             }
             ["element", name, count] => {
-                let n = count
-                    .parse::<usize>()
-                    .map_err(|_| FormatError::text(path, no, format!("element count {count:?} is not a number")))?;
-                elements.push(Element {
-                    name: name.to_string(),
-                    count: n,
-                    props: Vec::new(),
-                    line: no,
-                });
+                let n =
+                    count.parse::<usize>().map_err(|_| FormatError::text(path, no, format!("element count {count:?} is not a number")))?;
+                elements.push(Element { name: name.to_string(), count: n, props: Vec::new(), line: no });
             }
             ["property", "list", ..] => {
                 let Some(e) = elements.last() else {
                     return Err(FormatError::text(path, no, "property before any element"));
                 };
                 if e.name == "vertex" || elements.iter().all(|e| e.name != "vertex") {
-                    return Err(FormatError::text(
-                        path,
-                        no,
-                        "list properties in or before the vertex element are not supported",
-                    ));
+                    return Err(FormatError::text(path, no, "list properties in or before the vertex element are not supported"));
                 }
             }
             ["property", ty, name] => {
-                let s = Scalar::parse(ty)
-                    .ok_or_else(|| FormatError::text(path, no, format!("unknown property type {ty:?}")))?;
+                let s = Scalar::parse(ty).ok_or_else(|| FormatError::text(path, no, format!("unknown property type {ty:?}")))?;
                 let Some(e) = elements.last_mut() else {
                     return Err(FormatError::text(path, no, "property before any element"));
                 };
@@ -242,20 +202,11 @@ pub fn parse_gaussians(bytes: &[u8], path: &Path) -> Result<Vec<PlyGaussian>> {
     }
     let big = big.ok_or_else(|| FormatError::invalid(path, "no format line"))?;
     let mut offset = end as u64;
-    for Element {
-        name,
-        count: n,
-        props,
-        line: no,
-    } in &elements
-    {
+    for Element { name, count: n, props, line: no } in &elements {
         let stride: usize = props.iter().map(|p| p.1.size()).sum();
         if name != "vertex" {
             // Elements before the vertices are skipped; those after them are ignored.
-            offset = (*n as u64)
-                .checked_mul(stride as u64)
-                .and_then(|b| b.checked_add(offset))
-                .unwrap_or(u64::MAX);
+            offset = (*n as u64).checked_mul(stride as u64).and_then(|b| b.checked_add(offset)).unwrap_or(u64::MAX);
             continue;
         }
         let mut at = [0usize; 11];
@@ -273,11 +224,7 @@ pub fn parse_gaussians(bytes: &[u8], path: &Path) -> Result<Vec<PlyGaussian>> {
                 o += s.size();
             }
             if !found {
-                return Err(FormatError::text(
-                    path,
-                    *no,
-                    format!("the vertex element has no property {want}"),
-                ));
+                return Err(FormatError::text(path, *no, format!("the vertex element has no property {want}")));
             }
         }
         let need = (*n as u128) * stride as u128;
@@ -333,18 +280,8 @@ property float rot_2\nproperty float rot_3\nproperty float amplitude\nend_header
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("g.ply");
         let gs = vec![
-            PlyGaussian {
-                pos_a: [1.0, -2.0, 3.5],
-                scale_a: [0.5, 0.6, 0.7],
-                quat: [1.0, 0.0, 0.0, 0.0],
-                amplitude: 2.0,
-            },
-            PlyGaussian {
-                pos_a: [0.0; 3],
-                scale_a: [1.0; 3],
-                quat: [0.5; 4],
-                amplitude: 0.1,
-            },
+            PlyGaussian { pos_a: [1.0, -2.0, 3.5], scale_a: [0.5, 0.6, 0.7], quat: [1.0, 0.0, 0.0, 0.0], amplitude: 2.0 },
+            PlyGaussian { pos_a: [0.0; 3], scale_a: [1.0; 3], quat: [0.5; 4], amplitude: 0.1 },
         ];
         write_gaussians(&p, &gs).unwrap();
         assert_eq!(read_gaussians(&p).unwrap(), gs);

@@ -60,9 +60,7 @@ impl StarFile {
 
     /// The first table anywhere in the file that has a column `label`, with its block.
     pub fn table_with(&self, label: &str) -> Option<(&Block, &Table)> {
-        self.blocks
-            .iter()
-            .find_map(|b| b.tables.iter().find(|t| t.column(label).is_some()).map(|t| (b, t)))
+        self.blocks.iter().find_map(|b| b.tables.iter().find(|t| t.column(label).is_some()).map(|t| (b, t)))
     }
 }
 
@@ -73,20 +71,14 @@ impl Block {
     }
     /// The value of a `_label value` pair.
     pub fn pair(&self, label: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(l, _, _)| l == label)
-            .map(|(_, v, _)| v.as_str())
+        self.pairs.iter().find(|(l, _, _)| l == label).map(|(_, v, _)| v.as_str())
     }
 }
 
 impl Table {
     /// An empty table with these labels.
     pub fn new<S: AsRef<str>>(labels: &[S]) -> Table {
-        Table {
-            labels: labels.iter().map(|l| l.as_ref().to_string()).collect(),
-            ..Default::default()
-        }
+        Table { labels: labels.iter().map(|l| l.as_ref().to_string()).collect(), ..Default::default() }
     }
 
     /// Column index of `label`.
@@ -117,11 +109,9 @@ impl Table {
         let v = &self.rows[row][col];
         match parse_number(v) {
             Some(x) => Ok(x),
-            None => Err(FormatError::text(
-                path,
-                self.line(row),
-                format!("column {} holds {v:?}, expected a finite number", self.labels[col]),
-            )),
+            None => {
+                Err(FormatError::text(path, self.line(row), format!("column {} holds {v:?}, expected a finite number", self.labels[col])))
+            }
         }
     }
 
@@ -137,10 +127,7 @@ impl Table {
     /// not a finite number is an error naming the file, line, column and value.
     pub fn f64_column(&self, path: &Path, label: &str) -> Result<Option<Vec<f64>>> {
         let Some(c) = self.column(label) else { return Ok(None) };
-        (0..self.rows.len())
-            .map(|r| self.f64(path, r, c))
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+        (0..self.rows.len()).map(|r| self.f64(path, r, c)).collect::<Result<Vec<_>>>().map(Some)
     }
 
     /// Append a row. Panics when the number of values differs from the number of labels (a
@@ -187,10 +174,7 @@ fn tokens<'a>(line: &'a str, path: &Path, lineno: usize, out: &mut Vec<&'a str>)
                     return Err(FormatError::text(
                         path,
                         lineno,
-                        format!(
-                            "unterminated quote {} (a closing quote must be followed by a space or the line end)",
-                            c as char
-                        ),
+                        format!("unterminated quote {} (a closing quote must be followed by a space or the line end)", c as char),
                     ));
                 }
                 if b[j] == c && (j + 1 == b.len() || is_ws(b[j + 1])) {
@@ -246,19 +230,11 @@ pub fn parse_str(text: &str, path: &Path) -> Result<StarFile> {
             Err(FormatError::text(
                 path,
                 pending_line,
-                format!(
-                    "incomplete loop row: {} values, but the loop declares {ncols} columns",
-                    pending.len()
-                ),
+                format!("incomplete loop row: {} values, but the loop declares {ncols} columns", pending.len()),
             ))
         }
     }
-    let ncols = |blocks: &[Block]| {
-        blocks
-            .last()
-            .and_then(|b| b.tables.last())
-            .map_or(0, |t| t.labels.len())
-    };
+    let ncols = |blocks: &[Block]| blocks.last().and_then(|b| b.tables.last()).map_or(0, |t| t.labels.len());
 
     for (k, line) in text.split('\n').enumerate() {
         let lineno = k + 1;
@@ -273,26 +249,14 @@ pub fn parse_str(text: &str, path: &Path) -> Result<StarFile> {
                 end_loop(&pending, pending_line, ncols(&blocks), path)?;
             }
             if toks.len() > 1 {
-                return Err(FormatError::text(
-                    path,
-                    lineno,
-                    format!("unexpected {:?} after {first}", toks[1]),
-                ));
+                return Err(FormatError::text(path, lineno, format!("unexpected {:?} after {first}", toks[1])));
             }
-            blocks.push(Block {
-                name: first[5..].to_string(),
-                line: lineno,
-                ..Default::default()
-            });
+            blocks.push(Block { name: first[5..].to_string(), line: lineno, ..Default::default() });
             state = State::Top;
             continue;
         }
         let Some(block) = blocks.last_mut() else {
-            return Err(FormatError::text(
-                path,
-                lineno,
-                format!("{first:?} before any data_ block: not a STAR file"),
-            ));
+            return Err(FormatError::text(path, lineno, format!("{first:?} before any data_ block: not a STAR file")));
         };
         if keyword && first == "loop_" {
             if state == State::Rows || state == State::Labels {
@@ -300,11 +264,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<StarFile> {
             }
             let block = blocks.last_mut().expect("checked above");
             if toks.len() > 1 {
-                return Err(FormatError::text(
-                    path,
-                    lineno,
-                    format!("unexpected {:?} after loop_", toks[1]),
-                ));
+                return Err(FormatError::text(path, lineno, format!("unexpected {:?} after loop_", toks[1])));
             }
             block.tables.push(Table::default());
             state = State::Labels;
@@ -318,11 +278,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<StarFile> {
             if state == State::Labels {
                 let t = block.tables.last_mut().expect("loop_ pushed a table");
                 if t.labels.iter().any(|l| l == label) {
-                    return Err(FormatError::text(
-                        path,
-                        lineno,
-                        format!("column {label} is declared twice in this loop"),
-                    ));
+                    return Err(FormatError::text(path, lineno, format!("column {label} is declared twice in this loop")));
                 }
                 if let Some(extra) = toks.get(1) {
                     // RELION writes "_label #n" (a comment); anything else would be lost.
@@ -360,11 +316,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<StarFile> {
             State::Labels | State::Rows => {
                 let t = block.tables.last_mut().expect("loop_ pushed a table");
                 if t.labels.is_empty() {
-                    return Err(FormatError::text(
-                        path,
-                        lineno,
-                        format!("loop_ has no labels before the value {first:?}"),
-                    ));
+                    return Err(FormatError::text(path, lineno, format!("loop_ has no labels before the value {first:?}")));
                 }
                 state = State::Rows;
                 let n = t.labels.len();
@@ -384,10 +336,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<StarFile> {
                     let msg = if pending_line == lineno {
                         format!("row has {} values but the loop declares {n} columns", pending.len())
                     } else {
-                        format!(
-                            "the row starting on line {pending_line} has {} values but the loop declares {n} columns",
-                            pending.len()
-                        )
+                        format!("the row starting on line {pending_line} has {} values but the loop declares {n} columns", pending.len())
                     };
                     return Err(FormatError::text(path, lineno, msg));
                 }
@@ -400,10 +349,7 @@ pub fn parse_str(text: &str, path: &Path) -> Result<StarFile> {
     if blocks.is_empty() {
         return Err(FormatError::invalid(path, "no data_ block: not a STAR file"));
     }
-    Ok(StarFile {
-        path: path.to_path_buf(),
-        blocks,
-    })
+    Ok(StarFile { path: path.to_path_buf(), blocks })
 }
 
 /// Read and parse a STAR file.
@@ -460,10 +406,7 @@ fn format_value(out: &mut String, v: &str, what: impl Fn() -> String) -> std::re
             out.push_str(&q);
             Ok(())
         }
-        None => Err(format!(
-            "{}: the value {v:?} cannot be written to a STAR file (line break or both quote kinds)",
-            what()
-        )),
+        None => Err(format!("{}: the value {v:?} cannot be written to a STAR file (line break or both quote kinds)", what())),
     }
 }
 
@@ -496,11 +439,7 @@ fn format_table(s: &mut String, block: &str, t: &Table) -> std::result::Result<(
     }
     for row in &t.rows {
         if row.len() != t.labels.len() {
-            return Err(format!(
-                "data_{block}: a row has {} values for {} labels",
-                row.len(),
-                t.labels.len()
-            ));
+            return Err(format!("data_{block}: a row has {} values for {} labels", row.len(), t.labels.len()));
         }
         for (k, v) in row.iter().enumerate() {
             if k > 0 {
@@ -547,28 +486,18 @@ mod tests {
         assert_eq!(o.rows[0], vec!["1", "group one"]);
         assert_eq!(s.block("general").unwrap().pair("rlnFoo"), Some("3.5"));
         let p = s.block("particles").unwrap().table().unwrap();
-        assert_eq!(
-            p.rows,
-            vec![vec!["x y".to_string(), "2".into()], vec!["z".into(), "3".into()]]
-        );
+        assert_eq!(p.rows, vec![vec!["x y".to_string(), "2".into()], vec!["z".into(), "3".into()]]);
         assert_eq!(p.row_lines, vec![15, 16]);
         assert_eq!(p.f64(Path::new("t.star"), 1, 1).unwrap(), 3.0);
         let e = p.f64(Path::new("t.star"), 0, 0).unwrap_err().to_string();
-        assert!(
-            e.contains("t.star: line 15") && e.contains("rlnB") && e.contains("\"x y\""),
-            "{e}"
-        );
+        assert!(e.contains("t.star: line 15") && e.contains("rlnB") && e.contains("\"x y\""), "{e}");
     }
 
     #[test]
     fn errors_name_file_and_line() {
-        let e = parse_str("data_\nloop_\n_a\n_b\n1 2 3\n", Path::new("bad.star"))
-            .unwrap_err()
-            .to_string();
+        let e = parse_str("data_\nloop_\n_a\n_b\n1 2 3\n", Path::new("bad.star")).unwrap_err().to_string();
         assert!(e.contains("bad.star: line 5") && e.contains("3 values"), "{e}");
-        let e = parse_str("data_\n_a 'open\n", Path::new("q.star"))
-            .unwrap_err()
-            .to_string();
+        let e = parse_str("data_\n_a 'open\n", Path::new("q.star")).unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("unterminated"), "{e}");
         let e = parse_str("hello\n", Path::new("n.star")).unwrap_err().to_string();
         assert!(e.contains("line 1"), "{e}");
@@ -577,20 +506,7 @@ mod tests {
 
     #[test]
     fn quoting_rules() {
-        for v in [
-            "plain",
-            "a b",
-            "",
-            "it's",
-            "say \"hi\"",
-            "'lead",
-            "\"lead",
-            "_x",
-            "data_x",
-            "loop_",
-            "#c",
-            "both ' \" x",
-        ] {
+        for v in ["plain", "a b", "", "it's", "say \"hi\"", "'lead", "\"lead", "_x", "data_x", "loop_", "#c", "both ' \" x"] {
             let q = quoted(v);
             if v == "both ' \" x" {
                 assert!(q.is_none());

@@ -67,12 +67,7 @@ fn real_models() {
     for c in CASES {
         let atoms = atoms::read_atoms(&data(c.file)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(atoms.len(), c.count, "{}", c.file);
-        assert_eq!(
-            (atoms[0].pos_a, atoms[0].b_factor_a2, atoms[0].occupancy),
-            (c.first.0, c.first.1, 1.0),
-            "{}",
-            c.file
-        );
+        assert_eq!((atoms[0].pos_a, atoms[0].b_factor_a2, atoms[0].occupancy), (c.first.0, c.first.1, 1.0), "{}", c.file);
         let l = atoms.last().unwrap();
         assert_eq!((l.pos_a, l.b_factor_a2, l.element.as_str()), c.last, "{}", c.file);
         let sum_b: f64 = atoms.iter().map(|a| a.b_factor_a2).sum();
@@ -87,16 +82,16 @@ fn real_models() {
 #[test]
 fn pdb_elements_from_atom_names_when_columns_77_78_are_blank() {
     let text = std::fs::read_to_string(data("models/1A8O.pdb")).unwrap();
-    let blanked: String = text
-        .lines()
-        .map(|l| {
-            if (l.starts_with("ATOM") || l.starts_with("HETATM")) && l.len() >= 78 {
-                format!("{}\n", &l[..76])
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
+    let blanked: String =
+        text.lines()
+            .map(|l| {
+                if (l.starts_with("ATOM") || l.starts_with("HETATM")) && l.len() >= 78 {
+                    format!("{}\n", &l[..76])
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
     let p = Path::new("1A8O-no-elements.pdb");
     let from_names = atoms::parse_pdb(&blanked, p).unwrap();
     let real = atoms::read_atoms(&data("models/1A8O.pdb")).unwrap();
@@ -120,10 +115,7 @@ ENDMDL
 #[test]
 fn pdb_first_model_first_altloc_and_defaults() {
     let a = atoms::parse_pdb(PDB_MODELS, Path::new("m.pdb")).unwrap();
-    let got: Vec<(&str, [f64; 3], f64, f64)> = a
-        .iter()
-        .map(|a| (a.element.as_str(), a.pos_a, a.occupancy, a.b_factor_a2))
-        .collect();
+    let got: Vec<(&str, [f64; 3], f64, f64)> = a.iter().map(|a| (a.element.as_str(), a.pos_a, a.occupancy, a.b_factor_a2)).collect();
     assert_eq!(
         got,
         vec![
@@ -146,13 +138,9 @@ fn pdb_errors_name_file_and_line() {
     let bad_b = "ATOM      1  N   ALA A   1      11.104   6.134  -6.504  1.00  nan            N\n";
     let e = atoms::parse_pdb(bad_b, Path::new("b.pdb")).unwrap_err().to_string();
     assert!(e.contains("line 1") && e.contains("B-factor"), "{e}");
-    let e = atoms::parse_pdb("HEADER\nEND\n", Path::new("empty.pdb"))
-        .unwrap_err()
-        .to_string();
+    let e = atoms::parse_pdb("HEADER\nEND\n", Path::new("empty.pdb")).unwrap_err().to_string();
     assert!(e.contains("empty.pdb") && e.contains("no ATOM"), "{e}");
-    let e = atoms::read_atoms(Path::new("/nonexistent-dir/x.pdb"))
-        .unwrap_err()
-        .to_string();
+    let e = atoms::read_atoms(Path::new("/nonexistent-dir/x.pdb")).unwrap_err().to_string();
     assert!(e.contains("/nonexistent-dir/x.pdb"), "{e}");
 }
 
@@ -196,10 +184,7 @@ ATOM 6 N N . ALA A 1 10.0 20.0 30.0 1.00 5.0 2
 #[test]
 fn mmcif_first_model_first_altloc_quotes_and_unknowns() {
     let a = atoms::parse_mmcif(CIF_MODELS, Path::new("m.cif")).unwrap();
-    let got: Vec<(&str, [f64; 3], f64, f64)> = a
-        .iter()
-        .map(|a| (a.element.as_str(), a.pos_a, a.occupancy, a.b_factor_a2))
-        .collect();
+    let got: Vec<(&str, [f64; 3], f64, f64)> = a.iter().map(|a| (a.element.as_str(), a.pos_a, a.occupancy, a.b_factor_a2)).collect();
     assert_eq!(
         got,
         vec![
@@ -213,53 +198,33 @@ fn mmcif_first_model_first_altloc_quotes_and_unknowns() {
 
 #[test]
 fn mmcif_single_atom_pairs_and_missing_type_symbol() {
-    let text = "data_one\n_atom_site.id 1\n_atom_site.label_atom_id CA\n_atom_site.Cartn_x 1.0\n_atom_site.Cartn_y 2.0\n_atom_site.Cartn_z 3.0\n";
+    let text =
+        "data_one\n_atom_site.id 1\n_atom_site.label_atom_id CA\n_atom_site.Cartn_x 1.0\n_atom_site.Cartn_y 2.0\n_atom_site.Cartn_z 3.0\n";
     let a = atoms::parse_mmcif(text, Path::new("one.cif")).unwrap();
-    assert_eq!(
-        a,
-        vec![Atom {
-            element: "C".into(),
-            pos_a: [1.0, 2.0, 3.0],
-            b_factor_a2: 0.0,
-            occupancy: 1.0
-        }]
-    );
+    assert_eq!(a, vec![Atom { element: "C".into(), pos_a: [1.0, 2.0, 3.0], b_factor_a2: 0.0, occupancy: 1.0 }]);
 }
 
 #[test]
 fn mmcif_errors_name_file_and_line() {
     let missing_z = "data_x\nloop_\n_atom_site.id\n_atom_site.Cartn_x\n_atom_site.Cartn_y\n1 1.0 2.0\n";
-    let e = atoms::parse_mmcif(missing_z, Path::new("z.cif"))
-        .unwrap_err()
-        .to_string();
+    let e = atoms::parse_mmcif(missing_z, Path::new("z.cif")).unwrap_err().to_string();
     assert!(e.contains("z.cif: line 2") && e.contains("Cartn_z"), "{e}");
     let bad = "data_x\nloop_\n_atom_site.type_symbol\n_atom_site.Cartn_x\n_atom_site.Cartn_y\n_atom_site.Cartn_z\nC 1 2 3\nC 1 two 3\n";
     let e = atoms::parse_mmcif(bad, Path::new("bad.cif")).unwrap_err().to_string();
     assert!(e.contains("bad.cif: line 8") && e.contains("Cartn_y is \"two\""), "{e}");
     let ragged = "data_x\nloop_\n_atom_site.type_symbol\n_atom_site.Cartn_x\n_atom_site.Cartn_y\n_atom_site.Cartn_z\nC 1 2 3\nC 1 2\n";
     let e = atoms::parse_mmcif(ragged, Path::new("r.cif")).unwrap_err().to_string();
-    assert!(
-        e.contains("r.cif: line 8") && e.contains("incomplete row: 3 of 4"),
-        "{e}"
-    );
-    let e = atoms::parse_mmcif("data_x\n_cell.length_a 1\n", Path::new("n.cif"))
-        .unwrap_err()
-        .to_string();
+    assert!(e.contains("r.cif: line 8") && e.contains("incomplete row: 3 of 4"), "{e}");
+    let e = atoms::parse_mmcif("data_x\n_cell.length_a 1\n", Path::new("n.cif")).unwrap_err().to_string();
     assert!(e.contains("n.cif") && e.contains("no _atom_site"), "{e}");
-    let e = atoms::parse_mmcif("data_x\n;never closed\n", Path::new("t.cif"))
-        .unwrap_err()
-        .to_string();
+    let e = atoms::parse_mmcif("data_x\n;never closed\n", Path::new("t.cif")).unwrap_err().to_string();
     assert!(e.contains("t.cif: line 2") && e.contains("never closed"), "{e}");
 }
 
 fn pseudo_atoms(n: usize) -> Vec<PseudoAtom> {
     (0..n)
         .map(|i| PseudoAtom {
-            pos_a: [
-                i as f64 * 0.001 - 50.0,
-                (i % 97) as f64 * 1.25,
-                -((i % 13) as f64) * 3.5,
-            ],
+            pos_a: [i as f64 * 0.001 - 50.0, (i % 97) as f64 * 1.25, -((i % 13) as f64) * 3.5],
             occupancy: (i % 101) as f64 / 100.0,
             b_factor_a2: 10.0 + (i % 7) as f64,
         })
@@ -285,10 +250,7 @@ fn pseudo_atoms_round_trip_through_pdb_and_mmcif() {
     atoms::write_pdb_pseudo_atoms(&p, &small).unwrap();
     let text = std::fs::read_to_string(&p).unwrap();
     let first = text.lines().find(|l| l.starts_with("HETATM")).unwrap();
-    assert_eq!(
-        first,
-        "HETATM    1 C    GAU A   1     -50.000   0.000  -0.000  0.00 10.00           C  "
-    );
+    assert_eq!(first, "HETATM    1 C    GAU A   1     -50.000   0.000  -0.000  0.00 10.00           C  ");
     assert!(text.lines().all(|l| l.len() <= 80));
     check_round_trip(&atoms::read_atoms(&p).unwrap(), &small);
     let p = dir.path().join("g.cif");
@@ -317,34 +279,18 @@ fn pseudo_atom_writers_refuse_bad_values() {
     let dir = tempfile::tempdir().unwrap();
     let mut a = pseudo_atoms(3);
     a[1].b_factor_a2 = f64::NAN;
-    let e = atoms::write_pdb_pseudo_atoms(&dir.path().join("n.pdb"), &a)
-        .unwrap_err()
-        .to_string();
+    let e = atoms::write_pdb_pseudo_atoms(&dir.path().join("n.pdb"), &a).unwrap_err().to_string();
     assert!(e.contains("n.pdb") && e.contains("pseudo-atom 1"), "{e}");
-    let e = atoms::write_pseudo_atoms_cif(&dir.path().join("n.cif"), "x", &a)
-        .unwrap_err()
-        .to_string();
+    let e = atoms::write_pseudo_atoms_cif(&dir.path().join("n.cif"), "x", &a).unwrap_err().to_string();
     assert!(e.contains("n.cif") && e.contains("NaN"), "{e}");
-    let far = [PseudoAtom {
-        pos_a: [12345.0, 0.0, 0.0],
-        occupancy: 1.0,
-        b_factor_a2: 1.0,
-    }];
-    let e = atoms::write_pdb_pseudo_atoms(&dir.path().join("far.pdb"), &far)
-        .unwrap_err()
-        .to_string();
+    let far = [PseudoAtom { pos_a: [12345.0, 0.0, 0.0], occupancy: 1.0, b_factor_a2: 1.0 }];
+    let e = atoms::write_pdb_pseudo_atoms(&dir.path().join("far.pdb"), &far).unwrap_err().to_string();
     assert!(e.contains("12345") && e.contains("mmCIF"), "{e}");
     // Large B-factors lose decimals, not columns.
-    let wide = [PseudoAtom {
-        pos_a: [0.0; 3],
-        occupancy: 1.0,
-        b_factor_a2: 1263.4,
-    }];
+    let wide = [PseudoAtom { pos_a: [0.0; 3], occupancy: 1.0, b_factor_a2: 1263.4 }];
     let p = dir.path().join("wide.pdb");
     atoms::write_pdb_pseudo_atoms(&p, &wide).unwrap();
     assert_eq!(atoms::read_atoms(&p).unwrap()[0].b_factor_a2, 1263.4);
-    let e = atoms::write_pdb_pseudo_atoms(Path::new("/nonexistent-dir/g.pdb"), &wide)
-        .unwrap_err()
-        .to_string();
+    let e = atoms::write_pdb_pseudo_atoms(Path::new("/nonexistent-dir/g.pdb"), &wide).unwrap_err().to_string();
     assert!(e.contains("/nonexistent-dir/g.pdb"), "{e}");
 }

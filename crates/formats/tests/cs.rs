@@ -13,10 +13,7 @@ fn data(rel: &str) -> PathBuf {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 /// Rodrigues' formula, transposed: RELION's `A` from a cryoSPARC rotation vector (written
@@ -43,39 +40,24 @@ fn empiar_10076_particles() {
     assert_eq!(cs.blob_paths().unwrap(), vec!["empiar_10076_7.mrc"; 7]);
     assert_eq!(cs.index_column("blob/idx").unwrap(), (0..7).collect::<Vec<u64>>());
     assert_eq!(cs.index_column("uid").unwrap()[6], 15794596182751007962);
-    assert_eq!(
-        cs.vec_column_opt::<2>("blob/shape").unwrap().unwrap()[0],
-        [320.0, 320.0]
-    );
-    assert_eq!(
-        cs.f64_column_opt("blob/psize_A").unwrap().unwrap()[0],
-        1.3099979162216187
-    );
+    assert_eq!(cs.vec_column_opt::<2>("blob/shape").unwrap().unwrap()[0], [320.0, 320.0]);
+    assert_eq!(cs.f64_column_opt("blob/psize_A").unwrap().unwrap()[0], 1.3099979162216187);
     assert_eq!(cs.f64_column_opt("blob/sign").unwrap().unwrap(), vec![-1.0; 7]);
     let df1 = cs.f64_column_opt("ctf/df1_A").unwrap().unwrap();
     assert_eq!(df1[0], 15301.099609375);
     assert_eq!(df1.iter().sum::<f64>(), 106785.900390625);
-    assert_eq!(
-        cs.f64_column_opt("ctf/df_angle_rad").unwrap().unwrap()[0],
-        0.0921533852815628
-    );
+    assert_eq!(cs.f64_column_opt("ctf/df_angle_rad").unwrap().unwrap()[0], 0.0921533852815628);
     assert_eq!(cs.f64_column_opt("ctf/cs_mm").unwrap().unwrap()[0], 2.700000047683716);
     assert_eq!(cs.vec_column_opt::<4>("ctf/tetra_A").unwrap().unwrap()[3], [0.0; 4]);
     assert!(!cs.has("alignments3D/pose"));
     assert_eq!(cs.vec_column_opt::<3>("alignments3D/pose").unwrap(), None);
-    assert_eq!(
-        cs.array.text(cs.array.field("ctf/type").unwrap(), 0).unwrap(),
-        "imported"
-    );
+    assert_eq!(cs.array.text(cs.array.field("ctf/type").unwrap(), 0).unwrap(), "imported");
 }
 
 #[test]
 fn refinement_poses_match_scipy() {
     let cs = CsFile::read(&data("cryodrgn/cryosparc_P12_J24_001_particles.cs")).unwrap();
-    assert_eq!(
-        (cs.len(), cs.field_names().len(), cs.array.record_size),
-        (2019, 34, 246)
-    );
+    assert_eq!((cs.len(), cs.field_names().len(), cs.array.record_size), (2019, 34, 246));
     let pose = cs.vec_column_opt::<3>("alignments3D/pose").unwrap().unwrap();
     assert_eq!(pose[0], [2.338663339614868, -0.25595566630363464, -1.2236783504486084]);
     assert!((pose.iter().flatten().sum::<f64>() - 50.00952698662877).abs() < 1e-9);
@@ -88,10 +70,7 @@ fn refinement_poses_match_scipy() {
     let df1 = cs.f64_column_opt("ctf/df1_A").unwrap().unwrap();
     assert!((df1.iter().sum::<f64>() - 49556653.28515625).abs() < 1e-6);
     let paths = cs.blob_paths().unwrap();
-    assert_eq!(
-        paths[2018],
-        "J19/extract/20150917_05265_DNA-TET-25k-DE20_raw.region_000.sum-all_003-072_particles.mrc"
-    );
+    assert_eq!(paths[2018], "J19/extract/20150917_05265_DNA-TET-25k-DE20_raw.region_000.sum-all_003-072_particles.mrc");
     // scipy: Rotation.from_rotvec(pose[0]).as_matrix().T and the same for the last record.
     let want0 = [
         [0.5816298557386015, -0.37730439582642494, -0.7206581046540378],
@@ -112,10 +91,7 @@ fn refinement_poses_match_scipy() {
     }
     // A 3-vector is not a 2-vector.
     let e = cs.vec_column_opt::<2>("alignments3D/pose").unwrap_err().to_string();
-    assert!(
-        e.contains("alignments3D/pose") && e.contains("3 numbers per record, expected 2"),
-        "{e}"
-    );
+    assert!(e.contains("alignments3D/pose") && e.contains("3 numbers per record, expected 2"), "{e}");
     let e = cs.f64_column_opt("blob/path").unwrap_err().to_string();
     assert!(e.contains("blob/path holds text"), "{e}");
 }
@@ -130,10 +106,7 @@ fn exported_paths_lose_their_marker() {
     let raw = cs.array.bytes(cs.array.field("blob/path").unwrap(), 0).unwrap();
     assert!(raw.starts_with(b">J1/"));
     assert_eq!(cs.f64_column_opt("alignments2D/pose").unwrap().unwrap().len(), 22);
-    assert_eq!(
-        cs.f64_column_opt("blob/psize_A").unwrap().unwrap()[0],
-        1.345000147819519
-    );
+    assert_eq!(cs.f64_column_opt("blob/psize_A").unwrap().unwrap()[0], 1.345000147819519);
     assert_eq!(cs.index_column("blob/idx").unwrap().iter().sum::<u64>(), 231);
 }
 
@@ -148,10 +121,7 @@ fn numpy_written_records_of_every_type() {
     let cs = CsFile::parse(&bytes, Path::new("t.cs")).unwrap();
     let a = &cs.array;
     assert_eq!((a.len(), a.record_size, a.fields.len()), (2, 90, 11));
-    assert_eq!(
-        cs.index_column("uid").unwrap(),
-        [18446744073709551615, 12345678901234567]
-    );
+    assert_eq!(cs.index_column("uid").unwrap(), [18446744073709551615, 12345678901234567]);
     assert_eq!(cs.blob_paths().unwrap(), ["J1/a.mrcs", "b.mrc"]);
     assert_eq!(cs.index_column("blob/idx").unwrap(), [0, 41]);
     let pose = cs.vec_column_opt::<3>("alignments3D/pose").unwrap().unwrap();
@@ -159,10 +129,7 @@ fn numpy_written_records_of_every_type() {
     assert_eq!(pose[1], [0.1f32 as f64, 0.2f32 as f64, 0.3f32 as f64]);
     assert_eq!(cs.f64_column_opt("flag").unwrap().unwrap(), [1.0, 0.0]);
     let v = a.field("v").unwrap();
-    assert_eq!(
-        (a.integer(v, 0, 0), a.integer(v, 1, 0)),
-        (Some(-5), Some(9007199254740993))
-    );
+    assert_eq!((a.integer(v, 0, 0), a.integer(v, 1, 0)), (Some(-5), Some(9007199254740993)));
     let m = a.field("m").unwrap();
     assert_eq!((m.shape.clone(), m.count), (vec![2, 2], 4));
     assert_eq!(cs.vec_column_opt::<4>("m").unwrap().unwrap()[1], [5.0, 6.0, 7.0, 8.0]);
@@ -219,10 +186,7 @@ fn compressed_csdat_is_refused_with_conversion_advice() {
     b.extend([0u8; 32]);
     assert!(is_csdat(&b));
     let e = cs_err(&b);
-    assert!(
-        e.contains("bad.cs") && e.contains("CSDAT") && e.contains("export the job") && e.contains("format=1"),
-        "{e}"
-    );
+    assert!(e.contains("bad.cs") && e.contains("CSDAT") && e.contains("export the job") && e.contains("format=1"), "{e}");
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("new.cs");
     std::fs::write(&p, &b).unwrap();
@@ -236,18 +200,12 @@ fn malformed_headers_are_errors_without_allocation() {
     assert_eq!(CsFile::parse(&ok, Path::new("ok.cs")).unwrap().len(), 2);
     // Claims beyond the data: one more record than present, and an absurd count.
     let e = cs_err(&npy_file(&rec.replace("%N", "3"), &[0u8; 16]));
-    assert!(
-        e.contains("bad.cs") && e.contains("claims 3 records of 8 bytes (24 bytes)") && e.contains("16 bytes"),
-        "{e}"
-    );
+    assert!(e.contains("bad.cs") && e.contains("claims 3 records of 8 bytes (24 bytes)") && e.contains("16 bytes"), "{e}");
     let e = cs_err(&npy_file(&rec.replace("%N", "2305843009213693951"), &[0u8; 16]));
     assert!(e.contains("claims"), "{e}");
     let e = cs_err(&npy_file(&rec.replace("%N", "99999999999999999999999"), &[0u8; 16]));
     assert!(e.contains("shape"), "{e}");
-    let e = cs_err(&npy_file(
-        "{'descr': [('a', '<f8', (4611686018427387904, 8))], 'fortran_order': False, 'shape': (1,), }",
-        &[],
-    ));
+    let e = cs_err(&npy_file("{'descr': [('a', '<f8', (4611686018427387904, 8))], 'fortran_order': False, 'shape': (1,), }", &[]));
     assert!(e.contains("too large"), "{e}");
     // Header length past the end.
     let mut b = ok.clone();
@@ -257,61 +215,28 @@ fn malformed_headers_are_errors_without_allocation() {
     assert!(e.contains("header length 65535 runs past the end"), "{e}");
     // Unsupported things, each named.
     let cases: [(&str, &str); 9] = [
-        (
-            "{'descr': [('blob/path', '|O')], 'fortran_order': False, 'shape': (1,), }",
-            "\"blob/path\" has type \"|O\"",
-        ),
-        (
-            "{'descr': [('a', [('b', '<f4')])], 'fortran_order': False, 'shape': (1,), }",
-            "nested record",
-        ),
-        (
-            "{'descr': [('a', '<c8')], 'fortran_order': False, 'shape': (1,), }",
-            "\"<c8\"",
-        ),
-        (
-            "{'descr': [('a', '<f4'), ('a', '<f4')], 'fortran_order': False, 'shape': (1,), }",
-            "appears twice",
-        ),
-        (
-            "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1, 2), }",
-            "1-D record array",
-        ),
-        (
-            "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }",
-            "no named fields",
-        ),
-        (
-            "{'descr': [('a', '<f4')], 'fortran_order': Maybe, 'shape': (1,), }",
-            "fortran_order",
-        ),
+        ("{'descr': [('blob/path', '|O')], 'fortran_order': False, 'shape': (1,), }", "\"blob/path\" has type \"|O\""),
+        ("{'descr': [('a', [('b', '<f4')])], 'fortran_order': False, 'shape': (1,), }", "nested record"),
+        ("{'descr': [('a', '<c8')], 'fortran_order': False, 'shape': (1,), }", "\"<c8\""),
+        ("{'descr': [('a', '<f4'), ('a', '<f4')], 'fortran_order': False, 'shape': (1,), }", "appears twice"),
+        ("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1, 2), }", "1-D record array"),
+        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", "no named fields"),
+        ("{'descr': [('a', '<f4')], 'fortran_order': Maybe, 'shape': (1,), }", "fortran_order"),
         ("{'descr': [('a', '<f4')], 'fortran_order': False, }", "no 'shape'"),
-        (
-            "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), 'extra': 1}",
-            "unexpected key",
-        ),
+        ("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (1,), 'extra': 1}", "unexpected key"),
     ];
     for (h, what) in cases {
         let e = cs_err(&npy_file(h, &[0u8; 64]));
         assert!(e.contains("bad.cs") && e.contains(what), "{h}: {e}");
     }
     // Found by fuzzing: a type whose kind letter is not ASCII (Latin-1 'ÿ').
-    let mut b = npy_file(
-        "{'descr': [('a', '<_f4')], 'fortran_order': False, 'shape': (1,), }",
-        &[0u8; 4],
-    );
+    let mut b = npy_file("{'descr': [('a', '<_f4')], 'fortran_order': False, 'shape': (1,), }", &[0u8; 4]);
     let at = b.iter().position(|&c| c == b'_').unwrap();
     b[at] = 0xff;
     let e = cs_err(&b);
-    assert!(
-        e.contains("field \"a\" has type \"<ÿf4\"") && e.contains("not supported"),
-        "{e}"
-    );
+    assert!(e.contains("field \"a\" has type \"<ÿf4\"") && e.contains("not supported"), "{e}");
     // Found by fuzzing: an empty sub-array of strings, ('p', '|S1', 0).
-    let b = npy_file(
-        "{'descr': [('p', '|S1', 0), ('i', '<u4')], 'fortran_order': False, 'shape': (2,), }",
-        &[7u8; 8],
-    );
+    let b = npy_file("{'descr': [('p', '|S1', 0), ('i', '<u4')], 'fortran_order': False, 'shape': (2,), }", &[7u8; 8]);
     let cs = CsFile::parse(&b, Path::new("z.cs")).unwrap();
     let f = cs.array.field("p").unwrap();
     assert_eq!((f.count, cs.array.text(f, 1), cs.array.bytes(f, 1)), (0, None, None));
@@ -323,10 +248,7 @@ fn malformed_headers_are_errors_without_allocation() {
     assert!(e.contains("magic"), "{e}");
     let e = cs_err(b"\x93NUMPY\x02\x00\x10");
     assert!(e.contains("truncated") || e.contains("magic"), "{e}");
-    let e = cs_err(&npy_file(
-        "{'descr': [('a', '|S0')], 'fortran_order': False, 'shape': (1000000000000,), }",
-        &[],
-    ));
+    let e = cs_err(&npy_file("{'descr': [('a', '|S0')], 'fortran_order': False, 'shape': (1000000000000,), }", &[]));
     assert!(e.contains("0 bytes"), "{e}");
     let e = CsFile::read(Path::new("/nonexistent/p.cs")).unwrap_err().to_string();
     assert!(e.contains("/nonexistent/p.cs"), "{e}");

@@ -50,13 +50,7 @@ const CASES: &[Expect] = &[
         min: -4.38332033,
         max: 4.40073633,
         img3_10_20: -0.5201116800308228,
-        warns: &[
-            "MAP identifier",
-            "machine stamp is 0",
-            "NVERSION is 0",
-            "unset",
-            "placeholder",
-        ],
+        warns: &["MAP identifier", "machine stamp is 0", "NVERSION is 0", "unset", "placeholder"],
     },
     Expect {
         file: "cryodrgn/ay19102021_L3_position6_ribo_it09_bin8_1.82A.mrcs",
@@ -69,13 +63,7 @@ const CASES: &[Expect] = &[
         min: -58.3742027,
         max: 81.2357559,
         img3_10_20: 3.1480188369750977,
-        warns: &[
-            "MAP identifier",
-            "machine stamp is 0",
-            "NVERSION is 0",
-            "unset",
-            "placeholder",
-        ],
+        warns: &["MAP identifier", "machine stamp is 0", "NVERSION is 0", "unset", "placeholder"],
     },
     Expect {
         file: "aspire/sample.mrcs",
@@ -144,12 +132,7 @@ fn reads_every_real_file() {
             (a, b) => assert_eq!(a, b, "{}", c.file),
         }
         for w in c.warns {
-            assert!(
-                h.warnings.iter().any(|x| x.contains(w)),
-                "{}: missing warning {w:?} in {:?}",
-                c.file,
-                h.warnings
-            );
+            assert!(h.warnings.iter().any(|x| x.contains(w)), "{}: missing warning {w:?} in {:?}", c.file, h.warnings);
         }
         assert_eq!(h.warnings.len(), c.warns.len(), "{}: {:?}", c.file, h.warnings);
         let mut img = vec![0.0f32; h.nx * h.ny];
@@ -162,20 +145,8 @@ fn reads_every_real_file() {
         let s = f.stats();
         assert_eq!(s.non_finite, 0);
         let tol = |x: f64| 1e-6 * x.abs().max(1e-3);
-        assert!(
-            (s.mean - c.mean).abs() < tol(c.std),
-            "{}: mean {} vs {}",
-            c.file,
-            s.mean,
-            c.mean
-        );
-        assert!(
-            (s.std - c.std).abs() < 1e-5 * c.std,
-            "{}: std {} vs {}",
-            c.file,
-            s.std,
-            c.std
-        );
+        assert!((s.mean - c.mean).abs() < tol(c.std), "{}: mean {} vs {}", c.file, s.mean, c.mean);
+        assert!((s.std - c.std).abs() < 1e-5 * c.std, "{}: std {} vs {}", c.file, s.std, c.std);
         assert_eq!(s.min as f32, c.min as f32, "{}", c.file);
         assert_eq!(s.max as f32, c.max as f32, "{}", c.file);
     }
@@ -187,10 +158,7 @@ fn round_trip_volume_and_stack_float32_and_float16() {
     let vol: Vec<f32> = (0..4 * 5 * 6).map(|i| ((i * 37) % 11) as f32 * 0.25 - 1.0).collect();
     for mode in [WriteMode::Float32, WriteMode::Float16] {
         let p = dir.path().join(format!("v{mode:?}.mrc"));
-        let opts = WriteOptions {
-            mode,
-            ..Default::default()
-        };
+        let opts = WriteOptions { mode, ..Default::default() };
         mrc::write_volume(&p, &vol, [4, 5, 6], 1.25, &opts).unwrap();
         let f = MrcFile::open(&p).unwrap();
         let h = f.header();
@@ -282,26 +250,11 @@ fn bad_input_errors_name_the_file() {
     let e = f.read_image(10, &mut img).unwrap_err().to_string();
     assert!(e.contains("index 10") && e.contains("holds 10 images"), "{e}");
     // Unwritable output folder.
-    let e = mrc::write_volume(
-        Path::new("/nonexistent-dir/x.mrc"),
-        &[1.0],
-        [1, 1, 1],
-        1.0,
-        &WriteOptions::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let e =
+        mrc::write_volume(Path::new("/nonexistent-dir/x.mrc"), &[1.0], [1, 1, 1], 1.0, &WriteOptions::default()).unwrap_err().to_string();
     assert!(e.contains("/nonexistent-dir/x.mrc"), "{e}");
     // Refuses to write NaN.
-    let e = mrc::write_volume(
-        &dir.path().join("w.mrc"),
-        &[f32::NAN],
-        [1, 1, 1],
-        1.0,
-        &WriteOptions::default(),
-    )
-    .unwrap_err()
-    .to_string();
+    let e = mrc::write_volume(&dir.path().join("w.mrc"), &[f32::NAN], [1, 1, 1], 1.0, &WriteOptions::default()).unwrap_err().to_string();
     assert!(e.contains("NaN"), "{e}");
 }
 
@@ -336,17 +289,9 @@ fn encode(vals: &[f32], mode: i32, big: bool) -> Vec<u8> {
     for &v in vals {
         match mode {
             0 => out.push(v as i8 as u8),
-            1 => out.extend(if big {
-                (v as i16).to_be_bytes()
-            } else {
-                (v as i16).to_le_bytes()
-            }),
+            1 => out.extend(if big { (v as i16).to_be_bytes() } else { (v as i16).to_le_bytes() }),
             2 => out.extend(if big { v.to_be_bytes() } else { v.to_le_bytes() }),
-            6 => out.extend(if big {
-                (v as u16).to_be_bytes()
-            } else {
-                (v as u16).to_le_bytes()
-            }),
+            6 => out.extend(if big { (v as u16).to_be_bytes() } else { (v as u16).to_le_bytes() }),
             12 => {
                 let b = half::f16::from_f32(v).to_bits();
                 out.extend(if big { b.to_be_bytes() } else { b.to_le_bytes() })
@@ -376,10 +321,7 @@ fn synthesized_files_of_every_mode_and_byte_order() {
             std::fs::write(&p, synth([3, 2, 4], mode, big, 80, &encode(vals, mode, big))).unwrap();
             let f = MrcFile::open(&p).unwrap();
             let h = f.header();
-            assert_eq!(
-                (h.mode, h.big_endian, h.nsymbt, h.data_offset),
-                (expect_mode, big, 80, 1104)
-            );
+            assert_eq!((h.mode, h.big_endian, h.nsymbt, h.data_offset), (expect_mode, big, 80, 1104));
             assert_eq!(h.apix, Some(0.75));
             assert!(h.warnings.is_empty(), "{:?}", h.warnings);
             assert_eq!(&f.read_all().unwrap(), vals, "mode {mode} big-endian {big}");
@@ -399,29 +341,17 @@ fn header_claims_and_fields_are_checked_against_the_file() {
         p
     };
     // 2³¹−1 cubed samples claimed over 64 bytes of data: an error, no allocation.
-    let p = write(
-        "huge.mrc",
-        synth([i32::MAX, i32::MAX, i32::MAX], 2, false, 0, &[0u8; 64]),
-    );
+    let p = write("huge.mrc", synth([i32::MAX, i32::MAX, i32::MAX], 2, false, 0, &[0u8; 64]));
     let e = MrcFile::open(&p).unwrap_err().to_string();
-    assert!(
-        e.contains("huge.mrc") && e.contains("at byte 1024") && e.contains("only 64 bytes"),
-        "{e}"
-    );
+    assert!(e.contains("huge.mrc") && e.contains("at byte 1024") && e.contains("only 64 bytes"), "{e}");
     // Unknown mode.
     let p = write("mode.mrc", synth([2, 2, 1], 4, false, 0, &[0u8; 16]));
     let e = MrcFile::open(&p).unwrap_err().to_string();
-    assert!(
-        e.contains("mode.mrc") && e.contains("at byte 12") && e.contains("MODE is 4"),
-        "{e}"
-    );
+    assert!(e.contains("mode.mrc") && e.contains("at byte 12") && e.contains("MODE is 4"), "{e}");
     // Zero and negative dimensions.
     let p = write("zero.mrc", synth([2, 2, 0], 2, false, 0, &[]));
     let e = MrcFile::open(&p).unwrap_err().to_string();
-    assert!(
-        e.contains("zero.mrc") && e.contains("at byte 8") && e.contains("NZ is 0"),
-        "{e}"
-    );
+    assert!(e.contains("zero.mrc") && e.contains("at byte 8") && e.contains("NZ is 0"), "{e}");
     let p = write("neg.mrc", synth([-2, 2, 1], 2, true, 0, &[0u8; 16]));
     let e = MrcFile::open(&p).unwrap_err().to_string();
     assert!(e.contains("at byte 0") && e.contains("NX is -2"), "{e}");
@@ -430,18 +360,11 @@ fn header_claims_and_fields_are_checked_against_the_file() {
     b[92..96].copy_from_slice(&100i32.to_le_bytes());
     let p = write("nsymbt.mrc", b);
     let e = MrcFile::open(&p).unwrap_err().to_string();
-    assert!(
-        e.contains("nsymbt.mrc") && e.contains("at byte 92") && e.contains("beyond the end"),
-        "{e}"
-    );
+    assert!(e.contains("nsymbt.mrc") && e.contains("at byte 92") && e.contains("beyond the end"), "{e}");
     // Trailing bytes are accepted with a warning.
     let p = write("trail.mrc", synth([2, 2, 1], 2, false, 0, &[0u8; 20]));
     let f = MrcFile::open(&p).unwrap();
-    assert!(
-        f.header().warnings.iter().any(|w| w.contains("4 bytes after the end")),
-        "{:?}",
-        f.header().warnings
-    );
+    assert!(f.header().warnings.iter().any(|w| w.contains("4 bytes after the end")), "{:?}", f.header().warnings);
     // A buffer of the wrong size.
     let mut small = [0.0f32; 3];
     let e = f.read_image(0, &mut small).unwrap_err().to_string();
@@ -453,11 +376,7 @@ fn written_headers_follow_mrc2014() {
     let dir = tempfile::tempdir().unwrap();
     let vol: Vec<f32> = (0..6 * 5 * 4).map(|i| (i as f32 * 0.37).sin()).collect();
     let p = dir.path().join("v.mrc");
-    let opts = WriteOptions {
-        origin_a: [1.5, -2.0, 3.0],
-        label: "test map".into(),
-        ..Default::default()
-    };
+    let opts = WriteOptions { origin_a: [1.5, -2.0, 3.0], label: "test map".into(), ..Default::default() };
     mrc::write_volume(&p, &vol, [6, 5, 4], 1.1, &opts).unwrap();
     let b = std::fs::read(&p).unwrap();
     assert_eq!(b.len(), 1024 + 4 * vol.len());
@@ -465,10 +384,7 @@ fn written_headers_follow_mrc2014() {
     let f = |w: usize| f32::from_le_bytes(b[w * 4..w * 4 + 4].try_into().unwrap());
     assert_eq!([i(0), i(1), i(2), i(3)], [6, 5, 4, 2]);
     assert_eq!([i(7), i(8), i(9)], [6, 5, 4]);
-    assert_eq!(
-        [f(10), f(11), f(12)],
-        [(6.0f64 * 1.1) as f32, (5.0f64 * 1.1) as f32, (4.0f64 * 1.1) as f32]
-    );
+    assert_eq!([f(10), f(11), f(12)], [(6.0f64 * 1.1) as f32, (5.0f64 * 1.1) as f32, (4.0f64 * 1.1) as f32]);
     assert_eq!([f(13), f(14), f(15)], [90.0; 3]);
     assert_eq!([i(16), i(17), i(18)], [1, 2, 3]);
     assert_eq!((i(22), i(23), i(27)), (1, 0, 20140));
@@ -483,27 +399,10 @@ fn written_headers_follow_mrc2014() {
     let min = vol.iter().cloned().fold(f32::INFINITY, f32::min);
     let max = vol.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     assert_eq!((f(19), f(20)), (min, max));
-    assert!(
-        (f(21) as f64 - mean).abs() < 1e-7 && (f(54) as f64 - rms).abs() < 1e-7,
-        "{} {}",
-        f(21),
-        f(54)
-    );
+    assert!((f(21) as f64 - mean).abs() < 1e-7 && (f(54) as f64 - rms).abs() < 1e-7, "{} {}", f(21), f(54));
     // A stack: ISPG 0, MZ 1, cella.z = apix.
     let p = dir.path().join("s.mrcs");
-    mrc::write_stack(
-        &p,
-        &vol,
-        6,
-        5,
-        4,
-        1.1,
-        &WriteOptions {
-            mode: WriteMode::Float16,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    mrc::write_stack(&p, &vol, 6, 5, 4, 1.1, &WriteOptions { mode: WriteMode::Float16, ..Default::default() }).unwrap();
     let b = std::fs::read(&p).unwrap();
     assert_eq!(b.len(), 1024 + 2 * vol.len());
     let i = |w: usize| i32::from_le_bytes(b[w * 4..w * 4 + 4].try_into().unwrap());
@@ -522,17 +421,7 @@ fn written_headers_follow_mrc2014() {
 fn streaming_writer_float16_and_bad_images() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("h.mrcs");
-    let mut w = StackWriter::create(
-        &p,
-        2,
-        2,
-        3.0,
-        WriteOptions {
-            mode: WriteMode::Float16,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let mut w = StackWriter::create(&p, 2, 2, 3.0, WriteOptions { mode: WriteMode::Float16, ..Default::default() }).unwrap();
     w.push(&[0.1, 0.2, 0.3, 0.4]).unwrap();
     let e = w.push(&[0.1, f32::NAN, 0.3, 0.4]).unwrap_err().to_string();
     assert!(e.contains("h.mrcs") && e.contains("1 NaN"), "{e}");
@@ -541,14 +430,8 @@ fn streaming_writer_float16_and_bad_images() {
     w.push(&[1.0, 2.0, 3.0, 4.0]).unwrap();
     w.finish().unwrap();
     let f = MrcFile::open(&p).unwrap();
-    assert_eq!(
-        (f.header().mode, f.len(), f.header().apix),
-        (Mode::Float16, 2, Some(3.0))
-    );
-    let rounded: Vec<f32> = [0.1f32, 0.2, 0.3, 0.4, 1.0, 2.0, 3.0, 4.0]
-        .iter()
-        .map(|&v| half::f16::from_f32(v).to_f32())
-        .collect();
+    assert_eq!((f.header().mode, f.len(), f.header().apix), (Mode::Float16, 2, Some(3.0)));
+    let rounded: Vec<f32> = [0.1f32, 0.2, 0.3, 0.4, 1.0, 2.0, 3.0, 4.0].iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
     assert_eq!(f.read_all().unwrap(), rounded);
     assert_eq!(f.header().stored_stats[0], rounded[0]);
     // Unwritable folder.

@@ -12,10 +12,7 @@ fn data(rel: &str) -> PathBuf {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 fn parse(h: &str) -> Result<Value, String> {
@@ -44,18 +41,11 @@ fn cryodrgn_pose_pickle() {
             [-0.3928905035474454, 0.9189359637117526, 0.0345506413744724]
         ]
     );
-    assert_eq!(
-        rot[218][1],
-        [-0.7040460298862079, 0.47826616844763015, 0.5249577696537999]
-    );
+    assert_eq!(rot[218][1], [-0.7040460298862079, 0.47826616844763015, 0.5249577696537999]);
     assert_eq!(trans[218], [0.0010126534902734712, 0.0013515095284649375]);
     assert!((rot.iter().flatten().flatten().sum::<f64>() - 280.7195254463176).abs() < 1e-10);
     assert!((trans.iter().flatten().sum::<f64>() - 0.08509405068982193).abs() < 1e-15);
-    let Value::Tuple(t) =
-        pickle::parse(&std::fs::read(data("cryodrgn/sta_pose.pkl")).unwrap(), Path::new("p")).unwrap()
-    else {
-        panic!()
-    };
+    let Value::Tuple(t) = pickle::parse(&std::fs::read(data("cryodrgn/sta_pose.pkl")).unwrap(), Path::new("p")).unwrap() else { panic!() };
     let Value::Array(a) = &t[0] else { panic!() };
     assert_eq!((a.dtype.as_str(), a.shape.as_slice()), ("f8", &[219usize, 3, 3][..]));
 }
@@ -67,17 +57,7 @@ fn cryodrgn_ctf_pickle() {
     // float32 values widened exactly: [D, Apix, dfU, dfV, dfAng°, kV, Cs mm, Q0, phase°].
     assert_eq!(
         ctf[0],
-        [
-            512.0,
-            1.8200000524520874,
-            20061.69921875,
-            19560.80078125,
-            12.300000190734863,
-            300.0,
-            2.700000047683716,
-            0.07000000029802322,
-            0.0
-        ]
+        [512.0, 1.8200000524520874, 20061.69921875, 19560.80078125, 12.300000190734863, 300.0, 2.700000047683716, 0.07000000029802322, 0.0]
     );
     assert_eq!(ctf[218][2..5], [21336.0, 20843.599609375, -5.800000190734863]);
     assert!((ctf.iter().flatten().sum::<f64>() - 9267503.109639429).abs() < 1e-6);
@@ -92,19 +72,11 @@ fn toy_rotations_alone() {
     assert!(trans.is_none());
     assert_eq!(rot.len(), 1000);
     assert_eq!(rot[0][0], [0.6103606224060059, 0.7738708257675171, 0.16906750202178955]);
-    assert_eq!(
-        rot[999][2],
-        [-0.20231804251670837, -0.11103720963001251, -0.9730046391487122]
-    );
+    assert_eq!(rot[999][2], [-0.20231804251670837, -0.11103720963001251, -0.9730046391487122]);
     assert!((rot.iter().flatten().flatten().sum::<f64>() - -103.83264439972118).abs() < 1e-9);
     // A pose pickle is not a CTF pickle.
-    let e = pickle::read_ctf(&data("cryodrgn-toy/toy_angles.pkl"))
-        .unwrap_err()
-        .to_string();
-    assert!(
-        e.contains("toy_angles.pkl") && e.contains("(N, 9)") && e.contains("[1000, 3, 3]"),
-        "{e}"
-    );
+    let e = pickle::read_ctf(&data("cryodrgn-toy/toy_angles.pkl")).unwrap_err().to_string();
+    assert!(e.contains("toy_angles.pkl") && e.contains("(N, 9)") && e.contains("[1000, 3, 3]"), "{e}");
 }
 
 // `a = np.arange(6, dtype='<f4').reshape(2, 3) / 4` → [[0, .25, .5], [.75, 1, 1.25]].
@@ -153,21 +125,14 @@ fn every_way_numpy_stores_an_array() {
     assert_eq!(parse(P4_SCALAR).unwrap(), Value::Float(2.5));
     let idx = pickle::indices_from(&parse(P4_INDEX_I8).unwrap(), Path::new("i.pkl")).unwrap();
     assert_eq!(idx, [4, 0, 2]);
-    assert_eq!(
-        pickle::indices_from(&parse(P4_LIST).unwrap(), Path::new("l.pkl")).unwrap(),
-        [3, 1, 2]
-    );
-    let e = pickle::indices_from(&parse(P5_F4).unwrap(), Path::new("f.pkl"))
-        .unwrap_err()
-        .to_string();
+    assert_eq!(pickle::indices_from(&parse(P4_LIST).unwrap(), Path::new("l.pkl")).unwrap(), [3, 1, 2]);
+    let e = pickle::indices_from(&parse(P5_F4).unwrap(), Path::new("f.pkl")).unwrap_err().to_string();
     assert!(e.contains("f.pkl") && e.contains("f4 array of shape [2, 3]"), "{e}");
     // A pose tuple through protocol 2.
     let (rot, trans) = pickle::poses_from(&parse(P2_TUPLE).unwrap(), Path::new("p.pkl")).unwrap();
     assert_eq!(rot, [[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]]);
     assert_eq!(trans.unwrap(), [[0.25, -0.5]]);
-    let e = pickle::poses_from(&parse(P5_F4).unwrap(), Path::new("p.pkl"))
-        .unwrap_err()
-        .to_string();
+    let e = pickle::poses_from(&parse(P5_F4).unwrap(), Path::new("p.pkl")).unwrap_err().to_string();
     assert!(e.contains("p.pkl") && e.contains("[2, 3], expected (N, 3, 3)"), "{e}");
 }
 
@@ -197,26 +162,16 @@ fn perr(b: &[u8]) -> String {
 fn hostile_pickles_are_refused() {
     // Globals outside the whitelist, through GLOBAL and STACK_GLOBAL; nothing runs.
     let e = perr(b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00ls\x85R.");
-    assert!(
-        e.contains("evil.pkl: at byte 2") && e.contains("GLOBAL") && e.contains("os.system") && e.contains("refusing"),
-        "{e}"
-    );
+    assert!(e.contains("evil.pkl: at byte 2") && e.contains("GLOBAL") && e.contains("os.system") && e.contains("refusing"), "{e}");
     let e = perr(b"\x80\x04\x8c\x08builtins\x8c\x04eval\x93.");
-    assert!(
-        e.contains("at byte 18") && e.contains("STACK_GLOBAL") && e.contains("builtins.eval"),
-        "{e}"
-    );
+    assert!(e.contains("at byte 18") && e.contains("STACK_GLOBAL") && e.contains("builtins.eval"), "{e}");
     let e = perr(b"\x80\x04\x8c\x05numpy\x8c\x04load\x93.");
     assert!(e.contains("numpy.load"), "{e}");
     // Calling a whitelisted name that is not callable in this subset.
     let e = perr(b"\x80\x04\x8c\x05numpy\x8c\x07ndarray\x93)R.");
     assert!(e.contains("REDUCE") && e.contains("ndarray cannot be called"), "{e}");
     // Object construction, persistent ids, extensions.
-    for (b, op) in [
-        (&b"\x80\x04)\x81."[..], "NEWOBJ"),
-        (b"\x80\x04K\x01Q.", "BINPERSID"),
-        (b"\x80\x04\x82\x01.", "EXT"),
-    ] {
+    for (b, op) in [(&b"\x80\x04)\x81."[..], "NEWOBJ"), (b"\x80\x04K\x01Q.", "BINPERSID"), (b"\x80\x04\x82\x01.", "EXT")] {
         let e = perr(b);
         assert!(e.contains(op) && e.contains("not supported"), "{op}: {e}");
     }
@@ -239,9 +194,7 @@ fn hostile_pickles_are_refused() {
         b.extend(b"h\x000");
     }
     b.push(b'.');
-    let Value::List(l) = pickle::parse(&b, Path::new("m.pkl")).unwrap() else {
-        panic!()
-    };
+    let Value::List(l) = pickle::parse(&b, Path::new("m.pkl")).unwrap() else { panic!() };
     assert_eq!(l.len(), 1000);
 }
 
@@ -251,10 +204,7 @@ fn malformed_pickles_name_opcode_and_offset() {
         (b"", "no STOP"),
         (b"\x80\x04", "no STOP"),
         (b"\x80\x04\x95\x01", "FRAME"),
-        (
-            b"\x80\x04B\xff\xff\xff\x7fabc.",
-            "truncated pickle: 2147483647 more bytes expected",
-        ),
+        (b"\x80\x04B\xff\xff\xff\x7fabc.", "truncated pickle: 2147483647 more bytes expected"),
         (b"\x80\x04\x8e\xff\xff\xff\xff\xff\xff\xff\xff.", "BINBYTES8"),
         (b"\x80\x09.", "protocol 9"),
         (b"\x80\x04.", "stack is empty"),
@@ -273,17 +223,12 @@ fn malformed_pickles_name_opcode_and_offset() {
     let at = b.windows(6).position(|w| w == b"K\x02K\x03\x86\x94").unwrap();
     b[at + 3] = 4;
     let e = perr(&b);
-    assert!(
-        e.contains("shape [2, 4]") && e.contains("needs 32 bytes, the pickle holds 24"),
-        "{e}"
-    );
+    assert!(e.contains("shape [2, 4]") && e.contains("needs 32 bytes, the pickle holds 24"), "{e}");
     // An absurd shape is an error, not an allocation.
     let mut b = hex(P5_F4);
     b.splice(at..at + 4, b"J\xff\xff\xff\x7fJ\xff\xff\xff\x7f".iter().copied());
     let e = perr(&b);
     assert!(e.contains("needs") && e.contains("holds 24"), "{e}");
-    let e = pickle::read_poses(Path::new("/nonexistent/p.pkl"))
-        .unwrap_err()
-        .to_string();
+    let e = pickle::read_poses(Path::new("/nonexistent/p.pkl")).unwrap_err().to_string();
     assert!(e.contains("/nonexistent/p.pkl"), "{e}");
 }

@@ -31,9 +31,7 @@ fn round_trip_is_exact_and_header_is_standard() {
     let bytes = std::fs::read(&p).unwrap();
     let text = String::from_utf8_lossy(&bytes[..600]);
     assert!(text.starts_with("ply\nformat binary_little_endian 1.0\n"), "{text}");
-    assert!(text.contains(
-        "element vertex 1000\nproperty float x\nproperty float y\nproperty float z\nproperty float scale_0\n"
-    ));
+    assert!(text.contains("element vertex 1000\nproperty float x\nproperty float y\nproperty float z\nproperty float scale_0\n"));
     assert!(text.contains("property float rot_3\nproperty float amplitude\nend_header\n"));
     let header_len = text.find("end_header\n").unwrap() + 11;
     assert_eq!(bytes.len(), header_len + 1000 * 11 * 4);
@@ -72,18 +70,8 @@ property float scale_1\nproperty float scale_2\nelement face 1\nproperty list uc
     assert_eq!(
         g,
         vec![
-            PlyGaussian {
-                pos_a: [1.5, -2.5, 3.25],
-                scale_a: [3.0, 0.5, 0.25],
-                quat: [1.0, 0.0, 0.0, 0.0],
-                amplitude: 0.75
-            },
-            PlyGaussian {
-                pos_a: [2.5, -3.5, 4.25],
-                scale_a: [4.0, 0.5, 0.25],
-                quat: [1.0, 0.0, 0.0, 0.0],
-                amplitude: 0.75
-            },
+            PlyGaussian { pos_a: [1.5, -2.5, 3.25], scale_a: [3.0, 0.5, 0.25], quat: [1.0, 0.0, 0.0, 0.0], amplitude: 0.75 },
+            PlyGaussian { pos_a: [2.5, -3.5, 4.25], scale_a: [4.0, 0.5, 0.25], quat: [1.0, 0.0, 0.0, 0.0], amplitude: 0.75 },
         ]
     );
 }
@@ -102,36 +90,21 @@ fn errors_name_the_file() {
         }
     };
     check(b"PLY\n", &["not a PLY file"]);
-    check(
-        b"ply\nformat ascii 1.0\nelement vertex 0\nend_header\n",
-        &["line 2", "format ascii is not supported"],
-    );
-    check(
-        &good[..good.len() - 1],
-        &["3 vertices of 44 bytes need 132 bytes", "holds 131"],
-    );
+    check(b"ply\nformat ascii 1.0\nelement vertex 0\nend_header\n", &["line 2", "format ascii is not supported"]);
+    check(&good[..good.len() - 1], &["3 vertices of 44 bytes need 132 bytes", "holds 131"]);
     let text = String::from_utf8_lossy(&good).replace("element vertex 3", "element vertex 99999999999999");
     check(text.as_bytes(), &["99999999999999 vertices"]);
     let text = String::from_utf8_lossy(&good).replace("property float rot_2\n", "property float rot_9\n");
     check(text.as_bytes(), &["line 4", "no property rot_2"]);
     check(b"ply\nformat binary_little_endian 1.0\n", &["no end_header"]);
-    check(
-        b"ply\nformat binary_little_endian 1.0\nelement vertex 1\nproperty half x\nend_header\n",
-        &["line 4", "unknown property type"],
-    );
-    let e = ply::read_gaussians(&dir.path().join("absent.ply"))
-        .unwrap_err()
-        .to_string();
+    check(b"ply\nformat binary_little_endian 1.0\nelement vertex 1\nproperty half x\nend_header\n", &["line 4", "unknown property type"]);
+    let e = ply::read_gaussians(&dir.path().join("absent.ply")).unwrap_err().to_string();
     assert!(e.contains("absent.ply"), "{e}");
     let mut bad = gaussians(2);
     bad[1].scale_a[2] = f32::NAN;
-    let e = ply::write_gaussians(&dir.path().join("nan.ply"), &bad)
-        .unwrap_err()
-        .to_string();
+    let e = ply::write_gaussians(&dir.path().join("nan.ply"), &bad).unwrap_err().to_string();
     assert!(e.contains("nan.ply") && e.contains("Gaussian 1"), "{e}");
     assert!(!dir.path().join("nan.ply").exists());
-    let e = ply::write_gaussians(Path::new("/nonexistent-dir/g.ply"), &gaussians(1))
-        .unwrap_err()
-        .to_string();
+    let e = ply::write_gaussians(Path::new("/nonexistent-dir/g.ply"), &gaussians(1)).unwrap_err().to_string();
     assert!(e.contains("/nonexistent-dir/g.ply"), "{e}");
 }

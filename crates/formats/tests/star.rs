@@ -21,88 +21,24 @@ fn shape(f: &StarFile, block: &str) -> (usize, usize) {
 
 fn first(f: &StarFile, block: &str, label: &str) -> String {
     let t = f.block(block).unwrap().table().unwrap();
-    t.get(0, t.column(label).unwrap_or_else(|| panic!("no {label}")))
-        .to_string()
+    t.get(0, t.column(label).unwrap_or_else(|| panic!("no {label}"))).to_string()
 }
 
 #[test]
 fn real_files_match_starfile() {
     // (file, block, rows, columns, sum of rlnDefocusU or NaN, sum of rlnAngleRot or NaN)
     let cases: [(&str, &str, usize, usize, f64, f64); 11] = [
-        (
-            "aspire/sample_particles_relion30.star",
-            "model_class_1",
-            17,
-            29,
-            360175.679696,
-            1530.9886079999999,
-        ),
-        (
-            "aspire/sample_particles_relion31.star",
-            "optics",
-            2,
-            8,
-            f64::NAN,
-            f64::NAN,
-        ),
-        (
-            "aspire/sample_particles_relion31.star",
-            "particles",
-            17,
-            26,
-            360175.679696,
-            1514.9696150000002,
-        ),
-        (
-            "cryodrgn-toy/toy_projections.DERIVED.star",
-            "optics",
-            1,
-            8,
-            f64::NAN,
-            f64::NAN,
-        ),
-        (
-            "cryodrgn-toy/toy_projections.DERIVED.star",
-            "particles",
-            1000,
-            7,
-            f64::NAN,
-            -413.1958689999992,
-        ),
+        ("aspire/sample_particles_relion30.star", "model_class_1", 17, 29, 360175.679696, 1530.9886079999999),
+        ("aspire/sample_particles_relion31.star", "optics", 2, 8, f64::NAN, f64::NAN),
+        ("aspire/sample_particles_relion31.star", "particles", 17, 26, 360175.679696, 1514.9696150000002),
+        ("cryodrgn-toy/toy_projections.DERIVED.star", "optics", 1, 8, f64::NAN, f64::NAN),
+        ("cryodrgn-toy/toy_projections.DERIVED.star", "particles", 1000, 7, f64::NAN, -413.1958689999992),
         ("cryodrgn/empiar_10076_7.star", "", 7, 10, 106785.9, f64::NAN),
         ("cryodrgn/relion31.star", "optics", 1, 9, f64::NAN, f64::NAN),
-        (
-            "cryodrgn/relion31.star",
-            "particles",
-            5,
-            26,
-            63976.50971,
-            20.827572999999973,
-        ),
-        (
-            "cryodrgn/sta_testing_bin8.optics31.DERIVED.star",
-            "optics",
-            1,
-            8,
-            f64::NAN,
-            f64::NAN,
-        ),
-        (
-            "cryodrgn/sta_testing_bin8.optics31.DERIVED.star",
-            "particles",
-            219,
-            10,
-            4606016.100000001,
-            1723.7596,
-        ),
-        (
-            "cryodrgn/sta_testing_bin8.star",
-            "",
-            219,
-            20,
-            4606016.100000001,
-            1723.7596,
-        ),
+        ("cryodrgn/relion31.star", "particles", 5, 26, 63976.50971, 20.827572999999973),
+        ("cryodrgn/sta_testing_bin8.optics31.DERIVED.star", "optics", 1, 8, f64::NAN, f64::NAN),
+        ("cryodrgn/sta_testing_bin8.optics31.DERIVED.star", "particles", 219, 10, 4606016.100000001, 1723.7596),
+        ("cryodrgn/sta_testing_bin8.star", "", 219, 20, 4606016.100000001, 1723.7596),
     ];
     for (file, block, rows, cols, du, rot) in cases {
         let f = star::read(&data(file)).unwrap_or_else(|e| panic!("{e}"));
@@ -121,25 +57,13 @@ fn first_rows_and_quirks() {
     // RELION 3.1: two blocks, each preceded by "# version 30001"; "loop_ " and labels carry
     // trailing spaces; the numbers are right-aligned with leading spaces.
     let f = star::read(&data("cryodrgn/relion31.star")).unwrap();
-    assert_eq!(
-        f.blocks.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(),
-        ["optics", "particles"]
-    );
+    assert_eq!(f.blocks.iter().map(|b| b.name.as_str()).collect::<Vec<_>>(), ["optics", "particles"]);
     assert_eq!(first(&f, "optics", "rlnImagePixelSize"), "2.806000");
     assert_eq!(first(&f, "optics", "rlnOpticsGroupName"), "opticsGroup1");
     assert_eq!(first(&f, "particles", "rlnImageName"), "000001@relion31.mrcs");
-    assert_eq!(
-        first(&f, "particles", "rlnAngleRot").parse::<f64>().unwrap(),
-        -102.30296
-    );
-    assert_eq!(
-        first(&f, "particles", "rlnOriginYAngst").parse::<f64>().unwrap(),
-        -0.64686
-    );
-    assert_eq!(
-        first(&f, "particles", "rlnDefocusU").parse::<f64>().unwrap(),
-        13108.082418
-    );
+    assert_eq!(first(&f, "particles", "rlnAngleRot").parse::<f64>().unwrap(), -102.30296);
+    assert_eq!(first(&f, "particles", "rlnOriginYAngst").parse::<f64>().unwrap(), -0.64686);
+    assert_eq!(first(&f, "particles", "rlnDefocusU").parse::<f64>().unwrap(), 13108.082418);
     // ASPIRE's 3.1 edit: tabs, a label followed by a description in brackets, two groups.
     let f = star::read(&data("aspire/sample_particles_relion31.star")).unwrap();
     let o = f.block("optics").unwrap().table().unwrap();
@@ -227,9 +151,7 @@ fn write_then_read_round_trips() {
     // A value STAR cannot hold is refused, and nothing is left behind.
     let mut bad = Table::new(&["a"]);
     bad.push_row(vec!["line\nbreak".into()]);
-    let e = star::write(&dir.path().join("bad.star"), &[("x", &bad)])
-        .unwrap_err()
-        .to_string();
+    let e = star::write(&dir.path().join("bad.star"), &[("x", &bad)]).unwrap_err().to_string();
     assert!(e.contains("bad.star") && e.contains("column a"), "{e}");
     assert!(!dir.path().join("bad.star").exists());
     // The reader ends a quoted value at a quote followed by any whitespace, the vertical tab
@@ -253,22 +175,10 @@ fn err(text: &str) -> String {
 fn malformed_input_names_file_and_line() {
     let cases: [(&str, &str, &str); 12] = [
         ("data_\nloop_\n_a 1\n", "line 3", "after the loop label _a"),
-        (
-            "data_\nloop_\n_a\n_b\n1 2 3\n",
-            "line 5",
-            "3 values but the loop declares 2",
-        ),
-        (
-            "data_\nloop_\n_a\n_b\n1\n2 3\n",
-            "line 6",
-            "starting on line 5 has 3 values",
-        ),
+        ("data_\nloop_\n_a\n_b\n1 2 3\n", "line 5", "3 values but the loop declares 2"),
+        ("data_\nloop_\n_a\n_b\n1\n2 3\n", "line 6", "starting on line 5 has 3 values"),
         ("data_\nloop_\n_a\n_b\n1 2\n3\n", "line 6", "incomplete loop row"),
-        (
-            "data_\nloop_\n_a\n_b\n1 2\n3\ndata_y\n",
-            "line 6",
-            "incomplete loop row",
-        ),
+        ("data_\nloop_\n_a\n_b\n1 2\n3\ndata_y\n", "line 6", "incomplete loop row"),
         ("data_\n_a 'open\n", "line 2", "unterminated quote"),
         ("data_\nloop_\n_a\n_a\n", "line 4", "declared twice"),
         ("data_\nloop_\n1 2\n", "line 3", "no labels"),
@@ -279,10 +189,7 @@ fn malformed_input_names_file_and_line() {
     ];
     for (text, line, what) in cases {
         let e = err(text);
-        assert!(
-            e.starts_with("bad.star: ") && e.contains(line) && e.contains(what),
-            "{text:?}: {e}"
-        );
+        assert!(e.starts_with("bad.star: ") && e.contains(line) && e.contains(what), "{text:?}: {e}");
     }
     // An empty loop may be followed by another loop.
     let f = star::parse_str("data_\nloop_\n_a\nloop_\n_b\n1\n", Path::new("e.star")).unwrap();
@@ -292,9 +199,7 @@ fn malformed_input_names_file_and_line() {
     assert!(e.contains("bad.star") && e.contains("no data_ block"), "{e}");
     let e = err("# only a comment\n\n");
     assert!(e.contains("no data_ block"), "{e}");
-    let e = star::parse_bytes(b"data_\n_a 1\n_b \xff\n", Path::new("bin.star"))
-        .unwrap_err()
-        .to_string();
+    let e = star::parse_bytes(b"data_\n_a 1\n_b \xff\n", Path::new("bin.star")).unwrap_err().to_string();
     assert!(e.contains("bin.star: line 3") && e.contains("not UTF-8"), "{e}");
     let e = star::read(Path::new("/nonexistent/x.star")).unwrap_err().to_string();
     assert!(e.contains("/nonexistent/x.star"), "{e}");
@@ -307,20 +212,11 @@ fn numbers_are_checked_with_column_and_value() {
     let t = f.block("particles").unwrap().table().unwrap();
     assert_eq!(t.f64(&f.path, 0, 1).unwrap(), 10000.0);
     let e = t.f64_column(&f.path, "rlnDefocusU").unwrap_err().to_string();
-    assert!(
-        e.contains("n.star: line 7") && e.contains("rlnDefocusU") && e.contains("\"1.2e4x\""),
-        "{e}"
-    );
+    assert!(e.contains("n.star: line 7") && e.contains("rlnDefocusU") && e.contains("\"1.2e4x\""), "{e}");
     let e = t.f64(&f.path, 2, 1).unwrap_err().to_string();
-    assert!(
-        e.contains("line 8") && e.contains("\"nan\"") && e.contains("finite"),
-        "{e}"
-    );
+    assert!(e.contains("line 8") && e.contains("\"nan\"") && e.contains("finite"), "{e}");
     let e = t.f64_opt(&f.path, 3, "rlnAngleRot").unwrap_err().to_string();
-    assert!(
-        e.contains("line 9") && e.contains("rlnAngleRot") && e.contains("\"inf\""),
-        "{e}"
-    );
+    assert!(e.contains("line 9") && e.contains("rlnAngleRot") && e.contains("\"inf\""), "{e}");
     assert_eq!(t.f64_opt(&f.path, 0, "rlnAbsent").unwrap(), None);
     assert_eq!(t.f64_column(&f.path, "rlnAbsent").unwrap(), None);
 }

@@ -323,9 +323,8 @@ mod tests {
         cfg.set_group_scale(ParamGroup::Scale, 0.3);
         let mut rng = cryosplat_core::rng::Rng::new(11);
         let model0 = GaussianModel { params: (0..n).map(|_| std::array::from_fn(|_| rng.normal() as f32)).collect() };
-        let grads: Vec<Vec<[f32; PARAMS_PER_GAUSSIAN]>> = (0..3)
-            .map(|_| (0..n).map(|_| std::array::from_fn(|_| (rng.normal() * 1e-4) as f32)).collect())
-            .collect();
+        let grads: Vec<Vec<[f32; PARAMS_PER_GAUSSIAN]>> =
+            (0..3).map(|_| (0..n).map(|_| std::array::from_fn(|_| (rng.normal() * 1e-4) as f32)).collect()).collect();
         let mut grads = grads;
         grads[1][17][3] = f32::NAN;
         grads[2][4000][10] = f32::INFINITY;

@@ -89,9 +89,8 @@ fn run_in_pool(c: &BenchConfig) -> Result<BenchResult, String> {
     let mut model = workload::model(c.gaussians, d, &mut rng);
     let cycle = 16.max(c.batch);
     let (poses, ctfs, images) = workload::images(cycle, d, &mut rng);
-    let targets: Vec<ImageTarget> = (0..cycle)
-        .map(|i| ImageTarget { image: &images[i], ctf_rfft: &ctfs[i], pose: &poses[i], apix })
-        .collect();
+    let targets: Vec<ImageTarget> =
+        (0..cycle).map(|i| ImageTarget { image: &images[i], ctf_rfft: &ctfs[i], pose: &poses[i], apix }).collect();
     let mut renderer = Renderer::new(d, RenderOptions { n_sigma: c.n_sigma, threads: c.threads });
     let mut adam = Adam::new(AdamConfig::default(), model.len());
     let mut grad = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; model.len()];

@@ -132,7 +132,8 @@ impl Rd<'_> {
         Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
     }
     fn params(&mut self, n: usize) -> Result<Vec<[f32; PARAMS_PER_GAUSSIAN]>, FormatError> {
-        let bytes = self.take(n.checked_mul(PARAMS_PER_GAUSSIAN * 4).ok_or_else(|| FormatError::binary(self.path, self.i as u64, "size overflow"))?)?;
+        let bytes = self
+            .take(n.checked_mul(PARAMS_PER_GAUSSIAN * 4).ok_or_else(|| FormatError::binary(self.path, self.i as u64, "size overflow"))?)?;
         Ok(bytes
             .chunks_exact(PARAMS_PER_GAUSSIAN * 4)
             .map(|c| std::array::from_fn(|k| f32::from_le_bytes([c[4 * k], c[4 * k + 1], c[4 * k + 2], c[4 * k + 3]])))

@@ -64,10 +64,7 @@ pub enum DatasetError {
 
 impl DatasetError {
     fn invalid(path: &Path, msg: impl Into<String>) -> Self {
-        DatasetError::Invalid {
-            path: path.to_path_buf(),
-            msg: msg.into(),
-        }
+        DatasetError::Invalid { path: path.to_path_buf(), msg: msg.into() }
     }
 }
 
@@ -192,20 +189,12 @@ fn parse_image_name(v: &str, path: &Path, line: usize) -> Result<(usize, String)
     let Some((n, p)) = v.split_once('@') else {
         return Ok((0, v.to_string()));
     };
-    let n: usize = n.trim().parse().map_err(|_| {
-        FormatError::text(
-            path,
-            line,
-            format!("image number in {v:?} is not a whole number (expected NNNNNN@stack.mrcs)"),
-        )
-    })?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| FormatError::text(path, line, format!("image number in {v:?} is not a whole number (expected NNNNNN@stack.mrcs)")))?;
     if n == 0 {
-        return Err(FormatError::text(
-            path,
-            line,
-            format!("image number in {v:?} is 0; STAR image numbers start at 1"),
-        )
-        .into());
+        return Err(FormatError::text(path, line, format!("image number in {v:?} is 0; STAR image numbers start at 1")).into());
     }
     if p.is_empty() {
         return Err(FormatError::text(path, line, format!("image name {v:?} has no file after '@'")).into());
@@ -231,9 +220,7 @@ fn check_rotation(m: &Mat3) -> std::result::Result<(), String> {
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
     let ok = worst < 1e-3 && det > 0.0;
     if !ok {
-        return Err(format!(
-            "is not a rotation matrix (orthonormality error {worst:.2e}, determinant {det:.4})"
-        ));
+        return Err(format!("is not a rotation matrix (orthonormality error {worst:.2e}, determinant {det:.4})"));
     }
     Ok(())
 }
@@ -257,19 +244,17 @@ impl ParticleSet {
     }
 
     fn read_metadata(path: &Path, opts: &LoadOptions) -> Result<ParticleSet> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or("")
-            .to_ascii_lowercase();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         let mut set = match ext.as_str() {
             "star" => Self::from_star(path, opts)?,
             "cs" => Self::from_cs(path, opts)?,
             "mrcs" | "mrc" | "st" | "map" => Self::from_stack(path)?,
-            _ => return Err(DatasetError::invalid(
-                path,
-                "unknown particle file type: expected .star (RELION), .cs (cryoSPARC) or .mrcs (with --poses/--ctf)",
-            )),
+            _ => {
+                return Err(DatasetError::invalid(
+                    path,
+                    "unknown particle file type: expected .star (RELION), .cs (cryoSPARC) or .mrcs (with --poses/--ctf)",
+                ))
+            }
         };
         if set.particles.is_empty() {
             return Err(DatasetError::invalid(path, "the file lists no particles"));
@@ -303,10 +288,7 @@ impl ParticleSet {
             };
             return Err(DatasetError::invalid(
                 &self.source,
-                format!(
-                    "particle stack {rel} not found {}{more}; give the folder that holds the stacks with --datadir",
-                    self.searched
-                ),
+                format!("particle stack {rel} not found {}{more}; give the folder that holds the stacks with --datadir", self.searched),
             ));
         }
         let first = self.particles[0].stack;
@@ -316,10 +298,7 @@ impl ParticleSet {
             self.warn(format!("{first_path}: {w}"));
         }
         if h.nx != h.ny {
-            return Err(DatasetError::invalid(
-                &self.stacks[first],
-                format!("images are {}×{}; cryosplat needs square images", h.nx, h.ny),
-            ));
+            return Err(DatasetError::invalid(&self.stacks[first], format!("images are {}×{}; cryosplat needs square images", h.nx, h.ny)));
         }
         self.finish(opts, Some((h.nx, h.apix)))?;
         // Every stack: same image size, every index in range.
@@ -337,10 +316,7 @@ impl ParticleSet {
             if fh.nx != h.nx || fh.ny != h.ny {
                 return Err(DatasetError::invalid(
                     &self.stacks[s],
-                    format!(
-                        "images are {}×{}, but those of {first_path} are {}×{}",
-                        fh.nx, fh.ny, h.nx, h.ny
-                    ),
+                    format!("images are {}×{}, but those of {first_path} are {}×{}", fh.nx, fh.ny, h.nx, h.ny),
                 ));
             }
             if mx >= f.len() {
@@ -402,9 +378,7 @@ impl ParticleSet {
             Some(k) => {
                 if k > 0 {
                     let dir = cands[k].parent().map(|d| d.display().to_string()).unwrap_or_default();
-                    self.warn(format!(
-                        "image paths are resolved against {dir} (e.g. {rel} was not found beside the metadata file)"
-                    ));
+                    self.warn(format!("image paths are resolved against {dir} (e.g. {rel} was not found beside the metadata file)"));
                 }
                 cands[k].clone()
             }
@@ -428,18 +402,9 @@ impl ParticleSet {
             .block("particles")
             .and_then(|b| b.tables.iter().find(|t| t.column("rlnImageName").is_some()))
             .or_else(|| sf.table_with("rlnImageName").map(|(_, t)| t))
-            .ok_or_else(|| {
-                DatasetError::invalid(
-                    path,
-                    "no table with an rlnImageName column (required: it names the particle images)",
-                )
-            })?;
+            .ok_or_else(|| DatasetError::invalid(path, "no table with an rlnImageName column (required: it names the particle images)"))?;
         let optics = sf.block("optics").and_then(|b| b.table());
-        let kind = if optics.is_some() {
-            SourceKind::Relion31
-        } else {
-            SourceKind::Relion30
-        };
+        let kind = if optics.is_some() { SourceKind::Relion31 } else { SourceKind::Relion30 };
         let mut set = Self::empty(path, kind);
         let base = Base::new(path, opts);
         let col = |label: &str| pt.f64_column(path, label);
@@ -448,69 +413,41 @@ impl ParticleSet {
         // Optics groups: id → row, with their pixel sizes and boxes.
         let mut group_rows: HashMap<u32, usize> = HashMap::new();
         if let Some(o) = optics {
-            let gcol = o
-                .column("rlnOpticsGroup")
-                .ok_or_else(|| DatasetError::invalid(path, "data_optics has no rlnOpticsGroup column"))?;
+            let gcol = o.column("rlnOpticsGroup").ok_or_else(|| DatasetError::invalid(path, "data_optics has no rlnOpticsGroup column"))?;
             for r in 0..o.len() {
                 let id = o.f64(path, r, gcol)?;
                 if id < 0.0 || id.fract() != 0.0 {
-                    return Err(
-                        FormatError::text(path, o.line(r), format!("optics group {id} is not a whole number")).into(),
-                    );
+                    return Err(FormatError::text(path, o.line(r), format!("optics group {id} is not a whole number")).into());
                 }
                 if group_rows.insert(id as u32, r).is_some() {
-                    return Err(
-                        FormatError::text(path, o.line(r), format!("optics group {id} is listed twice")).into(),
-                    );
+                    return Err(FormatError::text(path, o.line(r), format!("optics group {id} is listed twice")).into());
                 }
                 let apix = match o.f64_opt(path, r, "rlnImagePixelSize")? {
                     Some(a) => Some(a),
-                    None => match (
-                        o.f64_opt(path, r, "rlnDetectorPixelSize")?,
-                        o.f64_opt(path, r, "rlnMagnification")?,
-                    ) {
+                    None => match (o.f64_opt(path, r, "rlnDetectorPixelSize")?, o.f64_opt(path, r, "rlnMagnification")?) {
                         (Some(dp), Some(mag)) if mag > 0.0 => Some(1e4 * dp / mag),
                         _ => o.f64_opt(path, r, "rlnPixelSize")?,
                     },
                 };
                 if let Some(a) = apix {
                     if a.is_nan() || a <= 0.0 {
-                        return Err(
-                            FormatError::text(path, o.line(r), format!("pixel size {a} Å is not positive")).into(),
-                        );
+                        return Err(FormatError::text(path, o.line(r), format!("pixel size {a} Å is not positive")).into());
                     }
                 }
                 let box_px = match o.f64_opt(path, r, "rlnImageSize")? {
                     Some(b) if b >= 1.0 && b.fract() == 0.0 => Some(b as usize),
-                    Some(b) => {
-                        return Err(FormatError::text(
-                            path,
-                            o.line(r),
-                            format!("rlnImageSize {b} is not a size in pixels"),
-                        )
-                        .into())
-                    }
+                    Some(b) => return Err(FormatError::text(path, o.line(r), format!("rlnImageSize {b} is not a size in pixels")).into()),
                     None => None,
                 };
                 if o.f64_opt(path, r, "rlnImageDimensionality")?.is_some_and(|d| d != 2.0) {
-                    return Err(FormatError::text(
-                        path,
-                        o.line(r),
-                        "3D particles (rlnImageDimensionality 3) are not supported",
-                    )
-                    .into());
+                    return Err(FormatError::text(path, o.line(r), "3D particles (rlnImageDimensionality 3) are not supported").into());
                 }
-                if o.f64_opt(path, r, "rlnCtfDataAreCtfPremultiplied")?
-                    .is_some_and(|d| d != 0.0)
-                {
+                if o.f64_opt(path, r, "rlnCtfDataAreCtfPremultiplied")?.is_some_and(|d| d != 0.0) {
                     set.warn(format!("optics group {id}: rlnCtfDataAreCtfPremultiplied = 1: the images are CTF-premultiplied, but cryosplat models raw particle images"));
                 }
                 set.optics_groups.push(OpticsGroup {
                     id: id as u32,
-                    name: o
-                        .column("rlnOpticsGroupName")
-                        .map(|c| o.get(r, c).to_string())
-                        .unwrap_or_else(|| format!("opticsGroup{id}")),
+                    name: o.column("rlnOpticsGroupName").map(|c| o.get(r, c).to_string()).unwrap_or_else(|| format!("opticsGroup{id}")),
                     voltage_kv: 0.0,
                     cs_mm: 0.0,
                     amp_contrast: 0.0,
@@ -526,12 +463,7 @@ impl ParticleSet {
                 .map(|r| {
                     let g = pt.f64(path, r, c)?;
                     if g < 0.0 || g.fract() != 0.0 {
-                        return Err(FormatError::text(
-                            path,
-                            pt.line(r),
-                            format!("optics group {g} is not a whole number"),
-                        )
-                        .into());
+                        return Err(FormatError::text(path, pt.line(r), format!("optics group {g} is not a whole number")).into());
                     }
                     Ok(g as u32)
                 })
@@ -602,12 +534,7 @@ impl ParticleSet {
                         if mag[r] > 0.0 && dp[r] > 0.0 {
                             Ok(1e4 * dp[r] / mag[r])
                         } else {
-                            Err(FormatError::text(
-                                path,
-                                pt.line(r),
-                                "rlnMagnification and rlnDetectorPixelSize must be positive",
-                            )
-                            .into())
+                            Err(FormatError::text(path, pt.line(r), "rlnMagnification and rlnDetectorPixelSize must be positive").into())
                         }
                     })
                     .collect::<Result<Vec<f64>>>()?,
@@ -633,9 +560,7 @@ impl ParticleSet {
             let (index, rel) = parse_image_name(pt.get(r, name_col), path, line)?;
             let stack = set.stack_id(&rel, &base, &mut names);
             if optics.is_some() && !group_rows.contains_key(&groups[r]) {
-                return Err(
-                    FormatError::text(path, line, format!("optics group {} is not in data_optics", groups[r])).into(),
-                );
+                return Err(FormatError::text(path, line, format!("optics group {} is not in data_optics", groups[r])).into());
             }
             let ctf = CtfParams {
                 voltage_kv: ctf_cols[0][r],
@@ -649,8 +574,7 @@ impl ParticleSet {
                 phase_shift_deg: ctf_cols[6][r],
             };
             if set.has_ctf {
-                ctf.validate()
-                    .map_err(|e| FormatError::text(path, line, e.to_string()))?;
+                ctf.validate().map_err(|e| FormatError::text(path, line, e.to_string()))?;
             }
             let rot_m = if set.has_poses {
                 let a = |c: &Option<Vec<f64>>| c.as_ref().map_or(0.0, |v| v[r]);
@@ -663,10 +587,7 @@ impl ParticleSet {
             set.particles.push(Particle {
                 stack,
                 index,
-                pose: Pose {
-                    rot: rot_m,
-                    origin_a: origin,
-                },
+                pose: Pose { rot: rot_m, origin_a: origin },
                 ctf,
                 optics_group: groups[r],
                 random_subset,
@@ -681,9 +602,7 @@ impl ParticleSet {
                     Some(b) if differ(a, b) => {
                         return Err(DatasetError::invalid(
                             path,
-                            format!(
-                            "optics groups have different pixel sizes ({b} and {a} Å); split the file by optics group"
-                        ),
+                            format!("optics groups have different pixel sizes ({b} and {a} Å); split the file by optics group"),
                         ))
                     }
                     _ => apix = apix.or(Some(a)),
@@ -694,9 +613,7 @@ impl ParticleSet {
                     Some(c) if c != b => {
                         return Err(DatasetError::invalid(
                             path,
-                            format!(
-                            "optics groups have different image sizes ({c} and {b} px); split the file by optics group"
-                        ),
+                            format!("optics groups have different image sizes ({c} and {b} px); split the file by optics group"),
                         ))
                     }
                     _ => set.meta_box = Some(b),
@@ -704,9 +621,7 @@ impl ParticleSet {
             }
         }
         if let Some(v) = &row_apix {
-            let (lo, hi) = v
-                .iter()
-                .fold((f64::INFINITY, 0.0f64), |(l, h), &a| (l.min(a), h.max(a)));
+            let (lo, hi) = v.iter().fold((f64::INFINITY, 0.0f64), |(l, h), &a| (l.min(a), h.max(a)));
             if differ(lo, hi) {
                 return Err(DatasetError::invalid(
                     path,
@@ -735,26 +650,16 @@ impl ParticleSet {
         let mut set = Self::empty(path, SourceKind::CryoSparc);
         let base = Base::new(path, opts);
         let n = cs.len();
-        let bad = |r: usize, what: &str, v: f64| {
-            DatasetError::invalid(path, format!("particle {r} (0-based): {what} is {v}"))
-        };
+        let bad = |r: usize, what: &str, v: f64| DatasetError::invalid(path, format!("particle {r} (0-based): {what} is {v}"));
         let paths = cs.blob_paths()?;
         let idx = cs.index_column("blob/idx")?;
         if let Some(ps) = cs.f64_column_opt("blob/psize_A")? {
-            let (lo, hi) = ps
-                .iter()
-                .fold((f64::INFINITY, 0.0f64), |(l, h), &a| (l.min(a), h.max(a)));
+            let (lo, hi) = ps.iter().fold((f64::INFINITY, 0.0f64), |(l, h), &a| (l.min(a), h.max(a)));
             if lo.is_nan() || lo <= 0.0 || !hi.is_finite() {
-                return Err(DatasetError::invalid(
-                    path,
-                    format!("blob/psize_A holds {lo}; expected a positive pixel size"),
-                ));
+                return Err(DatasetError::invalid(path, format!("blob/psize_A holds {lo}; expected a positive pixel size")));
             }
             if differ(lo, hi) {
-                return Err(DatasetError::invalid(
-                    path,
-                    format!("particles have different pixel sizes (blob/psize_A {lo} to {hi} Å)"),
-                ));
+                return Err(DatasetError::invalid(path, format!("particles have different pixel sizes (blob/psize_A {lo} to {hi} Å)")));
             }
             set.meta_apix = Some(ps[0]);
         }
@@ -763,10 +668,7 @@ impl ParticleSet {
                 if s[0] != s[1] {
                     return Err(DatasetError::invalid(
                         path,
-                        format!(
-                            "particle {r}: blob/shape is {}×{}; cryosplat needs square images",
-                            s[0], s[1]
-                        ),
+                        format!("particle {r}: blob/shape is {}×{}; cryosplat needs square images", s[0], s[1]),
                     ));
                 }
                 if s[0] != shape[0][0] {
@@ -821,13 +723,7 @@ impl ParticleSet {
         let phase = col("ctf/phase_shift_rad", 0.0, "phase shift 0", &mut set)?;
         let bfac = col("ctf/bfactor", 0.0, "B 0 Å²", &mut set)?;
         let scale = col("ctf/scale", 1.0, "scale 1", &mut set)?;
-        for f in [
-            "ctf/shift_A",
-            "ctf/tilt_A",
-            "ctf/trefoil_A",
-            "ctf/tetra_A",
-            "ctf/anisomag",
-        ] {
+        for f in ["ctf/shift_A", "ctf/tilt_A", "ctf/trefoil_A", "ctf/tetra_A", "ctf/anisomag"] {
             if let Some(field) = cs.array.field(f) {
                 let c = field.count;
                 let nonzero = (0..n).any(|r| (0..c).any(|k| cs.array.number(field, r, k).is_some_and(|v| v != 0.0)));
@@ -840,11 +736,7 @@ impl ParticleSet {
             Some(v) => v.iter().map(|&g| g as u32).collect(),
             None => vec![1; n],
         };
-        let split = if cs.has("alignments3D/split") {
-            Some(cs.index_column("alignments3D/split")?)
-        } else {
-            None
-        };
+        let split = if cs.has("alignments3D/split") { Some(cs.index_column("alignments3D/split")?) } else { None };
         let split_ok = split.as_ref().is_some_and(|s| s.iter().all(|&v| v <= 1));
         if split.is_some() && !split_ok {
             set.warn("alignments3D/split holds values other than 0 and 1: half sets are drawn at random instead");
@@ -890,8 +782,7 @@ impl ParticleSet {
                 scale: scale[i],
             };
             if set.has_ctf {
-                ctf.validate()
-                    .map_err(|e| DatasetError::invalid(path, format!("particle {i} (0-based): {e}")))?;
+                ctf.validate().map_err(|e| DatasetError::invalid(path, format!("particle {i} (0-based): {e}")))?;
             }
             let random_subset = split.as_ref().filter(|_| split_ok).map(|s| s[i] as u8 + 1);
             set.particles.push(Particle {
@@ -921,11 +812,7 @@ impl ParticleSet {
                 stack: 0,
                 index: i,
                 pose: Pose::default(),
-                ctf: CtfParams {
-                    amp_contrast: 0.0,
-                    voltage_kv: 200.0,
-                    ..CtfParams::flat()
-                },
+                ctf: CtfParams { amp_contrast: 0.0, voltage_kv: 200.0, ..CtfParams::flat() },
                 optics_group: 1,
                 random_subset: None,
             })
@@ -955,10 +842,7 @@ impl ParticleSet {
             self.warn(format!("the poses of {} replace those of the metadata", p.display()));
         }
         for (part, m) in self.particles.iter_mut().zip(&rots) {
-            part.pose = Pose {
-                rot: *m,
-                origin_a: [0.0, 0.0],
-            };
+            part.pose = Pose { rot: *m, origin_a: [0.0, 0.0] };
         }
         self.origin_unit = OriginUnit::Pixel;
         if let Some(t) = trans {
@@ -987,20 +871,14 @@ impl ParticleSet {
             ));
         }
         if self.has_ctf {
-            self.warn(format!(
-                "the CTF parameters of {} replace those of the metadata",
-                p.display()
-            ));
+            self.warn(format!("the CTF parameters of {} replace those of the metadata", p.display()));
         }
         let (d, apix) = (rows[0][0], rows[0][1]);
         for (i, (part, r)) in self.particles.iter_mut().zip(&rows).enumerate() {
             if differ(r[0], d) || differ(r[1], apix) {
                 return Err(DatasetError::invalid(
                     p,
-                    format!(
-                        "row {i} (0-based) has D {} and pixel size {}, row 0 has {d} and {apix}",
-                        r[0], r[1]
-                    ),
+                    format!("row {i} (0-based) has D {} and pixel size {}, row 0 has {d} and {apix}", r[0], r[1]),
                 ));
             }
             part.ctf = CtfParams {
@@ -1014,15 +892,10 @@ impl ParticleSet {
                 bfactor_a2: 0.0,
                 scale: 1.0,
             };
-            part.ctf
-                .validate()
-                .map_err(|e| DatasetError::invalid(p, format!("row {i} (0-based): {e}")))?;
+            part.ctf.validate().map_err(|e| DatasetError::invalid(p, format!("row {i} (0-based): {e}")))?;
         }
         if !(d >= 1.0 && apix > 0.0) {
-            return Err(DatasetError::invalid(
-                p,
-                format!("the box {d} and pixel size {apix} Å of row 0 are not positive"),
-            ));
+            return Err(DatasetError::invalid(p, format!("the box {d} and pixel size {apix} Å of row 0 are not positive")));
         }
         self.pickle_d_apix = Some((d, apix));
         self.has_ctf = true;
@@ -1051,10 +924,7 @@ impl ParticleSet {
         if let Some((d, a)) = self.pickle_d_apix {
             let img_apix = if self.box_px > 0 && (d as usize) != self.box_px {
                 let v = a * d / self.box_px as f64;
-                self.warn(format!(
-                    "the CTF pickle describes {d} px images at {a} Å/px; the {} px images have {v:.4} Å/px",
-                    self.box_px
-                ));
+                self.warn(format!("the CTF pickle describes {d} px images at {a} Å/px; the {} px images have {v:.4} Å/px", self.box_px));
                 v
             } else {
                 a
@@ -1066,9 +936,9 @@ impl ParticleSet {
                         self.origin_unit = OriginUnit::Angstrom(Some(img_apix));
                     }
                 }
-                Some(m) if differ(m, img_apix) => self.warn(format!(
-                    "the CTF pickle implies {img_apix:.4} Å/px, the metadata {m} Å/px; the metadata are used"
-                )),
+                Some(m) if differ(m, img_apix) => {
+                    self.warn(format!("the CTF pickle implies {img_apix:.4} Å/px, the metadata {m} Å/px; the metadata are used"))
+                }
                 _ => {}
             }
         }
@@ -1082,41 +952,29 @@ impl ParticleSet {
         }
         if apix.is_none() {
             if let (Some(h), None) = (header_apix, opts.apix) {
-                self.warn(format!(
-                    "pixel size {h} Å/px taken from the MRC header (the metadata give none)"
-                ));
+                self.warn(format!("pixel size {h} Å/px taken from the MRC header (the metadata give none)"));
                 apix = Some(h);
             }
         }
         if let Some(o) = opts.apix {
             if !(o > 0.0 && o.is_finite()) {
-                return Err(DatasetError::invalid(
-                    &self.source,
-                    format!("the pixel size override {o} Å is not a positive number"),
-                ));
+                return Err(DatasetError::invalid(&self.source, format!("the pixel size override {o} Å is not a positive number")));
             }
             if let Some(m) = self.meta_apix {
                 if differ(o, m) {
-                    let shifts = if self.particles.iter().any(|p| p.pose.origin_a != [0.0, 0.0])
-                        || self.pickle_trans.is_some()
-                    {
+                    let shifts = if self.particles.iter().any(|p| p.pose.origin_a != [0.0, 0.0]) || self.pickle_trans.is_some() {
                         " (shifts keep their value in pixels: origins in Å are rescaled accordingly)"
                     } else {
                         ""
                     };
-                    self.warn(format!(
-                        "the pixel size {o} Å given explicitly overrides the metadata's {m} Å{shifts}"
-                    ));
+                    self.warn(format!("the pixel size {o} Å given explicitly overrides the metadata's {m} Å{shifts}"));
                 }
             }
             apix = Some(o);
         }
         let Some(apix) = apix else {
             if header.is_some() {
-                return Err(DatasetError::invalid(
-                    &self.source,
-                    "no pixel size in the metadata or the image header; give one with --apix",
-                ));
+                return Err(DatasetError::invalid(&self.source, "no pixel size in the metadata or the image header; give one with --apix"));
             }
             // Metadata only: unknown until the stacks are opened.
             return Ok(());
@@ -1167,11 +1025,7 @@ impl ParticleSet {
             for id in ids {
                 self.optics_groups.push(OpticsGroup {
                     id,
-                    name: if self.kind == SourceKind::CryoSparc {
-                        format!("exposure group {id}")
-                    } else {
-                        format!("opticsGroup{id}")
-                    },
+                    name: if self.kind == SourceKind::CryoSparc { format!("exposure group {id}") } else { format!("opticsGroup{id}") },
                     voltage_kv: 0.0,
                     cs_mm: 0.0,
                     amp_contrast: 0.0,
@@ -1191,14 +1045,13 @@ impl ParticleSet {
         }
         // RELION 3.0 files may mix voltages within "one" group: report it.
         for g in self.optics_groups.clone() {
-            let mixed = self.particles.iter().filter(|p| p.optics_group == g.id).any(|p| {
-                p.ctf.voltage_kv != g.voltage_kv || p.ctf.cs_mm != g.cs_mm || p.ctf.amp_contrast != g.amp_contrast
-            });
+            let mixed = self
+                .particles
+                .iter()
+                .filter(|p| p.optics_group == g.id)
+                .any(|p| p.ctf.voltage_kv != g.voltage_kv || p.ctf.cs_mm != g.cs_mm || p.ctf.amp_contrast != g.amp_contrast);
             if mixed && self.has_ctf {
-                self.warn(format!(
-                    "particles of optics group {} differ in voltage, Cs or Q0; each particle keeps its own",
-                    g.id
-                ));
+                self.warn(format!("particles of optics group {} differ in voltage, Cs or Q0; each particle keeps its own", g.id));
             }
         }
     }
@@ -1210,10 +1063,7 @@ impl ParticleSet {
             return;
         }
         if with < self.particles.len() {
-            self.warn(format!(
-                "only {with} of {} particles have a half set; half sets are drawn at random",
-                self.particles.len()
-            ));
+            self.warn(format!("only {with} of {} particles have a half set; half sets are drawn at random", self.particles.len()));
         } else if !self.has_random_subsets() {
             self.warn("every particle is in the same half set; half sets are drawn at random");
         }
@@ -1221,8 +1071,7 @@ impl ParticleSet {
 
     fn handle(&self, stack: usize) -> Result<&MrcFile> {
         let h = self.handles[stack].get_or_init(|| MrcFile::open(&self.stacks[stack]).map_err(|e| e.to_string()));
-        h.as_ref()
-            .map_err(|e| DatasetError::invalid(&self.source, format!("cannot use a particle stack: {e}")))
+        h.as_ref().map_err(|e| DatasetError::invalid(&self.source, format!("cannot use a particle stack: {e}")))
     }
 
     /// Number of particles.
@@ -1245,10 +1094,7 @@ impl ParticleSet {
         let n = self.box_px * self.box_px;
         if let Some(c) = &self.cache {
             if out.len() != n {
-                return Err(DatasetError::invalid(
-                    &self.source,
-                    format!("an image needs a buffer of {n} values, got {}", out.len()),
-                ));
+                return Err(DatasetError::invalid(&self.source, format!("an image needs a buffer of {n} values, got {}", out.len())));
             }
             out.copy_from_slice(&c[i * n..(i + 1) * n]);
         } else {
@@ -1323,16 +1169,10 @@ impl ParticleSet {
         let mut seen = vec![false; n];
         for &i in indices {
             if i >= n {
-                return Err(DatasetError::invalid(
-                    &self.source,
-                    format!("subset index {i} is out of range: the set has {n} particles"),
-                ));
+                return Err(DatasetError::invalid(&self.source, format!("subset index {i} is out of range: the set has {n} particles")));
             }
             if std::mem::replace(&mut seen[i], true) {
-                return Err(DatasetError::invalid(
-                    &self.source,
-                    format!("subset index {i} is given twice"),
-                ));
+                return Err(DatasetError::invalid(&self.source, format!("subset index {i} is given twice")));
             }
         }
         if indices.is_empty() {
@@ -1341,12 +1181,7 @@ impl ParticleSet {
         self.particles = indices.iter().map(|&i| self.particles[i].clone()).collect();
         if let Some(c) = self.cache.take() {
             let m = self.box_px * self.box_px;
-            self.cache = Some(
-                indices
-                    .iter()
-                    .flat_map(|&i| c[i * m..(i + 1) * m].iter().copied())
-                    .collect(),
-            );
+            self.cache = Some(indices.iter().flat_map(|&i| c[i * m..(i + 1) * m].iter().copied()).collect());
         }
         for g in &mut self.optics_groups {
             g.particles = self.particles.iter().filter(|p| p.optics_group == g.id).count();
@@ -1373,10 +1208,7 @@ impl ParticleSet {
             if t.is_empty() {
                 continue;
             }
-            out.push(
-                t.parse()
-                    .map_err(|_| FormatError::text(path, k + 1, format!("{t:?} is not a 0-based particle index")))?,
-            );
+            out.push(t.parse().map_err(|_| FormatError::text(path, k + 1, format!("{t:?} is not a 0-based particle index")))?);
         }
         Ok(out)
     }
@@ -1386,12 +1218,8 @@ impl ParticleSet {
     /// split into two halves of equal size (±1). Returns sorted particle indices of A and B.
     pub fn half_split(&self, seed: u64) -> (Vec<usize>, Vec<usize>) {
         if self.has_random_subsets() {
-            let a = (0..self.len())
-                .filter(|&i| self.particles[i].random_subset == Some(1))
-                .collect();
-            let b = (0..self.len())
-                .filter(|&i| self.particles[i].random_subset == Some(2))
-                .collect();
+            let a = (0..self.len()).filter(|&i| self.particles[i].random_subset == Some(1)).collect();
+            let b = (0..self.len()).filter(|&i| self.particles[i].random_subset == Some(2)).collect();
             return (a, b);
         }
         let mut idx: Vec<usize> = (0..self.len()).collect();
@@ -1421,10 +1249,7 @@ impl ParticleSet {
             return Err(DatasetError::invalid(path, "no particles to write"));
         }
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let dir = abs(path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new(".")));
+        let dir = abs(path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
         let mut optics = Table::new(&[
             "rlnOpticsGroup",
             "rlnOpticsGroupName",
@@ -1438,21 +1263,12 @@ impl ParticleSet {
         let mut keys: Vec<(u32, u64, u64, u64)> = Vec::new();
         let mut group_of = Vec::with_capacity(self.len());
         for p in &self.particles {
-            let key = (
-                p.optics_group,
-                p.ctf.voltage_kv.to_bits(),
-                p.ctf.cs_mm.to_bits(),
-                p.ctf.amp_contrast.to_bits(),
-            );
+            let key = (p.optics_group, p.ctf.voltage_kv.to_bits(), p.ctf.cs_mm.to_bits(), p.ctf.amp_contrast.to_bits());
             let g = match keys.iter().position(|k| *k == key) {
                 Some(g) => g,
                 None => {
                     keys.push(key);
-                    let name = self
-                        .optics_groups
-                        .iter()
-                        .find(|o| o.id == p.optics_group)
-                        .map(|o| o.name.clone());
+                    let name = self.optics_groups.iter().find(|o| o.id == p.optics_group).map(|o| o.name.clone());
                     let id = keys.len();
                     optics.push_row(vec![
                         id.to_string(),
@@ -1472,23 +1288,10 @@ impl ParticleSet {
         }
         let mut labels = vec!["rlnImageName"];
         if self.has_poses {
-            labels.extend([
-                "rlnAngleRot",
-                "rlnAngleTilt",
-                "rlnAnglePsi",
-                "rlnOriginXAngst",
-                "rlnOriginYAngst",
-            ]);
+            labels.extend(["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst"]);
         }
         if self.has_ctf {
-            labels.extend([
-                "rlnDefocusU",
-                "rlnDefocusV",
-                "rlnDefocusAngle",
-                "rlnPhaseShift",
-                "rlnCtfBfactor",
-                "rlnCtfScalefactor",
-            ]);
+            labels.extend(["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnPhaseShift", "rlnCtfBfactor", "rlnCtfScalefactor"]);
         }
         labels.push("rlnOpticsGroup");
         let subsets = self.particles.iter().all(|p| p.random_subset.is_some());
@@ -1501,11 +1304,7 @@ impl ParticleSet {
             .iter()
             .map(|s| {
                 let a = abs(s);
-                a.strip_prefix(&dir)
-                    .map(Path::to_path_buf)
-                    .unwrap_or(a)
-                    .display()
-                    .to_string()
+                a.strip_prefix(&dir).map(Path::to_path_buf).unwrap_or(a).display().to_string()
             })
             .collect();
         for (i, p) in self.particles.iter().enumerate() {
@@ -1516,17 +1315,7 @@ impl ParticleSet {
             }
             if self.has_ctf {
                 let c = &p.ctf;
-                row.extend(
-                    [
-                        c.defocus_u_a,
-                        c.defocus_v_a,
-                        c.defocus_angle_deg,
-                        c.phase_shift_deg,
-                        c.bfactor_a2,
-                        c.scale,
-                    ]
-                    .map(fmt),
-                );
+                row.extend([c.defocus_u_a, c.defocus_v_a, c.defocus_angle_deg, c.phase_shift_deg, c.bfactor_a2, c.scale].map(fmt));
             }
             row.push(group_of[i].to_string());
             if subsets {
@@ -1555,14 +1344,8 @@ struct Base {
 
 impl Base {
     fn new(metadata: &Path, opts: &LoadOptions) -> Base {
-        let meta_dir = metadata
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        Base {
-            datadir: opts.datadir.clone(),
-            meta_dir,
-        }
+        let meta_dir = metadata.parent().filter(|d| !d.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Base { datadir: opts.datadir.clone(), meta_dir }
     }
 
     /// Where [`Base::candidates`] looks, in words.
@@ -1607,11 +1390,7 @@ impl Base {
 /// Numbers in STAR files: six decimals, trailing zeros removed.
 fn fmt(v: f64) -> String {
     let s = format!("{v:.6}");
-    let t = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
+    let t = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
     if t == "-0" {
         "0".into()
     } else {

@@ -6,11 +6,11 @@
 //! errors. Progress is reported through the [`progress::Progress`] trait so that no terminal
 //! code lives here.
 
-pub mod progress;
 pub mod adam;
 pub mod backproject;
 pub mod bench;
 pub mod checkpoint;
 pub mod dataset;
+pub mod progress;
 pub mod reconstruct;
 pub mod simulate;

@@ -65,8 +65,8 @@ use cryosplat_core::fourier::Resampler;
 use cryosplat_core::fsc::{gold_standard, FscReport, MaskChoice, Resolution};
 use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
 use cryosplat_core::pose::Pose;
-use cryosplat_core::rng::Rng;
 use cryosplat_core::render::{ImageTarget, RenderOptions, Renderer};
+use cryosplat_core::rng::Rng;
 use cryosplat_core::voxel::voxelize_model;
 use cryosplat_formats::mrc::{self, WriteOptions};
 use cryosplat_formats::FormatError;
@@ -419,7 +419,10 @@ fn run(
         }
         tracing::info!(
             "total mass: {:.4e} from the images' integrals (±{:.1}%), {:.4e} from a least-squares blob fit; using {:.4e}",
-            est.from_integrals, 100.0 * est.integral_rel_error, est.from_fit, est.total
+            est.from_integrals,
+            100.0 * est.integral_rel_error,
+            est.from_fit,
+            est.total
         );
         initial_mass = est.total;
         mass_estimate = Some(est.clone());
@@ -489,11 +492,16 @@ fn run(
                 if cfg.density.is_active() {
                     let mut rng = Rng::stream(cfg.seed, 5000 + (epoch * 2 + half) as u64);
                     let n_before = models[half].len();
-                    densities[half] = density::control(&cfg.density, epoch + 1, &mut models[half], &mut adams[half], &stats[half], d, &mut rng);
+                    densities[half] =
+                        density::control(&cfg.density, epoch + 1, &mut models[half], &mut adams[half], &stats[half], d, &mut rng);
                     if densities[half].after != n_before {
                         tracing::info!(
                             "half {}: split {}, pruned {}: {} → {} Gaussians",
-                            ["A", "B"][half], densities[half].split, densities[half].pruned, n_before, densities[half].after
+                            ["A", "B"][half],
+                            densities[half].split,
+                            densities[half].pruned,
+                            n_before,
+                            densities[half].after
                         );
                     }
                 }
@@ -621,7 +629,8 @@ fn run(
             d,
             apix,
         })?;
-        let st = RunState { epoch: epoch + 1, half: 0, pos: 0, steps, epoch_loss: [0.0; 2], epoch_images: 0, epoch_seconds: 0.0, densities };
+        let st =
+            RunState { epoch: epoch + 1, half: 0, pos: 0, steps, epoch_loss: [0.0; 2], epoch_images: 0, epoch_seconds: 0.0, densities };
         save_checkpoint(&ckpt_path, &fp, cfg.seed, &st, &history, data_scale, &models, &adams, &stats)?;
         if !outputs.contains(&ckpt_path) {
             outputs.push(ckpt_path.clone());

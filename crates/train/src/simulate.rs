@@ -434,12 +434,7 @@ pub fn resample_map(data: &[f32], d_in: usize, apix_in: f64, d: usize, apix: f64
 const CHUNK: usize = 128;
 
 /// Run a simulation into `out_dir` (created if missing). See the module docs.
-pub fn simulate(
-    source: &Source,
-    cfg: &SimulateConfig,
-    out_dir: &Path,
-    progress: &dyn Progress,
-) -> Result<SimulateSummary, SimulateError> {
+pub fn simulate(source: &Source, cfg: &SimulateConfig, out_dir: &Path, progress: &dyn Progress) -> Result<SimulateSummary, SimulateError> {
     validate(cfg)?;
     std::fs::create_dir_all(out_dir).map_err(|e| io_err(out_dir, e))?;
     let started = std::time::Instant::now();
@@ -487,7 +482,11 @@ pub fn simulate(
             source_meta.insert("model_radius_a".into(), pot.radius_a.into());
             source_meta.insert(
                 "unknown_elements".into(),
-                serde_json::json!(pot.unknown_elements.iter().map(|(e, n)| serde_json::json!({"element": e, "count": n})).collect::<Vec<_>>()),
+                serde_json::json!(pot
+                    .unknown_elements
+                    .iter()
+                    .map(|(e, n)| serde_json::json!({"element": e, "count": n}))
+                    .collect::<Vec<_>>()),
             );
             source_meta.insert(
                 "units".into(),

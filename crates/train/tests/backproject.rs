@@ -2,8 +2,8 @@
 //! against its ground truth, and the 219 real ribosome sub-tilts against maps made by
 //! independent tools.
 
-use cryosplat_core::fsc::correlation as corr;
 use cryosplat_core::fourier::{freq_index, Fft3};
+use cryosplat_core::fsc::correlation as corr;
 use cryosplat_core::fsc::fsc;
 use cryosplat_core::pose::transpose;
 use cryosplat_core::potential::Atom;
@@ -33,7 +33,12 @@ fn noiseless_simulation_matches_the_ground_truth_to_near_nyquist() {
     let dir = tempfile::tempdir().unwrap();
     let mut r = Rng::new(8);
     let atoms: Vec<Atom> = (0..150)
-        .map(|_| Atom { element: "C".into(), pos_a: [r.normal() * 7.0, r.normal() * 5.0, r.normal() * 6.0], b_factor_a2: 20.0, occupancy: 1.0 })
+        .map(|_| Atom {
+            element: "C".into(),
+            pos_a: [r.normal() * 7.0, r.normal() * 5.0, r.normal() * 6.0],
+            b_factor_a2: 20.0,
+            occupancy: 1.0,
+        })
         .collect();
     let cfg = SimulateConfig { box_px: 32, apix: 2.0, count: 1500, snr: f64::INFINITY, seed: 2, max_shift_px: 2.0, ..Default::default() };
     simulate(&Source::Atoms { atoms, label: "t".into() }, &cfg, dir.path(), &NoProgress).unwrap();
@@ -70,7 +75,12 @@ fn noiseless_simulation_matches_the_ground_truth_to_near_nyquist() {
 fn random_atoms(seed: u64) -> Vec<Atom> {
     let mut r = Rng::new(seed);
     (0..150)
-        .map(|_| Atom { element: "C".into(), pos_a: [r.normal() * 7.0, r.normal() * 5.0, r.normal() * 6.0], b_factor_a2: 20.0, occupancy: 1.0 })
+        .map(|_| Atom {
+            element: "C".into(),
+            pos_a: [r.normal() * 7.0, r.normal() * 5.0, r.normal() * 6.0],
+            b_factor_a2: 20.0,
+            occupancy: 1.0,
+        })
         .collect()
 }
 

@@ -43,10 +43,7 @@ fn relion30_magnification_pixel_origins_and_subsets() {
     // rlnOriginX/Y are pixels in RELION 3.0.
     assert!((p.pose.origin_a[0] - 0.1996 * apix).abs() < 1e-12);
     assert!((s.particles[16].pose.origin_a[1] - -0.0504 * apix).abs() < 1e-12);
-    assert_eq!(
-        (p.ctf.defocus_u_a, p.ctf.defocus_v_a, p.ctf.defocus_angle_deg),
-        (21186.804688, 21363.109375, 7.476096)
-    );
+    assert_eq!((p.ctf.defocus_u_a, p.ctf.defocus_v_a, p.ctf.defocus_angle_deg), (21186.804688, 21363.109375, 7.476096));
     assert_eq!((p.ctf.voltage_kv, p.ctf.cs_mm, p.ctf.amp_contrast), (300.0, 2.7, 0.1));
     // ASPIRE's edit gives the last particle 200 kV: kept per particle, and reported.
     assert_eq!(s.particles[16].ctf.voltage_kv, 200.0);
@@ -83,21 +80,14 @@ fn relion31_optics_table_and_angstrom_origins() {
     // From the optics group: Cs 0.01, Q0 0.1, 300 kV.
     assert_eq!((p.ctf.voltage_kv, p.ctf.cs_mm, p.ctf.amp_contrast), (300.0, 0.01, 0.1));
     assert_eq!(s.optics_groups.len(), 1);
-    assert_eq!(
-        (s.optics_groups[0].name.as_str(), s.optics_groups[0].particles),
-        ("opticsGroup1", 5)
-    );
+    assert_eq!((s.optics_groups[0].name.as_str(), s.optics_groups[0].particles), ("opticsGroup1", 5));
     // Every particle is in half 1: not usable, so a seeded random split of 3 + 2.
     assert!(!s.has_random_subsets());
     assert!(has_warning(&s, "same half set"), "{:?}", s.warnings);
     let (a, b) = s.half_split(7);
     assert_eq!((a.len(), b.len()), (2, 3));
     // The stack's non-compliant header (no MAP tag, stamp 0) is reported, once.
-    assert!(
-        s.warnings.iter().filter(|w| w.contains("relion31.mrcs")).count() >= 1,
-        "{:?}",
-        s.warnings
-    );
+    assert!(s.warnings.iter().filter(|w| w.contains("relion31.mrcs")).count() >= 1, "{:?}", s.warnings);
     let mut img = vec![0.0f32; 256 * 256];
     s.read_image(2, &mut img).unwrap();
     assert!((img.iter().map(|&v| v as f64).sum::<f64>() - 1027.4241580216103).abs() < 1e-6);
@@ -110,11 +100,7 @@ fn two_optics_groups_and_box_from_the_stack() {
     // ASPIRE's 3.1 edit: groups 1 (300 kV, 8 particles) and 2 (200 kV, 9), 1.4 Å, no rlnImageSize.
     let s = load("aspire/sample_particles_relion31.star");
     assert_eq!((s.len(), s.box_px, s.apix), (17, 200, 1.4));
-    let g: Vec<_> = s
-        .optics_groups
-        .iter()
-        .map(|g| (g.id, g.voltage_kv, g.particles))
-        .collect();
+    let g: Vec<_> = s.optics_groups.iter().map(|g| (g.id, g.voltage_kv, g.particles)).collect();
     assert_eq!(g, [(1, 300.0, 8), (2, 200.0, 9)]);
     assert_eq!(s.particles[16].optics_group, 2);
     assert_eq!(s.particles[16].ctf.voltage_kv, 200.0);
@@ -135,10 +121,7 @@ fn subtilts_31_match_the_pose_pickle() {
         [-0.3928905035474454, 0.9189359637117526, 0.0345506413744724],
     ];
     assert!(close(&p.pose.rot, &a0, 1e-12));
-    assert_eq!(
-        (p.ctf.defocus_u_a, p.ctf.defocus_v_a, p.ctf.bfactor_a2, p.ctf.scale),
-        (20061.7, 19560.8, -13.0, 1.0)
-    );
+    assert_eq!((p.ctf.defocus_u_a, p.ctf.defocus_v_a, p.ctf.bfactor_a2, p.ctf.scale), (20061.7, 19560.8, -13.0, 1.0));
     assert_eq!(s.particles[218].ctf.scale, 0.809);
     assert_eq!((p.ctf.voltage_kv, p.ctf.cs_mm, p.ctf.amp_contrast), (300.0, 2.7, 0.07));
     // The header's 1 Å/px disagrees with the metadata: reported, the metadata win.
@@ -158,20 +141,9 @@ fn relion30_with_a_wrong_magnification_and_an_override() {
     assert!(has_warning(&s, "the MRC header says 1 Å/px"), "{:?}", s.warnings);
     let (a, b) = s.half_split(0);
     assert_eq!((a.len(), b.len()), (39, 180));
-    let o = ParticleSet::load(
-        &data("cryodrgn/sta_testing_bin8.star"),
-        &LoadOptions {
-            apix: Some(14.56),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let o = ParticleSet::load(&data("cryodrgn/sta_testing_bin8.star"), &LoadOptions { apix: Some(14.56), ..Default::default() }).unwrap();
     assert_eq!(o.apix, 14.56);
-    assert!(
-        has_warning(&o, "14.56 Å given explicitly overrides the metadata's 1.96"),
-        "{:?}",
-        o.warnings
-    );
+    assert!(has_warning(&o, "14.56 Å given explicitly overrides the metadata's 1.96"), "{:?}", o.warnings);
     // Same particles as the derived 3.1 file.
     let d = load("cryodrgn/sta_testing_bin8.optics31.DERIVED.star");
     for i in [0, 100, 218] {
@@ -188,10 +160,7 @@ fn toy_set_without_ctf_and_its_rotation_pickle() {
     assert!(s.require_ctf().unwrap_err().to_string().contains("no CTF parameters"));
     assert!(has_warning(&s, "no CTF parameters"));
     // The pickle alone with the stack: rotations, no translations, pixel size from the header.
-    let opts = LoadOptions {
-        poses: Some(data("cryodrgn-toy/toy_angles.pkl")),
-        ..Default::default()
-    };
+    let opts = LoadOptions { poses: Some(data("cryodrgn-toy/toy_angles.pkl")), ..Default::default() };
     let m = ParticleSet::load(&data("cryodrgn-toy/toy_projections.mrcs"), &opts).unwrap();
     assert_eq!((m.kind, m.len(), m.box_px, m.apix), (SourceKind::Stack, 1000, 30, 1.0));
     assert!(has_warning(&m, "taken from the MRC header"), "{:?}", m.warnings);
@@ -231,22 +200,10 @@ fn subtilt_stack_219(dir: &Path) -> PathBuf {
 
 #[test]
 fn cryodrgn_pickles_with_a_stack() {
-    let opts = LoadOptions {
-        poses: Some(data("cryodrgn/sta_pose.pkl")),
-        ctf: Some(data("cryodrgn/sta_ctf.pkl")),
-        ..Default::default()
-    };
+    let opts = LoadOptions { poses: Some(data("cryodrgn/sta_pose.pkl")), ctf: Some(data("cryodrgn/sta_ctf.pkl")), ..Default::default() };
     // 220 images in the upstream stack, 219 rows in the pickles.
-    let e = ParticleSet::load(
-        &data("cryodrgn/ay19102021_L3_position6_ribo_it09_bin8_1.82A.mrcs"),
-        &opts,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(
-        e.contains("sta_ctf.pkl") && e.contains("219 CTF rows for 220 particles"),
-        "{e}"
-    );
+    let e = ParticleSet::load(&data("cryodrgn/ay19102021_L3_position6_ribo_it09_bin8_1.82A.mrcs"), &opts).unwrap_err().to_string();
+    assert!(e.contains("sta_ctf.pkl") && e.contains("219 CTF rows for 220 particles"), "{e}");
     let dir = tempfile::tempdir().unwrap();
     let stack = subtilt_stack_219(dir.path());
     let s = ParticleSet::load(&stack, &opts).unwrap();
@@ -260,24 +217,13 @@ fn cryodrgn_pickles_with_a_stack() {
     for i in [0, 218] {
         assert!(close(&s.particles[i].pose.rot, &d.particles[i].pose.rot, 1e-12));
         let (c, e) = (&s.particles[i].ctf, &d.particles[i].ctf);
-        assert!(
-            (c.defocus_u_a - e.defocus_u_a).abs() < 2e-3 && (c.defocus_angle_deg - e.defocus_angle_deg).abs() < 1e-5
-        );
-        assert_eq!(
-            (c.voltage_kv, c.cs_mm as f32, c.amp_contrast as f32),
-            (300.0, 2.7, 0.07)
-        );
+        assert!((c.defocus_u_a - e.defocus_u_a).abs() < 2e-3 && (c.defocus_angle_deg - e.defocus_angle_deg).abs() < 1e-5);
+        assert_eq!((c.voltage_kv, c.cs_mm as f32, c.amp_contrast as f32), (300.0, 2.7, 0.07));
     }
     // Translations: trans · D pixels (Python: trans[218] = [0.0010126534902734712, 0.0013515095284649375]).
     let o = s.particles[218].pose.origin_a;
-    let want = [
-        0.0010126534902734712 * 64.0 * s.apix,
-        0.0013515095284649375 * 64.0 * s.apix,
-    ];
-    assert!(
-        (o[0] - want[0]).abs() < 1e-12 && (o[1] - want[1]).abs() < 1e-12,
-        "{o:?}"
-    );
+    let want = [0.0010126534902734712 * 64.0 * s.apix, 0.0013515095284649375 * 64.0 * s.apix];
+    assert!((o[0] - want[0]).abs() < 1e-12 && (o[1] - want[1]).abs() < 1e-12, "{o:?}");
     let mut a = vec![0.0f32; 64 * 64];
     s.read_image(2, &mut a).unwrap();
     assert!((a.iter().map(|&v| v as f64).sum::<f64>() - -6171.676794549334).abs() < 1e-3);
@@ -291,15 +237,9 @@ fn cryosparc_dark_particles_are_inverted() {
     assert!(s.invert && has_warning(&s, "inverted automatically"));
     assert!(!s.has_poses && s.has_ctf);
     let p = &s.particles[0];
-    assert_eq!(
-        (p.ctf.defocus_u_a, p.ctf.defocus_v_a),
-        (15301.099609375, 14916.400390625)
-    );
+    assert_eq!((p.ctf.defocus_u_a, p.ctf.defocus_v_a), (15301.099609375, 14916.400390625));
     assert!((p.ctf.defocus_angle_deg - 5.280000044476548).abs() < 1e-12);
-    assert_eq!(
-        (p.ctf.voltage_kv, p.ctf.cs_mm as f32, p.ctf.amp_contrast as f32),
-        (300.0, 2.7, 0.07)
-    );
+    assert_eq!((p.ctf.voltage_kv, p.ctf.cs_mm as f32, p.ctf.amp_contrast as f32), (300.0, 2.7, 0.07));
     assert_eq!(s.optics_groups.len(), 1);
     assert_eq!(s.optics_groups[0].id, 23);
     // mrcfile reads +0.6822134256362915: inverted.
@@ -307,14 +247,7 @@ fn cryosparc_dark_particles_are_inverted() {
     s.read_image(0, &mut img).unwrap();
     assert_eq!(img[0] as f64, -0.6822134256362915);
     // Asking for inversion on top cancels it, with a warning.
-    let u = ParticleSet::load(
-        &data("cryodrgn/empiar_10076_7.cs"),
-        &LoadOptions {
-            invert: true,
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let u = ParticleSet::load(&data("cryodrgn/empiar_10076_7.cs"), &LoadOptions { invert: true, ..Default::default() }).unwrap();
     assert!(!u.invert && has_warning(&u, "cancels the automatic inversion"));
     u.read_image(0, &mut img).unwrap();
     assert_eq!(img[0] as f64, 0.6822134256362915);
@@ -324,11 +257,7 @@ fn cryosparc_dark_particles_are_inverted() {
     assert!((r.apix - 1.3099979040033536).abs() < 1e-12);
     assert!(!r.invert && !r.has_poses);
     assert!(r.require_poses().unwrap_err().to_string().contains("no particle poses"));
-    for w in [
-        "rlnCtfBfactor is missing",
-        "rlnCtfScalefactor is missing",
-        "rlnPhaseShift is missing",
-    ] {
+    for w in ["rlnCtfBfactor is missing", "rlnCtfScalefactor is missing", "rlnPhaseShift is missing"] {
         assert!(has_warning(&r, w), "{w}: {:?}", r.warnings);
     }
     for (a, b) in r.particles.iter().zip(&s.particles) {
@@ -341,9 +270,7 @@ fn cryosparc_dark_particles_are_inverted() {
 fn cryosparc_refinement_metadata_without_images() {
     let path = data("cryodrgn/cryosparc_P12_J24_001_particles.cs");
     // The micrographs are not here: a clear error naming the stack and the fix.
-    let e = ParticleSet::load(&path, &LoadOptions::default())
-        .unwrap_err()
-        .to_string();
+    let e = ParticleSet::load(&path, &LoadOptions::default()).unwrap_err().to_string();
     assert!(
         e.contains("J19/extract/20150917_05196_DNA-TET-25k-DE20")
             && e.contains("not found beside the metadata")
@@ -370,15 +297,9 @@ fn cryosparc_refinement_metadata_without_images() {
     assert!(close(&s.particles[2018].pose.rot, &last, 1e-12));
     // Shifts in pixels of alignments3D/psize_A, same sign as rlnOrigin.
     let o = s.particles[0].pose.origin_a;
-    assert!(
-        (o[0] - 11.334375381469727 * 2.950000047683716).abs() < 1e-9
-            && (o[1] - -1.828125 * 2.950000047683716).abs() < 1e-9
-    );
+    assert!((o[0] - 11.334375381469727 * 2.950000047683716).abs() < 1e-9 && (o[1] - -1.828125 * 2.950000047683716).abs() < 1e-9);
     let c = &s.particles[0].ctf;
-    assert_eq!(
-        (c.defocus_u_a, c.defocus_v_a, c.voltage_kv, c.cs_mm),
-        (45591.37109375, 45309.79296875, 200.0, 2.0)
-    );
+    assert_eq!((c.defocus_u_a, c.defocus_v_a, c.voltage_kv, c.cs_mm), (45591.37109375, 45309.79296875, 200.0, 2.0));
     assert!((c.defocus_angle_deg - (-1.3636448383331299f64).to_degrees()).abs() < 1e-12);
     // alignments3D/split: 1010 in half 0, 1009 in half 1.
     assert!(s.has_random_subsets());
@@ -386,20 +307,9 @@ fn cryosparc_refinement_metadata_without_images() {
     assert_eq!((a.len(), b.len()), (1010, 1009));
     // numpy: 50 distinct blob/path values, one exposure group (0).
     assert_eq!(s.stacks.len(), 50);
-    assert_eq!(
-        (
-            s.optics_groups.len(),
-            s.optics_groups[0].id,
-            s.optics_groups[0].particles
-        ),
-        (1, 0, 2019)
-    );
+    assert_eq!((s.optics_groups.len(), s.optics_groups[0].id, s.optics_groups[0].particles), (1, 0, 2019));
     // The exported job: 2D alignments only.
-    let j = ParticleSet::load_metadata(
-        &data("cryodrgn/cryosparc_J2_particles_exported.cs"),
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let j = ParticleSet::load_metadata(&data("cryodrgn/cryosparc_J2_particles_exported.cs"), &LoadOptions::default()).unwrap();
     assert_eq!((j.len(), j.box_px), (22, 300));
     assert!(!j.has_poses && has_warning(&j, "2D alignments only"));
     assert!(j.stacks[0].ends_with("J1/imported/000090334788266266069_18jam15b_0345_ali_DW.mrcs"));
@@ -412,41 +322,22 @@ fn image_paths_resolved_from_parent_folders_or_datadir() {
     std::fs::create_dir_all(project.join("Extract/job007")).unwrap();
     std::fs::create_dir_all(project.join("Refine3D/job010")).unwrap();
     std::fs::copy(data("cryodrgn/relion31.mrcs"), project.join("Extract/job007/a.mrcs")).unwrap();
-    let text = std::fs::read_to_string(data("cryodrgn/relion31.star"))
-        .unwrap()
-        .replace("@relion31.mrcs", "@Extract/job007/a.mrcs");
+    let text = std::fs::read_to_string(data("cryodrgn/relion31.star")).unwrap().replace("@relion31.mrcs", "@Extract/job007/a.mrcs");
     let star = project.join("Refine3D/job010/run_data.star");
     std::fs::write(&star, &text).unwrap();
     // RELION project layout: paths are relative to the project folder, two levels up.
     let s = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
     assert_eq!(s.stacks.len(), 1);
-    assert_eq!(
-        s.stacks[0].canonicalize().unwrap(),
-        project.join("Extract/job007/a.mrcs").canonicalize().unwrap()
-    );
+    assert_eq!(s.stacks[0].canonicalize().unwrap(), project.join("Extract/job007/a.mrcs").canonicalize().unwrap());
     assert!(has_warning(&s, "resolved against"), "{:?}", s.warnings);
     // --datadir: the file name alone in that folder also counts.
     let flat = project.join("flat");
     std::fs::create_dir(&flat).unwrap();
     std::fs::copy(data("cryodrgn/relion31.mrcs"), flat.join("a.mrcs")).unwrap();
-    let s = ParticleSet::load(
-        &star,
-        &LoadOptions {
-            datadir: Some(flat.clone()),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let s = ParticleSet::load(&star, &LoadOptions { datadir: Some(flat.clone()), ..Default::default() }).unwrap();
     assert_eq!(s.stacks[0], flat.join("a.mrcs"));
-    let e = ParticleSet::load(
-        &star,
-        &LoadOptions {
-            datadir: Some(project.join("nowhere")),
-            ..Default::default()
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let e =
+        ParticleSet::load(&star, &LoadOptions { datadir: Some(project.join("nowhere")), ..Default::default() }).unwrap_err().to_string();
     assert!(e.contains("Extract/job007/a.mrcs") && e.contains("nowhere"), "{e}");
 }
 
@@ -460,10 +351,7 @@ fn subsets_first_n_index_files_and_halves() {
     assert_eq!(ParticleSet::read_index_file(&txt).unwrap(), [4, 0, 2]);
     let pkl = dir.path().join("ind.pkl");
     let h = "800495a1000000000000008c166e756d70792e5f636f72652e6d756c74696172726179948c0c5f7265636f6e7374727563749493948c056e756d7079948c076e6461727261799493944b0085944301629487945294284b014b03859468038c0564747970659493948c02693894898887945294284b038c013c944e4e4e4affffffff4affffffff4b00749462894318040000000000000000000000000000000200000000000000947494622e";
-    let bytes: Vec<u8> = (0..h.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
-        .collect();
+    let bytes: Vec<u8> = (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap()).collect();
     std::fs::write(&pkl, bytes).unwrap();
     assert_eq!(ParticleSet::read_index_file(&pkl).unwrap(), [4, 0, 2]);
     let bad = dir.path().join("bad.txt");
@@ -489,10 +377,7 @@ fn subsets_first_n_index_files_and_halves() {
     s.read_image(0, &mut got).unwrap();
     assert_eq!(got, want);
     let e = s.retain_indices(&[0, 3]).unwrap_err().to_string();
-    assert!(
-        e.contains("subset index 3 is out of range") && e.contains("3 particles"),
-        "{e}"
-    );
+    assert!(e.contains("subset index 3 is out of range") && e.contains("3 particles"), "{e}");
     let e = s.retain_indices(&[1, 1]).unwrap_err().to_string();
     assert!(e.contains("given twice"), "{e}");
     s.retain_first(2).unwrap();
@@ -530,18 +415,12 @@ fn write_star_round_trips() {
             o
         };
         let r = ParticleSet::load(&out, &LoadOptions::default()).unwrap_or_else(|e| panic!("{src}: {e}"));
-        assert_eq!(
-            (r.kind, r.len(), r.box_px, r.has_poses, r.has_ctf),
-            (SourceKind::Relion31, s.len(), s.box_px, s.has_poses, s.has_ctf)
-        );
+        assert_eq!((r.kind, r.len(), r.box_px, r.has_poses, r.has_ctf), (SourceKind::Relion31, s.len(), s.box_px, s.has_poses, s.has_ctf));
         assert!((r.apix - s.apix).abs() < 1e-6, "{src}");
         assert_eq!(r.has_random_subsets(), s.has_random_subsets(), "{src}");
         for (a, b) in r.particles.iter().zip(&s.particles) {
             assert!(close(&a.pose.rot, &b.pose.rot, 1e-6), "{src}");
-            assert!(
-                (a.pose.origin_a[0] - b.pose.origin_a[0]).abs() < 1e-6
-                    && (a.pose.origin_a[1] - b.pose.origin_a[1]).abs() < 1e-6
-            );
+            assert!((a.pose.origin_a[0] - b.pose.origin_a[0]).abs() < 1e-6 && (a.pose.origin_a[1] - b.pose.origin_a[1]).abs() < 1e-6);
             let (x, y) = (&a.ctf, &b.ctf);
             for (u, v) in [
                 (x.defocus_u_a, y.defocus_u_a),
@@ -557,10 +436,7 @@ fn write_star_round_trips() {
                 assert!((u - v).abs() < 1e-6, "{src}: {u} vs {v}");
             }
             assert_eq!(a.random_subset, b.random_subset);
-            assert_eq!(
-                r.stacks[a.stack].canonicalize().unwrap(),
-                s.stacks[b.stack].canonicalize().unwrap()
-            );
+            assert_eq!(r.stacks[a.stack].canonicalize().unwrap(), s.stacks[b.stack].canonicalize().unwrap());
         }
         // Mixed voltages become separate optics groups.
         if src.contains("relion30") {
@@ -587,55 +463,31 @@ fn bad_star_inputs_give_clear_errors() {
     let no = LoadOptions::default();
     let head = "data_optics\nloop_\n_rlnOpticsGroup\n_rlnImagePixelSize\n_rlnVoltage\n1 1.0 300\ndata_particles\nloop_\n_rlnImageName\n_rlnDefocusU\n_rlnOpticsGroup\n";
     let cases: [(&str, String, &str); 11] = [
-        (
-            "nan.star",
-            format!("{head}000001@toy.mrcs abc 1\n"),
-            "line 12: column rlnDefocusU holds \"abc\"",
-        ),
+        ("nan.star", format!("{head}000001@toy.mrcs abc 1\n"), "line 12: column rlnDefocusU holds \"abc\""),
         (
             "range.star",
             format!("{head}000001@toy.mrcs 1e4 1\n001001@toy.mrcs 1e4 1\n"),
             "particle 1 (0-based) refers to image 1001 (1-based)",
         ),
-        (
-            "missing.star",
-            format!("{head}000001@absent.mrcs 10000 1\n"),
-            "absent.mrcs not found",
-        ),
-        (
-            "nocol.star",
-            "data_particles\nloop_\n_rlnDefocusU\n10000\n".into(),
-            "no table with an rlnImageName",
-        ),
+        ("missing.star", format!("{head}000001@absent.mrcs 10000 1\n"), "absent.mrcs not found"),
+        ("nocol.star", "data_particles\nloop_\n_rlnDefocusU\n10000\n".into(), "no table with an rlnImageName"),
         (
             "ctf.star",
             format!("{head}000001@toy.mrcs -1 1\n").replace("_rlnVoltage\n1 1.0 300", "_rlnVoltage\n1 1.0 -300"),
             "line 12: impossible CTF parameter: voltage is -300",
         ),
-        (
-            "group.star",
-            format!("{head}000001@toy.mrcs 1e4 2\n"),
-            "line 12: optics group 2 is not in data_optics",
-        ),
-        (
-            "zero.star",
-            format!("{head}000000@toy.mrcs 1e4 1\n"),
-            "line 12: image number in \"000000@toy.mrcs\" is 0",
-        ),
+        ("group.star", format!("{head}000001@toy.mrcs 1e4 2\n"), "line 12: optics group 2 is not in data_optics"),
+        ("zero.star", format!("{head}000000@toy.mrcs 1e4 1\n"), "line 12: image number in \"000000@toy.mrcs\" is 0"),
         ("num.star", format!("{head}x1@toy.mrcs 1e4 1\n"), "not a whole number"),
         ("empty.star", head.to_string(), "lists no particles"),
         (
             "box.star",
-            format!("{head}000001@toy.mrcs 1e4 1\n")
-                .replace("_rlnVoltage\n1 1.0 300", "_rlnVoltage\n_rlnImageSize\n1 1.0 300 64"),
+            format!("{head}000001@toy.mrcs 1e4 1\n").replace("_rlnVoltage\n1 1.0 300", "_rlnVoltage\n_rlnImageSize\n1 1.0 300 64"),
             "the metadata say the images are 64 px but",
         ),
         (
             "dim.star",
-            format!("{head}000001@toy.mrcs 1e4 1\n").replace(
-                "_rlnVoltage\n1 1.0 300",
-                "_rlnVoltage\n_rlnImageDimensionality\n1 1.0 300 3",
-            ),
+            format!("{head}000001@toy.mrcs 1e4 1\n").replace("_rlnVoltage\n1 1.0 300", "_rlnVoltage\n_rlnImageDimensionality\n1 1.0 300 3"),
             "3D particles",
         ),
     ];
@@ -647,31 +499,15 @@ fn bad_star_inputs_give_clear_errors() {
     // Optics groups with different pixel sizes.
     let p = write(d, "two.star", "data_optics\nloop_\n_rlnOpticsGroup\n_rlnImagePixelSize\n1 1.0\n2 1.5\ndata_particles\nloop_\n_rlnImageName\n_rlnOpticsGroup\n1@toy.mrcs 1\n2@toy.mrcs 2\n");
     let e = err(&p, &no);
-    assert!(
-        e.contains("two.star") && e.contains("different pixel sizes (1 and 1.5 Å)"),
-        "{e}"
-    );
+    assert!(e.contains("two.star") && e.contains("different pixel sizes (1 and 1.5 Å)"), "{e}");
     // No pixel size anywhere: a 3.0 file over a stack whose header says nothing.
     std::fs::copy(data("cryodrgn/empiar_10076_7.mrc"), d.join("e.mrc")).unwrap();
     let p = write(d, "noapix.star", "data_\nloop_\n_rlnImageName\n1@e.mrc\n");
     let e = err(&p, &no);
     assert!(e.contains("noapix.star") && e.contains("give one with --apix"), "{e}");
-    let s = ParticleSet::load(
-        &p,
-        &LoadOptions {
-            apix: Some(1.31),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let s = ParticleSet::load(&p, &LoadOptions { apix: Some(1.31), ..Default::default() }).unwrap();
     assert_eq!((s.apix, s.box_px), (1.31, 320));
-    let e = err(
-        &p,
-        &LoadOptions {
-            apix: Some(-1.0),
-            ..Default::default()
-        },
-    );
+    let e = err(&p, &LoadOptions { apix: Some(-1.0), ..Default::default() });
     assert!(e.contains("-1 Å is not a positive number"), "{e}");
     // Unknown file type, unreadable file.
     let e = err(&d.join("x.txt"), &no);
@@ -679,39 +515,15 @@ fn bad_star_inputs_give_clear_errors() {
     let e = err(&d.join("absent.star"), &no);
     assert!(e.contains("absent.star"), "{e}");
     // Non-square images.
-    write_stack(
-        &d.join("rect.mrcs"),
-        &[0.5f32; 2 * 30 * 20],
-        30,
-        20,
-        2,
-        1.0,
-        &WriteOptions::default(),
-    )
-    .unwrap();
+    write_stack(&d.join("rect.mrcs"), &[0.5f32; 2 * 30 * 20], 30, 20, 2, 1.0, &WriteOptions::default()).unwrap();
     let p = write(d, "rect.star", "data_\nloop_\n_rlnImageName\n1@rect.mrcs\n");
     let e = err(&p, &no);
-    assert!(
-        e.contains("rect.mrcs") && e.contains("30×20") && e.contains("square"),
-        "{e}"
-    );
+    assert!(e.contains("rect.mrcs") && e.contains("30×20") && e.contains("square"), "{e}");
     // Stacks of different sizes in one set.
-    write_stack(
-        &d.join("big.mrcs"),
-        &[0.5f32; 32 * 32],
-        32,
-        32,
-        1,
-        1.0,
-        &WriteOptions::default(),
-    )
-    .unwrap();
+    write_stack(&d.join("big.mrcs"), &[0.5f32; 32 * 32], 32, 32, 1, 1.0, &WriteOptions::default()).unwrap();
     let p = write(d, "mixed.star", "data_\nloop_\n_rlnImageName\n1@toy.mrcs\n1@big.mrcs\n");
     let e = err(&p, &no);
-    assert!(
-        e.contains("big.mrcs") && e.contains("32×32") && e.contains("30×30"),
-        "{e}"
-    );
+    assert!(e.contains("big.mrcs") && e.contains("32×32") && e.contains("30×30"), "{e}");
     // NaN pixels: found when the image is read.
     let mut bytes = std::fs::read(d.join("toy.mrcs")).unwrap();
     let o = 1024 + 4 * (900 * 3 + 5);
@@ -722,10 +534,7 @@ fn bad_star_inputs_give_clear_errors() {
     let s = ParticleSet::load(&p, &no).unwrap();
     let mut img = vec![0.0f32; 900];
     let e = s.read_image(0, &mut img).unwrap_err().to_string();
-    assert!(
-        e.contains("toy.mrcs") && e.contains("image 3") && e.contains("2 NaN or infinite"),
-        "{e}"
-    );
+    assert!(e.contains("toy.mrcs") && e.contains("image 3") && e.contains("2 NaN or infinite"), "{e}");
     let mut s = s;
     let e = s.cache_images(1 << 30).unwrap_err().to_string();
     assert!(e.contains("2 NaN or infinite"), "{e}");
@@ -741,57 +550,36 @@ fn pixel_size_conflicts_and_overrides() {
     let p = write(d, "a.star", text);
     let s = ParticleSet::load(&p, &LoadOptions::default()).unwrap();
     assert_eq!(s.apix, 2.0);
-    assert!(
-        has_warning(&s, "the MRC header says 1 Å/px; the metadata's 2 Å/px is used"),
-        "{:?}",
-        s.warnings
-    );
+    assert!(has_warning(&s, "the MRC header says 1 Å/px; the metadata's 2 Å/px is used"), "{:?}", s.warnings);
     assert_eq!(s.particles[0].pose.origin_a, [3.0, -1.0]);
     // An override wins; shifts keep their pixels (1.5 px, -0.5 px): origins become 4.5, -1.5 Å.
-    let o = ParticleSet::load(
-        &p,
-        &LoadOptions {
-            apix: Some(3.0),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let o = ParticleSet::load(&p, &LoadOptions { apix: Some(3.0), ..Default::default() }).unwrap();
     assert_eq!(o.apix, 3.0);
     assert_eq!(o.particles[0].pose.origin_a, [4.5, -1.5]);
-    assert!(
-        has_warning(&o, "overrides the metadata's 2 Å (shifts keep their value in pixels"),
-        "{:?}",
-        o.warnings
-    );
+    assert!(has_warning(&o, "overrides the metadata's 2 Å (shifts keep their value in pixels"), "{:?}", o.warnings);
     // 3.0 pixel origins with an override: pixels times the override.
-    let p = write(d, "b.star", "data_\nloop_\n_rlnImageName\n_rlnOriginX\n_rlnOriginY\n_rlnMagnification\n_rlnDetectorPixelSize\n1@toy.mrcs 2 -4 10000 5\n");
+    let p = write(
+        d,
+        "b.star",
+        "data_\nloop_\n_rlnImageName\n_rlnOriginX\n_rlnOriginY\n_rlnMagnification\n_rlnDetectorPixelSize\n1@toy.mrcs 2 -4 10000 5\n",
+    );
     let s = ParticleSet::load(&p, &LoadOptions::default()).unwrap();
     assert_eq!((s.apix, s.particles[0].pose.origin_a), (5.0, [10.0, -20.0]));
-    let s = ParticleSet::load(
-        &p,
-        &LoadOptions {
-            apix: Some(1.5),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let s = ParticleSet::load(&p, &LoadOptions { apix: Some(1.5), ..Default::default() }).unwrap();
     assert_eq!((s.apix, s.particles[0].pose.origin_a), (1.5, [3.0, -6.0]));
     // 3.0 rows that disagree on the pixel size.
-    let p = write(d, "c.star", "data_\nloop_\n_rlnImageName\n_rlnMagnification\n_rlnDetectorPixelSize\n1@toy.mrcs 10000 5\n2@toy.mrcs 20000 5\n");
+    let p = write(
+        d,
+        "c.star",
+        "data_\nloop_\n_rlnImageName\n_rlnMagnification\n_rlnDetectorPixelSize\n1@toy.mrcs 10000 5\n2@toy.mrcs 20000 5\n",
+    );
     let e = err(&p, &LoadOptions::default());
     assert!(e.contains("different pixel sizes (2.5000 to 5.0000 Å"), "{e}");
     // Metadata-only loads need no stack and may not know the box.
-    let p = write(
-        d,
-        "m.star",
-        "data_\nloop_\n_rlnImageName\n_rlnDefocusU\n1@nothere.mrcs 1e4\n",
-    );
+    let p = write(d, "m.star", "data_\nloop_\n_rlnImageName\n_rlnDefocusU\n1@nothere.mrcs 1e4\n");
     let s = ParticleSet::load_metadata(&p, &LoadOptions::default()).unwrap();
     assert_eq!((s.len(), s.box_px, s.apix), (1, 0, 0.0));
-    assert!(has_warning(
-        &s,
-        "rlnVoltage is missing; RELION's default 200 kV is used"
-    ));
+    assert!(has_warning(&s, "rlnVoltage is missing; RELION's default 200 kV is used"));
     assert!(has_warning(&s, "rlnDefocusV is missing"));
     assert_eq!(s.particles[0].ctf.defocus_v_a, 1e4);
 }
@@ -802,38 +590,17 @@ fn bad_pickles_and_cs_files() {
     let d = dir.path();
     let stack = data("cryodrgn-toy/toy_projections.mrcs");
     // A CTF pickle given as poses, and a pose pickle given as CTF.
-    let e = err(
-        &stack,
-        &LoadOptions {
-            poses: Some(data("cryodrgn/sta_ctf.pkl")),
-            ..Default::default()
-        },
-    );
+    let e = err(&stack, &LoadOptions { poses: Some(data("cryodrgn/sta_ctf.pkl")), ..Default::default() });
     assert!(e.contains("sta_ctf.pkl") && e.contains("expected (N, 3, 3)"), "{e}");
-    let e = err(
-        &stack,
-        &LoadOptions {
-            ctf: Some(data("cryodrgn-toy/toy_angles.pkl")),
-            ..Default::default()
-        },
-    );
+    let e = err(&stack, &LoadOptions { ctf: Some(data("cryodrgn-toy/toy_angles.pkl")), ..Default::default() });
     assert!(e.contains("toy_angles.pkl") && e.contains("(N, 9)"), "{e}");
-    let e = err(
-        &stack,
-        &LoadOptions {
-            poses: Some(data("cryodrgn/sta_pose.pkl")),
-            ..Default::default()
-        },
-    );
+    let e = err(&stack, &LoadOptions { poses: Some(data("cryodrgn/sta_pose.pkl")), ..Default::default() });
     assert!(e.contains("219 poses for 1000 particles"), "{e}");
     // A compressed CSDAT file.
     let p = d.join("new.cs");
     std::fs::write(&p, b"\x95CSDAT\x10\x00\x00\x00").unwrap();
     let e = err(&p, &LoadOptions::default());
-    assert!(
-        e.contains("new.cs") && e.contains("CSDAT") && e.contains("export the job"),
-        "{e}"
-    );
+    assert!(e.contains("new.cs") && e.contains("CSDAT") && e.contains("export the job"), "{e}");
     // A .cs without blob/path.
     let p = d.join("nopath.cs");
     std::fs::write(&p, npy("[('blob/idx', '<u4')]", 1, &0u32.to_le_bytes())).unwrap();
@@ -848,15 +615,7 @@ fn bad_pickles_and_cs_files() {
     }
     std::fs::copy(&stack, d.join("toy.mrcs")).unwrap();
     let p = d.join("sign.cs");
-    std::fs::write(
-        &p,
-        npy(
-            "[('blob/path', '|S10'), ('blob/idx', '<u4'), ('blob/sign', '<f4')]",
-            2,
-            &rec,
-        ),
-    )
-    .unwrap();
+    std::fs::write(&p, npy("[('blob/path', '|S10'), ('blob/idx', '<u4'), ('blob/sign', '<f4')]", 2, &rec)).unwrap();
     let e = err(&p, &LoadOptions::default());
     assert!(e.contains("sign.cs") && e.contains("-1 for 1 of 2 particles"), "{e}");
 }
@@ -872,11 +631,7 @@ fn cryosparc_shifts_at_a_different_alignment_pixel_size() {
     rec.extend(b">toy.mrcs\0");
     rec.extend(7u32.to_le_bytes());
     rec.extend(1.0f32.to_le_bytes());
-    rec.extend(
-        [0.0f32, 0.0, std::f32::consts::FRAC_PI_2]
-            .iter()
-            .flat_map(|v| v.to_le_bytes()),
-    );
+    rec.extend([0.0f32, 0.0, std::f32::consts::FRAC_PI_2].iter().flat_map(|v| v.to_le_bytes()));
     rec.extend([3.0f32, -1.0].iter().flat_map(|v| v.to_le_bytes()));
     rec.extend(2.0f32.to_le_bytes());
     rec.extend(1u32.to_le_bytes());
@@ -889,10 +644,7 @@ fn cryosparc_shifts_at_a_different_alignment_pixel_size() {
     assert_eq!(s.particles[0].random_subset, Some(2));
     assert_eq!(s.particles[0].pose.origin_a, [6.0, -2.0]);
     let r = s.particles[0].pose.rot;
-    assert!(
-        close(&r, &[[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], 1e-7),
-        "{r:?}"
-    );
+    assert!(close(&r, &[[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], 1e-7), "{r:?}");
     assert!(!s.has_ctf && has_warning(&s, "no CTF parameters"));
     assert!(s.stacks[0].ends_with("toy.mrcs"));
 }

@@ -120,7 +120,13 @@ fn density_control_runs_and_resumes_exactly() {
     let stop = AtomicBool::new(false);
     let cfg = ReconstructConfig {
         epochs: 3,
-        density: DensityConfig { densify_epochs: vec![2, 3], split_fraction: 0.2, prune_epochs: vec![3], prune_fraction: 0.05, ..Default::default() },
+        density: DensityConfig {
+            densify_epochs: vec![2, 3],
+            split_fraction: 0.2,
+            prune_epochs: vec![3],
+            prune_fraction: 0.05,
+            ..Default::default()
+        },
         ..small(2)
     };
     let unbroken = dir.path().join("a");

@@ -2,17 +2,17 @@
 //! tests/data/reference, its clean images against the reference projector, its ground-truth
 //! map against its images, its noise level, and its reproducibility.
 
+use cryosplat_core::ctf::CtfParams;
 use cryosplat_core::gaussian::GaussianA;
 use cryosplat_core::pose::{Mat3, Pose};
 use cryosplat_core::potential::{atomic_potential, Atom, Centering, PotentialOptions};
 use cryosplat_core::projector::{project_volume, HalfPlaneFilter};
 use cryosplat_core::reference::image_a;
 use cryosplat_core::rng::Rng;
-use cryosplat_train::progress::NoProgress;
-use cryosplat_core::ctf::CtfParams;
 use cryosplat_core::rotation::euler_to_matrix;
+use cryosplat_train::progress::NoProgress;
 use cryosplat_train::simulate::{
-    apply_ctf, draw_particle, simulate, PreparedCtf, PreferredOrientation, SimulateConfig, SimulateError, Source,
+    apply_ctf, draw_particle, simulate, PreferredOrientation, PreparedCtf, SimulateConfig, SimulateError, Source,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -165,9 +165,8 @@ fn clean_images_equal_the_reference_projector_and_noise_has_the_requested_snr() 
             scale: v("rlnCtfScalefactor"),
         };
         let h = (d / 2) as f64;
-        let centred: Vec<f64> = (0..d * d)
-            .map(|p| ctf.eval(((p % d) as f64 - h) / (d as f64 * apix), ((p / d) as f64 - h) / (d as f64 * apix)))
-            .collect();
+        let centred: Vec<f64> =
+            (0..d * d).map(|p| ctf.eval(((p % d) as f64 - h) / (d as f64 * apix), ((p / d) as f64 - h) / (d as f64 * apix))).collect();
         let want = image_a(&gs, &pose, d, apix, Some(&centred));
         let got = &clean[k * d * d..(k + 1) * d * d];
         let peak = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
@@ -226,8 +225,7 @@ fn reproducible_whatever_the_thread_count() {
     let run = |threads: usize| {
         let dir = tempfile::tempdir().unwrap();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| simulate(&Source::Atoms { atoms: atoms.clone(), label: "toy".into() }, &cfg, dir.path(), &NoProgress))
-            .unwrap();
+        pool.install(|| simulate(&Source::Atoms { atoms: atoms.clone(), label: "toy".into() }, &cfg, dir.path(), &NoProgress)).unwrap();
         let files: Vec<Vec<u8>> =
             ["particles.mrcs", "particles.star", "gt.mrc"].iter().map(|f| std::fs::read(dir.path().join(f)).unwrap()).collect();
         assert!(!dir.path().join("clean.mrcs").exists());
@@ -252,10 +250,8 @@ fn view_distributions() {
     }
     assert!(m.iter().all(|v| v.abs() < 0.02) && (z2 - 1.0 / 3.0).abs() < 0.01, "{m:?} {z2}");
     // Preferred orientation around x with κ = 20: E[cos] = coth κ − 1/κ = 0.95.
-    let cfg = SimulateConfig {
-        preferred_orientation: Some(PreferredOrientation { direction: [2.0, 0.0, 0.0], kappa: 20.0 }),
-        ..small_config()
-    };
+    let cfg =
+        SimulateConfig { preferred_orientation: Some(PreferredOrientation { direction: [2.0, 0.0, 0.0], kappa: 20.0 }), ..small_config() };
     let mean_cos: f64 = (0..n).map(|i| draw_particle(&cfg, i).rot[2][0]).sum::<f64>() / n as f64;
     assert!((mean_cos - 0.95).abs() < 0.005, "{mean_cos}");
 }

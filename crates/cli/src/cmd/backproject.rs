@@ -50,7 +50,8 @@ pub fn write_outputs(dir: &Path, r: &Backprojection) -> Result<()> {
 
 pub fn execute(a: &Args) -> Result<Backprojection> {
     let set = a.input.load()?;
-    let cfg = BackprojectConfig { pad: a.pad, wiener: a.wiener, threads: a.threads, seed: a.seed, downsample: a.downsample, no_ctf: a.no_ctf };
+    let cfg =
+        BackprojectConfig { pad: a.pad, wiener: a.wiener, threads: a.threads, seed: a.seed, downsample: a.downsample, no_ctf: a.no_ctf };
     let r = backproject(&set, &cfg, &Bar::new())?;
     write_outputs(&a.out, &r)?;
     Ok(r)
@@ -63,7 +64,9 @@ pub fn run(a: Args) -> Result<()> {
             "regularisation: map.mrc from the half-map FSC (SSNR per shell); half maps constant, {} × the mean Fourier weight",
             cryosplat_core::backproject::BASE_WIENER
         ),
-        None => println!("regularisation: constant, {} × the mean Fourier weight", a.wiener.unwrap_or(cryosplat_core::backproject::BASE_WIENER)),
+        None => {
+            println!("regularisation: constant, {} × the mean Fourier weight", a.wiener.unwrap_or(cryosplat_core::backproject::BASE_WIENER))
+        }
     }
     println!(
         "half-map resolution (FSC 0.143, corrected): {}; 0.5: {}; {:.1} s",

@@ -75,7 +75,15 @@ pub fn run(a: Args) -> Result<()> {
         seed: a.seed,
         ..Default::default()
     };
-    println!("simulating {} particles of {} ({} atoms) at {} px, {} Å/px, SNR {}…", a.particles, MODEL_NAME, atoms.len(), a.box_px, a.apix, a.snr);
+    println!(
+        "simulating {} particles of {} ({} atoms) at {} px, {} Å/px, SNR {}…",
+        a.particles,
+        MODEL_NAME,
+        atoms.len(),
+        a.box_px,
+        a.apix,
+        a.snr
+    );
     let t_sim = std::time::Instant::now();
     let sim = simulate(&Source::Atoms { atoms, label: MODEL_NAME.into() }, &cfg, &sim_dir, &bar)?;
     for w in &sim.warnings {
@@ -84,7 +92,8 @@ pub fn run(a: Args) -> Result<()> {
     let sim_s = t_sim.elapsed().as_secs_f64();
     let star = sim_dir.join("particles.star");
     let gt = MrcFile::open(sim_dir.join("gt.mrc"))?.read_all()?;
-    let input = ParticleArgs { particles: star, poses: None, ctf: None, datadir: None, apix: None, invert: false, first: None, subset: None };
+    let input =
+        ParticleArgs { particles: star, poses: None, ctf: None, datadir: None, apix: None, invert: false, first: None, subset: None };
 
     // 2. Gaussian splatting.
     println!("reconstructing by Gaussian splatting ({} Gaussians per half, {} epochs)…", a.gaussians, a.epochs);
@@ -140,17 +149,17 @@ pub fn run(a: Args) -> Result<()> {
         "FSC against the ground truth",
         "spatial frequency (1/Å)",
         "FSC",
-        &[
-            ("Gaussian splatting", pts(&g_gt.unmasked)),
-            ("backprojection", pts(&b_gt.unmasked)),
-            ("0.5", vec![(0.0, 0.5), (xmax, 0.5)]),
-        ],
+        &[("Gaussian splatting", pts(&g_gt.unmasked)), ("backprojection", pts(&b_gt.unmasked)), ("0.5", vec![(0.0, 0.5), (xmax, 0.5)])],
         false,
     )?;
     let total_s = t0.elapsed().as_secs_f64();
     let rec_s = rec.seconds;
     let rows = [
-        ("resolution against the ground truth (FSC 0.5)", fmt_res(g_gt.resolution_unmasked(0.5), a.apix), fmt_res(b_gt.resolution_unmasked(0.5), a.apix)),
+        (
+            "resolution against the ground truth (FSC 0.5)",
+            fmt_res(g_gt.resolution_unmasked(0.5), a.apix),
+            fmt_res(b_gt.resolution_unmasked(0.5), a.apix),
+        ),
         ("half-map resolution (FSC 0.143, corrected)", fmt_res(g_gs.resolution(0.143), a.apix), fmt_res(bp.fsc.resolution(0.143), a.apix)),
         ("half-map resolution (FSC 0.5, corrected)", fmt_res(g_gs.resolution(0.5), a.apix), fmt_res(bp.fsc.resolution(0.5), a.apix)),
         ("wall time", format!("{rec_s:.1} s"), format!("{:.1} s", bp.seconds)),

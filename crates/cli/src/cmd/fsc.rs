@@ -103,7 +103,11 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         println!("FSC 0.143: {}", rep.resolution(0.143).describe(apix));
         println!("FSC 0.5:   {}", rep.resolution(0.5).describe(apix));
-        println!("(unmasked: {} at 0.143, {} at 0.5)", rep.resolution_unmasked(0.143).describe(apix), rep.resolution_unmasked(0.5).describe(apix));
+        println!(
+            "(unmasked: {} at 0.143, {} at 0.5)",
+            rep.resolution_unmasked(0.143).describe(apix),
+            rep.resolution_unmasked(0.5).describe(apix)
+        );
     }
     Ok(())
 }

@@ -35,11 +35,7 @@ pub struct Args {
 
 /// What a file is, from its extension, or from its first bytes when the extension says nothing.
 fn file_type(path: &Path) -> Option<&'static str> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
         "mrc" | "mrcs" | "map" | "st" | "rec" => return Some("mrc"),
         "star" => return Some("star"),
@@ -48,9 +44,7 @@ fn file_type(path: &Path) -> Option<&'static str> {
         _ => {}
     }
     let mut head = [0u8; 1024];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-        .ok()?;
+    let n = std::fs::File::open(path).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).ok()?;
     let head = &head[..n];
     if head.starts_with(b"\x93NUMPY") || head.get(1..6) == Some(&b"CSDAT"[..]) {
         Some("cs")
@@ -82,11 +76,7 @@ fn base(path: &Path, kind: &str) -> serde_json::Map<String, Value> {
 fn mrc_info(path: &Path) -> Result<Value> {
     let f = MrcFile::open(path)?;
     let h = f.header();
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     // A stack: named so, or sampled once along z (MZ = 1), or not cubic (unless named a map).
     let kind = if h.nz == 1 {
         "image"
@@ -145,14 +135,8 @@ fn particles_info(path: &Path, opts: &LoadOptions) -> Result<Value> {
     }
     let mut m = base(path, kind_name(set.kind));
     m.insert("particles".into(), json!(set.len()));
-    m.insert(
-        "box".into(),
-        if set.box_px > 0 { json!(set.box_px) } else { Value::Null },
-    );
-    m.insert(
-        "apix".into(),
-        if set.apix > 0.0 { json!(set.apix) } else { Value::Null },
-    );
+    m.insert("box".into(), if set.box_px > 0 { json!(set.box_px) } else { Value::Null });
+    m.insert("apix".into(), if set.apix > 0.0 { json!(set.apix) } else { Value::Null });
     m.insert("has_poses".into(), json!(set.has_poses));
     m.insert("has_ctf".into(), json!(set.has_ctf));
     m.insert("stacks".into(), json!(set.stacks.len()));
@@ -162,28 +146,16 @@ fn particles_info(path: &Path, opts: &LoadOptions) -> Result<Value> {
     m.insert("pose_coverage".into(), json!(if set.has_poses { n } else { 0 }));
     m.insert("ctf_coverage".into(), json!(if set.has_ctf { n } else { 0 }));
     if set.has_poses {
-        let tilts = set
-            .particles
-            .iter()
-            .map(|p| p.pose.rot[2][2].clamp(-1.0, 1.0).acos().to_degrees());
+        let tilts = set.particles.iter().map(|p| p.pose.rot[2][2].clamp(-1.0, 1.0).acos().to_degrees());
         let (lo, hi) = tilts.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), t| (l.min(t), h.max(t)));
-        let omax = set
-            .particles
-            .iter()
-            .map(|p| p.pose.origin_a[0].hypot(p.pose.origin_a[1]))
-            .fold(0.0, f64::max);
+        let omax = set.particles.iter().map(|p| p.pose.origin_a[0].hypot(p.pose.origin_a[1])).fold(0.0, f64::max);
         m.insert("tilt_range_deg".into(), json!([lo, hi]));
         m.insert("max_origin_a".into(), json!(omax));
     }
     if set.has_ctf {
         let (lo, hi) = set.defocus_range_a();
         m.insert("defocus_range_a".into(), json!([lo, hi]));
-        let astig = set
-            .particles
-            .iter()
-            .map(|p| (p.ctf.defocus_u_a - p.ctf.defocus_v_a).abs())
-            .sum::<f64>()
-            / n as f64;
+        let astig = set.particles.iter().map(|p| (p.ctf.defocus_u_a - p.ctf.defocus_v_a).abs()).sum::<f64>() / n as f64;
         m.insert("mean_astigmatism_a".into(), json!(astig));
     }
     let groups: Vec<Value> = set
@@ -196,10 +168,7 @@ fn particles_info(path: &Path, opts: &LoadOptions) -> Result<Value> {
         .collect();
     m.insert("optics_groups".into(), json!(groups));
     let (a, b) = set.half_split(0);
-    m.insert(
-        "half_sets".into(),
-        json!({"from_file": set.has_random_subsets(), "sizes": [a.len(), b.len()]}),
-    );
+    m.insert("half_sets".into(), json!({"from_file": set.has_random_subsets(), "sizes": [a.len(), b.len()]}));
     let p = &set.particles[0];
     let (stack, index) = set.image_ref(0);
     let (rot, tilt, psi) = matrix_to_euler(&p.pose.rot);
@@ -233,10 +202,8 @@ fn pickle_info(path: &Path) -> Result<Value> {
         if let Some(r) = rows.first() {
             m.insert("box".into(), json!(r[0] as usize));
             m.insert("apix".into(), json!(r[1]));
-            let (lo, hi) = rows
-                .iter()
-                .map(|r| 0.5 * (r[2] + r[3]))
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), d| (l.min(d), h.max(d)));
+            let (lo, hi) =
+                rows.iter().map(|r| 0.5 * (r[2] + r[3])).fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), d| (l.min(d), h.max(d)));
             m.insert("defocus_range_a".into(), json!([lo, hi]));
             m.insert("voltage_kv".into(), json!(r[5]));
             m.insert("cs_mm".into(), json!(r[6]));
@@ -260,17 +227,11 @@ fn pickle_info(path: &Path) -> Result<Value> {
         let bad = rots
             .iter()
             .filter(|r| {
-                (0..3).any(|i| {
-                    (0..3)
-                        .any(|j| ((0..3).map(|k| r[i][k] * r[j][k]).sum::<f64>() - (i == j) as u8 as f64).abs() > 1e-3)
-                })
+                (0..3).any(|i| (0..3).any(|j| ((0..3).map(|k| r[i][k] * r[j][k]).sum::<f64>() - (i == j) as u8 as f64).abs() > 1e-3))
             })
             .count();
         if bad > 0 {
-            m.insert(
-                "errors".into(),
-                json!([format!("{bad} of the matrices are not rotations")]),
-            );
+            m.insert("errors".into(), json!([format!("{bad} of the matrices are not rotations")]));
         }
         return Ok(Value::Object(m));
     }
@@ -296,10 +257,7 @@ pub fn describe(path: &Path, opts: &LoadOptions) -> Result<Value> {
         Some("star") | Some("cs") => particles_info(path, opts),
         Some("pkl") => pickle_info(path),
         _ if !path.exists() => bail!("{}: no such file", path.display()),
-        _ => bail!(
-            "{}: unknown file type (expected .mrc, .mrcs, .map, .star, .cs or .pkl)",
-            path.display()
-        ),
+        _ => bail!("{}: unknown file type (expected .mrc, .mrcs, .map, .star, .cs or .pkl)", path.display()),
     }
 }
 
@@ -328,21 +286,14 @@ fn short(v: &Value) -> String {
 }
 
 fn print_human(v: &Value) {
-    println!(
-        "{}  ({})",
-        v["file"].as_str().unwrap_or(""),
-        v["kind"].as_str().unwrap_or("")
-    );
+    println!("{}  ({})", v["file"].as_str().unwrap_or(""), v["kind"].as_str().unwrap_or(""));
     let apix = match v["apix"].as_f64() {
         Some(a) => format!("{a:.4} Å/px"),
         None => "unknown".into(),
     };
     if v.get("dims").is_some() {
         let d = &v["dims"];
-        println!(
-            "  dimensions {}×{}×{}  mode {}  pixel size {apix}",
-            d[0], d[1], d[2], v["mode"]
-        );
+        println!("  dimensions {}×{}×{}  mode {}  pixel size {apix}", d[0], d[1], d[2], v["mode"]);
         let s = &v["stats"];
         println!(
             "  min {}  max {}  mean {}  std {}  NaN/Inf {}",
@@ -353,26 +304,16 @@ fn print_human(v: &Value) {
             s["non_finite"]
         );
     } else if v.get("indices").is_some() {
-        println!(
-            "  {} indices, from {} to {}",
-            v["indices"], v["index_range"][0], v["index_range"][1]
-        );
+        println!("  {} indices, from {} to {}", v["indices"], v["index_range"][0], v["index_range"][1]);
     } else {
-        let boxs = v["box"]
-            .as_u64()
-            .map(|b| format!("{b} px"))
-            .unwrap_or_else(|| "unknown".into());
+        let boxs = v["box"].as_u64().map(|b| format!("{b} px")).unwrap_or_else(|| "unknown".into());
         println!("  particles {}  box {boxs}  pixel size {apix}", v["particles"]);
         if let Some(s) = v.get("stacks") {
             println!(
                 "  image stacks {} ({} found){}",
                 s,
                 v["stacks_found"],
-                if v["inverted"] == json!(true) {
-                    ", contrast inverted on reading"
-                } else {
-                    ""
-                }
+                if v["inverted"] == json!(true) { ", contrast inverted on reading" } else { "" }
             );
         }
         let yes = |k: &str| v[k].as_bool() == Some(true);
@@ -412,11 +353,7 @@ fn print_human(v: &Value) {
             }
         }
         if let Some(h) = v.get("half_sets") {
-            let from = if h["from_file"].as_bool() == Some(true) {
-                "from the file"
-            } else {
-                "drawn at random (seed 0 shown)"
-            };
+            let from = if h["from_file"].as_bool() == Some(true) { "from the file" } else { "drawn at random (seed 0 shown)" };
             println!("  half sets {from}: {} + {}", h["sizes"][0], h["sizes"][1]);
         }
     }
@@ -430,11 +367,7 @@ fn print_human(v: &Value) {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let opts = LoadOptions {
-        datadir: a.datadir.clone(),
-        apix: a.apix,
-        ..Default::default()
-    };
+    let opts = LoadOptions { datadir: a.datadir.clone(), apix: a.apix, ..Default::default() };
     let mut out = Vec::new();
     let mut failed = Vec::new();
     for f in &a.files {
@@ -452,11 +385,7 @@ pub fn run(a: Args) -> Result<()> {
         out.push(v);
     }
     if a.json {
-        let v = if out.len() == 1 {
-            out.remove(0)
-        } else {
-            Value::Array(out)
-        };
+        let v = if out.len() == 1 { out.remove(0) } else { Value::Array(out) };
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         for v in &out {
@@ -464,12 +393,7 @@ pub fn run(a: Args) -> Result<()> {
         }
     }
     if !failed.is_empty() {
-        bail!(
-            "{} of {} files have errors: {}",
-            failed.len(),
-            a.files.len(),
-            failed.join(", ")
-        );
+        bail!("{} of {} files have errors: {}", failed.len(), a.files.len(), failed.join(", "));
     }
     Ok(())
 }
@@ -494,88 +418,47 @@ mod tests {
     fn every_kind_of_file() {
         // Numbers checked with mrcfile, starfile, numpy and pickle in Python.
         let v = info("cryodrgn/empiar_10076_7.mrc");
-        assert_eq!(
-            (v["kind"].as_str(), v["particles"].as_u64(), v["box"].as_u64()),
-            (Some("image stack"), Some(7), Some(320))
-        );
-        assert_eq!(
-            (v["dims"].clone(), v["mode"].as_i64(), v["apix"].clone()),
-            (json!([320, 320, 7]), Some(2), Value::Null)
-        );
-        assert_eq!(
-            (v["stats"]["non_finite"].as_u64(), v["stats"]["count"].as_u64()),
-            (Some(0), Some(7 * 320 * 320))
-        );
+        assert_eq!((v["kind"].as_str(), v["particles"].as_u64(), v["box"].as_u64()), (Some("image stack"), Some(7), Some(320)));
+        assert_eq!((v["dims"].clone(), v["mode"].as_i64(), v["apix"].clone()), (json!([320, 320, 7]), Some(2), Value::Null));
+        assert_eq!((v["stats"]["non_finite"].as_u64(), v["stats"]["count"].as_u64()), (Some(0), Some(7 * 320 * 320)));
         assert_eq!(errors(&v), 0);
         let v = info("cryodrgn-toy/toymodel_small_nocenter.mrc");
-        assert_eq!(
-            (v["kind"].as_str(), v["apix"].as_f64(), v["stats"]["max"].as_f64()),
-            (Some("map"), Some(1.0), Some(1.0))
-        );
+        assert_eq!((v["kind"].as_str(), v["apix"].as_f64(), v["stats"]["max"].as_f64()), (Some("map"), Some(1.0), Some(1.0)));
         // 180 voxels are 1 (the toy README): the mean is 180 / 30³.
         assert!((v["stats"]["mean"].as_f64().unwrap() - 180.0 / 27000.0).abs() < 1e-9);
         assert!(!v["warnings"].as_array().unwrap().is_empty());
 
         let v = info("cryodrgn/relion31.star");
-        assert_eq!(
-            (v["particles"].as_u64(), v["box"].as_u64(), v["apix"].as_f64()),
-            (Some(5), Some(256), Some(2.806))
-        );
+        assert_eq!((v["particles"].as_u64(), v["box"].as_u64(), v["apix"].as_f64()), (Some(5), Some(256), Some(2.806)));
         assert_eq!(
             (v["has_poses"].as_bool(), v["has_ctf"].as_bool(), v["kind"].as_str()),
             (Some(true), Some(true), Some("RELION 3.1 STAR"))
         );
         assert_eq!(v["first_particle"]["origin_a"], json!([0.019324, -0.64686]));
         let e = &v["first_particle"]["euler_deg"];
-        assert!(
-            (e[0].as_f64().unwrap() - -102.30296).abs() < 1e-9 && (e[2].as_f64().unwrap() - 124.706463).abs() < 1e-9
-        );
-        assert_eq!(
-            v["defocus_range_a"][1].as_f64(),
-            Some(0.5 * (13108.082418 + 12845.582418))
-        );
+        assert!((e[0].as_f64().unwrap() - -102.30296).abs() < 1e-9 && (e[2].as_f64().unwrap() - 124.706463).abs() < 1e-9);
+        assert_eq!(v["defocus_range_a"][1].as_f64(), Some(0.5 * (13108.082418 + 12845.582418)));
         assert_eq!(errors(&v), 0);
 
         let v = info("cryodrgn/empiar_10076_7.cs");
-        assert_eq!(
-            (
-                v["particles"].as_u64(),
-                v["inverted"].as_bool(),
-                v["has_poses"].as_bool()
-            ),
-            (Some(7), Some(true), Some(false))
-        );
+        assert_eq!((v["particles"].as_u64(), v["inverted"].as_bool(), v["has_poses"].as_bool()), (Some(7), Some(true), Some(false)));
 
         // Metadata without images: described, and an error.
         let v = info("cryodrgn/cryosparc_P12_J24_001_particles.cs");
         assert_eq!(
-            (
-                v["particles"].as_u64(),
-                v["box"].as_u64(),
-                v["stacks"].as_u64(),
-                v["stacks_found"].as_u64()
-            ),
+            (v["particles"].as_u64(), v["box"].as_u64(), v["stacks"].as_u64(), v["stacks_found"].as_u64()),
             (Some(2019), Some(180), Some(50), Some(0))
         );
         assert_eq!(v["half_sets"], json!({"from_file": true, "sizes": [1010, 1009]}));
         assert!(v["errors"][0].as_str().unwrap().contains("not found"));
 
         let v = info("cryodrgn/sta_ctf.pkl");
-        assert_eq!(
-            (v["kind"].as_str(), v["particles"].as_u64(), v["box"].as_u64()),
-            (Some("cryoDRGN CTF pickle"), Some(219), Some(512))
-        );
+        assert_eq!((v["kind"].as_str(), v["particles"].as_u64(), v["box"].as_u64()), (Some("cryoDRGN CTF pickle"), Some(219), Some(512)));
         assert_eq!(v["apix"].as_f64(), Some(1.8200000524520874));
         let v = info("cryodrgn/sta_pose.pkl");
-        assert_eq!(
-            (v["particles"].as_u64(), v["has_translations"].as_bool(), errors(&v)),
-            (Some(219), Some(true), 0)
-        );
+        assert_eq!((v["particles"].as_u64(), v["has_translations"].as_bool(), errors(&v)), (Some(219), Some(true), 0));
         let v = info("cryodrgn-toy/toy_angles.pkl");
-        assert_eq!(
-            (v["particles"].as_u64(), v["has_translations"].as_bool()),
-            (Some(1000), Some(false))
-        );
+        assert_eq!((v["particles"].as_u64(), v["has_translations"].as_bool()), (Some(1000), Some(false)));
     }
 
     #[test]
@@ -587,24 +470,11 @@ mod tests {
         assert!(e.contains("bad.star: line 5") && e.contains("oops"), "{e}");
         let junk = dir.path().join("junk.bin");
         std::fs::write(&junk, b"nothing useful").unwrap();
-        assert!(describe(&junk, &LoadOptions::default())
-            .unwrap_err()
-            .to_string()
-            .contains("unknown file type"));
-        let args = Args {
-            files: vec![data("cryodrgn/relion31.star"), bad.clone(), junk],
-            json: true,
-            datadir: None,
-            apix: None,
-        };
+        assert!(describe(&junk, &LoadOptions::default()).unwrap_err().to_string().contains("unknown file type"));
+        let args = Args { files: vec![data("cryodrgn/relion31.star"), bad.clone(), junk], json: true, datadir: None, apix: None };
         let e = run(args).unwrap_err().to_string();
         assert!(e.contains("2 of 3 files have errors") && e.contains("bad.star"), "{e}");
-        let ok = Args {
-            files: vec![data("cryodrgn/relion31.star")],
-            json: false,
-            datadir: None,
-            apix: None,
-        };
+        let ok = Args { files: vec![data("cryodrgn/relion31.star")], json: false, datadir: None, apix: None };
         run(ok).unwrap();
         // NaN pixels are an error for a map or stack.
         let nan = dir.path().join("nan.mrcs");

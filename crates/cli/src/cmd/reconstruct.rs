@@ -12,9 +12,9 @@ use anyhow::{Context, Result};
 use cryosplat_train::reconstruct::density::DensityConfig;
 use cryosplat_train::reconstruct::{reconstruct, ReconstructConfig, ReconstructError};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct Args {

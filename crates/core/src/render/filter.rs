@@ -61,15 +61,7 @@ impl CtfFft {
 
     /// Filter `src` (rows of `src_stride`, the first `D` values of each used) by `ctf` into
     /// `dst` (rows of `dst_stride`). Both images are centred.
-    pub fn apply(
-        &self,
-        src: &[f32],
-        src_stride: usize,
-        ctf: &[f32],
-        dst: &mut [f32],
-        dst_stride: usize,
-        s: &mut FftScratch,
-    ) {
+    pub fn apply(&self, src: &[f32], src_stride: usize, ctf: &[f32], dst: &mut [f32], dst_stride: usize, s: &mut FftScratch) {
         let (d, w) = (self.d, self.w);
         debug_assert_eq!(ctf.len(), d * w);
         self.spectrum(src, src_stride, s);

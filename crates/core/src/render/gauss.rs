@@ -225,13 +225,8 @@ pub(crate) fn project_block(a: &ActBlock, k: &PoseK, out: &mut [Option<Splat>]) 
         let my = k.b[1][0] * a.mu[0][l] + k.b[1][1] * a.mu[1][l] + k.b[1][2] * a.mu[2][l] + k.cy;
         let (ia, ib, ic) = (c11 * idet, -c01 * idet, c00 * idet);
         // `&` rather than `&&` throughout: no branches, so the lanes vectorise.
-        let finite = mx.is_finite()
-            & my.is_finite()
-            & ia.is_finite()
-            & ib.is_finite()
-            & ic.is_finite()
-            & norm.is_finite()
-            & kfac.is_finite();
+        let finite =
+            mx.is_finite() & my.is_finite() & ia.is_finite() & ib.is_finite() & ic.is_finite() & norm.is_finite() & kfac.is_finite();
         ok[l] = a.valid[l] & finite & (det > 0.0) & (norm <= super::MAX_PEAK);
         // Bounding box of the footprint ellipse, clipped to the image (in float, so far-away
         // or huge splats cannot overflow an integer).
@@ -272,16 +267,7 @@ pub(crate) fn project_block(a: &ActBlock, k: &PoseK, out: &mut [Option<Splat>]) 
         };
         let (y0, y1, xl, xr) = (f[7][i], f[8][i], f[9][i], f[10][i]);
         *o = Some(if y0 <= y1 && xl <= xr {
-            Splat {
-                y0: y0 as i32,
-                y1: y1 as i32,
-                x0: xl as u32,
-                x1: xr as u32,
-                chunks: f[12][i] as u32,
-                ym: f[11][i],
-                fast: fast[i],
-                ..s
-            }
+            Splat { y0: y0 as i32, y1: y1 as i32, x0: xl as u32, x1: xr as u32, chunks: f[12][i] as u32, ym: f[11][i], fast: fast[i], ..s }
         } else {
             s
         });
@@ -414,12 +400,9 @@ pub(crate) fn finalise_block(a: &ActBlock, inter: &InterBlock, out: &mut [[f32; 
         let (w, x, y, z) = (a.q[0][l], a.q[1][l], a.q[2][l], a.q[3][l]);
         let gq = [
             2.0 * (-z * gr[0][1] + y * gr[0][2] + z * gr[1][0] - x * gr[1][2] - y * gr[2][0] + x * gr[2][1]),
-            2.0 * (y * gr[0][1] + z * gr[0][2] + y * gr[1][0] - 2.0 * x * gr[1][1] - w * gr[1][2]
-                + z * gr[2][0]
-                + w * gr[2][1]
+            2.0 * (y * gr[0][1] + z * gr[0][2] + y * gr[1][0] - 2.0 * x * gr[1][1] - w * gr[1][2] + z * gr[2][0] + w * gr[2][1]
                 - 2.0 * x * gr[2][2]),
-            2.0 * (-2.0 * y * gr[0][0] + x * gr[0][1] + w * gr[0][2] + x * gr[1][0] + z * gr[1][2] - w * gr[2][0]
-                + z * gr[2][1]
+            2.0 * (-2.0 * y * gr[0][0] + x * gr[0][1] + w * gr[0][2] + x * gr[1][0] + z * gr[1][2] - w * gr[2][0] + z * gr[2][1]
                 - 2.0 * y * gr[2][2]),
             2.0 * (-2.0 * z * gr[0][0] - w * gr[0][1] + x * gr[0][2] + w * gr[1][0] - 2.0 * z * gr[1][1]
                 + y * gr[1][2]

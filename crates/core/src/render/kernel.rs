@@ -25,7 +25,6 @@
 
 #![allow(clippy::needless_range_loop)] // index loops mirror the matrix algebra
 
-
 /// Pixels per row chunk. Rows of a footprint are walked in whole chunks of this many
 /// consecutive pixels (the image is padded on the right so a chunk never leaves the buffer),
 /// which gives the inner loops a constant trip count that the compiler turns into two AVX2

@@ -339,12 +339,7 @@ impl Renderer {
     /// The loss of one image (see the module docs) and its gradient with respect to every raw
     /// parameter, **added** into `grad` (one row per Gaussian). Gaussians are split across the
     /// renderer's threads.
-    pub fn loss_and_grad(
-        &mut self,
-        model: &GaussianModel,
-        target: &ImageTarget,
-        grad: &mut [[f32; PARAMS_PER_GAUSSIAN]],
-    ) -> f32 {
+    pub fn loss_and_grad(&mut self, model: &GaussianModel, target: &ImageTarget, grad: &mut [[f32; PARAMS_PER_GAUSSIAN]]) -> f32 {
         self.check(model, target, grad.len());
         let (d, stride) = (self.d, self.stride);
         let k = PoseK::new(target.pose, d, target.apix, self.opts.n_sigma);
@@ -455,12 +450,7 @@ impl Renderer {
     /// The **sum** of the losses of `targets` and the summed gradient, added into `grad`.
     /// Images are split across the renderer's threads in fixed contiguous ranges, each thread
     /// accumulating into its own buffer; the buffers are reduced in thread order.
-    pub fn loss_and_grad_batch(
-        &mut self,
-        model: &GaussianModel,
-        targets: &[ImageTarget],
-        grad: &mut [[f32; PARAMS_PER_GAUSSIAN]],
-    ) -> f32 {
+    pub fn loss_and_grad_batch(&mut self, model: &GaussianModel, targets: &[ImageTarget], grad: &mut [[f32; PARAMS_PER_GAUSSIAN]]) -> f32 {
         for t in targets {
             self.check(model, t, grad.len());
         }
@@ -603,4 +593,3 @@ fn sum_images<'a>(acc: &mut [f32], others: impl Iterator<Item = &'a [f32]>) {
         }
     }
 }
-

@@ -26,11 +26,7 @@ pub fn model(n: usize, d: usize, rng: &mut Rng) -> GaussianModel {
                     break;
                 }
             }
-            let s = [
-                rng.uniform_range(1.05, 1.95) * px,
-                rng.uniform_range(1.05, 1.95) * px,
-                rng.uniform_range(1.05, 1.95) * px,
-            ];
+            let s = [rng.uniform_range(1.05, 1.95) * px, rng.uniform_range(1.05, 1.95) * px, rng.uniform_range(1.05, 1.95) * px];
             let q = rng.unit_quaternion();
             GaussianModel::raw_from_physical(
                 [p[0] as f32, p[1] as f32, p[2] as f32],
@@ -48,10 +44,7 @@ pub fn images(n: usize, d: usize, rng: &mut Rng) -> (Vec<Pose>, Vec<Vec<f32>>, V
     let apix = 1.0;
     let grid = CtfGrid::new(d, apix);
     let poses = (0..n)
-        .map(|_| Pose {
-            rot: random_rotation(rng),
-            origin_a: [rng.uniform_range(-3.0, 3.0), rng.uniform_range(-3.0, 3.0)],
-        })
+        .map(|_| Pose { rot: random_rotation(rng), origin_a: [rng.uniform_range(-3.0, 3.0), rng.uniform_range(-3.0, 3.0)] })
         .collect();
     let ctfs = (0..n)
         .map(|_| {

@@ -85,7 +85,13 @@ pub struct DensityConfig {
 
 impl Default for DensityConfig {
     fn default() -> Self {
-        DensityConfig { densify_epochs: Vec::new(), split_fraction: 0.1, split_large_px: 0.0, prune_epochs: Vec::new(), prune_fraction: 0.01 }
+        DensityConfig {
+            densify_epochs: Vec::new(),
+            split_fraction: 0.1,
+            split_large_px: 0.0,
+            prune_epochs: Vec::new(),
+            prune_fraction: 0.01,
+        }
     }
 }
 
