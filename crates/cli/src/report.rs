@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result};
 use base64::Engine;
+use cryosplat_train::reconstruct::{EpochResult, RESOLUTION_METHOD};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -112,87 +113,7 @@ pub fn write_report(path: &Path, title: &str, sections: &[Section]) -> Result<()
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn embeds_figures_and_escapes_text() {
-        let dir = tempfile::tempdir().unwrap();
-        let png = dir.path().join("x.png");
-        crate::figures::histogram(&png, "h", "x", &[1.0, 2.0, 3.0], 3).unwrap();
-        let s =
-            Section::new("Results <1>").row("resolution", "3.2 Å").figure("histogram", &png).figure("absent", dir.path().join("none.png"));
-        let html = render_html("t & t", &[s]).unwrap();
-        assert!(html.contains("Results &lt;1&gt;"));
-        assert!(html.contains("t &amp; t"));
-        assert!(html.contains("data:image/png;base64,iVBOR"));
-        assert!(html.contains("figure not available"));
-    }
-
-    #[test]
-    fn flattens_settings() {
-        let v = serde_json::json!({"a": 1, "b": {"c": "x", "d": [1, 2]}});
-        let rows = settings_rows(&v);
-        assert!(rows.contains(&("a".to_string(), "1".to_string())));
-        assert!(rows.contains(&("b.c".to_string(), "x".to_string())));
-        assert!(rows.contains(&("b.d".to_string(), "[1,2]".to_string())));
-    }
-}
-
-use cryosplat_core::gaussian::GaussianModel;
-use cryosplat_formats::atoms::{write_pseudo_atoms_cif, PseudoAtom};
-use cryosplat_formats::ply::{write_gaussians, PlyGaussian};
-use cryosplat_train::reconstruct::{EpochResult, Summary};
-
-/// Gaussians of a box-unit model in Å, in the map's frame (MRC origin 0).
-pub fn ply_gaussians(model: &GaussianModel, d: usize, apix: f64, amp_factor: f64) -> Vec<PlyGaussian> {
-    let l = d as f64 * apix;
-    let c = (d / 2) as f64 * apix;
-    (0..model.len())
-        .map(|i| {
-            let g = model.physical_f64(i);
-            PlyGaussian {
-                pos_a: [(g.mean[0] * l + c) as f32, (g.mean[1] * l + c) as f32, (g.mean[2] * l + c) as f32],
-                scale_a: [(g.scales[0] * l) as f32, (g.scales[1] * l) as f32, (g.scales[2] * l) as f32],
-                quat: [g.quat[0] as f32, g.quat[1] as f32, g.quat[2] as f32, g.quat[3] as f32],
-                amplitude: (g.amp * amp_factor) as f32,
-            }
-        })
-        .collect()
-}
-
-/// Write the Gaussians (`gaussians.ply`: both halves with halved amplitudes, which voxelise to
-/// the full map; `gaussians_a.ply`, `gaussians_b.ply`) and the pseudo-atoms `gaussians.cif`.
-pub fn write_gaussian_files(dir: &Path, models: [&GaussianModel; 2], d: usize, apix: f64) -> Result<Vec<PathBuf>> {
-    let a = ply_gaussians(models[0], d, apix, 1.0);
-    let b = ply_gaussians(models[1], d, apix, 1.0);
-    let both: Vec<PlyGaussian> = a.iter().chain(&b).map(|g| PlyGaussian { amplitude: 0.5 * g.amplitude, ..*g }).collect();
-    let mut out = Vec::new();
-    for (name, gs) in [("gaussians.ply", &both), ("gaussians_a.ply", &a), ("gaussians_b.ply", &b)] {
-        let p = dir.join(name);
-        write_gaussians(&p, gs)?;
-        out.push(p);
-    }
-    let max_amp = both.iter().map(|g| g.amplitude as f64).fold(0.0, f64::max).max(1e-30);
-    let atoms: Vec<PseudoAtom> = both
-        .iter()
-        .map(|g| {
-            let s = (g.scale_a.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / 3.0).sqrt();
-            PseudoAtom {
-                pos_a: [g.pos_a[0] as f64, g.pos_a[1] as f64, g.pos_a[2] as f64],
-                occupancy: g.amplitude as f64 / max_amp,
-                b_factor_a2: 8.0 * std::f64::consts::PI.powi(2) * s * s,
-            }
-        })
-        .collect();
-    let p = dir.join("gaussians.cif");
-    write_pseudo_atoms_cif(&p, "cryosplat_gaussians", &atoms)?;
-    out.push(p);
-    Ok(out)
-}
-
-/// Figures and report after an epoch; returns the files written.
+/// Figures and `report.html` after an epoch of a reconstruction; returns the files written.
 pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &serde_json::Value) -> Result<Vec<PathBuf>> {
     use crate::figures;
     figures::fsc_plot(&dir.join("fsc.png"), "half-map FSC", r.fsc)?;
@@ -221,15 +142,12 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
     figures::histogram(&dir.join("sizes.png"), "Gaussian sizes (both halves)", "RMS standard deviation (Å)", &sizes, 50)?;
     let mut written: Vec<PathBuf> =
         ["fsc.png", "slices.png", "projections.png", "loss.png", "amplitudes.png", "sizes.png"].iter().map(|f| dir.join(f)).collect();
-    written.extend(write_gaussian_files(dir, r.models, r.d, r.apix)?);
-    let run = serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "settings": settings, "history": r.history, "finished": false });
-    cryosplat_formats::atomic::write_bytes_atomic(&dir.join("run.json"), serde_json::to_string_pretty(&run)?.as_bytes())?;
     let last = r.record;
     let summary = Section::new("Result")
-        .text("Gold-standard half maps: two Gaussian models, each trained only on its own half of the particles. Resolutions are read from the phase-randomisation-corrected, auto-masked half-map FSC at its first crossing.")
+        .text(format!("Gold-standard half maps: two Gaussian models, each trained only on its own half of the particles. Resolutions are read at the first crossing of the {RESOLUTION_METHOD}."))
         .row("epochs done", format!("{}", last.epoch))
-        .row("half-map resolution (FSC 0.143)", fmt_res(&last.resolution_0143))
-        .row("half-map resolution (FSC 0.5)", fmt_res(&last.resolution_05))
+        .row("half-map resolution (FSC 0.143)", last.resolution_0143.to_string())
+        .row("half-map resolution (FSC 0.5)", last.resolution_05.to_string())
         .row("box / pixel size", format!("{} px / {:.4} Å", r.d, r.apix))
         .row("Gaussians per half", format!("{}", r.models[0].len()))
         .row("last epoch", format!("{:.1} s, {:.0} images/s", last.seconds, last.images_per_s));
@@ -252,22 +170,34 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
         },
     ];
     write_report(&dir.join("report.html"), title, &sections)?;
-    written.push(dir.join("run.json"));
     written.push(dir.join("report.html"));
     Ok(written)
 }
 
-fn fmt_res(s: &str) -> String {
-    match s {
-        "nyquist" => "at Nyquist (the data support at least this; no finer figure can be read)".into(),
-        "none" => "none (no correlation)".into(),
-        a => format!("{a} Å"),
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// `run.json` at the end of a run.
-pub fn write_final_outputs(dir: &Path, s: &Summary, settings: &serde_json::Value) -> Result<()> {
-    let run = serde_json::json!({ "version": env!("CARGO_PKG_VERSION"), "settings": settings, "history": s.history, "summary": s, "finished": true });
-    cryosplat_formats::atomic::write_bytes_atomic(&dir.join("run.json"), serde_json::to_string_pretty(&run)?.as_bytes())?;
-    Ok(())
+    #[test]
+    fn embeds_figures_and_escapes_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("x.png");
+        crate::figures::histogram(&png, "h", "x", &[1.0, 2.0, 3.0], 3).unwrap();
+        let s =
+            Section::new("Results <1>").row("resolution", "3.2 Å").figure("histogram", &png).figure("absent", dir.path().join("none.png"));
+        let html = render_html("t & t", &[s]).unwrap();
+        assert!(html.contains("Results &lt;1&gt;"));
+        assert!(html.contains("t &amp; t"));
+        assert!(html.contains("data:image/png;base64,iVBOR"));
+        assert!(html.contains("figure not available"));
+    }
+
+    #[test]
+    fn flattens_settings() {
+        let v = serde_json::json!({"a": 1, "b": {"c": "x", "d": [1, 2]}});
+        let rows = settings_rows(&v);
+        assert!(rows.contains(&("a".to_string(), "1".to_string())));
+        assert!(rows.contains(&("b.c".to_string(), "x".to_string())));
+        assert!(rows.contains(&("b.d".to_string(), "[1,2]".to_string())));
+    }
 }

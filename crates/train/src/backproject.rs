@@ -22,14 +22,16 @@
 //! the maps themselves were much closer to the ground truth).
 
 use crate::dataset::{DatasetError, ParticleSet};
+use crate::output::{Maps, OutputDir, ReportedResolution};
 use crate::progress::Progress;
 use cryosplat_core::backproject::{Accumulator, InsertScratch, BASE_WIENER};
 use cryosplat_core::fourier::Resampler;
 use cryosplat_core::fsc::{fsc, gold_standard, ssnr_from_fsc, FscReport, MaskChoice};
+use cryosplat_formats::FormatError;
 use rayon::prelude::*;
 
 /// Backprojection settings.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct BackprojectConfig {
     /// Padding factor of the Fourier grid.
     pub pad: usize,
@@ -154,4 +156,42 @@ pub fn backproject(set: &ParticleSet, cfg: &BackprojectConfig, progress: &dyn Pr
     });
     let fsc = pool.install(|| gold_standard(&half_a, &half_b, d, apix, MaskChoice::Auto, cfg.seed));
     Ok(Backprojection { map, half_a, half_b, fsc, ssnr, d, apix, seconds: started.elapsed().as_secs_f64() })
+}
+
+impl Backprojection {
+    /// Half-map resolution at `threshold` (auto-masked, phase-randomisation corrected).
+    pub fn resolution(&self, threshold: f64) -> ReportedResolution {
+        ReportedResolution::new(self.fsc.resolution(threshold), self.apix)
+    }
+
+    /// `map.mrc`, the half maps, `fsc.csv` and `run.json` (with `settings`, the caller's
+    /// description of the run, and `cfg`) into `out`.
+    pub fn write_outputs(&self, out: &mut OutputDir, cfg: &BackprojectConfig, settings: &serde_json::Value) -> Result<(), FormatError> {
+        let maps = Maps { full: &self.map, half_a: &self.half_a, half_b: &self.half_b, d: self.d, apix: self.apix };
+        out.write_maps(&maps, "cryosplat backproject")?;
+        out.write_fsc(&self.fsc)?;
+        let mut settings = settings.clone();
+        if let Some(m) = settings.as_object_mut() {
+            m.insert("config".into(), serde_json::to_value(cfg).expect("config serialises"));
+        }
+        let (r0143, r05) = (self.resolution(0.143), self.resolution(0.5));
+        let run = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "finished": true,
+            "resolution_0143": r0143.angstrom(),
+            "resolution_05": r05.angstrom(),
+            "resolution_method": crate::reconstruct::RESOLUTION_METHOD,
+            "settings": settings,
+            "summary": {
+                "resolution_0143": r0143,
+                "resolution_05": r05,
+                "box_px": self.d,
+                "apix": self.apix,
+                "regularisation": if self.ssnr.is_some() { "half-map FSC (SSNR per shell)" } else { "constant" },
+                "seconds": self.seconds,
+                "outputs": out.written().iter().map(|p| p.display().to_string()).chain([out.path("run.json").display().to_string()]).collect::<Vec<_>>(),
+            },
+        });
+        out.write_run_json(&run)
+    }
 }

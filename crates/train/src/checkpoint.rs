@@ -3,27 +3,28 @@
 //! history so far, and a fingerprint of the settings and data that must match on resume.
 //!
 //! No random generator state needs saving: every random choice of a run (half split,
-//! initialisation, each epoch's visiting order, density-control draws) comes from
-//! `Rng::stream(seed, tag)` for a fixed tag, so the seed (part of the fingerprint, and stored
+//! initialisation, each epoch's visiting order, density-control draws) comes from a named
+//! stream of the seed ([`crate::streams`]), so the seed (part of the fingerprint, and stored
 //! as [`CheckpointMeta::seed`]) and the position determine all of them.
 //!
 //! Layout (little-endian): the 8 bytes `CSPLCKPT`, a u32 format version, a u64 length and that
 //! many bytes of JSON (the [`CheckpointMeta`]), then for half A and half B: the Gaussian count
 //! `N` (u64), Adam's step count (u64), the model's parameters, Adam's first and second moments
-//! (each `N·11` f32), and the gradient statistics (sum and count, each `N` f32). Written
-//! atomically (temporary file and rename), so a crash while writing leaves the previous
-//! checkpoint intact.
+//! (each `N·11` f32), and the gradient statistics (sum and count, each `N` f32); last, a u64
+//! FNV-1a checksum of everything before it, so that a damaged file is refused rather than
+//! resumed into a different map. Written atomically (temporary file and rename), so a crash
+//! while writing leaves the previous checkpoint intact.
 
 use crate::adam::{Adam, AdamConfig};
 use crate::reconstruct::density::{DensityChange, GradStats};
+use crate::reconstruct::trainer::HalfTrainer;
 use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
-use cryosplat_formats::atomic::write_atomic;
+use cryosplat_formats::atomic::write_bytes_atomic;
 use cryosplat_formats::FormatError;
-use std::io::Write;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"CSPLCKPT";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 /// Where a run stands, and what it has done.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -57,56 +58,61 @@ pub struct CheckpointMeta {
 #[derive(Debug)]
 pub struct Checkpoint {
     pub meta: CheckpointMeta,
-    pub models: [GaussianModel; 2],
-    pub adams: [Adam; 2],
-    /// Density-control statistics of the epoch in progress.
-    pub stats: [GradStats; 2],
+    /// Half A's and half B's models, optimiser states, statistics and step counts
+    /// (`meta.steps`).
+    pub halves: [HalfTrainer; 2],
 }
 
-fn put_f32s(w: &mut impl Write, p: &[f32]) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(p.len() * 4);
+fn put_f32s(buf: &mut Vec<u8>, p: &[f32]) {
     for v in p {
         buf.extend_from_slice(&v.to_le_bytes());
     }
-    w.write_all(&buf)
 }
 
-fn put_params(w: &mut impl Write, p: &[[f32; PARAMS_PER_GAUSSIAN]]) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(p.len() * PARAMS_PER_GAUSSIAN * 4);
+fn put_params(buf: &mut Vec<u8>, p: &[[f32; PARAMS_PER_GAUSSIAN]]) {
     for row in p {
-        for v in row {
-            buf.extend_from_slice(&v.to_le_bytes());
-        }
+        put_f32s(buf, row);
     }
-    w.write_all(&buf)
 }
 
-/// Write a checkpoint atomically.
-pub fn save(path: &Path, ck: &Checkpoint) -> Result<(), FormatError> {
-    for h in 0..2 {
-        let n = ck.models[h].len();
+/// FNV-1a, 64 bit, of `bytes`.
+fn checksum(bytes: &[u8]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    h
+}
+
+/// Write a checkpoint of `halves` at `meta` atomically.
+pub fn save(path: &Path, meta: &CheckpointMeta, halves: &[HalfTrainer; 2]) -> Result<(), FormatError> {
+    for h in halves {
+        let n = h.model.len();
         assert!(
-            ck.adams[h].m.len() == n && ck.adams[h].v.len() == n && ck.stats[h].sum.len() == n && ck.stats[h].count.len() == n,
+            h.adam.m.len() == n && h.adam.v.len() == n && h.stats.sum.len() == n && h.stats.count.len() == n,
             "checkpoint state sizes disagree"
         );
     }
-    let json = serde_json::to_vec(&ck.meta).map_err(|e| FormatError::invalid(path, format!("cannot encode checkpoint: {e}")))?;
-    write_atomic(path, |w| {
-        w.write_all(MAGIC)?;
-        w.write_all(&VERSION.to_le_bytes())?;
-        w.write_all(&(json.len() as u64).to_le_bytes())?;
-        w.write_all(&json)?;
-        for h in 0..2 {
-            w.write_all(&(ck.models[h].len() as u64).to_le_bytes())?;
-            w.write_all(&ck.adams[h].t.to_le_bytes())?;
-            put_params(w, &ck.models[h].params)?;
-            put_params(w, &ck.adams[h].m)?;
-            put_params(w, &ck.adams[h].v)?;
-            put_f32s(w, &ck.stats[h].sum)?;
-            put_f32s(w, &ck.stats[h].count)?;
-        }
-        Ok(())
-    })
+    let json = serde_json::to_vec(meta).map_err(|e| FormatError::invalid(path, format!("cannot encode checkpoint: {e}")))?;
+    let n_all: usize = halves.iter().map(|h| h.model.len()).sum();
+    let mut buf = Vec::with_capacity(64 + json.len() + n_all * (3 * PARAMS_PER_GAUSSIAN + 2) * 4);
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&VERSION.to_le_bytes());
+    buf.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    buf.extend_from_slice(&json);
+    for h in halves {
+        buf.extend_from_slice(&(h.model.len() as u64).to_le_bytes());
+        buf.extend_from_slice(&h.adam.t.to_le_bytes());
+        put_params(&mut buf, &h.model.params);
+        put_params(&mut buf, &h.adam.m);
+        put_params(&mut buf, &h.adam.v);
+        put_f32s(&mut buf, &h.stats.sum);
+        put_f32s(&mut buf, &h.stats.count);
+    }
+    let sum = checksum(&buf);
+    buf.extend_from_slice(&sum.to_le_bytes());
+    write_bytes_atomic(path, &buf)
 }
 
 struct Rd<'a> {
@@ -141,7 +147,8 @@ impl Rd<'_> {
     }
 }
 
-/// Read a checkpoint written by [`save`]; `adam` supplies the optimiser settings.
+/// Read a checkpoint written by [`save`]; `adam` supplies the optimiser settings. A file
+/// whose checksum does not match (damaged or edited), or whose state is not finite, is refused.
 pub fn load(path: &Path, adam: &AdamConfig) -> Result<Checkpoint, FormatError> {
     let bytes = std::fs::read(path).map_err(|e| FormatError::io(path, e))?;
     let mut r = Rd { b: &bytes, i: 0, path };
@@ -156,15 +163,25 @@ pub fn load(path: &Path, adam: &AdamConfig) -> Result<Checkpoint, FormatError> {
             format!("checkpoint format {v}; this version of cryosplat reads format {VERSION}: start afresh without --resume"),
         ));
     }
+    if bytes.len() < 20 + 8 {
+        return Err(FormatError::binary(path, bytes.len() as u64, "truncated checkpoint"));
+    }
+    let (body, tail) = bytes.split_at(bytes.len() - 8);
+    if checksum(body).to_le_bytes() != tail {
+        return Err(FormatError::binary(
+            path,
+            0,
+            "the checkpoint is damaged (its checksum does not match its contents); start afresh without --resume",
+        ));
+    }
+    r.b = body;
     let n = r.u64()? as usize;
     let meta: CheckpointMeta =
         serde_json::from_slice(r.take(n)?).map_err(|e| FormatError::binary(path, 20, format!("checkpoint header: {e}")))?;
-    let mut models = Vec::new();
-    let mut adams = Vec::new();
-    let mut stats = Vec::new();
-    for _ in 0..2 {
+    let mut halves = Vec::with_capacity(2);
+    for h in 0..2 {
         let n = r.u64()? as usize;
-        if n > bytes.len() {
+        if n > body.len() {
             return Err(FormatError::binary(path, r.i as u64, "Gaussian count larger than the file"));
         }
         let t = r.u64()?;
@@ -173,64 +190,102 @@ pub fn load(path: &Path, adam: &AdamConfig) -> Result<Checkpoint, FormatError> {
         let vv = r.params(n)?;
         let sum = r.f32s(n)?;
         let count = r.f32s(n)?;
-        models.push(GaussianModel { params });
-        adams.push(Adam { config: adam.clone(), m, v: vv, t });
-        stats.push(GradStats { sum, count });
+        let finite = |x: &[[f32; PARAMS_PER_GAUSSIAN]]| x.iter().flatten().all(|v| v.is_finite());
+        if !(finite(&params) && finite(&m) && finite(&vv)) {
+            return Err(FormatError::invalid(
+                path,
+                format!("half {}'s model or optimiser state holds non-finite values; start afresh without --resume", ["A", "B"][h]),
+            ));
+        }
+        let adam = Adam { config: adam.clone(), m, v: vv, t };
+        halves.push(HalfTrainer::restore(GaussianModel { params }, adam, GradStats { sum, count }, meta.steps[h]));
     }
-    if r.i != bytes.len() {
-        return Err(FormatError::binary(path, r.i as u64, format!("{} bytes after the end of the checkpoint", bytes.len() - r.i)));
+    if r.i != body.len() {
+        return Err(FormatError::binary(path, r.i as u64, format!("{} bytes after the end of the checkpoint", body.len() - r.i)));
     }
-    let [ma, mb]: [GaussianModel; 2] = models.try_into().map_err(|_| FormatError::invalid(path, "two halves expected"))?;
-    let [aa, ab]: [Adam; 2] = adams.try_into().map_err(|_| FormatError::invalid(path, "two halves expected"))?;
-    let [sa, sb]: [GradStats; 2] = stats.try_into().map_err(|_| FormatError::invalid(path, "two halves expected"))?;
-    Ok(Checkpoint { meta, models: [ma, mb], adams: [aa, ab], stats: [sa, sb] })
+    let halves: [HalfTrainer; 2] = halves.try_into().expect("two halves read");
+    Ok(Checkpoint { meta, halves })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn trainer(k: f32, t: u64, steps: u64) -> HalfTrainer {
+        let model = GaussianModel { params: (0..3).map(|i| std::array::from_fn(|j| k + (i * 11 + j) as f32)).collect() };
+        let mut a = Adam::new(AdamConfig::default(), 3);
+        a.t = t;
+        a.m[1][2] = 0.5 + k;
+        let stats = GradStats { sum: vec![1.0, 2.0, 3.0 + k], count: vec![1.0, 0.0, 2.0] };
+        HalfTrainer::restore(model, a, stats, steps)
+    }
+
+    fn meta() -> CheckpointMeta {
+        CheckpointMeta {
+            fingerprint: "f".into(),
+            seed: 11,
+            epoch: 2,
+            half: 1,
+            pos: 17,
+            steps: [40, 23],
+            history: serde_json::json!([1, 2]),
+            data_scale: 0.25,
+            epoch_loss: [0.5, 0.25],
+            epoch_images: 9,
+            epoch_seconds: 1.5,
+            density: [DensityChange { split: 1, pruned: 2, after: 3 }, DensityChange::default()],
+        }
+    }
+
     #[test]
     fn round_trip_and_truncation() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.ckpt");
-        let model = |k: f32| GaussianModel { params: (0..3).map(|i| std::array::from_fn(|j| k + (i * 11 + j) as f32)).collect() };
-        let mut a = Adam::new(AdamConfig::default(), 3);
-        a.t = 7;
-        a.m[1][2] = 0.5;
-        let ck = Checkpoint {
-            meta: CheckpointMeta {
-                fingerprint: "f".into(),
-                seed: 11,
-                epoch: 2,
-                half: 1,
-                pos: 17,
-                steps: [40, 23],
-                history: serde_json::json!([1, 2]),
-                data_scale: 0.25,
-                epoch_loss: [0.5, 0.25],
-                epoch_images: 9,
-                epoch_seconds: 1.5,
-                density: [DensityChange { split: 1, pruned: 2, after: 3 }, DensityChange::default()],
-            },
-            models: [model(0.0), model(100.0)],
-            adams: [a.clone(), Adam::new(AdamConfig::default(), 3)],
-            stats: [GradStats { sum: vec![1.0, 2.0, 3.0], count: vec![1.0, 0.0, 2.0] }, GradStats::new(3)],
-        };
-        save(&p, &ck).unwrap();
+        let halves = [trainer(0.0, 7, 40), trainer(100.0, 3, 23)];
+        save(&p, &meta(), &halves).unwrap();
         let r = load(&p, &AdamConfig::default()).unwrap();
-        assert_eq!(r.meta, ck.meta);
-        assert_eq!(r.models[1], ck.models[1]);
-        assert_eq!(r.adams[0], a);
-        assert_eq!(r.stats, ck.stats);
+        assert_eq!(r.meta, meta());
+        for (a, b) in r.halves.iter().zip(&halves) {
+            assert_eq!(a.model, b.model);
+            assert_eq!(a.adam, b.adam);
+            assert_eq!(a.stats, b.stats);
+            assert_eq!(a.steps, b.steps);
+        }
         // Another format version is refused with a message saying what to do.
         let mut other = std::fs::read(&p).unwrap();
         other[8] = 1;
         std::fs::write(&p, &other).unwrap();
         assert!(load(&p, &AdamConfig::default()).unwrap_err().to_string().contains("without --resume"));
-        save(&p, &ck).unwrap();
+        save(&p, &meta(), &halves).unwrap();
         let bytes = std::fs::read(&p).unwrap();
         std::fs::write(&p, &bytes[..bytes.len() - 5]).unwrap();
-        assert!(load(&p, &AdamConfig::default()).unwrap_err().to_string().contains("truncated"));
+        assert!(load(&p, &AdamConfig::default()).is_err());
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.ckpt");
+        save(&p, &meta(), &[trainer(0.0, 7, 40), trainer(1.0, 3, 23)]).unwrap();
+        let good = std::fs::read(&p).unwrap();
+        // One flipped bit anywhere after the version, in the header or in the parameters.
+        for at in [20, 40, good.len() / 2, good.len() - 20, good.len() - 1] {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            std::fs::write(&p, &bad).unwrap();
+            let e = load(&p, &AdamConfig::default()).unwrap_err().to_string();
+            assert!(e.contains("damaged") && e.contains("c.ckpt"), "byte {at}: {e}");
+        }
+    }
+
+    #[test]
+    fn non_finite_state_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.ckpt");
+        let mut a = trainer(0.0, 7, 40);
+        a.model.params[2][0] = f32::NAN;
+        save(&p, &meta(), &[trainer(1.0, 3, 23), a]).unwrap();
+        let e = load(&p, &AdamConfig::default()).unwrap_err().to_string();
+        assert!(e.contains("half B") && e.contains("non-finite"), "{e}");
     }
 }

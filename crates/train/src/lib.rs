@@ -11,6 +11,8 @@ pub mod backproject;
 pub mod bench;
 pub mod checkpoint;
 pub mod dataset;
+pub mod output;
 pub mod progress;
 pub mod reconstruct;
 pub mod simulate;
+pub mod streams;

@@ -8,8 +8,9 @@ use cryosplat_formats::mrc::MrcFile;
 use cryosplat_train::dataset::{LoadOptions, ParticleSet};
 use cryosplat_train::progress::NoProgress;
 use cryosplat_train::reconstruct::density::DensityConfig;
-use cryosplat_train::reconstruct::{reconstruct, ReconstructConfig, ReconstructError};
+use cryosplat_train::reconstruct::{reconstruct, ReconstructConfig, ReconstructError, Session, Summary};
 use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
@@ -31,6 +32,13 @@ fn read(p: &Path) -> Vec<f32> {
     MrcFile::open(p).unwrap().read_all().unwrap()
 }
 
+/// A run without progress display or a caller's hook.
+fn rec(set: &ParticleSet, cfg: &ReconstructConfig, out: &Path, resume: bool) -> Result<Summary, ReconstructError> {
+    let stop = AtomicBool::new(false);
+    let session = Session { out_dir: out, resume, settings: json!({}), caller_files: vec![], progress: &NoProgress, stop: &stop };
+    reconstruct(set, cfg, &session, &mut |_| Ok(vec![]))
+}
+
 fn small(threads: usize) -> ReconstructConfig {
     ReconstructConfig { gaussians: 600, epochs: 2, threads, seed: 9, checkpoint_every: 0, ..Default::default() }
 }
@@ -42,9 +50,12 @@ fn recovers_the_ground_truth() {
     let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
     let out = dir.path().join("rec");
     let mut epochs = 0;
-    let s = reconstruct(&set, &small(2), &out, false, &NoProgress, &AtomicBool::new(false), &mut |_| {
+    let stop = AtomicBool::new(false);
+    let session = Session { out_dir: &out, resume: false, settings: json!({}), caller_files: vec![], progress: &NoProgress, stop: &stop };
+    let s = reconstruct(&set, &small(2), &session, &mut |r| {
         epochs += 1;
-        Ok(())
+        assert_eq!(r.out_dir, out);
+        Ok(vec![])
     })
     .unwrap();
     assert_eq!(epochs, 2);
@@ -69,11 +80,18 @@ fn recovers_the_ground_truth() {
     let c0 = corr(&gt, &cryosplat_core::voxel::voxelize_model(&init, 40));
     eprintln!("correlation with the ground truth: trained {c:.3}, random start {c0:.3}");
     assert!(c > 0.85 && c > c0 + 0.15, "map vs ground truth correlation {c} (random start {c0})");
-    let res = s.history.last().unwrap().resolution_0143_a.expect("a resolution");
+    let res = s.last().resolution_0143.angstrom_or_nyquist().expect("a resolution");
     assert!(res < 8.0, "half-map resolution {res} Å");
-    for f in ["map.mrc", "half_map_a.mrc", "half_map_b.mrc", "fsc.csv", "checkpoint.ckpt"] {
+    for f in ["map.mrc", "half_map_a.mrc", "half_map_b.mrc", "fsc.csv", "checkpoint.ckpt", "gaussians.ply", "gaussians.cif", "run.json"] {
         assert!(out.join(f).exists(), "{f}");
+        assert!(s.outputs.contains(&out.join(f)), "{f} is not listed among the outputs");
     }
+    // run.json states the resolution the run reports, and the curve it comes from.
+    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["finished"], true);
+    assert_eq!(run["resolution_0143"].as_f64(), s.last().resolution_0143.angstrom());
+    assert_eq!(run["resolution_method"], cryosplat_train::reconstruct::RESOLUTION_METHOD);
+    assert_eq!(run["settings"]["config"]["gaussians"], 600);
 }
 
 #[test]
@@ -81,24 +99,21 @@ fn a_resumed_run_equals_an_unbroken_one() {
     let dir = tempfile::tempdir().unwrap();
     let star = simulated(&dir.path().join("sim"), 200, 1.0);
     let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
-    let stop = AtomicBool::new(false);
     let unbroken = dir.path().join("a");
-    reconstruct(&set, &small(2), &unbroken, false, &NoProgress, &stop, &mut |_| Ok(())).unwrap();
+    rec(&set, &small(2), &unbroken, false).unwrap();
     // Killed mid-epoch (in half B of epoch 1), then resumed.
     let broken = dir.path().join("b");
     let cfg = ReconstructConfig { max_steps: Some(130), ..small(2) };
-    let e = reconstruct(&set, &cfg, &broken, false, &NoProgress, &stop, &mut |_| Ok(())).unwrap_err();
+    let e = rec(&set, &cfg, &broken, false).unwrap_err();
     assert!(matches!(e, ReconstructError::Interrupted { steps: 130, .. }), "{e}");
     assert!(e.to_string().contains("--resume"));
-    reconstruct(&set, &small(2), &broken, true, &NoProgress, &stop, &mut |_| Ok(())).unwrap();
+    rec(&set, &small(2), &broken, true).unwrap();
     for f in ["map.mrc", "half_map_a.mrc", "half_map_b.mrc"] {
         assert_eq!(std::fs::read(unbroken.join(f)).unwrap(), std::fs::read(broken.join(f)).unwrap(), "{f} differs");
     }
     // Resuming with other settings, another thread count or other data is refused, naming
     // what differs.
-    let resume = |set: &ParticleSet, cfg: &ReconstructConfig| {
-        reconstruct(set, cfg, &broken, true, &NoProgress, &stop, &mut |_| Ok(())).unwrap_err().to_string()
-    };
+    let resume = |set: &ParticleSet, cfg: &ReconstructConfig| rec(set, cfg, &broken, true).unwrap_err().to_string();
     let e = resume(&set, &ReconstructConfig { gaussians: 601, ..small(2) });
     assert!(e.contains("other settings") && e.contains("checkpoint.ckpt"), "{e}");
     let e = resume(&set, &small(1));
@@ -108,7 +123,7 @@ fn a_resumed_run_equals_an_unbroken_one() {
     let e = resume(&fewer, &small(2));
     assert!(e.contains("other particles"), "{e}");
     // Nothing to resume.
-    let e = reconstruct(&set, &small(2), &dir.path().join("empty"), true, &NoProgress, &stop, &mut |_| Ok(())).unwrap_err().to_string();
+    let e = rec(&set, &small(2), &dir.path().join("empty"), true).unwrap_err().to_string();
     assert!(e.contains("no checkpoint") && e.contains("without --resume"), "{e}");
 }
 
@@ -117,7 +132,6 @@ fn density_control_runs_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let star = simulated(&dir.path().join("sim"), 200, 1.0);
     let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
-    let stop = AtomicBool::new(false);
     let cfg = ReconstructConfig {
         epochs: 3,
         density: DensityConfig {
@@ -130,7 +144,7 @@ fn density_control_runs_and_resumes_exactly() {
         ..small(2)
     };
     let unbroken = dir.path().join("a");
-    let s = reconstruct(&set, &cfg, &unbroken, false, &NoProgress, &stop, &mut |_| Ok(())).unwrap();
+    let s = rec(&set, &cfg, &unbroken, false).unwrap();
     let h = &s.history;
     // Epoch 2 splits 20% of the 600 Gaussians that were seen (each becomes two).
     assert_eq!(h[0].gaussians, [600, 600]);
@@ -146,10 +160,10 @@ fn density_control_runs_and_resumes_exactly() {
     let broken = dir.path().join("b");
     for (k, limit) in [210, 170].into_iter().enumerate() {
         let c = ReconstructConfig { max_steps: Some(limit), ..cfg.clone() };
-        let e = reconstruct(&set, &c, &broken, k > 0, &NoProgress, &stop, &mut |_| Ok(())).unwrap_err();
+        let e = rec(&set, &c, &broken, k > 0).unwrap_err();
         assert!(matches!(e, ReconstructError::Interrupted { .. }), "{e}");
     }
-    let s2 = reconstruct(&set, &cfg, &broken, true, &NoProgress, &stop, &mut |_| Ok(())).unwrap();
+    let s2 = rec(&set, &cfg, &broken, true).unwrap();
     for f in ["map.mrc", "half_map_a.mrc", "half_map_b.mrc"] {
         assert_eq!(std::fs::read(unbroken.join(f)).unwrap(), std::fs::read(broken.join(f)).unwrap(), "{f} differs");
     }
@@ -165,10 +179,7 @@ fn data(rel: &str) -> PathBuf {
 #[test]
 fn bad_inputs_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let stop = AtomicBool::new(false);
-    let run = |set: &ParticleSet, cfg: &ReconstructConfig, out: &Path| {
-        reconstruct(set, cfg, out, false, &NoProgress, &stop, &mut |_| Ok(())).unwrap_err().to_string()
-    };
+    let run = |set: &ParticleSet, cfg: &ReconstructConfig, out: &Path| rec(set, cfg, out, false).unwrap_err().to_string();
     // No poses.
     let set = ParticleSet::load(&data("cryodrgn/empiar_10076_7.star"), &LoadOptions::default()).unwrap();
     let e = run(&set, &small(1), &dir.path().join("x"));

@@ -2,10 +2,10 @@
 
 use crate::input::ParticleArgs;
 use crate::progress::Bar;
-use anyhow::{Context, Result};
-use cryosplat_formats::mrc::{write_volume, WriteOptions};
+use anyhow::Result;
 use cryosplat_train::backproject::{backproject, BackprojectConfig, Backprojection};
-use std::path::{Path, PathBuf};
+use cryosplat_train::output::OutputDir;
+use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(short, long)]
     pub out: PathBuf,
     /// Padding factor of the Fourier grid.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = BackprojectConfig::default().pad)]
     pub pad: usize,
     /// Constant regularisation of every map: add this fraction of the mean Fourier weight to
     /// every weight (0.01 was the former default). Without it, the half maps use 0.01 and the
@@ -23,10 +23,10 @@ pub struct Args {
     #[arg(long)]
     pub wiener: Option<f64>,
     /// Worker threads (default: all cores).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = BackprojectConfig::default().threads)]
     pub threads: usize,
     /// Random seed of the half split (the same as reconstruct's for the same seed).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = BackprojectConfig::default().seed)]
     pub seed: u64,
     /// Fourier-crop the images to this box size first.
     #[arg(long)]
@@ -36,24 +36,38 @@ pub struct Args {
     pub no_ctf: bool,
 }
 
-/// Write map.mrc, half maps, fsc.csv and fsc.png.
-pub fn write_outputs(dir: &Path, r: &Backprojection) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating the output folder {}", dir.display()))?;
-    let opts = WriteOptions { label: "cryosplat backproject".into(), ..Default::default() };
-    for (name, m) in [("map.mrc", &r.map), ("half_map_a.mrc", &r.half_a), ("half_map_b.mrc", &r.half_b)] {
-        write_volume(&dir.join(name), m, [r.d, r.d, r.d], r.apix, &opts)?;
+impl Args {
+    /// The configuration these arguments give.
+    pub fn config(&self) -> BackprojectConfig {
+        BackprojectConfig {
+            pad: self.pad,
+            wiener: self.wiener,
+            threads: self.threads,
+            seed: self.seed,
+            downsample: self.downsample,
+            no_ctf: self.no_ctf,
+        }
     }
-    cryosplat_train::reconstruct::write_fsc_csv(&dir.join("fsc.csv"), &r.fsc)?;
-    crate::figures::fsc_plot(&dir.join("fsc.png"), "backprojection half-map FSC", &r.fsc)?;
-    Ok(())
 }
 
+/// Backproject and write map.mrc, the half maps, fsc.csv, run.json and fsc.png.
 pub fn execute(a: &Args) -> Result<Backprojection> {
     let set = a.input.load()?;
-    let cfg =
-        BackprojectConfig { pad: a.pad, wiener: a.wiener, threads: a.threads, seed: a.seed, downsample: a.downsample, no_ctf: a.no_ctf };
+    let cfg = a.config();
     let r = backproject(&set, &cfg, &Bar::new())?;
-    write_outputs(&a.out, &r)?;
+    let mut out = OutputDir::create(&a.out)?;
+    let fsc_png = out.path("fsc.png");
+    crate::figures::fsc_plot(&fsc_png, "backprojection half-map FSC", &r.fsc)?;
+    out.record(fsc_png);
+    let argv: Vec<String> = std::env::args_os().map(|s| s.to_string_lossy().into_owned()).collect();
+    let settings = serde_json::json!({
+        "command": argv,
+        "particles": a.input.particles.display().to_string(),
+        "count": set.len(),
+        "box_px": set.box_px,
+        "apix": set.apix,
+    });
+    r.write_outputs(&mut out, &cfg, &settings)?;
     Ok(r)
 }
 
@@ -68,12 +82,7 @@ pub fn run(a: Args) -> Result<()> {
             println!("regularisation: constant, {} × the mean Fourier weight", a.wiener.unwrap_or(cryosplat_core::backproject::BASE_WIENER))
         }
     }
-    println!(
-        "half-map resolution (FSC 0.143, corrected): {}; 0.5: {}; {:.1} s",
-        r.fsc.resolution(0.143).describe(r.apix),
-        r.fsc.resolution(0.5).describe(r.apix),
-        r.seconds
-    );
+    println!("half-map resolution (FSC 0.143, corrected): {}; 0.5: {}; {:.1} s", r.resolution(0.143), r.resolution(0.5), r.seconds);
     println!("outputs in {}", a.out.display());
     Ok(())
 }

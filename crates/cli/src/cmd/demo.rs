@@ -9,7 +9,9 @@ use crate::report::{write_report, Section};
 use anyhow::{Context, Result};
 use cryosplat_core::fsc::{gold_standard, MaskChoice};
 use cryosplat_formats::mrc::MrcFile;
+use cryosplat_train::output::ReportedResolution;
 use cryosplat_train::progress::Progress;
+use cryosplat_train::reconstruct::ReconstructConfig;
 use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
 use std::path::PathBuf;
 
@@ -51,8 +53,9 @@ pub struct Args {
     pub seed: u64,
 }
 
-fn fmt_res(r: cryosplat_core::fsc::Resolution, apix: f64) -> String {
-    r.describe(apix).split(';').next().unwrap_or("").to_string()
+/// A resolution for the demo's table.
+fn res(r: cryosplat_core::fsc::Resolution, apix: f64) -> ReportedResolution {
+    ReportedResolution::new(r, apix)
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -97,25 +100,16 @@ pub fn run(a: Args) -> Result<()> {
 
     // 2. Gaussian splatting.
     println!("reconstructing by Gaussian splatting ({} Gaussians per half, {} epochs)…", a.gaussians, a.epochs);
-    let rec_args = crate::cmd::reconstruct::Args {
-        input: input.clone(),
-        out: a.out.join("gaussian"),
+    let rec_cfg = ReconstructConfig {
         gaussians: a.gaussians,
         epochs: a.epochs,
         lr: a.lr,
-        lr_decay: 0.1,
-        batch_size: 1,
         threads: a.threads,
-        downsample: None,
         seed: a.seed,
-        resume: false,
         checkpoint_every: 0,
-        n_sigma: cryosplat_core::render::DEFAULT_N_SIGMA,
-        cache_gib: 8.0,
-        no_ctf: false,
-        max_steps: None,
-        density: Default::default(),
+        ..Default::default()
     };
+    let rec_args = crate::cmd::reconstruct::Args::with_config(input.clone(), a.out.join("gaussian"), &rec_cfg);
     let rec = crate::cmd::reconstruct::execute(&rec_args, "cryosplat demo: Gaussian splatting")?;
     // 3. Backprojection of the same particles with the same half split.
     println!("reconstructing by backprojection…");
@@ -157,11 +151,19 @@ pub fn run(a: Args) -> Result<()> {
     let rows = [
         (
             "resolution against the ground truth (FSC 0.5)",
-            fmt_res(g_gt.resolution_unmasked(0.5), a.apix),
-            fmt_res(b_gt.resolution_unmasked(0.5), a.apix),
+            res(g_gt.resolution_unmasked(0.5), a.apix).short(),
+            res(b_gt.resolution_unmasked(0.5), a.apix).short(),
         ),
-        ("half-map resolution (FSC 0.143, corrected)", fmt_res(g_gs.resolution(0.143), a.apix), fmt_res(bp.fsc.resolution(0.143), a.apix)),
-        ("half-map resolution (FSC 0.5, corrected)", fmt_res(g_gs.resolution(0.5), a.apix), fmt_res(bp.fsc.resolution(0.5), a.apix)),
+        (
+            "half-map resolution (FSC 0.143, corrected)",
+            res(g_gs.resolution(0.143), a.apix).short(),
+            res(bp.fsc.resolution(0.143), a.apix).short(),
+        ),
+        (
+            "half-map resolution (FSC 0.5, corrected)",
+            res(g_gs.resolution(0.5), a.apix).short(),
+            res(bp.fsc.resolution(0.5), a.apix).short(),
+        ),
         ("wall time", format!("{rec_s:.1} s"), format!("{:.1} s", bp.seconds)),
     ];
     println!("\n{:<48} {:>20} {:>20}", "", "Gaussian splatting", "backprojection");
@@ -200,8 +202,8 @@ pub fn run(a: Args) -> Result<()> {
     write_report(&a.out.join("report.html"), "cryosplat demo", &sections)?;
     let demo_json = serde_json::json!({
         "particles": a.particles, "box": a.box_px, "apix": a.apix, "snr": a.snr,
-        "gaussian": {"fsc05_vs_gt": fmt_res(g_gt.resolution_unmasked(0.5), a.apix), "halfmap_0143": fmt_res(g_gs.resolution(0.143), a.apix), "seconds": rec_s},
-        "backproject": {"fsc05_vs_gt": fmt_res(b_gt.resolution_unmasked(0.5), a.apix), "halfmap_0143": fmt_res(bp.fsc.resolution(0.143), a.apix), "seconds": bp.seconds},
+        "gaussian": {"fsc05_vs_gt": res(g_gt.resolution_unmasked(0.5), a.apix), "halfmap_0143": res(g_gs.resolution(0.143), a.apix), "seconds": rec_s},
+        "backproject": {"fsc05_vs_gt": res(b_gt.resolution_unmasked(0.5), a.apix), "halfmap_0143": res(bp.fsc.resolution(0.143), a.apix), "seconds": bp.seconds},
         "simulation_seconds": sim_s, "total_seconds": total_s,
     });
     cryosplat_formats::atomic::write_bytes_atomic(&a.out.join("demo.json"), serde_json::to_string_pretty(&demo_json)?.as_bytes())?;

@@ -74,7 +74,7 @@ pub fn run(a: Args) -> Result<()> {
     let rep = gold_standard(&va, &vb, d, apix, mask, a.seed);
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        cryosplat_train::reconstruct::write_fsc_csv(&dir.join("fsc.csv"), &rep)?;
+        cryosplat_train::output::write_fsc_csv(&dir.join("fsc.csv"), &rep)?;
         crate::figures::fsc_plot(&dir.join("fsc.png"), "FSC", &rep)?;
     }
     if a.json {

@@ -1,16 +1,16 @@
 //! `cryosplat reconstruct`: Gaussian-splatting reconstruction with gold-standard half maps.
 //!
-//! The library does the work and reports each epoch through a callback; this file shows the
-//! progress bar, turns Ctrl-C into a checkpoint, writes the figures and report after every
-//! epoch (`report::write_epoch_outputs`: fsc.png, report.html, gaussians*.ply, run.json) and
-//! keeps `run.log`, a copy of what the run said (rewritten atomically after every event).
+//! The library does the work and writes the maps, FSC table, Gaussian files, run.json and
+//! checkpoint; this file shows the progress bar, turns Ctrl-C into a checkpoint, writes the
+//! figures and report after every epoch (`report::write_epoch_outputs`) and keeps `run.log`, a
+//! copy of what the run said (rewritten atomically after every event).
 
 use crate::input::ParticleArgs;
 use crate::progress::Bar;
 use crate::report;
 use anyhow::{Context, Result};
 use cryosplat_train::reconstruct::density::DensityConfig;
-use cryosplat_train::reconstruct::{reconstruct, ReconstructConfig, ReconstructError};
+use cryosplat_train::reconstruct::{reconstruct, EpochResult, ReconstructConfig, ReconstructError, Session, Summary};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -27,37 +27,37 @@ pub struct Args {
     #[arg(long, default_value_t = ReconstructConfig::default().gaussians)]
     pub gaussians: usize,
     /// Passes over each half's particles.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = ReconstructConfig::default().epochs)]
     pub epochs: usize,
     /// Adam learning rate (box units), for every parameter type.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = ReconstructConfig::default().lr)]
     pub lr: f64,
     /// Total exponential decay of the learning rate over the run.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = ReconstructConfig::default().lr_decay)]
     pub lr_decay: f64,
     /// Images per optimiser step.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = ReconstructConfig::default().batch_size)]
     pub batch_size: usize,
     /// Worker threads (default: all cores).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = ReconstructConfig::default().threads)]
     pub threads: usize,
     /// Train on images Fourier-cropped to this box size.
     #[arg(long)]
     pub downsample: Option<usize>,
     /// Random seed (half split, initialisation, visiting order).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = ReconstructConfig::default().seed)]
     pub seed: u64,
     /// Continue the run in the output folder from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
     /// Also checkpoint every this many steps (0: once per half-epoch).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = ReconstructConfig::default().checkpoint_every)]
     pub checkpoint_every: usize,
     /// Splat footprint in standard deviations.
-    #[arg(long, default_value_t = cryosplat_core::render::DEFAULT_N_SIGMA)]
+    #[arg(long, default_value_t = ReconstructConfig::default().n_sigma)]
     pub n_sigma: f32,
     /// Keep images in memory when they take less than this many GiB.
-    #[arg(long, default_value_t = 8.0)]
+    #[arg(long, default_value_t = ReconstructConfig::default().cache_gib)]
     pub cache_gib: f64,
     /// Train without a CTF (data that have none).
     #[arg(long)]
@@ -84,7 +84,7 @@ pub struct ModelArgs {
     #[arg(long, default_value_t = DensityConfig::default().split_fraction)]
     pub densify_fraction: f64,
     /// Also split Gaussians larger than this many pixels (largest standard deviation; 0: off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = DensityConfig::default().split_large_px)]
     pub densify_large_px: f64,
     /// Prune vanished Gaussians before these epochs (1-based, comma-separated).
     #[arg(long, value_delimiter = ',')]
@@ -92,20 +92,6 @@ pub struct ModelArgs {
     /// Prune Gaussians with an amplitude below this fraction of the mean amplitude.
     #[arg(long, default_value_t = DensityConfig::default().prune_fraction)]
     pub prune_fraction: f64,
-}
-
-impl Default for ModelArgs {
-    fn default() -> Self {
-        let d = DensityConfig::default();
-        ModelArgs {
-            init_mass_fraction: ReconstructConfig::default().init_mass_fraction,
-            densify_epochs: d.densify_epochs,
-            densify_fraction: d.split_fraction,
-            densify_large_px: d.split_large_px,
-            prune_epochs: d.prune_epochs,
-            prune_fraction: d.prune_fraction,
-        }
-    }
 }
 
 impl ModelArgs {
@@ -156,6 +142,36 @@ impl RunLog {
 }
 
 impl Args {
+    /// The arguments that give `cfg` (for the demo, which runs a reconstruction itself).
+    pub fn with_config(input: ParticleArgs, out: PathBuf, cfg: &ReconstructConfig) -> Self {
+        Args {
+            input,
+            out,
+            gaussians: cfg.gaussians,
+            epochs: cfg.epochs,
+            lr: cfg.lr,
+            lr_decay: cfg.lr_decay,
+            batch_size: cfg.batch_size,
+            threads: cfg.threads,
+            downsample: cfg.downsample,
+            seed: cfg.seed,
+            resume: false,
+            checkpoint_every: cfg.checkpoint_every,
+            n_sigma: cfg.n_sigma,
+            cache_gib: cfg.cache_gib,
+            no_ctf: cfg.no_ctf,
+            max_steps: cfg.max_steps,
+            density: ModelArgs {
+                init_mass_fraction: cfg.init_mass_fraction,
+                densify_epochs: cfg.density.densify_epochs.clone(),
+                densify_fraction: cfg.density.split_fraction,
+                densify_large_px: cfg.density.split_large_px,
+                prune_epochs: cfg.density.prune_epochs.clone(),
+                prune_fraction: cfg.density.prune_fraction,
+            },
+        }
+    }
+
     pub fn config(&self) -> ReconstructConfig {
         ReconstructConfig {
             gaussians: self.gaussians,
@@ -178,11 +194,11 @@ impl Args {
 }
 
 /// Run and write every output; returns the run summary.
-pub fn execute(a: &Args, title: &str) -> Result<cryosplat_train::reconstruct::Summary> {
+pub fn execute(a: &Args, title: &str) -> Result<Summary> {
     let cfg = a.config();
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating the output folder {}", a.out.display()))?;
     let mut log = if a.resume { RunLog::resume(&a.out) } else { RunLog::new(&a.out) };
-    let argv: Vec<String> = std::env::args().collect();
+    let argv: Vec<String> = std::env::args_os().map(|s| s.to_string_lossy().into_owned()).collect();
     log.line(&format!("cryosplat {}{}", env!("CARGO_PKG_VERSION"), if a.resume { " (resuming)" } else { "" }));
     log.line(&format!("command: {}", argv.join(" ")));
     let set = match a.input.load() {
@@ -208,7 +224,6 @@ pub fn execute(a: &Args, title: &str) -> Result<cryosplat_train::reconstruct::Su
         });
     }
     let bar = Bar::new();
-    let out = a.out.clone();
     let settings = serde_json::json!({
         "command": argv,
         "particles": a.input.particles.display().to_string(),
@@ -224,35 +239,36 @@ pub fn execute(a: &Args, title: &str) -> Result<cryosplat_train::reconstruct::Su
     });
     log.line(&format!("settings: {}", serde_json::to_string(&cfg)?));
     let log = std::sync::Mutex::new(log);
-    let written: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
-    let mut on_epoch = |r: &cryosplat_train::reconstruct::EpochResult| -> Result<(), ReconstructError> {
+    let mut on_epoch = |r: &EpochResult| -> Result<Vec<PathBuf>, ReconstructError> {
+        let rec = r.record;
         let msg = format!(
             "epoch {}: loss A {:.5} B {:.5}; half-map resolution {} (FSC 0.143), {} (0.5); {} + {} Gaussians; {:.1} s, {:.0} images/s",
-            r.record.epoch,
-            r.record.loss[0],
-            r.record.loss[1],
-            fmt_res(&r.record.resolution_0143),
-            fmt_res(&r.record.resolution_05),
-            r.record.gaussians[0],
-            r.record.gaussians[1],
-            r.record.seconds,
-            r.record.images_per_s
+            rec.epoch,
+            rec.loss[0],
+            rec.loss[1],
+            rec.resolution_0143,
+            rec.resolution_05,
+            rec.gaussians[0],
+            rec.gaussians[1],
+            rec.seconds,
+            rec.images_per_s
         );
         tracing::info!("{msg}");
         log.lock().expect("log lock").line(&msg);
-        // Figures, report, PLY files and run.json (the report hook).
-        let files = report::write_epoch_outputs(&out, title, r, &settings).map_err(|e| ReconstructError::Config(format!("{e:#}")))?;
-        let mut w = written.lock().expect("outputs lock");
-        for f in files {
-            if !w.contains(&f) {
-                w.push(f);
-            }
-        }
-        Ok(())
+        // Figures and the report.
+        report::write_epoch_outputs(r.out_dir, title, r, &settings).map_err(|e| ReconstructError::Config(format!("{e:#}")))
     };
-    let result = reconstruct(&set, &cfg, &a.out, a.resume, &bar, &stop, &mut on_epoch);
+    let session = Session {
+        out_dir: &a.out,
+        resume: a.resume,
+        settings: settings.clone(),
+        caller_files: vec![a.out.join("run.log")],
+        progress: &bar,
+        stop: &stop,
+    };
+    let result = reconstruct(&set, &cfg, &session, &mut on_epoch);
     let mut log = log.into_inner().expect("log lock");
-    let mut summary = match result {
+    let summary = match result {
         Ok(s) => s,
         Err(e @ ReconstructError::Interrupted { .. }) => {
             log.line(&format!("stopped: {e}"));
@@ -266,45 +282,23 @@ pub fn execute(a: &Args, title: &str) -> Result<cryosplat_train::reconstruct::Su
     for w in &summary.warnings {
         log.line(&format!("note: {w}"));
     }
-    // Every file of the output folder: the maps and FSC table from the library, the figures,
-    // report, Gaussian files and run.json from the report hook, the log and the checkpoint.
-    for f in written.into_inner().expect("outputs lock").into_iter().chain([a.out.join("run.log")]) {
-        if !summary.outputs.contains(&f) {
-            summary.outputs.push(f);
-        }
-    }
-    report::write_final_outputs(&a.out, &summary, &settings)?;
-    if let Some(last) = summary.history.last() {
-        log.line(&format!(
-            "finished in {:.0} s: half-map resolution {} (FSC 0.143), {} (0.5); outputs: {}",
-            summary.seconds,
-            fmt_res(&last.resolution_0143),
-            fmt_res(&last.resolution_05),
-            summary.outputs.iter().filter_map(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned()).collect::<Vec<_>>().join(", ")
-        ));
-    }
+    let last = summary.last();
+    log.line(&format!(
+        "finished in {:.0} s: half-map resolution {} (FSC 0.143), {} (0.5); outputs: {}",
+        summary.seconds,
+        last.resolution_0143,
+        last.resolution_05,
+        summary.outputs.iter().filter_map(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned()).collect::<Vec<_>>().join(", ")
+    ));
     Ok(summary)
-}
-
-/// A resolution string of the library ("4.123", "nyquist", "none") for people.
-fn fmt_res(s: &str) -> String {
-    match s {
-        "nyquist" => "at Nyquist".into(),
-        "none" => "none (no correlation)".into(),
-        a => format!("{a} Å"),
-    }
 }
 
 pub fn run(a: Args) -> Result<()> {
     let s = execute(&a, "cryosplat reconstruction")?;
-    let last = s.history.last().expect("at least one epoch");
+    let last = s.last();
     println!(
         "half-map resolution (FSC 0.143, corrected): {}; 0.5: {}; {} + {} particles, {:.0} s",
-        fmt_res(&last.resolution_0143),
-        fmt_res(&last.resolution_05),
-        s.particles[0],
-        s.particles[1],
-        s.seconds
+        last.resolution_0143, last.resolution_05, s.particles[0], s.particles[1], s.seconds
     );
     println!("outputs in {}", a.out.display());
     Ok(())

@@ -1,0 +1,138 @@
+//! The random start's two numbers, estimated from half A's images: the data scale that
+//! normalises the images, and the particle's total mass (see "Initial mass" in the module
+//! docs of [`super`]).
+
+use super::images::Images;
+use super::{ReconstructConfig, ReconstructError};
+use crate::streams::Stream;
+use cryosplat_core::ctf::CtfGrid;
+use cryosplat_core::gaussian::GaussianModel;
+use cryosplat_core::render::{RenderOptions, Renderer};
+
+/// `1/std` of the pixel values over up to 256 images of half A (`idx`).
+pub fn estimate_scale(images: &Images, idx: &[usize], seed: u64) -> Result<f64, ReconstructError> {
+    let mut pick = idx.to_vec();
+    Stream::ScaleSample.rng(seed).shuffle(&mut pick);
+    pick.truncate(256);
+    let mut s = images.scratch();
+    let mut buf = vec![0.0f32; images.d * images.d];
+    let (mut sum, mut sum2, mut n) = (0.0f64, 0.0f64, 0.0f64);
+    for &i in &pick {
+        images.read_uncached(i, &mut buf, &mut s)?;
+        for &v in &buf {
+            sum += v as f64;
+            sum2 += (v as f64) * (v as f64);
+            n += 1.0;
+        }
+    }
+    let var = sum2 / n - (sum / n).powi(2);
+    if !(var > 0.0) {
+        return Err(ReconstructError::Config(format!("{}: the images are constant; nothing to reconstruct", images.set.source.display())));
+    }
+    Ok(1.0 / var.sqrt())
+}
+
+/// The particle's total mass (box units, normalised data), estimated two ways.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MassEstimate {
+    /// `Σ image integrals / Σ CTF(0)` over up to 1000 images of half A: the projection of a
+    /// mass `m` integrates to `m·D²` pixel units in every view, and the CTF scales the zero
+    /// frequency by `CTF(0)` (`Q0` without a phase plate).
+    pub from_integrals: f64,
+    /// Standard error of `from_integrals`, relative.
+    pub integral_rel_error: f64,
+    /// Least-squares scale of the initial blob rendered at 128 particles' poses with their
+    /// CTFs. Biased low when the molecule is larger than the blob (BENCHMARKS.md), so it is
+    /// only the fallback.
+    pub from_fit: f64,
+    /// The value used.
+    pub total: f64,
+    pub images: usize,
+    pub warning: Option<String>,
+}
+
+/// Estimate the total mass from the images `idx` (half A): from the images' integrals when
+/// that is precise to 25%, else from the least-squares fit (with a warning). The fit also
+/// detects inverted contrast.
+pub fn estimate_mass(
+    images: &Images,
+    idx: &[usize],
+    apix: f64,
+    grid: &CtfGrid,
+    cfg: &ReconstructConfig,
+) -> Result<MassEstimate, ReconstructError> {
+    let (set, d) = (images.set, images.d);
+    let from_fit = fit_initial_mass(images, idx, apix, grid, cfg)?;
+    let mut pick = idx.to_vec();
+    Stream::MassIntegralSample.rng(cfg.seed).shuffle(&mut pick);
+    pick.truncate(1000);
+    let mut s = images.scratch();
+    let mut img = vec![0.0f32; d * d];
+    let mut ctf = vec![1.0f32; grid.len()];
+    let (mut sum_i, mut sum_i2, mut sum_c) = (0.0f64, 0.0f64, 0.0f64);
+    for &i in &pick {
+        images.read_uncached(i, &mut img, &mut s)?;
+        let integral: f64 = img.iter().map(|&v| v as f64).sum();
+        if !cfg.no_ctf {
+            grid.fill_rfft(&set.particles[i].ctf, &mut ctf);
+        }
+        sum_i += integral;
+        sum_i2 += integral * integral;
+        sum_c += ctf[0] as f64;
+    }
+    let n = pick.len() as f64;
+    let area = (d * d) as f64;
+    let from_integrals = sum_i / sum_c / area;
+    let sd = (sum_i2 / n - (sum_i / n).powi(2)).max(0.0).sqrt();
+    let rel = (sd / n.sqrt()) / (sum_i / n).abs().max(f64::MIN_POSITIVE);
+    let (total, warning) = if from_integrals > 0.0 && sum_c > 0.0 && rel < 0.25 {
+        (from_integrals, None)
+    } else {
+        (
+            from_fit,
+            Some(format!(
+                "the images' integrals do not give the particle's mass (estimate {from_integrals:.3e} ± {:.0}% over {} images): \
+                 the initial amplitudes come from a least-squares fit of a blob, which tends to underestimate it",
+                100.0 * rel,
+                pick.len()
+            )),
+        )
+    };
+    Ok(MassEstimate { from_integrals, integral_rel_error: rel, from_fit, total, images: pick.len(), warning })
+}
+
+/// Least-squares total mass of the initial blob against a sample of the images `idx`.
+fn fit_initial_mass(images: &Images, idx: &[usize], apix: f64, grid: &CtfGrid, cfg: &ReconstructConfig) -> Result<f64, ReconstructError> {
+    let (set, d) = (images.set, images.d);
+    let unit = GaussianModel::random_init(cfg.gaussians.min(2000), 1.0, &mut Stream::MassFitBlob.rng(cfg.seed));
+    let mut sp = Renderer::new(d, RenderOptions { n_sigma: cfg.n_sigma, threads: 1 });
+    let mut pick = idx.to_vec();
+    Stream::MassFitSample.rng(cfg.seed).shuffle(&mut pick);
+    pick.truncate(128);
+    let mut s = images.scratch();
+    let mut obs = vec![0.0f32; d * d];
+    let mut pred = vec![0.0f32; d * d];
+    let mut ctf = vec![0.0f32; grid.len()];
+    let (mut num, mut den) = (0.0f64, 0.0f64);
+    for &i in &pick {
+        images.read_uncached(i, &mut obs, &mut s)?;
+        let p = &set.particles[i];
+        if !cfg.no_ctf {
+            grid.fill_rfft(&p.ctf, &mut ctf);
+        }
+        sp.render(&unit, &p.pose, apix, (!cfg.no_ctf).then_some(&ctf[..]), &mut pred);
+        for (a, b) in pred.iter().zip(&obs) {
+            num += *a as f64 * *b as f64;
+            den += (*a as f64) * (*a as f64);
+        }
+    }
+    // `unit` carries a total mass of 1/2 (see `random_init`).
+    let mass = 0.5 * num / den;
+    if !(mass > 0.0) {
+        return Err(ReconstructError::Config(format!(
+            "{}: the images anti-correlate with a positive blob at the particles' poses: the contrast looks inverted (protein dark); use --invert",
+            set.source.display()
+        )));
+    }
+    Ok(mass)
+}
