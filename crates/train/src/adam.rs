@@ -212,8 +212,8 @@ impl Adam {
     /// repeat), and append zeroed moments for `added` new Gaussians (used by pruning and
     /// densification; the model must be remapped the same way).
     pub fn remap(&mut self, keep: &[usize], added: usize) {
-        self.m = keep.iter().map(|&i| self.m[i]).chain(std::iter::repeat([0.0; PARAMS_PER_GAUSSIAN]).take(added)).collect();
-        self.v = keep.iter().map(|&i| self.v[i]).chain(std::iter::repeat([0.0; PARAMS_PER_GAUSSIAN]).take(added)).collect();
+        self.m = keep.iter().map(|&i| self.m[i]).chain(std::iter::repeat_n([0.0; PARAMS_PER_GAUSSIAN], added)).collect();
+        self.v = keep.iter().map(|&i| self.v[i]).chain(std::iter::repeat_n([0.0; PARAMS_PER_GAUSSIAN], added)).collect();
     }
 }
 
@@ -263,7 +263,7 @@ mod tests {
         assert_eq!(cfg.lr_scale, [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.5, 2.0]);
         let mut model = GaussianModel { params: vec![[0.0; PARAMS_PER_GAUSSIAN]; 3] };
         let mut adam = Adam::new(cfg, 3);
-        adam.step(&mut model, &vec![[1.0f32; PARAMS_PER_GAUSSIAN]; 3], 0.01);
+        adam.step(&mut model, &[[1.0f32; PARAMS_PER_GAUSSIAN]; 3], 0.01);
         // (1 − β2 in f32 is 1.0000467e-3, hence the 1e-6 tolerance.)
         assert!((model.params[0][0] + 0.01).abs() < 1e-6);
         assert!((model.params[0][7] + 0.005).abs() < 1e-6);

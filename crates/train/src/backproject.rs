@@ -22,10 +22,10 @@
 //! the maps themselves were much closer to the ground truth).
 
 use crate::dataset::{DatasetError, ParticleSet};
+use crate::images::{working_box, Images};
 use crate::output::{Maps, OutputDir, ReportedResolution};
 use crate::progress::Progress;
 use cryosplat_core::backproject::{Accumulator, InsertScratch, BASE_WIENER};
-use cryosplat_core::fourier::Resampler;
 use cryosplat_core::fsc::{fsc, gold_standard, ssnr_from_fsc, FscReport, MaskChoice};
 use cryosplat_formats::FormatError;
 use rayon::prelude::*;
@@ -91,14 +91,7 @@ pub fn backproject(set: &ParticleSet, cfg: &BackprojectConfig, progress: &dyn Pr
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| BackprojectError::Config(e.to_string()))?;
     let started = std::time::Instant::now();
     let full = set.box_px;
-    let d = match cfg.downsample {
-        Some(nd) if nd < full => nd,
-        Some(nd) if nd > full => return Err(BackprojectError::Config(format!("--downsample {nd} is larger than the {full} px images"))),
-        _ => full,
-    };
-    if d % 2 != 0 {
-        return Err(BackprojectError::Config(format!("the box is {d} px; an even box size is needed (use --downsample)")));
-    }
+    let d = working_box(cfg.downsample, full).map_err(BackprojectError::Config)?;
     let apix = set.apix * full as f64 / d as f64;
     let (ha, _) = set.half_split(cfg.seed);
     let mut in_a = vec![false; set.len()];
@@ -108,23 +101,20 @@ pub fn backproject(set: &ParticleSet, cfg: &BackprojectConfig, progress: &dyn Pr
     progress.start("backprojecting", set.len() as u64);
     let n = set.len();
     let blocks = threads.max(1);
+    let images = Images::new(set, d);
     let results: Result<Vec<(Accumulator, Accumulator)>, BackprojectError> = pool.install(|| {
         (0..blocks)
             .into_par_iter()
             .map(|b| {
                 let mut acc = (Accumulator::new(d, cfg.pad), Accumulator::new(d, cfg.pad));
                 let mut s = InsertScratch::new(d, cfg.pad, apix);
-                let mut raw = vec![0.0f32; full * full];
+                let mut read = images.scratch();
                 let mut img = vec![0.0f32; d * d];
-                let mut rs = (d != full).then(|| Resampler::new(full, d));
-                for i in (b * n / blocks)..((b + 1) * n / blocks) {
-                    set.read_image(i, &mut raw)?;
-                    match &mut rs {
-                        Some(r) => r.apply(&raw, &mut img),
-                        None => img.copy_from_slice(&raw),
-                    }
+                let (lo, hi) = (b * n / blocks, (b + 1) * n / blocks);
+                for (i, &is_a) in in_a.iter().enumerate().take(hi).skip(lo) {
+                    images.read(i, &mut img, &mut read)?;
                     let p = &set.particles[i];
-                    let target = if in_a[i] { &mut acc.0 } else { &mut acc.1 };
+                    let target = if is_a { &mut acc.0 } else { &mut acc.1 };
                     target.insert(&img, &p.pose, apix, (!cfg.no_ctf).then_some(&p.ctf), &mut s);
                     progress.inc(1);
                 }

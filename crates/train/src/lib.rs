@@ -11,6 +11,7 @@ pub mod backproject;
 pub mod bench;
 pub mod checkpoint;
 pub mod dataset;
+pub mod images;
 pub mod output;
 pub mod progress;
 pub mod reconstruct;

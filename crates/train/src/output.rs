@@ -7,6 +7,16 @@
 //! command-line tool. Every file is written atomically (temporary file and rename). The folder
 //! remembers what it wrote, in order, for `run.json`'s list of outputs; files written by the
 //! caller (figures, the report, the log) are added with [`OutputDir::record`].
+//!
+//! # One run per folder, and no silent overwrite
+//!
+//! [`OutputDir::open`] takes the folder for one run: it creates `.cryosplat.lock` atomically
+//! (holding the process id) and removes it when the `OutputDir` is dropped, so two runs can
+//! never mix their files in one folder; a lock left by a process that no longer exists (a
+//! killed run) is taken over with a warning. A folder that already holds results of an earlier
+//! run ([`RESULT_FILES`]) is refused unless the caller resumes that run ([`Existing::Resume`])
+//! or asks to overwrite ([`Existing::Overwrite`]), which removes every earlier result first, so
+//! that no report, model or checkpoint of another run is left beside the new maps.
 
 use cryosplat_core::fsc::{FscReport, Resolution};
 use cryosplat_core::gaussian::GaussianModel;
@@ -26,18 +36,152 @@ pub struct Maps<'a> {
     pub apix: f64,
 }
 
-/// A run's output folder and the files written into it so far.
+/// Every file name a cryosplat command writes as a result into an output folder.
+pub const RESULT_FILES: &[&str] = &[
+    "map.mrc",
+    "half_map_a.mrc",
+    "half_map_b.mrc",
+    "fsc.csv",
+    "fsc.json",
+    "fsc.png",
+    "run.json",
+    "run.log",
+    "report.html",
+    "checkpoint.ckpt",
+    "gaussians.ply",
+    "gaussians_a.ply",
+    "gaussians_b.ply",
+    "gaussians.cif",
+    "slices.png",
+    "projections.png",
+    "loss.png",
+    "amplitudes.png",
+    "sizes.png",
+    "particles.star",
+    "particles.mrcs",
+    "gt.mrc",
+    "meta.json",
+    "demo.json",
+];
+
+/// The name of the lock file of a folder in use.
+pub const LOCK_FILE: &str = ".cryosplat.lock";
+
+/// What to do with results of an earlier run in the folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Existing {
+    /// Refuse the folder if it holds any.
+    Refuse,
+    /// Keep them: the run continues the earlier one (`--resume`).
+    Resume,
+    /// Remove them first (`--overwrite`).
+    Overwrite,
+}
+
+/// A run's output folder, held for this run, and the files written into it so far.
 #[derive(Debug)]
 pub struct OutputDir {
     dir: PathBuf,
     written: Vec<PathBuf>,
+    /// The lock file, removed on drop (None for a folder opened without a lock).
+    lock: Option<PathBuf>,
+}
+
+impl Drop for OutputDir {
+    fn drop(&mut self) {
+        if let Some(l) = &self.lock {
+            let _ = std::fs::remove_file(l);
+        }
+    }
+}
+
+/// Whether process `pid` exists (on systems without `/proc`, assume it does).
+fn process_exists(pid: u32) -> bool {
+    if !Path::new("/proc/self").exists() {
+        return true;
+    }
+    Path::new("/proc").join(pid.to_string()).exists()
 }
 
 impl OutputDir {
-    /// The folder `dir`, created if missing.
+    /// The folder `dir` for one run: created if missing, locked against other runs, and
+    /// checked for earlier results as `existing` says (see the module docs). `command` names
+    /// the command in messages ("reconstruct").
+    pub fn open(dir: &Path, existing: Existing, command: &str) -> Result<Self, FormatError> {
+        std::fs::create_dir_all(dir).map_err(|e| FormatError::io(dir, e))?;
+        let lock = Self::lock(dir)?;
+        let out = OutputDir { dir: dir.to_path_buf(), written: Vec::new(), lock: Some(lock) };
+        let found: Vec<&str> = RESULT_FILES.iter().copied().filter(|f| dir.join(f).exists()).collect();
+        match existing {
+            Existing::Resume => {}
+            Existing::Refuse if !found.is_empty() => {
+                let hint = if found.contains(&"checkpoint.ckpt") { "--resume to continue that run, " } else { "" };
+                return Err(FormatError::invalid(
+                    dir,
+                    format!(
+                        "the folder holds results of an earlier run ({}); {command} does not overwrite them: choose another folder, or use {hint}--overwrite to replace them",
+                        found.join(", ")
+                    ),
+                ));
+            }
+            Existing::Refuse => {}
+            Existing::Overwrite => {
+                for f in &found {
+                    let p = dir.join(f);
+                    std::fs::remove_file(&p).map_err(|e| FormatError::io(&p, e))?;
+                }
+                if !found.is_empty() {
+                    tracing::warn!("{}: removed the results of an earlier run ({})", dir.display(), found.join(", "));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Create the lock file atomically, taking over a lock whose process is gone.
+    fn lock(dir: &Path) -> Result<PathBuf, FormatError> {
+        use std::io::Write;
+        let path = dir.join(LOCK_FILE);
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    writeln!(f, "{}", std::process::id()).map_err(|e| FormatError::io(&path, e))?;
+                    return Ok(path);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let text = std::fs::read_to_string(&path).unwrap_or_default();
+                    match text.trim().parse::<u32>() {
+                        Ok(pid) if pid != std::process::id() && !process_exists(pid) => {
+                            tracing::warn!("{}: taking over the lock of process {pid}, which no longer runs", dir.display());
+                            std::fs::remove_file(&path).map_err(|e| FormatError::io(&path, e))?;
+                        }
+                        Ok(pid) => {
+                            return Err(FormatError::invalid(
+                                dir,
+                                format!(
+                                "another cryosplat run (process {pid}) is writing into this folder; wait for it or choose another folder"
+                            ),
+                            ))
+                        }
+                        Err(_) => {
+                            return Err(FormatError::invalid(
+                                dir,
+                                format!("{LOCK_FILE} exists but names no process; if no cryosplat run uses this folder, delete that file"),
+                            ))
+                        }
+                    }
+                }
+                Err(e) => return Err(FormatError::io(&path, e)),
+            }
+        }
+        Err(FormatError::invalid(dir, "the folder's lock changed hands while it was being taken; try again"))
+    }
+
+    /// The folder `dir`, created if missing, without a lock or a check for earlier results
+    /// (for folders that belong to a caller that holds them already).
     pub fn create(dir: &Path) -> Result<Self, FormatError> {
         std::fs::create_dir_all(dir).map_err(|e| FormatError::io(dir, e))?;
-        Ok(OutputDir { dir: dir.to_path_buf(), written: Vec::new() })
+        Ok(OutputDir { dir: dir.to_path_buf(), written: Vec::new(), lock: None })
     }
 
     /// The folder.
@@ -120,6 +264,12 @@ impl OutputDir {
         self.record(p);
         Ok(())
     }
+}
+
+/// Serialise paths as text, replacing what is not UTF-8 (a path can be any bytes on Unix;
+/// JSON cannot hold them).
+pub fn paths_as_text<S: serde::Serializer>(paths: &[PathBuf], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(paths.iter().map(|p| p.to_string_lossy()))
 }
 
 /// Gaussians of a box-unit model in Å, in the map's frame (MRC origin 0, box centre at `D/2`).
@@ -236,6 +386,45 @@ mod tests {
         let json = serde_json::to_string(&n).unwrap();
         assert_eq!(json, r#"{"kind":"at_nyquist","angstrom":3.0}"#);
         assert_eq!(serde_json::from_str::<ReportedResolution>(&json).unwrap(), n);
+    }
+
+    #[test]
+    fn one_run_per_folder_and_no_silent_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("out");
+        let first = OutputDir::open(&d, Existing::Refuse, "reconstruct").unwrap();
+        assert!(d.join(LOCK_FILE).exists());
+        // A second run into the same folder while the first holds it.
+        let e = OutputDir::open(&d, Existing::Overwrite, "backproject").unwrap_err().to_string();
+        assert!(e.contains("another cryosplat run") && e.contains(&std::process::id().to_string()), "{e}");
+        drop(first);
+        assert!(!d.join(LOCK_FILE).exists());
+        // Results of an earlier run are refused, named, unless resumed or overwritten.
+        std::fs::write(d.join("map.mrc"), b"x").unwrap();
+        std::fs::write(d.join("checkpoint.ckpt"), b"x").unwrap();
+        std::fs::write(d.join("notes.txt"), b"mine").unwrap();
+        let e = OutputDir::open(&d, Existing::Refuse, "reconstruct").unwrap_err().to_string();
+        assert!(e.contains("map.mrc, checkpoint.ckpt") && e.contains("--resume") && e.contains("--overwrite"), "{e}");
+        assert!(!d.join(LOCK_FILE).exists(), "a refused open leaves no lock");
+        drop(OutputDir::open(&d, Existing::Resume, "reconstruct").unwrap());
+        assert!(d.join("map.mrc").exists());
+        drop(OutputDir::open(&d, Existing::Overwrite, "reconstruct").unwrap());
+        assert!(!d.join("map.mrc").exists() && !d.join("checkpoint.ckpt").exists());
+        assert_eq!(std::fs::read(d.join("notes.txt")).unwrap(), b"mine", "files that are not results stay");
+    }
+
+    #[test]
+    fn a_stale_lock_is_taken_over_and_a_garbled_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A process id far above any pid_max in use.
+        std::fs::write(d.join(LOCK_FILE), "4000000000\n").unwrap();
+        let out = OutputDir::open(d, Existing::Refuse, "reconstruct").unwrap();
+        assert_eq!(std::fs::read_to_string(d.join(LOCK_FILE)).unwrap().trim(), std::process::id().to_string());
+        drop(out);
+        std::fs::write(d.join(LOCK_FILE), "garbage").unwrap();
+        let e = OutputDir::open(d, Existing::Refuse, "reconstruct").unwrap_err().to_string();
+        assert!(e.contains("names no process"), "{e}");
     }
 
     #[test]

@@ -71,13 +71,12 @@ use std::time::Instant;
 
 pub mod density;
 mod fingerprint;
-pub mod images;
 pub mod start;
 pub mod trainer;
 
+use crate::images::{working_box, Images, ReadScratch};
 use density::{DensityChange, DensityConfig};
 pub use fingerprint::fingerprint;
-use images::{Images, ReadScratch};
 pub use start::MassEstimate;
 use trainer::{EpochHook, HalfTrainer};
 
@@ -212,6 +211,9 @@ pub struct Summary {
     pub mass_estimate: Option<MassEstimate>,
     pub seconds: f64,
     pub warnings: Vec<String>,
+    /// Every file of the output folder (in `run.json` as text; a name that is not UTF-8 is
+    /// written with replacement characters).
+    #[serde(serialize_with = "crate::output::paths_as_text")]
     pub outputs: Vec<PathBuf>,
 }
 
@@ -222,17 +224,13 @@ impl Summary {
     }
 }
 
-/// Where a run writes and how it is driven.
+/// How a run is driven.
 pub struct Session<'a> {
-    /// The output folder (created if missing).
-    pub out_dir: &'a Path,
-    /// Continue from `out_dir/checkpoint.ckpt`.
+    /// Continue from the output folder's `checkpoint.ckpt`.
     pub resume: bool,
     /// The caller's description of the run for `run.json`'s `settings` (command line, input
     /// files); the library adds the configuration as `settings.config`.
     pub settings: serde_json::Value,
-    /// Files the caller writes into the folder itself (a log), listed among the outputs.
-    pub caller_files: Vec<PathBuf>,
     pub progress: &'a dyn Progress,
     /// Checked between steps (Ctrl-C): the run checkpoints and stops.
     pub stop: &'a AtomicBool,
@@ -243,11 +241,13 @@ pub struct Session<'a> {
 pub type OnEpoch<'a> = dyn FnMut(&EpochResult) -> Result<Vec<PathBuf>, ReconstructError> + Send + 'a;
 
 /// Run a reconstruction of `set`: train both halves, and after every epoch write the maps,
-/// `fsc.csv`, the Gaussian files, `run.json` and a checkpoint into `session.out_dir` and call
-/// `on_epoch`.
+/// `fsc.csv`, the Gaussian files, `run.json` and a checkpoint into `out` and call `on_epoch`.
+/// Files the caller wrote into `out` before (a log) are listed among the outputs when it
+/// recorded them.
 pub fn reconstruct(
     set: &ParticleSet,
     cfg: &ReconstructConfig,
+    out: &mut OutputDir,
     session: &Session,
     on_epoch: &mut OnEpoch,
 ) -> Result<Summary, ReconstructError> {
@@ -258,7 +258,7 @@ pub fn reconstruct(
     if cfg.gaussians == 0 || cfg.epochs == 0 || cfg.batch_size == 0 {
         return Err(ReconstructError::Config("--gaussians, --epochs and --batch-size must be positive".into()));
     }
-    if !(cfg.lr > 0.0 && cfg.lr.is_finite()) || !(cfg.lr_decay > 0.0) {
+    if !(cfg.lr > 0.0 && cfg.lr.is_finite() && cfg.lr_decay > 0.0 && cfg.lr_decay.is_finite()) {
         return Err(ReconstructError::Config("--lr and --lr-decay must be positive".into()));
     }
     if set.len() < 2 {
@@ -266,30 +266,11 @@ pub fn reconstruct(
     }
     let threads = if cfg.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { cfg.threads };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| ReconstructError::Config(e.to_string()))?;
-    let d = training_box(cfg.downsample, set.box_px)?;
-    let out = OutputDir::create(session.out_dir)?;
+    let d = working_box(cfg.downsample, set.box_px).map_err(ReconstructError::Config)?;
     pool.install(|| {
         let mut driver = Driver::new(set, cfg, session, d, threads, out)?;
         driver.run(on_epoch)
     })
-}
-
-/// The training box for `--downsample` of `full` px images.
-fn training_box(downsample: Option<usize>, full: usize) -> Result<usize, ReconstructError> {
-    let d = match downsample {
-        Some(nd) if nd < full => {
-            if nd % 2 != 0 || nd < 16 {
-                return Err(ReconstructError::Config(format!("--downsample {nd}: expected an even box of at least 16 px")));
-            }
-            nd
-        }
-        Some(nd) if nd > full => return Err(ReconstructError::Config(format!("--downsample {nd} is larger than the {full} px images"))),
-        _ => full,
-    };
-    if d % 2 != 0 {
-        return Err(ReconstructError::Config(format!("the box is {d} px; an even box size is needed (use --downsample)")));
-    }
-    Ok(d)
 }
 
 /// Where the loop stands: the next step is number `pos` of `half`'s pass `epoch`.
@@ -347,7 +328,7 @@ struct Driver<'a> {
     data_scale: f64,
     fingerprint: String,
     ckpt_path: PathBuf,
-    out: OutputDir,
+    out: &'a mut OutputDir,
     at: Cursor,
     /// Steps taken by this process (for `max_steps`).
     taken: u64,
@@ -378,7 +359,7 @@ impl<'a> Driver<'a> {
         session: &'a Session<'a>,
         d: usize,
         threads: usize,
-        mut out: OutputDir,
+        out: &'a mut OutputDir,
     ) -> Result<Self, ReconstructError> {
         let started = Instant::now();
         let apix = set.apix * set.box_px as f64 / d as f64;
@@ -386,9 +367,6 @@ impl<'a> Driver<'a> {
         let grid = CtfGrid::new(d, apix);
         let ckpt_path = out.path("checkpoint.ckpt");
         let fingerprint = fingerprint(set, cfg, d, threads);
-        for f in &session.caller_files {
-            out.record(f.clone());
-        }
         let mut images = Images::new(set, d);
         let start =
             if session.resume { restore(&ckpt_path, &fingerprint, cfg)? } else { start_fresh(&mut images, &idx_a, apix, &grid, cfg)? };
@@ -502,7 +480,7 @@ impl<'a> Driver<'a> {
                 progress.message(&format!("loss {:.4}  {:.0} img/s", running / running_n as f64, rate));
                 (running, running_n) = (0.0, 0);
             }
-            if cfg.checkpoint_every > 0 && self.trainers[half].steps % cfg.checkpoint_every as u64 == 0 {
+            if cfg.checkpoint_every > 0 && self.trainers[half].steps.is_multiple_of(cfg.checkpoint_every as u64) {
                 self.at.pos = s + 1;
                 self.save_checkpoint()?;
             }

@@ -6,6 +6,7 @@ use cryosplat_core::potential::Atom;
 use cryosplat_core::rng::Rng;
 use cryosplat_formats::mrc::MrcFile;
 use cryosplat_train::dataset::{LoadOptions, ParticleSet};
+use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::progress::NoProgress;
 use cryosplat_train::reconstruct::density::DensityConfig;
 use cryosplat_train::reconstruct::{reconstruct, ReconstructConfig, ReconstructError, Session, Summary};
@@ -35,8 +36,9 @@ fn read(p: &Path) -> Vec<f32> {
 /// A run without progress display or a caller's hook.
 fn rec(set: &ParticleSet, cfg: &ReconstructConfig, out: &Path, resume: bool) -> Result<Summary, ReconstructError> {
     let stop = AtomicBool::new(false);
-    let session = Session { out_dir: out, resume, settings: json!({}), caller_files: vec![], progress: &NoProgress, stop: &stop };
-    reconstruct(set, cfg, &session, &mut |_| Ok(vec![]))
+    let session = Session { resume, settings: json!({}), progress: &NoProgress, stop: &stop };
+    let existing = if resume { Existing::Resume } else { Existing::Refuse };
+    reconstruct(set, cfg, &mut OutputDir::open(out, existing, "reconstruct")?, &session, &mut |_| Ok(vec![]))
 }
 
 fn small(threads: usize) -> ReconstructConfig {
@@ -51,8 +53,9 @@ fn recovers_the_ground_truth() {
     let out = dir.path().join("rec");
     let mut epochs = 0;
     let stop = AtomicBool::new(false);
-    let session = Session { out_dir: &out, resume: false, settings: json!({}), caller_files: vec![], progress: &NoProgress, stop: &stop };
-    let s = reconstruct(&set, &small(2), &session, &mut |r| {
+    let session = Session { resume: false, settings: json!({}), progress: &NoProgress, stop: &stop };
+    let mut folder = OutputDir::open(&out, Existing::Refuse, "reconstruct").unwrap();
+    let s = reconstruct(&set, &small(2), &mut folder, &session, &mut |r| {
         epochs += 1;
         assert_eq!(r.out_dir, out);
         Ok(vec![])

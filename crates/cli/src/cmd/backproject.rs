@@ -4,7 +4,7 @@ use crate::input::ParticleArgs;
 use crate::progress::Bar;
 use anyhow::Result;
 use cryosplat_train::backproject::{backproject, BackprojectConfig, Backprojection};
-use cryosplat_train::output::OutputDir;
+use cryosplat_train::output::{Existing, OutputDir};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -34,6 +34,10 @@ pub struct Args {
     /// Ignore the CTF (data that have none).
     #[arg(long)]
     pub no_ctf: bool,
+    /// Replace the results of an earlier run in the output folder (without it, a folder that
+    /// holds results is refused).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 impl Args {
@@ -52,10 +56,11 @@ impl Args {
 
 /// Backproject and write map.mrc, the half maps, fsc.csv, run.json and fsc.png.
 pub fn execute(a: &Args) -> Result<Backprojection> {
+    let existing = if a.overwrite { Existing::Overwrite } else { Existing::Refuse };
+    let mut out = OutputDir::open(&a.out, existing, "backproject")?;
     let set = a.input.load()?;
     let cfg = a.config();
     let r = backproject(&set, &cfg, &Bar::new())?;
-    let mut out = OutputDir::create(&a.out)?;
     let fsc_png = out.path("fsc.png");
     crate::figures::fsc_plot(&fsc_png, "backprojection half-map FSC", &r.fsc)?;
     out.record(fsc_png);

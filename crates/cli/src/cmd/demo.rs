@@ -6,10 +6,10 @@
 
 use crate::input::ParticleArgs;
 use crate::report::{write_report, Section};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use cryosplat_core::fsc::{gold_standard, MaskChoice};
 use cryosplat_formats::mrc::MrcFile;
-use cryosplat_train::output::ReportedResolution;
+use cryosplat_train::output::{Existing, OutputDir, ReportedResolution};
 use cryosplat_train::progress::Progress;
 use cryosplat_train::reconstruct::ReconstructConfig;
 use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
@@ -51,6 +51,9 @@ pub struct Args {
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Replace the results of an earlier demo in the output folder.
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 /// A resolution for the demo's table.
@@ -60,7 +63,12 @@ fn res(r: cryosplat_core::fsc::Resolution, apix: f64) -> ReportedResolution {
 
 pub fn run(a: Args) -> Result<()> {
     let t0 = std::time::Instant::now();
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
+    // The folder and its three subfolders hold one demo's results, never a mix of two.
+    let existing = if a.overwrite { Existing::Overwrite } else { Existing::Refuse };
+    let _held = OutputDir::open(&a.out, existing, "demo")?;
+    for sub in ["particles", "gaussian", "backproject"] {
+        drop(OutputDir::open(&a.out.join(sub), existing, "demo")?);
+    }
     let bar = crate::progress::Bar::new();
     // 1. The model, written beside the outputs, and the simulated particles.
     let model_path = a.out.join(MODEL_NAME);
@@ -122,6 +130,7 @@ pub fn run(a: Args) -> Result<()> {
         seed: a.seed,
         downsample: None,
         no_ctf: false,
+        overwrite: false,
     };
     let bp = crate::cmd::backproject::execute(&bp_args)?;
 

@@ -8,7 +8,8 @@
 use crate::input::ParticleArgs;
 use crate::progress::Bar;
 use crate::report;
-use anyhow::{Context, Result};
+use anyhow::Result;
+use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::reconstruct::density::DensityConfig;
 use cryosplat_train::reconstruct::{reconstruct, EpochResult, ReconstructConfig, ReconstructError, Session, Summary};
 use std::path::{Path, PathBuf};
@@ -50,6 +51,10 @@ pub struct Args {
     /// Continue the run in the output folder from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// Replace the results of an earlier run in the output folder (without it, a folder that
+    /// holds results is refused).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Also checkpoint every this many steps (0: once per half-epoch).
     #[arg(long, default_value_t = ReconstructConfig::default().checkpoint_every)]
     pub checkpoint_every: usize,
@@ -156,6 +161,7 @@ impl Args {
             downsample: cfg.downsample,
             seed: cfg.seed,
             resume: false,
+            overwrite: false,
             checkpoint_every: cfg.checkpoint_every,
             n_sigma: cfg.n_sigma,
             cache_gib: cfg.cache_gib,
@@ -196,7 +202,13 @@ impl Args {
 /// Run and write every output; returns the run summary.
 pub fn execute(a: &Args, title: &str) -> Result<Summary> {
     let cfg = a.config();
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating the output folder {}", a.out.display()))?;
+    let existing = match (a.resume, a.overwrite) {
+        (true, _) => Existing::Resume,
+        (false, true) => Existing::Overwrite,
+        (false, false) => Existing::Refuse,
+    };
+    let mut out = OutputDir::open(&a.out, existing, "reconstruct")?;
+    out.record(a.out.join("run.log"));
     let mut log = if a.resume { RunLog::resume(&a.out) } else { RunLog::new(&a.out) };
     let argv: Vec<String> = std::env::args_os().map(|s| s.to_string_lossy().into_owned()).collect();
     log.line(&format!("cryosplat {}{}", env!("CARGO_PKG_VERSION"), if a.resume { " (resuming)" } else { "" }));
@@ -258,15 +270,8 @@ pub fn execute(a: &Args, title: &str) -> Result<Summary> {
         // Figures and the report.
         report::write_epoch_outputs(r.out_dir, title, r, &settings).map_err(|e| ReconstructError::Config(format!("{e:#}")))
     };
-    let session = Session {
-        out_dir: &a.out,
-        resume: a.resume,
-        settings: settings.clone(),
-        caller_files: vec![a.out.join("run.log")],
-        progress: &bar,
-        stop: &stop,
-    };
-    let result = reconstruct(&set, &cfg, &session, &mut on_epoch);
+    let session = Session { resume: a.resume, settings: settings.clone(), progress: &bar, stop: &stop };
+    let result = reconstruct(&set, &cfg, &mut out, &session, &mut on_epoch);
     let mut log = log.into_inner().expect("log lock");
     let summary = match result {
         Ok(s) => s,

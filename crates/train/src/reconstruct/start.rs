@@ -2,8 +2,8 @@
 //! normalises the images, and the particle's total mass (see "Initial mass" in the module
 //! docs of [`super`]).
 
-use super::images::Images;
 use super::{ReconstructConfig, ReconstructError};
+use crate::images::Images;
 use crate::streams::Stream;
 use cryosplat_core::ctf::CtfGrid;
 use cryosplat_core::gaussian::GaussianModel;

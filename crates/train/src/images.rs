@@ -1,19 +1,38 @@
-//! The training images of a reconstruction: read from the particle set, Fourier-cropped to the
-//! training box, multiplied by the data scale, and kept in memory when they fit.
+//! The images a pipeline works on: read from the particle set (inverted if the set says so),
+//! Fourier-cropped to the working box, multiplied by a scale, and kept in memory when the
+//! caller asks. `reconstruct` caches them; `backproject` streams them once.
 //!
 //! One unit of parallel work while filling the cache is a block of 64 consecutive images read,
-//! resampled and scaled by one worker with its own [`ReadScratch`]; during training images are
-//! read one at a time by the driver.
+//! resampled and scaled by one worker with its own [`ReadScratch`].
 
-use super::ReconstructError;
-use crate::dataset::ParticleSet;
+use crate::dataset::{DatasetError, ParticleSet};
 use crate::progress::Progress;
 use cryosplat_core::fourier::Resampler;
 
-/// Images for training: in memory or read per step, resampled to the training box.
+/// The working box for `--downsample` of `full` px images: the same rules for every pipeline
+/// (an even box of at least 16 px, not larger than the images; without `--downsample` the
+/// images' own box, which must be even).
+pub fn working_box(downsample: Option<usize>, full: usize) -> Result<usize, String> {
+    let d = match downsample {
+        Some(nd) if nd < full => {
+            if nd % 2 != 0 || nd < 16 {
+                return Err(format!("--downsample {nd}: expected an even box of at least 16 px"));
+            }
+            nd
+        }
+        Some(nd) if nd > full => return Err(format!("--downsample {nd} is larger than the {full} px images")),
+        _ => full,
+    };
+    if d % 2 != 0 {
+        return Err(format!("the box is {d} px; an even box size is needed (use --downsample)"));
+    }
+    Ok(d)
+}
+
+/// A particle set's images at box `d`: in memory or read on demand.
 pub struct Images<'a> {
     pub set: &'a ParticleSet,
-    /// Training box (px).
+    /// Working box (px).
     pub d: usize,
     /// Factor applied to every pixel after resampling.
     pub scale: f32,
@@ -44,7 +63,7 @@ impl<'a> Images<'a> {
     }
 
     /// Read, resample and scale every image into memory (with the current scale).
-    pub fn fill_cache(&mut self, progress: &dyn Progress) -> Result<(), ReconstructError> {
+    pub fn fill_cache(&mut self, progress: &dyn Progress) -> Result<(), DatasetError> {
         use rayon::prelude::*;
         progress.start("loading", self.set.len() as u64);
         let mut buf = vec![0.0f32; self.set.len() * self.d * self.d];
@@ -57,7 +76,7 @@ impl<'a> Images<'a> {
                     this.read_uncached(b * 64 + k, img, s)?;
                 }
                 progress.inc((block.len() / chunk) as u64);
-                Ok::<(), ReconstructError>(())
+                Ok::<(), DatasetError>(())
             },
         )?;
         progress.finish();
@@ -66,7 +85,7 @@ impl<'a> Images<'a> {
     }
 
     /// Image `i` (particle index in the set), normalised, into `out` (`d×d`).
-    pub fn read(&self, i: usize, out: &mut [f32], s: &mut ReadScratch) -> Result<(), ReconstructError> {
+    pub fn read(&self, i: usize, out: &mut [f32], s: &mut ReadScratch) -> Result<(), DatasetError> {
         if let Some(c) = &self.cache {
             out.copy_from_slice(&c[i * self.d * self.d..(i + 1) * self.d * self.d]);
             return Ok(());
@@ -75,7 +94,7 @@ impl<'a> Images<'a> {
     }
 
     /// Image `i` from the particle set, bypassing the cache.
-    pub fn read_uncached(&self, i: usize, out: &mut [f32], s: &mut ReadScratch) -> Result<(), ReconstructError> {
+    pub fn read_uncached(&self, i: usize, out: &mut [f32], s: &mut ReadScratch) -> Result<(), DatasetError> {
         self.set.read_image(i, &mut s.raw)?;
         match &mut s.resampler {
             Some(r) => r.apply(&s.raw, out),
@@ -85,5 +104,23 @@ impl<'a> Images<'a> {
             *v *= self.scale;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::working_box;
+
+    #[test]
+    fn one_set_of_box_rules() {
+        assert_eq!(working_box(None, 64), Ok(64));
+        assert_eq!(working_box(Some(64), 64), Ok(64));
+        assert_eq!(working_box(Some(32), 64), Ok(32));
+        for bad in [0, 1, 15, 17, 33] {
+            assert!(working_box(Some(bad), 64).unwrap_err().contains("at least 16"), "{bad}");
+        }
+        assert!(working_box(Some(96), 64).unwrap_err().contains("larger than"));
+        assert!(working_box(None, 65).unwrap_err().contains("even box"));
+        assert_eq!(working_box(Some(32), 65), Ok(32));
     }
 }
