@@ -222,6 +222,28 @@ pub fn histogram(path: &Path, title: &str, x_label: &str, values: &[f64], bins: 
     })
 }
 
+/// The FSC plot: unmasked, masked and corrected curves against spatial frequency (1/Å), with
+/// the 0.143 and 0.5 thresholds and the resolutions in the title.
+pub fn fsc_plot(path: &Path, title: &str, f: &cryosplat_core::fsc::FscReport) -> Result<()> {
+    let pts = |c: &[f64]| -> Vec<(f64, f64)> { c.iter().enumerate().map(|(n, &v)| (f.frequency(n), v)).collect() };
+    let mut series: Vec<(&str, Vec<(f64, f64)>)> = vec![("unmasked", pts(&f.unmasked))];
+    if let Some(m) = &f.masked {
+        series.push(("auto-masked", pts(m)));
+    }
+    if let Some(c) = &f.corrected {
+        series.push(("corrected (phase randomisation)", pts(c)));
+    }
+    let xmax = f.frequency(f.unmasked.len() - 1);
+    series.push(("0.143", vec![(0.0, 0.143), (xmax, 0.143)]));
+    series.push(("0.5", vec![(0.0, 0.5), (xmax, 0.5)]));
+    let t = format!(
+        "{title}: {} at 0.143, {} at 0.5",
+        f.resolution(0.143).describe(f.apix).split(';').next().unwrap_or(""),
+        f.resolution(0.5).describe(f.apix).split(';').next().unwrap_or("")
+    );
+    line_plot(path, &t, "spatial frequency (1/Å)", "FSC", &series, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,26 +277,4 @@ mod tests {
             assert_eq!(&bytes[1..4], b"PNG");
         }
     }
-}
-
-/// The FSC plot: unmasked, masked and corrected curves against spatial frequency (1/Å), with
-/// the 0.143 and 0.5 thresholds and the resolutions in the title.
-pub fn fsc_plot(path: &Path, title: &str, f: &cryosplat_core::fsc::FscReport) -> Result<()> {
-    let pts = |c: &[f64]| -> Vec<(f64, f64)> { c.iter().enumerate().map(|(n, &v)| (f.frequency(n), v)).collect() };
-    let mut series: Vec<(&str, Vec<(f64, f64)>)> = vec![("unmasked", pts(&f.unmasked))];
-    if let Some(m) = &f.masked {
-        series.push(("auto-masked", pts(m)));
-    }
-    if let Some(c) = &f.corrected {
-        series.push(("corrected (phase randomisation)", pts(c)));
-    }
-    let xmax = f.frequency(f.unmasked.len() - 1);
-    series.push(("0.143", vec![(0.0, 0.143), (xmax, 0.143)]));
-    series.push(("0.5", vec![(0.0, 0.5), (xmax, 0.5)]));
-    let t = format!(
-        "{title}: {} at 0.143, {} at 0.5",
-        f.resolution(0.143).describe(f.apix).split(';').next().unwrap_or(""),
-        f.resolution(0.5).describe(f.apix).split(';').next().unwrap_or("")
-    );
-    line_plot(path, &t, "spatial frequency (1/Å)", "FSC", &series, false)
 }

@@ -18,20 +18,21 @@
 use crate::adam::{Adam, AdamConfig};
 use crate::reconstruct::density::{DensityChange, GradStats};
 use crate::reconstruct::trainer::HalfTrainer;
+use crate::reconstruct::Fingerprint;
 use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
 use cryosplat_formats::atomic::write_bytes_atomic;
 use cryosplat_formats::FormatError;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"CSPLCKPT";
-const VERSION: u32 = 3;
+const VERSION: u32 = 4;
 
 /// Where a run stands, and what it has done.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CheckpointMeta {
-    /// Must equal the resuming run's fingerprint (settings and data; see
+    /// Must match the resuming run's fingerprint (settings, data and thread count; see
     /// `reconstruct::fingerprint`).
-    pub fingerprint: String,
+    pub fingerprint: Fingerprint,
     /// The run's seed (every random stream derives from it).
     pub seed: u64,
     /// Epoch in progress (0-based).
@@ -222,7 +223,7 @@ mod tests {
 
     fn meta() -> CheckpointMeta {
         CheckpointMeta {
-            fingerprint: "f".into(),
+            fingerprint: Fingerprint { settings: serde_json::json!({"gaussians": 3}), data: "d".into(), threads: 2 },
             seed: 11,
             epoch: 2,
             half: 1,

@@ -51,6 +51,14 @@
 //! bitwise with the same maps as an unbroken run with the same settings and thread count. The
 //! checkpoint's fingerprint covers the settings, the data (poses, CTFs, image references) and
 //! the thread count; resuming with anything else is refused with a message naming what differs.
+//! Only `--epochs` may change: resuming a finished run with a larger `--epochs` extends it, and
+//! the learning-rate schedule then spans the new total (so an extended run is not bitwise the
+//! run that had the larger `--epochs` from the start).
+//!
+//! The maps depend on `--threads`: the renderer splits each image's Gaussians, and a minibatch's
+//! images, over fixed per-thread ranges and sums the ranges in order, so a different thread
+//! count sums in a different order and rounds differently. The same thread count gives the same
+//! maps on any machine with the same instruction set.
 
 use crate::adam::{scheduled_lr, AdamConfig};
 use crate::checkpoint::{self, CheckpointMeta};
@@ -76,7 +84,7 @@ pub mod trainer;
 
 use crate::images::{working_box, Images, ReadScratch};
 use density::{DensityChange, DensityConfig};
-pub use fingerprint::fingerprint;
+pub use fingerprint::{fingerprint, Fingerprint};
 pub use start::MassEstimate;
 use trainer::{EpochHook, HalfTrainer};
 
@@ -154,7 +162,7 @@ pub enum ReconstructError {
     #[error("{0}")]
     Config(String),
     /// The checkpoint belongs to another run.
-    #[error("{}: the checkpoint was written by a run with other {what}; resume with the same data, options and --threads, or start afresh without --resume", path.display())]
+    #[error("{}: the checkpoint was written by a run with other {what}; resume with the same data, options and --threads (only --epochs may change), or start afresh without --resume", path.display())]
     Mismatch { path: PathBuf, what: String },
     #[error("interrupted after {steps} steps; the checkpoint {} holds the run: continue it with --resume", checkpoint.display())]
     Interrupted { steps: u64, checkpoint: PathBuf },
@@ -326,7 +334,7 @@ struct Driver<'a> {
     tally: Tally,
     history: Vec<EpochRecord>,
     data_scale: f64,
-    fingerprint: String,
+    fingerprint: Fingerprint,
     ckpt_path: PathBuf,
     out: &'a mut OutputDir,
     at: Cursor,
@@ -367,6 +375,14 @@ impl<'a> Driver<'a> {
         let grid = CtfGrid::new(d, apix);
         let ckpt_path = out.path("checkpoint.ckpt");
         let fingerprint = fingerprint(set, cfg, d, threads);
+        if session.resume {
+            // The earlier process's files stay part of the run.
+            for f in crate::output::RESULT_FILES {
+                if out.path(f).exists() {
+                    out.record(out.path(f));
+                }
+            }
+        }
         let mut images = Images::new(set, d);
         let start =
             if session.resume { restore(&ckpt_path, &fingerprint, cfg)? } else { start_fresh(&mut images, &idx_a, apix, &grid, cfg)? };
@@ -653,7 +669,7 @@ fn start_fresh(
 }
 
 /// Everything from the checkpoint `path`, which must carry `fingerprint`.
-fn restore(path: &Path, fingerprint: &str, cfg: &ReconstructConfig) -> Result<Start, ReconstructError> {
+fn restore(path: &Path, fingerprint: &Fingerprint, cfg: &ReconstructConfig) -> Result<Start, ReconstructError> {
     if !path.exists() {
         return Err(ReconstructError::Config(format!(
             "--resume: there is no checkpoint {} (nothing to resume); start without --resume",
@@ -661,11 +677,19 @@ fn restore(path: &Path, fingerprint: &str, cfg: &ReconstructConfig) -> Result<St
         )));
     }
     let ck = checkpoint::load(path, &AdamConfig { lr: cfg.lr, ..Default::default() })?;
-    if ck.meta.fingerprint != fingerprint {
-        let what = fingerprint::difference(&ck.meta.fingerprint, fingerprint);
+    let what = fingerprint::difference(&ck.meta.fingerprint, fingerprint);
+    if !what.is_empty() {
         return Err(ReconstructError::Mismatch { path: path.to_path_buf(), what });
     }
     let m = ck.meta;
+    if m.epoch > cfg.epochs || (m.epoch == cfg.epochs && (m.half, m.pos) != (0, 0)) {
+        return Err(ReconstructError::Config(format!(
+            "{}: the run has done {} of its epochs already; resume with --epochs {} or more",
+            path.display(),
+            m.epoch,
+            m.epoch.max(1)
+        )));
+    }
     let history = serde_json::from_value(m.history)
         .map_err(|e| FormatError::invalid(path, format!("the checkpoint's history cannot be read ({e}); start afresh without --resume")))?;
     let msg = format!("resumed from {} at epoch {}, half {}, step {}", path.display(), m.epoch + 1, ["A", "B"][m.half], m.pos);

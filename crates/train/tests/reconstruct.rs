@@ -118,13 +118,23 @@ fn a_resumed_run_equals_an_unbroken_one() {
     // what differs.
     let resume = |set: &ParticleSet, cfg: &ReconstructConfig| rec(set, cfg, &broken, true).unwrap_err().to_string();
     let e = resume(&set, &ReconstructConfig { gaussians: 601, ..small(2) });
-    assert!(e.contains("other settings") && e.contains("checkpoint.ckpt"), "{e}");
+    assert!(e.contains("--gaussians (600 then, 601 now)") && e.contains("checkpoint.ckpt"), "{e}");
+    let e = resume(&set, &ReconstructConfig { lr: 2e-3, seed: 4, ..small(2) });
+    assert!(e.contains("--lr (0.001 then, 0.002 now) and --seed (9 then, 4 now)"), "{e}");
     let e = resume(&set, &small(1));
     assert!(e.contains("--threads (2 then, 1 now)"), "{e}");
     let mut fewer = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
     fewer.retain_indices(&(0..150).collect::<Vec<_>>()).unwrap();
     let e = resume(&fewer, &small(2));
     assert!(e.contains("other particles"), "{e}");
+    // A finished run is extended by resuming it with more epochs, never shortened.
+    let e = resume(&set, &ReconstructConfig { epochs: 1, ..small(2) });
+    assert!(e.contains("done 2 of its epochs") && e.contains("--epochs 2 or more"), "{e}");
+    let before = std::fs::read(broken.join("map.mrc")).unwrap();
+    let s = rec(&set, &ReconstructConfig { epochs: 3, ..small(2) }, &broken, true).unwrap();
+    assert_eq!(s.history.len(), 3);
+    assert_ne!(std::fs::read(broken.join("map.mrc")).unwrap(), before, "the third epoch changed nothing");
+    assert!(s.outputs.contains(&broken.join("map.mrc")) && s.outputs.contains(&broken.join("checkpoint.ckpt")));
     // Nothing to resume.
     let e = rec(&set, &small(2), &dir.path().join("empty"), true).unwrap_err().to_string();
     assert!(e.contains("no checkpoint") && e.contains("without --resume"), "{e}");

@@ -27,7 +27,7 @@ pub struct Args {
     /// Gaussians per half model.
     #[arg(long, default_value_t = ReconstructConfig::default().gaussians)]
     pub gaussians: usize,
-    /// Passes over each half's particles.
+    /// Passes over each half's particles (raise it with --resume to extend a finished run).
     #[arg(long, default_value_t = ReconstructConfig::default().epochs)]
     pub epochs: usize,
     /// Adam learning rate (box units), for every parameter type.
@@ -39,7 +39,9 @@ pub struct Args {
     /// Images per optimiser step.
     #[arg(long, default_value_t = ReconstructConfig::default().batch_size)]
     pub batch_size: usize,
-    /// Worker threads (default: all cores).
+    /// Worker threads (default: all cores). The maps depend on the thread count (sums split
+    /// over threads round differently), so --resume needs the same count; the same count gives
+    /// the same maps on every run.
     #[arg(long, default_value_t = ReconstructConfig::default().threads)]
     pub threads: usize,
     /// Train on images Fourier-cropped to this box size.

@@ -1,5 +1,8 @@
-//! What a checkpoint must match to be resumed: a hash of the settings, a hash of the data and
-//! the thread count.
+//! What a checkpoint must match to be resumed: the settings that change the result, a hash of
+//! the data and the thread count.
+//!
+//! `--epochs` is not part of it, so a finished run can be extended by resuming it with a larger
+//! `--epochs` (the learning-rate schedule then spans the new total; see [`super`]).
 
 use super::ReconstructConfig;
 use crate::dataset::ParticleSet;
@@ -12,16 +15,28 @@ fn fnv1a(h: &mut u64, bytes: &[u8]) {
     }
 }
 
-/// `settings=<hash>;data=<hash>;threads=<n>`. The settings hash covers every option that
-/// changes the result (not `threads`, which is its own part, nor `checkpoint_every`,
-/// `cache_gib` and `max_steps`, which do not change it) and the training box `d`; the data
-/// hash covers the box, pixel size, contrast and every particle's image reference, pose and
-/// CTF (not the folder the data live in, so a moved data set still resumes).
-pub fn fingerprint(set: &ParticleSet, cfg: &ReconstructConfig, d: usize, threads: usize) -> String {
-    let neutral = ReconstructConfig { threads: 0, checkpoint_every: 0, cache_gib: 0.0, max_steps: None, ..cfg.clone() };
-    let mut hs = 0xcbf2_9ce4_8422_2325u64;
-    fnv1a(&mut hs, serde_json::to_string(&neutral).expect("config serialises").as_bytes());
-    fnv1a(&mut hs, &(d as u64).to_le_bytes());
+/// A run's identity for resuming.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Fingerprint {
+    /// Every setting that changes the result, as JSON (not `epochs`, `threads`,
+    /// `checkpoint_every`, `cache_gib` and `max_steps`), and the training box.
+    pub settings: serde_json::Value,
+    /// Hash of the box, pixel size, contrast and every particle's image reference, pose and
+    /// CTF (not the folder the data live in, so a moved data set still resumes).
+    pub data: String,
+    pub threads: usize,
+}
+
+/// The fingerprint of a run of `set` with `cfg` at training box `d` on `threads` threads.
+pub fn fingerprint(set: &ParticleSet, cfg: &ReconstructConfig, d: usize, threads: usize) -> Fingerprint {
+    let neutral = ReconstructConfig { epochs: 0, threads: 0, checkpoint_every: 0, cache_gib: 0.0, max_steps: None, ..cfg.clone() };
+    let mut settings = serde_json::to_value(&neutral).expect("config serialises");
+    if let Some(m) = settings.as_object_mut() {
+        for k in ["epochs", "threads", "checkpoint_every", "cache_gib", "max_steps"] {
+            m.remove(k);
+        }
+        m.insert("training_box_px".into(), d.into());
+    }
     let mut hd = 0xcbf2_9ce4_8422_2325u64;
     fnv1a(&mut hd, format!("{}|{}|{}|{}", set.len(), set.box_px, set.apix, set.invert).as_bytes());
     for (i, p) in set.particles.iter().enumerate() {
@@ -29,28 +44,50 @@ pub fn fingerprint(set: &ParticleSet, cfg: &ReconstructConfig, d: usize, threads
         let stack = stack.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         fnv1a(&mut hd, format!("{stack}@{index}|{:?}|{:?}|{:?}", p.pose, p.ctf, p.random_subset).as_bytes());
     }
-    format!("settings={hs:016x};data={hd:016x};threads={threads}")
+    Fingerprint { settings, data: format!("{hd:016x}"), threads }
 }
 
-/// Which parts of two fingerprints differ, in words.
-pub fn difference(a: &str, b: &str) -> String {
-    let parts = |s: &str| s.split(';').map(|p| p.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect::<Vec<_>>();
-    let (pa, pb) = (parts(a), parts(b));
+/// What differs between the checkpoint's fingerprint `then` and this run's `now`, in words
+/// naming the options; empty when nothing does.
+pub fn difference(then: &Fingerprint, now: &Fingerprint) -> String {
     let mut what: Vec<String> = Vec::new();
-    for (x, y) in pa.iter().zip(&pb) {
-        match (x, y) {
-            (Some((k, va)), Some((_, vb))) if va != vb => what.push(match k.as_str() {
-                "threads" => format!("--threads ({va} then, {vb} now)"),
-                "data" => "particles (images, poses or CTF)".into(),
-                _ => "settings".into(),
-            }),
-            (None, _) | (_, None) => what.push("settings".into()),
-            _ => {}
+    let empty = serde_json::Map::new();
+    let (a, b) = (then.settings.as_object().unwrap_or(&empty), now.settings.as_object().unwrap_or(&empty));
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let (va, vb) = (a.get(k.as_str()), b.get(k.as_str()));
+        if va != vb {
+            let show = |v: Option<&serde_json::Value>| v.map(|v| v.to_string()).unwrap_or_else(|| "unset".into());
+            let name = if k == "density" { "density control options".to_string() } else { format!("--{}", k.replace('_', "-")) };
+            what.push(format!("{name} ({} then, {} now)", show(va), show(vb)));
         }
     }
-    if what.is_empty() || pa.len() != pb.len() {
-        what.push("settings".into());
-        what.dedup();
+    if then.data != now.data {
+        what.push("particles (images, poses or CTF)".into());
+    }
+    if then.threads != now.threads {
+        what.push(format!("--threads ({} then, {} now)", then.threads, now.threads));
     }
     what.join(" and ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_each_difference() {
+        let fp = |s: serde_json::Value, data: &str, threads| Fingerprint { settings: s, data: data.into(), threads };
+        let a = fp(serde_json::json!({"gaussians": 600, "lr": 0.001, "density": {"x": 1}}), "d1", 2);
+        assert_eq!(difference(&a, &a), "");
+        let b = fp(serde_json::json!({"gaussians": 601, "lr": 0.001, "density": {"x": 2}}), "d2", 1);
+        assert_eq!(
+            difference(&a, &b),
+            "density control options ({\"x\":1} then, {\"x\":2} now) and --gaussians (600 then, 601 now) and particles (images, poses or CTF) and --threads (2 then, 1 now)"
+        );
+        let c = fp(serde_json::json!({"gaussians": 600, "lr": 0.001, "density": {"x": 1}, "lr_decay": 0.5}), "d1", 2);
+        assert_eq!(difference(&a, &c), "--lr-decay (unset then, 0.5 now)");
+    }
 }
