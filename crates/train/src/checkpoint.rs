@@ -53,6 +53,9 @@ pub struct CheckpointMeta {
     pub epoch_images: usize,
     pub epoch_seconds: f64,
     pub density: [DensityChange; 2],
+    /// Each half's map mass (sum of its voxelised map, normalised units) at the random start,
+    /// against which a collapse is detected.
+    pub start_map_mass: [f64; 2],
 }
 
 /// Both halves' state.
@@ -235,6 +238,7 @@ mod tests {
             epoch_images: 9,
             epoch_seconds: 1.5,
             density: [DensityChange { split: 1, pruned: 2, after: 3 }, DensityChange::default()],
+            start_map_mass: [1.5, 2.5],
         }
     }
 

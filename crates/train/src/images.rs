@@ -34,8 +34,8 @@ pub struct Images<'a> {
     pub set: &'a ParticleSet,
     /// Working box (px).
     pub d: usize,
-    /// Factor applied to every pixel after resampling.
-    pub scale: f32,
+    /// Factor applied to every pixel after resampling ([`Images::set_scale`]).
+    scale: f32,
     cache: Option<Vec<f32>>,
 }
 
@@ -49,6 +49,16 @@ impl<'a> Images<'a> {
     /// The images of `set` at box `d`, unscaled and not yet cached.
     pub fn new(set: &'a ParticleSet, d: usize) -> Self {
         Images { set, d, scale: 1.0, cache: None }
+    }
+
+    /// Multiply every image by `scale` from now on (the cache too). Set once: a second call is
+    /// a bug.
+    pub fn set_scale(&mut self, scale: f32) {
+        assert!(self.scale == 1.0, "the image scale is set once");
+        self.scale = scale;
+        if let Some(c) = &mut self.cache {
+            c.iter_mut().for_each(|v| *v *= scale);
+        }
     }
 
     /// Scratch for [`Images::read`] (one per thread).
@@ -82,6 +92,56 @@ impl<'a> Images<'a> {
         progress.finish();
         self.cache = Some(buf);
         Ok(())
+    }
+
+    /// Particles whose image is far outside the others (a corrupted pixel or image): the
+    /// standard deviation above `STD_FACTOR` times the median over all images, or one pixel
+    /// further than `PEAK_FACTOR` times that median from the image's mean. Such values make
+    /// the loss and the map meaningless; genuine images, noise-dominated, stay within a few
+    /// times the median. Reads every image once when they are not in memory.
+    pub fn outliers(&self, progress: &dyn Progress) -> Result<Vec<usize>, DatasetError> {
+        use rayon::prelude::*;
+        const STD_FACTOR: f64 = 10.0;
+        const PEAK_FACTOR: f64 = 200.0;
+        let spread = |img: &[f32]| {
+            let n = img.len() as f64;
+            let mean = img.iter().map(|&v| v as f64).sum::<f64>() / n;
+            let var = img.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+            let peak = img.iter().map(|&v| (v as f64 - mean).abs()).fold(0.0, f64::max);
+            (var.sqrt(), peak)
+        };
+        let m = self.d * self.d;
+        let stats: Vec<(f64, f64)> = match &self.cache {
+            Some(c) => c.par_chunks(m).map(spread).collect(),
+            None => {
+                progress.start("checking images", self.set.len() as u64);
+                let r = (0..self.set.len())
+                    .into_par_iter()
+                    .map_init(
+                        || (self.scratch(), vec![0.0f32; m]),
+                        |(s, img), i| {
+                            self.read_uncached(i, img, s)?;
+                            progress.inc(1);
+                            Ok(spread(img))
+                        },
+                    )
+                    .collect::<Result<Vec<_>, DatasetError>>();
+                progress.finish();
+                r?
+            }
+        };
+        let mut sds: Vec<f64> = stats.iter().map(|s| s.0).filter(|s| s.is_finite()).collect();
+        if sds.is_empty() {
+            return Ok((0..stats.len()).collect());
+        }
+        sds.sort_by(|a, b| a.total_cmp(b));
+        let median = sds[sds.len() / 2];
+        Ok(stats
+            .iter()
+            .enumerate()
+            .filter(|(_, &(sd, peak))| !(sd <= STD_FACTOR * median && peak <= PEAK_FACTOR * median))
+            .map(|(i, _)| i)
+            .collect())
     }
 
     /// Image `i` (particle index in the set), normalised, into `out` (`d×d`).

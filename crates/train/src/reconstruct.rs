@@ -164,6 +164,9 @@ pub enum ReconstructError {
     /// The checkpoint belongs to another run.
     #[error("{}: the checkpoint was written by a run with other {what}; resume with the same data, options and --threads (only --epochs may change), or start afresh without --resume", path.display())]
     Mismatch { path: PathBuf, what: String },
+    /// Training ran away: the loss or the map stopped being meaningful.
+    #[error("{0}")]
+    Diverged(String),
     #[error("interrupted after {steps} steps; the checkpoint {} holds the run: continue it with --resume", checkpoint.display())]
     Interrupted { steps: u64, checkpoint: PathBuf },
 }
@@ -345,7 +348,16 @@ struct Driver<'a> {
     warnings: Vec<String>,
     initial_mass: f64,
     mass_estimate: Option<MassEstimate>,
+    start_map_mass: [f64; 2],
 }
+
+/// The sum of a map's values in f64.
+fn map_mass(map: &[f32]) -> f64 {
+    map.iter().map(|&v| v as f64).sum()
+}
+
+/// A map keeping less than this fraction of its start's mass has collapsed.
+const COLLAPSED_MASS_FRACTION: f64 = 0.01;
 
 /// Where a run starts: from scratch or from its checkpoint.
 struct Start {
@@ -357,6 +369,7 @@ struct Start {
     initial_mass: f64,
     mass_estimate: Option<MassEstimate>,
     note: Option<String>,
+    start_map_mass: [f64; 2],
 }
 
 impl<'a> Driver<'a> {
@@ -384,16 +397,17 @@ impl<'a> Driver<'a> {
             }
         }
         let mut images = Images::new(set, d);
-        let start =
-            if session.resume { restore(&ckpt_path, &fingerprint, cfg)? } else { start_fresh(&mut images, &idx_a, apix, &grid, cfg)? };
-        images.scale = start.data_scale as f32;
-        let mut warnings: Vec<String> = start.note.into_iter().collect();
+        let mut warnings = Vec::new();
         if images.bytes() < cfg.cache_gib * (1u64 << 30) as f64 {
             images.fill_cache(session.progress)?;
         } else {
             let gib = images.bytes() / (1u64 << 30) as f64;
             warnings.push(format!("images ({gib:.1} GiB) are read from disk at every step (more than --cache-gib)"));
         }
+        check_outliers(&images, session.progress)?;
+        let start = if session.resume { restore(&ckpt_path, &fingerprint, cfg)? } else { start_fresh(&images, &idx_a, apix, &grid, cfg)? };
+        images.set_scale(start.data_scale as f32);
+        warnings.extend(start.note);
         Ok(Driver {
             set,
             cfg,
@@ -420,6 +434,7 @@ impl<'a> Driver<'a> {
             warnings,
             initial_mass: start.initial_mass,
             mass_estimate: start.mass_estimate,
+            start_map_mass: start.start_map_mass,
         })
     }
 
@@ -485,6 +500,18 @@ impl<'a> Driver<'a> {
             self.fill_batch(indices)?;
             let lr = scheduled_lr(cfg.lr, cfg.lr_decay, self.trainers[half].steps, total_steps);
             let loss = self.step(half, lr, keep_stats);
+            if !loss.is_finite() {
+                // The model is lost; the last checkpoint (before this step) stays as it was.
+                progress.finish();
+                let first = self.set.particles.get(indices[0]).map(|_| indices[0] + 1).unwrap_or(0);
+                return Err(ReconstructError::Diverged(format!(
+                    "the loss became {loss} at epoch {}, half {}, step {} (particle {first}, 1-based): training diverged; use a lower --lr (now {}), or check that particle's image",
+                    epoch + 1,
+                    ["A", "B"][half],
+                    s + 1,
+                    cfg.lr
+                )));
+            }
             self.taken += 1;
             running += loss as f64;
             running_n += 1;
@@ -545,6 +572,19 @@ impl<'a> Driver<'a> {
         // Maps in the input's units: the models fit images multiplied by `data_scale`.
         let unscale = (1.0 / self.data_scale) as f32;
         let [mut map_a, mut map_b] = [0, 1].map(|h| voxelize_model(&self.trainers[h].model, d));
+        for (h, m) in [&map_a, &map_b].into_iter().enumerate() {
+            let (now, start) = (map_mass(m), self.start_map_mass[h]);
+            if !(now.is_finite() && now > COLLAPSED_MASS_FRACTION * start) {
+                progress.finish();
+                return Err(ReconstructError::Diverged(format!(
+                    "after epoch {}, half {}'s map keeps {:.2e} of its starting mass: training diverged (the Gaussians vanished or left the box); use a lower --lr (now {})",
+                    epoch + 1,
+                    ["A", "B"][h],
+                    now / start,
+                    self.cfg.lr
+                )));
+            }
+        }
         map_a.iter_mut().chain(map_b.iter_mut()).for_each(|v| *v *= unscale);
         let map: Vec<f32> = map_a.iter().zip(&map_b).map(|(a, b)| 0.5 * (a + b)).collect();
         let fsc = gold_standard(&map_a, &map_b, d, apix, MaskChoice::Auto, self.cfg.seed);
@@ -604,6 +644,7 @@ impl<'a> Driver<'a> {
             epoch_images: self.tally.images,
             epoch_seconds: self.tally.seconds,
             density: self.tally.density,
+            start_map_mass: self.start_map_mass,
         };
         checkpoint::save(&self.ckpt_path, &meta, &self.trainers)?;
         Ok(())
@@ -631,17 +672,29 @@ impl<'a> Driver<'a> {
     }
 }
 
-/// The data scale, the mass and both random starts, from half A's images `idx_a`.
-fn start_fresh(
-    images: &mut Images,
-    idx_a: &[usize],
-    apix: f64,
-    grid: &CtfGrid,
-    cfg: &ReconstructConfig,
-) -> Result<Start, ReconstructError> {
+/// Refuse images far outside the others (corrupt pixels), naming them.
+fn check_outliers(images: &Images, progress: &dyn Progress) -> Result<(), ReconstructError> {
+    let bad = images.outliers(progress)?;
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = bad.iter().take(10).map(|i| (i + 1).to_string()).collect();
+    Err(ReconstructError::Config(format!(
+        "{}: {} image(s) lie far outside the others (a standard deviation over 10 times, or a pixel over 200 times, the median image's standard deviation): particle(s) {}{} (1-based, in the input's order); such values are corrupt data and would ruin the map: remove them (--subset) or repair the stack",
+        images.set.source.display(),
+        bad.len(),
+        list.join(", "),
+        if bad.len() > 10 { ", …" } else { "" }
+    )))
+}
+
+/// The data scale, the mass and both random starts, from half A's images `idx_a` (read
+/// unscaled from `images`).
+fn start_fresh(images: &Images, idx_a: &[usize], apix: f64, grid: &CtfGrid, cfg: &ReconstructConfig) -> Result<Start, ReconstructError> {
     let data_scale = start::estimate_scale(images, idx_a, cfg.seed)?;
-    images.scale = data_scale as f32;
-    let est = start::estimate_mass(images, idx_a, apix, grid, cfg)?;
+    let mut scaled = Images::new(images.set, images.d);
+    scaled.set_scale(data_scale as f32);
+    let est = start::estimate_mass(&scaled, idx_a, apix, grid, cfg)?;
     tracing::info!(
         "total mass: {:.4e} from the images' integrals (±{:.1}%), {:.4e} from a least-squares blob fit; using {:.4e}",
         est.from_integrals,
@@ -656,6 +709,7 @@ fn start_fresh(
         let model = GaussianModel::random_init(cfg.gaussians, t, &mut Stream::InitialModel { half }.rng(cfg.seed));
         HalfTrainer::new(model, adam.clone())
     });
+    let start_map_mass = [0, 1].map(|h| map_mass(&voxelize_model(&trainers[h].model, images.d)));
     Ok(Start {
         trainers,
         data_scale,
@@ -665,6 +719,7 @@ fn start_fresh(
         initial_mass: est.total,
         note: est.warning.clone(),
         mass_estimate: Some(est),
+        start_map_mass,
     })
 }
 
@@ -703,5 +758,6 @@ fn restore(path: &Path, fingerprint: &Fingerprint, cfg: &ReconstructConfig) -> R
         initial_mass: f64::NAN,
         mass_estimate: None,
         note: Some(msg),
+        start_map_mass: m.start_map_mass,
     })
 }

@@ -216,3 +216,35 @@ fn bad_inputs_give_clear_errors() {
     let e = run(&set, &ReconstructConfig { no_ctf: true, ..small(1) }, Path::new("/proc/cryosplat-unwritable/out"));
     assert!(e.contains("/proc/cryosplat-unwritable/out"), "{e}");
 }
+
+#[test]
+fn a_corrupt_pixel_is_named_and_never_trained_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let star = simulated(&dir.path().join("sim"), 60, 1.0);
+    // One huge but finite pixel in particle 7 (1-based) of the stack.
+    let stack = dir.path().join("sim/particles.mrcs");
+    let mut bytes = std::fs::read(&stack).unwrap();
+    let data_start = bytes.len() - 60 * 40 * 40 * 4;
+    let at = data_start + (6 * 40 * 40 + 20 * 40 + 20) * 4;
+    bytes[at..at + 4].copy_from_slice(&3e38f32.to_le_bytes());
+    std::fs::write(&stack, &bytes).unwrap();
+    let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
+    // With the images in memory, the outlier is found before training.
+    let e = rec(&set, &small(1), &dir.path().join("a"), false).unwrap_err().to_string();
+    assert!(e.contains("particle(s) 7 (1-based") && e.contains("particles.star"), "{e}");
+    // Read from disk at every step, the images are checked all the same.
+    let e = rec(&set, &ReconstructConfig { cache_gib: 0.0, ..small(1) }, &dir.path().join("b"), false).unwrap_err().to_string();
+    assert!(e.contains("particle(s) 7 (1-based"), "{e}");
+    assert!(!dir.path().join("a/map.mrc").exists() && !dir.path().join("b/map.mrc").exists());
+}
+
+#[test]
+fn a_diverging_run_stops_with_advice() {
+    let dir = tempfile::tempdir().unwrap();
+    let star = simulated(&dir.path().join("sim"), 60, 1.0);
+    let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
+    let e = rec(&set, &ReconstructConfig { lr: 1e30, ..small(1) }, &dir.path().join("a"), false).unwrap_err();
+    assert!(matches!(e, ReconstructError::Diverged(_)), "{e}");
+    assert!(e.to_string().contains("lower --lr"), "{e}");
+    assert!(!dir.path().join("a/map.mrc").exists(), "no map from a diverged run");
+}
