@@ -272,6 +272,9 @@ pub fn reconstruct(
     if !(cfg.lr > 0.0 && cfg.lr.is_finite() && cfg.lr_decay > 0.0 && cfg.lr_decay.is_finite()) {
         return Err(ReconstructError::Config("--lr and --lr-decay must be positive".into()));
     }
+    if !(cfg.n_sigma >= 1.0 && cfg.n_sigma.is_finite()) {
+        return Err(ReconstructError::Config(format!("--n-sigma {}: expected a footprint of at least 1 standard deviation", cfg.n_sigma)));
+    }
     if set.len() < 2 {
         return Err(ReconstructError::Config("a gold-standard reconstruction needs at least 2 particles".into()));
     }

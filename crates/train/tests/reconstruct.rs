@@ -248,3 +248,21 @@ fn a_diverging_run_stops_with_advice() {
     assert!(e.to_string().contains("lower --lr"), "{e}");
     assert!(!dir.path().join("a/map.mrc").exists(), "no map from a diverged run");
 }
+
+#[test]
+fn inverted_contrast_is_called_only_when_it_is_the_likely_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let star = simulated(&dir.path().join("sim"), 120, 0.5);
+    // Inverted on reading: the advice is to drop the inversion, not to add one.
+    let dark = ParticleSet::load(&star, &LoadOptions { invert: true, ..Default::default() }).unwrap();
+    let e = rec(&dark, &small(1), &dir.path().join("a"), false).unwrap_err().to_string();
+    assert!(e.contains("anti-correlate") && e.contains("without the inversion"), "{e}");
+    let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
+    // One Gaussian, or a footprint of no size, is not a contrast problem.
+    let one = rec(&set, &ReconstructConfig { gaussians: 1, ..small(1) }, &dir.path().join("b"), false);
+    if let Err(e) = &one {
+        assert!(!e.to_string().contains("--invert"), "{e}");
+    }
+    let e = rec(&set, &ReconstructConfig { n_sigma: 0.0, ..small(1) }, &dir.path().join("c"), false).unwrap_err().to_string();
+    assert!(e.contains("--n-sigma 0") && !e.contains("invert"), "{e}");
+}

@@ -62,7 +62,23 @@ pub fn estimate_mass(
     cfg: &ReconstructConfig,
 ) -> Result<MassEstimate, ReconstructError> {
     let (set, d) = (images.set, images.d);
-    let from_fit = fit_initial_mass(images, idx, apix, grid, cfg)?;
+    let fit = fit_initial_mass(images, idx, apix, grid, cfg)?;
+    // The contrast is called inverted only when the anti-correlation is significant: the
+    // projection of a blob at the particles' poses against pure noise gives |z| < 3 but for
+    // one time in 370.
+    if fit.z < -3.0 {
+        let advice = if set.invert {
+            "after inverting them (--invert, or the input's own sign): the contrast is likely right without the inversion"
+        } else {
+            "the contrast looks inverted (protein dark): use --invert"
+        };
+        return Err(ReconstructError::Config(format!(
+            "{}: the images anti-correlate with a positive blob at the particles' poses (z = {:.1}) {advice}",
+            set.source.display(),
+            fit.z
+        )));
+    }
+    let from_fit = fit.mass;
     let mut pick = idx.to_vec();
     Stream::MassIntegralSample.rng(cfg.seed).shuffle(&mut pick);
     pick.truncate(1000);
@@ -87,6 +103,13 @@ pub fn estimate_mass(
     let rel = (sd / n.sqrt()) / (sum_i / n).abs().max(f64::MIN_POSITIVE);
     let (total, warning) = if from_integrals > 0.0 && sum_c > 0.0 && rel < 0.25 {
         (from_integrals, None)
+    } else if !(from_fit > 0.0 && from_fit.is_finite()) {
+        return Err(ReconstructError::Config(format!(
+            "{}: the particle's mass cannot be estimated: the images' integrals are too noisy ({from_integrals:.3e} ± {:.0}%) and they do not correlate with a blob at the particles' poses (z = {:.1}); check the poses, the CTF and the pixel size",
+            set.source.display(),
+            100.0 * rel,
+            fit.z
+        )));
     } else {
         (
             from_fit,
@@ -101,8 +124,23 @@ pub fn estimate_mass(
     Ok(MassEstimate { from_integrals, integral_rel_error: rel, from_fit, total, images: pick.len(), warning })
 }
 
+/// The least-squares fit of the initial blob to a sample of images.
+struct BlobFit {
+    /// Total mass (box units, normalised data); not positive when the images do not correlate.
+    mass: f64,
+    /// The correlation's significance: `Σ p·o / sqrt(Σ p² · var(o))`, about N(0, 1) when the
+    /// images hold no signal.
+    z: f64,
+}
+
 /// Least-squares total mass of the initial blob against a sample of the images `idx`.
-fn fit_initial_mass(images: &Images, idx: &[usize], apix: f64, grid: &CtfGrid, cfg: &ReconstructConfig) -> Result<f64, ReconstructError> {
+fn fit_initial_mass(
+    images: &Images,
+    idx: &[usize],
+    apix: f64,
+    grid: &CtfGrid,
+    cfg: &ReconstructConfig,
+) -> Result<BlobFit, ReconstructError> {
     let (set, d) = (images.set, images.d);
     let unit = GaussianModel::random_init(cfg.gaussians.min(2000), 1.0, &mut Stream::MassFitBlob.rng(cfg.seed));
     let mut sp = Renderer::new(d, RenderOptions { n_sigma: cfg.n_sigma, threads: 1 });
@@ -113,7 +151,7 @@ fn fit_initial_mass(images: &Images, idx: &[usize], apix: f64, grid: &CtfGrid, c
     let mut obs = vec![0.0f32; d * d];
     let mut pred = vec![0.0f32; d * d];
     let mut ctf = vec![0.0f32; grid.len()];
-    let (mut num, mut den) = (0.0f64, 0.0f64);
+    let (mut num, mut den, mut oo, mut n) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
     for &i in &pick {
         images.read_uncached(i, &mut obs, &mut s)?;
         let p = &set.particles[i];
@@ -124,15 +162,16 @@ fn fit_initial_mass(images: &Images, idx: &[usize], apix: f64, grid: &CtfGrid, c
         for (a, b) in pred.iter().zip(&obs) {
             num += *a as f64 * *b as f64;
             den += (*a as f64) * (*a as f64);
+            oo += (*b as f64) * (*b as f64);
+            n += 1.0;
         }
     }
-    // `unit` carries a total mass of 1/2 (see `random_init`).
-    let mass = 0.5 * num / den;
-    if !(mass > 0.0) {
+    if !(den > 0.0 && den.is_finite()) {
         return Err(ReconstructError::Config(format!(
-            "{}: the images anti-correlate with a positive blob at the particles' poses: the contrast looks inverted (protein dark); use --invert",
-            set.source.display()
+            "the initial model renders nothing at the particles' poses (footprint --n-sigma {}); nothing can be fitted",
+            cfg.n_sigma
         )));
     }
-    Ok(mass)
+    // `unit` carries a total mass of 1/2 (see `random_init`).
+    Ok(BlobFit { mass: 0.5 * num / den, z: num / (den * oo / n).sqrt() })
 }
