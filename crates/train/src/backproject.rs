@@ -18,8 +18,7 @@
 //! The half maps written and their FSC stay those of the constant term: they are what FSC
 //! validation, masking and post-processing expect, and the SSNR filter, steep where the half
 //! maps stop agreeing, would make a masked FSC leak low-frequency power into the damped shells
-//! (on a 64 px simulation the masked, corrected half-map FSC fell from 5.3 Å to 6.2 Å while
-//! the maps themselves were much closer to the ground truth).
+//! (measured on a 64 px simulation: BENCHMARKS.md).
 
 use crate::dataset::{DatasetError, ParticleSet};
 use crate::images::{working_box, Images};

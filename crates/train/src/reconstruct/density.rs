@@ -1,8 +1,8 @@
 //! Optional density control between epochs: splitting Gaussians that the data pull at hardest
 //! (or that have grown large) and pruning those whose amplitude has vanished.
 //!
-//! Both are off by default (the method trains a fixed number of Gaussians); see
-//! `/work/brief/bench-reconstruct.md` for the measurement that decided this.
+//! Both are off by default (the method trains a fixed number of Gaussians); BENCHMARKS.md has
+//! the measurement that decided this.
 //!
 //! * **Statistics.** Over an epoch, every step adds the norm of each Gaussian's mean gradient
 //!   (box units) to that Gaussian's sum and counts the steps in which its gradient was not
