@@ -27,13 +27,15 @@
 //!
 //! # Schedule
 //!
-//! The method decays the learning rate exponentially over its epochs to 0.1× of the start.
-//! [`scheduled_lr`] does this continuously per optimiser step: `lr(t) = lr·decay^(t/(T−1))`
-//! for step `t` of `T`, so the first step uses `lr`, the last `lr·decay`, and at the end of
-//! epoch `e` of `E` the rate is `lr·decay^(e/E)` — the same geometric curve as a per-epoch
-//! decay, without the jumps between epochs (a step-wise variant would only change the rate
-//! at epoch boundaries; with one image per step and thousands of steps per epoch the
-//! continuous form is the natural reading).
+//! What the method does: its learning rate starts at 1e-3 and is multiplied by 0.1 at each
+//! epoch boundary (1e-3, 1e-4, …, 1e-7 over 5 epochs; the scheduler steps once per epoch).
+//! [`LrSchedule::Step`] is that schedule with the factor `gamma` as an option.
+//!
+//! What `reconstruct` does by default: [`LrSchedule::Exponential`], a continuous decay per
+//! optimiser step over the whole run, `lr(t) = lr·decay^(t/(T−1))` for step `t` of `T`, so the
+//! first step uses `lr` and the last `lr·decay` (0.1 by default): a total decay of ×0.1 over
+//! the run, not per epoch. The default was chosen on small simulated sets where the method's
+//! schedule leaves the model under-trained; the comparison is in BENCHMARKS.md.
 
 use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
 use rayon::prelude::*;
@@ -87,6 +89,29 @@ impl AdamConfig {
     pub fn set_group_scale(&mut self, group: ParamGroup, scale: f32) {
         for k in group.range() {
             self.lr_scale[k] = scale;
+        }
+    }
+}
+
+/// How the learning rate falls during a run (module docs).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// Continuous: from `lr` to `lr·decay` over the run.
+    #[default]
+    Exponential,
+    /// The method's: `lr·gamma^e` during epoch `e` (0-based).
+    Step,
+}
+
+impl LrSchedule {
+    /// The rate at optimiser step `step` (0-based, counted over the run) of a run of `epochs`
+    /// epochs of `steps_per_epoch` steps each; `decay` is the exponential schedule's total
+    /// decay, `gamma` the step schedule's factor per epoch.
+    pub fn lr(self, lr: f64, decay: f64, gamma: f64, step: u64, steps_per_epoch: u64, epochs: usize) -> f64 {
+        match self {
+            LrSchedule::Exponential => scheduled_lr(lr, decay, step, steps_per_epoch * epochs as u64),
+            LrSchedule::Step => lr * gamma.powi((step / steps_per_epoch.max(1)) as i32),
         }
     }
 }
@@ -219,6 +244,18 @@ impl Adam {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn step_schedule_is_the_method_s() {
+        let at = |step| LrSchedule::Step.lr(1e-3, 0.1, 0.1, step, 100, 5);
+        for (step, want) in [(0, 1e-3), (99, 1e-3), (100, 1e-4), (250, 1e-5), (499, 1e-7)] {
+            assert!((at(step) / want - 1.0).abs() < 1e-12, "step {step}: {}", at(step));
+        }
+        let e = |step| LrSchedule::Exponential.lr(1e-3, 0.1, 0.5, step, 100, 5);
+        assert_eq!(e(0), 1e-3);
+        assert!((e(499) / 1e-4 - 1.0).abs() < 1e-12);
+        assert_eq!(e(250), scheduled_lr(1e-3, 0.1, 250, 500));
+    }
+
     use super::*;
 
     #[test]

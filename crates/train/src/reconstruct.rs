@@ -60,7 +60,7 @@
 //! count sums in a different order and rounds differently. The same thread count gives the same
 //! maps on any machine with the same instruction set.
 
-use crate::adam::{scheduled_lr, AdamConfig};
+use crate::adam::{AdamConfig, LrSchedule};
 use crate::checkpoint::{self, CheckpointMeta};
 use crate::dataset::{DatasetError, ParticleSet};
 use crate::output::{Maps, OutputDir, ReportedResolution};
@@ -97,8 +97,14 @@ pub struct ReconstructConfig {
     pub epochs: usize,
     /// Adam learning rate (box units), for every parameter type.
     pub lr: f64,
-    /// Total exponential decay of the learning rate over the run.
+    /// How the learning rate falls ([`LrSchedule`]).
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
+    /// Total decay of the learning rate over the run (exponential schedule).
     pub lr_decay: f64,
+    /// Factor per epoch (step schedule; the method's is 0.1).
+    #[serde(default = "tenth")]
+    pub lr_gamma: f64,
     /// Images per optimiser step.
     pub batch_size: usize,
     /// Worker threads (0: all cores).
@@ -132,7 +138,9 @@ impl Default for ReconstructConfig {
             gaussians: 20_000,
             epochs: 5,
             lr: 1e-3,
+            lr_schedule: LrSchedule::Exponential,
             lr_decay: 0.1,
+            lr_gamma: 0.1,
             batch_size: 1,
             threads: 0,
             seed: 0,
@@ -150,6 +158,10 @@ impl Default for ReconstructConfig {
 
 fn one() -> f64 {
     1.0
+}
+
+fn tenth() -> f64 {
+    0.1
 }
 
 /// What went wrong.
@@ -269,8 +281,14 @@ pub fn reconstruct(
     if cfg.gaussians == 0 || cfg.epochs == 0 || cfg.batch_size == 0 {
         return Err(ReconstructError::Config("--gaussians, --epochs and --batch-size must be positive".into()));
     }
-    if !(cfg.lr > 0.0 && cfg.lr.is_finite() && cfg.lr_decay > 0.0 && cfg.lr_decay.is_finite()) {
-        return Err(ReconstructError::Config("--lr and --lr-decay must be positive".into()));
+    if !(cfg.lr > 0.0
+        && cfg.lr.is_finite()
+        && cfg.lr_decay > 0.0
+        && cfg.lr_decay.is_finite()
+        && cfg.lr_gamma > 0.0
+        && cfg.lr_gamma.is_finite())
+    {
+        return Err(ReconstructError::Config("--lr, --lr-decay and --lr-gamma must be positive".into()));
     }
     if !(cfg.n_sigma >= 1.0 && cfg.n_sigma.is_finite()) {
         return Err(ReconstructError::Config(format!("--n-sigma {}: expected a footprint of at least 1 standard deviation", cfg.n_sigma)));
@@ -485,7 +503,6 @@ impl<'a> Driver<'a> {
         let mut order = self.halves[half].clone();
         Stream::VisitOrder { epoch, half }.rng(cfg.seed).shuffle(&mut order);
         let steps = order.len().div_ceil(cfg.batch_size);
-        let total_steps = (steps * cfg.epochs) as u64;
         let progress = self.session.progress;
         progress.start(&format!("epoch {}/{} {}", epoch + 1, cfg.epochs, ["A", "B"][half]), steps as u64);
         progress.inc(start as u64);
@@ -501,7 +518,7 @@ impl<'a> Driver<'a> {
             }
             let indices = &order[s * cfg.batch_size..((s + 1) * cfg.batch_size).min(order.len())];
             self.fill_batch(indices)?;
-            let lr = scheduled_lr(cfg.lr, cfg.lr_decay, self.trainers[half].steps, total_steps);
+            let lr = cfg.lr_schedule.lr(cfg.lr, cfg.lr_decay, cfg.lr_gamma, self.trainers[half].steps, steps as u64, cfg.epochs);
             let loss = self.step(half, lr, keep_stats);
             if !loss.is_finite() {
                 // The model is lost; the last checkpoint (before this step) stays as it was.

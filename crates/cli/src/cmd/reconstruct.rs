@@ -9,6 +9,7 @@ use crate::input::ParticleArgs;
 use crate::progress::Bar;
 use crate::report;
 use anyhow::Result;
+use cryosplat_train::adam::LrSchedule;
 use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::reconstruct::density::DensityConfig;
 use cryosplat_train::reconstruct::{reconstruct, EpochResult, ReconstructConfig, ReconstructError, Session, Summary};
@@ -33,9 +34,16 @@ pub struct Args {
     /// Adam learning rate (box units), for every parameter type.
     #[arg(long, default_value_t = ReconstructConfig::default().lr)]
     pub lr: f64,
-    /// Total exponential decay of the learning rate over the run.
+    /// Learning-rate schedule: exponential (continuous, a total decay of --lr-decay over the
+    /// run) or step (the method's: ×--lr-gamma at each epoch boundary).
+    #[arg(long, value_enum, default_value_t = Schedule::from(ReconstructConfig::default().lr_schedule))]
+    pub lr_schedule: Schedule,
+    /// Total decay of the learning rate over the run (exponential schedule).
     #[arg(long, default_value_t = ReconstructConfig::default().lr_decay)]
     pub lr_decay: f64,
+    /// Factor of the learning rate at each epoch boundary (step schedule).
+    #[arg(long, default_value_t = ReconstructConfig::default().lr_gamma)]
+    pub lr_gamma: f64,
     /// Images per optimiser step.
     #[arg(long, default_value_t = ReconstructConfig::default().batch_size)]
     pub batch_size: usize,
@@ -75,6 +83,31 @@ pub struct Args {
     /// The initial model and density control (the field keeps its first name, `density`).
     #[command(flatten)]
     pub density: ModelArgs,
+}
+
+/// `--lr-schedule`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Schedule {
+    Exponential,
+    Step,
+}
+
+impl From<LrSchedule> for Schedule {
+    fn from(s: LrSchedule) -> Self {
+        match s {
+            LrSchedule::Exponential => Schedule::Exponential,
+            LrSchedule::Step => Schedule::Step,
+        }
+    }
+}
+
+impl From<Schedule> for LrSchedule {
+    fn from(s: Schedule) -> Self {
+        match s {
+            Schedule::Exponential => LrSchedule::Exponential,
+            Schedule::Step => LrSchedule::Step,
+        }
+    }
 }
 
 /// The initial model's mass, and density control between epochs (off by default).
@@ -157,7 +190,9 @@ impl Args {
             gaussians: cfg.gaussians,
             epochs: cfg.epochs,
             lr: cfg.lr,
+            lr_schedule: cfg.lr_schedule.into(),
             lr_decay: cfg.lr_decay,
+            lr_gamma: cfg.lr_gamma,
             batch_size: cfg.batch_size,
             threads: cfg.threads,
             downsample: cfg.downsample,
@@ -185,7 +220,9 @@ impl Args {
             gaussians: self.gaussians,
             epochs: self.epochs,
             lr: self.lr,
+            lr_schedule: self.lr_schedule.into(),
             lr_decay: self.lr_decay,
+            lr_gamma: self.lr_gamma,
             batch_size: self.batch_size,
             threads: self.threads,
             seed: self.seed,
