@@ -93,8 +93,13 @@ use trainer::{EpochHook, HalfTrainer};
 pub struct ReconstructConfig {
     /// Gaussians per half model.
     pub gaussians: usize,
-    /// Passes over each half's particles.
-    pub epochs: usize,
+    /// Passes over each half's particles; `None`: as many as [`ReconstructConfig::min_steps`]
+    /// needs, and at least [`MIN_EPOCHS`] ([`ReconstructConfig::planned_epochs`]).
+    pub epochs: Option<usize>,
+    /// Optimiser steps each half takes at least when `epochs` is `None` (small sets then make
+    /// more passes).
+    #[serde(default)]
+    pub min_steps: u64,
     /// Adam learning rate (box units), for every parameter type.
     pub lr: f64,
     /// How the learning rate falls ([`LrSchedule`]).
@@ -136,7 +141,8 @@ impl Default for ReconstructConfig {
     fn default() -> Self {
         ReconstructConfig {
             gaussians: 20_000,
-            epochs: 5,
+            epochs: None,
+            min_steps: 0,
             lr: 1e-3,
             lr_schedule: LrSchedule::Exponential,
             lr_decay: 0.1,
@@ -152,6 +158,23 @@ impl Default for ReconstructConfig {
             no_ctf: false,
             init_mass_fraction: 1.0,
             density: DensityConfig::default(),
+        }
+    }
+}
+
+/// The fewest passes a run makes when its length follows the data.
+pub const MIN_EPOCHS: usize = 5;
+
+impl ReconstructConfig {
+    /// The number of passes for halves of `half_sizes` particles: `epochs` when given, else
+    /// enough for `min_steps` optimiser steps in the smaller half, and at least [`MIN_EPOCHS`].
+    pub fn planned_epochs(&self, half_sizes: [usize; 2]) -> usize {
+        match self.epochs {
+            Some(n) => n,
+            None => {
+                let per_epoch = half_sizes.iter().map(|n| n.div_ceil(self.batch_size.max(1))).min().unwrap_or(1).max(1) as u64;
+                (self.min_steps.div_ceil(per_epoch) as usize).max(MIN_EPOCHS)
+            }
         }
     }
 }
@@ -223,6 +246,8 @@ pub struct EpochResult<'a> {
 /// The end of a run.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Summary {
+    /// Passes made over each half (`--epochs`, or planned from `--min-steps`).
+    pub epochs: usize,
     pub history: Vec<EpochRecord>,
     pub box_px: usize,
     pub apix: f64,
@@ -278,7 +303,7 @@ pub fn reconstruct(
     if !cfg.no_ctf {
         set.require_ctf()?;
     }
-    if cfg.gaussians == 0 || cfg.epochs == 0 || cfg.batch_size == 0 {
+    if cfg.gaussians == 0 || cfg.epochs == Some(0) || cfg.batch_size == 0 {
         return Err(ReconstructError::Config("--gaussians, --epochs and --batch-size must be positive".into()));
     }
     if !(cfg.lr > 0.0
@@ -348,6 +373,8 @@ struct Driver<'a> {
     session: &'a Session<'a>,
     d: usize,
     apix: f64,
+    /// Passes planned.
+    epochs: usize,
     halves: [Vec<usize>; 2],
     images: Images<'a>,
     grid: CtfGrid,
@@ -406,6 +433,8 @@ impl<'a> Driver<'a> {
         let started = Instant::now();
         let apix = set.apix * set.box_px as f64 / d as f64;
         let (idx_a, idx_b) = set.half_split(cfg.seed);
+        let epochs = cfg.planned_epochs([idx_a.len(), idx_b.len()]);
+        cfg.density.validate(epochs).map_err(ReconstructError::Config)?;
         let grid = CtfGrid::new(d, apix);
         let ckpt_path = out.path("checkpoint.ckpt");
         let fingerprint = fingerprint(set, cfg, d, threads);
@@ -426,7 +455,8 @@ impl<'a> Driver<'a> {
             warnings.push(format!("images ({gib:.1} GiB) are read from disk at every step (more than --cache-gib)"));
         }
         check_outliers(&images, session.progress)?;
-        let start = if session.resume { restore(&ckpt_path, &fingerprint, cfg)? } else { start_fresh(&images, &idx_a, apix, &grid, cfg)? };
+        let start =
+            if session.resume { restore(&ckpt_path, &fingerprint, cfg, epochs)? } else { start_fresh(&images, &idx_a, apix, &grid, cfg)? };
         images.set_scale(start.data_scale as f32);
         warnings.extend(start.note);
         Ok(Driver {
@@ -435,6 +465,7 @@ impl<'a> Driver<'a> {
             session,
             d,
             apix,
+            epochs,
             halves: [idx_a, idx_b],
             renderer: Renderer::new(d, RenderOptions { n_sigma: cfg.n_sigma, threads }),
             batch: Batch::new(cfg.batch_size, d, grid.len()),
@@ -461,7 +492,7 @@ impl<'a> Driver<'a> {
 
     /// Train from the cursor to the last epoch.
     fn run(&mut self, on_epoch: &mut OnEpoch) -> Result<Summary, ReconstructError> {
-        while self.at.epoch < self.cfg.epochs {
+        while self.at.epoch < self.epochs {
             while self.at.half < 2 {
                 self.train_half()?;
             }
@@ -469,6 +500,7 @@ impl<'a> Driver<'a> {
         }
         self.out.record(self.ckpt_path.clone());
         let summary = Summary {
+            epochs: self.epochs,
             history: self.history.clone(),
             box_px: self.d,
             apix: self.apix,
@@ -504,7 +536,7 @@ impl<'a> Driver<'a> {
         Stream::VisitOrder { epoch, half }.rng(cfg.seed).shuffle(&mut order);
         let steps = order.len().div_ceil(cfg.batch_size);
         let progress = self.session.progress;
-        progress.start(&format!("epoch {}/{} {}", epoch + 1, cfg.epochs, ["A", "B"][half]), steps as u64);
+        progress.start(&format!("epoch {}/{} {}", epoch + 1, self.epochs, ["A", "B"][half]), steps as u64);
         progress.inc(start as u64);
         let (mut running, mut running_n, t_half) = (0.0f64, 0usize, Instant::now());
         let keep_stats = cfg.density.wants_stats();
@@ -518,7 +550,7 @@ impl<'a> Driver<'a> {
             }
             let indices = &order[s * cfg.batch_size..((s + 1) * cfg.batch_size).min(order.len())];
             self.fill_batch(indices)?;
-            let lr = cfg.lr_schedule.lr(cfg.lr, cfg.lr_decay, cfg.lr_gamma, self.trainers[half].steps, steps as u64, cfg.epochs);
+            let lr = cfg.lr_schedule.lr(cfg.lr, cfg.lr_decay, cfg.lr_gamma, self.trainers[half].steps, steps as u64, self.epochs);
             let loss = self.step(half, lr, keep_stats);
             if !loss.is_finite() {
                 // The model is lost; the last checkpoint (before this step) stays as it was.
@@ -744,7 +776,7 @@ fn start_fresh(images: &Images, idx_a: &[usize], apix: f64, grid: &CtfGrid, cfg:
 }
 
 /// Everything from the checkpoint `path`, which must carry `fingerprint`.
-fn restore(path: &Path, fingerprint: &Fingerprint, cfg: &ReconstructConfig) -> Result<Start, ReconstructError> {
+fn restore(path: &Path, fingerprint: &Fingerprint, cfg: &ReconstructConfig, epochs: usize) -> Result<Start, ReconstructError> {
     if !path.exists() {
         return Err(ReconstructError::Config(format!(
             "--resume: there is no checkpoint {} (nothing to resume); start without --resume",
@@ -757,7 +789,7 @@ fn restore(path: &Path, fingerprint: &Fingerprint, cfg: &ReconstructConfig) -> R
         return Err(ReconstructError::Mismatch { path: path.to_path_buf(), what });
     }
     let m = ck.meta;
-    if m.epoch > cfg.epochs || (m.epoch == cfg.epochs && (m.half, m.pos) != (0, 0)) {
+    if m.epoch > epochs || (m.epoch == epochs && (m.half, m.pos) != (0, 0)) {
         return Err(ReconstructError::Config(format!(
             "{}: the run has done {} of its epochs already; resume with --epochs {} or more",
             path.display(),
@@ -780,4 +812,19 @@ fn restore(path: &Path, fingerprint: &Fingerprint, cfg: &ReconstructConfig) -> R
         note: Some(msg),
         start_map_mass: m.start_map_mass,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_length_follows_the_data_unless_forced() {
+        let auto = ReconstructConfig { epochs: None, min_steps: 20_000, ..Default::default() };
+        assert_eq!(auto.planned_epochs([500, 520]), 40);
+        assert_eq!(auto.planned_epochs([10_000, 10_000]), MIN_EPOCHS);
+        assert_eq!(ReconstructConfig { batch_size: 4, ..auto.clone() }.planned_epochs([500, 500]), 160);
+        assert_eq!(ReconstructConfig { epochs: Some(3), ..auto }.planned_epochs([500, 500]), 3);
+        assert_eq!(ReconstructConfig { epochs: None, min_steps: 0, ..Default::default() }.planned_epochs([7, 7]), MIN_EPOCHS);
+    }
 }

@@ -42,7 +42,7 @@ fn rec(set: &ParticleSet, cfg: &ReconstructConfig, out: &Path, resume: bool) -> 
 }
 
 fn small(threads: usize) -> ReconstructConfig {
-    ReconstructConfig { gaussians: 600, epochs: 2, threads, seed: 9, checkpoint_every: 0, ..Default::default() }
+    ReconstructConfig { gaussians: 600, epochs: Some(2), threads, seed: 9, checkpoint_every: 0, ..Default::default() }
 }
 
 #[test]
@@ -128,10 +128,10 @@ fn a_resumed_run_equals_an_unbroken_one() {
     let e = resume(&fewer, &small(2));
     assert!(e.contains("other particles"), "{e}");
     // A finished run is extended by resuming it with more epochs, never shortened.
-    let e = resume(&set, &ReconstructConfig { epochs: 1, ..small(2) });
+    let e = resume(&set, &ReconstructConfig { epochs: Some(1), ..small(2) });
     assert!(e.contains("done 2 of its epochs") && e.contains("--epochs 2 or more"), "{e}");
     let before = std::fs::read(broken.join("map.mrc")).unwrap();
-    let s = rec(&set, &ReconstructConfig { epochs: 3, ..small(2) }, &broken, true).unwrap();
+    let s = rec(&set, &ReconstructConfig { epochs: Some(3), ..small(2) }, &broken, true).unwrap();
     assert_eq!(s.history.len(), 3);
     assert_ne!(std::fs::read(broken.join("map.mrc")).unwrap(), before, "the third epoch changed nothing");
     assert!(s.outputs.contains(&broken.join("map.mrc")) && s.outputs.contains(&broken.join("checkpoint.ckpt")));
@@ -146,7 +146,7 @@ fn density_control_runs_and_resumes_exactly() {
     let star = simulated(&dir.path().join("sim"), 200, 1.0);
     let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
     let cfg = ReconstructConfig {
-        epochs: 3,
+        epochs: Some(3),
         density: DensityConfig {
             densify_epochs: vec![2, 3],
             split_fraction: 0.2,

@@ -110,7 +110,7 @@ pub fn run(a: Args) -> Result<()> {
     println!("reconstructing by Gaussian splatting ({} Gaussians per half, {} epochs)…", a.gaussians, a.epochs);
     let rec_cfg = ReconstructConfig {
         gaussians: a.gaussians,
-        epochs: a.epochs,
+        epochs: Some(a.epochs),
         lr: a.lr,
         threads: a.threads,
         seed: a.seed,

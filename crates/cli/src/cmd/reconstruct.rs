@@ -29,8 +29,12 @@ pub struct Args {
     #[arg(long, default_value_t = ReconstructConfig::default().gaussians)]
     pub gaussians: usize,
     /// Passes over each half's particles (raise it with --resume to extend a finished run).
-    #[arg(long, default_value_t = ReconstructConfig::default().epochs)]
-    pub epochs: usize,
+    /// Without it: enough passes for --min-steps optimiser steps per half, at least 5.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Optimiser steps per half at least, when --epochs is not given.
+    #[arg(long, default_value_t = ReconstructConfig::default().min_steps)]
+    pub min_steps: u64,
     /// Adam learning rate (box units), for every parameter type.
     #[arg(long, default_value_t = ReconstructConfig::default().lr)]
     pub lr: f64,
@@ -189,6 +193,7 @@ impl Args {
             out,
             gaussians: cfg.gaussians,
             epochs: cfg.epochs,
+            min_steps: cfg.min_steps,
             lr: cfg.lr,
             lr_schedule: cfg.lr_schedule.into(),
             lr_decay: cfg.lr_decay,
@@ -219,6 +224,7 @@ impl Args {
         ReconstructConfig {
             gaussians: self.gaussians,
             epochs: self.epochs,
+            min_steps: self.min_steps,
             lr: self.lr,
             lr_schedule: self.lr_schedule.into(),
             lr_decay: self.lr_decay,

@@ -99,6 +99,27 @@ impl DensityConfig {
     pub fn is_active(&self) -> bool {
         !self.densify_epochs.is_empty() || !self.prune_epochs.is_empty()
     }
+
+    /// Check the settings for a run of `epochs` passes: fractions within their range, and
+    /// no split or prune planned before an epoch the run will not reach (1-based; epoch 1 has
+    /// no statistics to act on).
+    pub fn validate(&self, epochs: usize) -> Result<(), String> {
+        if !(self.split_fraction > 0.0 && self.split_fraction <= 1.0) {
+            return Err(format!("--densify-fraction {}: expected a fraction in (0, 1]", self.split_fraction));
+        }
+        if !(self.prune_fraction >= 0.0 && self.prune_fraction < 1.0) {
+            return Err(format!("--prune-fraction {}: expected a fraction in [0, 1)", self.prune_fraction));
+        }
+        if !(self.split_large_px >= 0.0 && self.split_large_px.is_finite()) {
+            return Err(format!("--densify-large-px {}: expected 0 (off) or a size in pixels", self.split_large_px));
+        }
+        for (name, list) in [("--densify-epochs", &self.densify_epochs), ("--prune-epochs", &self.prune_epochs)] {
+            if let Some(&e) = list.iter().find(|&&e| e < 2 || e > epochs) {
+                return Err(format!("{name} {e}: the run has epochs 1 to {epochs}, and density control acts before epochs 2 to {epochs}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What one density-control pass did.
@@ -211,6 +232,19 @@ fn cholesky3(a: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn settings_outside_the_run_are_refused() {
+        let ok = DensityConfig { densify_epochs: vec![2, 3], prune_epochs: vec![3], ..Default::default() };
+        assert_eq!(ok.validate(3), Ok(()));
+        assert!(ok.validate(2).unwrap_err().contains("--densify-epochs 3"));
+        let first = DensityConfig { densify_epochs: vec![1], ..Default::default() };
+        assert!(first.validate(5).unwrap_err().contains("before epochs 2 to 5"));
+        let frac = DensityConfig { split_fraction: 1.5, ..Default::default() };
+        assert!(frac.validate(5).unwrap_err().contains("--densify-fraction 1.5"));
+        let prune = DensityConfig { prune_fraction: f64::NAN, ..Default::default() };
+        assert!(prune.validate(5).unwrap_err().contains("--prune-fraction"));
+    }
+
     use super::*;
     use crate::adam::AdamConfig;
 

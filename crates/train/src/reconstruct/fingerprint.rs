@@ -1,8 +1,9 @@
 //! What a checkpoint must match to be resumed: the settings that change the result, a hash of
 //! the data and the thread count.
 //!
-//! `--epochs` is not part of it, so a finished run can be extended by resuming it with a larger
-//! `--epochs` (the learning-rate schedule then spans the new total; see [`super`]).
+//! `--epochs` (and `--min-steps`) are not part of it, so a finished run can be extended by
+//! resuming it with a larger `--epochs` (the learning-rate schedule then spans the new total;
+//! see [`super`]).
 
 use super::ReconstructConfig;
 use crate::dataset::ParticleSet;
@@ -18,8 +19,9 @@ fn fnv1a(h: &mut u64, bytes: &[u8]) {
 /// A run's identity for resuming.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fingerprint {
-    /// Every setting that changes the result, as JSON (not `epochs`, `threads`,
-    /// `checkpoint_every`, `cache_gib` and `max_steps`), and the training box.
+    /// Every setting that changes the result, as JSON (not `epochs` and `min_steps`, which
+    /// may change on resume, nor `threads`, `checkpoint_every`, `cache_gib` and `max_steps`),
+    /// and the training box.
     pub settings: serde_json::Value,
     /// Hash of the box, pixel size, contrast and every particle's image reference, pose and
     /// CTF (not the folder the data live in, so a moved data set still resumes).
@@ -29,10 +31,9 @@ pub struct Fingerprint {
 
 /// The fingerprint of a run of `set` with `cfg` at training box `d` on `threads` threads.
 pub fn fingerprint(set: &ParticleSet, cfg: &ReconstructConfig, d: usize, threads: usize) -> Fingerprint {
-    let neutral = ReconstructConfig { epochs: 0, threads: 0, checkpoint_every: 0, cache_gib: 0.0, max_steps: None, ..cfg.clone() };
-    let mut settings = serde_json::to_value(&neutral).expect("config serialises");
+    let mut settings = serde_json::to_value(cfg).expect("config serialises");
     if let Some(m) = settings.as_object_mut() {
-        for k in ["epochs", "threads", "checkpoint_every", "cache_gib", "max_steps"] {
+        for k in ["epochs", "min_steps", "threads", "checkpoint_every", "cache_gib", "max_steps"] {
             m.remove(k);
         }
         m.insert("training_box_px".into(), d.into());
