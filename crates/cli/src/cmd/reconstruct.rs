@@ -261,7 +261,7 @@ pub fn execute(a: &Args, title: &str) -> Result<Summary> {
     let set = match a.input.load() {
         Ok(s) => s,
         Err(e) => {
-            log.line(&format!("error: {e:#}"));
+            log.line(&format!("error: {}", crate::error_text(&e)));
             return Err(e);
         }
     };
