@@ -361,7 +361,10 @@ fn header_claims_and_fields_are_checked_against_the_file() {
     let p = write("nsymbt.mrc", b);
     let e = MrcFile::open(&p).unwrap_err().to_string();
     assert!(e.contains("nsymbt.mrc") && e.contains("at byte 92") && e.contains("beyond the end"), "{e}");
-    // Trailing bytes are accepted with a warning.
+    // A trailer shorter than one image (16 bytes here) is accepted with a warning.
+    let p = write("trail15.mrc", synth([2, 2, 1], 2, false, 0, &[0u8; 31]));
+    let h = MrcFile::open(&p).unwrap().header().clone();
+    assert!(h.warnings.iter().any(|w| w.contains("15 bytes after the end")), "{:?}", h.warnings);
     let p = write("trail.mrc", synth([2, 2, 1], 2, false, 0, &[0u8; 20]));
     let f = MrcFile::open(&p).unwrap();
     assert!(f.header().warnings.iter().any(|w| w.contains("4 bytes after the end")), "{:?}", f.header().warnings);
@@ -437,4 +440,38 @@ fn streaming_writer_float16_and_bad_images() {
     // Unwritable folder.
     let e = StackWriter::create(Path::new("/nonexistent-dir/s.mrcs"), 2, 2, 1.0, WriteOptions::default()).unwrap_err();
     assert!(e.to_string().contains("/nonexistent-dir/s.mrcs"), "{e}");
+}
+
+#[test]
+fn data_size_disagreeing_with_the_mode_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let vals: Vec<f32> = (0..32).map(|k| k as f32 * 0.5).collect();
+    let float32 = encode(&vals, 2, false);
+    let open_err = |name: &str, bytes: Vec<u8>| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        MrcFile::open(&p).unwrap_err().to_string()
+    };
+    // Float32 data whose header was changed to mode 6: 128 bytes where 64 are described.
+    let e = open_err("mode6.mrc", synth([4, 4, 2], 6, false, 0, &float32));
+    for part in ["mode6.mrc: at byte 1024", "MODE 6", "4×4×2", "64 bytes of data", "holds 128 bytes", "fits MODE 2 exactly"] {
+        assert!(e.contains(part), "{part:?} in {e}");
+    }
+    // Labelled int8: a quarter of the bytes described; with an extended header, big-endian.
+    let e = open_err("mode0.mrc", synth([4, 4, 2], 0, true, 48, &encode(&vals, 2, true)));
+    for part in ["mode0.mrc: at byte 1072", "MODE 0", "32 bytes of data", "holds 128 bytes", "fits MODE 2 exactly"] {
+        assert!(e.contains(part), "{part:?} in {e}");
+    }
+    // Int16 data labelled float16 or uint16 have the right size (same sample width): not
+    // detectable from the size. Float16 data labelled float32: too few bytes.
+    let e = open_err("mode2.mrc", synth([4, 4, 2], 2, false, 0, &encode(&vals, 12, false)));
+    assert!(e.contains("MODE 2") && e.contains("only 64 bytes") && e.contains("truncated"), "{e}");
+    // One whole image more than the header describes (NZ too small), in the header's own mode:
+    // an error too, and exactly one image is enough.
+    let e = open_err("nz.mrc", synth([2, 2, 1], 2, false, 0, &[0u8; 32]));
+    assert!(e.contains("nz.mrc") && e.contains("16 more, at least one whole image (16 bytes)") && e.contains("NZ"), "{e}");
+    // The same bytes under the right header read back exactly.
+    let p = dir.path().join("right.mrc");
+    std::fs::write(&p, synth([4, 4, 2], 2, false, 0, &float32)).unwrap();
+    assert_eq!(MrcFile::open(&p).unwrap().read_all().unwrap(), vals);
 }
