@@ -44,16 +44,17 @@
 //! carries the still-correlated shells just inside the randomisation shell into the first
 //! randomised ones, so there `FSC_random` measures that spill rather than mask-induced
 //! correlation, and subtracting it puts a false dip right at the randomisation shell (seen on a
-//! reconstruction against its ground truth: a 0.5 crossing at 3.74 Å where the masked and
-//! unmasked curves cross at 3.17 Å).
+//! reconstruction against its ground truth, where the corrected curve then crossed 0.5 well
+//! before the masked and unmasked curves did; the test `no_false_dip_at_the_randomisation_shell`
+//! guards against it).
 
 use crate::fourier::{freq_index, low_pass_volume, Complex32, Fft3};
+use crate::mask;
+use crate::rng::Rng;
 
 /// Shells past the randomisation shell that keep the masked FSC uncorrected (see the module
 /// docs).
 pub const GUARD_SHELLS: usize = 2;
-use crate::mask;
-use crate::rng::Rng;
 
 /// A resolution read from an FSC curve.
 #[derive(Clone, Copy, Debug, PartialEq)]
