@@ -9,7 +9,18 @@
 //! cryoDRGN labels shells differently ([`fsc_cryodrgn`]: shell `i` is `i−1 ≤ |k| < i`,
 //! reported at `i/D`, without a Nyquist entry); it is provided to compare with its numbers.
 //!
-//! `FSC(n) = Re Σ F₁·conj(F₂) / sqrt(Σ|F₁|² · Σ|F₂|²)` over the shell (1 when a denominator is 0).
+//! `FSC(n) = Re Σ F₁·conj(F₂) / sqrt(Σ|F₁|² · Σ|F₂|²)` over the shell. In a shell where either
+//! map has no power (a sum of squares that is 0, or not finite) the FSC is undefined: the curve
+//! holds 0 there (never 1, never NaN), and [`FscCurve::no_power`] lists such shells so that no
+//! resolution is read across them.
+//!
+//! # Degenerate maps
+//!
+//! A map that is all zero, constant or holds NaN or infinite values has no FSC to read a
+//! resolution from; [`check_maps`] says which map and why ([`NoResolution`]). [`gold_standard`]
+//! runs that check (and checks a given mask) and records the reason in the report;
+//! [`FscReport::try_resolution`] then returns it, and [`FscReport::resolution`] never returns a
+//! figure for such a pair.
 //!
 //! # Resolution
 //!
@@ -17,7 +28,9 @@
 //! crossing from low frequency, linearly interpolated between shells (see [`Resolution`]):
 //! a curve that never falls below the threshold up to Nyquist is [`Resolution::Nyquist`],
 //! never a number that looks like a resolution; one already below it at shell 1 is
-//! [`Resolution::NoCorrelation`].
+//! [`Resolution::NoCorrelation`]. [`resolution_checked`] refuses (with
+//! [`NoResolution::NoPower`]) when a shell without power is reached before the crossing: the
+//! curve is 0 there because nothing was measured, not because the maps disagree.
 //!
 //! # Masking and the phase-randomisation correction
 //!
@@ -31,16 +44,17 @@
 //! carries the still-correlated shells just inside the randomisation shell into the first
 //! randomised ones, so there `FSC_random` measures that spill rather than mask-induced
 //! correlation, and subtracting it puts a false dip right at the randomisation shell (seen on a
-//! reconstruction against its ground truth: a 0.5 crossing at 3.74 Å where the masked and
-//! unmasked curves cross at 3.17 Å).
+//! reconstruction against its ground truth, where the corrected curve then crossed 0.5 well
+//! before the masked and unmasked curves did; the test `no_false_dip_at_the_randomisation_shell`
+//! guards against it).
 
 use crate::fourier::{freq_index, low_pass_volume, Complex32, Fft3};
+use crate::mask;
+use crate::rng::Rng;
 
 /// Shells past the randomisation shell that keep the masked FSC uncorrected (see the module
 /// docs).
 pub const GUARD_SHELLS: usize = 2;
-use crate::mask;
-use crate::rng::Rng;
 
 /// A resolution read from an FSC curve.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -77,83 +91,209 @@ impl Resolution {
 /// Weight of a half-spectrum column in sums over the full spectrum of a real signal.
 #[inline]
 fn column_weight(c: usize, d: usize) -> f64 {
-    if c == 0 || (d % 2 == 0 && c == d / 2) {
+    if c == 0 || 2 * c == d {
         1.0
     } else {
         2.0
     }
 }
 
-/// FSC between two half spectra of `D³` volumes (layout of [`Fft3`]), shells 0..=D/2.
-pub fn fsc_from_spectra(fa: &[Complex32], fb: &[Complex32], d: usize) -> Vec<f64> {
-    let w = d / 2 + 1;
-    let n_shells = d / 2 + 1;
-    let mut num = vec![0.0f64; n_shells];
-    let mut da = vec![0.0f64; n_shells];
-    let mut db = vec![0.0f64; n_shells];
-    for p in 0..d {
-        let fz = freq_index(p, d) as f64;
-        for r in 0..d {
-            let fy = freq_index(r, d) as f64;
-            let base = (p * d + r) * w;
-            for c in 0..w {
-                let rad = (fz * fz + fy * fy + (c * c) as f64).sqrt();
-                let n = rad.round() as usize;
-                if n >= n_shells {
-                    continue;
-                }
-                let wt = column_weight(c, d);
-                let a = fa[base + c];
-                let b = fb[base + c];
-                num[n] += wt * (a.re as f64 * b.re as f64 + a.im as f64 * b.im as f64);
-                da[n] += wt * a.norm_sqr() as f64;
-                db[n] += wt * b.norm_sqr() as f64;
-            }
-        }
-    }
-    (0..n_shells).map(|n| if da[n] > 0.0 && db[n] > 0.0 { num[n] / (da[n] * db[n]).sqrt() } else { 1.0 }).collect()
+/// Why no resolution can be read from a pair of maps or from an FSC curve.
+#[derive(Clone, Debug, PartialEq)]
+pub enum NoResolution {
+    /// The two maps have different numbers of values.
+    DifferentSizes { maps: [String; 2], lens: [usize; 2] },
+    /// `map` holds `count` NaN or infinite values, the first at `index`.
+    NonFinite { map: String, index: usize, count: usize },
+    /// `map` is zero everywhere.
+    Empty { map: String },
+    /// `map` has the same (non-zero) value everywhere.
+    Constant { map: String, value: f32 },
+    /// The curve is undefined in these shells (one or both maps have no power there), and at
+    /// least one of them comes before the threshold is crossed.
+    NoPower { shells: Vec<usize> },
 }
 
-/// FSC between two `D³` volumes (shells 0..=D/2, see the module docs).
-pub fn fsc(a: &[f32], b: &[f32], d: usize) -> Vec<f64> {
+impl std::fmt::Display for NoResolution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoResolution::DifferentSizes { maps, lens } => {
+                write!(f, "{} has {} values but {} has {}: the maps must have the same box", maps[0], lens[0], maps[1], lens[1])
+            }
+            NoResolution::NonFinite { map, index, count } => {
+                write!(f, "{map} holds {count} NaN or infinite values (the first at index {index}): no FSC can be computed")
+            }
+            NoResolution::Empty { map } => write!(f, "{map} is all zero: it holds no signal, so its FSC is undefined"),
+            NoResolution::Constant { map, value } => {
+                write!(f, "{map} is constant ({value} everywhere): it holds no signal beyond its mean, so its FSC is undefined")
+            }
+            NoResolution::NoPower { shells } => write!(
+                f,
+                "the FSC is undefined in {} {} (one or both maps have no power there) before it crosses the threshold",
+                if shells.len() == 1 { "shell" } else { "shells" },
+                shell_ranges(shells)
+            ),
+        }
+    }
+}
+
+impl std::error::Error for NoResolution {}
+
+/// "3, 5–9, 12" for ascending shells.
+fn shell_ranges(shells: &[usize]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < shells.len() {
+        let mut j = i;
+        while j + 1 < shells.len() && shells[j + 1] == shells[j] + 1 {
+            j += 1;
+        }
+        parts.push(if j > i { format!("{}–{}", shells[i], shells[j]) } else { shells[i].to_string() });
+        i = j + 1;
+    }
+    parts.join(", ")
+}
+
+/// Check one map: [`NoResolution::NonFinite`], [`NoResolution::Empty`] or
+/// [`NoResolution::Constant`] (in that order of precedence), `label` naming the map.
+pub fn check_map(v: &[f32], label: &str) -> Result<(), NoResolution> {
+    if let Some(index) = v.iter().position(|x| !x.is_finite()) {
+        let count = v[index..].iter().filter(|x| !x.is_finite()).count();
+        return Err(NoResolution::NonFinite { map: label.to_string(), index, count });
+    }
+    let Some(&first) = v.first() else { return Err(NoResolution::Empty { map: label.to_string() }) };
+    if v.iter().all(|&x| x == first) {
+        let map = label.to_string();
+        return Err(if first == 0.0 { NoResolution::Empty { map } } else { NoResolution::Constant { map, value: first } });
+    }
+    Ok(())
+}
+
+/// Check a pair of maps before an FSC: same size, finite, neither all zero nor constant. The
+/// maps are called "first map" and "second map" in the reason.
+pub fn check_maps(a: &[f32], b: &[f32]) -> Result<(), NoResolution> {
+    check_maps_labelled(a, b, ["first map", "second map"])
+}
+
+/// [`check_maps`] with the names the reason gives the maps (e.g. "half map A", or a file name).
+pub fn check_maps_labelled(a: &[f32], b: &[f32], labels: [&str; 2]) -> Result<(), NoResolution> {
+    if a.len() != b.len() {
+        return Err(NoResolution::DifferentSizes { maps: labels.map(str::to_string), lens: [a.len(), b.len()] });
+    }
+    check_map(a, labels[0])?;
+    check_map(b, labels[1])
+}
+
+/// Check a mask for [`gold_standard`] over maps of `len` values: as long as the maps, finite and
+/// not all zero (a constant non-zero mask is a valid, if pointless, mask).
+fn check_mask(m: &[f32], len: usize) -> Result<(), NoResolution> {
+    if m.len() != len {
+        return Err(NoResolution::DifferentSizes { maps: ["each map".to_string(), "the mask".to_string()], lens: [len, m.len()] });
+    }
+    match check_map(m, "the mask") {
+        Err(NoResolution::Constant { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+/// An FSC curve and the shells (≥ 1) in which it is undefined.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FscCurve {
+    /// Shell `n` (0..=D/2, see the module docs); 0 in a shell listed in `no_power`.
+    pub fsc: Vec<f64>,
+    /// Ascending shells `n ≥ 1` where one or both maps have no power (shell 0, the mean, is
+    /// never read for a resolution and is not listed).
+    pub no_power: Vec<usize>,
+}
+
+/// Per-shell sums over two half spectra of `D³` volumes (layout of [`Fft3`]):
+/// `Re Σ F₁·conj(F₂)`, `Σ|F₁|²`, `Σ|F₂|²` over the components whose radius `r` (in samples)
+/// `shell_of(r)` maps below `n_shells`; the others are skipped.
+struct ShellSums {
+    num: Vec<f64>,
+    power_a: Vec<f64>,
+    power_b: Vec<f64>,
+}
+
+impl ShellSums {
+    fn new(fa: &[Complex32], fb: &[Complex32], d: usize, n_shells: usize, shell_of: impl Fn(f64) -> usize) -> ShellSums {
+        let w = d / 2 + 1;
+        let mut s = ShellSums { num: vec![0.0; n_shells], power_a: vec![0.0; n_shells], power_b: vec![0.0; n_shells] };
+        for p in 0..d {
+            let fz = freq_index(p, d) as f64;
+            for r in 0..d {
+                let fy = freq_index(r, d) as f64;
+                let base = (p * d + r) * w;
+                for c in 0..w {
+                    let n = shell_of((fz * fz + fy * fy + (c * c) as f64).sqrt());
+                    if n >= n_shells {
+                        continue;
+                    }
+                    let wt = column_weight(c, d);
+                    let (a, b) = (fa[base + c], fb[base + c]);
+                    s.num[n] += wt * (a.re as f64 * b.re as f64 + a.im as f64 * b.im as f64);
+                    s.power_a[n] += wt * a.norm_sqr() as f64;
+                    s.power_b[n] += wt * b.norm_sqr() as f64;
+                }
+            }
+        }
+        s
+    }
+
+    /// Whether both maps have (finite, positive) power in shell `n`.
+    fn has_power(&self, n: usize) -> bool {
+        self.power_a[n] > 0.0 && self.power_b[n] > 0.0 && self.power_a[n].is_finite() && self.power_b[n].is_finite()
+    }
+
+    /// The normalised correlation in shell `n`, 0 where [`ShellSums::has_power`] is false.
+    fn fsc(&self, n: usize) -> f64 {
+        if self.has_power(n) {
+            self.num[n] / (self.power_a[n] * self.power_b[n]).sqrt()
+        } else {
+            0.0
+        }
+    }
+
+    fn curve(&self) -> FscCurve {
+        let n_shells = self.num.len();
+        FscCurve { fsc: (0..n_shells).map(|n| self.fsc(n)).collect(), no_power: (1..n_shells).filter(|&n| !self.has_power(n)).collect() }
+    }
+}
+
+/// FSC between two half spectra of `D³` volumes (layout of [`Fft3`]), shells 0..=D/2, with
+/// the shells where it is undefined.
+pub fn fsc_curve_from_spectra(fa: &[Complex32], fb: &[Complex32], d: usize) -> FscCurve {
+    ShellSums::new(fa, fb, d, d / 2 + 1, |rad| rad.round() as usize).curve()
+}
+
+/// FSC between two half spectra of `D³` volumes (layout of [`Fft3`]), shells 0..=D/2; 0 in a
+/// shell where either map has no power ([`fsc_curve_from_spectra`] also lists those shells).
+pub fn fsc_from_spectra(fa: &[Complex32], fb: &[Complex32], d: usize) -> Vec<f64> {
+    fsc_curve_from_spectra(fa, fb, d).fsc
+}
+
+/// FSC between two `D³` volumes (shells 0..=D/2, see the module docs), with the shells where it
+/// is undefined.
+pub fn fsc_curve(a: &[f32], b: &[f32], d: usize) -> FscCurve {
     let f = Fft3::new(d);
-    fsc_from_spectra(&f.forward(a), &f.forward(b), d)
+    fsc_curve_from_spectra(&f.forward(a), &f.forward(b), d)
+}
+
+/// FSC between two `D³` volumes (shells 0..=D/2, see the module docs; 0 in a shell where either
+/// map has no power).
+pub fn fsc(a: &[f32], b: &[f32], d: usize) -> Vec<f64> {
+    fsc_curve(a, b, d).fsc
 }
 
 /// cryoDRGN's FSC: `D/2` entries, entry `i ≥ 1` over `i−1 ≤ |k| < i`, entry 0 = 1, labelled
-/// at `i/D` cycles per pixel (returned as `(pixres, fsc)` pairs).
+/// at `i/D` cycles per pixel (returned as `(pixres, fsc)` pairs). An entry `i ≥ 1` where either
+/// map has no power is 0.
 pub fn fsc_cryodrgn(a: &[f32], b: &[f32], d: usize) -> Vec<(f64, f64)> {
     let f = Fft3::new(d);
-    let (fa, fb) = (f.forward(a), f.forward(b));
-    let w = d / 2 + 1;
     let n = d / 2;
-    let mut num = vec![0.0f64; n];
-    let mut da = vec![0.0f64; n];
-    let mut db = vec![0.0f64; n];
-    for p in 0..d {
-        let fz = freq_index(p, d) as f64;
-        for r in 0..d {
-            let fy = freq_index(r, d) as f64;
-            for c in 0..w {
-                let rad = (fz * fz + fy * fy + (c * c) as f64).sqrt();
-                let i = rad.floor() as usize + 1; // i − 1 ≤ rad < i
-                if i >= n {
-                    continue;
-                }
-                let wt = column_weight(c, d);
-                let (x, y) = (fa[(p * d + r) * w + c], fb[(p * d + r) * w + c]);
-                num[i] += wt * (x.re as f64 * y.re as f64 + x.im as f64 * y.im as f64);
-                da[i] += wt * x.norm_sqr() as f64;
-                db[i] += wt * y.norm_sqr() as f64;
-            }
-        }
-    }
-    (0..n)
-        .map(|i| {
-            let v = if i == 0 || !(da[i] > 0.0 && db[i] > 0.0) { 1.0 } else { num[i] / (da[i] * db[i]).sqrt() };
-            (i as f64 / d as f64, v)
-        })
-        .collect()
+    // i − 1 ≤ rad < i
+    let sums = ShellSums::new(&f.forward(a), &f.forward(b), d, n, |rad| rad.floor() as usize + 1);
+    (0..n).map(|i| (i as f64 / d as f64, if i == 0 { 1.0 } else { sums.fsc(i) })).collect()
 }
 
 /// Resolution at `threshold`: first crossing from low frequency, interpolated (module docs).
@@ -170,6 +310,23 @@ pub fn resolution_at(curve: &[f64], threshold: f64, d: usize, apix: f64) -> Reso
         }
     }
     Resolution::Nyquist
+}
+
+/// [`resolution_at`] for a curve that is undefined in the shells `no_power` (as in
+/// [`FscCurve`]): an error when one of them, or a shell whose value is not finite, comes
+/// before the first crossing (then no resolution can be read; the error lists every such
+/// shell).
+pub fn resolution_checked(curve: &[f64], no_power: &[usize], threshold: f64, d: usize, apix: f64) -> Result<Resolution, NoResolution> {
+    let undefined = |n: usize| no_power.contains(&n) || !curve[n].is_finite();
+    for n in 1..curve.len() {
+        if undefined(n) {
+            return Err(NoResolution::NoPower { shells: (1..curve.len()).filter(|&k| undefined(k)).collect() });
+        }
+        if curve[n] < threshold {
+            break;
+        }
+    }
+    Ok(resolution_at(curve, threshold, d, apix))
 }
 
 /// Spectral signal-to-noise ratio per shell from a half-map FSC curve, as RELION turns an FSC
@@ -248,6 +405,13 @@ pub struct FscReport {
     /// First shell whose phases were randomised (None if the unmasked FSC never fell below 0.8).
     pub randomized_from_shell: Option<usize>,
     pub mask: Option<Vec<f32>>,
+    /// Shells (≥ 1) where the unmasked curve is undefined (see [`FscCurve::no_power`]).
+    pub unmasked_no_power: Vec<usize>,
+    /// Shells (≥ 1) where the masked curve, and so the corrected one, is undefined.
+    pub masked_no_power: Vec<usize>,
+    /// Why no resolution can be read from this pair at all (degenerate maps or mask); the
+    /// curves are then the unmasked one only.
+    pub degenerate: Option<NoResolution>,
 }
 
 impl FscReport {
@@ -255,11 +419,30 @@ impl FscReport {
     pub fn final_curve(&self) -> &[f64] {
         self.corrected.as_deref().unwrap_or(&self.unmasked)
     }
-    pub fn resolution(&self, threshold: f64) -> Resolution {
-        resolution_at(self.final_curve(), threshold, self.d, self.apix)
+    /// The resolution at `threshold` from [`FscReport::final_curve`], or why there is none.
+    pub fn try_resolution(&self, threshold: f64) -> Result<Resolution, NoResolution> {
+        let no_power = if self.corrected.is_some() { &self.masked_no_power } else { &self.unmasked_no_power };
+        self.read(self.final_curve(), no_power, threshold)
     }
+    /// The resolution at `threshold` from the unmasked curve, or why there is none.
+    pub fn try_resolution_unmasked(&self, threshold: f64) -> Result<Resolution, NoResolution> {
+        self.read(&self.unmasked, &self.unmasked_no_power, threshold)
+    }
+    fn read(&self, curve: &[f64], no_power: &[usize], threshold: f64) -> Result<Resolution, NoResolution> {
+        match &self.degenerate {
+            Some(reason) => Err(reason.clone()),
+            None => resolution_checked(curve, no_power, threshold, self.d, self.apix),
+        }
+    }
+    /// [`FscReport::try_resolution`], with [`Resolution::NoCorrelation`] standing for every
+    /// reason there is none (so that no figure is ever read from a degenerate pair).
+    pub fn resolution(&self, threshold: f64) -> Resolution {
+        self.try_resolution(threshold).unwrap_or(Resolution::NoCorrelation)
+    }
+    /// [`FscReport::try_resolution_unmasked`], with [`Resolution::NoCorrelation`] standing for
+    /// every reason there is none.
     pub fn resolution_unmasked(&self, threshold: f64) -> Resolution {
-        resolution_at(&self.unmasked, threshold, self.d, self.apix)
+        self.try_resolution_unmasked(threshold).unwrap_or(Resolution::NoCorrelation)
     }
     /// Frequency of shell `n` in 1/Å.
     pub fn frequency(&self, n: usize) -> f64 {
@@ -284,19 +467,48 @@ pub fn correlation(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// Unmasked, masked and phase-randomisation-corrected FSC of two half maps.
+///
+/// Degenerate input ([`check_maps`] on the maps, or a given mask that is all zero or not finite)
+/// is recorded in [`FscReport::degenerate`]; then only the unmasked curve is computed (all 0
+/// when the maps differ in size), and no resolution is read from the report.
 pub fn gold_standard(a: &[f32], b: &[f32], d: usize, apix: f64, mask: MaskChoice<'_>, seed: u64) -> FscReport {
     let f = Fft3::new(d);
-    let unmasked = fsc_from_spectra(&f.forward(a), &f.forward(b), d);
+    let unmasked_report = |unmasked: FscCurve, degenerate: Option<NoResolution>| FscReport {
+        d,
+        apix,
+        unmasked: unmasked.fsc,
+        masked: None,
+        corrected: None,
+        randomized_from_shell: None,
+        mask: None,
+        unmasked_no_power: unmasked.no_power,
+        masked_no_power: Vec::new(),
+        degenerate,
+    };
+    let checked = match mask {
+        MaskChoice::Given(m) => check_maps(a, b).and_then(|_| check_mask(m, a.len())),
+        _ => check_maps(a, b),
+    };
+    if let Err(reason) = checked {
+        let unmasked = if a.len() == d * d * d && b.len() == a.len() {
+            fsc_curve_from_spectra(&f.forward(a), &f.forward(b), d)
+        } else {
+            FscCurve { fsc: vec![0.0; d / 2 + 1], no_power: (1..=d / 2).collect() }
+        };
+        return unmasked_report(unmasked, Some(reason));
+    }
+    let unmasked = fsc_curve_from_spectra(&f.forward(a), &f.forward(b), d);
     let m: Option<Vec<f32>> = match mask {
         MaskChoice::None => None,
         MaskChoice::Auto => Some(auto_mask(a, b, d, apix)),
         MaskChoice::Given(m) => Some(m.to_vec()),
     };
     let Some(m) = m else {
-        return FscReport { d, apix, unmasked, masked: None, corrected: None, randomized_from_shell: None, mask: None };
+        return unmasked_report(unmasked, None);
     };
+    let FscCurve { fsc: unmasked, no_power: unmasked_no_power } = unmasked;
     let apply = |v: &[f32]| -> Vec<f32> { v.iter().zip(&m).map(|(x, w)| x * w).collect() };
-    let masked = fsc_from_spectra(&f.forward(&apply(a)), &f.forward(&apply(b)), d);
+    let FscCurve { fsc: masked, no_power: masked_no_power } = fsc_curve_from_spectra(&f.forward(&apply(a)), &f.forward(&apply(b)), d);
     let from = (1..unmasked.len()).find(|&n| unmasked[n] < 0.8);
     let corrected = match from {
         None => masked.clone(),
@@ -320,7 +532,18 @@ pub fn gold_standard(a: &[f32], b: &[f32], d: usize, apix: f64, mask: MaskChoice
                 .collect()
         }
     };
-    FscReport { d, apix, unmasked, masked: Some(masked), corrected: Some(corrected), randomized_from_shell: from, mask: Some(m) }
+    FscReport {
+        d,
+        apix,
+        unmasked,
+        masked: Some(masked),
+        corrected: Some(corrected),
+        randomized_from_shell: from,
+        mask: Some(m),
+        unmasked_no_power,
+        masked_no_power,
+        degenerate: None,
+    }
 }
 
 #[cfg(test)]

@@ -144,3 +144,140 @@ fn no_false_dip_at_the_randomisation_shell() {
     };
     assert!((rc / rm - 1.0).abs() < 0.02, "corrected {rc} Å, masked {rm} Å");
 }
+
+/// The gold-standard report of a pair that must give no resolution, with `reason`.
+fn assert_no_resolution(a: &[f32], b: &[f32], mask: MaskChoice<'_>, reason: &NoResolution) {
+    let rep = gold_standard(a, b, 32, 1.0, mask, 1);
+    assert_eq!(rep.degenerate.as_ref(), Some(reason));
+    for t in [0.143, 0.5] {
+        assert_eq!(rep.try_resolution(t).as_ref(), Err(reason));
+        assert_eq!(rep.try_resolution_unmasked(t).as_ref(), Err(reason));
+        // Never a figure, never "at Nyquist".
+        assert_eq!(rep.resolution(t), Resolution::NoCorrelation);
+        assert_eq!(rep.resolution_unmasked(t), Resolution::NoCorrelation);
+    }
+    assert!(rep.unmasked.iter().all(|v| v.is_finite() && v.abs() <= 1.0 + 1e-6), "{:?}", rep.unmasked);
+}
+
+#[test]
+fn degenerate_maps_give_no_resolution_with_the_reason() {
+    let a = vol("vol_a.mrc");
+    let zero = vec![0.0f32; a.len()];
+    let empty = |map: &str| NoResolution::Empty { map: map.into() };
+    // One map empty, either one; both empty (formerly "at Nyquist").
+    assert_eq!(check_maps(&a, &zero), Err(empty("second map")));
+    assert_eq!(check_maps(&zero, &a), Err(empty("first map")));
+    for mask in [MaskChoice::None, MaskChoice::Auto] {
+        assert_no_resolution(&a, &zero, mask, &empty("second map"));
+        assert_no_resolution(&zero, &zero, mask, &empty("first map"));
+    }
+    // A constant map (zero variance), however large its mean.
+    let flat = vec![2.5f32; a.len()];
+    let constant = NoResolution::Constant { map: "first map".into(), value: 2.5 };
+    assert_eq!(check_maps(&flat, &a), Err(constant.clone()));
+    assert_no_resolution(&flat, &a, MaskChoice::Auto, &constant);
+    assert_no_resolution(&flat, &flat, MaskChoice::None, &constant);
+    // NaN and infinite values: where the first is and how many.
+    let mut bad = a.clone();
+    bad[17] = f32::NAN;
+    bad[99] = f32::INFINITY;
+    let non_finite = NoResolution::NonFinite { map: "second map".into(), index: 17, count: 2 };
+    assert_eq!(check_maps(&a, &bad), Err(non_finite.clone()));
+    assert_no_resolution(&a, &bad, MaskChoice::Auto, &non_finite);
+    // A given mask that is all zero, or of the wrong size.
+    assert_no_resolution(&a, &a, MaskChoice::Given(&zero), &empty("the mask"));
+    let short = NoResolution::DifferentSizes { maps: ["each map".into(), "the mask".into()], lens: [a.len(), 5] };
+    assert_no_resolution(&a, &a, MaskChoice::Given(&zero[..5]), &short);
+    // A constant non-zero mask is a valid mask.
+    let ones = vec![1.0f32; a.len()];
+    assert_eq!(gold_standard(&a, &a, 32, 1.0, MaskChoice::Given(&ones), 1).try_resolution(0.143), Ok(Resolution::Nyquist));
+    // Maps of different sizes.
+    let e = check_maps(&a, &a[..10]).unwrap_err();
+    assert_eq!(e, NoResolution::DifferentSizes { maps: ["first map".into(), "second map".into()], lens: [a.len(), 10] });
+    assert_no_resolution(&a, &a[..10], MaskChoice::Auto, &e);
+}
+
+#[test]
+fn reasons_name_the_map_in_words() {
+    let a = vol("vol_a.mrc");
+    let zero = vec![0.0f32; a.len()];
+    let e = check_maps_labelled(&a, &zero, ["half map A", "half map B"]).unwrap_err().to_string();
+    assert_eq!(e, "half map B is all zero: it holds no signal, so its FSC is undefined");
+    let e = check_maps_labelled(&vec![-1.0; a.len()], &a, ["half map A", "half map B"]).unwrap_err().to_string();
+    assert!(e.starts_with("half map A is constant (-1 everywhere)"), "{e}");
+    let mut bad = a.clone();
+    bad[5] = f32::NEG_INFINITY;
+    let e = check_map(&bad, "map.mrc").unwrap_err().to_string();
+    assert!(e.starts_with("map.mrc holds 1 NaN or infinite values (the first at index 5)"), "{e}");
+    let e = NoResolution::NoPower { shells: vec![3, 7, 8, 9, 12] }.to_string();
+    assert!(e.starts_with("the FSC is undefined in shells 3, 7–9, 12 (one or both maps have no power there)"), "{e}");
+    assert!(NoResolution::NoPower { shells: vec![4] }.to_string().contains("in shell 4 ("));
+}
+
+#[test]
+fn shells_without_power_are_zero_and_listed() {
+    let d = 32;
+    let a = vol("vol_a.mrc");
+    // Against an all-zero map every shell is undefined: 0 there, never 1 or NaN.
+    let c = fsc_curve(&a, &vec![0.0; a.len()], d);
+    assert!(c.fsc.iter().all(|&v| v == 0.0), "{:?}", c.fsc);
+    assert_eq!(c.no_power, (1..=16).collect::<Vec<_>>());
+    assert_eq!(fsc(&a, &vec![0.0; a.len()], d), c.fsc);
+    let drgn = fsc_cryodrgn(&a, &vec![0.0; a.len()], d);
+    assert!(drgn[0].1 == 1.0 && drgn[1..].iter().all(|&(_, v)| v == 0.0), "{drgn:?}");
+    // A spectrum with nothing beyond shell 6 against the full one: the curve is 1 up to shell 6
+    // and undefined beyond. Read naively, it "crosses" at the cut; read with the undefined
+    // shells, there is no resolution.
+    let f = cryosplat_core::fourier::Fft3::new(d);
+    let fa = f.forward(&a);
+    let mut cut = fa.clone();
+    let w = d / 2 + 1;
+    let freq = |i: usize| if i <= d / 2 { i as f64 } else { i as f64 - d as f64 };
+    for p in 0..d {
+        for r in 0..d {
+            for col in 0..w {
+                if (freq(p).powi(2) + freq(r).powi(2) + (col * col) as f64).sqrt().round() > 6.0 {
+                    cut[(p * d + r) * w + col] = Default::default();
+                }
+            }
+        }
+    }
+    let c = fsc_curve_from_spectra(&fa, &cut, d);
+    assert!(c.fsc[..=6].iter().all(|&v| (v - 1.0).abs() < 1e-6) && c.fsc[7..].iter().all(|&v| v == 0.0), "{:?}", c.fsc);
+    assert_eq!(c.no_power, (7..=16).collect::<Vec<_>>());
+    assert!(matches!(resolution_at(&c.fsc, 0.143, d, 1.0), Resolution::Angstrom(_)));
+    let e = resolution_checked(&c.fsc, &c.no_power, 0.143, d, 1.0).unwrap_err();
+    assert_eq!(e, NoResolution::NoPower { shells: (7..=16).collect() });
+}
+
+#[test]
+fn a_crossing_before_the_undefined_shells_is_read() {
+    let (d, apix) = (10, 2.0);
+    let curve = [1.0, 0.9, 0.5, 0.1, 0.0, 0.0];
+    let expected = resolution_at(&curve, 0.143, d, apix);
+    assert!(matches!(expected, Resolution::Angstrom(_)));
+    assert_eq!(resolution_checked(&curve, &[4, 5], 0.143, d, apix), Ok(expected));
+    // The crossing shell itself undefined, or one before it.
+    assert_eq!(resolution_checked(&curve, &[3, 5], 0.143, d, apix), Err(NoResolution::NoPower { shells: vec![3, 5] }));
+    assert_eq!(resolution_checked(&curve, &[1], 0.143, d, apix), Err(NoResolution::NoPower { shells: vec![1] }));
+    // A non-finite value counts as undefined.
+    let nan = [1.0, 0.9, f64::NAN, 0.1, 0.0, 0.0];
+    assert_eq!(resolution_checked(&nan, &[], 0.143, d, apix), Err(NoResolution::NoPower { shells: vec![2] }));
+    // Shell 0 (the mean) is never read.
+    assert_eq!(resolution_checked(&curve, &[0], 0.143, d, apix), Ok(expected));
+}
+
+#[test]
+fn a_normal_pair_is_not_degenerate() {
+    let (a, b) = (vol("vol_a.mrc"), vol("vol_b.mrc"));
+    assert_eq!(check_maps(&a, &b), Ok(()));
+    for mask in [MaskChoice::None, MaskChoice::Auto] {
+        let rep = gold_standard(&a, &b, 32, 1.0, mask, 2);
+        assert!(rep.degenerate.is_none() && rep.unmasked_no_power.is_empty() && rep.masked_no_power.is_empty());
+        for t in [0.143, 0.5] {
+            assert_eq!(rep.try_resolution(t), Ok(rep.resolution(t)));
+            assert_eq!(rep.try_resolution_unmasked(t), Ok(resolution_at(&rep.unmasked, t, 32, 1.0)));
+            assert_eq!(rep.resolution(t), resolution_at(rep.final_curve(), t, 32, 1.0));
+        }
+    }
+}

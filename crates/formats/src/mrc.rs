@@ -17,13 +17,24 @@
 //! common placeholder there; compliant headers are taken at their word), different x and y
 //! pixel sizes, unset
 //! statistics (DMAX < DMIN, DMEAN below both, or RMS < 0), an axis order other than 1, 2, 3,
-//! and trailing bytes after the data.
+//! and a trailer after the data shorter than one image (see below).
 //!
 //! Reading is strict about what would make the data wrong: an unknown mode, non-positive
-//! dimensions, a negative NSYMBT or one reaching past the end of the file, or a header that
-//! claims more data than the file holds are errors naming the file and the byte offset of the
-//! offending field. The claim is computed without overflow and checked against the file length
-//! before anything is allocated. [`parse_header`] and [`decode_image`] work on plain bytes (as
+//! dimensions, a negative NSYMBT or one reaching past the end of the file, or a data size that
+//! disagrees with the header are errors naming the file and the byte offset of the offending
+//! field. The size the header describes (NX·NY·NZ samples of MODE after `1024 + NSYMBT` bytes)
+//! is computed without overflow and checked against the file length before anything is
+//! allocated; a mismatch names the MODE, NX·NY·NZ, the expected and the actual byte count.
+//!
+//! Data size: fewer bytes than the header describes is an error (a truncated file). More bytes
+//! is an error too when the excess is at least one image (NX·NY samples of MODE): that is what
+//! a wrong MODE leaves (float32 data whose header says mode 6 hold twice the bytes described;
+//! any change of MODE to a smaller sample leaves at least one image's worth) or an NZ that
+//! undercounts the images, and either would be read as garbage or silently cut short. The one
+//! lenient case is a trailer shorter than one image, which no wrong MODE or NZ can produce: it is
+//! accepted with a warning, as elsewhere (RELION reads exactly the bytes the header describes and
+//! never compares them with the file length; the Python `mrcfile` package warns that the file is
+//! larger than expected and reads it). [`parse_header`] and [`decode_image`] work on plain bytes (as
 //! the fuzz target uses them); [`MrcFile`] maps the file and uses the same code.
 //!
 //! Pixel values: [`MrcFile::read_image`] and [`MrcFile::read_all`] refuse data holding NaN or
@@ -293,24 +304,53 @@ pub fn parse_header(bytes: &[u8], path: &Path) -> Result<MrcHeader> {
             format!("NSYMBT says the data start at byte {}, beyond the end of the {file_len}-byte file", header.data_offset),
         ));
     }
-    // Up to (2³¹)³·4 bytes can be claimed: compute in u128 so that no claim overflows.
-    let claimed = header.nx as u128 * header.ny as u128 * header.nz as u128 * mode.bytes() as u128;
     let available = file_len - header.data_offset;
-    if claimed > available as u128 {
-        return Err(FormatError::binary(
-            path,
-            header.data_offset,
-            format!(
-                "header claims {}×{}×{} samples of mode {} ({claimed} bytes) but the file holds only {available} bytes of data (truncated file?)",
-                header.nx, header.ny, header.nz, mode.number()
-            ),
+    check_data_size(&header, available, path)?;
+    let claimed = header.data_bytes();
+    if claimed < available {
+        header.warnings.push(format!(
+            "{} bytes after the end of the data are ignored (the header describes {claimed} bytes of data, the file holds {available})",
+            available - claimed
         ));
     }
-    let claimed = claimed as u64;
-    if claimed < available {
-        header.warnings.push(format!("{} bytes after the end of the data are ignored", available - claimed));
-    }
     Ok(header)
+}
+
+/// Check the data size the header describes against the `available` bytes after the header
+/// (module docs, "Data size"): too few is an error, and so is an excess of one image or more.
+fn check_data_size(h: &MrcHeader, available: u64, path: &Path) -> Result<()> {
+    // Up to (2³¹)³·4 bytes can be claimed: compute in u128 so that no claim overflows.
+    let samples = h.nx as u128 * h.ny as u128 * h.nz as u128;
+    let claimed = samples * h.mode.bytes() as u128;
+    let image = h.nx as u128 * h.ny as u128 * h.mode.bytes() as u128;
+    let available = available as u128;
+    if claimed <= available && available - claimed < image {
+        return Ok(());
+    }
+    let what = format!(
+        "header claims NX·NY·NZ = {}×{}×{} samples of MODE {} ({} bytes each), {claimed} bytes of data, but the file holds",
+        h.nx,
+        h.ny,
+        h.nz,
+        h.mode.number(),
+        h.mode.bytes()
+    );
+    let msg = if claimed > available {
+        format!("{what} only {available} bytes of data (truncated file?)")
+    } else {
+        let fits: Vec<String> = [Mode::Int8, Mode::Int16, Mode::Float32, Mode::Uint16, Mode::Float16]
+            .iter()
+            .filter(|m| m.bytes() != h.mode.bytes() && samples * m.bytes() as u128 == available)
+            .map(|m| m.number().to_string())
+            .collect();
+        let hint = if fits.is_empty() {
+            "a wrong MODE, NX, NY or NZ in the header?".to_string()
+        } else {
+            format!("the size fits MODE {} exactly: is the header's MODE wrong?", fits.join(" or "))
+        };
+        format!("{what} {available} bytes of data, {} more, at least one whole image ({image} bytes): {hint}", available - claimed)
+    };
+    Err(FormatError::binary(path, h.data_offset, msg))
 }
 
 /// Decode `out.len()` samples of `mode` from `src` into f32.

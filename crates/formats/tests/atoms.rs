@@ -4,13 +4,12 @@
 //! first model), computed outside this project; the B-factor and occupancy sums were summed
 //! exactly in decimal from the file columns.
 
+mod common;
+
+use common::{data, expect_err};
 use cryosplat_formats::atoms::{self, Atom, PseudoAtom};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(rel)
-}
+use std::path::Path;
 
 struct Expect {
     file: &'static str,
@@ -130,18 +129,13 @@ fn pdb_first_model_first_altloc_and_defaults() {
 #[test]
 fn pdb_errors_name_file_and_line() {
     let bad_x = "REMARK\nATOM      1  N   ALA A   1      11.1x4   6.134  -6.504  1.00  0.00           N\n";
-    let e = atoms::parse_pdb(bad_x, Path::new("bad.pdb")).unwrap_err().to_string();
-    assert!(e.contains("bad.pdb: line 2") && e.contains("x in columns 31-38"), "{e}");
+    expect_err(atoms::parse_pdb(bad_x, Path::new("bad.pdb")), &["bad.pdb: line 2", "x in columns 31-38"]);
     let short = "ATOM      1  N   ALA A   1      11.104   6.134\n";
-    let e = atoms::parse_pdb(short, Path::new("short.pdb")).unwrap_err().to_string();
-    assert!(e.contains("short.pdb: line 1") && e.contains("columns 31-54"), "{e}");
+    expect_err(atoms::parse_pdb(short, Path::new("short.pdb")), &["short.pdb: line 1", "columns 31-54"]);
     let bad_b = "ATOM      1  N   ALA A   1      11.104   6.134  -6.504  1.00  nan            N\n";
-    let e = atoms::parse_pdb(bad_b, Path::new("b.pdb")).unwrap_err().to_string();
-    assert!(e.contains("line 1") && e.contains("B-factor"), "{e}");
-    let e = atoms::parse_pdb("HEADER\nEND\n", Path::new("empty.pdb")).unwrap_err().to_string();
-    assert!(e.contains("empty.pdb") && e.contains("no ATOM"), "{e}");
-    let e = atoms::read_atoms(Path::new("/nonexistent-dir/x.pdb")).unwrap_err().to_string();
-    assert!(e.contains("/nonexistent-dir/x.pdb"), "{e}");
+    expect_err(atoms::parse_pdb(bad_b, Path::new("b.pdb")), &["line 1", "B-factor"]);
+    expect_err(atoms::parse_pdb("HEADER\nEND\n", Path::new("empty.pdb")), &["empty.pdb", "no ATOM"]);
+    expect_err(atoms::read_atoms(Path::new("/nonexistent-dir/x.pdb")), &["/nonexistent-dir/x.pdb"]);
 }
 
 const CIF_MODELS: &str = "\
@@ -207,18 +201,13 @@ fn mmcif_single_atom_pairs_and_missing_type_symbol() {
 #[test]
 fn mmcif_errors_name_file_and_line() {
     let missing_z = "data_x\nloop_\n_atom_site.id\n_atom_site.Cartn_x\n_atom_site.Cartn_y\n1 1.0 2.0\n";
-    let e = atoms::parse_mmcif(missing_z, Path::new("z.cif")).unwrap_err().to_string();
-    assert!(e.contains("z.cif: line 2") && e.contains("Cartn_z"), "{e}");
+    expect_err(atoms::parse_mmcif(missing_z, Path::new("z.cif")), &["z.cif: line 2", "Cartn_z"]);
     let bad = "data_x\nloop_\n_atom_site.type_symbol\n_atom_site.Cartn_x\n_atom_site.Cartn_y\n_atom_site.Cartn_z\nC 1 2 3\nC 1 two 3\n";
-    let e = atoms::parse_mmcif(bad, Path::new("bad.cif")).unwrap_err().to_string();
-    assert!(e.contains("bad.cif: line 8") && e.contains("Cartn_y is \"two\""), "{e}");
+    expect_err(atoms::parse_mmcif(bad, Path::new("bad.cif")), &["bad.cif: line 8", "Cartn_y is \"two\""]);
     let ragged = "data_x\nloop_\n_atom_site.type_symbol\n_atom_site.Cartn_x\n_atom_site.Cartn_y\n_atom_site.Cartn_z\nC 1 2 3\nC 1 2\n";
-    let e = atoms::parse_mmcif(ragged, Path::new("r.cif")).unwrap_err().to_string();
-    assert!(e.contains("r.cif: line 8") && e.contains("incomplete row: 3 of 4"), "{e}");
-    let e = atoms::parse_mmcif("data_x\n_cell.length_a 1\n", Path::new("n.cif")).unwrap_err().to_string();
-    assert!(e.contains("n.cif") && e.contains("no _atom_site"), "{e}");
-    let e = atoms::parse_mmcif("data_x\n;never closed\n", Path::new("t.cif")).unwrap_err().to_string();
-    assert!(e.contains("t.cif: line 2") && e.contains("never closed"), "{e}");
+    expect_err(atoms::parse_mmcif(ragged, Path::new("r.cif")), &["r.cif: line 8", "incomplete row: 3 of 4"]);
+    expect_err(atoms::parse_mmcif("data_x\n_cell.length_a 1\n", Path::new("n.cif")), &["n.cif", "no _atom_site"]);
+    expect_err(atoms::parse_mmcif("data_x\n;never closed\n", Path::new("t.cif")), &["t.cif: line 2", "never closed"]);
 }
 
 fn pseudo_atoms(n: usize) -> Vec<PseudoAtom> {
@@ -279,18 +268,14 @@ fn pseudo_atom_writers_refuse_bad_values() {
     let dir = tempfile::tempdir().unwrap();
     let mut a = pseudo_atoms(3);
     a[1].b_factor_a2 = f64::NAN;
-    let e = atoms::write_pdb_pseudo_atoms(&dir.path().join("n.pdb"), &a).unwrap_err().to_string();
-    assert!(e.contains("n.pdb") && e.contains("pseudo-atom 1"), "{e}");
-    let e = atoms::write_pseudo_atoms_cif(&dir.path().join("n.cif"), "x", &a).unwrap_err().to_string();
-    assert!(e.contains("n.cif") && e.contains("NaN"), "{e}");
+    expect_err(atoms::write_pdb_pseudo_atoms(&dir.path().join("n.pdb"), &a), &["n.pdb", "pseudo-atom 1"]);
+    expect_err(atoms::write_pseudo_atoms_cif(&dir.path().join("n.cif"), "x", &a), &["n.cif", "NaN"]);
     let far = [PseudoAtom { pos_a: [12345.0, 0.0, 0.0], occupancy: 1.0, b_factor_a2: 1.0 }];
-    let e = atoms::write_pdb_pseudo_atoms(&dir.path().join("far.pdb"), &far).unwrap_err().to_string();
-    assert!(e.contains("12345") && e.contains("mmCIF"), "{e}");
+    expect_err(atoms::write_pdb_pseudo_atoms(&dir.path().join("far.pdb"), &far), &["12345", "mmCIF"]);
     // Large B-factors lose decimals, not columns.
     let wide = [PseudoAtom { pos_a: [0.0; 3], occupancy: 1.0, b_factor_a2: 1263.4 }];
     let p = dir.path().join("wide.pdb");
     atoms::write_pdb_pseudo_atoms(&p, &wide).unwrap();
     assert_eq!(atoms::read_atoms(&p).unwrap()[0].b_factor_a2, 1263.4);
-    let e = atoms::write_pdb_pseudo_atoms(Path::new("/nonexistent-dir/g.pdb"), &wide).unwrap_err().to_string();
-    assert!(e.contains("/nonexistent-dir/g.pdb"), "{e}");
+    expect_err(atoms::write_pdb_pseudo_atoms(Path::new("/nonexistent-dir/g.pdb"), &wide), &["/nonexistent-dir/g.pdb"]);
 }

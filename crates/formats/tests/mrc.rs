@@ -3,12 +3,11 @@
 //! Python `mrcfile` package in permissive mode); they are f32 values printed as f64.
 #![allow(clippy::excessive_precision)]
 
-use cryosplat_formats::mrc::{self, Mode, MrcFile, StackWriter, WriteMode, WriteOptions};
-use std::path::{Path, PathBuf};
+mod common;
 
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(rel)
-}
+use common::{data, expect_err};
+use cryosplat_formats::mrc::{self, Mode, MrcFile, StackWriter, WriteMode, WriteOptions};
+use std::path::Path;
 
 struct Expect {
     file: &'static str,
@@ -215,21 +214,18 @@ fn streaming_stack_writer() {
 fn bad_input_errors_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
     // Missing file.
-    let e = MrcFile::open(dir.path().join("absent.mrc")).unwrap_err().to_string();
-    assert!(e.contains("absent.mrc"), "{e}");
+    expect_err(MrcFile::open(dir.path().join("absent.mrc")), &["absent.mrc"]);
     // Truncated file: a valid header followed by too little data.
     let good = dir.path().join("good.mrc");
     mrc::write_volume(&good, &vec![1.0; 1000], [10, 10, 10], 1.0, &WriteOptions::default()).unwrap();
     let bytes = std::fs::read(&good).unwrap();
     let trunc = dir.path().join("trunc.mrc");
     std::fs::write(&trunc, &bytes[..bytes.len() - 100]).unwrap();
-    let e = MrcFile::open(&trunc).unwrap_err().to_string();
-    assert!(e.contains("trunc.mrc") && e.contains("truncated"), "{e}");
+    expect_err(MrcFile::open(&trunc), &["trunc.mrc", "truncated"]);
     // Shorter than a header.
     let tiny = dir.path().join("tiny.mrc");
     std::fs::write(&tiny, b"not an mrc").unwrap();
-    let e = MrcFile::open(&tiny).unwrap_err().to_string();
-    assert!(e.contains("tiny.mrc") && e.contains("1024"), "{e}");
+    expect_err(MrcFile::open(&tiny), &["tiny.mrc", "1024"]);
     // NaN and infinite pixels are counted.
     let mut b = bytes.clone();
     for k in [0usize, 7, 99] {
@@ -241,21 +237,17 @@ fn bad_input_errors_name_the_file() {
     std::fs::write(&nan, &b).unwrap();
     let f = MrcFile::open(&nan).unwrap();
     let mut img = vec![0.0; 100];
-    let e = f.read_image(0, &mut img).unwrap_err().to_string();
-    assert!(e.contains("nan.mrc") && e.contains("3 NaN or infinite"), "{e}");
-    let e = f.read_image(1, &mut img).unwrap_err().to_string();
-    assert!(e.contains("image 1") && e.contains("1 NaN or infinite"), "{e}");
+    expect_err(f.read_image(0, &mut img), &["nan.mrc", "3 NaN or infinite"]);
+    expect_err(f.read_image(1, &mut img), &["image 1", "1 NaN or infinite"]);
     assert_eq!(f.stats().non_finite, 4);
     // Index out of range.
-    let e = f.read_image(10, &mut img).unwrap_err().to_string();
-    assert!(e.contains("index 10") && e.contains("holds 10 images"), "{e}");
+    expect_err(f.read_image(10, &mut img), &["index 10", "holds 10 images"]);
     // Unwritable output folder.
     let e =
         mrc::write_volume(Path::new("/nonexistent-dir/x.mrc"), &[1.0], [1, 1, 1], 1.0, &WriteOptions::default()).unwrap_err().to_string();
     assert!(e.contains("/nonexistent-dir/x.mrc"), "{e}");
     // Refuses to write NaN.
-    let e = mrc::write_volume(&dir.path().join("w.mrc"), &[f32::NAN], [1, 1, 1], 1.0, &WriteOptions::default()).unwrap_err().to_string();
-    assert!(e.contains("NaN"), "{e}");
+    expect_err(mrc::write_volume(&dir.path().join("w.mrc"), &[f32::NAN], [1, 1, 1], 1.0, &WriteOptions::default()), &["NaN"]);
 }
 
 /// A hand-made MRC file: `dims`, `mode`, byte order, `nsymbt` bytes of extended header (filled
@@ -342,33 +334,30 @@ fn header_claims_and_fields_are_checked_against_the_file() {
     };
     // 2³¹−1 cubed samples claimed over 64 bytes of data: an error, no allocation.
     let p = write("huge.mrc", synth([i32::MAX, i32::MAX, i32::MAX], 2, false, 0, &[0u8; 64]));
-    let e = MrcFile::open(&p).unwrap_err().to_string();
-    assert!(e.contains("huge.mrc") && e.contains("at byte 1024") && e.contains("only 64 bytes"), "{e}");
+    expect_err(MrcFile::open(&p), &["huge.mrc", "at byte 1024", "only 64 bytes"]);
     // Unknown mode.
     let p = write("mode.mrc", synth([2, 2, 1], 4, false, 0, &[0u8; 16]));
-    let e = MrcFile::open(&p).unwrap_err().to_string();
-    assert!(e.contains("mode.mrc") && e.contains("at byte 12") && e.contains("MODE is 4"), "{e}");
+    expect_err(MrcFile::open(&p), &["mode.mrc", "at byte 12", "MODE is 4"]);
     // Zero and negative dimensions.
     let p = write("zero.mrc", synth([2, 2, 0], 2, false, 0, &[]));
-    let e = MrcFile::open(&p).unwrap_err().to_string();
-    assert!(e.contains("zero.mrc") && e.contains("at byte 8") && e.contains("NZ is 0"), "{e}");
+    expect_err(MrcFile::open(&p), &["zero.mrc", "at byte 8", "NZ is 0"]);
     let p = write("neg.mrc", synth([-2, 2, 1], 2, true, 0, &[0u8; 16]));
-    let e = MrcFile::open(&p).unwrap_err().to_string();
-    assert!(e.contains("at byte 0") && e.contains("NX is -2"), "{e}");
+    expect_err(MrcFile::open(&p), &["at byte 0", "NX is -2"]);
     // Extended header running past the end of the file.
     let mut b = synth([2, 2, 1], 2, false, 0, &[0u8; 16]);
     b[92..96].copy_from_slice(&100i32.to_le_bytes());
     let p = write("nsymbt.mrc", b);
-    let e = MrcFile::open(&p).unwrap_err().to_string();
-    assert!(e.contains("nsymbt.mrc") && e.contains("at byte 92") && e.contains("beyond the end"), "{e}");
-    // Trailing bytes are accepted with a warning.
+    expect_err(MrcFile::open(&p), &["nsymbt.mrc", "at byte 92", "beyond the end"]);
+    // A trailer shorter than one image (16 bytes here) is accepted with a warning.
+    let p = write("trail15.mrc", synth([2, 2, 1], 2, false, 0, &[0u8; 31]));
+    let h = MrcFile::open(&p).unwrap().header().clone();
+    assert!(h.warnings.iter().any(|w| w.contains("15 bytes after the end")), "{:?}", h.warnings);
     let p = write("trail.mrc", synth([2, 2, 1], 2, false, 0, &[0u8; 20]));
     let f = MrcFile::open(&p).unwrap();
     assert!(f.header().warnings.iter().any(|w| w.contains("4 bytes after the end")), "{:?}", f.header().warnings);
     // A buffer of the wrong size.
     let mut small = [0.0f32; 3];
-    let e = f.read_image(0, &mut small).unwrap_err().to_string();
-    assert!(e.contains("trail.mrc") && e.contains("needs a buffer of 4"), "{e}");
+    expect_err(f.read_image(0, &mut small), &["trail.mrc", "needs a buffer of 4"]);
 }
 
 #[test]
@@ -423,10 +412,8 @@ fn streaming_writer_float16_and_bad_images() {
     let p = dir.path().join("h.mrcs");
     let mut w = StackWriter::create(&p, 2, 2, 3.0, WriteOptions { mode: WriteMode::Float16, ..Default::default() }).unwrap();
     w.push(&[0.1, 0.2, 0.3, 0.4]).unwrap();
-    let e = w.push(&[0.1, f32::NAN, 0.3, 0.4]).unwrap_err().to_string();
-    assert!(e.contains("h.mrcs") && e.contains("1 NaN"), "{e}");
-    let e = w.push(&[0.1, 0.3, 0.4]).unwrap_err().to_string();
-    assert!(e.contains("3 values given for 4"), "{e}");
+    expect_err(w.push(&[0.1, f32::NAN, 0.3, 0.4]), &["h.mrcs", "1 NaN"]);
+    expect_err(w.push(&[0.1, 0.3, 0.4]), &["3 values given for 4"]);
     w.push(&[1.0, 2.0, 3.0, 4.0]).unwrap();
     w.finish().unwrap();
     let f = MrcFile::open(&p).unwrap();
@@ -437,4 +424,38 @@ fn streaming_writer_float16_and_bad_images() {
     // Unwritable folder.
     let e = StackWriter::create(Path::new("/nonexistent-dir/s.mrcs"), 2, 2, 1.0, WriteOptions::default()).unwrap_err();
     assert!(e.to_string().contains("/nonexistent-dir/s.mrcs"), "{e}");
+}
+
+#[test]
+fn data_size_disagreeing_with_the_mode_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let vals: Vec<f32> = (0..32).map(|k| k as f32 * 0.5).collect();
+    let float32 = encode(&vals, 2, false);
+    let open_err = |name: &str, bytes: Vec<u8>| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        MrcFile::open(&p).unwrap_err().to_string()
+    };
+    // Float32 data whose header was changed to mode 6: 128 bytes where 64 are described.
+    let e = open_err("mode6.mrc", synth([4, 4, 2], 6, false, 0, &float32));
+    for part in ["mode6.mrc: at byte 1024", "MODE 6", "4×4×2", "64 bytes of data", "holds 128 bytes", "fits MODE 2 exactly"] {
+        assert!(e.contains(part), "{part:?} in {e}");
+    }
+    // Labelled int8: a quarter of the bytes described; with an extended header, big-endian.
+    let e = open_err("mode0.mrc", synth([4, 4, 2], 0, true, 48, &encode(&vals, 2, true)));
+    for part in ["mode0.mrc: at byte 1072", "MODE 0", "32 bytes of data", "holds 128 bytes", "fits MODE 2 exactly"] {
+        assert!(e.contains(part), "{part:?} in {e}");
+    }
+    // Int16 data labelled float16 or uint16 have the right size (same sample width): not
+    // detectable from the size. Float16 data labelled float32: too few bytes.
+    let e = open_err("mode2.mrc", synth([4, 4, 2], 2, false, 0, &encode(&vals, 12, false)));
+    assert!(e.contains("MODE 2") && e.contains("only 64 bytes") && e.contains("truncated"), "{e}");
+    // One whole image more than the header describes (NZ too small), in the header's own mode:
+    // an error too, and exactly one image is enough.
+    let e = open_err("nz.mrc", synth([2, 2, 1], 2, false, 0, &[0u8; 32]));
+    assert!(e.contains("nz.mrc") && e.contains("16 more, at least one whole image (16 bytes)") && e.contains("NZ"), "{e}");
+    // The same bytes under the right header read back exactly.
+    let p = dir.path().join("right.mrc");
+    std::fs::write(&p, synth([4, 4, 2], 2, false, 0, &float32)).unwrap();
+    assert_eq!(MrcFile::open(&p).unwrap().read_all().unwrap(), vals);
 }

@@ -1,7 +1,12 @@
 //! `cryosplat fsc`: Fourier shell correlation between two maps.
+//!
+//! A pair from which no resolution can be read (a map that is all zero, constant or not finite,
+//! a mask that is all zero, or a curve undefined before it crosses a threshold, see
+//! [`cryosplat_core::fsc::NoResolution`]) is an error that says why; the command then exits
+//! non-zero. When only the curve is undefined, the curves are still printed and written.
 
-use anyhow::{bail, Context, Result};
-use cryosplat_core::fsc::{gold_standard, MaskChoice, Resolution};
+use anyhow::{anyhow, bail, Context, Result};
+use cryosplat_core::fsc::{check_maps_labelled, gold_standard, MaskChoice, NoResolution, Resolution};
 use cryosplat_formats::mrc::MrcFile;
 use std::path::PathBuf;
 
@@ -15,7 +20,7 @@ pub struct Args {
     #[arg(long, default_value = "auto")]
     pub mask: String,
     /// Pixel size in Å (when the headers do not give one, or to override them).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_apix, allow_hyphen_values = true)]
     pub apix: Option<f64>,
     /// Print one JSON object (resolutions and curves).
     #[arg(long)]
@@ -28,11 +33,29 @@ pub struct Args {
     pub seed: u64,
 }
 
-fn res_json(r: Resolution) -> serde_json::Value {
+/// `--apix`: a positive, finite number of Å (clap names the option in the error).
+fn parse_apix(s: &str) -> Result<f64, String> {
+    let v: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("the pixel size must be a positive, finite number of Å, not {s}"))
+    }
+}
+
+fn res_json(r: &Result<Resolution, NoResolution>) -> serde_json::Value {
     match r {
-        Resolution::Angstrom(a) => serde_json::json!(a),
-        Resolution::Nyquist => serde_json::json!("nyquist"),
-        Resolution::NoCorrelation => serde_json::json!("none"),
+        Ok(Resolution::Angstrom(a)) => serde_json::json!(a),
+        Ok(Resolution::Nyquist) => serde_json::json!("nyquist"),
+        Ok(Resolution::NoCorrelation) => serde_json::json!("none"),
+        Err(e) => serde_json::json!({ "undefined": e.to_string() }),
+    }
+}
+
+fn res_text(r: &Result<Resolution, NoResolution>, apix: f64) -> String {
+    match r {
+        Ok(r) => r.describe(apix),
+        Err(e) => format!("undefined: {e}"),
     }
 }
 
@@ -57,6 +80,8 @@ pub fn run(a: Args) -> Result<()> {
     };
     let va = fa.read_all()?;
     let vb = fb.read_all()?;
+    let labels = [format!("{} (first map)", a.map_a.display()), format!("{} (second map)", a.map_b.display())];
+    check_maps_labelled(&va, &vb, [&labels[0], &labels[1]]).map_err(|e| anyhow!("no resolution: {e}"))?;
     let mask_data;
     let mask = match a.mask.as_str() {
         "auto" => MaskChoice::Auto,
@@ -72,6 +97,15 @@ pub fn run(a: Args) -> Result<()> {
         }
     };
     let rep = gold_standard(&va, &vb, d, apix, mask, a.seed);
+    if let Some(reason) = &rep.degenerate {
+        bail!("no resolution: {reason}");
+    }
+    let results = [
+        ("resolution_0143", "FSC 0.143", rep.try_resolution(0.143)),
+        ("resolution_05", "FSC 0.5", rep.try_resolution(0.5)),
+        ("resolution_0143_unmasked", "FSC 0.143 (unmasked)", rep.try_resolution_unmasked(0.143)),
+        ("resolution_05_unmasked", "FSC 0.5 (unmasked)", rep.try_resolution_unmasked(0.5)),
+    ];
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         cryosplat_train::output::write_fsc_csv(&dir.join("fsc.csv"), &rep)?;
@@ -89,25 +123,23 @@ pub fn run(a: Args) -> Result<()> {
                 })
             })
             .collect();
-        let out = serde_json::json!({
-            "resolution_0143": res_json(rep.resolution(0.143)),
-            "resolution_05": res_json(rep.resolution(0.5)),
-            "resolution_0143_unmasked": res_json(rep.resolution_unmasked(0.143)),
-            "resolution_05_unmasked": res_json(rep.resolution_unmasked(0.5)),
+        let mut out = serde_json::json!({
             "box": d,
             "apix": apix,
             "mask": a.mask,
             "curve": curve,
         });
+        for (key, _, r) in &results {
+            out[*key] = res_json(r);
+        }
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("FSC 0.143: {}", rep.resolution(0.143).describe(apix));
-        println!("FSC 0.5:   {}", rep.resolution(0.5).describe(apix));
-        println!(
-            "(unmasked: {} at 0.143, {} at 0.5)",
-            rep.resolution_unmasked(0.143).describe(apix),
-            rep.resolution_unmasked(0.5).describe(apix)
-        );
+        println!("FSC 0.143: {}", res_text(&results[0].2, apix));
+        println!("FSC 0.5:   {}", res_text(&results[1].2, apix));
+        println!("(unmasked: {} at 0.143, {} at 0.5)", res_text(&results[2].2, apix), res_text(&results[3].2, apix));
     }
-    Ok(())
+    match results.iter().find_map(|(_, name, r)| r.as_ref().err().map(|e| (name, e))) {
+        Some((name, e)) => bail!("no resolution at {name}: {e}"),
+        None => Ok(()),
+    }
 }
