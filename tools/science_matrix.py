@@ -55,28 +55,37 @@ def run(cmd):
 
 
 def fsc_json(bin_, a, b, mask):
-    out, _, err = run([bin_, "-q", "fsc", a, b, "--json", "--mask", mask])
-    if out is None:
+    p = subprocess.run([bin_, "-q", "fsc", a, b, "--json", "--mask", mask], capture_output=True, text=True)
+    try:
+        return json.loads(p.stdout)
+    except ValueError:
         return None
-    return json.loads(out)
 
 
-def res_value(r):
-    """A resolution field of `fsc --json` or run.json: a number, a string or an object."""
+class AtNyquist(float):
+    """A curve that never crosses: Nyquist is a bound, not a measured resolution."""
+
+
+def res_value(r, apix):
+    """A resolution of `fsc --json` (a number, "nyquist" or "none") or of run.json's history (a
+    typed object)."""
     if r is None:
         return None
     if isinstance(r, (int, float)):
         return float(r)
     if isinstance(r, dict):
+        if r.get("kind") == "at_nyquist":
+            return AtNyquist(r["angstrom"])
         return r.get("angstrom")
-    try:
-        return float(str(r).split()[0])
-    except ValueError:
-        return None
+    if r == "nyquist":
+        return AtNyquist(2.0 * apix)
+    return None
 
 
 def fmt(x):
-    return "—" if x is None else f"{x:.2f}"
+    if x is None:
+        return "—"
+    return f"≤{x:.2f} (Nyquist)" if isinstance(x, AtNyquist) else f"{x:.2f}"
 
 
 def main():
@@ -117,12 +126,17 @@ def main():
                 rows.append((name, v, None, None, None, None, secs, err))
                 continue
             run_json = json.load(open(os.path.join(out_dir, "run.json")))
-            half = res_value(run_json.get("resolution_0143"))
+            hist = run_json.get("history")
+            if hist:
+                half = res_value(hist[-1]["resolution_0143"], apix)
+            else:
+                half = res_value(run_json["summary"]["resolution_0143"], apix)
             un = fsc_json(a.bin, os.path.join(out_dir, "map.mrc"), gt, "none")
             ma = fsc_json(a.bin, os.path.join(out_dir, "map.mrc"), gt, "auto")
-            t_un = res_value(un["resolution_05"]) if un else None
-            t_ma = res_value(ma["resolution_05"]) if ma else None
-            ratio = half / t_ma if (half and t_ma) else None
+            t_un = res_value(un["resolution_05_unmasked"], apix) if un else None
+            t_ma = res_value(ma["resolution_05"], apix) if ma else None
+            exact = half is not None and t_ma is not None and not isinstance(half, AtNyquist) and not isinstance(t_ma, AtNyquist)
+            ratio = half / t_ma if exact else None
             rows.append((name, v, t_un, t_ma, half, ratio, secs, None))
             print(f"{name} {v}: truth {fmt(t_un)}/{fmt(t_ma)} Å, half-map {fmt(half)} Å, {secs:.0f} s", file=sys.stderr)
     print("| set | method | vs truth, FSC 0.5 unmasked (Å) | vs truth, FSC 0.5 masked (Å) | half-map FSC 0.143 (Å) | half-map / truth | wall (s) |")
