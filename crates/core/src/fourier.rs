@@ -586,6 +586,33 @@ mod tests {
     }
 
     #[test]
+    fn index_helpers_follow_numpy_for_odd_and_even_sizes() {
+        // numpy: fftfreq(D)·D (FFT order) and fftshift(fftfreq(D))·D (centred order).
+        let cases: [(usize, &[i64], &[i64]); 5] = [
+            (2, &[0, -1], &[-1, 0]),
+            (5, &[0, 1, 2, -2, -1], &[-2, -1, 0, 1, 2]),
+            (6, &[0, 1, 2, -3, -2, -1], &[-3, -2, -1, 0, 1, 2]),
+            (7, &[0, 1, 2, 3, -3, -2, -1], &[-3, -2, -1, 0, 1, 2, 3]),
+            (8, &[0, 1, 2, 3, -4, -3, -2, -1], &[-4, -3, -2, -1, 0, 1, 2, 3]),
+        ];
+        for (d, fft_order, centred_order) in cases {
+            let f: Vec<i64> = (0..d).map(|i| freq_index(i, d)).collect();
+            let c: Vec<i64> = (0..d).map(|i| centred_index(i, d)).collect();
+            assert_eq!(f, fft_order, "freq_index, D = {d}");
+            assert_eq!(c, centred_order, "centred_index, D = {d}");
+            for i in 0..d {
+                assert_eq!(freq_position(freq_index(i, d), d), i, "D = {d}");
+                assert_eq!(centred_position(centred_index(i, d), d), i, "D = {d}");
+                // ifftshift: FFT position i holds the centred sample (i + D/2) mod D.
+                assert_eq!(centred_index(ifftshift_index(i, d), d), freq_index(i, d), "D = {d}");
+                // Positions are taken modulo D.
+                assert_eq!(freq_position(freq_index(i, d) + 3 * d as i64, d), i);
+                assert_eq!(centred_position(centred_index(i, d) - 2 * d as i64, d), i);
+            }
+        }
+    }
+
+    #[test]
     fn fft2_round_trip_parseval_and_dc() {
         for d in [8usize, 9, 16] {
             let x = random(d * d, d as u64);

@@ -38,6 +38,7 @@
 #![allow(clippy::needless_range_loop)] // index loops mirror the matrix algebra
 
 use crate::ctf::CtfParams;
+use crate::fourier::{centred_index, centred_position, freq_index};
 use crate::gaussian::{
     quat_to_rotation, scale_activation_f64, softplus_grad_f64, GaussianA, GaussianModel, PhysicalGaussian, PARAMS_PER_GAUSSIAN, P_AMP,
     P_MEAN, P_QUAT, P_SCALE,
@@ -86,8 +87,7 @@ fn project_one(g: &GaussianA, pose: &Pose) -> Projected {
 /// Pixel position (x, y) in Å of row `i`, column `j` on the FFT-aligned grid.
 #[inline]
 fn pixel_pos(i: usize, j: usize, d: usize, apix: f64) -> [f64; 2] {
-    let h = (d / 2) as f64;
-    [(j as f64 - h) * apix, (i as f64 - h) * apix]
+    [centred_index(j, d) as f64 * apix, centred_index(i, d) as f64 * apix]
 }
 
 /// The projection image (no CTF) of Gaussians in Å under `pose`, on a `d×d` grid of `apix` Å:
@@ -117,13 +117,14 @@ pub fn project_gaussians_a(gaussians: &[GaussianA], pose: &Pose, d: usize, apix:
 pub fn apply_filter_centered(image: &[f64], filter: &[f64], d: usize) -> Vec<f64> {
     assert_eq!(image.len(), d * d, "image is not {d}×{d}");
     assert_eq!(filter.len(), d * d, "filter is not {d}×{d}");
-    let h = d / 2;
-    // ifftshift: centred index (u + d/2) % d goes to unshifted index u.
+    // ifftshift: FFT position u takes the centred sample at the same frequency index (and
+    // fftshift puts it back).
+    let centred = |u: usize| centred_position(freq_index(u, d), d);
     let mut buf = vec![Complex64::new(0.0, 0.0); d * d];
     let mut filt = vec![0.0; d * d];
     for u in 0..d {
         for v in 0..d {
-            let c = ((u + h) % d) * d + (v + h) % d;
+            let c = centred(u) * d + centred(v);
             buf[u * d + v] = Complex64::new(image[c], 0.0);
             filt[u * d + v] = filter[c];
         }
@@ -138,7 +139,7 @@ pub fn apply_filter_centered(image: &[f64], filter: &[f64], d: usize) -> Vec<f64
     let mut out = vec![0.0; d * d];
     for u in 0..d {
         for v in 0..d {
-            out[((u + h) % d) * d + (v + h) % d] = buf[u * d + v].re / n;
+            out[centred(u) * d + centred(v)] = buf[u * d + v].re / n;
         }
     }
     out
@@ -164,9 +165,8 @@ fn fft2(buf: &mut [Complex64], d: usize, plan: &dyn rustfft::Fft<f64>) {
 /// The CTF on the centred `d×d` grid of `apix` Å (DC at `[d/2][d/2]`, row ↔ ky, column ↔ kx),
 /// evaluated in f64 with [`CtfParams::eval`]: the `ctf` argument of the functions below.
 pub fn ctf_centered(params: &CtfParams, d: usize, apix: f64) -> Vec<f64> {
-    let h = (d / 2) as f64;
     let step = 1.0 / (d as f64 * apix);
-    (0..d * d).map(|p| params.eval(((p % d) as f64 - h) * step, ((p / d) as f64 - h) * step)).collect()
+    (0..d * d).map(|p| params.eval(centred_index(p % d, d) as f64 * step, centred_index(p / d, d) as f64 * step)).collect()
 }
 
 /// The image of Gaussians in Å: projection, then the centred CTF if given.

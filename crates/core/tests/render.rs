@@ -7,6 +7,7 @@
 //! to the scale of the whole sum.
 
 use cryosplat_core::ctf::CtfParams;
+use cryosplat_core::fourier::{centred_position, freq_index};
 use cryosplat_core::gaussian::{GaussianA, GaussianModel, PARAMS_PER_GAUSSIAN, P_AMP, P_QUAT, P_SCALE};
 use cryosplat_core::pose::{Mat3, Pose};
 use cryosplat_core::reference::{ctf_centered, mse_grad_finite_diff, mse_loss, mse_loss_and_grad, render_model};
@@ -54,13 +55,13 @@ fn astigmatic_ctf() -> CtfParams {
 }
 
 /// The CTF in the half-plane layout, evaluated here in FFT order for any `d` (row `r` ↔
-/// `ky = r` for `r ≤ (d−1)/2`, `r − d` otherwise; column `c` ↔ `kx = c`).
+/// `ky = freq_index(r, d)`, column `c` ↔ `kx = c`).
 fn half_plane(p: &CtfParams, d: usize, apix: f64) -> Vec<f32> {
     let w = d / 2 + 1;
     let step = 1.0 / (d as f64 * apix);
     let mut out = vec![0.0f32; d * w];
     for r in 0..d {
-        let fy = if r < d.div_ceil(2) { r as f64 } else { r as f64 - d as f64 };
+        let fy = freq_index(r, d) as f64;
         for c in 0..w {
             out[r * w + c] = p.eval(c as f64 * step, fy * step) as f32;
         }
@@ -203,14 +204,10 @@ fn flat(v: &Value) -> Vec<f64> {
 /// renderer's filter then equals the full recipe exactly.
 fn half_from_centred(c: &[f64], d: usize, symmetrise: bool) -> Vec<f32> {
     let (w, h) = (d / 2 + 1, d / 2);
-    let at = |kx: i64, ky: i64| {
-        let i = (ky + h as i64).rem_euclid(d as i64) as usize;
-        let j = (kx + h as i64).rem_euclid(d as i64) as usize;
-        c[i * d + j]
-    };
+    let at = |kx: i64, ky: i64| c[centred_position(ky, d) * d + centred_position(kx, d)];
     let mut out = vec![0.0f32; d * w];
     for r in 0..d {
-        let ky = if r < h { r as i64 } else { r as i64 - d as i64 };
+        let ky = freq_index(r, d);
         for col in 0..w {
             let kx = col as i64;
             // (kx, ky) with kx = +D/2 read as (−D/2, −ky).
