@@ -6,17 +6,17 @@
 //! or the largest gradient entry of the same parameter type), since f32 rounding is relative
 //! to the scale of the whole sum.
 
+mod common;
+
+use common::{gmm_projections, grid, max_abs, pose_of, scene_gaussians};
 use cryosplat_core::ctf::CtfParams;
 use cryosplat_core::fourier::{centred_position, freq_index};
-use cryosplat_core::gaussian::{GaussianA, GaussianModel, PARAMS_PER_GAUSSIAN, P_AMP, P_QUAT, P_SCALE};
-use cryosplat_core::pose::{Mat3, Pose};
+use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN, P_AMP, P_QUAT, P_SCALE};
+use cryosplat_core::pose::Pose;
 use cryosplat_core::reference::{ctf_centered, mse_grad_finite_diff, mse_loss, mse_loss_and_grad, render_model};
 use cryosplat_core::render::{ImageStats, ImageTarget, RenderOptions, Renderer, DEFAULT_N_SIGMA};
 use cryosplat_core::rng::Rng;
 use cryosplat_core::rotation::random_rotation;
-use serde_json::Value;
-
-const GMM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference/gmm_projections.json");
 
 /// A footprint wide enough that the cut is below f32 resolution (exp(−½·8²) ≈ 1e-14).
 const NO_CUT: f32 = 8.0;
@@ -67,10 +67,6 @@ fn half_plane(p: &CtfParams, d: usize, apix: f64) -> Vec<f32> {
         }
     }
     out
-}
-
-fn max_abs(v: &[f64]) -> f64 {
-    v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
 }
 
 /// max |a − b| / max |b|.
@@ -182,20 +178,6 @@ fn loss_and_gradient_match_reference() {
     }
 }
 
-fn mat(v: &Value) -> Mat3 {
-    let mut m = [[0.0; 3]; 3];
-    for r in 0..3 {
-        for c in 0..3 {
-            m[r][c] = v[r][c].as_f64().unwrap();
-        }
-    }
-    m
-}
-
-fn flat(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap())).collect()
-}
-
 /// The half-plane layout of a centred `D×D` CTF (even `D`). The column `kx = +D/2` is not on
 /// the centred grid; it takes the value at `(−D/2, −ky)`, equal by the CTF's symmetry
 /// `CTF(k) = CTF(−k)`. The full complex recipe `real(IFFT(CTF·FFT(x)))` applies
@@ -225,32 +207,22 @@ fn analytic_projections_of_the_reference_data() {
     // maximum: 1e-5 for the projection (f32 with an 8σ footprint) and for the CTF image with
     // the Nyquist row symmetrised as the full complex recipe has it (see half_from_centred);
     // 2e-4 with the plain half-plane values (the reference data's README estimates 1e-4).
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(GMM).unwrap()).unwrap();
+    let v = gmm_projections();
     let (d, apix) = (32usize, 1.5);
     let mut r = renderer(d, NO_CUT, 1);
     let mut out = vec![0.0f32; d * d];
     let mut worst = [0.0f64; 3];
     for scene in v["scenes"].as_array().unwrap() {
-        let gs: Vec<GaussianA> = scene["gaussians"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| GaussianA {
-                mean_a: [g["mean_A"][0].as_f64().unwrap(), g["mean_A"][1].as_f64().unwrap(), g["mean_A"][2].as_f64().unwrap()],
-                cov_a2: mat(&g["cov_A2"]),
-                mass: g["mass"].as_f64().unwrap(),
-            })
-            .collect();
-        let model = GaussianModel::from_angstrom(&gs, d, apix);
-        let centred = flat(&scene["ctf"]);
+        let model = GaussianModel::from_angstrom(&scene_gaussians(scene), d, apix);
+        let centred = grid(&scene["ctf"]);
         let half = half_from_centred(&centred, d, false);
         let half_sym = half_from_centred(&centred, d, true);
         for p in scene["poses"].as_array().unwrap() {
-            let pose = Pose { rot: mat(&p["A"]), origin_a: [p["origin_x_A"].as_f64().unwrap(), p["origin_y_A"].as_f64().unwrap()] };
+            let pose = pose_of(p);
             r.render(&model, &pose, apix, None, &mut out);
-            let e = rel_err(&out, &flat(&p["image"]));
+            let e = rel_err(&out, &grid(&p["image"]));
             worst[0] = worst[0].max(e);
-            let reference = flat(&p["image_ctf"]);
+            let reference = grid(&p["image_ctf"]);
             r.render(&model, &pose, apix, Some(&half_sym), &mut out);
             worst[1] = worst[1].max(rel_err(&out, &reference));
             r.render(&model, &pose, apix, Some(&half), &mut out);
