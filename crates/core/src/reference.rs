@@ -63,18 +63,7 @@ fn project_one(g: &GaussianA, pose: &Pose) -> Projected {
         m[r] = a[r][0] * g.mean_a[0] + a[r][1] * g.mean_a[1] + a[r][2] * g.mean_a[2] - pose.origin_a[r];
     }
     // C = B Σ Bᵀ with B the first two rows of A.
-    let mut c = [[0.0; 2]; 2];
-    for r in 0..2 {
-        for s in 0..2 {
-            let mut acc = 0.0;
-            for k in 0..3 {
-                for l in 0..3 {
-                    acc += a[r][k] * g.cov_a2[k][l] * a[s][l];
-                }
-            }
-            c[r][s] = acc;
-        }
-    }
+    let mut c = sandwich(&[a[0], a[1]], &g.cov_a2);
     let sym = 0.5 * (c[0][1] + c[1][0]);
     c[0][1] = sym;
     c[1][0] = sym;
@@ -82,6 +71,24 @@ fn project_one(g: &GaussianA, pose: &Pose) -> Projected {
     assert!(det > 0.0, "projected covariance is not positive definite: {c:?}");
     let cinv = [[c[1][1] / det, -c[0][1] / det], [-c[1][0] / det, c[0][0] / det]];
     Projected { m, cinv, norm: g.mass / (2.0 * PI * det.sqrt()) }
+}
+
+/// `M·X·Mᵀ` for an `R×K` matrix `M` and a `K×K` matrix `X`: entry `(r, s)` is
+/// `Σ_k Σ_l M[r][k]·X[k][l]·M[s][l]`, summed in that order.
+fn sandwich<const R: usize, const K: usize>(m: &[[f64; K]; R], x: &[[f64; K]; K]) -> [[f64; R]; R] {
+    let mut out = [[0.0; R]; R];
+    for r in 0..R {
+        for s in 0..R {
+            let mut acc = 0.0;
+            for k in 0..K {
+                for l in 0..K {
+                    acc += m[r][k] * x[k][l] * m[s][l];
+                }
+            }
+            out[r][s] = acc;
+        }
+    }
+    out
 }
 
 /// Pixel position (x, y) in Å of row `i`, column `j` on the FFT-aligned grid.
@@ -291,18 +298,8 @@ pub fn mse_loss_and_grad(
         for k in 0..3 {
             g_mu_a[k] = a[0][k] * g_m[0] + a[1][k] * g_m[1];
         }
-        let mut g_sigma_a = [[0.0; 3]; 3];
-        for k in 0..3 {
-            for l2 in 0..3 {
-                let mut acc = 0.0;
-                for r in 0..2 {
-                    for s in 0..2 {
-                        acc += a[r][k] * g_c[r][s] * a[s][l2];
-                    }
-                }
-                g_sigma_a[k][l2] = acc;
-            }
-        }
+        let bt = [[a[0][0], a[1][0]], [a[0][1], a[1][1]], [a[0][2], a[1][2]]];
+        let g_sigma_a = sandwich(&bt, &g_c);
         // Å → box: μ_Å = L μ, Σ_Å = L² Σ, mass = L² w.
         let ph = &phys[gi];
         let g_mu: Vec<f64> = g_mu_a.iter().map(|v| v * l).collect();

@@ -5,12 +5,13 @@
 mod common;
 
 use common::{ctf_params, gmm_projections, grid, max_rel_diff, pose_of, reference_json, scene_gaussians};
-use cryosplat_core::gaussian::{GaussianModel, PhysicalGaussian, PARAMS_PER_GAUSSIAN};
+use cryosplat_core::gaussian::{GaussianA, GaussianModel, PhysicalGaussian, PARAMS_PER_GAUSSIAN};
 use cryosplat_core::pose::Pose;
 use cryosplat_core::reference::{
     apply_filter_centered, image_a, mse_grad_finite_diff, mse_loss, mse_loss_and_grad, project_gaussians_a, render_model,
 };
 use cryosplat_core::rng::Rng;
+use serde_json::Value;
 
 const D: usize = 32;
 const APIX: f64 = 1.5;
@@ -31,40 +32,44 @@ fn projections_match_the_analytic_reference() {
     assert_eq!(n, 12);
 }
 
-#[test]
-fn ctf_images_match_the_analytic_reference() {
+/// For every pose of every scene: `image(scene, its Gaussians, the pose, its centred CTF)`
+/// against the reference `image_ctf`, within `tol` of the image maximum.
+fn check_ctf_images(what: &str, tol: f64, image: impl Fn(&Value, &[GaussianA], &Pose, &[f64]) -> Vec<f64>) {
     let data = gmm_projections();
+    let mut n = 0;
     for scene in data["scenes"].as_array().unwrap() {
         let gs = scene_gaussians(scene);
         let ctf = grid(&scene["ctf"]);
         for p in scene["poses"].as_array().unwrap() {
-            let img = image_a(&gs, &pose_of(p), D, APIX, Some(&ctf));
-            let err = max_rel_diff(&img, &grid(&p["image_ctf"]));
-            assert!(err < 1e-10, "scene {} image_ctf: rel err {err:e}", scene["id"]);
+            let err = max_rel_diff(&image(scene, &gs, &pose_of(p), &ctf), &grid(&p["image_ctf"]));
+            assert!(err < tol, "scene {} {what}: rel err {err:e}", scene["id"]);
+            n += 1;
         }
     }
+    assert_eq!(n, 12);
+}
+
+#[test]
+fn ctf_images_match_the_analytic_reference() {
+    check_ctf_images("image_ctf", 1e-10, |_, gs, pose, ctf| image_a(gs, pose, D, APIX, Some(ctf)));
 }
 
 #[test]
 fn ctf_from_parameters_reproduces_the_reference_images() {
     // Each scene's CTF is a case of ctf_cases.json re-evaluated on the D = 32, 1.5 Å grid.
     use cryosplat_core::reference::ctf_centered;
-    let data = gmm_projections();
     let cases = reference_json("ctf_cases.json");
-    for scene in data["scenes"].as_array().unwrap() {
+    let ctf_of = |scene: &Value| {
         let id = scene["ctf_case_id"].as_u64().unwrap() as usize;
         let c = &cases["cases"][id];
         assert_eq!(c["id"].as_u64().unwrap() as usize, id);
-        let params = ctf_params(c);
-        let ctf = ctf_centered(&params, D, APIX);
+        ctf_centered(&ctf_params(c), D, APIX)
+    };
+    for scene in gmm_projections()["scenes"].as_array().unwrap() {
         let want = grid(&scene["ctf"]);
-        assert!(ctf.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "scene {}", scene["id"]);
-        let gs = scene_gaussians(scene);
-        for p in scene["poses"].as_array().unwrap() {
-            let img = image_a(&gs, &pose_of(p), D, APIX, Some(&ctf));
-            assert!(max_rel_diff(&img, &grid(&p["image_ctf"])) < 1e-10);
-        }
+        assert!(ctf_of(scene).iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "scene {}", scene["id"]);
     }
+    check_ctf_images("image from CTF parameters", 1e-10, |scene, gs, pose, _| image_a(gs, pose, D, APIX, Some(&ctf_of(scene))));
 }
 
 #[test]
@@ -85,17 +90,9 @@ fn origin_shift_moves_the_image_by_minus_origin() {
 fn box_unit_model_renders_the_same_image() {
     // The scene converted to a box-unit model (f32 raw parameters) renders to the same pixel
     // values, to f32 precision of the parameters.
-    let data = gmm_projections();
-    for scene in data["scenes"].as_array().unwrap() {
-        let gs = scene_gaussians(scene);
-        let model = GaussianModel::from_angstrom(&gs, D, APIX);
-        let ctf = grid(&scene["ctf"]);
-        for p in scene["poses"].as_array().unwrap() {
-            let img = render_model(&model, &pose_of(p), D, APIX, Some(&ctf));
-            let err = max_rel_diff(&img, &grid(&p["image_ctf"]));
-            assert!(err < 2e-5, "scene {} box-unit render: rel err {err:e}", scene["id"]);
-        }
-    }
+    check_ctf_images("box-unit render", 2e-5, |_, gs, pose, ctf| {
+        render_model(&GaussianModel::from_angstrom(gs, D, APIX), pose, D, APIX, Some(ctf))
+    });
 }
 
 #[test]
