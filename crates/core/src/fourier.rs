@@ -204,7 +204,7 @@ impl<T: FftNum> CentredFft2<T> {
         for u in 0..d {
             let row = &mut s.rows[u * w..(u + 1) * w];
             row[0].im = T::zero();
-            if d % 2 == 0 {
+            if d.is_multiple_of(2) {
                 row[w - 1].im = T::zero();
             }
             self.plans.c2r.process_with_scratch(row, &mut s.row, &mut s.real_scratch).expect("buffer sizes are fixed by the plans");
@@ -342,7 +342,7 @@ impl Fft3 {
                 for r in 0..d {
                     spec.copy_from_slice(&spectrum[(p * d + r) * w..][..w]);
                     spec[0].im = 0.0;
-                    if d % 2 == 0 {
+                    if d.is_multiple_of(2) {
                         spec[w - 1].im = 0.0;
                     }
                     self.plans.c2r.process_with_scratch(spec, row, scratch).expect("fixed sizes");
@@ -446,7 +446,7 @@ pub fn resample_volume(vol: &[f32], d: usize, new_d: usize) -> Vec<f32> {
     let lim = (d.min(new_d) / 2) as i64;
     let mut out = vec![Complex32::new(0.0, 0.0); new_d * new_d * nw];
     let scale = (new_d * new_d * new_d) as f32 / (d * d * d) as f32;
-    let skip = |f: i64| f.abs() > lim || (f == -lim && d.min(new_d) % 2 == 0 && new_d < d);
+    let skip = |f: i64| f.abs() > lim || (f == -lim && d.min(new_d).is_multiple_of(2) && new_d < d);
     for p in 0..d {
         let fz = freq_index(p, d);
         if skip(fz) {
@@ -563,7 +563,7 @@ impl Resampler {
         let scale = (nd * nd) as f32 / (d * d) as f32;
         for r in 0..d {
             let fy = freq_index(r, d);
-            if fy.abs() > lim || (fy == -lim && d.min(nd) % 2 == 0 && nd < d) {
+            if fy.abs() > lim || (fy == -lim && d.min(nd).is_multiple_of(2) && nd < d) {
                 continue;
             }
             let nr = freq_position(fy, nd);
@@ -626,7 +626,7 @@ mod tests {
             let mut e = 0.0f64;
             for r in 0..d {
                 for c in 0..w {
-                    let wt = if c == 0 || (d % 2 == 0 && c == w - 1) { 1.0 } else { 2.0 };
+                    let wt = if c == 0 || (d.is_multiple_of(2) && c == w - 1) { 1.0 } else { 2.0 };
                     e += wt * s[r * w + c].norm_sqr() as f64;
                 }
             }

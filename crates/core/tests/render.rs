@@ -92,7 +92,7 @@ fn forward_matches_reference_without_and_with_ctf() {
         let iso = CtfParams { defocus_u_a: 8000.0, defocus_v_a: 8000.0, cs_mm: 2.7, ..CtfParams::flat() };
         for (p, tol) in [(iso, 2e-5), (astigmatic_ctf(), 1e-4)] {
             let half = half_plane(&p, d, apix);
-            if d % 2 == 0 {
+            if d.is_multiple_of(2) {
                 let mut filled = vec![0.0f32; d * (d / 2 + 1)];
                 p.fill_rfft(d, apix, &mut filled);
                 assert_eq!(filled, half);
@@ -325,36 +325,32 @@ fn gradient_matches_central_differences() {
     // exact loss (steps 1e-4 Å and 1e-6).
     let st: ImageStats = r.last_stats()[0];
     let loss_at = |pose: &Pose| mse_loss(&model, pose, d, apix, Some(&ctf_c), &obs);
-    let mut fd_o = [0.0f64; 2];
-    for k in 0..2 {
+    let fd_o: [f64; 2] = std::array::from_fn(|k| {
         let (mut a, mut b) = (pose, pose);
         a.origin_a[k] += 1e-4;
         b.origin_a[k] -= 1e-4;
-        fd_o[k] = (loss_at(&a) - loss_at(&b)) / 2e-4;
-    }
+        (loss_at(&a) - loss_at(&b)) / 2e-4
+    });
     // The origin gradient is a sum over Gaussians that may cancel: the tolerance is relative
     // to the size of its terms, Σ_g |∂L/∂μ_g| / (D·apix) (∂L/∂o = −Σ_g ∂L/∂m_g / apix and
     // ∂L/∂μ = D·Aᵀ∂L/∂m in box units).
     let terms: f64 = grad.iter().map(|g| (g[0] as f64).hypot(g[1] as f64).hypot(g[2] as f64)).sum::<f64>() / (d as f64 * apix);
-    for k in 0..2 {
-        let e = (st.grad_origin_a[k] - fd_o[k]).abs();
-        assert!(e < 1e-5 * terms, "origin {k}: {} vs {} (terms {terms})", st.grad_origin_a[k], fd_o[k]);
+    for (k, (&got, &want)) in st.grad_origin_a.iter().zip(&fd_o).enumerate() {
+        assert!((got - want).abs() < 1e-5 * terms, "origin {k}: {got} vs {want} (terms {terms})");
     }
-    let mut fd_a = [[0.0f64; 3]; 2];
-    for rr in 0..2 {
-        for c in 0..3 {
+    let fd_a: [[f64; 3]; 2] = std::array::from_fn(|rr| {
+        std::array::from_fn(|c| {
             let (mut a, mut b) = (pose, pose);
             a.rot[rr][c] += 1e-6;
             b.rot[rr][c] -= 1e-6;
-            fd_a[rr][c] = (loss_at(&a) - loss_at(&b)) / 2e-6;
-        }
-    }
+            (loss_at(&a) - loss_at(&b)) / 2e-6
+        })
+    });
     // Within 1e-4 of the largest entry.
     let m = fd_a.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
-    for rr in 0..2 {
-        for c in 0..3 {
-            let e = (st.grad_rot[rr][c] - fd_a[rr][c]).abs();
-            assert!(e < 1e-4 * m, "A[{rr}][{c}]: {} vs {}", st.grad_rot[rr][c], fd_a[rr][c]);
+    for (rr, (got_row, want_row)) in st.grad_rot.iter().zip(&fd_a).enumerate() {
+        for (c, (&got, &want)) in got_row.iter().zip(want_row).enumerate() {
+            assert!((got - want).abs() < 1e-4 * m, "A[{rr}][{c}]: {got} vs {want}");
         }
     }
 }

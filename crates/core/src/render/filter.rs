@@ -60,7 +60,7 @@ pub(crate) fn loss_and_adjoint(
     let gscale = (2.0 / (d2 * d2)) as f32;
     let mut sum = 0.0f64;
     for (c, (col, ycol)) in sx.columns_mut().chunks_exact_mut(d).zip(sy.columns().chunks_exact(d)).enumerate() {
-        let mult = if c == 0 || (d % 2 == 0 && c == w - 1) { 1.0 } else { 2.0 };
+        let mult = if c == 0 || (d.is_multiple_of(2) && c == w - 1) { 1.0 } else { 2.0 };
         let mut cs = 0.0f64;
         for (r, (v, y)) in col.iter_mut().zip(ycol).enumerate() {
             let h = ctf[r * w + c];
