@@ -338,7 +338,7 @@ impl Fft3 {
         out.par_chunks_mut(d * d).enumerate().for_each_init(
             || (vec![0.0f32; d], vec![Complex32::new(0.0, 0.0); w], vec![Complex32::new(0.0, 0.0); self.plans.c2r.get_scratch_len()]),
             |(row, spec, scratch), (z, plane)| {
-                let p = (z + d - d / 2) % d; // inverse of ifftshift_index
+                let p = freq_position(centred_index(z, d), d); // the FFT position of centred sample z
                 for r in 0..d {
                     spec.copy_from_slice(&spectrum[(p * d + r) * w..][..w]);
                     spec[0].im = 0.0;
