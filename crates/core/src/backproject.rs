@@ -58,7 +58,7 @@
 //! 2D transform of a projection equals the 3D transform on the `kz = 0` plane.
 
 use crate::ctf::{CtfGrid, CtfParams};
-use crate::fourier::{freq_index, shift_spectrum_2d, Complex32, Fft2, Fft3};
+use crate::fourier::{centred_index, freq_index, freq_position, shift_spectrum_2d, Complex32, Fft2, Fft3};
 use crate::pose::Pose;
 
 /// The constant term [`Accumulator::finish_ssnr`] starts from (a fraction of the mean weight).
@@ -173,12 +173,12 @@ impl Accumulator {
                     if x >= w || y.abs() > p / 2 || z.abs() > p / 2 {
                         continue;
                     }
-                    let idx = ((z.rem_euclid(p) * p + y.rem_euclid(p)) * w + x) as usize;
+                    let idx = (freq_position(z, self.p) * self.p + freq_position(y, self.p)) * w as usize + x as usize;
                     self.data[idx] += val * ww;
                     self.weight[idx] += wt * ww;
                     if x == 0 {
                         // The kx = 0 plane stores both (0, y, z) and (0, −y, −z).
-                        let m = (((-z).rem_euclid(p) * p + (-y).rem_euclid(p)) * w) as usize;
+                        let m = (freq_position(-z, self.p) * self.p + freq_position(-y, self.p)) * w as usize;
                         if m != idx {
                             self.data[m] += val.conj() * ww;
                             self.weight[m] += wt * ww;
@@ -258,7 +258,7 @@ impl Accumulator {
         let vol = Fft3::new(p).inverse(spec);
         let off = p / 2 - d / 2;
         let sinc2 = |i: usize| -> f64 {
-            let x = (i as f64 - (d / 2) as f64) / p as f64;
+            let x = centred_index(i, d) as f64 / p as f64;
             if x == 0.0 {
                 1.0
             } else {
@@ -303,10 +303,10 @@ impl Accumulator {
         let mut spec = f.forward(map);
         for z in 0..d {
             let fz = freq_index(z, d);
-            let pz = (fz * pad).rem_euclid(p as i64) as usize;
+            let pz = freq_position(fz * pad, p);
             for y in 0..d {
                 let fy = freq_index(y, d);
-                let py = (fy * pad).rem_euclid(p as i64) as usize;
+                let py = freq_position(fy * pad, p);
                 for x in 0..wd {
                     let px = x * pad as usize;
                     let wt = if px < wp { self.weight[(pz * p + py) * wp + px] as f64 } else { 0.0 };

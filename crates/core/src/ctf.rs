@@ -15,15 +15,18 @@
 //! # Grids
 //!
 //! * [`CtfParams::fill_centered`]: a `D×D` array, row `i` ↔ `ky = (i − D/2)/(D·apix)`, column `j`
-//!   ↔ `kx = (j − D/2)/(D·apix)`; DC at `[D/2][D/2]`.
+//!   ↔ `kx = (j − D/2)/(D·apix)` ([`centred_index`]); DC at `[D/2][D/2]`.
 //! * [`CtfParams::fill_rfft`] / [`CtfGrid::fill_rfft`]: the **half-plane layout** of a real FFT
-//!   of an `ifftshift`ed image: `D` rows in FFT order (row `r` ↔ `ky` index `r` for `r < D/2`,
-//!   `r − D` otherwise, so the Nyquist row `D/2` is `−D/2`) and `D/2 + 1` columns (column `c` ↔
-//!   `kx` index `c`, so the Nyquist column is `+D/2`); element `r·(D/2+1) + c`.
+//!   of an `ifftshift`ed image: `D` rows in FFT order (row `r` ↔ `ky` index
+//!   [`freq_index`]`(r, D)`: `r` for `r < ⌈D/2⌉`, `r − D` otherwise, so the Nyquist row `D/2`
+//!   of an even box is `−D/2`) and `D/2 + 1` columns (column `c` ↔ `kx` index `c`, so the
+//!   Nyquist column of an even box is `+D/2`); element `r·(D/2+1) + c`.
 //!
 //! γ reaches hundreds of radians at high frequency, so it is always evaluated in f64; only
 //! the final value is stored as f32. A [`CtfGrid`] holds the per-grid constants (`s²`,
 //! `cos 2θ`, `sin 2θ`) so that filling a particle's CTF allocates nothing.
+
+use crate::fourier::{centred_index, freq_index};
 
 /// CTF parameters of one particle (file units: kV, mm, Å, degrees, Å²).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -143,12 +146,11 @@ impl CtfParams {
     pub fn fill_centered(&self, d: usize, apix: f64, out: &mut [f32]) {
         assert_eq!(out.len(), d * d, "fill_centered: buffer of {} for D = {d}", out.len());
         let c = self.coeffs();
-        let h = (d / 2) as f64;
         let inv = 1.0 / (d as f64 * apix);
         for i in 0..d {
-            let ky = (i as f64 - h) * inv;
+            let ky = centred_index(i, d) as f64 * inv;
             for j in 0..d {
-                let kx = (j as f64 - h) * inv;
+                let kx = centred_index(j, d) as f64 * inv;
                 let (c2t, s2t) = cos_sin_2theta(kx, ky);
                 out[i * d + j] = eval_coeffs(&c, kx * kx + ky * ky, c2t, s2t) as f32;
             }
@@ -200,8 +202,7 @@ impl CtfGrid {
         let mut cos2t = Vec::with_capacity(d * w);
         let mut sin2t = Vec::with_capacity(d * w);
         for r in 0..d {
-            let fy = if r < d / 2 { r as f64 } else { r as f64 - d as f64 };
-            let ky = fy * inv;
+            let ky = freq_index(r, d) as f64 * inv;
             for c in 0..w {
                 let kx = c as f64 * inv;
                 let (a, b) = cos_sin_2theta(kx, ky);
@@ -240,6 +241,7 @@ impl CtfGrid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fourier::centred_position;
 
     #[test]
     fn dc_is_plus_q0_and_phase_plate() {
@@ -259,17 +261,19 @@ mod tests {
             bfactor_a2: 50.0,
             ..CtfParams::flat()
         };
-        let d = 16;
-        let mut full = vec![0.0; d * d];
-        p.fill_centered(d, 1.3, &mut full);
-        let mut half = vec![0.0; d * (d / 2 + 1)];
-        p.fill_rfft(d, 1.3, &mut half);
-        for r in 0..d {
-            let fy = if r < d / 2 { r as isize } else { r as isize - d as isize };
-            for c in 0..d / 2 {
-                let i = (fy + (d / 2) as isize) as usize;
-                let j = c + d / 2;
-                assert_eq!(half[r * (d / 2 + 1) + c], full[i * d + j]);
+        // Odd and even boxes: every half-plane value is the centred value at the same
+        // frequency (the Nyquist column of an even box, +D/2, is not on the centred grid).
+        for d in [15usize, 16] {
+            let mut full = vec![0.0; d * d];
+            p.fill_centered(d, 1.3, &mut full);
+            let mut half = vec![0.0; d * (d / 2 + 1)];
+            p.fill_rfft(d, 1.3, &mut half);
+            for r in 0..d {
+                let i = centred_position(freq_index(r, d), d);
+                for c in 0..d.div_ceil(2) {
+                    let j = centred_position(c as i64, d);
+                    assert_eq!(half[r * (d / 2 + 1) + c], full[i * d + j], "D = {d}, row {r}, column {c}");
+                }
             }
         }
     }

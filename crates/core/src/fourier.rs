@@ -2,43 +2,76 @@
 //!
 //! # Layout and normalisation
 //!
-//! A real `D`-sample axis has its origin at index `D/2`. The forward transforms compute
-//! `rfft(ifftshift(x))`, so the zero frequency sits at index 0 of every axis of the spectrum:
+//! A real `D`-sample axis has its origin at index `D/2` ([`centred_index`]). The forward
+//! transforms compute `rfft(ifftshift(x))`, so the zero frequency sits at index 0 of every axis
+//! of the spectrum:
 //!
-//! * 2D ([`Fft2`]): the spectrum has `D` rows in FFT order (row `r` ↔ frequency index `r` for
-//!   `r < D/2`, `r − D` otherwise) and `D/2 + 1` columns (column `c` ↔ `kx` index `c`), element
-//!   `r·(D/2+1) + c`. This is the half-plane layout of [`crate::ctf`].
+//! * 2D ([`CentredFft2`], and [`Fft2`] which owns its buffers): the spectrum has `D` rows in
+//!   FFT order (row `r` ↔ frequency index [`freq_index`]`(r, D)`) and `D/2 + 1` columns
+//!   (column `c` ↔ `kx` index `c`), element `r·(D/2+1) + c`. This is the half-plane layout of
+//!   [`crate::ctf`]. [`CentredFft2`] keeps the same spectrum column by column
+//!   ([`Fft2Scratch::columns`]).
 //! * 3D ([`Fft3`]): `D` planes (kz, FFT order) × `D` rows (ky, FFT order) × `D/2 + 1` columns
 //!   (kx ≥ 0), element `(p·D + r)·(D/2+1) + c`.
 //!
 //! A frequency index `n` on an axis corresponds to `n/(D·apix)` in 1/Å. The forward transform
 //! is **unnormalised**; the inverse divides by the number of samples (`D²` or `D³`) and undoes
-//! the shift, so `inverse(forward(x)) = x`.
+//! the shift, so `inverse(forward(x)) = x` ([`CentredFft2::inverse_unnormalised`] leaves the
+//! division to the caller, who usually folds it into a filter).
 //!
-//! Transforms own their plans and scratch buffers: make one per thread and reuse it; no call
-//! allocates.
+//! Plans are made once per size; no transform call allocates except the 3D ones, which return
+//! their result.
+//!
+//! # Index conventions
+//!
+//! Two orders of the integers `−⌊D/2⌋ … ⌈D/2⌉−1` are used, for odd and even `D` alike:
+//!
+//! * **FFT order** (the spectra): position `i` holds [`freq_index`]`(i, D)`, numpy's
+//!   `fftfreq(D)·D`; [`freq_position`] is its inverse, modulo `D`.
+//! * **Centred order** (images, volumes, centred CTF arrays): position `i` holds
+//!   [`centred_index`]`(i, D) = i − D/2`, numpy's `fftshift(fftfreq(D))·D`;
+//!   [`centred_position`] is its inverse, modulo `D`.
 
 use realfft::num_complex::Complex;
-use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use realfft::num_traits::Zero;
+use realfft::{ComplexToReal, FftNum, RealFftPlanner, RealToComplex};
 use rustfft::{Fft, FftPlanner};
 use std::sync::Arc;
 
 pub use realfft::num_complex::Complex32;
 
-/// Signed frequency index of position `i` on an FFT-ordered axis of length `d`.
+/// Signed frequency index of position `i` on an FFT-ordered axis of length `d`: `i` for
+/// `i < ⌈d/2⌉`, `i − d` otherwise (numpy's `fftfreq(d)·d`; the Nyquist position `d/2` of an
+/// even axis is `−d/2`).
 #[inline]
 pub fn freq_index(i: usize, d: usize) -> i64 {
-    if i < d.div_ceil(2) || (d % 2 == 0 && i < d / 2) {
+    if i < d.div_ceil(2) {
         i as i64
     } else {
         i as i64 - d as i64
     }
 }
 
-/// Position on an FFT-ordered axis of length `d` of the signed frequency index `f`.
+/// Position on an FFT-ordered axis of length `d` of the signed frequency index `f`, taken
+/// modulo `d` (the inverse of [`freq_index`]).
 #[inline]
 pub fn freq_position(f: i64, d: usize) -> usize {
     f.rem_euclid(d as i64) as usize
+}
+
+/// Signed index of position `i` on a centred axis of length `d` (origin at `d/2`): `i − d/2`
+/// (numpy's `fftshift(fftfreq(d))·d`). In real space the offset from the centre in pixels, on
+/// a centred Fourier array the frequency index.
+#[inline]
+pub fn centred_index(i: usize, d: usize) -> i64 {
+    i as i64 - (d / 2) as i64
+}
+
+/// Position on a centred axis of length `d` of the signed index `n`, taken modulo `d` (the
+/// inverse of [`centred_index`]).
+#[inline]
+pub fn centred_position(n: i64, d: usize) -> usize {
+    (n + (d / 2) as i64).rem_euclid(d as i64) as usize
 }
 
 /// Copy a centred axis into FFT order: `out[i] = x[(i + D/2) mod D]` (ifftshift).
@@ -47,114 +80,199 @@ fn ifftshift_index(i: usize, d: usize) -> usize {
     (i + d / 2) % d
 }
 
-/// A 2D centred real-to-complex transform of `D×D` images.
-pub struct Fft2 {
-    d: usize,
-    r2c: Arc<dyn RealToComplex<f32>>,
-    c2r: Arc<dyn ComplexToReal<f32>>,
-    col_fwd: Arc<dyn Fft<f32>>,
-    col_inv: Arc<dyn Fft<f32>>,
-    row: Vec<f32>,
-    row_spec: Vec<Complex32>,
-    col: Vec<Complex32>,
-    scratch_r: Vec<Complex32>,
-    scratch_c: Vec<Complex32>,
-    work: Vec<Complex32>,
+/// The four 1D transforms of one axis length (real forward and inverse, complex forward and
+/// inverse), planned once.
+struct AxisPlans<T: FftNum> {
+    r2c: Arc<dyn RealToComplex<T>>,
+    c2r: Arc<dyn ComplexToReal<T>>,
+    fwd: Arc<dyn Fft<T>>,
+    inv: Arc<dyn Fft<T>>,
 }
 
-impl Fft2 {
+impl<T: FftNum> AxisPlans<T> {
+    fn new(d: usize) -> Self {
+        let mut rp = RealFftPlanner::<T>::new();
+        let mut cp = FftPlanner::<T>::new();
+        AxisPlans { r2c: rp.plan_fft_forward(d), c2r: rp.plan_fft_inverse(d), fwd: cp.plan_fft_forward(d), inv: cp.plan_fft_inverse(d) }
+    }
+}
+
+/// The centred 2D real-to-complex transform of `D×D` images (see the module docs), in `f32`
+/// or `f64`: plans only, made once and shared by all threads; every call works in a
+/// caller-owned [`Fft2Scratch`] and allocates nothing.
+///
+/// [`CentredFft2::forward`] computes `rfft2(ifftshift(x))` (real-to-complex transforms of the
+/// rows, then complex transforms of the columns) and leaves the half spectrum in the scratch
+/// **column by column** ([`Fft2Scratch::columns`]: element `c·D + r` is column `c`, row `r`
+/// in FFT order), so that every column transform and every per-frequency loop runs on
+/// contiguous memory. [`CentredFft2::inverse_unnormalised`] undoes it up to the factor `D²`.
+pub struct CentredFft2<T: FftNum = f32> {
+    d: usize,
+    w: usize,
+    plans: AxisPlans<T>,
+}
+
+/// One thread's buffers for a [`CentredFft2`] (see [`CentredFft2::scratch`]).
+pub struct Fft2Scratch<T: FftNum = f32> {
+    /// One real row.
+    row: Vec<T>,
+    /// The half spectrum by rows (`r·(D/2+1) + c`): output of the row transforms.
+    rows: Vec<Complex<T>>,
+    /// The half spectrum by columns (`c·D + r`).
+    cols: Vec<Complex<T>>,
+    /// Scratch of the real and of the complex transforms.
+    real_scratch: Vec<Complex<T>>,
+    complex_scratch: Vec<Complex<T>>,
+}
+
+impl<T: FftNum> Fft2Scratch<T> {
+    /// The half spectrum column by column: element `c·D + r` is column `c` (`kx = c`), row `r`
+    /// (frequency index [`freq_index`]`(r, D)`).
+    #[inline]
+    pub fn columns(&self) -> &[Complex<T>] {
+        &self.cols
+    }
+
+    /// Mutable [`Fft2Scratch::columns`], to filter the spectrum between the transforms.
+    #[inline]
+    pub fn columns_mut(&mut self) -> &mut [Complex<T>] {
+        &mut self.cols
+    }
+}
+
+impl<T: FftNum> CentredFft2<T> {
+    /// Plans for `d×d` images (`d ≥ 2`).
     pub fn new(d: usize) -> Self {
-        assert!(d >= 2, "Fft2 needs D ≥ 2");
-        let mut rp = RealFftPlanner::<f32>::new();
-        let mut cp = FftPlanner::<f32>::new();
-        let r2c = rp.plan_fft_forward(d);
-        let c2r = rp.plan_fft_inverse(d);
-        let col_fwd = cp.plan_fft_forward(d);
-        let col_inv = cp.plan_fft_inverse(d);
-        let scratch_len = r2c.get_scratch_len().max(c2r.get_scratch_len());
-        let cs = col_fwd.get_inplace_scratch_len().max(col_inv.get_inplace_scratch_len());
-        Fft2 {
-            d,
-            row: vec![0.0; d],
-            row_spec: vec![Complex32::new(0.0, 0.0); d / 2 + 1],
-            col: vec![Complex32::new(0.0, 0.0); d],
-            scratch_r: vec![Complex32::new(0.0, 0.0); scratch_len],
-            scratch_c: vec![Complex32::new(0.0, 0.0); cs],
-            work: vec![Complex32::new(0.0, 0.0); d * (d / 2 + 1)],
-            r2c,
-            c2r,
-            col_fwd,
-            col_inv,
-        }
+        assert!(d >= 2, "a 2D transform needs D ≥ 2, not {d}");
+        CentredFft2 { d, w: d / 2 + 1, plans: AxisPlans::new(d) }
     }
 
     pub fn d(&self) -> usize {
         self.d
     }
 
+    /// Length of the half spectrum: `D·(D/2+1)`.
+    pub fn spectrum_len(&self) -> usize {
+        self.d * self.w
+    }
+
+    /// Buffers sized for these plans (make one per thread).
+    pub fn scratch(&self) -> Fft2Scratch<T> {
+        let z = Complex::<T>::zero();
+        let p = &self.plans;
+        let rs = p.r2c.get_scratch_len().max(p.c2r.get_scratch_len());
+        let cs = p.fwd.get_inplace_scratch_len().max(p.inv.get_inplace_scratch_len());
+        Fft2Scratch {
+            row: vec![T::zero(); self.d],
+            rows: vec![z; self.d * self.w],
+            cols: vec![z; self.d * self.w],
+            real_scratch: vec![z; rs],
+            complex_scratch: vec![z; cs],
+        }
+    }
+
+    /// The unnormalised spectrum `rfft2(ifftshift(src))` of the centred image `src` (`D` rows
+    /// of `stride` values, the first `D` of each used), left in [`Fft2Scratch::columns`].
+    pub fn forward(&self, src: &[T], stride: usize, s: &mut Fft2Scratch<T>) {
+        let (d, w) = (self.d, self.w);
+        let h = d / 2;
+        // Rows: ifftshift (centred index (u + D/2) mod D → u), then real-to-complex.
+        for u in 0..d {
+            let r = &src[ifftshift_index(u, d) * stride..][..d];
+            s.row[..d - h].copy_from_slice(&r[h..]);
+            s.row[d - h..].copy_from_slice(&r[..h]);
+            self.plans
+                .r2c
+                .process_with_scratch(&mut s.row, &mut s.rows[u * w..(u + 1) * w], &mut s.real_scratch)
+                .expect("buffer sizes are fixed by the plans");
+        }
+        transpose(&s.rows, &mut s.cols, d, w);
+        self.plans.fwd.process_with_scratch(&mut s.cols, &mut s.complex_scratch);
+    }
+
+    /// The inverse of [`CentredFft2::forward`] without the division by `D²`: the centred real
+    /// image whose half spectrum is [`Fft2Scratch::columns`], times `D²`, written to `dst` (`D`
+    /// rows of `stride`; the rest of each row is left alone). The imaginary parts of the
+    /// self-mirrored columns (DC, and Nyquist for even `D`) that a real image cannot have are
+    /// dropped, as `irfft` does: this is `real(IFFT(…))` of the full complex spectrum. The
+    /// spectrum in the scratch is overwritten.
+    pub fn inverse_unnormalised(&self, s: &mut Fft2Scratch<T>, dst: &mut [T], stride: usize) {
+        let (d, w) = (self.d, self.w);
+        let h = d / 2;
+        self.plans.inv.process_with_scratch(&mut s.cols, &mut s.complex_scratch);
+        transpose(&s.cols, &mut s.rows, w, d);
+        for u in 0..d {
+            let row = &mut s.rows[u * w..(u + 1) * w];
+            row[0].im = T::zero();
+            if d.is_multiple_of(2) {
+                row[w - 1].im = T::zero();
+            }
+            self.plans.c2r.process_with_scratch(row, &mut s.row, &mut s.real_scratch).expect("buffer sizes are fixed by the plans");
+            let o = &mut dst[ifftshift_index(u, d) * stride..][..d];
+            o[h..].copy_from_slice(&s.row[..d - h]);
+            o[..h].copy_from_slice(&s.row[d - h..]);
+        }
+    }
+}
+
+/// `dst[c·rows + r] = src[r·cols + c]` for a `rows×cols` source, in cache-friendly blocks.
+fn transpose<T: Copy>(src: &[T], dst: &mut [T], rows: usize, cols: usize) {
+    const B: usize = 16;
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                for c in c0..(c0 + B).min(cols) {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+    }
+}
+
+/// A [`CentredFft2`] in `f32` with its own buffers, for callers that want the spectrum in the
+/// row-major half-plane layout of the module docs.
+pub struct Fft2 {
+    fft: CentredFft2<f32>,
+    s: Fft2Scratch<f32>,
+}
+
+impl Fft2 {
+    pub fn new(d: usize) -> Self {
+        let fft = CentredFft2::new(d);
+        let s = fft.scratch();
+        Fft2 { fft, s }
+    }
+
+    pub fn d(&self) -> usize {
+        self.fft.d()
+    }
+
     /// Length of the half-plane spectrum: `D·(D/2+1)`.
     pub fn spectrum_len(&self) -> usize {
-        self.d * (self.d / 2 + 1)
+        self.fft.spectrum_len()
     }
 
     /// `out = rfft2(ifftshift(image))` (unnormalised), in the half-plane layout.
     pub fn forward(&mut self, image: &[f32], out: &mut [Complex32]) {
-        let d = self.d;
-        let w = d / 2 + 1;
+        let d = self.d();
         assert_eq!(image.len(), d * d);
-        assert_eq!(out.len(), d * w);
-        for r in 0..d {
-            let src = &image[ifftshift_index(r, d) * d..][..d];
-            for (i, v) in self.row.iter_mut().enumerate() {
-                *v = src[ifftshift_index(i, d)];
-            }
-            self.r2c
-                .process_with_scratch(&mut self.row, &mut out[r * w..(r + 1) * w], &mut self.scratch_r)
-                .expect("buffer sizes are fixed at construction");
-        }
-        for c in 0..w {
-            for r in 0..d {
-                self.col[r] = out[r * w + c];
-            }
-            self.col_fwd.process_with_scratch(&mut self.col, &mut self.scratch_c);
-            for r in 0..d {
-                out[r * w + c] = self.col[r];
-            }
-        }
+        assert_eq!(out.len(), self.spectrum_len());
+        self.fft.forward(image, d, &mut self.s);
+        transpose(&self.s.cols, out, d / 2 + 1, d);
     }
 
     /// `image = fftshift(irfft2(spectrum)) / D²`; the inverse of [`Fft2::forward`]. The
     /// spectrum is left unchanged. Imaginary parts of the self-conjugate entries (columns 0
     /// and `D/2`) that a real image cannot have are ignored, as `irfft` does.
     pub fn inverse(&mut self, spectrum: &[Complex32], image: &mut [f32]) {
-        let d = self.d;
-        let w = d / 2 + 1;
+        let d = self.d();
         assert_eq!(image.len(), d * d);
-        assert_eq!(spectrum.len(), d * w);
-        self.work.copy_from_slice(spectrum);
-        for c in 0..w {
-            for r in 0..d {
-                self.col[r] = self.work[r * w + c];
-            }
-            self.col_inv.process_with_scratch(&mut self.col, &mut self.scratch_c);
-            for r in 0..d {
-                self.work[r * w + c] = self.col[r];
-            }
-        }
+        assert_eq!(spectrum.len(), self.spectrum_len());
+        transpose(spectrum, &mut self.s.cols, d, d / 2 + 1);
+        self.fft.inverse_unnormalised(&mut self.s, image, d);
         let norm = 1.0 / (d * d) as f32;
-        for r in 0..d {
-            self.row_spec.copy_from_slice(&self.work[r * w..(r + 1) * w]);
-            self.row_spec[0].im = 0.0;
-            if d % 2 == 0 {
-                self.row_spec[w - 1].im = 0.0;
-            }
-            self.c2r
-                .process_with_scratch(&mut self.row_spec, &mut self.row, &mut self.scratch_r)
-                .expect("buffer sizes are fixed at construction");
-            let dst = &mut image[ifftshift_index(r, d) * d..][..d];
-            for (i, &v) in self.row.iter().enumerate() {
-                dst[ifftshift_index(i, d)] = v * norm;
-            }
+        for v in image.iter_mut() {
+            *v *= norm;
         }
     }
 }
@@ -162,18 +280,13 @@ impl Fft2 {
 /// A 3D centred real-to-complex transform of `D³` volumes.
 pub struct Fft3 {
     d: usize,
-    r2c: Arc<dyn RealToComplex<f32>>,
-    c2r: Arc<dyn ComplexToReal<f32>>,
-    fwd: Arc<dyn Fft<f32>>,
-    inv: Arc<dyn Fft<f32>>,
+    plans: AxisPlans<f32>,
 }
 
 impl Fft3 {
     pub fn new(d: usize) -> Self {
         assert!(d >= 2, "Fft3 needs D ≥ 2");
-        let mut rp = RealFftPlanner::<f32>::new();
-        let mut cp = FftPlanner::<f32>::new();
-        Fft3 { d, r2c: rp.plan_fft_forward(d), c2r: rp.plan_fft_inverse(d), fwd: cp.plan_fft_forward(d), inv: cp.plan_fft_inverse(d) }
+        Fft3 { d, plans: AxisPlans::new(d) }
     }
 
     pub fn d(&self) -> usize {
@@ -195,7 +308,7 @@ impl Fft3 {
         let mut out = vec![Complex32::new(0.0, 0.0); d * d * w];
         // Along x, for every (z, y) row.
         out.par_chunks_mut(d * w).enumerate().for_each_init(
-            || (vec![0.0f32; d], vec![Complex32::new(0.0, 0.0); self.r2c.get_scratch_len()]),
+            || (vec![0.0f32; d], vec![Complex32::new(0.0, 0.0); self.plans.r2c.get_scratch_len()]),
             |(row, scratch), (p, plane)| {
                 let z = ifftshift_index(p, d);
                 for r in 0..d {
@@ -204,7 +317,7 @@ impl Fft3 {
                     for (i, v) in row.iter_mut().enumerate() {
                         *v = src[ifftshift_index(i, d)];
                     }
-                    self.r2c.process_with_scratch(row, &mut plane[r * w..(r + 1) * w], scratch).expect("fixed sizes");
+                    self.plans.r2c.process_with_scratch(row, &mut plane[r * w..(r + 1) * w], scratch).expect("fixed sizes");
                 }
             },
         );
@@ -223,16 +336,16 @@ impl Fft3 {
         let norm = 1.0 / (d * d * d) as f32;
         // Output plane z receives spectrum plane p with ifftshift_index(p) = z.
         out.par_chunks_mut(d * d).enumerate().for_each_init(
-            || (vec![0.0f32; d], vec![Complex32::new(0.0, 0.0); w], vec![Complex32::new(0.0, 0.0); self.c2r.get_scratch_len()]),
+            || (vec![0.0f32; d], vec![Complex32::new(0.0, 0.0); w], vec![Complex32::new(0.0, 0.0); self.plans.c2r.get_scratch_len()]),
             |(row, spec, scratch), (z, plane)| {
-                let p = (z + d - d / 2) % d; // inverse of ifftshift_index
+                let p = freq_position(centred_index(z, d), d); // the FFT position of centred sample z
                 for r in 0..d {
                     spec.copy_from_slice(&spectrum[(p * d + r) * w..][..w]);
                     spec[0].im = 0.0;
-                    if d % 2 == 0 {
+                    if d.is_multiple_of(2) {
                         spec[w - 1].im = 0.0;
                     }
-                    self.c2r.process_with_scratch(spec, row, scratch).expect("fixed sizes");
+                    self.plans.c2r.process_with_scratch(spec, row, scratch).expect("fixed sizes");
                     let y = ifftshift_index(r, d);
                     let dst = &mut plane[y * d..(y + 1) * d];
                     for (i, &v) in row.iter().enumerate() {
@@ -249,7 +362,7 @@ impl Fft3 {
         use rayon::prelude::*;
         let d = self.d;
         let w = d / 2 + 1;
-        let plan = if inverse { &self.inv } else { &self.fwd };
+        let plan = if inverse { &self.plans.inv } else { &self.plans.fwd };
         let slen = plan.get_inplace_scratch_len();
         // Along y: each plane independently.
         data.par_chunks_mut(d * w).for_each_init(
@@ -333,7 +446,7 @@ pub fn resample_volume(vol: &[f32], d: usize, new_d: usize) -> Vec<f32> {
     let lim = (d.min(new_d) / 2) as i64;
     let mut out = vec![Complex32::new(0.0, 0.0); new_d * new_d * nw];
     let scale = (new_d * new_d * new_d) as f32 / (d * d * d) as f32;
-    let skip = |f: i64| f.abs() > lim || (f == -lim && d.min(new_d) % 2 == 0 && new_d < d);
+    let skip = |f: i64| f.abs() > lim || (f == -lim && d.min(new_d).is_multiple_of(2) && new_d < d);
     for p in 0..d {
         let fz = freq_index(p, d);
         if skip(fz) {
@@ -418,6 +531,50 @@ pub fn low_pass_weight(r: f64, cutoff: f64, edge: f64) -> f64 {
     }
 }
 
+/// Fourier cropping or padding of `D×D` images to `d×d` with plans and buffers made once
+/// (the per-image form of [`resample_image`], allocation-free).
+pub struct Resampler {
+    from: Fft2,
+    to: Fft2,
+    spec_in: Vec<Complex32>,
+    spec_out: Vec<Complex32>,
+}
+
+impl Resampler {
+    pub fn new(from_d: usize, to_d: usize) -> Self {
+        let from = Fft2::new(from_d);
+        let to = Fft2::new(to_d);
+        Resampler {
+            spec_in: vec![Complex32::new(0.0, 0.0); from.spectrum_len()],
+            spec_out: vec![Complex32::new(0.0, 0.0); to.spectrum_len()],
+            from,
+            to,
+        }
+    }
+
+    /// Resample `image` (`D×D`) into `out` (`d×d`); values as in [`resample_image`].
+    pub fn apply(&mut self, image: &[f32], out: &mut [f32]) {
+        let (d, nd) = (self.from.d(), self.to.d());
+        self.from.forward(image, &mut self.spec_in);
+        let w = d / 2 + 1;
+        let nw = nd / 2 + 1;
+        self.spec_out.iter_mut().for_each(|v| *v = Complex32::new(0.0, 0.0));
+        let lim = (d.min(nd) / 2) as i64;
+        let scale = (nd * nd) as f32 / (d * d) as f32;
+        for r in 0..d {
+            let fy = freq_index(r, d);
+            if fy.abs() > lim || (fy == -lim && d.min(nd).is_multiple_of(2) && nd < d) {
+                continue;
+            }
+            let nr = freq_position(fy, nd);
+            for c in 0..w.min(nw) {
+                self.spec_out[nr * nw + c] = self.spec_in[r * w + c] * scale;
+            }
+        }
+        self.to.inverse(&self.spec_out, out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +583,33 @@ mod tests {
     fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut r = Rng::new(seed);
         (0..n).map(|_| r.normal() as f32).collect()
+    }
+
+    #[test]
+    fn index_helpers_follow_numpy_for_odd_and_even_sizes() {
+        // numpy: fftfreq(D)·D (FFT order) and fftshift(fftfreq(D))·D (centred order).
+        let cases: [(usize, &[i64], &[i64]); 5] = [
+            (2, &[0, -1], &[-1, 0]),
+            (5, &[0, 1, 2, -2, -1], &[-2, -1, 0, 1, 2]),
+            (6, &[0, 1, 2, -3, -2, -1], &[-3, -2, -1, 0, 1, 2]),
+            (7, &[0, 1, 2, 3, -3, -2, -1], &[-3, -2, -1, 0, 1, 2, 3]),
+            (8, &[0, 1, 2, 3, -4, -3, -2, -1], &[-4, -3, -2, -1, 0, 1, 2, 3]),
+        ];
+        for (d, fft_order, centred_order) in cases {
+            let f: Vec<i64> = (0..d).map(|i| freq_index(i, d)).collect();
+            let c: Vec<i64> = (0..d).map(|i| centred_index(i, d)).collect();
+            assert_eq!(f, fft_order, "freq_index, D = {d}");
+            assert_eq!(c, centred_order, "centred_index, D = {d}");
+            for i in 0..d {
+                assert_eq!(freq_position(freq_index(i, d), d), i, "D = {d}");
+                assert_eq!(centred_position(centred_index(i, d), d), i, "D = {d}");
+                // ifftshift: FFT position i holds the centred sample (i + D/2) mod D.
+                assert_eq!(centred_index(ifftshift_index(i, d), d), freq_index(i, d), "D = {d}");
+                // Positions are taken modulo D.
+                assert_eq!(freq_position(freq_index(i, d) + 3 * d as i64, d), i);
+                assert_eq!(centred_position(centred_index(i, d) - 2 * d as i64, d), i);
+            }
+        }
     }
 
     #[test]
@@ -442,7 +626,7 @@ mod tests {
             let mut e = 0.0f64;
             for r in 0..d {
                 for c in 0..w {
-                    let wt = if c == 0 || (d % 2 == 0 && c == w - 1) { 1.0 } else { 2.0 };
+                    let wt = if c == 0 || (d.is_multiple_of(2) && c == w - 1) { 1.0 } else { 2.0 };
                     e += wt * s[r * w + c].norm_sqr() as f64;
                 }
             }
@@ -535,49 +719,5 @@ mod tests {
         assert_eq!(low_pass_weight(1.0, 5.0, 0.0), 1.0);
         assert_eq!(low_pass_weight(6.0, 5.0, 0.0), 0.0);
         assert!((low_pass_weight(5.0, 5.0, 2.0) - 0.5).abs() < 1e-12);
-    }
-}
-
-/// Fourier cropping or padding of `D×D` images to `d×d` with plans and buffers made once
-/// (the per-image form of [`resample_image`], allocation-free).
-pub struct Resampler {
-    from: Fft2,
-    to: Fft2,
-    spec_in: Vec<Complex32>,
-    spec_out: Vec<Complex32>,
-}
-
-impl Resampler {
-    pub fn new(from_d: usize, to_d: usize) -> Self {
-        let from = Fft2::new(from_d);
-        let to = Fft2::new(to_d);
-        Resampler {
-            spec_in: vec![Complex32::new(0.0, 0.0); from.spectrum_len()],
-            spec_out: vec![Complex32::new(0.0, 0.0); to.spectrum_len()],
-            from,
-            to,
-        }
-    }
-
-    /// Resample `image` (`D×D`) into `out` (`d×d`); values as in [`resample_image`].
-    pub fn apply(&mut self, image: &[f32], out: &mut [f32]) {
-        let (d, nd) = (self.from.d(), self.to.d());
-        self.from.forward(image, &mut self.spec_in);
-        let w = d / 2 + 1;
-        let nw = nd / 2 + 1;
-        self.spec_out.iter_mut().for_each(|v| *v = Complex32::new(0.0, 0.0));
-        let lim = (d.min(nd) / 2) as i64;
-        let scale = (nd * nd) as f32 / (d * d) as f32;
-        for r in 0..d {
-            let fy = freq_index(r, d);
-            if fy.abs() > lim || (fy == -lim && d.min(nd) % 2 == 0 && nd < d) {
-                continue;
-            }
-            let nr = freq_position(fy, nd);
-            for c in 0..w.min(nw) {
-                self.spec_out[nr * nw + c] = self.spec_in[r * w + c] * scale;
-            }
-        }
-        self.to.inverse(&self.spec_out, out);
     }
 }

@@ -2,15 +2,17 @@
 //!
 //! Soft edges are raised cosines: `1` inside, falling to `0` over `edge_px` voxels.
 
+use crate::fourier::centred_index;
+
 /// A sphere of radius `radius_px` around the box centre with a cosine edge `edge_px` wide
 /// outside it.
 pub fn spherical(d: usize, radius_px: f64, edge_px: f64) -> Vec<f32> {
-    let c = (d / 2) as f64;
+    let c = |i: usize| centred_index(i, d) as f64;
     let mut m = vec![0.0f32; d * d * d];
     for z in 0..d {
         for y in 0..d {
             for x in 0..d {
-                let r = ((x as f64 - c).powi(2) + (y as f64 - c).powi(2) + (z as f64 - c).powi(2)).sqrt();
+                let r = (c(x).powi(2) + c(y).powi(2) + c(z).powi(2)).sqrt();
                 m[(z * d + y) * d + x] = soft_edge(r - radius_px, edge_px) as f32;
             }
         }

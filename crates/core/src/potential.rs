@@ -130,18 +130,8 @@ pub fn element_fit(symbol: &str) -> Option<&'static ElementFit> {
     ELEMENT_FITS.iter().find(|e| e.symbol.eq_ignore_ascii_case(s))
 }
 
-/// One atom of an atomic model, as the potential needs it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Atom {
-    /// Element symbol (`"C"`, `"FE"`, `"Zn2+"`, …).
-    pub element: String,
-    /// Position in Å.
-    pub pos_a: [f64; 3],
-    /// Isotropic B-factor in Å² (`8π²⟨u²⟩`).
-    pub b_factor_a2: f64,
-    /// Occupancy, 0–1.
-    pub occupancy: f64,
-}
+/// One atom of an atomic model: the type the PDB and mmCIF readers return, used here as is.
+pub use cryosplat_formats::atoms::Atom;
 
 /// Where the potential's origin is put.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

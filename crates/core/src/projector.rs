@@ -30,6 +30,7 @@
 
 #![allow(clippy::needless_range_loop)] // index loops mirror the matrix algebra
 
+use crate::fourier::{freq_index, freq_position, CentredFft2, Fft2Scratch};
 use crate::pose::Mat3;
 use rayon::prelude::*;
 
@@ -291,9 +292,9 @@ pub fn splat_isotropic(
 
 /// Fourier filtering of centred real images with plans made once: exactly
 /// `real(IFFT(H·FFT(img)))` on the centred grid (the full complex recipe of the reference
-/// projector), computed through a real-to-complex transform (the half-plane layout of the
-/// crate: columns `kx = 0..=D/2`, rows `ky` in FFT order). Used to apply a CTF to simulated
-/// images.
+/// projector), computed in `f64` through the crate's centred 2D transform
+/// ([`crate::fourier::CentredFft2`]; the half-plane layout of the crate: columns
+/// `kx = 0..=D/2`, rows `ky` in FFT order). Used to apply a CTF to simulated images.
 ///
 /// `H` is a real function of the integer frequency indices `(kx, ky)` of the grid, each in
 /// `[−D/2, D/2)` as in the centred layout (divide by `D·apix` for 1/Å). For a real image,
@@ -303,51 +304,22 @@ pub fn splat_isotropic(
 /// the continuous frequencies (true of every CTF) and evaluates twice only on the Nyquist row
 /// and column of an even box, where the grid wraps `+D/2` onto `−D/2`.
 pub struct HalfPlaneFilter {
-    d: usize,
-    r2c: std::sync::Arc<dyn realfft::RealToComplex<f64>>,
-    c2r: std::sync::Arc<dyn realfft::ComplexToReal<f64>>,
-    fwd: std::sync::Arc<dyn rustfft::Fft<f64>>,
-    inv: std::sync::Arc<dyn rustfft::Fft<f64>>,
+    fft: CentredFft2<f64>,
 }
 
 /// Per-thread buffers for [`HalfPlaneFilter::apply`].
-pub struct FilterScratch {
-    real: Vec<f64>,
-    spec: Vec<rustfft::num_complex::Complex64>,
-    col: Vec<rustfft::num_complex::Complex64>,
-    rscratch: Vec<rustfft::num_complex::Complex64>,
-    fscratch: Vec<rustfft::num_complex::Complex64>,
-}
+pub type FilterScratch = Fft2Scratch<f64>;
 
 impl HalfPlaneFilter {
     /// Plans for `d×d` images.
     pub fn new(d: usize) -> Self {
         assert!(d >= 2, "image too small");
-        let mut rp = realfft::RealFftPlanner::<f64>::new();
-        let mut cp = rustfft::FftPlanner::<f64>::new();
-        HalfPlaneFilter {
-            d,
-            r2c: rp.plan_fft_forward(d),
-            c2r: rp.plan_fft_inverse(d),
-            fwd: cp.plan_fft_forward(d),
-            inv: cp.plan_fft_inverse(d),
-        }
+        HalfPlaneFilter { fft: CentredFft2::new(d) }
     }
 
     /// Scratch buffers sized for this plan (make one per thread).
     pub fn scratch(&self) -> FilterScratch {
-        let d = self.d;
-        let w = d / 2 + 1;
-        let zero = rustfft::num_complex::Complex64::new(0.0, 0.0);
-        let rs = self.r2c.get_scratch_len().max(self.c2r.get_scratch_len());
-        let fs = self.fwd.get_inplace_scratch_len().max(self.inv.get_inplace_scratch_len());
-        FilterScratch {
-            real: vec![0.0; d],
-            spec: vec![zero; d * w],
-            col: vec![zero; d],
-            rscratch: vec![zero; rs],
-            fscratch: vec![zero; fs],
-        }
+        self.fft.scratch()
     }
 
     /// Filter the centred `d×d` image `img` in place by `h(kx, ky)` (see the type's docs):
@@ -363,59 +335,24 @@ impl HalfPlaneFilter {
     }
 
     fn run(&self, img: &mut [f64], h: &dyn Fn(i64, i64) -> f64, even: bool, s: &mut FilterScratch) {
-        let d = self.d;
+        let d = self.fft.d();
         assert_eq!(img.len(), d * d, "image is not {d}×{d}");
-        let w = d / 2 + 1;
-        let half = d / 2;
-        let di = d as i64;
-        // Frequency index of FFT position u, in [−d/2, d/2).
-        let freq = |u: usize| if u < d.div_ceil(2) { u as i64 } else { u as i64 - di };
-        let wrap = |k: i64| {
-            let m = (k % di + di) % di;
-            freq(m as usize)
-        };
-        // Rows: ifftshift, then real-to-complex.
-        for u in 0..d {
-            let src = ((u + half) % d) * d;
-            for v in 0..d {
-                s.real[v] = img[src + (v + half) % d];
-            }
-            self.r2c
-                .process_with_scratch(&mut s.real, &mut s.spec[u * w..(u + 1) * w], &mut s.rscratch)
-                .expect("buffer sizes match the plan");
-        }
-        // Columns: forward, filter, inverse.
+        let nyquist = -((d / 2) as i64);
+        // The frequency index on the grid of −k.
+        let mirror = |k: i64| freq_index(freq_position(-k, d), d);
+        self.fft.forward(img, d, s);
         let norm = 1.0 / (d * d) as f64;
-        for c in 0..w {
-            for r in 0..d {
-                s.col[r] = s.spec[r * w + c];
-            }
-            self.fwd.process_with_scratch(&mut s.col, &mut s.fscratch);
-            let kx = freq(c);
-            for r in 0..d {
-                let ky = freq(r);
-                let wrapped = d.is_multiple_of(2) && (kx == -(half as i64) || ky == -(half as i64));
-                let hv = if even && !wrapped { h(kx, ky) } else { 0.5 * (h(kx, ky) + h(wrap(-kx), wrap(-ky))) };
-                s.col[r] *= hv * norm;
-            }
-            self.inv.process_with_scratch(&mut s.col, &mut s.fscratch);
-            for r in 0..d {
-                s.spec[r * w + c] = s.col[r];
+        for (c, col) in s.columns_mut().chunks_exact_mut(d).enumerate() {
+            let kx = freq_index(c, d);
+            for (r, v) in col.iter_mut().enumerate() {
+                let ky = freq_index(r, d);
+                let wrapped = d.is_multiple_of(2) && (kx == nyquist || ky == nyquist);
+                let hv = if even && !wrapped { h(kx, ky) } else { 0.5 * (h(kx, ky) + h(mirror(kx), mirror(ky))) };
+                *v *= hv * norm;
             }
         }
-        // Rows: complex-to-real (the spectrum is Hermitian, so the imaginary parts of the DC
-        // and Nyquist columns are rounding noise, set to zero), then fftshift.
-        for u in 0..d {
-            let row = &mut s.spec[u * w..(u + 1) * w];
-            row[0].im = 0.0;
-            if d.is_multiple_of(2) {
-                row[w - 1].im = 0.0;
-            }
-            self.c2r.process_with_scratch(row, &mut s.real, &mut s.rscratch).expect("buffer sizes match the plan");
-            let dst = ((u + half) % d) * d;
-            for v in 0..d {
-                img[dst + (v + half) % d] = s.real[v];
-            }
-        }
+        // The inverse drops the imaginary parts of the DC and Nyquist columns (rounding noise
+        // of a Hermitian spectrum) and undoes the shift.
+        self.fft.inverse_unnormalised(s, img, d);
     }
 }

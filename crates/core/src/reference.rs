@@ -38,6 +38,7 @@
 #![allow(clippy::needless_range_loop)] // index loops mirror the matrix algebra
 
 use crate::ctf::CtfParams;
+use crate::fourier::{centred_index, centred_position, freq_index};
 use crate::gaussian::{
     quat_to_rotation, scale_activation_f64, softplus_grad_f64, GaussianA, GaussianModel, PhysicalGaussian, PARAMS_PER_GAUSSIAN, P_AMP,
     P_MEAN, P_QUAT, P_SCALE,
@@ -62,18 +63,7 @@ fn project_one(g: &GaussianA, pose: &Pose) -> Projected {
         m[r] = a[r][0] * g.mean_a[0] + a[r][1] * g.mean_a[1] + a[r][2] * g.mean_a[2] - pose.origin_a[r];
     }
     // C = B Σ Bᵀ with B the first two rows of A.
-    let mut c = [[0.0; 2]; 2];
-    for r in 0..2 {
-        for s in 0..2 {
-            let mut acc = 0.0;
-            for k in 0..3 {
-                for l in 0..3 {
-                    acc += a[r][k] * g.cov_a2[k][l] * a[s][l];
-                }
-            }
-            c[r][s] = acc;
-        }
-    }
+    let mut c = sandwich(&[a[0], a[1]], &g.cov_a2);
     let sym = 0.5 * (c[0][1] + c[1][0]);
     c[0][1] = sym;
     c[1][0] = sym;
@@ -83,11 +73,28 @@ fn project_one(g: &GaussianA, pose: &Pose) -> Projected {
     Projected { m, cinv, norm: g.mass / (2.0 * PI * det.sqrt()) }
 }
 
+/// `M·X·Mᵀ` for an `R×K` matrix `M` and a `K×K` matrix `X`: entry `(r, s)` is
+/// `Σ_k Σ_l M[r][k]·X[k][l]·M[s][l]`, summed in that order.
+fn sandwich<const R: usize, const K: usize>(m: &[[f64; K]; R], x: &[[f64; K]; K]) -> [[f64; R]; R] {
+    let mut out = [[0.0; R]; R];
+    for r in 0..R {
+        for s in 0..R {
+            let mut acc = 0.0;
+            for k in 0..K {
+                for l in 0..K {
+                    acc += m[r][k] * x[k][l] * m[s][l];
+                }
+            }
+            out[r][s] = acc;
+        }
+    }
+    out
+}
+
 /// Pixel position (x, y) in Å of row `i`, column `j` on the FFT-aligned grid.
 #[inline]
 fn pixel_pos(i: usize, j: usize, d: usize, apix: f64) -> [f64; 2] {
-    let h = (d / 2) as f64;
-    [(j as f64 - h) * apix, (i as f64 - h) * apix]
+    [centred_index(j, d) as f64 * apix, centred_index(i, d) as f64 * apix]
 }
 
 /// The projection image (no CTF) of Gaussians in Å under `pose`, on a `d×d` grid of `apix` Å:
@@ -117,13 +124,14 @@ pub fn project_gaussians_a(gaussians: &[GaussianA], pose: &Pose, d: usize, apix:
 pub fn apply_filter_centered(image: &[f64], filter: &[f64], d: usize) -> Vec<f64> {
     assert_eq!(image.len(), d * d, "image is not {d}×{d}");
     assert_eq!(filter.len(), d * d, "filter is not {d}×{d}");
-    let h = d / 2;
-    // ifftshift: centred index (u + d/2) % d goes to unshifted index u.
+    // ifftshift: FFT position u takes the centred sample at the same frequency index (and
+    // fftshift puts it back).
+    let centred = |u: usize| centred_position(freq_index(u, d), d);
     let mut buf = vec![Complex64::new(0.0, 0.0); d * d];
     let mut filt = vec![0.0; d * d];
     for u in 0..d {
         for v in 0..d {
-            let c = ((u + h) % d) * d + (v + h) % d;
+            let c = centred(u) * d + centred(v);
             buf[u * d + v] = Complex64::new(image[c], 0.0);
             filt[u * d + v] = filter[c];
         }
@@ -138,7 +146,7 @@ pub fn apply_filter_centered(image: &[f64], filter: &[f64], d: usize) -> Vec<f64
     let mut out = vec![0.0; d * d];
     for u in 0..d {
         for v in 0..d {
-            out[((u + h) % d) * d + (v + h) % d] = buf[u * d + v].re / n;
+            out[centred(u) * d + centred(v)] = buf[u * d + v].re / n;
         }
     }
     out
@@ -164,9 +172,8 @@ fn fft2(buf: &mut [Complex64], d: usize, plan: &dyn rustfft::Fft<f64>) {
 /// The CTF on the centred `d×d` grid of `apix` Å (DC at `[d/2][d/2]`, row ↔ ky, column ↔ kx),
 /// evaluated in f64 with [`CtfParams::eval`]: the `ctf` argument of the functions below.
 pub fn ctf_centered(params: &CtfParams, d: usize, apix: f64) -> Vec<f64> {
-    let h = (d / 2) as f64;
     let step = 1.0 / (d as f64 * apix);
-    (0..d * d).map(|p| params.eval(((p % d) as f64 - h) * step, ((p / d) as f64 - h) * step)).collect()
+    (0..d * d).map(|p| params.eval(centred_index(p % d, d) as f64 * step, centred_index(p / d, d) as f64 * step)).collect()
 }
 
 /// The image of Gaussians in Å: projection, then the centred CTF if given.
@@ -291,18 +298,8 @@ pub fn mse_loss_and_grad(
         for k in 0..3 {
             g_mu_a[k] = a[0][k] * g_m[0] + a[1][k] * g_m[1];
         }
-        let mut g_sigma_a = [[0.0; 3]; 3];
-        for k in 0..3 {
-            for l2 in 0..3 {
-                let mut acc = 0.0;
-                for r in 0..2 {
-                    for s in 0..2 {
-                        acc += a[r][k] * g_c[r][s] * a[s][l2];
-                    }
-                }
-                g_sigma_a[k][l2] = acc;
-            }
-        }
+        let bt = [[a[0][0], a[1][0]], [a[0][1], a[1][1]], [a[0][2], a[1][2]]];
+        let g_sigma_a = sandwich(&bt, &g_c);
         // Å → box: μ_Å = L μ, Σ_Å = L² Σ, mass = L² w.
         let ph = &phys[gi];
         let g_mu: Vec<f64> = g_mu_a.iter().map(|v| v * l).collect();

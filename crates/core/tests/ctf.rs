@@ -1,27 +1,14 @@
 //! The CTF against RELION's values in tests/data/reference/ctf_cases.json (25 cases, 16×16).
 
-use cryosplat_core::ctf::{wavelength_a, CtfGrid, CtfParams};
+mod common;
+
+use common::ctf_params;
+use cryosplat_core::ctf::{wavelength_a, CtfGrid};
+use cryosplat_core::fourier::{centred_index, centred_position, freq_index};
 use serde_json::Value;
 
 fn cases() -> Vec<Value> {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference/ctf_cases.json");
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
-    v["cases"].as_array().unwrap().clone()
-}
-
-fn params(c: &Value) -> CtfParams {
-    let f = |k: &str| c[k].as_f64().unwrap();
-    CtfParams {
-        voltage_kv: f("voltage_kv"),
-        cs_mm: f("cs_mm"),
-        amp_contrast: f("amplitude_contrast"),
-        defocus_u_a: f("defocus_u_A"),
-        defocus_v_a: f("defocus_v_A"),
-        defocus_angle_deg: f("defocus_angle_deg"),
-        phase_shift_deg: f("phase_shift_deg"),
-        bfactor_a2: f("bfactor_A2"),
-        scale: f("scale"),
-    }
+    common::reference_json("ctf_cases.json")["cases"].as_array().expect("cases").clone()
 }
 
 #[test]
@@ -29,16 +16,15 @@ fn f64_eval_matches_relion_to_1e12() {
     let cs = cases();
     assert_eq!(cs.len(), 25);
     for c in &cs {
-        let p = params(c);
+        let p = ctf_params(c);
         p.validate().unwrap();
         assert!((wavelength_a(p.voltage_kv) - c["wavelength_A"].as_f64().unwrap()).abs() < 1e-15);
         let d = c["D"].as_u64().unwrap() as usize;
         let apix = c["apix"].as_f64().unwrap();
-        let h = (d / 2) as f64;
         for i in 0..d {
             for j in 0..d {
-                let kx = (j as f64 - h) / (d as f64 * apix);
-                let ky = (i as f64 - h) / (d as f64 * apix);
+                let kx = centred_index(j, d) as f64 / (d as f64 * apix);
+                let ky = centred_index(i, d) as f64 / (d as f64 * apix);
                 let want = c["ctf"][i][j].as_f64().unwrap();
                 let got = p.eval(kx, ky);
                 assert!((got - want).abs() < 1e-12, "case {} [{i}][{j}]: {got} vs {want}", c["id"]);
@@ -50,7 +36,7 @@ fn f64_eval_matches_relion_to_1e12() {
 #[test]
 fn f32_grids_match_relion_to_1e6() {
     for c in &cases() {
-        let p = params(c);
+        let p = ctf_params(c);
         let d = c["D"].as_u64().unwrap() as usize;
         let apix = c["apix"].as_f64().unwrap();
         let mut full = vec![0.0f32; d * d];
@@ -64,12 +50,11 @@ fn f32_grids_match_relion_to_1e6() {
                 assert!((full[i * d + j] as f64 - want).abs() < 1e-6, "case {} [{i}][{j}]", c["id"]);
             }
         }
-        // Half plane: row r ↔ ky index (r < D/2 ? r : r − D), column c ↔ kx index c.
+        // Half plane: row r ↔ ky index freq_index(r), column c ↔ kx index c.
         for r in 0..d {
-            let fy = if r < d / 2 { r as isize } else { r as isize - d as isize };
+            let i = centred_position(freq_index(r, d), d);
             for col in 0..d / 2 {
-                let i = (fy + (d / 2) as isize) as usize;
-                let want = c["ctf"][i][col + d / 2].as_f64().unwrap();
+                let want = c["ctf"][i][centred_position(col as i64, d)].as_f64().unwrap();
                 assert!((half[r * (d / 2 + 1) + col] as f64 - want).abs() < 1e-6, "case {} r{r} c{col}", c["id"]);
             }
         }

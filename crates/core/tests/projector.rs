@@ -1,23 +1,14 @@
 //! The real-space map projector against cryoDRGN's toy projections (tests/data/cryodrgn-toy,
 //! noiseless projections of a known volume at known rotations; see its README for the exact rule).
 
+mod common;
+
+use common::read_mrc_f32;
 use cryosplat_core::fsc::correlation;
 use cryosplat_core::pose::{transpose, Mat3};
 use cryosplat_core::projector::{project_stack, project_volume, trilinear};
 
-const TOY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/cryodrgn-toy/");
-
-/// Minimal MRC reader for little-endian float32 files: (nx, ny, nz, data).
-fn read_mrc_f32(path: &str) -> (usize, usize, usize, Vec<f32>) {
-    let bytes = std::fs::read(path).expect("read mrc");
-    let word = |i: usize| i32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
-    let (nx, ny, nz, mode) = (word(0) as usize, word(1) as usize, word(2) as usize, word(3));
-    assert_eq!(mode, 2, "{path}: float32 expected");
-    let start = 1024 + word(23) as usize;
-    let data: Vec<f32> =
-        bytes[start..start + 4 * nx * ny * nz].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-    (nx, ny, nz, data)
-}
+const TOY: &str = common::TOY_DIR;
 
 /// The rotation matrices of toy_angles.pkl: a pickled C-ordered float32 numpy array of shape
 /// (1000, 3, 3), whose raw data is one BINBYTES record of 36000 bytes.

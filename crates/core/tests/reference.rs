@@ -2,67 +2,23 @@
 //! (computed independently in numpy and cross-checked with RELION; see that folder's README),
 //! and its analytic gradient against finite differences.
 
+mod common;
+
+use common::{ctf_params, gmm_projections, grid, max_rel_diff, pose_of, reference_json, scene_gaussians};
 use cryosplat_core::gaussian::{GaussianA, GaussianModel, PhysicalGaussian, PARAMS_PER_GAUSSIAN};
-use cryosplat_core::pose::{Mat3, Pose};
+use cryosplat_core::pose::Pose;
 use cryosplat_core::reference::{
     apply_filter_centered, image_a, mse_grad_finite_diff, mse_loss, mse_loss_and_grad, project_gaussians_a, render_model,
 };
 use cryosplat_core::rng::Rng;
 use serde_json::Value;
 
-const GMM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference/gmm_projections.json");
-
-fn load() -> Value {
-    let text = std::fs::read_to_string(GMM).expect("read gmm_projections.json");
-    serde_json::from_str(&text).expect("parse gmm_projections.json")
-}
-
-fn f(v: &Value) -> f64 {
-    v.as_f64().expect("number")
-}
-
-fn mat3(v: &Value) -> Mat3 {
-    let mut m = [[0.0; 3]; 3];
-    for i in 0..3 {
-        for j in 0..3 {
-            m[i][j] = f(&v[i][j]);
-        }
-    }
-    m
-}
-
-fn grid(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap().iter().map(f)).collect()
-}
-
-fn scene_gaussians(scene: &Value) -> Vec<GaussianA> {
-    scene["gaussians"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| GaussianA {
-            mean_a: [f(&g["mean_A"][0]), f(&g["mean_A"][1]), f(&g["mean_A"][2])],
-            cov_a2: mat3(&g["cov_A2"]),
-            mass: f(&g["mass"]),
-        })
-        .collect()
-}
-
-fn pose_of(p: &Value) -> Pose {
-    Pose { rot: mat3(&p["A"]), origin_a: [f(&p["origin_x_A"]), f(&p["origin_y_A"])] }
-}
-
-fn max_rel_diff(a: &[f64], b: &[f64]) -> f64 {
-    let max = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs())) / max
-}
-
 const D: usize = 32;
 const APIX: f64 = 1.5;
 
 #[test]
 fn projections_match_the_analytic_reference() {
-    let data = load();
+    let data = gmm_projections();
     let mut n = 0;
     for scene in data["scenes"].as_array().unwrap() {
         let gs = scene_gaussians(scene);
@@ -76,58 +32,50 @@ fn projections_match_the_analytic_reference() {
     assert_eq!(n, 12);
 }
 
-#[test]
-fn ctf_images_match_the_analytic_reference() {
-    let data = load();
+/// For every pose of every scene: `image(scene, its Gaussians, the pose, its centred CTF)`
+/// against the reference `image_ctf`, within `tol` of the image maximum.
+fn check_ctf_images(what: &str, tol: f64, image: impl Fn(&Value, &[GaussianA], &Pose, &[f64]) -> Vec<f64>) {
+    let data = gmm_projections();
+    let mut n = 0;
     for scene in data["scenes"].as_array().unwrap() {
         let gs = scene_gaussians(scene);
         let ctf = grid(&scene["ctf"]);
         for p in scene["poses"].as_array().unwrap() {
-            let img = image_a(&gs, &pose_of(p), D, APIX, Some(&ctf));
-            let err = max_rel_diff(&img, &grid(&p["image_ctf"]));
-            assert!(err < 1e-10, "scene {} image_ctf: rel err {err:e}", scene["id"]);
+            let err = max_rel_diff(&image(scene, &gs, &pose_of(p), &ctf), &grid(&p["image_ctf"]));
+            assert!(err < tol, "scene {} {what}: rel err {err:e}", scene["id"]);
+            n += 1;
         }
     }
+    assert_eq!(n, 12);
+}
+
+#[test]
+fn ctf_images_match_the_analytic_reference() {
+    check_ctf_images("image_ctf", 1e-10, |_, gs, pose, ctf| image_a(gs, pose, D, APIX, Some(ctf)));
 }
 
 #[test]
 fn ctf_from_parameters_reproduces_the_reference_images() {
     // Each scene's CTF is a case of ctf_cases.json re-evaluated on the D = 32, 1.5 Å grid.
-    use cryosplat_core::ctf::CtfParams;
     use cryosplat_core::reference::ctf_centered;
-    let data = load();
-    let text = std::fs::read_to_string(GMM.replace("gmm_projections.json", "ctf_cases.json")).unwrap();
-    let cases: Value = serde_json::from_str(&text).unwrap();
-    for scene in data["scenes"].as_array().unwrap() {
+    let cases = reference_json("ctf_cases.json");
+    let ctf_of = |scene: &Value| {
         let id = scene["ctf_case_id"].as_u64().unwrap() as usize;
         let c = &cases["cases"][id];
         assert_eq!(c["id"].as_u64().unwrap() as usize, id);
-        let params = CtfParams {
-            voltage_kv: f(&c["voltage_kv"]),
-            cs_mm: f(&c["cs_mm"]),
-            amp_contrast: f(&c["amplitude_contrast"]),
-            defocus_u_a: f(&c["defocus_u_A"]),
-            defocus_v_a: f(&c["defocus_v_A"]),
-            defocus_angle_deg: f(&c["defocus_angle_deg"]),
-            phase_shift_deg: f(&c["phase_shift_deg"]),
-            bfactor_a2: f(&c["bfactor_A2"]),
-            scale: f(&c["scale"]),
-        };
-        let ctf = ctf_centered(&params, D, APIX);
+        ctf_centered(&ctf_params(c), D, APIX)
+    };
+    for scene in gmm_projections()["scenes"].as_array().unwrap() {
         let want = grid(&scene["ctf"]);
-        assert!(ctf.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "scene {}", scene["id"]);
-        let gs = scene_gaussians(scene);
-        for p in scene["poses"].as_array().unwrap() {
-            let img = image_a(&gs, &pose_of(p), D, APIX, Some(&ctf));
-            assert!(max_rel_diff(&img, &grid(&p["image_ctf"])) < 1e-10);
-        }
+        assert!(ctf_of(scene).iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12), "scene {}", scene["id"]);
     }
+    check_ctf_images("image from CTF parameters", 1e-10, |scene, gs, pose, _| image_a(gs, pose, D, APIX, Some(&ctf_of(scene))));
 }
 
 #[test]
 fn origin_shift_moves_the_image_by_minus_origin() {
     // Scene 0, pose 1 is pose 0 with origin (+1, -2) px: img1[i][j] = img0[i-2][j+1].
-    let data = load();
+    let data = gmm_projections();
     let gs = scene_gaussians(&data["scenes"][0]);
     let img0 = project_gaussians_a(&gs, &Pose::default(), D, APIX);
     let img1 = project_gaussians_a(&gs, &Pose { rot: cryosplat_core::pose::IDENTITY, origin_a: [1.5, -3.0] }, D, APIX);
@@ -142,17 +90,9 @@ fn origin_shift_moves_the_image_by_minus_origin() {
 fn box_unit_model_renders_the_same_image() {
     // The scene converted to a box-unit model (f32 raw parameters) renders to the same pixel
     // values, to f32 precision of the parameters.
-    let data = load();
-    for scene in data["scenes"].as_array().unwrap() {
-        let gs = scene_gaussians(scene);
-        let model = GaussianModel::from_angstrom(&gs, D, APIX);
-        let ctf = grid(&scene["ctf"]);
-        for p in scene["poses"].as_array().unwrap() {
-            let img = render_model(&model, &pose_of(p), D, APIX, Some(&ctf));
-            let err = max_rel_diff(&img, &grid(&p["image_ctf"]));
-            assert!(err < 2e-5, "scene {} box-unit render: rel err {err:e}", scene["id"]);
-        }
-    }
+    check_ctf_images("box-unit render", 2e-5, |_, gs, pose, ctf| {
+        render_model(&GaussianModel::from_angstrom(gs, D, APIX), pose, D, APIX, Some(ctf))
+    });
 }
 
 #[test]

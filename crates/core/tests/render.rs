@@ -6,16 +6,17 @@
 //! or the largest gradient entry of the same parameter type), since f32 rounding is relative
 //! to the scale of the whole sum.
 
+mod common;
+
+use common::{gmm_projections, grid, max_abs, pose_of, scene_gaussians};
 use cryosplat_core::ctf::CtfParams;
-use cryosplat_core::gaussian::{GaussianA, GaussianModel, PARAMS_PER_GAUSSIAN, P_AMP, P_QUAT, P_SCALE};
-use cryosplat_core::pose::{Mat3, Pose};
+use cryosplat_core::fourier::{centred_position, freq_index};
+use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN, P_AMP, P_QUAT, P_SCALE};
+use cryosplat_core::pose::Pose;
 use cryosplat_core::reference::{ctf_centered, mse_grad_finite_diff, mse_loss, mse_loss_and_grad, render_model};
 use cryosplat_core::render::{ImageStats, ImageTarget, RenderOptions, Renderer, DEFAULT_N_SIGMA};
 use cryosplat_core::rng::Rng;
 use cryosplat_core::rotation::random_rotation;
-use serde_json::Value;
-
-const GMM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference/gmm_projections.json");
 
 /// A footprint wide enough that the cut is below f32 resolution (exp(−½·8²) ≈ 1e-14).
 const NO_CUT: f32 = 8.0;
@@ -54,22 +55,18 @@ fn astigmatic_ctf() -> CtfParams {
 }
 
 /// The CTF in the half-plane layout, evaluated here in FFT order for any `d` (row `r` ↔
-/// `ky = r` for `r ≤ (d−1)/2`, `r − d` otherwise; column `c` ↔ `kx = c`).
+/// `ky = freq_index(r, d)`, column `c` ↔ `kx = c`).
 fn half_plane(p: &CtfParams, d: usize, apix: f64) -> Vec<f32> {
     let w = d / 2 + 1;
     let step = 1.0 / (d as f64 * apix);
     let mut out = vec![0.0f32; d * w];
     for r in 0..d {
-        let fy = if r < d.div_ceil(2) { r as f64 } else { r as f64 - d as f64 };
+        let fy = freq_index(r, d) as f64;
         for c in 0..w {
             out[r * w + c] = p.eval(c as f64 * step, fy * step) as f32;
         }
     }
     out
-}
-
-fn max_abs(v: &[f64]) -> f64 {
-    v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
 }
 
 /// max |a − b| / max |b|.
@@ -95,7 +92,7 @@ fn forward_matches_reference_without_and_with_ctf() {
         let iso = CtfParams { defocus_u_a: 8000.0, defocus_v_a: 8000.0, cs_mm: 2.7, ..CtfParams::flat() };
         for (p, tol) in [(iso, 2e-5), (astigmatic_ctf(), 1e-4)] {
             let half = half_plane(&p, d, apix);
-            if d % 2 == 0 {
+            if d.is_multiple_of(2) {
                 let mut filled = vec![0.0f32; d * (d / 2 + 1)];
                 p.fill_rfft(d, apix, &mut filled);
                 assert_eq!(filled, half);
@@ -181,20 +178,6 @@ fn loss_and_gradient_match_reference() {
     }
 }
 
-fn mat(v: &Value) -> Mat3 {
-    let mut m = [[0.0; 3]; 3];
-    for r in 0..3 {
-        for c in 0..3 {
-            m[r][c] = v[r][c].as_f64().unwrap();
-        }
-    }
-    m
-}
-
-fn flat(v: &Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().flat_map(|row| row.as_array().unwrap().iter().map(|x| x.as_f64().unwrap())).collect()
-}
-
 /// The half-plane layout of a centred `D×D` CTF (even `D`). The column `kx = +D/2` is not on
 /// the centred grid; it takes the value at `(−D/2, −ky)`, equal by the CTF's symmetry
 /// `CTF(k) = CTF(−k)`. The full complex recipe `real(IFFT(CTF·FFT(x)))` applies
@@ -203,14 +186,10 @@ fn flat(v: &Value) -> Vec<f64> {
 /// renderer's filter then equals the full recipe exactly.
 fn half_from_centred(c: &[f64], d: usize, symmetrise: bool) -> Vec<f32> {
     let (w, h) = (d / 2 + 1, d / 2);
-    let at = |kx: i64, ky: i64| {
-        let i = (ky + h as i64).rem_euclid(d as i64) as usize;
-        let j = (kx + h as i64).rem_euclid(d as i64) as usize;
-        c[i * d + j]
-    };
+    let at = |kx: i64, ky: i64| c[centred_position(ky, d) * d + centred_position(kx, d)];
     let mut out = vec![0.0f32; d * w];
     for r in 0..d {
-        let ky = if r < h { r as i64 } else { r as i64 - d as i64 };
+        let ky = freq_index(r, d);
         for col in 0..w {
             let kx = col as i64;
             // (kx, ky) with kx = +D/2 read as (−D/2, −ky).
@@ -228,32 +207,22 @@ fn analytic_projections_of_the_reference_data() {
     // maximum: 1e-5 for the projection (f32 with an 8σ footprint) and for the CTF image with
     // the Nyquist row symmetrised as the full complex recipe has it (see half_from_centred);
     // 2e-4 with the plain half-plane values (the reference data's README estimates 1e-4).
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(GMM).unwrap()).unwrap();
+    let v = gmm_projections();
     let (d, apix) = (32usize, 1.5);
     let mut r = renderer(d, NO_CUT, 1);
     let mut out = vec![0.0f32; d * d];
     let mut worst = [0.0f64; 3];
     for scene in v["scenes"].as_array().unwrap() {
-        let gs: Vec<GaussianA> = scene["gaussians"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|g| GaussianA {
-                mean_a: [g["mean_A"][0].as_f64().unwrap(), g["mean_A"][1].as_f64().unwrap(), g["mean_A"][2].as_f64().unwrap()],
-                cov_a2: mat(&g["cov_A2"]),
-                mass: g["mass"].as_f64().unwrap(),
-            })
-            .collect();
-        let model = GaussianModel::from_angstrom(&gs, d, apix);
-        let centred = flat(&scene["ctf"]);
+        let model = GaussianModel::from_angstrom(&scene_gaussians(scene), d, apix);
+        let centred = grid(&scene["ctf"]);
         let half = half_from_centred(&centred, d, false);
         let half_sym = half_from_centred(&centred, d, true);
         for p in scene["poses"].as_array().unwrap() {
-            let pose = Pose { rot: mat(&p["A"]), origin_a: [p["origin_x_A"].as_f64().unwrap(), p["origin_y_A"].as_f64().unwrap()] };
+            let pose = pose_of(p);
             r.render(&model, &pose, apix, None, &mut out);
-            let e = rel_err(&out, &flat(&p["image"]));
+            let e = rel_err(&out, &grid(&p["image"]));
             worst[0] = worst[0].max(e);
-            let reference = flat(&p["image_ctf"]);
+            let reference = grid(&p["image_ctf"]);
             r.render(&model, &pose, apix, Some(&half_sym), &mut out);
             worst[1] = worst[1].max(rel_err(&out, &reference));
             r.render(&model, &pose, apix, Some(&half), &mut out);
@@ -356,36 +325,32 @@ fn gradient_matches_central_differences() {
     // exact loss (steps 1e-4 Å and 1e-6).
     let st: ImageStats = r.last_stats()[0];
     let loss_at = |pose: &Pose| mse_loss(&model, pose, d, apix, Some(&ctf_c), &obs);
-    let mut fd_o = [0.0f64; 2];
-    for k in 0..2 {
+    let fd_o: [f64; 2] = std::array::from_fn(|k| {
         let (mut a, mut b) = (pose, pose);
         a.origin_a[k] += 1e-4;
         b.origin_a[k] -= 1e-4;
-        fd_o[k] = (loss_at(&a) - loss_at(&b)) / 2e-4;
-    }
+        (loss_at(&a) - loss_at(&b)) / 2e-4
+    });
     // The origin gradient is a sum over Gaussians that may cancel: the tolerance is relative
     // to the size of its terms, Σ_g |∂L/∂μ_g| / (D·apix) (∂L/∂o = −Σ_g ∂L/∂m_g / apix and
     // ∂L/∂μ = D·Aᵀ∂L/∂m in box units).
     let terms: f64 = grad.iter().map(|g| (g[0] as f64).hypot(g[1] as f64).hypot(g[2] as f64)).sum::<f64>() / (d as f64 * apix);
-    for k in 0..2 {
-        let e = (st.grad_origin_a[k] - fd_o[k]).abs();
-        assert!(e < 1e-5 * terms, "origin {k}: {} vs {} (terms {terms})", st.grad_origin_a[k], fd_o[k]);
+    for (k, (&got, &want)) in st.grad_origin_a.iter().zip(&fd_o).enumerate() {
+        assert!((got - want).abs() < 1e-5 * terms, "origin {k}: {got} vs {want} (terms {terms})");
     }
-    let mut fd_a = [[0.0f64; 3]; 2];
-    for rr in 0..2 {
-        for c in 0..3 {
+    let fd_a: [[f64; 3]; 2] = std::array::from_fn(|rr| {
+        std::array::from_fn(|c| {
             let (mut a, mut b) = (pose, pose);
             a.rot[rr][c] += 1e-6;
             b.rot[rr][c] -= 1e-6;
-            fd_a[rr][c] = (loss_at(&a) - loss_at(&b)) / 2e-6;
-        }
-    }
+            (loss_at(&a) - loss_at(&b)) / 2e-6
+        })
+    });
     // Within 1e-4 of the largest entry.
     let m = fd_a.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
-    for rr in 0..2 {
-        for c in 0..3 {
-            let e = (st.grad_rot[rr][c] - fd_a[rr][c]).abs();
-            assert!(e < 1e-4 * m, "A[{rr}][{c}]: {} vs {}", st.grad_rot[rr][c], fd_a[rr][c]);
+    for (rr, (got_row, want_row)) in st.grad_rot.iter().zip(&fd_a).enumerate() {
+        for (c, (&got, &want)) in got_row.iter().zip(want_row).enumerate() {
+            assert!((got - want).abs() < 1e-4 * m, "A[{rr}][{c}]: {got} vs {want}");
         }
     }
 }

@@ -1,22 +1,14 @@
 //! Rotations against RELION's and scipy's values in tests/data/reference/rotations.json.
 
+mod common;
+
+use common::{mat3, reference_json};
 use cryosplat_core::pose::Mat3;
 use cryosplat_core::rotation::*;
 use serde_json::Value;
 
 fn load() -> Value {
-    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference/rotations.json");
-    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
-}
-
-fn mat(v: &Value) -> Mat3 {
-    let mut m = [[0.0; 3]; 3];
-    for i in 0..3 {
-        for j in 0..3 {
-            m[i][j] = v[i][j].as_f64().unwrap();
-        }
-    }
-    m
+    reference_json("rotations.json")
 }
 
 fn max_diff(a: &Mat3, b: &Mat3) -> f64 {
@@ -42,7 +34,7 @@ fn euler_to_matrix_and_back_match_relion() {
     for c in cases {
         let (rot, tilt, psi) = (c["rot"].as_f64().unwrap(), c["tilt"].as_f64().unwrap(), c["psi"].as_f64().unwrap());
         let a = euler_to_matrix(rot, tilt, psi);
-        assert!(max_diff(&a, &mat(&c["A"])) < 1e-12);
+        assert!(max_diff(&a, &mat3(&c["A"])) < 1e-12);
         let (r2, t2, p2) = matrix_to_euler(&a);
         let e = &c["matrix_to_euler"];
         assert!(angle_diff(r2, e[0].as_f64().unwrap()) < 1e-9, "{c}");
@@ -58,7 +50,7 @@ fn cryosparc_rotation_vectors_match_scipy_and_relion_angles() {
         let v = &c["pose_rotvec_rad"];
         let v = [v[0].as_f64().unwrap(), v[1].as_f64().unwrap(), v[2].as_f64().unwrap()];
         let a = cryosparc_rotvec_to_matrix(v);
-        assert!(max_diff(&a, &mat(&c["A"])) < 1e-12, "{c}");
+        assert!(max_diff(&a, &mat3(&c["A"])) < 1e-12, "{c}");
         let (rot, tilt, psi) = matrix_to_euler(&a);
         assert!(angle_diff(rot, c["rot"].as_f64().unwrap()) < 1e-9);
         assert!(angle_diff(tilt, c["tilt"].as_f64().unwrap()) < 1e-9);
@@ -76,12 +68,12 @@ fn gimbal_lock_and_edge_cases() {
     for c in cases {
         let a = if let Some(e) = c.get("input_euler_deg") {
             let a = euler_to_matrix(e[0].as_f64().unwrap(), e[1].as_f64().unwrap(), e[2].as_f64().unwrap());
-            assert!(max_diff(&a, &mat(&c["A"])) < 1e-12, "{}", c["note"]);
+            assert!(max_diff(&a, &mat3(&c["A"])) < 1e-12, "{}", c["note"]);
             a
         } else {
             let v = &c["pose_rotvec_rad"];
             let a = cryosparc_rotvec_to_matrix([v[0].as_f64().unwrap(), v[1].as_f64().unwrap(), v[2].as_f64().unwrap()]);
-            assert!(max_diff(&a, &mat(&c["A"])) < 1e-12, "{}", c["note"]);
+            assert!(max_diff(&a, &mat3(&c["A"])) < 1e-12, "{}", c["note"]);
             a
         };
         let (rot, tilt, psi) = matrix_to_euler(&a);

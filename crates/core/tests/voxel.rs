@@ -1,68 +1,30 @@
 //! The voxeliser against the point-sampled reference volume `tests/data/reference/gmm_scene0_vol.mrc`
 //! and the analytic projections of `gmm_projections.json` (see that folder's README).
 
+mod common;
+
+use common::{gmm_projections, max_abs, pose_of, read_mrc_f32, scene_gaussians, REFERENCE_DIR};
+use cryosplat_core::fsc::correlation;
 use cryosplat_core::gaussian::{GaussianA, GaussianModel};
-use cryosplat_core::pose::{Mat3, Pose};
+use cryosplat_core::pose::Pose;
 use cryosplat_core::projector::project_volume;
 use cryosplat_core::reference::project_gaussians_a;
 use cryosplat_core::voxel::{voxelize_a, voxelize_model, DEFAULT_CUTOFF_SIGMA};
 use serde_json::Value;
 
-const REF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference/");
 const D: usize = 32;
 const APIX: f64 = 1.5;
 
-/// Minimal MRC reader for little-endian float32 files: (nx, ny, nz, data).
-fn read_mrc_f32(path: &str) -> (usize, usize, usize, Vec<f32>) {
-    let bytes = std::fs::read(path).expect("read mrc");
-    let word = |i: usize| i32::from_le_bytes(bytes[4 * i..4 * i + 4].try_into().unwrap());
-    let (nx, ny, nz, mode) = (word(0) as usize, word(1) as usize, word(2) as usize, word(3));
-    assert_eq!(mode, 2, "{path}: float32 expected");
-    let start = 1024 + word(23) as usize;
-    let data = bytes[start..start + 4 * nx * ny * nz].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-    (nx, ny, nz, data)
-}
-
-fn load() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(format!("{REF}gmm_projections.json")).unwrap()).unwrap()
-}
-
-fn f(v: &Value) -> f64 {
-    v.as_f64().unwrap()
-}
-
-fn mat3(v: &Value) -> Mat3 {
-    let mut m = [[0.0; 3]; 3];
-    for i in 0..3 {
-        for j in 0..3 {
-            m[i][j] = f(&v[i][j]);
-        }
-    }
-    m
-}
-
+/// The Gaussians of scene `s` of `gmm_projections.json`.
 fn scene(data: &Value, s: usize) -> Vec<GaussianA> {
-    data["scenes"][s]["gaussians"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| GaussianA {
-            mean_a: [f(&g["mean_A"][0]), f(&g["mean_A"][1]), f(&g["mean_A"][2])],
-            cov_a2: mat3(&g["cov_A2"]),
-            mass: f(&g["mass"]),
-        })
-        .collect()
-}
-
-fn max_abs(v: &[f64]) -> f64 {
-    v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
+    scene_gaussians(&data["scenes"][s])
 }
 
 #[test]
 fn matches_the_point_sampled_reference_volume() {
-    let (nx, ny, nz, vol) = read_mrc_f32(&format!("{REF}gmm_scene0_vol.mrc"));
+    let (nx, ny, nz, vol) = read_mrc_f32(&format!("{REFERENCE_DIR}gmm_scene0_vol.mrc"));
     assert_eq!((nx, ny, nz), (D, D, D));
-    let gs = scene(&load(), 0);
+    let gs = scene(&gmm_projections(), 0);
     // The file holds V in mass/Å³; the map scale is V·apix.
     let expected: Vec<f64> = vol.iter().map(|&v| v as f64 * APIX).collect();
     let peak = max_abs(&expected);
@@ -89,7 +51,7 @@ fn chi3_tail(c: f64) -> f64 {
 fn truncation_error_is_bounded() {
     // Against the untruncated map: the value error at any voxel is below e^(−c²/2) of the
     // largest single-Gaussian peak, and the missing mass below the χ²₃ tail of the total.
-    let gs = scene(&load(), 0);
+    let gs = scene(&gmm_projections(), 0);
     let exact = voxelize_a(&gs, D, APIX, f64::INFINITY);
     let exact_sum: f64 = exact.iter().map(|&v| v as f64).sum();
     let peak: f64 = exact.iter().fold(0.0f64, |m, &v| m.max(v as f64));
@@ -122,7 +84,7 @@ fn truncation_error_is_bounded() {
 fn column_sums_equal_the_reference_projection() {
     // Identity pose: summing the map along z is the projection (module docs), up to the
     // truncation and the Riemann sum, which is negligible for σ ≥ 1.2 voxels.
-    let data = load();
+    let data = gmm_projections();
     for s in 0..4 {
         let gs = scene(&data, s);
         let map = voxelize_a(&gs, D, APIX, DEFAULT_CUTOFF_SIGMA);
@@ -144,17 +106,18 @@ fn map_projections_match_the_reference_projector() {
     // (trilinear, oversampled ×2 along the ray) against the exact analytic images. Identity
     // poses sample the map at grid points and are exact; rotated poses interpolate, and
     // trilinear interpolation widens Gaussians 1.2–2.7 voxels wide by up to ~10% at the peak.
-    let data = load();
+    let data = gmm_projections();
     let (mut worst_cc, mut worst_l2, mut worst_identity) = (1.0f64, 0.0f64, 0.0f64);
     for s in 0..4 {
         let gs = scene(&data, s);
         let map = voxelize_a(&gs, D, APIX, DEFAULT_CUTOFF_SIGMA);
         for p in data["scenes"][s]["poses"].as_array().unwrap() {
-            let pose = Pose { rot: mat3(&p["A"]), origin_a: [f(&p["origin_x_A"]), f(&p["origin_y_A"])] };
-            let mut img = vec![0.0f32; D * D];
-            project_volume(&map, D, &pose.rot, [pose.origin_a[0] / APIX, pose.origin_a[1] / APIX], 2, &mut img);
-            let img: Vec<f64> = img.iter().map(|&v| v as f64).collect();
+            let pose = pose_of(p);
+            let mut img32 = vec![0.0f32; D * D];
+            project_volume(&map, D, &pose.rot, [pose.origin_a[0] / APIX, pose.origin_a[1] / APIX], 2, &mut img32);
+            let img: Vec<f64> = img32.iter().map(|&v| v as f64).collect();
             let exact = project_gaussians_a(&gs, &pose, D, APIX);
+            let exact32: Vec<f32> = exact.iter().map(|&v| v as f32).collect();
             if pose.rot == cryosplat_core::pose::IDENTITY {
                 let err = img.iter().zip(&exact).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / max_abs(&exact);
                 worst_identity = worst_identity.max(err);
@@ -162,7 +125,7 @@ fn map_projections_match_the_reference_projector() {
             let l2 =
                 (img.iter().zip(&exact).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / exact.iter().map(|b| b * b).sum::<f64>()).sqrt();
             worst_l2 = worst_l2.max(l2);
-            worst_cc = worst_cc.min(correlation(&img, &exact));
+            worst_cc = worst_cc.min(correlation(&img32, &exact32));
         }
     }
     eprintln!("map projections: worst cc {worst_cc:.6}, worst relative L2 {worst_l2:.2e}, identity {worst_identity:.2e}");
@@ -171,22 +134,9 @@ fn map_projections_match_the_reference_projector() {
     assert!(worst_l2 < 0.08, "worst relative L2 error {worst_l2:e}");
 }
 
-fn correlation(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let ma = a.iter().sum::<f64>() / n;
-    let mb = b.iter().sum::<f64>() / n;
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        sab += (x - ma) * (y - mb);
-        saa += (x - ma) * (x - ma);
-        sbb += (y - mb) * (y - mb);
-    }
-    sab / (saa * sbb).sqrt()
-}
-
 #[test]
 fn model_voxelisation_is_in_box_units_and_thread_independent() {
-    let gs = scene(&load(), 1);
+    let gs = scene(&gmm_projections(), 1);
     let model = GaussianModel::from_angstrom(&gs, D, APIX);
     let map = voxelize_model(&model, D);
     // V_box/D equals V_Å·apix: the same map as voxelising in Å, to f32 parameter precision.

@@ -40,15 +40,17 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::path::Path;
 
-/// One atom of a model.
+/// One atom of a model, as read from a file and as the potential of `cryosplat-core` takes it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Atom {
-    /// Element symbol in upper case (`C`, `N`, `FE`…).
+    /// Element symbol; the readers store it in upper case (`C`, `N`, `FE`…). The potential
+    /// matches it case-insensitively and ignores a charge suffix (`Zn2+`).
     pub element: String,
     /// Position in Å.
     pub pos_a: [f64; 3],
-    /// Isotropic B-factor in Å².
+    /// Isotropic B-factor in Å² (`8π²⟨u²⟩`).
     pub b_factor_a2: f64,
+    /// Occupancy, 0–1.
     pub occupancy: f64,
 }
 

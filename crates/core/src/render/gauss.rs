@@ -104,6 +104,9 @@ pub(crate) fn activate_block(params: &[[f32; PARAMS_PER_GAUSSIAN]], a: &mut ActB
         for l in 0..GB {
             let (sp, sg) = softplus_and_grad(x[P_SCALE + k][l]);
             // The clamp of `gaussian::scale_activation`: a held scale has derivative 0.
+            // Not `!(SCALE_MIN..=SCALE_MAX).contains(&sp)`: a NaN must read as not held, and
+            // the branch-free `|` keeps the lane loop simple.
+            #[allow(clippy::manual_range_contains)]
             let held = (sp < SCALE_MIN) | (sp > SCALE_MAX);
             a.s[k][l] = sp.clamp(SCALE_MIN, SCALE_MAX);
             a.ds[k][l] = if held { 0.0 } else { sg };

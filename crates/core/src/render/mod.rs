@@ -80,9 +80,9 @@ pub mod workload;
 
 pub use kernel::{exp_bounded, LANES};
 
+use crate::fourier::{CentredFft2, Fft2Scratch};
 use crate::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
 use crate::pose::Pose;
-use filter::{CtfFft, FftScratch};
 use gauss::{ActBlock, InterBlock, PoseK, PosePartial, GB, INTER};
 use kernel::Splat;
 use rayon::prelude::*;
@@ -144,9 +144,9 @@ struct Workspace {
     img: Vec<f32>,
     /// Padded image-space gradient (zero in the padding).
     gimg: Vec<f32>,
-    fft: FftScratch,
-    /// Spectrum of an observed image (see [`CtfFft::loss_and_adjoint`]).
-    fy: FftScratch,
+    fft: Fft2Scratch,
+    /// Spectrum of an observed image (see the `filter` submodule's `loss_and_adjoint`).
+    fy: Fft2Scratch,
     /// Minibatch only: this thread's projected Gaussians and intermediate gradients (one
     /// block of [`GB`] Gaussians each).
     splats: Vec<Option<Splat>>,
@@ -160,7 +160,7 @@ pub struct Renderer {
     d: usize,
     stride: usize,
     opts: RenderOptions,
-    fft: CtfFft,
+    fft: CentredFft2,
     workspaces: Vec<Workspace>,
     /// Activated Gaussians, in blocks of [`GB`].
     acts: Vec<ActBlock>,
@@ -224,7 +224,7 @@ impl Renderer {
         let threads = if opts.threads == 0 { rayon::current_num_threads() } else { opts.threads };
         let opts = RenderOptions { threads, ..opts };
         let stride = d + LANES;
-        let fft = CtfFft::new(d);
+        let fft = CentredFft2::new(d);
         let workspaces = (0..threads)
             .map(|_| Workspace {
                 img: vec![0.0; d * stride],
@@ -324,7 +324,7 @@ impl Renderer {
         match ctf {
             Some(c) if !c.is_empty() => {
                 assert_eq!(c.len(), d * (d / 2 + 1), "CTF is not in the half-plane layout for D = {d}");
-                self.fft.apply(&ws.img, self.stride, c, out, d, &mut ws.fft);
+                filter::apply(&self.fft, &ws.img, self.stride, c, out, d, &mut ws.fft);
             }
             _ => {
                 for (o, r) in out.chunks_exact_mut(d).zip(ws.img.chunks_exact(self.stride)) {
@@ -361,11 +361,11 @@ impl Renderer {
             rayon::join(
                 || {
                     sum_images(&mut ws0.img, std::iter::once(&img1[..]).chain(others.iter().map(|ws| &ws.img[..])));
-                    fft.spectrum(&ws0.img, stride, &mut ws0.fft);
+                    fft.forward(&ws0.img, stride, &mut ws0.fft);
                 },
-                || fft.spectrum(target.image, d, fy),
+                || fft.forward(target.image, d, fy),
             );
-            loss = fft.loss_and_adjoint(&mut ws0.fft, fy, target.ctf_rfft, &mut ws0.gimg, stride) as f32;
+            loss = filter::loss_and_adjoint(fft, &mut ws0.fft, fy, target.ctf_rfft, &mut ws0.gimg, stride) as f32;
         }
         let st = self.gather(&k, grad, skipped, target.apix);
         self.stats.clear();
@@ -564,11 +564,11 @@ fn image_stats(skipped: usize, p: &PosePartial, apix: f64) -> ImageStats {
 
 /// From the projection in `ws.img` to the loss of one image and the image-space gradient in
 /// `ws.gimg` (padding left at zero).
-fn image_loss_and_grad(fft: &CtfFft, ws: &mut Workspace, target: &ImageTarget, d: usize, stride: usize) -> f32 {
+fn image_loss_and_grad(fft: &CentredFft2, ws: &mut Workspace, target: &ImageTarget, d: usize, stride: usize) -> f32 {
     if !target.ctf_rfft.is_empty() {
-        fft.spectrum(&ws.img, stride, &mut ws.fft);
-        fft.spectrum(target.image, d, &mut ws.fy);
-        return fft.loss_and_adjoint(&mut ws.fft, &ws.fy, target.ctf_rfft, &mut ws.gimg, stride) as f32;
+        fft.forward(&ws.img, stride, &mut ws.fft);
+        fft.forward(target.image, d, &mut ws.fy);
+        return filter::loss_and_adjoint(fft, &mut ws.fft, &ws.fy, target.ctf_rfft, &mut ws.gimg, stride) as f32;
     }
     let scale = 2.0 / (d * d) as f32;
     let mut sum = 0.0f64;
