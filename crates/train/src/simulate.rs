@@ -45,6 +45,7 @@
 //!   `σ_n`, counts and the program version;
 //! * `clean.mrcs` (with `write_clean`): the CTF-modulated images before noise.
 
+use crate::dataset::{write_relion31, StarDecimals, StarLayout, StarOptics, StarParticle};
 use crate::progress::Progress;
 use cryosplat_core::ctf::{wavelength_a, CtfParams};
 use cryosplat_core::gaussian::GaussianA;
@@ -56,7 +57,6 @@ use cryosplat_core::rotation::euler_to_matrix;
 use cryosplat_core::voxel::{voxelize_a, DEFAULT_CUTOFF_SIGMA};
 use cryosplat_formats::atomic::write_atomic;
 use cryosplat_formats::mrc::{write_volume, MrcFile, StackWriter, StatsAccumulator, WriteOptions};
-use cryosplat_formats::star::{self, Table};
 use cryosplat_formats::FormatError;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -650,73 +650,31 @@ pub fn simulate(source: &Source, cfg: &SimulateConfig, out_dir: &Path, progress:
     Ok(SimulateSummary { count: cfg.count, signal_variance, noise_sigma, warnings, outputs })
 }
 
-/// Write the RELION 3.1 STAR file of a simulated set (`data_optics`, `data_particles`).
+/// Write the RELION 3.1 STAR file of a simulated set (`data_optics`, `data_particles`) with
+/// the dataset module's writer: every number with six decimals, the angles as drawn.
 fn write_star(path: &Path, cfg: &SimulateConfig, params: &[ParticleParams], stack_name: &str) -> Result<(), SimulateError> {
-    let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let mut optics = Table {
-        labels: labels(&[
-            "rlnOpticsGroup",
-            "rlnOpticsGroupName",
-            "rlnAmplitudeContrast",
-            "rlnSphericalAberration",
-            "rlnVoltage",
-            "rlnImagePixelSize",
-            "rlnImageSize",
-            "rlnImageDimensionality",
-            "rlnCtfDataAreCtfPremultiplied",
-        ]),
-        ..Default::default()
+    let layout = StarLayout {
+        apix: cfg.apix,
+        box_px: cfg.box_px,
+        poses: true,
+        ctf: true,
+        premultiplied_column: true,
+        decimals: StarDecimals::Fixed,
     };
-    optics.push_row(vec![
-        "1".into(),
-        "opticsGroup1".into(),
-        format!("{:.6}", cfg.amp_contrast),
-        format!("{:.6}", cfg.cs_mm),
-        format!("{:.6}", cfg.voltage_kv),
-        format!("{:.6}", cfg.apix),
-        cfg.box_px.to_string(),
-        "2".into(),
-        "0".into(),
-    ]);
-    let mut particles = Table {
-        labels: labels(&[
-            "rlnImageName",
-            "rlnAngleRot",
-            "rlnAngleTilt",
-            "rlnAnglePsi",
-            "rlnOriginXAngst",
-            "rlnOriginYAngst",
-            "rlnDefocusU",
-            "rlnDefocusV",
-            "rlnDefocusAngle",
-            "rlnPhaseShift",
-            "rlnCtfBfactor",
-            "rlnCtfScalefactor",
-            "rlnOpticsGroup",
-            "rlnRandomSubset",
-        ]),
-        ..Default::default()
-    };
+    let optics = StarOptics { name: "opticsGroup1".into(), voltage_kv: cfg.voltage_kv, cs_mm: cfg.cs_mm, amp_contrast: cfg.amp_contrast };
     let digits = params.len().to_string().len().max(6);
-    for (i, p) in params.iter().enumerate() {
-        let f = |v: f64| format!("{v:.6}");
-        particles.push_row(vec![
-            format!("{:0digits$}@{stack_name}", i + 1),
-            f(p.rot_deg),
-            f(p.tilt_deg),
-            f(p.psi_deg),
-            f(p.origin_a[0]),
-            f(p.origin_a[1]),
-            f(p.ctf.defocus_u_a),
-            f(p.ctf.defocus_v_a),
-            f(p.ctf.defocus_angle_deg),
-            f(p.ctf.phase_shift_deg),
-            f(p.ctf.bfactor_a2),
-            f(p.ctf.scale),
-            "1".into(),
-            p.subset.to_string(),
-        ]);
-    }
-    star::write(path, &[("optics", &optics), ("particles", &particles)])?;
+    let rows: Vec<StarParticle> = params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| StarParticle {
+            image_name: format!("{:0digits$}@{stack_name}", i + 1),
+            angles_deg: [p.rot_deg, p.tilt_deg, p.psi_deg],
+            origin_a: p.origin_a,
+            ctf: p.ctf,
+            optics_group: 1,
+            random_subset: Some(p.subset),
+        })
+        .collect();
+    write_relion31(path, &layout, &[optics], &rows)?;
     Ok(())
 }

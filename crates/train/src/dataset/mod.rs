@@ -55,6 +55,8 @@ mod relion;
 mod settle;
 mod stack;
 
+pub use relion::{write_relion31, StarDecimals, StarLayout, StarOptics, StarParticle};
+
 use cryosplat_core::ctf::CtfParams;
 use cryosplat_core::pose::Pose;
 use cryosplat_core::rng::Rng;

@@ -1,6 +1,7 @@
 //! RELION STAR files: 3.1+ (`data_optics` + `data_particles`, origins in Å) and 3.0 (one
-//! particle table, origins in pixels), read into a [`ParticleSet`]; and
-//! [`ParticleSet::write_star`].
+//! particle table, origins in pixels), read into a [`ParticleSet`]; and the
+//! project's one STAR writer, [`write_relion31`], used by [`ParticleSet::write_star`] and the
+//! simulator.
 
 use super::paths::Base;
 use super::settle::OriginUnit;
@@ -328,68 +329,149 @@ fn settle_metadata_geometry(set: &mut ParticleSet, path: &Path, groups: &[u32], 
     Ok(())
 }
 
+/// How a written STAR file spells its numbers: six decimals, either all of them
+/// (`300.000000`) or with trailing zeros removed (`300`, `1.5`, and `0` for `-0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StarDecimals {
+    Fixed,
+    Trimmed,
+}
+
+impl StarDecimals {
+    fn format(self, v: f64) -> String {
+        let s = format!("{v:.6}");
+        if self == StarDecimals::Fixed {
+            return s;
+        }
+        let t = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+        if t == "-0" {
+            "0".into()
+        } else {
+            t
+        }
+    }
+}
+
+/// What a written RELION 3.1 file holds besides its rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StarLayout {
+    /// Pixel size (Å) and box (px) of every optics group.
+    pub apix: f64,
+    pub box_px: usize,
+    /// Write the angles and origins.
+    pub poses: bool,
+    /// Write the per-particle CTF columns.
+    pub ctf: bool,
+    /// Write `rlnCtfDataAreCtfPremultiplied 0` in the optics table.
+    pub premultiplied_column: bool,
+    pub decimals: StarDecimals,
+}
+
+/// One row of the optics table (its `rlnOpticsGroup` is its 1-based position).
+#[derive(Clone, Debug, PartialEq)]
+pub struct StarOptics {
+    pub name: String,
+    pub voltage_kv: f64,
+    pub cs_mm: f64,
+    pub amp_contrast: f64,
+}
+
+/// One particle row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StarParticle {
+    /// `NNNNNN@stack`.
+    pub image_name: String,
+    /// RELION's `(rot, tilt, psi)` in degrees.
+    pub angles_deg: [f64; 3],
+    pub origin_a: [f64; 2],
+    /// Defocus, angle, phase shift, B-factor and scale are written; voltage, Cs and Q0 belong
+    /// to the optics group.
+    pub ctf: CtfParams,
+    /// 1-based row of the optics table.
+    pub optics_group: usize,
+    pub random_subset: Option<u8>,
+}
+
+/// Write a RELION 3.1 STAR file (atomically): `data_optics` with one row per [`StarOptics`],
+/// `data_particles` with the image name, the poses and origins (`layout.poses`), the CTF
+/// (`layout.ctf`), the optics group, and `rlnRandomSubset` when every particle has one.
+pub fn write_relion31(path: &Path, layout: &StarLayout, optics: &[StarOptics], particles: &[StarParticle]) -> Result<(), FormatError> {
+    let f = |v: f64| layout.decimals.format(v);
+    let mut optics_labels = vec![
+        "rlnOpticsGroup",
+        "rlnOpticsGroupName",
+        "rlnAmplitudeContrast",
+        "rlnSphericalAberration",
+        "rlnVoltage",
+        "rlnImagePixelSize",
+        "rlnImageSize",
+        "rlnImageDimensionality",
+    ];
+    if layout.premultiplied_column {
+        optics_labels.push("rlnCtfDataAreCtfPremultiplied");
+    }
+    let mut optics_table = Table::new(&optics_labels);
+    for (k, o) in optics.iter().enumerate() {
+        let mut row = vec![
+            (k + 1).to_string(),
+            o.name.clone(),
+            f(o.amp_contrast),
+            f(o.cs_mm),
+            f(o.voltage_kv),
+            f(layout.apix),
+            layout.box_px.to_string(),
+            "2".into(),
+        ];
+        if layout.premultiplied_column {
+            row.push("0".into());
+        }
+        optics_table.push_row(row);
+    }
+    let mut labels = vec!["rlnImageName"];
+    if layout.poses {
+        labels.extend(["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst"]);
+    }
+    if layout.ctf {
+        labels.extend(["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnPhaseShift", "rlnCtfBfactor", "rlnCtfScalefactor"]);
+    }
+    labels.push("rlnOpticsGroup");
+    let subsets = particles.iter().all(|p| p.random_subset.is_some());
+    if subsets {
+        labels.push("rlnRandomSubset");
+    }
+    let mut table = Table::new(&labels);
+    for p in particles {
+        let mut row = vec![p.image_name.clone()];
+        if layout.poses {
+            let [rot, tilt, psi] = p.angles_deg;
+            row.extend([rot, tilt, psi, p.origin_a[0], p.origin_a[1]].map(f));
+        }
+        if layout.ctf {
+            let c = &p.ctf;
+            row.extend([c.defocus_u_a, c.defocus_v_a, c.defocus_angle_deg, c.phase_shift_deg, c.bfactor_a2, c.scale].map(f));
+        }
+        row.push(p.optics_group.to_string());
+        if let (true, Some(s)) = (subsets, p.random_subset) {
+            row.push(s.to_string());
+        }
+        table.push_row(row);
+    }
+    star::write(path, &[("optics", &optics_table), ("particles", &table)])
+}
+
 impl ParticleSet {
-    /// Write the set as a RELION 3.1 STAR file (atomically): one optics row per distinct
-    /// (group, voltage, Cs, Q0), poses and origins when the set has poses, CTF columns when it
-    /// has a CTF, `rlnRandomSubset` when every particle has a half set. Image names are
-    /// relative to the STAR file's folder when the stack is inside it, absolute otherwise.
-    /// The images themselves are not changed (a set read with contrast inversion still
-    /// refers to the stored images).
+    /// Write the set as a RELION 3.1 STAR file (atomically, numbers with trailing zeros
+    /// removed): one optics row per distinct (group, voltage, Cs, Q0), poses and origins when
+    /// the set has poses, CTF columns when it has a CTF, `rlnRandomSubset` when every particle
+    /// has a half set. Image names are relative to the STAR file's folder when the stack is
+    /// inside it, absolute otherwise. The images themselves are not changed (a set read with
+    /// contrast inversion still refers to the stored images).
     pub fn write_star(&self, path: &Path) -> Result<()> {
         if self.particles.is_empty() {
             return Err(DatasetError::invalid(path, "no particles to write"));
         }
         let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         let dir = abs(path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
-        let mut optics = Table::new(&[
-            "rlnOpticsGroup",
-            "rlnOpticsGroupName",
-            "rlnAmplitudeContrast",
-            "rlnSphericalAberration",
-            "rlnVoltage",
-            "rlnImagePixelSize",
-            "rlnImageSize",
-            "rlnImageDimensionality",
-        ]);
-        let mut keys: Vec<(u32, u64, u64, u64)> = Vec::new();
-        let mut group_of = Vec::with_capacity(self.len());
-        for p in &self.particles {
-            let key = (p.optics_group, p.ctf.voltage_kv.to_bits(), p.ctf.cs_mm.to_bits(), p.ctf.amp_contrast.to_bits());
-            let g = match keys.iter().position(|k| *k == key) {
-                Some(g) => g,
-                None => {
-                    keys.push(key);
-                    let name = self.optics_groups.iter().find(|o| o.id == p.optics_group).map(|o| o.name.clone());
-                    let id = keys.len();
-                    optics.push_row(vec![
-                        id.to_string(),
-                        name.filter(|_| keys.iter().filter(|k| k.0 == p.optics_group).count() == 1)
-                            .unwrap_or_else(|| format!("opticsGroup{id}")),
-                        fmt(p.ctf.amp_contrast),
-                        fmt(p.ctf.cs_mm),
-                        fmt(p.ctf.voltage_kv),
-                        fmt(self.apix),
-                        self.box_px.to_string(),
-                        "2".into(),
-                    ]);
-                    keys.len() - 1
-                }
-            };
-            group_of.push(g + 1);
-        }
-        let mut labels = vec!["rlnImageName"];
-        if self.has_poses {
-            labels.extend(["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi", "rlnOriginXAngst", "rlnOriginYAngst"]);
-        }
-        if self.has_ctf {
-            labels.extend(["rlnDefocusU", "rlnDefocusV", "rlnDefocusAngle", "rlnPhaseShift", "rlnCtfBfactor", "rlnCtfScalefactor"]);
-        }
-        labels.push("rlnOpticsGroup");
-        let subsets = self.particles.iter().all(|p| p.random_subset.is_some());
-        if subsets {
-            labels.push("rlnRandomSubset");
-        }
-        let mut parts = Table::new(&labels);
         let names: Vec<String> = self
             .stacks
             .iter()
@@ -398,34 +480,47 @@ impl ParticleSet {
                 a.strip_prefix(&dir).map(Path::to_path_buf).unwrap_or(a).display().to_string()
             })
             .collect();
-        for (i, p) in self.particles.iter().enumerate() {
-            let mut row = vec![format!("{:06}@{}", p.index + 1, names[p.stack])];
-            if self.has_poses {
-                let (rot, tilt, psi) = matrix_to_euler(&p.pose.rot);
-                row.extend([rot, tilt, psi, p.pose.origin_a[0], p.pose.origin_a[1]].map(fmt));
-            }
-            if self.has_ctf {
-                let c = &p.ctf;
-                row.extend([c.defocus_u_a, c.defocus_v_a, c.defocus_angle_deg, c.phase_shift_deg, c.bfactor_a2, c.scale].map(fmt));
-            }
-            row.push(group_of[i].to_string());
-            if subsets {
-                row.push(p.random_subset.unwrap_or(1).to_string());
-            }
-            parts.push_row(row);
+        let mut keys: Vec<(u32, u64, u64, u64)> = Vec::new();
+        let mut optics = Vec::new();
+        let mut rows = Vec::with_capacity(self.len());
+        for p in &self.particles {
+            let key = (p.optics_group, p.ctf.voltage_kv.to_bits(), p.ctf.cs_mm.to_bits(), p.ctf.amp_contrast.to_bits());
+            let g = match keys.iter().position(|k| *k == key) {
+                Some(g) => g,
+                None => {
+                    keys.push(key);
+                    let name = self.optics_groups.iter().find(|o| o.id == p.optics_group).map(|o| o.name.clone());
+                    let id = keys.len();
+                    optics.push(StarOptics {
+                        name: name
+                            .filter(|_| keys.iter().filter(|k| k.0 == p.optics_group).count() == 1)
+                            .unwrap_or_else(|| format!("opticsGroup{id}")),
+                        voltage_kv: p.ctf.voltage_kv,
+                        cs_mm: p.ctf.cs_mm,
+                        amp_contrast: p.ctf.amp_contrast,
+                    });
+                    keys.len() - 1
+                }
+            };
+            let (rot, tilt, psi) = if self.has_poses { matrix_to_euler(&p.pose.rot) } else { (0.0, 0.0, 0.0) };
+            rows.push(StarParticle {
+                image_name: format!("{:06}@{}", p.index + 1, names[p.stack]),
+                angles_deg: [rot, tilt, psi],
+                origin_a: p.pose.origin_a,
+                ctf: p.ctf,
+                optics_group: g + 1,
+                random_subset: p.random_subset,
+            });
         }
-        star::write(path, &[("optics", &optics), ("particles", &parts)])?;
+        let layout = StarLayout {
+            apix: self.apix,
+            box_px: self.box_px,
+            poses: self.has_poses,
+            ctf: self.has_ctf,
+            premultiplied_column: false,
+            decimals: StarDecimals::Trimmed,
+        };
+        write_relion31(path, &layout, &optics, &rows)?;
         Ok(())
-    }
-}
-
-/// Numbers in STAR files: six decimals, trailing zeros removed.
-fn fmt(v: f64) -> String {
-    let s = format!("{v:.6}");
-    let t = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
-    if t == "-0" {
-        "0".into()
-    } else {
-        t
     }
 }
