@@ -433,19 +433,22 @@ pub fn resample_map(data: &[f32], d_in: usize, apix_in: f64, d: usize, apix: f64
     out
 }
 
+/// A prepared source: the scene, the ground-truth map, the warnings so far and what
+/// `meta.json` says of the source.
+struct Prepared {
+    scene: Scene,
+    gt: Vec<f32>,
+    warnings: Vec<String>,
+    meta: JsonMap,
+}
+
 /// Particles per chunk: the unit of writing; each chunk is computed in parallel.
 const CHUNK: usize = 128;
 
-/// The scene and ground-truth map of an atomic model (see the module docs); `meta` gets what
-/// `meta.json` says of the source.
-fn prepare_atoms(
-    atoms: &[Atom],
-    label: &str,
-    cfg: &SimulateConfig,
-    warnings: &mut Vec<String>,
-    meta: &mut JsonMap,
-) -> Result<(Scene, Vec<f32>), SimulateError> {
+/// The scene and ground-truth map of an atomic model (see the module docs).
+fn prepare_atoms(atoms: &[Atom], label: &str, cfg: &SimulateConfig) -> Result<Prepared, SimulateError> {
     let (d, apix) = (cfg.box_px, cfg.apix);
+    let (mut warnings, mut meta) = (Vec::new(), JsonMap::new());
     let opts = PotentialOptions { extra_b_a2: cfg.bfactor_a2, set_b_a2: cfg.set_bfactor_a2, centering: cfg.centering };
     let pot = atomic_potential(atoms, &opts)?;
     for (el, n) in &pot.unknown_elements {
@@ -487,21 +490,14 @@ fn prepare_atoms(
         "units".into(),
         "images and map in V·Å (projected electrostatic potential, 47.88 V·Å² × Peng et al. 1996 scattering factors)".into(),
     );
-    Ok((Scene::Gaussians(iso), gt))
+    Ok(Prepared { scene: Scene::Gaussians(iso), gt, warnings, meta })
 }
 
 /// The scene and ground-truth map of a map input: the map itself, resampled to the output
 /// grid if needed.
-fn prepare_map(
-    data: &[f32],
-    d_in: usize,
-    apix_in: f64,
-    label: &str,
-    cfg: &SimulateConfig,
-    warnings: &mut Vec<String>,
-    meta: &mut JsonMap,
-) -> Result<(Scene, Vec<f32>), SimulateError> {
+fn prepare_map(data: &[f32], d_in: usize, apix_in: f64, label: &str, cfg: &SimulateConfig) -> Result<Prepared, SimulateError> {
     let (d, apix) = (cfg.box_px, cfg.apix);
+    let (mut warnings, mut meta) = (Vec::new(), JsonMap::new());
     if data.len() != d_in * d_in * d_in {
         return Err(SimulateError::Config(format!("map {label}: {} values for a {d_in}³ grid", data.len())));
     }
@@ -525,7 +521,7 @@ fn prepare_map(
     meta.insert("map_box_px".into(), d_in.into());
     meta.insert("map_apix".into(), apix_in.into());
     meta.insert("units".into(), "images in map units × voxels (column sums of the map)".into());
-    Ok((Scene::Map(map.clone()), map))
+    Ok(Prepared { scene: Scene::Map(map.clone()), gt: map, warnings, meta })
 }
 
 /// Pass 1: the clean CTF-modulated images, written to `clean_path`; returns each image's
@@ -626,16 +622,12 @@ pub fn simulate(source: &Source, cfg: &SimulateConfig, out_dir: &Path, progress:
     let started = std::time::Instant::now();
     let d = cfg.box_px;
     let apix = cfg.apix;
-    let mut warnings = Vec::new();
-    let mut source_meta = JsonMap::new();
 
     // The scene and the ground-truth map.
     progress.start("preparing", 1);
-    let (scene, gt) = match source {
-        Source::Atoms { atoms, label } => prepare_atoms(atoms, label, cfg, &mut warnings, &mut source_meta)?,
-        Source::Map { data, d: d_in, apix: apix_in, label } => {
-            prepare_map(data, *d_in, *apix_in, label, cfg, &mut warnings, &mut source_meta)?
-        }
+    let Prepared { scene, gt, mut warnings, meta: source_meta } = match source {
+        Source::Atoms { atoms, label } => prepare_atoms(atoms, label, cfg)?,
+        Source::Map { data, d: d_in, apix: apix_in, label } => prepare_map(data, *d_in, *apix_in, label, cfg)?,
     };
     progress.inc(1);
     progress.finish();

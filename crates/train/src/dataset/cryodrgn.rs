@@ -27,21 +27,24 @@ fn check_rotation(m: &Mat3) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// An error unless the pickle `p` has `n` rows (`what`), one per particle of `set`.
+fn same_count(set: &ParticleSet, p: &Path, n: usize, what: &str) -> Result<()> {
+    if n == set.particles.len() {
+        return Ok(());
+    }
+    let msg = format!(
+        "{n} {what} for {} particles ({}); the files do not describe the same particles",
+        set.particles.len(),
+        set.source.display()
+    );
+    Err(DatasetError::invalid(p, msg))
+}
+
 /// Replace the poses with a cryoDRGN pose pickle: `(rot[N,3,3], trans[N,2])` or
 /// `rot[N,3,3]` alone. Translations are converted once the box is known.
 pub(super) fn replace_poses(set: &mut ParticleSet, p: &Path) -> Result<()> {
     let (rots, trans) = pickle::read_poses(p)?;
-    if rots.len() != set.particles.len() {
-        return Err(DatasetError::invalid(
-            p,
-            format!(
-                "{} poses for {} particles ({}); the files do not describe the same particles",
-                rots.len(),
-                set.particles.len(),
-                set.source.display()
-            ),
-        ));
-    }
+    same_count(set, p, rots.len(), "poses")?;
     for (i, m) in rots.iter().enumerate() {
         check_rotation(m).map_err(|e| DatasetError::invalid(p, format!("pose {i} (0-based) {e}")))?;
     }
@@ -66,17 +69,7 @@ pub(super) fn replace_poses(set: &mut ParticleSet, p: &Path) -> Result<()> {
 /// `D, apix, ΔfU, ΔfV, angle (°), kV, Cs (mm), Q0, phase (°)`.
 pub(super) fn replace_ctf(set: &mut ParticleSet, p: &Path) -> Result<()> {
     let rows = pickle::read_ctf(p)?;
-    if rows.len() != set.particles.len() {
-        return Err(DatasetError::invalid(
-            p,
-            format!(
-                "{} CTF rows for {} particles ({}); the files do not describe the same particles",
-                rows.len(),
-                set.particles.len(),
-                set.source.display()
-            ),
-        ));
-    }
+    same_count(set, p, rows.len(), "CTF rows")?;
     if set.has_ctf {
         set.warn(format!("the CTF parameters of {} replace those of the metadata", p.display()));
     }
