@@ -5,8 +5,11 @@ use std::process::Command;
 
 const DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/");
 
-fn run(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cryosplat")).arg("simulate").args(args).output().expect("run cryosplat")
+/// `cryosplat simulate INPUT -o OUT` with the options in `extra` (separated by spaces).
+fn simulate_into(input: &str, out: &Path, extra: &str) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cryosplat"));
+    cmd.arg("simulate").arg(input).arg("-o").arg(out).args(extra.split_whitespace());
+    cmd.output().expect("run cryosplat")
 }
 
 fn meta(dir: &Path) -> serde_json::Value {
@@ -18,19 +21,7 @@ fn pdb_and_mmcif_models() {
     // Atom counts from tests/data/README.upstream.md: 1A8O 644, 8ZPM 3,222.
     for (file, atoms) in [("models/1A8O.pdb", 644), ("models/8zpm.cif", 3222)] {
         let dir = tempfile::tempdir().unwrap();
-        let out = run(&[
-            &format!("{DATA}{file}"),
-            "-o",
-            dir.path().to_str().unwrap(),
-            "--box",
-            "32",
-            "--apix",
-            "3",
-            "--count",
-            "20",
-            "--threads",
-            "1",
-        ]);
+        let out = simulate_into(&format!("{DATA}{file}"), dir.path(), "--box 32 --apix 3 --count 20 --threads 1");
         assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
         let m = meta(dir.path());
         assert_eq!(m["source"]["atoms"], atoms, "{file}");
@@ -45,15 +36,7 @@ fn pdb_and_mmcif_models() {
 #[test]
 fn map_input_takes_size_and_pixel_from_the_header() {
     let dir = tempfile::tempdir().unwrap();
-    let out = run(&[
-        &format!("{DATA}cryodrgn-toy/toymodel_small_nocenter.mrc"),
-        "-o",
-        dir.path().to_str().unwrap(),
-        "--count",
-        "4",
-        "--snr",
-        "inf",
-    ]);
+    let out = simulate_into(&format!("{DATA}cryodrgn-toy/toymodel_small_nocenter.mrc"), dir.path(), "--count 4 --snr inf");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let m = meta(dir.path());
     assert_eq!(m["box_px"], 30);
@@ -66,11 +49,11 @@ fn bad_input_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.pdb");
     std::fs::write(&bad, "ATOM      1  CA  ALA A   1      11.1xx  12.000  13.000  1.00 20.00           C\n").unwrap();
-    let out = run(&[bad.to_str().unwrap(), "-o", dir.path().join("o").to_str().unwrap()]);
+    let out = simulate_into(bad.to_str().unwrap(), &dir.path().join("o"), "");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.pdb") && err.contains("line 1"), "{err}");
-    let out = run(&[&format!("{DATA}models/1A8O.pdb"), "-o", dir.path().join("o").to_str().unwrap(), "--defocus", "3", "1"]);
+    let out = simulate_into(&format!("{DATA}models/1A8O.pdb"), &dir.path().join("o"), "--defocus 3 1");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("defocus"));
 }

@@ -23,8 +23,10 @@
 //!    pixel alias, and the ground-truth map's projections match the images less well
 //!    (measured on a random 150-atom model at 1.5 Å/px, B 20–60 Å²: worst correlation 0.977
 //!    at 0 px, 0.989 at 0.3 px, 0.995 at 0.5 px).
-//! 2. **CTF.** `real(IFFT(CTF·FFT(image)))` on the centred grid with RELION's formula and sign
-//!    (`CTF(0) = +Q0`, particles white), defocus `ΔfU, ΔfV` at angle `φA` per particle.
+//! 2. **CTF.** `real(IFFT(CTF·FFT(image)))` on the centred grid with the CTF of
+//!    [`cryosplat_core::ctf`], the one reconstruction uses (RELION's formula and sign,
+//!    `CTF(0) = +Q0`, particles white), defocus `ΔfU, ΔfV` at angle `φA` per particle
+//!    ([`CtfFilter`]).
 //! 3. **Noise.** White Gaussian noise of standard deviation `σ_n`, chosen for the requested SNR:
 //!
 //!    `SNR = mean over particles of Var_box(clean CTF-modulated image) / σ_n²`,
@@ -45,8 +47,9 @@
 //!   `σ_n`, counts and the program version;
 //! * `clean.mrcs` (with `write_clean`): the CTF-modulated images before noise.
 
+use crate::dataset::{write_relion31, StarDecimals, StarLayout, StarOptics, StarParticle};
 use crate::progress::Progress;
-use cryosplat_core::ctf::{wavelength_a, CtfParams};
+use cryosplat_core::ctf::{CtfGrid, CtfParams};
 use cryosplat_core::gaussian::GaussianA;
 use cryosplat_core::pose::Mat3;
 use cryosplat_core::potential::{atomic_potential, Atom, Centering, PotentialError, PotentialOptions};
@@ -55,14 +58,16 @@ use cryosplat_core::rng::Rng;
 use cryosplat_core::rotation::euler_to_matrix;
 use cryosplat_core::voxel::{voxelize_a, DEFAULT_CUTOFF_SIGMA};
 use cryosplat_formats::atomic::write_atomic;
-use cryosplat_formats::mrc::{write_volume, MrcFile, StackWriter, StatsAccumulator, WriteOptions};
-use cryosplat_formats::star::{self, Table};
+use cryosplat_formats::mrc::{write_volume, MrcFile, StackWriter, Stats, StatsAccumulator, WriteOptions};
 use cryosplat_formats::FormatError;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::f64::consts::PI;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// What `meta.json` says of the source.
+type JsonMap = serde_json::Map<String, serde_json::Value>;
 
 /// What to simulate from.
 #[derive(Clone, Debug)]
@@ -193,52 +198,6 @@ pub struct ParticleParams {
     pub subset: u8,
 }
 
-/// [`CtfParams`] with the constants of RELION's formula evaluated once, for the many
-/// frequencies of one particle (the same formula as [`CtfParams::eval`], which the tests
-/// check; evaluated without `atan2`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct PreparedCtf {
-    k_u: f64,
-    k_v: f64,
-    k_cs: f64,
-    phase: f64,
-    sin_a: f64,
-    cos_a: f64,
-    b_quarter: f64,
-    scale: f64,
-}
-
-impl PreparedCtf {
-    pub fn new(p: &CtfParams) -> Self {
-        let lambda = wavelength_a(p.voltage_kv);
-        let cs = p.cs_mm * 1e7;
-        let (sin_a, cos_a) = p.defocus_angle_deg.to_radians().sin_cos();
-        let q0 = p.amp_contrast;
-        PreparedCtf {
-            k_u: -PI * lambda * p.defocus_u_a,
-            k_v: -PI * lambda * p.defocus_v_a,
-            k_cs: 0.5 * PI * cs * lambda.powi(3),
-            phase: -p.phase_shift_deg.to_radians() - (q0 / (1.0 - q0 * q0).sqrt()).atan(),
-            sin_a,
-            cos_a,
-            b_quarter: p.bfactor_a2 / 4.0,
-            scale: p.scale,
-        }
-    }
-
-    /// `CTF(kx, ky)` with frequencies in 1/Å.
-    #[inline]
-    pub fn eval(&self, kx: f64, ky: f64) -> f64 {
-        // Δf(θ)·s² = ΔfU (k·u)² + ΔfV (k·v)² with u = (cos φA, sin φA), v ⟂ u.
-        let ku = kx * self.cos_a + ky * self.sin_a;
-        let kv = -kx * self.sin_a + ky * self.cos_a;
-        let s2 = kx * kx + ky * ky;
-        let gamma = self.k_u * ku * ku + self.k_v * kv * kv + self.k_cs * s2 * s2 + self.phase;
-        let envelope = if self.b_quarter == 0.0 { 1.0 } else { (-self.b_quarter * s2).exp() };
-        -gamma.sin() * envelope * self.scale
-    }
-}
-
 /// Round to the 6 decimals written to the STAR file.
 fn r6(x: f64) -> f64 {
     let r = (x * 1e6).round() / 1e6;
@@ -317,11 +276,55 @@ pub fn draw_particle(cfg: &SimulateConfig, index: u64) -> ParticleParams {
     }
 }
 
-/// Apply `ctf` to the centred `d×d` image `img` (f64, in place) on the grid of `apix` Å.
-pub fn apply_ctf(img: &mut [f64], d: usize, apix: f64, ctf: &CtfParams, filter: &HalfPlaneFilter, scratch: &mut FilterScratch) {
-    let step = 1.0 / (d as f64 * apix);
-    let ctf = PreparedCtf::new(ctf);
-    filter.apply_even(img, |kx, ky| ctf.eval(kx as f64 * step, ky as f64 * step), scratch);
+/// The CTF step of image formation for one box and pixel size: `real(IFFT(CTF·FFT(image)))`
+/// with the CTF of [`cryosplat_core::ctf`] (the one reconstruction uses), filled per particle on
+/// a [`CtfGrid`] and applied by a [`HalfPlaneFilter`]. The CTF values are those of
+/// [`CtfGrid::fill_rfft`] (f32); the few frequencies the half-plane layout does not hold (the
+/// corner `(+D/2, +D/2)` for even boxes, the row `ky = +D/2` for odd ones) are evaluated
+/// directly and rounded the same way.
+pub struct CtfFilter {
+    grid: CtfGrid,
+    filter: HalfPlaneFilter,
+}
+
+/// Per-thread buffers for [`CtfFilter::apply`].
+pub struct CtfScratch {
+    filter: FilterScratch,
+    values: Vec<f32>,
+}
+
+impl CtfFilter {
+    /// The filter for `d×d` images of `apix` Å.
+    pub fn new(d: usize, apix: f64) -> Self {
+        CtfFilter { grid: CtfGrid::new(d, apix), filter: HalfPlaneFilter::new(d) }
+    }
+
+    /// Scratch buffers for this filter (make one per thread).
+    pub fn scratch(&self) -> CtfScratch {
+        CtfScratch { filter: self.filter.scratch(), values: vec![0.0; self.grid.len()] }
+    }
+
+    /// Apply `ctf` to the centred `d×d` image `img` (f64, in place).
+    pub fn apply(&self, img: &mut [f64], ctf: &CtfParams, s: &mut CtfScratch) {
+        self.grid.fill_rfft(ctf, &mut s.values);
+        let d = self.grid.d() as i64;
+        let half = d / 2;
+        let w = half + 1;
+        let step = 1.0 / (d as f64 * self.grid.apix());
+        let values = &s.values;
+        let h = |kx: i64, ky: i64| {
+            // The CTF is even: look up (kx, ky) or (−kx, −ky), whichever has kx ≥ 0. Grid row
+            // r holds ky = r for r < D/2 and r − D otherwise.
+            let (kx, ky) = if kx < 0 { (-kx, -ky) } else { (kx, ky) };
+            if kx <= half && (half - d..half).contains(&ky) {
+                let r = if ky >= 0 { ky } else { ky + d };
+                values[(r * w + kx) as usize] as f64
+            } else {
+                ctf.eval(kx as f64 * step, ky as f64 * step) as f32 as f64
+            }
+        };
+        self.filter.apply_even(img, h, &mut s.filter);
+    }
 }
 
 /// What a run produced.
@@ -430,119 +433,120 @@ pub fn resample_map(data: &[f32], d_in: usize, apix_in: f64, d: usize, apix: f64
     out
 }
 
+/// A prepared source: the scene, the ground-truth map, the warnings so far and what
+/// `meta.json` says of the source.
+struct Prepared {
+    scene: Scene,
+    gt: Vec<f32>,
+    warnings: Vec<String>,
+    meta: JsonMap,
+}
+
 /// Particles per chunk: the unit of writing; each chunk is computed in parallel.
 const CHUNK: usize = 128;
 
-/// Run a simulation into `out_dir` (created if missing). See the module docs.
-pub fn simulate(source: &Source, cfg: &SimulateConfig, out_dir: &Path, progress: &dyn Progress) -> Result<SimulateSummary, SimulateError> {
-    validate(cfg)?;
-    std::fs::create_dir_all(out_dir).map_err(|e| io_err(out_dir, e))?;
-    let started = std::time::Instant::now();
-    let d = cfg.box_px;
-    let apix = cfg.apix;
-    let mut warnings = Vec::new();
-    let mut source_meta = serde_json::Map::new();
+/// The scene and ground-truth map of an atomic model (see the module docs).
+fn prepare_atoms(atoms: &[Atom], label: &str, cfg: &SimulateConfig) -> Result<Prepared, SimulateError> {
+    let (d, apix) = (cfg.box_px, cfg.apix);
+    let (mut warnings, mut meta) = (Vec::new(), JsonMap::new());
+    let opts = PotentialOptions { extra_b_a2: cfg.bfactor_a2, set_b_a2: cfg.set_bfactor_a2, centering: cfg.centering };
+    let pot = atomic_potential(atoms, &opts)?;
+    for (el, n) in &pot.unknown_elements {
+        warnings.push(format!("{n} atoms of unknown element '{el}' modelled as carbon"));
+    }
+    let half_box_a = (d / 2) as f64 * apix;
+    if pot.radius_a > half_box_a {
+        warnings.push(format!(
+            "the model reaches {:.1} Å from its centre but the box half-width is {:.1} Å: atoms outside the box are cut",
+            pot.radius_a, half_box_a
+        ));
+    }
+    let aa_var = (cfg.antialias_sigma_px * apix).powi(2);
+    let gaussians: Vec<GaussianA> = pot
+        .gaussians
+        .iter()
+        .map(|g| {
+            let mut g = *g;
+            for k in 0..3 {
+                g.cov_a2[k][k] += aa_var;
+            }
+            g
+        })
+        .collect();
+    let iso: Vec<IsoGaussian> =
+        gaussians.iter().map(|g| IsoGaussian::from_gaussian_a(g).expect("atomic Gaussians are isotropic")).collect();
+    let gt = voxelize_a(&gaussians, d, apix, DEFAULT_CUTOFF_SIGMA);
+    meta.insert("kind".into(), "atomic model".into());
+    meta.insert("path".into(), label.into());
+    meta.insert("atoms".into(), atoms.len().into());
+    meta.insert("gaussians".into(), iso.len().into());
+    meta.insert("model_centre_a".into(), serde_json::json!(pot.centre_a));
+    meta.insert("model_radius_a".into(), pot.radius_a.into());
+    meta.insert(
+        "unknown_elements".into(),
+        serde_json::json!(pot.unknown_elements.iter().map(|(e, n)| serde_json::json!({"element": e, "count": n})).collect::<Vec<_>>()),
+    );
+    meta.insert(
+        "units".into(),
+        "images and map in V·Å (projected electrostatic potential, 47.88 V·Å² × Peng et al. 1996 scattering factors)".into(),
+    );
+    Ok(Prepared { scene: Scene::Gaussians(iso), gt, warnings, meta })
+}
 
-    // The scene and the ground-truth map.
-    progress.start("preparing", 1);
-    let (scene, gt) = match source {
-        Source::Atoms { atoms, label } => {
-            let opts = PotentialOptions { extra_b_a2: cfg.bfactor_a2, set_b_a2: cfg.set_bfactor_a2, centering: cfg.centering };
-            let pot = atomic_potential(atoms, &opts)?;
-            for (el, n) in &pot.unknown_elements {
-                warnings.push(format!("{n} atoms of unknown element '{el}' modelled as carbon"));
-            }
-            let half_box_a = (d / 2) as f64 * apix;
-            if pot.radius_a > half_box_a {
-                warnings.push(format!(
-                    "the model reaches {:.1} Å from its centre but the box half-width is {:.1} Å: atoms outside the box are cut",
-                    pot.radius_a, half_box_a
-                ));
-            }
-            let aa_var = (cfg.antialias_sigma_px * apix).powi(2);
-            let gaussians: Vec<GaussianA> = pot
-                .gaussians
-                .iter()
-                .map(|g| {
-                    let mut g = *g;
-                    for k in 0..3 {
-                        g.cov_a2[k][k] += aa_var;
-                    }
-                    g
-                })
-                .collect();
-            let iso: Vec<IsoGaussian> =
-                gaussians.iter().map(|g| IsoGaussian::from_gaussian_a(g).expect("atomic Gaussians are isotropic")).collect();
-            let gt = voxelize_a(&gaussians, d, apix, DEFAULT_CUTOFF_SIGMA);
-            source_meta.insert("kind".into(), "atomic model".into());
-            source_meta.insert("path".into(), label.clone().into());
-            source_meta.insert("atoms".into(), atoms.len().into());
-            source_meta.insert("gaussians".into(), iso.len().into());
-            source_meta.insert("model_centre_a".into(), serde_json::json!(pot.centre_a));
-            source_meta.insert("model_radius_a".into(), pot.radius_a.into());
-            source_meta.insert(
-                "unknown_elements".into(),
-                serde_json::json!(pot
-                    .unknown_elements
-                    .iter()
-                    .map(|(e, n)| serde_json::json!({"element": e, "count": n}))
-                    .collect::<Vec<_>>()),
-            );
-            source_meta.insert(
-                "units".into(),
-                "images and map in V·Å (projected electrostatic potential, 47.88 V·Å² × Peng et al. 1996 scattering factors)".into(),
-            );
-            (Scene::Gaussians(iso), gt)
-        }
-        Source::Map { data, d: d_in, apix: apix_in, label } => {
-            if data.len() != d_in * d_in * d_in {
-                return Err(SimulateError::Config(format!("map {label}: {} values for a {d_in}³ grid", data.len())));
-            }
-            if let Some(p) = data.iter().position(|v| !v.is_finite()) {
-                return Err(SimulateError::Config(format!("map {label}: non-finite value at voxel {p}")));
-            }
-            if !(apix_in.is_finite() && *apix_in > 0.0) {
-                return Err(SimulateError::Config(format!("map {label}: pixel size {apix_in} Å")));
-            }
-            if cfg.bfactor_a2 != 0.0 || cfg.set_bfactor_a2.is_some() {
-                return Err(SimulateError::Config("B-factors for atoms cannot be applied to a map input".into()));
-            }
-            let map = if *d_in == d && (*apix_in - apix).abs() <= 1e-6 * apix {
-                data.clone()
-            } else {
-                warnings.push(format!("map resampled from {d_in}³ at {apix_in} Å to {d}³ at {apix} Å (trilinear)"));
-                resample_map(data, *d_in, *apix_in, d, apix)
-            };
-            source_meta.insert("kind".into(), "map".into());
-            source_meta.insert("path".into(), label.clone().into());
-            source_meta.insert("map_box_px".into(), (*d_in).into());
-            source_meta.insert("map_apix".into(), (*apix_in).into());
-            source_meta.insert("units".into(), "images in map units × voxels (column sums of the map)".into());
-            (Scene::Map(map.clone()), map)
-        }
+/// The scene and ground-truth map of a map input: the map itself, resampled to the output
+/// grid if needed.
+fn prepare_map(data: &[f32], d_in: usize, apix_in: f64, label: &str, cfg: &SimulateConfig) -> Result<Prepared, SimulateError> {
+    let (d, apix) = (cfg.box_px, cfg.apix);
+    let (mut warnings, mut meta) = (Vec::new(), JsonMap::new());
+    if data.len() != d_in * d_in * d_in {
+        return Err(SimulateError::Config(format!("map {label}: {} values for a {d_in}³ grid", data.len())));
+    }
+    if let Some(p) = data.iter().position(|v| !v.is_finite()) {
+        return Err(SimulateError::Config(format!("map {label}: non-finite value at voxel {p}")));
+    }
+    if !(apix_in.is_finite() && apix_in > 0.0) {
+        return Err(SimulateError::Config(format!("map {label}: pixel size {apix_in} Å")));
+    }
+    if cfg.bfactor_a2 != 0.0 || cfg.set_bfactor_a2.is_some() {
+        return Err(SimulateError::Config("B-factors for atoms cannot be applied to a map input".into()));
+    }
+    let map = if d_in == d && (apix_in - apix).abs() <= 1e-6 * apix {
+        data.to_vec()
+    } else {
+        warnings.push(format!("map resampled from {d_in}³ at {apix_in} Å to {d}³ at {apix} Å (trilinear)"));
+        resample_map(data, d_in, apix_in, d, apix)
     };
-    progress.inc(1);
-    progress.finish();
+    meta.insert("kind".into(), "map".into());
+    meta.insert("path".into(), label.into());
+    meta.insert("map_box_px".into(), d_in.into());
+    meta.insert("map_apix".into(), apix_in.into());
+    meta.insert("units".into(), "images in map units × voxels (column sums of the map)".into());
+    Ok(Prepared { scene: Scene::Map(map.clone()), gt: map, warnings, meta })
+}
 
-    let params: Vec<ParticleParams> = (0..cfg.count as u64).into_par_iter().map(|i| draw_particle(cfg, i)).collect();
-    let filter = HalfPlaneFilter::new(d);
+/// Pass 1: the clean CTF-modulated images, written to `clean_path`; returns each image's
+/// pixel variance.
+fn clean_pass(
+    scene: &Scene,
+    params: &[ParticleParams],
+    cfg: &SimulateConfig,
+    clean_path: &Path,
+    progress: &dyn Progress,
+) -> Result<Vec<f64>, SimulateError> {
+    let (d, apix) = (cfg.box_px, cfg.apix);
     let npix = d * d;
-
-    // Pass 1: clean images and their variances, written to clean.mrcs (kept or not).
-    let clean_path =
-        out_dir.join(if cfg.write_clean { "clean.mrcs".to_string() } else { format!(".clean.{}.tmp.mrcs", std::process::id()) });
-    let opts = |label: &str| WriteOptions { label: format!("cryosplat simulate: {label}"), ..Default::default() };
+    let ctf_filter = CtfFilter::new(d, apix);
     let mut variances = vec![0.0f64; cfg.count];
     progress.start("projecting", cfg.count as u64);
-    let mut writer = StackWriter::create(&clean_path, d, d, apix, opts("clean CTF-modulated images"))?;
+    let mut writer = StackWriter::create(clean_path, d, d, apix, write_options("clean CTF-modulated images"))?;
     let mut chunk = vec![0.0f32; CHUNK * npix];
     for start in (0..cfg.count).step_by(CHUNK) {
         let n = CHUNK.min(cfg.count - start);
         chunk[..n * npix].par_chunks_mut(npix).zip(variances[start..start + n].par_iter_mut()).enumerate().for_each_init(
-            || (SplatScratch::default(), filter.scratch(), vec![0.0f64; npix], vec![0.0f32; npix]),
+            || (SplatScratch::default(), ctf_filter.scratch(), vec![0.0f64; npix], vec![0.0f32; npix]),
             |(splat, fscr, img, proj), (k, (out, var))| {
                 let p = &params[start + k];
-                match &scene {
+                match scene {
                     Scene::Gaussians(gs) => {
                         img.iter_mut().for_each(|v| *v = 0.0);
                         splat_isotropic(gs, &p.rot, p.origin_a, d, apix, DEFAULT_CUTOFF_SIGMA, splat, img);
@@ -554,7 +558,7 @@ pub fn simulate(source: &Source, cfg: &SimulateConfig, out_dir: &Path, progress:
                         }
                     }
                 }
-                apply_ctf(img, d, apix, &p.ctf, &filter, fscr);
+                ctf_filter.apply(img, &p.ctf, fscr);
                 let mean = img.iter().sum::<f64>() / npix as f64;
                 *var = img.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / npix as f64;
                 for (o, &v) in out.iter_mut().zip(img.iter()) {
@@ -569,51 +573,86 @@ pub fn simulate(source: &Source, cfg: &SimulateConfig, out_dir: &Path, progress:
     }
     writer.finish()?;
     progress.finish();
+    Ok(variances)
+}
 
+/// Pass 2: white Gaussian noise of `noise_sigma`, streamed from the clean stack into
+/// `particles_path` (progress counted in particles); returns the statistics of the noisy
+/// images.
+fn noise_pass(
+    cfg: &SimulateConfig,
+    noise_sigma: f64,
+    clean_path: &Path,
+    particles_path: &Path,
+    progress: &dyn Progress,
+) -> Result<Stats, SimulateError> {
+    let (d, apix) = (cfg.box_px, cfg.apix);
+    let npix = d * d;
+    let noise_seed = Rng::new(cfg.seed ^ 0x6E6F_6973_655F_7365).next_u64();
+    let mut stats = StatsAccumulator::default();
+    let mut chunk = vec![0.0f32; CHUNK * npix];
+    let clean = MrcFile::open(clean_path)?;
+    let mut writer = StackWriter::create(particles_path, d, d, apix, write_options("particles"))?;
+    for start in (0..cfg.count).step_by(CHUNK) {
+        let n = CHUNK.min(cfg.count - start);
+        chunk[..n * npix].par_chunks_mut(npix).enumerate().try_for_each(|(k, out)| {
+            clean.read_image(start + k, out)?;
+            if noise_sigma > 0.0 {
+                let mut rng = Rng::stream(noise_seed, (start + k) as u64);
+                for o in out.iter_mut() {
+                    *o = (*o as f64 + noise_sigma * rng.normal()) as f32;
+                }
+            }
+            Ok::<(), FormatError>(())
+        })?;
+        stats.add(&chunk[..n * npix]);
+        for img in chunk[..n * npix].chunks_exact(npix) {
+            writer.push(img)?;
+        }
+        progress.inc(n as u64);
+    }
+    writer.finish()?;
+    Ok(stats.finish())
+}
+
+/// Run a simulation into `out_dir` (created if missing). See the module docs.
+pub fn simulate(source: &Source, cfg: &SimulateConfig, out_dir: &Path, progress: &dyn Progress) -> Result<SimulateSummary, SimulateError> {
+    validate(cfg)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| io_err(out_dir, e))?;
+    let started = std::time::Instant::now();
+    let d = cfg.box_px;
+    let apix = cfg.apix;
+
+    // The scene and the ground-truth map.
+    progress.start("preparing", 1);
+    let Prepared { scene, gt, mut warnings, meta: source_meta } = match source {
+        Source::Atoms { atoms, label } => prepare_atoms(atoms, label, cfg)?,
+        Source::Map { data, d: d_in, apix: apix_in, label } => prepare_map(data, *d_in, *apix_in, label, cfg)?,
+    };
+    progress.inc(1);
+    progress.finish();
+
+    let params: Vec<ParticleParams> = (0..cfg.count as u64).into_par_iter().map(|i| draw_particle(cfg, i)).collect();
+    // Pass 1 writes clean.mrcs (kept or not).
+    let clean_path =
+        out_dir.join(if cfg.write_clean { "clean.mrcs".to_string() } else { format!(".clean.{}.tmp.mrcs", std::process::id()) });
+    let variances = clean_pass(&scene, &params, cfg, &clean_path, progress)?;
     let signal_variance = variances.iter().sum::<f64>() / cfg.count as f64;
     let noise_sigma = if cfg.snr.is_infinite() { 0.0 } else { (signal_variance / cfg.snr).sqrt() };
     if signal_variance.is_nan() || signal_variance <= 0.0 {
         warnings.push("the clean images are constant (empty scene?): the SNR is undefined".into());
     }
-
-    // Pass 2: noise, streamed from the clean stack into particles.mrcs.
-    let noise_seed = Rng::new(cfg.seed ^ 0x6E6F_6973_655F_7365).next_u64();
     let particles_path = out_dir.join("particles.mrcs");
-    let mut stats = StatsAccumulator::default();
     progress.start("adding noise", cfg.count as u64);
-    let pass2 = (|| -> Result<(), SimulateError> {
-        let clean = MrcFile::open(&clean_path)?;
-        let mut writer = StackWriter::create(&particles_path, d, d, apix, opts("particles"))?;
-        for start in (0..cfg.count).step_by(CHUNK) {
-            let n = CHUNK.min(cfg.count - start);
-            chunk[..n * npix].par_chunks_mut(npix).enumerate().try_for_each(|(k, out)| {
-                clean.read_image(start + k, out)?;
-                if noise_sigma > 0.0 {
-                    let mut rng = Rng::stream(noise_seed, (start + k) as u64);
-                    for o in out.iter_mut() {
-                        *o = (*o as f64 + noise_sigma * rng.normal()) as f32;
-                    }
-                }
-                Ok::<(), FormatError>(())
-            })?;
-            stats.add(&chunk[..n * npix]);
-            for img in chunk[..n * npix].chunks_exact(npix) {
-                writer.push(img)?;
-            }
-            progress.inc(n as u64);
-        }
-        writer.finish()?;
-        Ok(())
-    })();
+    let pass2 = noise_pass(cfg, noise_sigma, &clean_path, &particles_path, progress);
     progress.finish();
     if !cfg.write_clean {
         let _ = std::fs::remove_file(&clean_path);
     }
-    pass2?;
-    let stats = stats.finish();
+    let stats = pass2?;
 
     let gt_path = out_dir.join("gt.mrc");
-    write_volume(&gt_path, &gt, [d, d, d], apix, &opts("ground truth"))?;
+    write_volume(&gt_path, &gt, [d, d, d], apix, &write_options("ground truth"))?;
     let star_path = out_dir.join("particles.star");
     write_star(&star_path, cfg, &params, "particles.mrcs")?;
 
@@ -650,73 +689,36 @@ pub fn simulate(source: &Source, cfg: &SimulateConfig, out_dir: &Path, progress:
     Ok(SimulateSummary { count: cfg.count, signal_variance, noise_sigma, warnings, outputs })
 }
 
-/// Write the RELION 3.1 STAR file of a simulated set (`data_optics`, `data_particles`).
+/// Header options of the written MRC files.
+fn write_options(label: &str) -> WriteOptions {
+    WriteOptions { label: format!("cryosplat simulate: {label}"), ..Default::default() }
+}
+
+/// Write the RELION 3.1 STAR file of a simulated set (`data_optics`, `data_particles`) with
+/// the dataset module's writer: every number with six decimals, the angles as drawn.
 fn write_star(path: &Path, cfg: &SimulateConfig, params: &[ParticleParams], stack_name: &str) -> Result<(), SimulateError> {
-    let labels = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-    let mut optics = Table {
-        labels: labels(&[
-            "rlnOpticsGroup",
-            "rlnOpticsGroupName",
-            "rlnAmplitudeContrast",
-            "rlnSphericalAberration",
-            "rlnVoltage",
-            "rlnImagePixelSize",
-            "rlnImageSize",
-            "rlnImageDimensionality",
-            "rlnCtfDataAreCtfPremultiplied",
-        ]),
-        ..Default::default()
+    let layout = StarLayout {
+        apix: cfg.apix,
+        box_px: cfg.box_px,
+        poses: true,
+        ctf: true,
+        premultiplied_column: true,
+        decimals: StarDecimals::Fixed,
     };
-    optics.push_row(vec![
-        "1".into(),
-        "opticsGroup1".into(),
-        format!("{:.6}", cfg.amp_contrast),
-        format!("{:.6}", cfg.cs_mm),
-        format!("{:.6}", cfg.voltage_kv),
-        format!("{:.6}", cfg.apix),
-        cfg.box_px.to_string(),
-        "2".into(),
-        "0".into(),
-    ]);
-    let mut particles = Table {
-        labels: labels(&[
-            "rlnImageName",
-            "rlnAngleRot",
-            "rlnAngleTilt",
-            "rlnAnglePsi",
-            "rlnOriginXAngst",
-            "rlnOriginYAngst",
-            "rlnDefocusU",
-            "rlnDefocusV",
-            "rlnDefocusAngle",
-            "rlnPhaseShift",
-            "rlnCtfBfactor",
-            "rlnCtfScalefactor",
-            "rlnOpticsGroup",
-            "rlnRandomSubset",
-        ]),
-        ..Default::default()
-    };
+    let optics = StarOptics { name: "opticsGroup1".into(), voltage_kv: cfg.voltage_kv, cs_mm: cfg.cs_mm, amp_contrast: cfg.amp_contrast };
     let digits = params.len().to_string().len().max(6);
-    for (i, p) in params.iter().enumerate() {
-        let f = |v: f64| format!("{v:.6}");
-        particles.push_row(vec![
-            format!("{:0digits$}@{stack_name}", i + 1),
-            f(p.rot_deg),
-            f(p.tilt_deg),
-            f(p.psi_deg),
-            f(p.origin_a[0]),
-            f(p.origin_a[1]),
-            f(p.ctf.defocus_u_a),
-            f(p.ctf.defocus_v_a),
-            f(p.ctf.defocus_angle_deg),
-            f(p.ctf.phase_shift_deg),
-            f(p.ctf.bfactor_a2),
-            f(p.ctf.scale),
-            "1".into(),
-            p.subset.to_string(),
-        ]);
-    }
-    star::write(path, &[("optics", &optics), ("particles", &particles)])?;
+    let rows: Vec<StarParticle> = params
+        .iter()
+        .enumerate()
+        .map(|(i, p)| StarParticle {
+            image_name: format!("{:0digits$}@{stack_name}", i + 1),
+            angles_deg: [p.rot_deg, p.tilt_deg, p.psi_deg],
+            origin_a: p.origin_a,
+            ctf: p.ctf,
+            optics_group: 1,
+            random_subset: Some(p.subset),
+        })
+        .collect();
+    write_relion31(path, &layout, &[optics], &rows)?;
     Ok(())
 }

@@ -5,18 +5,13 @@
 //! `Rotation.from_rotvec(pose).as_matrix().T` for cryoSPARC, `pickle.load` for cryoDRGN, and
 //! `mrcfile` for pixel values.
 
+mod common;
+
+use common::{close, data};
 use cryosplat_core::pose::Mat3;
 use cryosplat_formats::mrc::{write_stack, MrcFile, WriteOptions};
 use cryosplat_train::dataset::{LoadOptions, ParticleSet, SourceKind};
 use std::path::{Path, PathBuf};
-
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(rel)
-}
-
-fn close(a: &Mat3, b: &Mat3, tol: f64) -> bool {
-    (0..3).all(|i| (0..3).all(|j| (a[i][j] - b[i][j]).abs() < tol))
-}
 
 fn load(rel: &str) -> ParticleSet {
     ParticleSet::load(&data(rel), &LoadOptions::default()).unwrap_or_else(|e| panic!("{e}"))
@@ -445,6 +440,13 @@ fn write_star_round_trips() {
     }
 }
 
+/// A temporary folder holding the cryoDRGN toy stack as `toy.mrcs` (30×30 images).
+fn toy_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(data("cryodrgn-toy/toy_projections.mrcs"), dir.path().join("toy.mrcs")).unwrap();
+    dir
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -457,9 +459,8 @@ fn err(p: &Path, opts: &LoadOptions) -> String {
 
 #[test]
 fn bad_star_inputs_give_clear_errors() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = toy_dir();
     let d = dir.path();
-    std::fs::copy(data("cryodrgn-toy/toy_projections.mrcs"), d.join("toy.mrcs")).unwrap();
     let no = LoadOptions::default();
     let head = "data_optics\nloop_\n_rlnOpticsGroup\n_rlnImagePixelSize\n_rlnVoltage\n1 1.0 300\ndata_particles\nloop_\n_rlnImageName\n_rlnDefocusU\n_rlnOpticsGroup\n";
     let cases: [(&str, String, &str); 11] = [
@@ -542,9 +543,8 @@ fn bad_star_inputs_give_clear_errors() {
 
 #[test]
 fn pixel_size_conflicts_and_overrides() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = toy_dir();
     let d = dir.path();
-    std::fs::copy(data("cryodrgn-toy/toy_projections.mrcs"), d.join("toy.mrcs")).unwrap();
     // 3.1: 2 Å in the metadata, 1 Å in the header, origins in Å.
     let text = "data_optics\nloop_\n_rlnOpticsGroup\n_rlnImagePixelSize\n1 2.0\ndata_particles\nloop_\n_rlnImageName\n_rlnOriginXAngst\n_rlnOriginYAngst\n_rlnOpticsGroup\n1@toy.mrcs 3.0 -1.0 1\n";
     let p = write(d, "a.star", text);
@@ -622,9 +622,8 @@ fn bad_pickles_and_cs_files() {
 
 #[test]
 fn cryosparc_shifts_at_a_different_alignment_pixel_size() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = toy_dir();
     let d = dir.path();
-    std::fs::copy(data("cryodrgn-toy/toy_projections.mrcs"), d.join("toy.mrcs")).unwrap();
     // One particle: images at 1 Å/px, aligned at 2 Å/px (binned refinement), shift (3, -1) px
     // of the alignment, pose = 90° about z. Origin (6, -2) Å; A = Rz(90°)ᵀ.
     let mut rec = Vec::new();
@@ -649,16 +648,12 @@ fn cryosparc_shifts_at_a_different_alignment_pixel_size() {
     assert!(s.stacks[0].ends_with("toy.mrcs"));
 }
 
-/// A version-1 `.npy` file of `n` records.
+/// A version-1 `.npy` file of `n` records of the structured type `descr`: magic, version,
+/// header length, then the header dictionary padded with spaces and a newline so that the
+/// data start at a multiple of 64 bytes.
 fn npy(descr: &str, n: usize, data: &[u8]) -> Vec<u8> {
-    let mut h = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': ({n},), }}");
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((h.len() as u16).to_le_bytes());
-    out.extend(h.as_bytes());
-    out.extend(data);
-    out
+    let dict = format!("{{'descr': {descr}, 'fortran_order': False, 'shape': ({n},), }}");
+    let header_len = (10 + dict.len() + 1).next_multiple_of(64) - 10;
+    let header = format!("{dict:<width$}\n", width = header_len - 1);
+    [&b"\x93NUMPY\x01\x00"[..], &(header_len as u16).to_le_bytes(), header.as_bytes(), data].concat()
 }

@@ -2,7 +2,11 @@
 //! tests/data/reference, its clean images against the reference projector, its ground-truth
 //! map against its images, its noise level, and its reproducibility.
 
+mod common;
+
+use common::{close, ctf_from_json, json, read_mrc, toy_atoms};
 use cryosplat_core::ctf::CtfParams;
+use cryosplat_core::fsc::correlation;
 use cryosplat_core::gaussian::GaussianA;
 use cryosplat_core::pose::{Mat3, Pose};
 use cryosplat_core::potential::{atomic_potential, Atom, Centering, PotentialOptions};
@@ -11,59 +15,68 @@ use cryosplat_core::reference::image_a;
 use cryosplat_core::rng::Rng;
 use cryosplat_core::rotation::euler_to_matrix;
 use cryosplat_train::progress::NoProgress;
-use cryosplat_train::simulate::{
-    apply_ctf, draw_particle, simulate, PreferredOrientation, PreparedCtf, SimulateConfig, SimulateError, Source,
-};
-use serde_json::Value;
+use cryosplat_train::simulate::{draw_particle, simulate, CtfFilter, PreferredOrientation, SimulateConfig, SimulateError, Source};
 use std::path::Path;
 
-const REF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference/");
-
-fn json(path: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
+/// The simulator's CTF step applies the CTF of the 25 reference cases of tests/data/reference:
+/// a random image filtered by [`CtfFilter`] equals the same half-plane filter applied with the
+/// reference's values (a centred `D×D` grid, row `ky + D/2`, column `kx + D/2`), to the f32
+/// rounding of the CTF values.
 #[test]
-fn prepared_ctf_matches_the_reference_cases_and_the_core_ctf() {
-    let cases = json(&format!("{REF}ctf_cases.json"));
+fn ctf_filter_applies_the_reference_ctf_cases() {
+    let cases = json(&common::data("reference/ctf_cases.json"));
     let cases = cases.get("cases").and_then(|c| c.as_array()).cloned().unwrap_or_else(|| cases.as_array().unwrap().clone());
     assert_eq!(cases.len(), 25);
-    for c in &cases {
-        let f = |k: &str| c[k].as_f64().unwrap();
-        let params = CtfParams {
-            voltage_kv: f("voltage_kv"),
-            cs_mm: f("cs_mm"),
-            amp_contrast: f("amplitude_contrast"),
-            defocus_u_a: f("defocus_u_A"),
-            defocus_v_a: f("defocus_v_A"),
-            defocus_angle_deg: f("defocus_angle_deg"),
-            phase_shift_deg: f("phase_shift_deg"),
-            bfactor_a2: f("bfactor_A2"),
-            scale: f("scale"),
-        };
-        let ctf = PreparedCtf::new(&params);
+    let mut worst = 0.0f64;
+    for (k, c) in cases.iter().enumerate() {
         let d = c["D"].as_u64().unwrap() as usize;
-        let apix = f("apix");
-        for i in 0..d {
-            for j in 0..d {
-                let kx = (j as f64 - (d / 2) as f64) / (d as f64 * apix);
-                let ky = (i as f64 - (d / 2) as f64) / (d as f64 * apix);
-                let want = c["ctf"][i][j].as_f64().unwrap();
-                assert!((ctf.eval(kx, ky) - want).abs() < 1e-12, "case {}: ({i}, {j})", c["id"]);
-                assert!((ctf.eval(kx, ky) - params.eval(kx, ky)).abs() < 1e-12);
-            }
-        }
+        let apix = c["apix"].as_f64().unwrap();
+        let half = (d / 2) as i64;
+        let reference = |kx: i64, ky: i64| c["ctf"][(ky + half) as usize][(kx + half) as usize].as_f64().unwrap();
+        let mut rng = Rng::new(k as u64);
+        let image: Vec<f64> = (0..d * d).map(|_| rng.normal()).collect();
+        let plain = HalfPlaneFilter::new(d);
+        let mut want = image.clone();
+        plain.apply_even(&mut want, reference, &mut plain.scratch());
+        let filter = CtfFilter::new(d, apix);
+        let mut got = image;
+        filter.apply(&mut got, &ctf_from_json(c), &mut filter.scratch());
+        let peak = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let err = got.iter().zip(&want).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / peak;
+        assert!(err < 1e-6, "case {}: CtfFilter vs the reference CTF: relative error {err:e}", c["id"]);
+        worst = worst.max(err);
     }
+    eprintln!("CtfFilter vs reference CTF cases: worst relative error {worst:.2e}");
 }
 
-/// Read with the project's MRC reader: (nx, ny, nz, ispg, data), checking the MRC2014 marks.
-fn read_mrc(path: &Path) -> (usize, usize, usize, i32, Vec<f32>) {
-    let f = cryosplat_formats::mrc::MrcFile::open(path).unwrap();
-    let h = f.header();
-    assert_eq!(h.nversion, 20140);
-    assert!(h.warnings.is_empty(), "{:?}", h.warnings);
-    assert!((h.apix.unwrap() - (h.cella[0] as f64 / h.mxyz[0] as f64)).abs() < 1e-6);
-    (h.nx, h.ny, h.nz, h.ispg, f.read_all().unwrap())
+/// For odd and even boxes, [`CtfFilter`] equals the half-plane filter applied with the core CTF
+/// evaluated directly at every frequency (odd boxes use the frequencies outside the
+/// half-plane grid for a whole row).
+#[test]
+fn ctf_filter_equals_the_direct_core_ctf_for_odd_and_even_boxes() {
+    let params = CtfParams {
+        defocus_u_a: 14000.0,
+        defocus_v_a: 11000.0,
+        defocus_angle_deg: 37.0,
+        cs_mm: 2.7,
+        bfactor_a2: 30.0,
+        phase_shift_deg: 10.0,
+        ..CtfParams::flat()
+    };
+    for (d, apix) in [(9, 1.7), (16, 1.1), (45, 1.5), (64, 0.9)] {
+        let mut rng = Rng::new(d as u64);
+        let image: Vec<f64> = (0..d * d).map(|_| rng.normal()).collect();
+        let step = 1.0 / (d as f64 * apix);
+        let plain = HalfPlaneFilter::new(d);
+        let mut want = image.clone();
+        plain.apply_even(&mut want, |kx, ky| params.eval(kx as f64 * step, ky as f64 * step), &mut plain.scratch());
+        let filter = CtfFilter::new(d, apix);
+        let mut got = image;
+        filter.apply(&mut got, &params, &mut filter.scratch());
+        let peak = want.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        let err = got.iter().zip(&want).fold(0.0f64, |m, (a, b)| m.max((a - b).abs())) / peak;
+        assert!(err < 1e-6, "D = {d}: CtfFilter vs the direct CTF: relative error {err:e}");
+    }
 }
 
 /// Particle rows of a STAR file as label → value maps, read with the project's STAR parser.
@@ -73,33 +86,6 @@ fn read_star_particles(path: &Path) -> Vec<std::collections::HashMap<String, Str
     assert_eq!(optics.len(), 1);
     let t = f.block("particles").unwrap().table().unwrap();
     t.rows.iter().map(|r| t.labels.iter().cloned().zip(r.iter().cloned()).collect()).collect()
-}
-
-/// A compact random atomic model around the origin.
-fn toy_atoms(n: usize, seed: u64) -> Vec<Atom> {
-    let mut rng = Rng::new(seed);
-    let els = ["C", "N", "O", "S", "C", "C"];
-    (0..n)
-        .map(|i| Atom {
-            element: els[i % els.len()].to_string(),
-            pos_a: [rng.normal() * 6.0, rng.normal() * 6.0, rng.normal() * 6.0],
-            b_factor_a2: rng.uniform_range(20.0, 60.0),
-            occupancy: 1.0,
-        })
-        .collect()
-}
-
-fn correlation(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let ma = a.iter().sum::<f64>() / n;
-    let mb = b.iter().sum::<f64>() / n;
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        sab += (x - ma) * (y - mb);
-        saa += (x - ma) * (x - ma);
-        sbb += (y - mb) * (y - mb);
-    }
-    sab / (saa * sbb).sqrt()
 }
 
 fn small_config() -> SimulateConfig {
@@ -133,17 +119,11 @@ fn clean_images_equal_the_reference_projector_and_noise_has_the_requested_snr() 
     // widened by the anti-aliasing Gaussian.
     let pot = atomic_potential(&atoms, &PotentialOptions { centering: Centering::None, ..Default::default() }).unwrap();
     let aa = (cfg.antialias_sigma_px * apix).powi(2);
-    let gs: Vec<GaussianA> = pot
-        .gaussians
-        .iter()
-        .map(|g| {
-            let mut g = *g;
-            for k in 0..3 {
-                g.cov_a2[k][k] += aa;
-            }
-            g
-        })
-        .collect();
+    let widen = |g: &GaussianA| GaussianA {
+        cov_a2: std::array::from_fn(|i| std::array::from_fn(|j| g.cov_a2[i][j] + if i == j { aa } else { 0.0 })),
+        ..*g
+    };
+    let gs: Vec<GaussianA> = pot.gaussians.iter().map(widen).collect();
     let mut signal_var = 0.0;
     let mut worst = 0.0f64;
     for (k, row) in rows.iter().enumerate() {
@@ -185,7 +165,7 @@ fn clean_images_equal_the_reference_projector_and_noise_has_the_requested_snr() 
     let m = diff.iter().sum::<f64>() / diff.len() as f64;
     let sd = (diff.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / diff.len() as f64).sqrt();
     assert!((sd / summary.noise_sigma - 1.0).abs() < 0.02 && m.abs() < 0.02 * sd, "noise sd {sd} vs {}", summary.noise_sigma);
-    let meta = json(dir.path().join("meta.json").to_str().unwrap());
+    let meta = json(&dir.path().join("meta.json"));
     assert_eq!(meta["seed"], 7);
     assert_eq!(meta["count"], 12);
     assert!((meta["noise_sigma"].as_f64().unwrap() - summary.noise_sigma).abs() < 1e-12);
@@ -201,7 +181,7 @@ fn ground_truth_projections_match_the_clean_images() {
     let (nx, _, nz, ispg, gt) = read_mrc(&dir.path().join("gt.mrc"));
     assert_eq!((nx, nz, ispg), (d, d, 1));
     let (_, _, _, _, clean) = read_mrc(&dir.path().join("clean.mrcs"));
-    let filter = HalfPlaneFilter::new(d);
+    let filter = CtfFilter::new(d, cfg.apix);
     let mut scratch = filter.scratch();
     let mut worst = 1.0f64;
     for k in 0..cfg.count {
@@ -209,9 +189,9 @@ fn ground_truth_projections_match_the_clean_images() {
         let mut proj = vec![0.0f32; d * d];
         project_volume(&gt, d, &p.rot, [p.origin_a[0] / cfg.apix, p.origin_a[1] / cfg.apix], 2, &mut proj);
         let mut img: Vec<f64> = proj.iter().map(|&v| v as f64).collect();
-        apply_ctf(&mut img, d, cfg.apix, &p.ctf, &filter, &mut scratch);
-        let want: Vec<f64> = clean[k * d * d..(k + 1) * d * d].iter().map(|&v| v as f64).collect();
-        let cc = correlation(&img, &want);
+        filter.apply(&mut img, &p.ctf, &mut scratch);
+        let img: Vec<f32> = img.iter().map(|&v| v as f32).collect();
+        let cc = correlation(&img, &clean[k * d * d..(k + 1) * d * d]);
         assert!(cc >= 0.99, "particle {k}: gt projection vs clean image: cc {cc}");
         worst = worst.min(cc);
     }
@@ -260,7 +240,7 @@ fn view_distributions() {
 fn map_input_and_errors() {
     // The toy volume of tests/data/cryodrgn-toy (30³, 1 Å) as a map input without noise or CTF
     // phase flips: the gt map is the input, and the clean images are its projections.
-    let toy = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/cryodrgn-toy/toymodel_small_nocenter.mrc");
+    let toy = common::data("cryodrgn-toy/toymodel_small_nocenter.mrc");
     let bytes = std::fs::read(toy).unwrap();
     let vol: Vec<f32> = bytes[1024..].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
     let dir = tempfile::tempdir().unwrap();
@@ -301,11 +281,7 @@ fn the_particle_set_reader_recovers_what_was_simulated() {
     let mut img = vec![0.0f32; npix];
     for (k, p) in set.particles.iter().enumerate() {
         let want = draw_particle(&cfg, k as u64);
-        for i in 0..3 {
-            for j in 0..3 {
-                assert!((p.pose.rot[i][j] - want.rot[i][j]).abs() < 1e-12, "particle {k}: A");
-            }
-        }
+        assert!(close(&p.pose.rot, &want.rot, 1e-12), "particle {k}: A");
         assert_eq!(p.pose.origin_a, want.origin_a);
         assert_eq!(p.ctf, want.ctf);
         assert_eq!(p.random_subset, Some(want.subset));

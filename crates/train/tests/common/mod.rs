@@ -1,0 +1,72 @@
+//! What train's integration tests share: test data paths, small MRC and JSON reading, CTF
+//! cases from JSON, rotation comparison and a toy atomic model. Each test file includes it
+//! with `mod common;` and uses a part of it.
+#![allow(dead_code)]
+
+use cryosplat_core::ctf::CtfParams;
+use cryosplat_core::pose::Mat3;
+use cryosplat_core::potential::Atom;
+use cryosplat_core::rng::Rng;
+use cryosplat_formats::mrc::MrcFile;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A file of the repository's `tests/data`.
+pub fn data(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(rel)
+}
+
+/// A JSON file.
+pub fn json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The CTF of a case of `tests/data/reference/ctf_cases.json` (keys in the reference's units
+/// and spelling).
+pub fn ctf_from_json(case: &Value) -> CtfParams {
+    let keys = [
+        "voltage_kv",
+        "cs_mm",
+        "amplitude_contrast",
+        "defocus_u_A",
+        "defocus_v_A",
+        "defocus_angle_deg",
+        "phase_shift_deg",
+        "bfactor_A2",
+        "scale",
+    ];
+    let [voltage_kv, cs_mm, amp_contrast, defocus_u_a, defocus_v_a, defocus_angle_deg, phase_shift_deg, bfactor_a2, scale] =
+        keys.map(|k| case[k].as_f64().unwrap_or_else(|| panic!("CTF case without a number for {k}")));
+    CtfParams { voltage_kv, cs_mm, amp_contrast, defocus_u_a, defocus_v_a, defocus_angle_deg, phase_shift_deg, bfactor_a2, scale }
+}
+
+/// An MRC file read with the project's reader, checking the MRC2014 marks (version, no header
+/// warnings, pixel size = cell / grid): `(nx, ny, nz, ispg, data)`.
+pub fn read_mrc(path: &Path) -> (usize, usize, usize, i32, Vec<f32>) {
+    let f = MrcFile::open(path).unwrap_or_else(|e| panic!("{e}"));
+    let h = f.header();
+    assert_eq!(h.nversion, 20140, "{}", path.display());
+    assert!(h.warnings.is_empty(), "{}: {:?}", path.display(), h.warnings);
+    assert!((h.apix.unwrap() - (h.cella[0] as f64 / h.mxyz[0] as f64)).abs() < 1e-6, "{}", path.display());
+    (h.nx, h.ny, h.nz, h.ispg, f.read_all().unwrap())
+}
+
+/// Whether two matrices agree to `tol` in every element.
+pub fn close(a: &Mat3, b: &Mat3, tol: f64) -> bool {
+    (0..3).all(|i| (0..3).all(|j| (a[i][j] - b[i][j]).abs() < tol))
+}
+
+/// A compact random atomic model of `n` atoms around the origin (C, N, O, S; B 20–60 Å²).
+pub fn toy_atoms(n: usize, seed: u64) -> Vec<Atom> {
+    let mut rng = Rng::new(seed);
+    let els = ["C", "N", "O", "S", "C", "C"];
+    (0..n)
+        .map(|i| Atom {
+            element: els[i % els.len()].to_string(),
+            pos_a: [rng.normal() * 6.0, rng.normal() * 6.0, rng.normal() * 6.0],
+            b_factor_a2: rng.uniform_range(20.0, 60.0),
+            occupancy: 1.0,
+        })
+        .collect()
+}
