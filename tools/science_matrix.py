@@ -97,6 +97,7 @@ def main():
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--threads", default="2")
     ap.add_argument("--gaussians", default="8000")
+    ap.add_argument("--reuse", action="store_true", help="keep finished runs found in --work (only re-read them)")
     a = ap.parse_args()
     sets = SETS_FULL if a.sets == "full" else SETS_SMALL
     if a.only:
@@ -121,11 +122,17 @@ def main():
             else:
                 cmd = [a.bin, "-q", "reconstruct", star, "-o", out_dir, "--threads", a.threads, "--gaussians", a.gaussians,
                        "--checkpoint-every", "0", "--overwrite"] + args
-            out, secs, err = run(cmd)
+            run_path = os.path.join(out_dir, "run.json")
+            if a.reuse and os.path.exists(run_path) and json.load(open(run_path)).get("finished"):
+                out, secs, err = "", None, None
+            else:
+                out, secs, err = run(cmd)
             if out is None:
                 rows.append((name, v, None, None, None, None, secs, err))
                 continue
-            run_json = json.load(open(os.path.join(out_dir, "run.json")))
+            run_json = json.load(open(run_path))
+            if secs is None:
+                secs = run_json.get("summary", {}).get("seconds") or 0.0
             hist = run_json.get("history")
             if hist:
                 half = res_value(hist[-1]["resolution_0143"], apix)

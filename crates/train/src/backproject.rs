@@ -70,6 +70,9 @@ pub enum BackprojectError {
     Dataset(#[from] DatasetError),
     #[error("{0}")]
     Config(String),
+    /// The half maps give no resolution (a half without particles or signal).
+    #[error("no resolution: {0}")]
+    NoResolution(String),
 }
 
 /// Backproject `set`.
@@ -92,7 +95,15 @@ pub fn backproject(set: &ParticleSet, cfg: &BackprojectConfig, progress: &dyn Pr
     let full = set.box_px;
     let d = working_box(cfg.downsample, full).map_err(BackprojectError::Config)?;
     let apix = set.apix * full as f64 / d as f64;
-    let (ha, _) = set.half_split(cfg.seed);
+    let (ha, hb) = set.half_split(cfg.seed);
+    if ha.is_empty() || hb.is_empty() {
+        return Err(BackprojectError::Config(format!(
+            "{}: a gold-standard backprojection needs particles in both halves ({} and {})",
+            set.source.display(),
+            ha.len(),
+            hb.len()
+        )));
+    }
     let mut in_a = vec![false; set.len()];
     for i in ha {
         in_a[i] = true;
@@ -144,6 +155,9 @@ pub fn backproject(set: &ParticleSet, cfg: &BackprojectConfig, progress: &dyn Pr
         }
     });
     let fsc = pool.install(|| gold_standard(&half_a, &half_b, d, apix, MaskChoice::Auto, cfg.seed));
+    for t in [0.143, 0.5] {
+        fsc.try_resolution(t).map_err(|e| BackprojectError::NoResolution(e.to_string()))?;
+    }
     Ok(Backprojection { map, half_a, half_b, fsc, ssnr, d, apix, seconds: started.elapsed().as_secs_f64() })
 }
 

@@ -8,6 +8,7 @@
 use anyhow::{anyhow, bail, Context, Result};
 use cryosplat_core::fsc::{check_maps_labelled, gold_standard, MaskChoice, NoResolution, Resolution};
 use cryosplat_formats::mrc::MrcFile;
+use cryosplat_train::output::{Existing, OutputDir};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -28,6 +29,9 @@ pub struct Args {
     /// Also write fsc.csv and fsc.png into this folder.
     #[arg(short, long)]
     pub out: Option<PathBuf>,
+    /// With --out: replace the results of an earlier run in that folder.
+    #[arg(long, requires = "out")]
+    pub overwrite: bool,
     /// Seed of the phase randomisation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -60,6 +64,11 @@ fn res_text(r: &Result<Resolution, NoResolution>, apix: f64) -> String {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    // The output folder is taken first, so that a refused folder costs no work.
+    let mut held = match &a.out {
+        Some(dir) => Some(OutputDir::open(dir, if a.overwrite { Existing::Overwrite } else { Existing::Refuse }, "fsc")?),
+        None => None,
+    };
     let fa = MrcFile::open(&a.map_a)?;
     let fb = MrcFile::open(&a.map_b)?;
     let (ha, hb) = (fa.header(), fb.header());
@@ -106,10 +115,9 @@ pub fn run(a: Args) -> Result<()> {
         ("resolution_0143_unmasked", "FSC 0.143 (unmasked)", rep.try_resolution_unmasked(0.143)),
         ("resolution_05_unmasked", "FSC 0.5 (unmasked)", rep.try_resolution_unmasked(0.5)),
     ];
-    if let Some(dir) = &a.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        cryosplat_train::output::write_fsc_csv(&dir.join("fsc.csv"), &rep)?;
-        crate::figures::fsc_plot(&dir.join("fsc.png"), "FSC", &rep)?;
+    if let Some(out) = &mut held {
+        out.write_fsc(&rep)?;
+        crate::figures::fsc_plot(&out.path("fsc.png"), "FSC", &rep)?;
     }
     if a.json {
         let curve: Vec<serde_json::Value> = (0..rep.unmasked.len())

@@ -375,7 +375,7 @@ pub fn run(a: Args) -> Result<()> {
             Ok(v) => v,
             Err(e) => {
                 let mut m = base(f, "unreadable");
-                m.insert("errors".into(), json!([format!("{e:#}")]));
+                m.insert("errors".into(), json!([crate::error_text(&e)]));
                 Value::Object(m)
             }
         };

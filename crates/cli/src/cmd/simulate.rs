@@ -5,6 +5,7 @@
 use crate::progress::Bar;
 use anyhow::{bail, Context, Result};
 use cryosplat_core::potential::{Atom, Centering};
+use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::simulate::{simulate, PreferredOrientation, SimulateConfig, Source};
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,10 @@ pub struct Args {
     /// Output folder (created if missing): particles.mrcs, particles.star, gt.mrc, meta.json.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Replace the results of an earlier run in the output folder (without it, a folder that
+    /// holds results is refused).
+    #[arg(long)]
+    pub overwrite: bool,
     /// Box size in pixels [default: 128, or the map's size].
     #[arg(long = "box")]
     pub box_px: Option<usize>,
@@ -82,6 +87,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let existing = if args.overwrite { Existing::Overwrite } else { Existing::Refuse };
+    let _held = OutputDir::open(&args.output, existing, "simulate")?;
     if let Some(t) = args.threads {
         if t == 0 {
             bail!("--threads must be at least 1");
