@@ -54,8 +54,24 @@ fn results_are_never_overwritten_silently() {
     for gone in ["report.html", "gaussians.ply", "checkpoint.ckpt", "run.log", "loss.png"] {
         assert!(!rec.join(gone).exists(), "{gone} of the earlier run is still there");
     }
-    let run: serde_json::Value = serde_json::from_slice(&std::fs::read(rec.join("run.json")).unwrap()).unwrap();
-    assert_eq!(run["settings"]["config"]["pad"], 2, "run.json is backproject's");
+    let run_json: serde_json::Value = serde_json::from_slice(&std::fs::read(rec.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run_json["settings"]["config"]["pad"], 2, "run.json is backproject's");
+    // fsc -o and simulate -o follow the same rule.
+    let (ha, hb) = (rec.join("half_map_a.mrc"), rec.join("half_map_b.mrc"));
+    let fsc_dir = dir.path().join("fsc");
+    let fsc = |extra: &[&str]| {
+        let mut args = vec!["fsc", ha.to_str().unwrap(), hb.to_str().unwrap(), "-o", fsc_dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    assert!(fsc(&[]).status.success());
+    let o = fsc(&[]);
+    assert!(!o.status.success() && stderr(&o).contains("fsc.csv"), "{}", stderr(&o));
+    assert!(fsc(&["--overwrite"]).status.success());
+    let model = format!("{DATA}models/1A8O.pdb");
+    let sim = dir.path().join("sim");
+    let o = run(&["simulate", &model, "-o", sim.to_str().unwrap(), "--box", "24", "--count", "10"]);
+    assert!(!o.status.success() && stderr(&o).contains("particles.star"), "{}", stderr(&o));
     // --overwrite replaces a reconstruction.
     assert!(reconstruct(&star, &rec, &["--overwrite"]).status.success());
     assert!(rec.join("checkpoint.ckpt").exists() && !rec.join(".cryosplat.lock").exists());
@@ -91,6 +107,10 @@ fn inputs_that_used_to_panic() {
         assert!(!o.status.success() && !e.contains("panicked"), "{e}");
         assert!(e.contains(&format!("--downsample {ds}")) && e.contains("at least 16"), "{e}");
     }
+    // One particle leaves a half empty: no resolution can be had.
+    let out = dir.path().join("one");
+    let o = run(&["backproject", star.to_str().unwrap(), "-o", out.to_str().unwrap(), "--first", "1"]);
+    assert!(!o.status.success() && stderr(&o).contains("both halves"), "{}", stderr(&o));
     // A non-UTF-8 byte in an argument (here the output folder's name).
     #[cfg(unix)]
     {
