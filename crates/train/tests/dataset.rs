@@ -657,3 +657,34 @@ fn npy(descr: &str, n: usize, data: &[u8]) -> Vec<u8> {
     let header = format!("{dict:<width$}\n", width = header_len - 1);
     [&b"\x93NUMPY\x01\x00"[..], &(header_len as u16).to_le_bytes(), header.as_bytes(), data].concat()
 }
+
+#[test]
+fn meaningless_angles_are_refused_and_overfocus_is_told() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(data("cryodrgn-toy/toy_projections.mrcs"), dir.path().join("toy.mrcs")).unwrap();
+    let star = |rows: &str| {
+        let p = dir.path().join("p.star");
+        std::fs::write(
+            &p,
+            format!(
+                "data_optics\nloop_\n_rlnOpticsGroup\n_rlnImagePixelSize\n_rlnVoltage\n_rlnSphericalAberration\n_rlnAmplitudeContrast\n1 1.0 300 2.7 0.1\n\
+                 data_particles\nloop_\n_rlnImageName\n_rlnOpticsGroup\n_rlnAngleRot\n_rlnAngleTilt\n_rlnAnglePsi\n_rlnDefocusU\n_rlnDefocusV\n_rlnDefocusAngle\n{rows}"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let ok = ParticleSet::load(&star("000001@toy.mrcs 1 10 20 30 15000 14000 5\n"), &LoadOptions::default()).unwrap();
+    assert!(!has_warning(&ok, "defocus of 0 or less"));
+    let e = ParticleSet::load(
+        &star("000001@toy.mrcs 1 10 20 30 15000 14000 5\n000002@toy.mrcs 1 1e30 20 30 15000 14000 5\n"),
+        &LoadOptions::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("p.star") && e.contains("line 20") && e.contains("rlnAngleRot is 1000000000000000000000000000000"), "{e}");
+    let neg =
+        ParticleSet::load(&star("000001@toy.mrcs 1 10 20 30 -500 -400 5\n000002@toy.mrcs 1 10 20 30 0 100 5\n"), &LoadOptions::default())
+            .unwrap();
+    assert!(has_warning(&neg, "2 particle(s) have a defocus of 0 or less"), "{:?}", neg.warnings);
+}

@@ -97,6 +97,7 @@ pub(super) fn read(path: &Path, opts: &LoadOptions) -> Result<ParticleSet> {
     let base = Base::new(path, opts);
     let name_col = pt.column("rlnImageName").expect("the table was chosen for this column");
     let mut names = HashMap::new();
+    let mut nonpositive_defocus: Option<(usize, f64, f64, usize)> = None;
     for r in 0..pt.len() {
         let line = pt.line(r);
         let (index, rel) = parse_image_name(pt.get(r, name_col), path, line)?;
@@ -119,14 +120,39 @@ pub(super) fn read(path: &Path, opts: &LoadOptions) -> Result<ParticleSet> {
         if set.has_ctf {
             ctf.validate().map_err(|e| FormatError::text(path, line, e.to_string()))?;
         }
+        if set.has_poses {
+            for (k, label) in ["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"].iter().enumerate() {
+                let v = at(&angles[k]);
+                // Beyond 1e5 degrees an f64 angle has lost its sub-degree precision.
+                if !(v.abs() <= MAX_ANGLE_DEG) {
+                    return Err(FormatError::text(
+                        path,
+                        line,
+                        format!("{label} is {v}°: expected an angle of at most {MAX_ANGLE_DEG}° in magnitude"),
+                    )
+                    .into());
+                }
+            }
+        }
+        if set.has_ctf && (ctf.defocus_u_a <= 0.0 || ctf.defocus_v_a <= 0.0) {
+            nonpositive_defocus.get_or_insert((line, ctf.defocus_u_a, ctf.defocus_v_a, 0)).3 += 1;
+        }
         let rot = if set.has_poses { euler_to_matrix(at(&angles[0]), at(&angles[1]), at(&angles[2])) } else { IDENTITY };
         let origin_a = [at(&origins[0]), at(&origins[1])];
         let random_subset = subsets.as_ref().map(|s| s[r] as u8);
         set.particles.push(Particle { stack, index, pose: Pose { rot, origin_a }, ctf, optics_group: groups[r], random_subset });
     }
+    if let Some((line, u, v, n)) = nonpositive_defocus {
+        set.warn(format!(
+            "{n} particle(s) have a defocus of 0 or less (overfocus), the first at line {line} (U {u} Å, V {v} Å); RELION's convention is underfocus positive: check the sign"
+        ));
+    }
     settle_metadata_geometry(&mut set, path, &groups, row_apix)?;
     Ok(set)
 }
+
+/// The largest Euler angle accepted, in degrees.
+const MAX_ANGLE_DEG: f64 = 1e5;
 
 /// The optics table: one [`OpticsGroup`] per row (pixel size, box), rows by group id.
 fn read_optics(o: &Table, path: &Path, set: &mut ParticleSet) -> Result<HashMap<u32, usize>> {
