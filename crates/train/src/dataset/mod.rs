@@ -25,8 +25,9 @@
 //! metadata file's folder, its parents up to three levels (RELION project and cryoSPARC job
 //! layouts), the current folder, and the file name alone in the metadata file's folder. The
 //! first that exists wins; a warning says so when it is not the first candidate. Each stack is
-//! opened once (memory-mapped) and shared; [`ParticleSet::cache_images`] optionally keeps all
-//! images in memory. Every image read rejects NaN or infinite pixels.
+//! opened once (memory-mapped) and shared; the pipelines keep images in memory through
+//! [`crate::images::Images`], the one image cache. Every image read rejects NaN or infinite
+//! pixels.
 //!
 //! # Pixel size and box
 //! * The box comes from the metadata (`rlnImageSize`, `blob/shape`) and the stacks; a
@@ -164,7 +165,6 @@ pub struct ParticleSet {
     /// each once.
     pub warnings: Vec<String>,
     handles: Vec<OnceLock<std::result::Result<MrcFile, String>>>,
-    cache: Option<Vec<f32>>,
     /// What only loading needs (the metadata's own box and pixel size, pending pickle values,
     /// stacks not found).
     loading: Loading,
@@ -301,7 +301,6 @@ impl ParticleSet {
             optics_groups: Vec::new(),
             warnings: Vec::new(),
             handles: Vec::new(),
-            cache: None,
             loading: Loading::default(),
         }
     }
@@ -336,51 +335,12 @@ impl ParticleSet {
     /// Read particle `i` into `out` (`box·box`, centred, x fastest), inverted if the set says
     /// so. NaN or infinite pixels are an error naming the stack, the image and the count.
     pub fn read_image(&self, i: usize, out: &mut [f32]) -> Result<()> {
-        let n = self.box_px * self.box_px;
-        if let Some(c) = &self.cache {
-            if out.len() != n {
-                return Err(DatasetError::invalid(&self.source, format!("an image needs a buffer of {n} values, got {}", out.len())));
-            }
-            out.copy_from_slice(&c[i * n..(i + 1) * n]);
-        } else {
-            let p = &self.particles[i];
-            self.handle(p.stack)?.read_image(p.index, out)?;
-        }
+        let p = &self.particles[i];
+        self.handle(p.stack)?.read_image(p.index, out)?;
         if self.invert {
             out.iter_mut().for_each(|v| *v = -*v);
         }
         Ok(())
-    }
-
-    /// Read every image into memory (checked for NaN/Inf once) so that later reads are copies.
-    /// Refused when the images would take more than `max_bytes`.
-    pub fn cache_images(&mut self, max_bytes: usize) -> Result<()> {
-        let n = self.box_px * self.box_px;
-        let need = self.len().saturating_mul(n).saturating_mul(4);
-        if need > max_bytes {
-            return Err(DatasetError::invalid(
-                &self.source,
-                format!(
-                    "caching {} images of {}² px needs {} MiB, more than the {} MiB allowed",
-                    self.len(),
-                    self.box_px,
-                    need >> 20,
-                    max_bytes >> 20
-                ),
-            ));
-        }
-        let mut c = vec![0.0f32; self.len() * n];
-        for (i, chunk) in c.chunks_exact_mut(n).enumerate() {
-            let p = &self.particles[i];
-            self.handle(p.stack)?.read_image(p.index, chunk)?;
-        }
-        self.cache = Some(c);
-        Ok(())
-    }
-
-    /// Whether the images are held in memory.
-    pub fn is_cached(&self) -> bool {
-        self.cache.is_some()
     }
 
     /// An error unless every particle has a pose.
@@ -424,10 +384,6 @@ impl ParticleSet {
             return Err(DatasetError::invalid(&self.source, "the subset is empty"));
         }
         self.particles = indices.iter().map(|&i| self.particles[i].clone()).collect();
-        if let Some(c) = self.cache.take() {
-            let m = self.box_px * self.box_px;
-            self.cache = Some(indices.iter().flat_map(|&i| c[i * m..(i + 1) * m].iter().copied()).collect());
-        }
         for g in &mut self.optics_groups {
             g.particles = self.particles.iter().filter(|p| p.optics_group == g.id).count();
         }
