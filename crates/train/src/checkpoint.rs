@@ -45,8 +45,8 @@ pub struct CheckpointMeta {
     pub steps: [u64; 2],
     /// Per-epoch results so far (opaque JSON owned by the trainer).
     pub history: serde_json::Value,
-    /// Data scale used to normalise the images.
-    pub data_scale: f64,
+    /// Each half's data scale, used to normalise its images.
+    pub data_scale: [f64; 2],
     /// Sums over the epoch in progress so far (loss per half, images, seconds) and its
     /// density-control changes, so that a resumed epoch reports what an unbroken one would.
     pub epoch_loss: [f64; 2],
@@ -233,7 +233,7 @@ mod tests {
             pos: 17,
             steps: [40, 23],
             history: serde_json::json!([1, 2]),
-            data_scale: 0.25,
+            data_scale: [0.25, 0.5],
             epoch_loss: [0.5, 0.25],
             epoch_images: 9,
             epoch_seconds: 1.5,

@@ -34,8 +34,9 @@ pub struct Images<'a> {
     pub set: &'a ParticleSet,
     /// Working box (px).
     pub d: usize,
-    /// Factor applied to every pixel after resampling ([`Images::set_scale`]).
-    scale: f32,
+    /// Factor applied to every pixel of particle `i` after resampling (empty: 1 for all;
+    /// [`Images::set_scales`]).
+    scales: Vec<f32>,
     cache: Option<Vec<f32>>,
 }
 
@@ -48,17 +49,21 @@ pub struct ReadScratch {
 impl<'a> Images<'a> {
     /// The images of `set` at box `d`, unscaled and not yet cached.
     pub fn new(set: &'a ParticleSet, d: usize) -> Self {
-        Images { set, d, scale: 1.0, cache: None }
+        Images { set, d, scales: Vec::new(), cache: None }
     }
 
-    /// Multiply every image by `scale` from now on (the cache too). Set once: a second call is
-    /// a bug.
-    pub fn set_scale(&mut self, scale: f32) {
-        assert!(self.scale == 1.0, "the image scale is set once");
-        self.scale = scale;
+    /// Multiply particle `i`'s image by `scales[i]` from now on (the cache too). Set once: a
+    /// second call is a bug.
+    pub fn set_scales(&mut self, scales: Vec<f32>) {
+        assert!(self.scales.is_empty(), "the image scales are set once");
+        assert_eq!(scales.len(), self.set.len(), "one scale per particle");
         if let Some(c) = &mut self.cache {
-            c.iter_mut().for_each(|v| *v *= scale);
+            let m = self.d * self.d;
+            for (img, &s) in c.chunks_exact_mut(m).zip(&scales) {
+                img.iter_mut().for_each(|v| *v *= s);
+            }
         }
+        self.scales = scales;
     }
 
     /// Scratch for [`Images::read`] (one per thread).
@@ -160,8 +165,9 @@ impl<'a> Images<'a> {
             Some(r) => r.apply(&s.raw, out),
             None => out.copy_from_slice(&s.raw),
         }
+        let scale = self.scales.get(i).copied().unwrap_or(1.0);
         for v in out.iter_mut() {
-            *v *= self.scale;
+            *v *= scale;
         }
         Ok(())
     }

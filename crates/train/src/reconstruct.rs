@@ -21,17 +21,24 @@
 //!
 //! # Data scale
 //!
-//! Images are divided by one global factor (the standard deviation of the pixel values over a
-//! sample of up to 256 images) so that learning rates behave the same on every data set; the
-//! losses are in these normalised units, and maps are multiplied back so that they are
-//! written in the units of the input images (a projection of `map.mrc` is on the scale of
-//! the CTF-free particle images).
+//! Each half's images are divided by one factor (the standard deviation of the pixel values
+//! over a sample of up to 256 of that half's images) so that learning rates behave the same on
+//! every data set; the losses are in these normalised units, and each half map is multiplied
+//! back so that the maps are written in the units of the input images (a projection of
+//! `map.mrc` is on the scale of the CTF-free particle images).
+//!
+//! # Independent halves
+//!
+//! Everything a half's model depends on comes from that half's images, the settings and the
+//! seed: its data scale, its mass estimate, its random start, its visiting order and its
+//! density control. So half B's map is bitwise the same whatever half A's images hold
+//! (tested), and the half-map FSC compares two reconstructions that share no data.
 //!
 //! # Initial mass
 //!
 //! The random start needs a total mass. The projection of a mass `m` integrates to `m` in
 //! every view, and the CTF scales the zero frequency by `CTF(0)` (`Q0` without a phase
-//! plate), so `Σ image integrals / Σ CTF(0)` over up to 1000 images of half A estimates it
+//! plate), so `Σ image integrals / Σ CTF(0)` over up to 1000 images of each half estimates it
 //! ([`MassEstimate`]). Dividing by `Q0 ≈ 0.1` amplifies the noise of the zero frequency ten
 //! times; averaging 1000 images brings the standard error down to a few per cent on the
 //! simulated sets in BENCHMARKS.md. When that standard error exceeds 25%, or the estimate is
@@ -259,11 +266,13 @@ pub struct Summary {
     pub box_px: usize,
     pub apix: f64,
     pub particles: [usize; 2],
-    pub data_scale: f64,
-    /// Estimated total mass of the particle (box units, normalised data); NaN on resume.
-    pub initial_mass: f64,
-    /// How it was estimated (None on resume).
-    pub mass_estimate: Option<MassEstimate>,
+    /// Each half's data scale, estimated from its own images.
+    pub data_scale: [f64; 2],
+    /// Each half's estimate of the particle's total mass (box units, its normalised data); NaN
+    /// on resume.
+    pub initial_mass: [f64; 2],
+    /// How they were estimated (None on resume).
+    pub mass_estimate: Option<[MassEstimate; 2]>,
     pub seconds: f64,
     pub warnings: Vec<String>,
     /// Every file of the output folder (in `run.json` as text; a name that is not UTF-8 is
@@ -391,7 +400,7 @@ struct Driver<'a> {
     scratch: ReadScratch,
     tally: Tally,
     history: Vec<EpochRecord>,
-    data_scale: f64,
+    data_scale: [f64; 2],
     fingerprint: Fingerprint,
     ckpt_path: PathBuf,
     out: &'a mut OutputDir,
@@ -401,8 +410,8 @@ struct Driver<'a> {
     clock: Instant,
     started: Instant,
     warnings: Vec<String>,
-    initial_mass: f64,
-    mass_estimate: Option<MassEstimate>,
+    initial_mass: [f64; 2],
+    mass_estimate: Option<[MassEstimate; 2]>,
     start_map_mass: [f64; 2],
 }
 
@@ -417,13 +426,13 @@ const COLLAPSED_MASS_FRACTION: f64 = 0.01;
 /// Where a run starts: from scratch or from its checkpoint.
 struct Start {
     trainers: [HalfTrainer; 2],
-    data_scale: f64,
+    data_scale: [f64; 2],
     history: Vec<EpochRecord>,
     tally: Tally,
     at: Cursor,
-    initial_mass: f64,
-    mass_estimate: Option<MassEstimate>,
-    note: Option<String>,
+    initial_mass: [f64; 2],
+    mass_estimate: Option<[MassEstimate; 2]>,
+    notes: Vec<String>,
     start_map_mass: [f64; 2],
 }
 
@@ -462,10 +471,13 @@ impl<'a> Driver<'a> {
             warnings.push(format!("images ({gib:.1} GiB) are read from disk at every step (more than --cache-gib)"));
         }
         check_outliers(&images, session.progress)?;
-        let start =
-            if session.resume { restore(&ckpt_path, &fingerprint, cfg, epochs)? } else { start_fresh(&images, &idx_a, apix, &grid, cfg)? };
-        images.set_scale(start.data_scale as f32);
-        warnings.extend(start.note);
+        let start = if session.resume {
+            restore(&ckpt_path, &fingerprint, cfg, epochs)?
+        } else {
+            start_fresh(&images, [&idx_a, &idx_b], apix, &grid, cfg)?
+        };
+        images.set_scales(per_particle(set.len(), [&idx_a, &idx_b], start.data_scale));
+        warnings.extend(start.notes);
         Ok(Driver {
             set,
             cfg,
@@ -628,8 +640,6 @@ impl<'a> Driver<'a> {
         let (d, apix, epoch) = (self.d, self.apix, self.at.epoch);
         let progress = self.session.progress;
         progress.start("maps and FSC", 1);
-        // Maps in the input's units: the models fit images multiplied by `data_scale`.
-        let unscale = (1.0 / self.data_scale) as f32;
         let [mut map_a, mut map_b] = [0, 1].map(|h| voxelize_model(&self.trainers[h].model, d));
         for (h, m) in [&map_a, &map_b].into_iter().enumerate() {
             let (now, start) = (map_mass(m), self.start_map_mass[h]);
@@ -644,7 +654,12 @@ impl<'a> Driver<'a> {
                 )));
             }
         }
-        map_a.iter_mut().chain(map_b.iter_mut()).for_each(|v| *v *= unscale);
+        // Maps in the input's units: each model fits its half's images multiplied by that half's
+        // data scale.
+        for (m, scale) in [&mut map_a, &mut map_b].into_iter().zip(self.data_scale) {
+            let unscale = (1.0 / scale) as f32;
+            m.iter_mut().for_each(|v| *v *= unscale);
+        }
         let map: Vec<f32> = map_a.iter().zip(&map_b).map(|(a, b)| 0.5 * (a + b)).collect();
         let fsc = gold_standard(&map_a, &map_b, d, apix, MaskChoice::Auto, self.cfg.seed);
         // Degenerate half maps, or shells without power before a crossing, give no resolution.
@@ -750,24 +765,48 @@ fn check_outliers(images: &Images, progress: &dyn Progress) -> Result<(), Recons
     )))
 }
 
-/// The data scale, the mass and both random starts, from half A's images `idx_a` (read
-/// unscaled from `images`).
-fn start_fresh(images: &Images, idx_a: &[usize], apix: f64, grid: &CtfGrid, cfg: &ReconstructConfig) -> Result<Start, ReconstructError> {
-    let data_scale = start::estimate_scale(images, idx_a, cfg.seed)?;
-    let mut scaled = Images::new(images.set, images.d);
-    scaled.set_scale(data_scale as f32);
-    let est = start::estimate_mass(&scaled, idx_a, apix, grid, cfg)?;
-    tracing::info!(
-        "total mass: {:.4e} from the images' integrals (±{:.1}%), {:.4e} from a least-squares blob fit; using {:.4e}",
-        est.from_integrals,
-        100.0 * est.integral_rel_error,
-        est.from_fit,
-        est.total
-    );
-    // `random_init(n, t)` gives each Gaussian t/(2n): a total of t/2.
-    let t = 2.0 * cfg.init_mass_fraction * est.total;
+/// Particle `i`'s factor: its half's scale.
+fn per_particle(n: usize, halves: [&[usize]; 2], scale: [f64; 2]) -> Vec<f32> {
+    let mut s = vec![1.0f32; n];
+    for (h, idx) in halves.iter().enumerate() {
+        for &i in idx.iter() {
+            s[i] = scale[h] as f32;
+        }
+    }
+    s
+}
+
+/// Each half's data scale and mass from its own images `halves[h]` (read unscaled from
+/// `images`), and both random starts.
+fn start_fresh(
+    images: &Images,
+    halves: [&[usize]; 2],
+    apix: f64,
+    grid: &CtfGrid,
+    cfg: &ReconstructConfig,
+) -> Result<Start, ReconstructError> {
+    let mut data_scale = [1.0; 2];
+    let mut est = Vec::with_capacity(2);
+    for (h, idx) in halves.iter().enumerate() {
+        data_scale[h] = start::estimate_scale(images, idx, h, cfg.seed)?;
+        let mut scaled = Images::new(images.set, images.d);
+        scaled.set_scales(vec![data_scale[h] as f32; images.set.len()]);
+        let e = start::estimate_mass(&scaled, idx, h, apix, grid, cfg)?;
+        tracing::info!(
+            "half {}: total mass {:.4e} from the images' integrals (±{:.1}%), {:.4e} from a least-squares blob fit; using {:.4e}",
+            ["A", "B"][h],
+            e.from_integrals,
+            100.0 * e.integral_rel_error,
+            e.from_fit,
+            e.total
+        );
+        est.push(e);
+    }
+    let est: [MassEstimate; 2] = est.try_into().expect("two halves");
     let adam = AdamConfig { lr: cfg.lr, ..Default::default() };
+    // `random_init(n, t)` gives each Gaussian t/(2n): a total of t/2.
     let trainers = [0, 1].map(|half| {
+        let t = 2.0 * cfg.init_mass_fraction * est[half].total;
         let model = GaussianModel::random_init(cfg.gaussians, t, &mut Stream::InitialModel { half }.rng(cfg.seed));
         HalfTrainer::new(model, adam.clone())
     });
@@ -778,8 +817,8 @@ fn start_fresh(images: &Images, idx_a: &[usize], apix: f64, grid: &CtfGrid, cfg:
         history: Vec::new(),
         tally: Tally::default(),
         at: Cursor { epoch: 0, half: 0, pos: 0 },
-        initial_mass: est.total,
-        note: est.warning.clone(),
+        initial_mass: [est[0].total, est[1].total],
+        notes: est.iter().enumerate().filter_map(|(h, e)| e.warning.as_ref().map(|w| format!("half {}: {w}", ["A", "B"][h]))).collect(),
         mass_estimate: Some(est),
         start_map_mass,
     })
@@ -817,9 +856,9 @@ fn restore(path: &Path, fingerprint: &Fingerprint, cfg: &ReconstructConfig, epoc
         history,
         tally: Tally { loss: m.epoch_loss, images: m.epoch_images, seconds: m.epoch_seconds, density: m.density },
         at: Cursor { epoch: m.epoch, half: m.half, pos: m.pos },
-        initial_mass: f64::NAN,
+        initial_mass: [f64::NAN; 2],
         mass_estimate: None,
-        note: Some(msg),
+        notes: vec![msg],
         start_map_mass: m.start_map_mass,
     })
 }

@@ -17,14 +17,14 @@ pub enum Stream {
     InitialModel { half: usize },
     /// Density control before `half`'s pass `epoch` (0-based).
     Density { epoch: usize, half: usize },
-    /// The images of half A sampled for the data scale.
-    ScaleSample,
-    /// The images of half A sampled for the least-squares mass fit.
-    MassFitSample,
-    /// The unit blob rendered for the least-squares mass fit.
+    /// The images of `half` sampled for its data scale.
+    ScaleSample { half: usize },
+    /// The images of `half` sampled for its least-squares mass fit.
+    MassFitSample { half: usize },
+    /// The unit blob rendered for the least-squares mass fit (a shape, not data: both halves).
     MassFitBlob,
-    /// The images of half A sampled for the mass from the images' integrals.
-    MassIntegralSample,
+    /// The images of `half` sampled for its mass from the images' integrals.
+    MassIntegralSample { half: usize },
 }
 
 impl Stream {
@@ -34,10 +34,10 @@ impl Stream {
             Stream::VisitOrder { epoch, half } => (1, (epoch as u64) << 1 | half as u64),
             Stream::InitialModel { half } => (2, half as u64),
             Stream::Density { epoch, half } => (3, (epoch as u64) << 1 | half as u64),
-            Stream::ScaleSample => (4, 0),
-            Stream::MassFitSample => (5, 0),
+            Stream::ScaleSample { half } => (4, half as u64),
+            Stream::MassFitSample { half } => (5, half as u64),
             Stream::MassFitBlob => (6, 0),
-            Stream::MassIntegralSample => (7, 0),
+            Stream::MassIntegralSample { half } => (7, half as u64),
         };
         debug_assert!(index < 1 << 48, "stream index {index} does not fit in 48 bits");
         kind << 48 | index
@@ -56,8 +56,9 @@ mod tests {
 
     #[test]
     fn streams_are_distinct() {
-        let mut all = vec![Stream::ScaleSample, Stream::MassFitSample, Stream::MassFitBlob, Stream::MassIntegralSample];
+        let mut all = vec![Stream::MassFitBlob];
         for half in 0..2 {
+            all.extend([Stream::ScaleSample { half }, Stream::MassFitSample { half }, Stream::MassIntegralSample { half }]);
             all.push(Stream::InitialModel { half });
             for epoch in 0..5000 {
                 all.push(Stream::VisitOrder { epoch, half });

@@ -69,14 +69,15 @@ fn recovers_the_ground_truth() {
     // truth's total is the particle's mass in image units. The estimate from the images'
     // integrals (box units, normalised data: mass·scale/D²) finds it to 10%.
     let gt_total = gt.iter().map(|&v| v as f64).sum::<f64>();
-    let est = s.mass_estimate.as_ref().unwrap();
-    let truth = gt_total * s.data_scale / (40.0 * 40.0);
-    assert!((est.from_integrals / truth - 1.0).abs() < 0.1, "{est:?} vs {truth}");
-    assert_eq!(est.total, est.from_integrals);
+    for (h, est) in s.mass_estimate.as_ref().unwrap().iter().enumerate() {
+        let truth = gt_total * s.data_scale[h] / (40.0 * 40.0);
+        assert!((est.from_integrals / truth - 1.0).abs() < 0.1, "half {h}: {est:?} vs {truth}");
+        assert_eq!(est.total, est.from_integrals);
+    }
     // The map is in the input's units (not the normalised ones, a factor 1/data_scale away,
     // here about 16): it starts at the estimated mass and keeps it within 20% (0.91 here).
     let ratio = map.iter().map(|&v| v as f64).sum::<f64>() / gt_total;
-    assert!(ratio > 0.8 && ratio < 1.2, "map/gt total {ratio}, data scale {}", s.data_scale);
+    assert!(ratio > 0.8 && ratio < 1.2, "map/gt total {ratio}, data scales {:?}", s.data_scale);
     // Baseline: the random start (a blob of σ = 0.075 box) already correlates with any compact
     // molecule; the trained map must do much better than that.
     let init = cryosplat_core::gaussian::GaussianModel::random_init(600, 1.0, &mut Rng::new(1));
@@ -265,4 +266,33 @@ fn inverted_contrast_is_called_only_when_it_is_the_likely_cause() {
     }
     let e = rec(&set, &ReconstructConfig { n_sigma: 0.0, ..small(1) }, &dir.path().join("c"), false).unwrap_err().to_string();
     assert!(e.contains("--n-sigma 0") && !e.contains("invert"), "{e}");
+}
+
+#[test]
+fn half_b_does_not_see_half_a() {
+    let dir = tempfile::tempdir().unwrap();
+    let star = simulated(&dir.path().join("sim"), 120, 0.5);
+    let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
+    let cfg = ReconstructConfig { epochs: Some(1), ..small(1) };
+    rec(&set, &cfg, &dir.path().join("a"), false).unwrap();
+    // Change every image of half A (a different noise, and twice the contrast), keep half B.
+    let (half_a, _) = set.half_split(cfg.seed);
+    let stack = dir.path().join("sim/particles.mrcs");
+    let mut bytes = std::fs::read(&stack).unwrap();
+    let data_start = bytes.len() - 120 * 40 * 40 * 4;
+    let mut rng = Rng::new(77);
+    for &i in &half_a {
+        let (_, index) = set.image_ref(i);
+        for k in 0..40 * 40 {
+            let at = data_start + (index * 40 * 40 + k) * 4;
+            let v = f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+            bytes[at..at + 4].copy_from_slice(&(2.0 * v + rng.normal() as f32).to_le_bytes());
+        }
+    }
+    std::fs::write(&stack, &bytes).unwrap();
+    let changed = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
+    rec(&changed, &cfg, &dir.path().join("b"), false).unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    assert_eq!(read(&a.join("half_map_b.mrc")), read(&b.join("half_map_b.mrc")), "half B's map changed with half A's images");
+    assert_ne!(read(&a.join("half_map_a.mrc")), read(&b.join("half_map_a.mrc")));
 }

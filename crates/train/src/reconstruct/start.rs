@@ -1,6 +1,6 @@
-//! The random start's two numbers, estimated from half A's images: the data scale that
-//! normalises the images, and the particle's total mass (see "Initial mass" in the module
-//! docs of [`super`]).
+//! The random start's two numbers, estimated for each half from its own images only (so that
+//! nothing of one half's data reaches the other's model): the data scale that normalises the
+//! images, and the particle's total mass (see "Initial mass" in the module docs of [`super`]).
 
 use super::{ReconstructConfig, ReconstructError};
 use crate::images::Images;
@@ -9,10 +9,10 @@ use cryosplat_core::ctf::CtfGrid;
 use cryosplat_core::gaussian::GaussianModel;
 use cryosplat_core::render::{RenderOptions, Renderer};
 
-/// `1/std` of the pixel values over up to 256 images of half A (`idx`).
-pub fn estimate_scale(images: &Images, idx: &[usize], seed: u64) -> Result<f64, ReconstructError> {
+/// `1/std` of the pixel values over up to 256 images of `half` (`idx`).
+pub fn estimate_scale(images: &Images, idx: &[usize], half: usize, seed: u64) -> Result<f64, ReconstructError> {
     let mut pick = idx.to_vec();
-    Stream::ScaleSample.rng(seed).shuffle(&mut pick);
+    Stream::ScaleSample { half }.rng(seed).shuffle(&mut pick);
     pick.truncate(256);
     let mut s = images.scratch();
     let mut buf = vec![0.0f32; images.d * images.d];
@@ -35,7 +35,7 @@ pub fn estimate_scale(images: &Images, idx: &[usize], seed: u64) -> Result<f64, 
 /// The particle's total mass (box units, normalised data), estimated two ways.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct MassEstimate {
-    /// `Σ image integrals / Σ CTF(0)` over up to 1000 images of half A: the projection of a
+    /// `Σ image integrals / Σ CTF(0)` over up to 1000 images of the half: the projection of a
     /// mass `m` integrates to `m·D²` pixel units in every view, and the CTF scales the zero
     /// frequency by `CTF(0)` (`Q0` without a phase plate).
     pub from_integrals: f64,
@@ -51,18 +51,19 @@ pub struct MassEstimate {
     pub warning: Option<String>,
 }
 
-/// Estimate the total mass from the images `idx` (half A): from the images' integrals when
+/// Estimate the total mass from the images `idx` of `half`: from the images' integrals when
 /// that is precise to 25%, else from the least-squares fit (with a warning). The fit also
 /// detects inverted contrast.
 pub fn estimate_mass(
     images: &Images,
     idx: &[usize],
+    half: usize,
     apix: f64,
     grid: &CtfGrid,
     cfg: &ReconstructConfig,
 ) -> Result<MassEstimate, ReconstructError> {
     let (set, d) = (images.set, images.d);
-    let fit = fit_initial_mass(images, idx, apix, grid, cfg)?;
+    let fit = fit_initial_mass(images, idx, half, apix, grid, cfg)?;
     // The contrast is called inverted only when the anti-correlation is significant: the
     // projection of a blob at the particles' poses against pure noise gives |z| < 3 but for
     // one time in 370.
@@ -80,7 +81,7 @@ pub fn estimate_mass(
     }
     let from_fit = fit.mass;
     let mut pick = idx.to_vec();
-    Stream::MassIntegralSample.rng(cfg.seed).shuffle(&mut pick);
+    Stream::MassIntegralSample { half }.rng(cfg.seed).shuffle(&mut pick);
     pick.truncate(1000);
     let mut s = images.scratch();
     let mut img = vec![0.0f32; d * d];
@@ -137,6 +138,7 @@ struct BlobFit {
 fn fit_initial_mass(
     images: &Images,
     idx: &[usize],
+    half: usize,
     apix: f64,
     grid: &CtfGrid,
     cfg: &ReconstructConfig,
@@ -145,7 +147,7 @@ fn fit_initial_mass(
     let unit = GaussianModel::random_init(cfg.gaussians.min(2000), 1.0, &mut Stream::MassFitBlob.rng(cfg.seed));
     let mut sp = Renderer::new(d, RenderOptions { n_sigma: cfg.n_sigma, threads: 1 });
     let mut pick = idx.to_vec();
-    Stream::MassFitSample.rng(cfg.seed).shuffle(&mut pick);
+    Stream::MassFitSample { half }.rng(cfg.seed).shuffle(&mut pick);
     pick.truncate(128);
     let mut s = images.scratch();
     let mut obs = vec![0.0f32; d * d];
