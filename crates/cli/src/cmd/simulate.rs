@@ -186,7 +186,7 @@ pub(crate) fn read_model(path: &Path) -> Result<Vec<Atom>> {
     if atoms.is_empty() {
         bail!("{}: no atoms", path.display());
     }
-    Ok(atoms.into_iter().map(|a| Atom { element: a.element, pos_a: a.pos_a, b_factor_a2: a.b_factor_a2, occupancy: a.occupancy }).collect())
+    Ok(atoms)
 }
 
 /// A cubic map: (values x fastest, size, pixel size in Å if the header gives one).
