@@ -236,11 +236,11 @@ pub fn fsc_plot(path: &Path, title: &str, f: &cryosplat_core::fsc::FscReport) ->
     let xmax = f.frequency(f.unmasked.len() - 1);
     series.push(("0.143", vec![(0.0, 0.143), (xmax, 0.143)]));
     series.push(("0.5", vec![(0.0, 0.5), (xmax, 0.5)]));
-    let t = format!(
-        "{title}: {} at 0.143, {} at 0.5",
-        f.resolution(0.143).describe(f.apix).split(';').next().unwrap_or(""),
-        f.resolution(0.5).describe(f.apix).split(';').next().unwrap_or("")
-    );
+    let short = |t: f64| match f.try_resolution(t) {
+        Ok(r) => cryosplat_train::output::ReportedResolution::new(r, f.apix).short(),
+        Err(_) => "undefined".to_string(),
+    };
+    let t = format!("{title}: {} at 0.143, {} at 0.5", short(0.143), short(0.5));
     line_plot(path, &t, "spatial frequency (1/Å)", "FSC", &series, false)
 }
 

@@ -20,9 +20,8 @@
 //!    an atomic model is first widened by an anti-aliasing Gaussian of `antialias_sigma_px`
 //!    pixels (default 0.5, an extra B-factor of `8π²(0.5·apix)²`), so that the point-sampled
 //!    images and map hold little power beyond Nyquist: without it, atoms narrower than a
-//!    pixel alias, and the ground-truth map's projections match the images less well
-//!    (measured on a random 150-atom model at 1.5 Å/px, B 20–60 Å²: worst correlation 0.977
-//!    at 0 px, 0.989 at 0.3 px, 0.995 at 0.5 px).
+//!    pixel alias, and the ground-truth map's projections match the images less well (the
+//!    measurement that chose 0.5 px is in BENCHMARKS.md, "Simulation").
 //! 2. **CTF.** `real(IFFT(CTF·FFT(image)))` on the centred grid with the CTF of
 //!    [`cryosplat_core::ctf`], the one reconstruction uses (RELION's formula and sign,
 //!    `CTF(0) = +Q0`, particles white), defocus `ΔfU, ΔfV` at angle `φA` per particle
