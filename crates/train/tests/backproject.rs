@@ -2,6 +2,8 @@
 //! against its ground truth, and the 219 real ribosome sub-tilts against maps made by
 //! independent tools.
 
+mod common;
+
 use cryosplat_core::fourier::{freq_index, Fft3};
 use cryosplat_core::fsc::correlation as corr;
 use cryosplat_core::fsc::fsc;
@@ -13,11 +15,10 @@ use cryosplat_train::backproject::{backproject, BackprojectConfig};
 use cryosplat_train::dataset::{LoadOptions, ParticleSet};
 use cryosplat_train::progress::NoProgress;
 use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
-use std::path::Path;
 
 #[test]
 fn toy_set_gives_back_the_toy_volume() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/cryodrgn-toy");
+    let data = common::data("cryodrgn-toy");
     let set = ParticleSet::load(&data.join("toy_projections.DERIVED.star"), &LoadOptions::default()).unwrap();
     let r = backproject(&set, &BackprojectConfig { no_ctf: true, threads: 2, ..Default::default() }, &NoProgress).unwrap();
     let truth = MrcFile::open(data.join("toymodel_small_nocenter.mrc")).unwrap().read_all().unwrap();
@@ -159,7 +160,7 @@ fn mirror_z(v: &[f32], d: usize) -> Vec<f32> {
 /// `ssnr_filter_improves_the_agreement_between_ribosome_halves` for why it is still better.
 #[test]
 fn ribosome_subtilts_match_independent_reconstructions() {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
+    let data = common::data("");
     let star = data.join("cryodrgn/sta_testing_bin8.optics31.DERIVED.star");
     let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
     assert_eq!((set.len(), set.box_px), (219, 64));
@@ -223,7 +224,7 @@ fn ribosome_subtilts_match_independent_reconstructions() {
 fn ssnr_filter_improves_the_agreement_between_ribosome_halves() {
     use cryosplat_core::backproject::{Accumulator, InsertScratch, BASE_WIENER};
     use cryosplat_core::fsc::ssnr_from_fsc;
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data");
+    let data = common::data("");
     let set = ParticleSet::load(&data.join("cryodrgn/sta_testing_bin8.optics31.DERIVED.star"), &LoadOptions::default()).unwrap();
     let d = set.box_px;
     let (in_a, _) = set.half_split(0);

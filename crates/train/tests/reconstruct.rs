@@ -1,6 +1,9 @@
 //! Reconstruction at small size: recovering a simulated ground truth, resuming a killed run to
 //! the same result, and clear errors on bad input.
 
+mod common;
+
+use common::data;
 use cryosplat_core::fsc::correlation as corr;
 use cryosplat_core::potential::Atom;
 use cryosplat_core::rng::Rng;
@@ -184,10 +187,6 @@ fn density_control_runs_and_resumes_exactly() {
     for (a, b) in s.history.iter().zip(&s2.history) {
         assert_eq!((a.gaussians, a.density, a.loss), (b.gaussians, b.density, b.loss));
     }
-}
-
-fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data").join(rel)
 }
 
 #[test]
