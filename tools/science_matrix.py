@@ -43,6 +43,7 @@ VARIANTS = {
     "gs-5ep-exp": ["--epochs", "5"],
     "gs-5ep-step": ["--epochs", "5", "--lr-schedule", "step"],
     "gs-min20k-exp": ["--min-steps", "20000"],
+    "gs-default": [],
 }
 
 
