@@ -107,6 +107,11 @@ fn inputs_that_used_to_panic() {
         assert!(!o.status.success() && !e.contains("panicked"), "{e}");
         assert!(e.contains(&format!("--downsample {ds}")) && e.contains("at least 16"), "{e}");
     }
+    // An odd box that reconstruct would refuse is refused by simulate too.
+    let model = format!("{DATA}models/1A8O.pdb");
+    let odd = dir.path().join("odd");
+    let o = run(&["simulate", &model, "-o", odd.to_str().unwrap(), "--box", "45", "--count", "4"]);
+    assert!(!o.status.success() && stderr(&o).contains("--box 45") && stderr(&o).contains("even box"), "{}", stderr(&o));
     // One particle leaves a half empty: no resolution can be had.
     let out = dir.path().join("one");
     let o = run(&["backproject", star.to_str().unwrap(), "-o", out.to_str().unwrap(), "--first", "1"]);

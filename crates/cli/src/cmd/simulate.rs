@@ -122,6 +122,13 @@ pub fn run(args: Args) -> Result<()> {
             (args.box_px.unwrap_or(128), args.apix.unwrap_or(1.5))
         }
     };
+    // The same box rules as reconstruct and backproject, so that every simulated set can be
+    // reconstructed.
+    cryosplat_train::images::working_box(None, box_px).map_err(|_| {
+        anyhow::anyhow!(
+            "--box {box_px}: reconstruct and backproject need an even box; simulate one (a map input sets the box unless --box is given)"
+        )
+    })?;
     let preferred_orientation = match &args.preferred_orientation {
         None => None,
         Some(s) => {
