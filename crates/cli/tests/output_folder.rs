@@ -112,10 +112,11 @@ fn inputs_that_used_to_panic() {
     let odd = dir.path().join("odd");
     let o = run(&["simulate", &model, "-o", odd.to_str().unwrap(), "--box", "45", "--count", "4"]);
     assert!(!o.status.success() && stderr(&o).contains("--box 45") && stderr(&o).contains("even box"), "{}", stderr(&o));
-    // One particle leaves a half empty: no resolution can be had.
+    // One particle leaves a half empty: no resolution can be had, and no empty folder is left.
     let out = dir.path().join("one");
     let o = run(&["backproject", star.to_str().unwrap(), "-o", out.to_str().unwrap(), "--first", "1"]);
     assert!(!o.status.success() && stderr(&o).contains("both halves"), "{}", stderr(&o));
+    assert!(!out.exists(), "a failed backprojection left its folder");
     // A non-UTF-8 byte in an argument (here the output folder's name).
     #[cfg(unix)]
     {

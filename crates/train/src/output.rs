@@ -85,12 +85,19 @@ pub struct OutputDir {
     written: Vec<PathBuf>,
     /// The lock file, removed on drop (None for a folder opened without a lock).
     lock: Option<PathBuf>,
+    /// The folder did not exist before: if nothing was written into it, it goes on drop, so a
+    /// run that failed early leaves no empty folder behind.
+    created: bool,
 }
 
 impl Drop for OutputDir {
     fn drop(&mut self) {
         if let Some(l) = &self.lock {
             let _ = std::fs::remove_file(l);
+        }
+        if self.created {
+            // Fails, as it should, when the folder holds anything.
+            let _ = std::fs::remove_dir(&self.dir);
         }
     }
 }
@@ -108,9 +115,18 @@ impl OutputDir {
     /// checked for earlier results as `existing` says (see the module docs). `command` names
     /// the command in messages ("reconstruct").
     pub fn open(dir: &Path, existing: Existing, command: &str) -> Result<Self, FormatError> {
+        let created = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| FormatError::io(dir, e))?;
-        let lock = Self::lock(dir)?;
-        let out = OutputDir { dir: dir.to_path_buf(), written: Vec::new(), lock: Some(lock) };
+        let lock = match Self::lock(dir) {
+            Ok(l) => l,
+            Err(e) => {
+                if created {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                return Err(e);
+            }
+        };
+        let out = OutputDir { dir: dir.to_path_buf(), written: Vec::new(), lock: Some(lock), created };
         let found: Vec<&str> = RESULT_FILES.iter().copied().filter(|f| dir.join(f).exists()).collect();
         match existing {
             Existing::Resume => {}
@@ -181,7 +197,7 @@ impl OutputDir {
     /// (for folders that belong to a caller that holds them already).
     pub fn create(dir: &Path) -> Result<Self, FormatError> {
         std::fs::create_dir_all(dir).map_err(|e| FormatError::io(dir, e))?;
-        Ok(OutputDir { dir: dir.to_path_buf(), written: Vec::new(), lock: None })
+        Ok(OutputDir { dir: dir.to_path_buf(), written: Vec::new(), lock: None, created: false })
     }
 
     /// The folder.
@@ -392,8 +408,12 @@ mod tests {
     fn one_run_per_folder_and_no_silent_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("out");
+        // A folder created for a run that wrote nothing goes with it.
+        drop(OutputDir::open(&d, Existing::Refuse, "reconstruct").unwrap());
+        assert!(!d.exists());
         let first = OutputDir::open(&d, Existing::Refuse, "reconstruct").unwrap();
         assert!(d.join(LOCK_FILE).exists());
+        std::fs::write(d.join("notes.txt"), b"mine").unwrap();
         // A second run into the same folder while the first holds it.
         let e = OutputDir::open(&d, Existing::Overwrite, "backproject").unwrap_err().to_string();
         assert!(e.contains("another cryosplat run") && e.contains(&std::process::id().to_string()), "{e}");
@@ -402,7 +422,6 @@ mod tests {
         // Results of an earlier run are refused, named, unless resumed or overwritten.
         std::fs::write(d.join("map.mrc"), b"x").unwrap();
         std::fs::write(d.join("checkpoint.ckpt"), b"x").unwrap();
-        std::fs::write(d.join("notes.txt"), b"mine").unwrap();
         let e = OutputDir::open(&d, Existing::Refuse, "reconstruct").unwrap_err().to_string();
         assert!(e.contains("map.mrc, checkpoint.ckpt") && e.contains("--resume") && e.contains("--overwrite"), "{e}");
         assert!(!d.join(LOCK_FILE).exists(), "a refused open leaves no lock");
