@@ -78,6 +78,18 @@ pub enum Existing {
     Overwrite,
 }
 
+impl Existing {
+    /// The policy of the command-line flags `--resume` and `--overwrite` (which exclude each
+    /// other; `--resume` wins if both are set).
+    pub fn from_flags(resume: bool, overwrite: bool) -> Self {
+        match (resume, overwrite) {
+            (true, _) => Existing::Resume,
+            (false, true) => Existing::Overwrite,
+            (false, false) => Existing::Refuse,
+        }
+    }
+}
+
 /// A run's output folder, held for this run, and the files written into it so far.
 #[derive(Debug)]
 pub struct OutputDir {

@@ -40,7 +40,7 @@ fn read(p: &Path) -> Vec<f32> {
 fn rec(set: &ParticleSet, cfg: &ReconstructConfig, out: &Path, resume: bool) -> Result<Summary, ReconstructError> {
     let stop = AtomicBool::new(false);
     let session = Session { resume, settings: json!({}), progress: &NoProgress, stop: &stop };
-    let existing = if resume { Existing::Resume } else { Existing::Refuse };
+    let existing = Existing::from_flags(resume, false);
     reconstruct(set, cfg, &mut OutputDir::open(out, existing, "reconstruct")?, &session, &mut |_| Ok(vec![]))
 }
 

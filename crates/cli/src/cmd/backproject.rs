@@ -56,7 +56,7 @@ impl Args {
 
 /// Backproject and write map.mrc, the half maps, fsc.csv, run.json and fsc.png.
 pub fn execute(a: &Args) -> Result<Backprojection> {
-    let existing = if a.overwrite { Existing::Overwrite } else { Existing::Refuse };
+    let existing = Existing::from_flags(false, a.overwrite);
     let mut out = OutputDir::open(&a.out, existing, "backproject")?;
     let set = a.input.load()?;
     let cfg = a.config();

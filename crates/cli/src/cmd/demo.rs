@@ -64,7 +64,7 @@ fn res(r: cryosplat_core::fsc::Resolution, apix: f64) -> ReportedResolution {
 pub fn run(a: Args) -> Result<()> {
     let t0 = std::time::Instant::now();
     // The folder and its three subfolders hold one demo's results, never a mix of two.
-    let existing = if a.overwrite { Existing::Overwrite } else { Existing::Refuse };
+    let existing = Existing::from_flags(false, a.overwrite);
     let _held = OutputDir::open(&a.out, existing, "demo")?;
     for sub in ["particles", "gaussian", "backproject"] {
         drop(OutputDir::open(&a.out.join(sub), existing, "demo")?);

@@ -66,7 +66,7 @@ fn res_text(r: &Result<Resolution, NoResolution>, apix: f64) -> String {
 pub fn run(a: Args) -> Result<()> {
     // The output folder is taken first, so that a refused folder costs no work.
     let mut held = match &a.out {
-        Some(dir) => Some(OutputDir::open(dir, if a.overwrite { Existing::Overwrite } else { Existing::Refuse }, "fsc")?),
+        Some(dir) => Some(OutputDir::open(dir, Existing::from_flags(false, a.overwrite), "fsc")?),
         None => None,
     };
     let fa = MrcFile::open(&a.map_a)?;

@@ -247,11 +247,7 @@ impl Args {
 /// Run and write every output; returns the run summary.
 pub fn execute(a: &Args, title: &str) -> Result<Summary> {
     let cfg = a.config();
-    let existing = match (a.resume, a.overwrite) {
-        (true, _) => Existing::Resume,
-        (false, true) => Existing::Overwrite,
-        (false, false) => Existing::Refuse,
-    };
+    let existing = Existing::from_flags(a.resume, a.overwrite);
     let mut out = OutputDir::open(&a.out, existing, "reconstruct")?;
     out.record(a.out.join("run.log"));
     let mut log = if a.resume { RunLog::resume(&a.out) } else { RunLog::new(&a.out) };

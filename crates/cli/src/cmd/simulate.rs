@@ -87,7 +87,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let existing = if args.overwrite { Existing::Overwrite } else { Existing::Refuse };
+    let existing = Existing::from_flags(false, args.overwrite);
     let _held = OutputDir::open(&args.output, existing, "simulate")?;
     if let Some(t) = args.threads {
         if t == 0 {
