@@ -410,7 +410,6 @@ struct Driver<'a> {
     clock: Instant,
     started: Instant,
     warnings: Vec<String>,
-    initial_mass: [f64; 2],
     mass_estimate: Option<[MassEstimate; 2]>,
     start_map_mass: [f64; 2],
 }
@@ -430,7 +429,6 @@ struct Start {
     history: Vec<EpochRecord>,
     tally: Tally,
     at: Cursor,
-    initial_mass: [f64; 2],
     mass_estimate: Option<[MassEstimate; 2]>,
     notes: Vec<String>,
     start_map_mass: [f64; 2],
@@ -503,7 +501,6 @@ impl<'a> Driver<'a> {
             clock: Instant::now(),
             started,
             warnings,
-            initial_mass: start.initial_mass,
             mass_estimate: start.mass_estimate,
             start_map_mass: start.start_map_mass,
         })
@@ -525,7 +522,7 @@ impl<'a> Driver<'a> {
             apix: self.apix,
             particles: [self.halves[0].len(), self.halves[1].len()],
             data_scale: self.data_scale,
-            initial_mass: self.initial_mass,
+            initial_mass: self.mass_estimate.as_ref().map_or([f64::NAN; 2], |e| [e[0].total, e[1].total]),
             mass_estimate: self.mass_estimate.clone(),
             seconds: self.started.elapsed().as_secs_f64(),
             warnings: self.warnings.clone(),
@@ -574,12 +571,12 @@ impl<'a> Driver<'a> {
             if !loss.is_finite() {
                 // The model is lost; the last checkpoint (before this step) stays as it was.
                 progress.finish();
-                let first = self.set.particles.get(indices[0]).map(|_| indices[0] + 1).unwrap_or(0);
                 return Err(ReconstructError::Diverged(format!(
-                    "the loss became {loss} at epoch {}, half {}, step {} (particle {first}, 1-based): training diverged; use a lower --lr (now {}), or check that particle's image",
+                    "the loss became {loss} at epoch {}, half {}, step {} (particle {}, 1-based): training diverged; use a lower --lr (now {}), or check that particle's image",
                     epoch + 1,
                     ["A", "B"][half],
                     s + 1,
+                    indices[0] + 1,
                     cfg.lr
                 )));
             }
@@ -817,7 +814,6 @@ fn start_fresh(
         history: Vec::new(),
         tally: Tally::default(),
         at: Cursor { epoch: 0, half: 0, pos: 0 },
-        initial_mass: [est[0].total, est[1].total],
         notes: est.iter().enumerate().filter_map(|(h, e)| e.warning.as_ref().map(|w| format!("half {}: {w}", ["A", "B"][h]))).collect(),
         mass_estimate: Some(est),
         start_map_mass,
@@ -856,7 +852,6 @@ fn restore(path: &Path, fingerprint: &Fingerprint, cfg: &ReconstructConfig, epoc
         history,
         tally: Tally { loss: m.epoch_loss, images: m.epoch_images, seconds: m.epoch_seconds, density: m.density },
         at: Cursor { epoch: m.epoch, half: m.half, pos: m.pos },
-        initial_mass: [f64::NAN; 2],
         mass_estimate: None,
         notes: vec![msg],
         start_map_mass: m.start_map_mass,
