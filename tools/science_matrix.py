@@ -6,7 +6,9 @@ views) with `cryosplat simulate`, reconstructs it by backprojection and by Gauss
 each variant, and prints one Markdown table: the map's FSC against the ground truth (0.5,
 unmasked and auto-masked), the half-map resolution the run reports (0.143, auto-masked,
 corrected), their ratio (how well the half maps predict the truth; 1 is ideal, below 1 is
-optimistic), and the wall time.
+optimistic), the low-frequency deficit (how far the map's unmasked FSC against the truth falls
+below the backprojection's at any shell before the backprojection's falls below 0.5; 0 is
+none), and the wall time.
 
 Usage: tools/science_matrix.py [--bin target/release/cryosplat] [--work DIR] [--sets small|full]
                                [--variants NAME,...] [--threads N]
@@ -44,6 +46,7 @@ VARIANTS = {
     "gs-5ep-step": ["--epochs", "5", "--lr-schedule", "step"],
     "gs-min20k-exp": ["--min-steps", "20000"],
     "gs-default": [],
+    "gs-init-bp": ["--init", "backprojection"],
 }
 
 
@@ -89,6 +92,21 @@ def fmt(x):
     return f"≤{x:.2f} (Nyquist)" if isinstance(x, AtNyquist) else f"{x:.2f}"
 
 
+def lf_deficit(curve, bp_curve):
+    """The largest amount by which a map's unmasked FSC against the truth falls short of the
+    backprojection's (same particles), over the shells 1… before the backprojection's first falls
+    below 0.5; 0 when it never falls short. None without both curves (run the backproject
+    variant first)."""
+    if curve is None or bp_curve is None:
+        return None
+    worst = 0.0
+    for k in range(1, min(len(curve), len(bp_curve))):
+        if bp_curve[k] is None or bp_curve[k] < 0.5:
+            break
+        worst = max(worst, bp_curve[k] - (curve[k] if curve[k] is not None else 0.0))
+    return worst
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "cryosplat"))
@@ -106,6 +124,7 @@ def main():
     variants = [v for v in a.variants.split(",") if v]
     rows = []
     for name, (model, box, apix, count, snr, extra) in sets.items():
+        bp_curve = None
         sim = os.path.join(a.work, name, "sim")
         if not os.path.exists(os.path.join(sim, "particles.star")):
             cmd = [a.bin, "-q", "simulate", os.path.join(MODELS, model), "-o", sim, "--box", str(box), "--apix", str(apix),
@@ -129,7 +148,7 @@ def main():
             else:
                 out, secs, err = run(cmd)
             if out is None:
-                rows.append((name, v, None, None, None, None, secs, err))
+                rows.append((name, v, None, None, None, None, None, secs, err))
                 continue
             run_json = json.load(open(run_path))
             if secs is None:
@@ -143,17 +162,23 @@ def main():
             ma = fsc_json(a.bin, os.path.join(out_dir, "map.mrc"), gt, "auto")
             t_un = res_value(un["resolution_05_unmasked"], apix) if un else None
             t_ma = res_value(ma["resolution_05"], apix) if ma else None
+            curve = [c["fsc_unmasked"] for c in un["curve"]] if un else None
+            if args is None:
+                bp_curve = curve
+            deficit = lf_deficit(curve, bp_curve) if args is not None else None
             exact = half is not None and t_ma is not None and not isinstance(half, AtNyquist) and not isinstance(t_ma, AtNyquist)
             ratio = half / t_ma if exact else None
-            rows.append((name, v, t_un, t_ma, half, ratio, secs, None))
+            rows.append((name, v, t_un, t_ma, half, ratio, deficit, secs, None))
             print(f"{name} {v}: truth {fmt(t_un)}/{fmt(t_ma)} Å, half-map {fmt(half)} Å, {secs:.0f} s", file=sys.stderr)
-    print("| set | method | vs truth, FSC 0.5 unmasked (Å) | vs truth, FSC 0.5 masked (Å) | half-map FSC 0.143 (Å) | half-map / truth | wall (s) |")
-    print("|---|---|---|---|---|---|---|")
-    for name, v, t_un, t_ma, half, ratio, secs, err in rows:
+    print("| set | method | vs truth, FSC 0.5 unmasked (Å) | vs truth, FSC 0.5 masked (Å) | half-map FSC 0.143 (Å) | half-map / truth "
+          "| low-frequency deficit | wall (s) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, v, t_un, t_ma, half, ratio, deficit, secs, err in rows:
         if err:
-            print(f"| {name} | {v} | failed: {err} | | | | {secs:.0f} |")
+            print(f"| {name} | {v} | failed: {err} | | | | | {secs:.0f} |")
         else:
-            print(f"| {name} | {v} | {fmt(t_un)} | {fmt(t_ma)} | {fmt(half)} | {fmt(ratio)} | {secs:.0f} |")
+            d = "—" if deficit is None else f"{deficit:.3f}"
+            print(f"| {name} | {v} | {fmt(t_un)} | {fmt(t_ma)} | {fmt(half)} | {fmt(ratio)} | {d} | {secs:.0f} |")
 
 
 if __name__ == "__main__":

@@ -415,6 +415,43 @@ impl GaussianModel {
             .collect();
         GaussianModel { params }
     }
+
+    /// A start drawn from a map on the FFT-aligned `d³` grid (x fastest): `n` Gaussians whose
+    /// centres fall in voxel `i` with probability proportional to the map's positive part there,
+    /// spread uniformly over that voxel (voxel index `i` is box coordinate `(i − D/2)/D`),
+    /// isotropic scales of half the mean spacing `(V/n)^{1/3}`, where `V = (Σw)²/Σw²` voxels is
+    /// the volume the positive part effectively fills (its participation ratio), and at least
+    /// `min_scale` box units, identity rotations and equal amplitudes `total_mass / (2n)` (as
+    /// [`GaussianModel::random_init`]). `None` when the map has no positive value. Draws `4n`
+    /// uniforms from `rng`, in Gaussian order.
+    pub fn sample_from_map(map: &[f32], d: usize, n: usize, total_mass: f64, min_scale: f64, rng: &mut Rng) -> Option<Self> {
+        assert_eq!(map.len(), d * d * d, "a d³ map");
+        let mut cdf = Vec::with_capacity(map.len());
+        let (mut sum, mut sum2) = (0.0f64, 0.0f64);
+        for &v in map {
+            let w = if v.is_finite() { (v as f64).max(0.0) } else { 0.0 };
+            sum += w;
+            sum2 += w * w;
+            cdf.push(sum);
+        }
+        if !(sum > 0.0) || n == 0 {
+            return None;
+        }
+        let volume_vox = sum * sum / sum2;
+        let scale = (0.5 * (volume_vox / n as f64).cbrt() / d as f64).max(min_scale) as f32;
+        let amp = (total_mass / (2.0 * n as f64)) as f32;
+        let centre = (d / 2) as f64;
+        let params = (0..n)
+            .map(|_| {
+                let u = rng.uniform() * sum;
+                let i = cdf.partition_point(|&c| c <= u).min(map.len() - 1);
+                let voxel = [i % d, (i / d) % d, i / (d * d)];
+                let mean = voxel.map(|k| ((k as f64 + rng.uniform() - 0.5 - centre) / d as f64) as f32);
+                Self::raw_from_physical(mean, [scale; 3], [1.0, 0.0, 0.0, 0.0], amp)
+            })
+            .collect();
+        Some(GaussianModel { params })
+    }
 }
 
 #[cfg(test)]
@@ -538,6 +575,40 @@ mod tests {
             let (b, db) = scale_activation_f64(x as f64);
             assert!((a as f64 - b).abs() < 1e-6 * b && (da as f64 - db).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn sampling_from_a_map_follows_its_positive_part() {
+        // Mass in two voxels, 3:1, and negative values elsewhere.
+        let d = 16;
+        let mut map = vec![-0.5f32; d * d * d];
+        let (i1, i2) = ((4 * d + 5) * d + 6, (10 * d + 11) * d + 12);
+        map[i1] = 3.0;
+        map[i2] = 1.0;
+        let n = 4000;
+        let m = GaussianModel::sample_from_map(&map, d, n, 8.0, 0.01, &mut Rng::new(7)).unwrap();
+        assert_eq!(m.len(), n);
+        let (mut near1, mut near2) = (0, 0);
+        for i in 0..n {
+            let g = m.physical_f64(i);
+            let idx = g.mean.map(|x| x * d as f64 + (d / 2) as f64);
+            let inside = |v: [f64; 3]| (0..3).all(|k| (idx[k] - v[k]).abs() <= 0.5 + 1e-6);
+            near1 += inside([6.0, 5.0, 4.0]) as usize;
+            near2 += inside([12.0, 11.0, 10.0]) as usize;
+            assert!((g.amp - 1.0e-3).abs() < 1e-8, "amplitude {}", g.amp);
+            // Two voxels fill V = (3+1)²/(9+1) = 1.6 voxels: half the spacing, 0.0023 box, is
+            // below the floor.
+            assert!(g.scales.iter().all(|&s| (s - 0.01).abs() < 1e-6), "{:?}", g.scales);
+        }
+        assert_eq!(near1 + near2, n, "every centre lies in a voxel with positive density");
+        let frac = near1 as f64 / n as f64;
+        assert!((frac - 0.75).abs() < 0.03, "fraction in the heavier voxel {frac}");
+        // A uniform positive map fills the box: the scale is half the spacing.
+        let flat = vec![1.0f32; d * d * d];
+        let m = GaussianModel::sample_from_map(&flat, d, 512, 1.0, 0.0, &mut Rng::new(1)).unwrap();
+        let want = 0.5 * ((d * d * d) as f64 / 512.0).cbrt() / d as f64;
+        assert!((m.physical_f64(0).scales[0] - want).abs() < 1e-6);
+        assert!(GaussianModel::sample_from_map(&vec![-1.0; d * d * d], d, 10, 1.0, 0.0, &mut Rng::new(1)).is_none());
     }
 
     #[test]

@@ -3,10 +3,9 @@
 //! # The method
 //!
 //! Two independent models, one per half of the particles (`rlnRandomSubset` when every
-//! particle has it, otherwise a seeded random split), each from its own random start: `N`
-//! Gaussians with positions drawn from a normal distribution around the box centre
-//! (σ = 0.075 box), isotropic scales of 0.0075 box, identity rotations and equal amplitudes
-//! totalling the estimated mass (see "Initial mass" below). Each half is trained by its own
+//! particle has it, otherwise a seeded random split), each from its own start (see "Start"
+//! below): `N` Gaussians with identity rotations and equal amplitudes totalling the estimated
+//! mass (see "Initial mass" below). Each half is trained by its own
 //! [`trainer::HalfTrainer`] with Adam (one learning rate for every parameter type, 1e-3 in box
 //! units, decayed exponentially to ×0.1 over the run) on the MSE between its CTF-modulated
 //! projections and its own images, one image per step by default, visiting its images in a
@@ -18,6 +17,20 @@
 //!
 //! Actions between epochs are [`trainer::EpochHook`]s; the one there is today, density control
 //! (splitting and pruning, off by default), is in [`density`].
+//!
+//! # Start
+//!
+//! `--init random` is the method's random start: positions drawn from a normal distribution
+//! around the box centre (σ = 0.075 box) and isotropic scales of 0.0075 box, the same
+//! distribution for both halves. `--init backprojection` draws each half's centres from that
+//! half's own backprojection ([`start::half_backprojection`]: its images alternately in two
+//! accumulators, whose FSC gives the half's own spectral SNR to regularise their sum), with
+//! probability proportional to the map's positive part, and isotropic scales of half the mean
+//! spacing of the Gaussians over the volume that density fills, at least 0.0075 box
+//! ([`GaussianModel::sample_from_map`]). The random blob must first spread to the molecule's
+//! extent, which the lowest frequencies pull on weakly where the CTF is small; a short run, or a
+//! molecule that fills the box (crowded sub-tomograms), is left with a low-resolution deficit
+//! that both halves share. BENCHMARKS.md ("Backprojection start") has the measurements.
 //!
 //! # Data scale
 //!
@@ -77,7 +90,7 @@ use crate::progress::Progress;
 use crate::streams::Stream;
 use cryosplat_core::ctf::CtfGrid;
 use cryosplat_core::fsc::{gold_standard, FscReport, MaskChoice, NoResolution};
-use cryosplat_core::gaussian::GaussianModel;
+use cryosplat_core::gaussian::{GaussianModel, INIT_SCALE};
 use cryosplat_core::pose::Pose;
 use cryosplat_core::render::{ImageTarget, RenderOptions, Renderer};
 use cryosplat_core::voxel::voxelize_model;
@@ -143,9 +156,24 @@ pub struct ReconstructConfig {
     /// measurement; the method's recipe of amplitudes `total/(2N)` is 0.5).
     #[serde(default = "one")]
     pub init_mass_fraction: f64,
+    /// Where each half's Gaussians start ([`InitKind`]).
+    #[serde(default)]
+    pub init: InitKind,
     /// Splitting and pruning between epochs (off by default).
     #[serde(default)]
     pub density: DensityConfig,
+}
+
+/// Where each half's Gaussians start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitKind {
+    /// The method's random start: a normal blob around the box centre ([`GaussianModel::random_init`]).
+    #[default]
+    Random,
+    /// Centres drawn from the half's own backprojection ([`start::half_backprojection`],
+    /// [`GaussianModel::sample_from_map`]).
+    Backprojection,
 }
 
 impl Default for ReconstructConfig {
@@ -168,6 +196,7 @@ impl Default for ReconstructConfig {
             max_steps: None,
             no_ctf: false,
             init_mass_fraction: 1.0,
+            init: InitKind::default(),
             density: DensityConfig::default(),
         }
     }
@@ -802,11 +831,26 @@ fn start_fresh(
     let est: [MassEstimate; 2] = est.try_into().expect("two halves");
     let adam = AdamConfig { lr: cfg.lr, ..Default::default() };
     // `random_init(n, t)` gives each Gaussian t/(2n): a total of t/2.
-    let trainers = [0, 1].map(|half| {
+    let mut trainers = Vec::with_capacity(2);
+    for half in 0..2 {
         let t = 2.0 * cfg.init_mass_fraction * est[half].total;
-        let model = GaussianModel::random_init(cfg.gaussians, t, &mut Stream::InitialModel { half }.rng(cfg.seed));
-        HalfTrainer::new(model, adam.clone())
-    });
+        let mut rng = Stream::InitialModel { half }.rng(cfg.seed);
+        let model = match cfg.init {
+            InitKind::Random => GaussianModel::random_init(cfg.gaussians, t, &mut rng),
+            InitKind::Backprojection => {
+                let map = start::half_backprojection(images, halves[half], apix, cfg.no_ctf)?;
+                GaussianModel::sample_from_map(&map, images.d, cfg.gaussians, t, INIT_SCALE, &mut rng).ok_or_else(|| {
+                    ReconstructError::Config(format!(
+                        "{}: half {}'s backprojection has no positive density to start from; check the contrast (--invert) or use --init random",
+                        images.set.source.display(),
+                        ["A", "B"][half]
+                    ))
+                })?
+            }
+        };
+        trainers.push(HalfTrainer::new(model, adam.clone()));
+    }
+    let trainers: [HalfTrainer; 2] = trainers.try_into().map_err(|_| ()).expect("two halves");
     let start_map_mass = [0, 1].map(|h| map_mass(&voxelize_model(&trainers[h].model, images.d)));
     Ok(Start {
         trainers,

@@ -12,7 +12,7 @@ use anyhow::Result;
 use cryosplat_train::adam::LrSchedule;
 use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::reconstruct::density::DensityConfig;
-use cryosplat_train::reconstruct::{reconstruct, EpochResult, ReconstructConfig, ReconstructError, Session, Summary};
+use cryosplat_train::reconstruct::{reconstruct, EpochResult, InitKind, ReconstructConfig, ReconstructError, Session, Summary};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,6 +28,11 @@ pub struct Args {
     /// Gaussians per half model.
     #[arg(long, default_value_t = ReconstructConfig::default().gaussians)]
     pub gaussians: usize,
+    /// Where each half's Gaussians start: random (the method's blob around the box centre) or
+    /// backprojection (centres drawn from the half's own backprojection, regularised from that
+    /// half alone).
+    #[arg(long, value_enum, default_value_t = Init::from(ReconstructConfig::default().init))]
+    pub init: Init,
     /// Passes over each half's particles (raise it with --resume to extend a finished run).
     /// Without it: enough passes for --min-steps optimiser steps per half, at least 5.
     #[arg(long)]
@@ -87,6 +92,31 @@ pub struct Args {
     /// The initial model and density control (the field keeps its first name, `density`).
     #[command(flatten)]
     pub density: ModelArgs,
+}
+
+/// `--init`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    Random,
+    Backprojection,
+}
+
+impl From<InitKind> for Init {
+    fn from(s: InitKind) -> Self {
+        match s {
+            InitKind::Random => Init::Random,
+            InitKind::Backprojection => Init::Backprojection,
+        }
+    }
+}
+
+impl From<Init> for InitKind {
+    fn from(s: Init) -> Self {
+        match s {
+            Init::Random => InitKind::Random,
+            Init::Backprojection => InitKind::Backprojection,
+        }
+    }
 }
 
 /// `--lr-schedule`.
@@ -196,6 +226,7 @@ impl Args {
             min_steps: cfg.min_steps,
             lr: cfg.lr,
             lr_schedule: cfg.lr_schedule.into(),
+            init: cfg.init.into(),
             lr_decay: cfg.lr_decay,
             lr_gamma: cfg.lr_gamma,
             batch_size: cfg.batch_size,
@@ -227,6 +258,7 @@ impl Args {
             min_steps: self.min_steps,
             lr: self.lr,
             lr_schedule: self.lr_schedule.into(),
+            init: self.init.into(),
             lr_decay: self.lr_decay,
             lr_gamma: self.lr_gamma,
             batch_size: self.batch_size,

@@ -5,7 +5,9 @@
 use super::{ReconstructConfig, ReconstructError};
 use crate::images::Images;
 use crate::streams::Stream;
+use cryosplat_core::backproject::{Accumulator, InsertScratch, BASE_WIENER};
 use cryosplat_core::ctf::CtfGrid;
+use cryosplat_core::fsc::{fsc, ssnr_from_fsc};
 use cryosplat_core::gaussian::GaussianModel;
 use cryosplat_core::render::{RenderOptions, Renderer};
 
@@ -176,4 +178,27 @@ fn fit_initial_mass(
     }
     // `unit` carries a total mass of 1/2 (see `random_init`).
     Ok(BlobFit { mass: 0.5 * num / den, z: num / (den * oo / n).sqrt() })
+}
+
+/// The backprojection of the images `idx` of one half, regularised from that half's own
+/// signal: the images are inserted alternately into two accumulators, the FSC of their maps
+/// gives the half's spectral SNR per shell, and the two accumulators together are finished with
+/// it (as `backproject` finishes its full map from the two halves). Only this half's images enter
+/// it. Images are read as [`Images::read`] gives them (the training box, unscaled values).
+pub fn half_backprojection(images: &Images, idx: &[usize], apix: f64, no_ctf: bool) -> Result<Vec<f32>, ReconstructError> {
+    const PAD: usize = 2;
+    let d = images.d;
+    let mut acc = [Accumulator::new(d, PAD), Accumulator::new(d, PAD)];
+    let mut scratch = InsertScratch::new(d, PAD, apix);
+    let mut s = images.scratch();
+    let mut img = vec![0.0f32; d * d];
+    for (k, &i) in idx.iter().enumerate() {
+        images.read(i, &mut img, &mut s)?;
+        let p = &images.set.particles[i];
+        acc[k % 2].insert(&img, &p.pose, apix, (!no_ctf).then_some(&p.ctf), &mut scratch);
+    }
+    let [mut a, b] = acc;
+    let whole = ssnr_from_fsc(&fsc(&a.finish(BASE_WIENER), &b.finish(BASE_WIENER), d), true);
+    a.add(&b);
+    Ok(a.finish_ssnr(&whole))
 }
