@@ -278,3 +278,58 @@ fn symmetrising_keeps_a_smooth_symmetric_map_off_the_grid_axes() {
         assert!(change > 0.5, "{name}: {change}");
     }
 }
+
+#[test]
+fn symmetric_insertion_equals_inserting_at_every_expanded_pose() {
+    use cryosplat_core::backproject::{Accumulator, InsertScratch};
+    use cryosplat_core::ctf::CtfParams;
+    use cryosplat_core::pose::Pose;
+    use cryosplat_core::rotation::random_rotation;
+    let (d, pad, apix) = (16, 2, 1.5);
+    let mut rng = Rng::new(11);
+    let images: Vec<(Vec<f32>, Pose)> = (0..3)
+        .map(|_| {
+            let img: Vec<f32> = (0..d * d).map(|_| rng.normal() as f32).collect();
+            let pose = Pose { rot: random_rotation(&mut rng), origin_a: [rng.uniform_range(-2.0, 2.0), rng.uniform_range(-2.0, 2.0)] };
+            (img, pose)
+        })
+        .collect();
+    let ctf = CtfParams {
+        voltage_kv: 300.0,
+        cs_mm: 2.7,
+        amp_contrast: 0.1,
+        defocus_u_a: 15000.0,
+        defocus_v_a: 14000.0,
+        defocus_angle_deg: 30.0,
+        phase_shift_deg: 0.0,
+        bfactor_a2: 0.0,
+        scale: 1.0,
+    };
+    let mut s = InsertScratch::new(d, pad, apix);
+    // The identity alone is the plain insertion, bit for bit.
+    let (mut plain, mut one) = (Accumulator::new(d, pad), Accumulator::new(d, pad));
+    for (img, pose) in &images {
+        plain.insert(img, pose, apix, Some(&ctf), &mut s);
+        one.insert_symmetric(img, pose, apix, Some(&ctf), &[IDENTITY], &mut s);
+    }
+    assert_eq!(plain.finish(0.01), one.finish(0.01));
+    // A group (with a mirror) equals each image inserted at every pose A·R_k.
+    let g = group("D3h");
+    let (mut sym, mut expanded) = (Accumulator::new(d, pad), Accumulator::new(d, pad));
+    for (img, pose) in &images {
+        sym.insert_symmetric(img, pose, apix, Some(&ctf), g.operators(), &mut s);
+        for r in g.operators() {
+            expanded.insert(img, &Pose { rot: mat_mul(&pose.rot, r), origin_a: pose.origin_a }, apix, Some(&ctf), &mut s);
+        }
+    }
+    assert_eq!(sym.count, 3);
+    assert_eq!(expanded.count, 3 * g.order());
+    let (a, b) = (sym.finish(0.01), expanded.finish(0.01));
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(diff <= 1e-5 * scale, "{diff} of {scale}");
+    // The expanded map differs from the plain one (the operators did something).
+    let p = plain.finish(0.01);
+    let change = a.iter().zip(&p).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+    assert!(change > 0.1 * scale, "{change}");
+}
