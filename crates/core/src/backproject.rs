@@ -17,6 +17,9 @@
 //!   `data += w·CTF·X`, `weight += w·CTF²` (without a CTF, `CTF = 1`). Only the half spectrum
 //!   `kx ≥ 0` is stored; samples with `kx < 0` go in as their conjugate mirror, and the `kx = 0`
 //!   plane receives both a sample and its mirror.
+//! * With a point group ([`Accumulator::insert_symmetric`], [`crate::symmetry`]) the same
+//!   transformed image is inserted once per operator `R_k` at the rotation `A·R_k`: the
+//!   slices of a symmetric map seen from all the symmetry-related directions.
 //! * Finishing: `F = data / (weight + λ)` inside the Nyquist sphere (zero outside), inverse 3D
 //!   transform, crop to `D³`, and gridding correction: division by `sinc²(x/P)` per axis, the
 //!   transform of the trilinear kernel. The term `λ` keeps CTF zeros and unsampled voxels from
