@@ -17,6 +17,9 @@
 //!   `data += w·CTF·X`, `weight += w·CTF²` (without a CTF, `CTF = 1`). Only the half spectrum
 //!   `kx ≥ 0` is stored; samples with `kx < 0` go in as their conjugate mirror, and the `kx = 0`
 //!   plane receives both a sample and its mirror.
+//! * With a point group ([`Accumulator::insert_symmetric`], [`crate::symmetry`]) the same
+//!   transformed image is inserted once per operator `R_k` at the rotation `A·R_k`: the
+//!   slices of a symmetric map seen from all the symmetry-related directions.
 //! * Finishing: `F = data / (weight + λ)` inside the Nyquist sphere (zero outside), inverse 3D
 //!   transform, crop to `D³`, and gridding correction: division by `sinc²(x/P)` per axis, the
 //!   transform of the trilinear kernel. The term `λ` keeps CTF zeros and unsampled voxels from
@@ -59,7 +62,7 @@
 
 use crate::ctf::{CtfGrid, CtfParams};
 use crate::fourier::{centred_index, freq_index, freq_position, shift_spectrum_2d, Complex32, Fft2, Fft3};
-use crate::pose::Pose;
+use crate::pose::{mat_mul, Mat3, Pose, IDENTITY};
 
 /// The constant term [`Accumulator::finish_ssnr`] starts from (a fraction of the mean weight).
 pub const BASE_WIENER: f64 = 0.01;
@@ -110,6 +113,24 @@ impl Accumulator {
 
     /// Insert one `d×d` centred image with its pose (origin in Å), pixel size and CTF.
     pub fn insert(&mut self, image: &[f32], pose: &Pose, apix: f64, ctf: Option<&CtfParams>, s: &mut InsertScratch) {
+        self.insert_symmetric(image, pose, apix, ctf, &[IDENTITY], s);
+    }
+
+    /// Insert one image once for every operator `R_k` of a point group, with the poses `A·R_k`
+    /// (RELION's symmetry expansion; [`crate::symmetry`]): for a map with `V(R_k·r) = V(r)`
+    /// the image is a central slice at each of these poses. The image is transformed once; each
+    /// operator adds its slice to the data and the weights, so both grow `|G|`-fold and a
+    /// regularisation proportional to the mean weight keeps its meaning. `count` grows by one.
+    /// With `ops = [IDENTITY]` this is [`Accumulator::insert`].
+    pub fn insert_symmetric(
+        &mut self,
+        image: &[f32],
+        pose: &Pose,
+        apix: f64,
+        ctf: Option<&CtfParams>,
+        ops: &[Mat3],
+        s: &mut InsertScratch,
+    ) {
         let (d, p) = (self.d, self.p);
         assert_eq!(image.len(), d * d);
         let off = p / 2 - d / 2;
@@ -123,7 +144,16 @@ impl Accumulator {
             Some(c) => s.grid.fill_rfft(c, &mut s.ctf),
             None => s.ctf.iter_mut().for_each(|v| *v = 1.0),
         }
-        let a = pose.rot;
+        for op in ops {
+            let a = if *op == IDENTITY { pose.rot } else { mat_mul(&pose.rot, op) };
+            self.insert_slice(&a, s);
+        }
+        self.count += 1;
+    }
+
+    /// Splat the transformed, CTF-weighted image in `s` as the central slice of rotation `a`.
+    fn insert_slice(&mut self, a: &Mat3, s: &InsertScratch) {
+        let p = self.p;
         let w = p / 2 + 1;
         let lim2 = ((p / 2) as f64 - 1.0).powi(2);
         for r in 0..p {
@@ -145,7 +175,6 @@ impl Accumulator {
                 self.splat(q, val, wt);
             }
         }
-        self.count += 1;
     }
 
     #[inline]

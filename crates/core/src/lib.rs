@@ -17,6 +17,11 @@
 //! * **Poses**: `A = Rz(psi)·Ry(tilt)·Rz(rot)` from RELION's Euler angles; a volume point `r`
 //!   lands at `A·r` and the image is `∫ V(Aᵀ·(x, y, z)) dz`, then moved by `-o` where `o` is the
 //!   origin offset in Å (`rlnOriginXAngst`, `rlnOriginYAngst`).
+//! * **Symmetry**: a point group's operators `R_k` ([`symmetry`], RELION's names and
+//!   orientations: `Cn` about z, the two-fold of `Dn` along x) act on map coordinates about the
+//!   box centre `D/2`: a symmetric map obeys `V(R_k·r) = V(r)`, copies of an atomic model sit
+//!   at `R_k·r`, and a particle of pose `A` is equally seen under every pose `A·R_k` (RELION's
+//!   symmetry expansion). The set of operators equals the set of their transposes.
 //! * **CTF**: RELION's formula and sign, `CTF(0) = +Q0`; see [`ctf`].
 //! * **Map scale**: a map's values are such that summing the voxels of a column along z gives
 //!   the projection image's pixel value (the discrete line integral in units of voxels), as
@@ -38,4 +43,5 @@ pub mod reference;
 pub mod render;
 pub mod rng;
 pub mod rotation;
+pub mod symmetry;
 pub mod voxel;

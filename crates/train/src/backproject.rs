@@ -6,6 +6,10 @@
 //! accumulators are summed in a fixed order, so the maps do not depend on scheduling. The
 //! halves are the same as `reconstruct`'s for the same seed.
 //!
+//! With a point group ([`BackprojectConfig::sym`]) each image goes into its half once per
+//! operator `R_k`, at the pose `A·R_k` ([`Accumulator::insert_symmetric`]): the half maps stay
+//! independent, and both are symmetric about the box centre.
+//!
 //! # Regularisation
 //!
 //! By default ([`BackprojectConfig::wiener`] `None`) the map is regularised from the
@@ -26,6 +30,7 @@ use crate::output::{Maps, OutputDir, ReportedResolution};
 use crate::progress::Progress;
 use cryosplat_core::backproject::{Accumulator, InsertScratch, BASE_WIENER};
 use cryosplat_core::fsc::{fsc, gold_standard, ssnr_from_fsc, FscReport, MaskChoice};
+use cryosplat_core::symmetry::PointGroup;
 use cryosplat_formats::FormatError;
 use rayon::prelude::*;
 
@@ -42,11 +47,14 @@ pub struct BackprojectConfig {
     pub downsample: Option<usize>,
     /// Ignore the CTF (data without one).
     pub no_ctf: bool,
+    /// Point group of the particle (RELION's name, [`cryosplat_core::symmetry`]): every image
+    /// is inserted once per operator `R_k` with the pose `A·R_k`, into its own half.
+    pub sym: String,
 }
 
 impl Default for BackprojectConfig {
     fn default() -> Self {
-        BackprojectConfig { pad: 2, wiener: None, threads: 0, seed: 0, downsample: None, no_ctf: false }
+        BackprojectConfig { pad: 2, wiener: None, threads: 0, seed: 0, downsample: None, no_ctf: false, sym: "C1".into() }
     }
 }
 
@@ -60,6 +68,9 @@ pub struct Backprojection {
     pub ssnr: Option<Vec<f64>>,
     pub d: usize,
     pub apix: f64,
+    /// The point group's canonical name and order (`C1` and 1 without symmetry).
+    pub symmetry: String,
+    pub symmetry_order: usize,
     pub seconds: f64,
 }
 
@@ -86,6 +97,7 @@ pub fn backproject(set: &ParticleSet, cfg: &BackprojectConfig, progress: &dyn Pr
             return Err(BackprojectError::Config(format!("--wiener {w}: expected a fraction ≥ 0")));
         }
     }
+    let group = PointGroup::parse(&cfg.sym).map_err(|e| BackprojectError::Config(format!("--sym: {e}")))?;
     if cfg.pad == 0 || cfg.pad > 4 {
         return Err(BackprojectError::Config(format!("--pad {}: expected 1 to 4", cfg.pad)));
     }
@@ -125,7 +137,7 @@ pub fn backproject(set: &ParticleSet, cfg: &BackprojectConfig, progress: &dyn Pr
                     images.read(i, &mut img, &mut read)?;
                     let p = &set.particles[i];
                     let target = if is_a { &mut acc.0 } else { &mut acc.1 };
-                    target.insert(&img, &p.pose, apix, (!cfg.no_ctf).then_some(&p.ctf), &mut s);
+                    target.insert_symmetric(&img, &p.pose, apix, (!cfg.no_ctf).then_some(&p.ctf), group.operators(), &mut s);
                     progress.inc(1);
                 }
                 Ok(acc)
@@ -158,7 +170,18 @@ pub fn backproject(set: &ParticleSet, cfg: &BackprojectConfig, progress: &dyn Pr
     for t in [0.143, 0.5] {
         fsc.try_resolution(t).map_err(|e| BackprojectError::NoResolution(e.to_string()))?;
     }
-    Ok(Backprojection { map, half_a, half_b, fsc, ssnr, d, apix, seconds: started.elapsed().as_secs_f64() })
+    Ok(Backprojection {
+        map,
+        half_a,
+        half_b,
+        fsc,
+        ssnr,
+        d,
+        apix,
+        symmetry: group.name().to_string(),
+        symmetry_order: group.order(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 impl Backprojection {
@@ -190,6 +213,8 @@ impl Backprojection {
                 "resolution_05": r05,
                 "box_px": self.d,
                 "apix": self.apix,
+                "symmetry": self.symmetry,
+                "symmetry_order": self.symmetry_order,
                 "regularisation": if self.ssnr.is_some() { "half-map FSC (SSNR per shell)" } else { "constant" },
                 "seconds": self.seconds,
                 "outputs": out.written().iter().map(|p| p.display().to_string()).chain([out.path("run.json").display().to_string()]).collect::<Vec<_>>(),

@@ -34,6 +34,15 @@
 //!    signal variance is measured on the clean images of this very set (a first pass writes
 //!    them, the second adds the noise).
 //!
+//! # Symmetric particles
+//!
+//! With a point group ([`SimulateConfig::sym`], RELION's names and operators `R_k`,
+//! [`cryosplat_core::symmetry`]) an atomic model is the asymmetric unit: after centring it is
+//! shifted by [`SimulateConfig::sym_offset_a`] and copied to `R_k·r` about the box centre for
+//! every operator, and the copies together are the particle (images and `gt.mrc`). A map input
+//! is averaged over the group instead ([`symmetrize_map`]), after any resampling. Copies
+//! that overlap are not merged: place the unit off the symmetry axes with the offset.
+//!
 //! # Outputs (in the output folder; each written atomically)
 //!
 //! * `particles.mrcs`: the noisy stack (MRC2014, float32, `cella = (D·apix, D·apix, apix)`);
@@ -50,11 +59,12 @@ use crate::dataset::{write_relion31, StarDecimals, StarLayout, StarOptics, StarP
 use crate::progress::Progress;
 use cryosplat_core::ctf::{CtfGrid, CtfParams};
 use cryosplat_core::gaussian::GaussianA;
-use cryosplat_core::pose::Mat3;
+use cryosplat_core::pose::{mat_mul, mat_vec, transpose, Mat3};
 use cryosplat_core::potential::{atomic_potential, Atom, Centering, PotentialError, PotentialOptions};
 use cryosplat_core::projector::{project_volume, splat_isotropic, trilinear, FilterScratch, HalfPlaneFilter, IsoGaussian, SplatScratch};
 use cryosplat_core::rng::Rng;
 use cryosplat_core::rotation::euler_to_matrix;
+use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
 use cryosplat_core::voxel::{voxelize_a, DEFAULT_CUTOFF_SIGMA};
 use cryosplat_formats::atomic::write_atomic;
 use cryosplat_formats::mrc::{write_volume, MrcFile, StackWriter, Stats, StatsAccumulator, WriteOptions};
@@ -129,6 +139,12 @@ pub struct SimulateConfig {
     pub write_clean: bool,
     /// Samples per voxel along the ray for map projection.
     pub oversample: usize,
+    /// Point group of the particle (RELION's name, [`cryosplat_core::symmetry`]); see
+    /// [Symmetric particles](self#symmetric-particles).
+    pub sym: String,
+    /// Shift in Å of the centred atomic model before its symmetry copies are placed (the
+    /// asymmetric unit's offset from the symmetry axes). Atomic models only.
+    pub sym_offset_a: [f64; 3],
 }
 
 fn centering_name<S: serde::Serializer>(c: &Centering, s: S) -> Result<S::Ok, S::Error> {
@@ -162,6 +178,8 @@ impl Default for SimulateConfig {
             preferred_orientation: None,
             write_clean: false,
             oversample: 1,
+            sym: "C1".into(),
+            sym_offset_a: [0.0; 3],
         }
     }
 }
@@ -396,6 +414,12 @@ fn validate(cfg: &SimulateConfig) -> Result<(), SimulateError> {
     if let Err(e) = sample.validate() {
         return bad(e.to_string());
     }
+    if let Err(e) = PointGroup::parse(&cfg.sym) {
+        return bad(format!("--sym: {e}"));
+    }
+    if !cfg.sym_offset_a.iter().all(|v| v.is_finite()) {
+        return bad(format!("symmetry offset {:?} Å: expected finite numbers", cfg.sym_offset_a));
+    }
     if cfg.oversample == 0 || cfg.oversample > 16 {
         return bad(format!("oversampling {}: expected 1 to 16", cfg.oversample));
     }
@@ -444,6 +468,23 @@ struct Prepared {
 /// Particles per chunk: the unit of writing; each chunk is computed in parallel.
 const CHUNK: usize = 128;
 
+/// The assembly: the unit's Gaussians shifted by `offset_a` and copied by every operator
+/// `R_k` about the box centre (means `R_k·(μ + offset)`, covariances `R_k·Σ·R_kᵀ`), copy by
+/// copy in the group's operator order.
+fn symmetry_copies(unit: &[GaussianA], group: &PointGroup, offset_a: [f64; 3]) -> Vec<GaussianA> {
+    let mut out = Vec::with_capacity(unit.len() * group.order());
+    for r in group.operators() {
+        for g in unit {
+            let m = [g.mean_a[0] + offset_a[0], g.mean_a[1] + offset_a[1], g.mean_a[2] + offset_a[2]];
+            let mut c = *g;
+            c.mean_a = mat_vec(r, m);
+            c.cov_a2 = mat_mul(&mat_mul(r, &g.cov_a2), &transpose(r));
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The scene and ground-truth map of an atomic model (see the module docs).
 fn prepare_atoms(atoms: &[Atom], label: &str, cfg: &SimulateConfig) -> Result<Prepared, SimulateError> {
     let (d, apix) = (cfg.box_px, cfg.apix);
@@ -453,15 +494,8 @@ fn prepare_atoms(atoms: &[Atom], label: &str, cfg: &SimulateConfig) -> Result<Pr
     for (el, n) in &pot.unknown_elements {
         warnings.push(format!("{n} atoms of unknown element '{el}' modelled as carbon"));
     }
-    let half_box_a = (d / 2) as f64 * apix;
-    if pot.radius_a > half_box_a {
-        warnings.push(format!(
-            "the model reaches {:.1} Å from its centre but the box half-width is {:.1} Å: atoms outside the box are cut",
-            pot.radius_a, half_box_a
-        ));
-    }
     let aa_var = (cfg.antialias_sigma_px * apix).powi(2);
-    let gaussians: Vec<GaussianA> = pot
+    let unit: Vec<GaussianA> = pot
         .gaussians
         .iter()
         .map(|g| {
@@ -472,6 +506,21 @@ fn prepare_atoms(atoms: &[Atom], label: &str, cfg: &SimulateConfig) -> Result<Pr
             g
         })
         .collect();
+    let group = PointGroup::parse(&cfg.sym).map_err(|e| SimulateError::Config(format!("--sym: {e}")))?;
+    let gaussians =
+        if group.is_trivial() && cfg.sym_offset_a == [0.0; 3] { unit } else { symmetry_copies(&unit, &group, cfg.sym_offset_a) };
+    // The assembly's reach from the box centre (the model's own without symmetry or offset).
+    let radius_a = if group.is_trivial() && cfg.sym_offset_a == [0.0; 3] {
+        pot.radius_a
+    } else {
+        gaussians.iter().map(|g| g.mean_a.iter().map(|v| v * v).sum::<f64>().sqrt()).fold(0.0, f64::max)
+    };
+    let half_box_a = (d / 2) as f64 * apix;
+    if radius_a > half_box_a {
+        warnings.push(format!(
+            "the model reaches {radius_a:.1} Å from its centre but the box half-width is {half_box_a:.1} Å: atoms outside the box are cut"
+        ));
+    }
     let iso: Vec<IsoGaussian> =
         gaussians.iter().map(|g| IsoGaussian::from_gaussian_a(g).expect("atomic Gaussians are isotropic")).collect();
     let gt = voxelize_a(&gaussians, d, apix, DEFAULT_CUTOFF_SIGMA);
@@ -481,6 +530,9 @@ fn prepare_atoms(atoms: &[Atom], label: &str, cfg: &SimulateConfig) -> Result<Pr
     meta.insert("gaussians".into(), iso.len().into());
     meta.insert("model_centre_a".into(), serde_json::json!(pot.centre_a));
     meta.insert("model_radius_a".into(), pot.radius_a.into());
+    meta.insert("symmetry".into(), group.name().into());
+    meta.insert("symmetry_order".into(), group.order().into());
+    meta.insert("symmetry_offset_a".into(), serde_json::json!(cfg.sym_offset_a));
     meta.insert(
         "unknown_elements".into(),
         serde_json::json!(pot.unknown_elements.iter().map(|(e, n)| serde_json::json!({"element": e, "count": n})).collect::<Vec<_>>()),
@@ -509,16 +561,23 @@ fn prepare_map(data: &[f32], d_in: usize, apix_in: f64, label: &str, cfg: &Simul
     if cfg.bfactor_a2 != 0.0 || cfg.set_bfactor_a2.is_some() {
         return Err(SimulateError::Config("B-factors for atoms cannot be applied to a map input".into()));
     }
+    if cfg.sym_offset_a != [0.0; 3] {
+        return Err(SimulateError::Config("a symmetry offset applies to atomic models, not to a map input".into()));
+    }
+    let group = PointGroup::parse(&cfg.sym).map_err(|e| SimulateError::Config(format!("--sym: {e}")))?;
     let map = if d_in == d && (apix_in - apix).abs() <= 1e-6 * apix {
         data.to_vec()
     } else {
         warnings.push(format!("map resampled from {d_in}³ at {apix_in} Å to {d}³ at {apix} Å (trilinear)"));
         resample_map(data, d_in, apix_in, d, apix)
     };
+    let map = if group.is_trivial() { map } else { symmetrize_map(&map, d, &group) };
     meta.insert("kind".into(), "map".into());
     meta.insert("path".into(), label.into());
     meta.insert("map_box_px".into(), d_in.into());
     meta.insert("map_apix".into(), apix_in.into());
+    meta.insert("symmetry".into(), group.name().into());
+    meta.insert("symmetry_order".into(), group.order().into());
     meta.insert("units".into(), "images in map units × voxels (column sums of the map)".into());
     Ok(Prepared { scene: Scene::Map(map.clone()), gt: map, warnings, meta })
 }

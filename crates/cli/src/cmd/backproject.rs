@@ -34,6 +34,10 @@ pub struct Args {
     /// Ignore the CTF (data that have none).
     #[arg(long)]
     pub no_ctf: bool,
+    /// Point group of the particle, RELION's names (C1, C4, D2, T, O, I1–I4, C3v, D7h, …):
+    /// every image is also inserted at its symmetry-related poses.
+    #[arg(long, default_value = "C1")]
+    pub sym: String,
     /// Replace the results of an earlier run in the output folder (without it, a folder that
     /// holds results is refused).
     #[arg(long)]
@@ -50,6 +54,7 @@ impl Args {
             seed: self.seed,
             downsample: self.downsample,
             no_ctf: self.no_ctf,
+            sym: self.sym.clone(),
         }
     }
 }
@@ -86,6 +91,9 @@ pub fn run(a: Args) -> Result<()> {
         None => {
             println!("regularisation: constant, {} × the mean Fourier weight", a.wiener.unwrap_or(cryosplat_core::backproject::BASE_WIENER))
         }
+    }
+    if r.symmetry_order > 1 {
+        println!("symmetry: {} ({} operators)", r.symmetry, r.symmetry_order);
     }
     println!("half-map resolution (FSC 0.143, corrected): {}; 0.5: {}; {:.1} s", r.resolution(0.143), r.resolution(0.5), r.seconds);
     println!("outputs in {}", a.out.display());

@@ -130,6 +130,7 @@ pub fn run(a: Args) -> Result<()> {
         seed: a.seed,
         downsample: None,
         no_ctf: false,
+        sym: "C1".into(),
         overwrite: false,
     };
     let bp = crate::cmd::backproject::execute(&bp_args)?;

@@ -84,6 +84,15 @@ pub struct Args {
     /// Worker threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Point group of the particle, RELION's names (C4, D2, O, I3, C3v, …): the atomic model
+    /// is the asymmetric unit, copied by every operator about the box centre (a map input is
+    /// averaged over the group instead).
+    #[arg(long, default_value = "C1")]
+    pub sym: String,
+    /// Shift of the centred atomic model in Å before the symmetry copies are placed, so that
+    /// the copies do not overlap on the symmetry axes.
+    #[arg(long, value_name = "X,Y,Z", default_value = "0,0,0")]
+    pub sym_offset: String,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -168,6 +177,8 @@ pub fn run(args: Args) -> Result<()> {
         preferred_orientation,
         write_clean: args.write_clean,
         oversample: args.oversample,
+        sym: args.sym.clone(),
+        sym_offset_a: parse_offset(&args.sym_offset)?,
     };
     let bar = Bar::new();
     let summary = simulate(&source, &cfg, &args.output, &bar)?;
@@ -184,6 +195,19 @@ pub fn run(args: Args) -> Result<()> {
         summary.noise_sigma
     );
     Ok(())
+}
+
+/// `X,Y,Z` in Å.
+fn parse_offset(s: &str) -> Result<[f64; 3]> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|t| t.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--sym-offset {s:?}: expected three numbers X,Y,Z (Å)"))?;
+    match v[..] {
+        [x, y, z] => Ok([x, y, z]),
+        _ => bail!("--sym-offset {s:?}: expected three numbers X,Y,Z (Å)"),
+    }
 }
 
 /// The atoms of a PDB or mmCIF model (read by `cryosplat_formats::atoms`, which names the
