@@ -7,7 +7,7 @@ use crate::images::Images;
 use crate::streams::Stream;
 use cryosplat_core::backproject::{Accumulator, InsertScratch, BASE_WIENER};
 use cryosplat_core::ctf::CtfGrid;
-use cryosplat_core::fsc::{fsc, ssnr_from_fsc};
+use cryosplat_core::fsc::{auto_mask, fsc, ssnr_from_fsc};
 use cryosplat_core::gaussian::GaussianModel;
 use cryosplat_core::render::{RenderOptions, Renderer};
 
@@ -184,7 +184,11 @@ fn fit_initial_mass(
 /// signal: the images are inserted alternately into two accumulators, the FSC of their maps
 /// gives the half's spectral SNR per shell, and the two accumulators together are finished with
 /// it (as `backproject` finishes its full map from the two halves). Only this half's images enter
-/// it. Images are read as [`Images::read`] gives them (the training box, unscaled values).
+/// it. The map is then multiplied by the soft mask the FSC uses
+/// ([`cryosplat_core::fsc::auto_mask`] of this map alone), so that the positive noise of the
+/// background draws no Gaussians: on a low-SNR set (BENCHMARKS.md, "Backprojection start")
+/// Gaussians drawn there kept their share of the mass for most of the run and cost resolution.
+/// Images are read as [`Images::read`] gives them (the training box, unscaled values).
 pub fn half_backprojection(images: &Images, idx: &[usize], apix: f64, no_ctf: bool) -> Result<Vec<f32>, ReconstructError> {
     const PAD: usize = 2;
     let d = images.d;
@@ -200,5 +204,8 @@ pub fn half_backprojection(images: &Images, idx: &[usize], apix: f64, no_ctf: bo
     let [mut a, b] = acc;
     let whole = ssnr_from_fsc(&fsc(&a.finish(BASE_WIENER), &b.finish(BASE_WIENER), d), true);
     a.add(&b);
-    Ok(a.finish_ssnr(&whole))
+    let mut map = a.finish_ssnr(&whole);
+    let mask = auto_mask(&map, &map, d, apix);
+    map.iter_mut().zip(&mask).for_each(|(v, m)| *v *= m);
+    Ok(map)
 }
