@@ -32,6 +32,7 @@ pub mod fsc;
 pub mod gaussian;
 pub mod mask;
 pub mod pose;
+pub mod postprocess;
 pub mod potential;
 pub mod projector;
 pub mod reference;
