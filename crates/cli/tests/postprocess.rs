@@ -1,0 +1,107 @@
+//! `cryosplat postprocess` and `cryosplat mask` end to end, on RELION's reference half maps
+//! (tests/data/reference/postprocess).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const REF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference/postprocess/");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cryosplat")).args(args).output().expect("run cryosplat")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("postprocess.json")).unwrap()).unwrap()
+}
+
+fn postprocess(out: &Path, extra: &[&str]) -> Output {
+    let (a, b) = (format!("{REF}half1.mrc"), format!("{REF}half2.mrc"));
+    let mut args = vec!["postprocess", a.as_str(), b.as_str(), "-o", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn relion_half_maps_with_relions_mask() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pp");
+    let mask = format!("{REF}mask.mrc");
+    // RELION 5's fit runs to Nyquist (2 × 2.2 Å); the same range here.
+    let o = postprocess(&out, &["--mask", &mask, "--autob-highres", "4.4"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for f in ["postprocess.mrc", "postprocess_masked.mrc", "mask.mrc", "postprocess.json", "fsc.png", "guinier.png"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let v = json(&out);
+    let res = v["resolution_0143"].as_f64().unwrap();
+    // RELION: 4.693 Å, shell 30 of 64 × 2.2 Å; ours within a shell.
+    assert!((140.8 / res - 30.0).abs() <= 1.0, "{res}");
+    let b = v["bfactor"].as_f64().unwrap();
+    assert!((b + 167.3).abs() < 0.1 * 167.3, "B {b} vs RELION's −167.3");
+    assert_eq!(v["fit"]["first_shell"], 15);
+    assert_eq!(v["fit"]["last_shell"], 32);
+    assert!(v["fit_refused"].is_null());
+    assert!(text(&o.stdout).contains("B-factor: -16"), "{}", text(&o.stdout));
+    // The mask written is the one given.
+    let given = cryosplat_formats::mrc::MrcFile::open(&mask).unwrap().read_all().unwrap();
+    let written = cryosplat_formats::mrc::MrcFile::open(out.join("mask.mrc")).unwrap().read_all().unwrap();
+    assert_eq!(given, written);
+
+    // No silent overwrite; --overwrite replaces.
+    let again = postprocess(&out, &["--mask", &mask]);
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("--overwrite"), "{}", text(&again.stderr));
+    let again = postprocess(&out, &["--mask", &mask, "--overwrite"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    // The default fit stops at the resolution.
+    let v = json(&out);
+    assert_eq!(v["fit"]["last_shell"], 30);
+}
+
+#[test]
+fn a_short_fit_range_falls_back_and_a_given_b_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mask = format!("{REF}mask.mrc");
+    // 5 Å to the resolution (about 4.6 Å): three shells, too few to fit.
+    let out = dir.path().join("short");
+    let o = postprocess(&out, &["--mask", &mask, "--autob-lowres", "5"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("not sharpened"), "{}", text(&o.stdout));
+    let v = json(&out);
+    assert_eq!(v["bfactor"].as_f64(), Some(0.0));
+    assert!(v["fit"].is_null());
+    assert!(v["fit_refused"].as_str().unwrap().contains("fewer than"), "{v}");
+    let out = dir.path().join("given");
+    let o = postprocess(&out, &["--mask", &mask, "--bfactor", "-100", "--lowpass", "6"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v = json(&out);
+    assert_eq!((v["bfactor"].as_f64(), v["bfactor_mode"].as_str(), v["lowpass_a"].as_f64()), (Some(-100.0), Some("given"), Some(6.0)));
+}
+
+#[test]
+fn auto_mask_and_the_mask_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("auto");
+    let o = postprocess(&out, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("mask: auto"), "{}", text(&o.stdout));
+    assert_eq!(json(&out)["mask"]["source"], "auto");
+
+    let m = dir.path().join("m.mrc");
+    let map = format!("{REF}half1.mrc");
+    let o = run(&["mask", &map, "-o", m.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("auto: median"), "{}", text(&o.stdout));
+    let v = cryosplat_formats::mrc::MrcFile::open(&m).unwrap().read_all().unwrap();
+    assert!(v.iter().all(|x| (0.0..=1.0).contains(x)) && v.contains(&1.0) && v.contains(&0.0));
+    let o = run(&["mask", &map, "-o", m.to_str().unwrap(), "--threshold", "4"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("--overwrite"), "{}", text(&o.stderr));
+    let o = run(&["mask", &map, "-o", m.to_str().unwrap(), "--threshold", "4", "--overwrite", "--lowpass", "none"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = run(&["mask", &map, "-o", dir.path().join("e.mrc").to_str().unwrap(), "--threshold", "400"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("empty"), "{}", text(&o.stderr));
+}
