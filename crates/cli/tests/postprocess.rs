@@ -105,3 +105,84 @@ fn auto_mask_and_the_mask_command() {
     let o = run(&["mask", &map, "-o", dir.path().join("e.mrc").to_str().unwrap(), "--threshold", "400"]);
     assert!(!o.status.success() && text(&o.stderr).contains("empty"), "{}", text(&o.stderr));
 }
+
+/// `simulate --envelope B` multiplies every image by exp(−B s²/4) and records it only in
+/// meta.json: the STAR file and gt.mrc are those of the same simulation without it.
+#[test]
+fn simulate_envelope_blurs_the_images_only() {
+    use cryosplat_formats::mrc::{self, MrcFile, WriteOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let (d, apix) = (32usize, 2.0f64);
+    // A few Gaussian blobs, off centre so the images have power at every frequency.
+    let mut map = vec![0.0f32; d * d * d];
+    for (cx, cy, cz) in [(12.0, 15.0, 16.0), (19.0, 17.0, 14.0), (16.0, 11.0, 19.0)] {
+        for z in 0..d {
+            for y in 0..d {
+                for x in 0..d {
+                    let r2 = (x as f64 - cx).powi(2) + (y as f64 - cy).powi(2) + (z as f64 - cz).powi(2);
+                    map[(z * d + y) * d + x] += (-r2 / 2.0).exp() as f32;
+                }
+            }
+        }
+    }
+    let input = dir.path().join("blobs.mrc");
+    mrc::write_volume(&input, &map, [d, d, d], apix, &WriteOptions::default()).unwrap();
+    let sim = |name: &str, envelope: &str| {
+        let out = dir.path().join(name);
+        let o = run(&[
+            "simulate",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--count",
+            "3",
+            "--snr",
+            "inf",
+            "--seed",
+            "4",
+            "--envelope",
+            envelope,
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        out
+    };
+    let b = 300.0;
+    let (plain, blurred) = (sim("plain", "0"), sim("blurred", "300"));
+    let bytes = |dir: &Path, f: &str| std::fs::read(dir.join(f)).unwrap();
+    assert_eq!(bytes(&plain, "particles.star"), bytes(&blurred, "particles.star"), "the envelope must not be recorded in the STAR file");
+    assert_eq!(bytes(&plain, "gt.mrc"), bytes(&blurred, "gt.mrc"), "gt.mrc stays unblurred");
+    let meta: serde_json::Value = serde_json::from_slice(&bytes(&blurred, "meta.json")).unwrap();
+    assert_eq!(meta["envelope_bfactor_a2"].as_f64(), Some(b));
+    assert_eq!(meta["settings"]["envelope_bfactor_a2"].as_f64(), Some(b));
+    // Component (k, 0) of every image: the blurred one is exp(−B s²/4) times the plain one.
+    let (p, q) = (MrcFile::open(plain.join("particles.mrcs")).unwrap(), MrcFile::open(blurred.join("particles.mrcs")).unwrap());
+    let mut checked = 0;
+    for i in 0..3 {
+        let (mut a, mut c) = (vec![0.0f32; d * d], vec![0.0f32; d * d]);
+        p.read_image(i, &mut a).unwrap();
+        q.read_image(i, &mut c).unwrap();
+        let dft = |img: &[f32], k: usize| -> (f64, f64) {
+            let (mut re, mut im) = (0.0, 0.0);
+            for (j, v) in img.iter().enumerate() {
+                let ph = -2.0 * std::f64::consts::PI * (k * (j % d)) as f64 / d as f64;
+                re += *v as f64 * ph.cos();
+                im += *v as f64 * ph.sin();
+            }
+            (re, im)
+        };
+        let peak = dft(&a, 0).0.abs();
+        for k in [2usize, 4, 6, 8] {
+            let ((ar, ai), (cr, ci)) = (dft(&a, k), dft(&c, k));
+            let amp = (ar * ar + ai * ai).sqrt();
+            if amp < 1e-3 * peak {
+                continue; // near a CTF zero
+            }
+            let s = k as f64 / (d as f64 * apix);
+            let want = (-b * s * s / 4.0).exp();
+            let ratio = (cr * ar + ci * ai) / (amp * amp);
+            assert!((ratio - want).abs() < 1e-3 + 1e-3 * want, "image {i}, k {k}: ratio {ratio}, expected {want}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "{checked}");
+}
