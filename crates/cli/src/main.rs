@@ -43,6 +43,8 @@ enum Command {
     Postprocess(cmd::postprocess::Args),
     /// Make a soft mask from a map (threshold, extension, soft edge).
     Mask(cmd::mask::Args),
+    /// Local resolution from windowed half-map FSC, with a ChimeraX file to colour the map.
+    Locres(cmd::locres::Args),
 }
 
 /// Rust ignores SIGPIPE, so printing into a closed pipe (`cryosplat fsc … | head -1`) would
@@ -82,6 +84,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(a) => cmd::demo::run(a),
         Command::Postprocess(a) => cmd::postprocess::run(a),
         Command::Mask(a) => cmd::mask::run(a),
+        Command::Locres(a) => cmd::locres::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -33,7 +33,7 @@ fn relion_half_maps_with_relions_mask() {
     // RELION 5's fit runs to Nyquist (2 × 2.2 Å); the same range here.
     let o = postprocess(&out, &["--mask", &mask, "--autob-highres", "4.4"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    for f in ["postprocess.mrc", "postprocess_masked.mrc", "mask.mrc", "postprocess.json", "fsc.png", "guinier.png"] {
+    for f in ["postprocess.mrc", "postprocess_masked.mrc", "mask.mrc", "postprocess.json", "fsc.png", "guinier.png", "view.cxc"] {
         assert!(out.join(f).exists(), "{f} missing");
     }
     let v = json(&out);
@@ -185,4 +185,29 @@ fn simulate_envelope_blurs_the_images_only() {
         }
     }
     assert!(checked >= 6, "{checked}");
+}
+
+#[test]
+fn local_resolution_of_the_reference_half_maps() {
+    use cryosplat_formats::mrc::MrcFile;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lr");
+    let (a, b, m) = (format!("{REF}half1.mrc"), format!("{REF}half2.mrc"), format!("{REF}mask.mrc"));
+    let args = ["locres", a.as_str(), b.as_str(), "-o", out.to_str().unwrap(), "--mask", m.as_str(), "--step", "4"];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let lr = MrcFile::open(out.join("locres.mrc")).unwrap().read_all().unwrap();
+    let mask = MrcFile::open(&m).unwrap().read_all().unwrap();
+    let mut inside: Vec<f32> = lr.iter().zip(&mask).filter(|(_, &w)| w > 0.5).map(|(&v, _)| v).collect();
+    assert!(lr.iter().zip(&mask).all(|(&v, &w)| (w > 0.5) == (v > 0.0)), "0 exactly outside the mask");
+    // Between Nyquist (4.4 Å) and the window's size (18 px × 2.2 Å).
+    assert!(inside.iter().all(|&v| (4.4 - 1e-4..=39.6 + 1e-4).contains(&v)));
+    inside.sort_by(f32::total_cmp);
+    let median = inside[inside.len() / 2];
+    // The global resolution is 4.6 Å; locally the core is finer than the periphery.
+    assert!(median > 4.4 && median < 8.0, "median {median}");
+    let cxc = std::fs::read_to_string(out.join("locres.cxc")).unwrap();
+    assert!(cxc.contains("open locres_map.mrc") && cxc.contains("color sample #1 map #2"), "{cxc}");
+    let again = run(&args);
+    assert!(!again.status.success() && text(&again.stderr).contains("--overwrite"), "{}", text(&again.stderr));
 }

@@ -30,6 +30,7 @@ pub mod ctf;
 pub mod fourier;
 pub mod fsc;
 pub mod gaussian;
+pub mod locres;
 pub mod mask;
 pub mod pose;
 pub mod postprocess;

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod demo;
 pub mod fsc;
 pub mod info;
+pub mod locres;
 pub mod mask;
 pub mod postprocess;
 pub mod reconstruct;

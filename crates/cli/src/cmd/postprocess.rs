@@ -4,7 +4,9 @@
 //! Writes into the output folder `postprocess.mrc` (the sharpened average, unmasked),
 //! `postprocess_masked.mrc` (times the mask), `mask.mrc` (the mask used), `postprocess.json`
 //! (resolution, B-factor, the fit's range and quality, whether the guard refused the fit, and
-//! the curves), `fsc.png` and `guinier.png`. A folder holding results of an earlier run is
+//! the curves), `fsc.png`, `guinier.png` and `view.cxc` (a ChimeraX command file that opens
+//! the masked map as a surface at the threshold [`cryosplat_core::mask::auto_threshold`] picks
+//! on the unmasked one). A folder holding results of an earlier run is
 //! refused unless `--overwrite` is given, as for `cryosplat fsc -o`.
 
 use crate::cmd::mask::{self as maskcmd, parse_positive};
@@ -16,7 +18,8 @@ use cryosplat_train::output::{Existing, OutputDir};
 use std::path::PathBuf;
 
 /// The files `postprocess` writes into its folder.
-pub const FILES: &[&str] = &["postprocess.mrc", "postprocess_masked.mrc", "mask.mrc", "postprocess.json", "fsc.png", "guinier.png"];
+pub const FILES: &[&str] =
+    &["postprocess.mrc", "postprocess_masked.mrc", "mask.mrc", "postprocess.json", "fsc.png", "guinier.png", "view.cxc"];
 
 /// `--bfactor`: "auto" or a B in Å² (negative sharpens).
 fn parse_bfactor(s: &str) -> Result<BFactorChoice, String> {
@@ -229,6 +232,15 @@ fn write_outputs(
     out.record(path);
     let path = out.path("guinier.png");
     crate::figures::guinier_plot(&path, p)?;
+    out.record(path);
+    let level = cryosplat_core::mask::auto_threshold(&p.map).map_or(0.0, |t| t.threshold);
+    let cxc = format!(
+        "# ChimeraX: the post-processed map (B = {:.1} A^2, low-pass {:.2} A). Open this file from its folder.\n\
+         open postprocess_masked.mrc\nvolume #1 level {level} style surface color #b0c4de\nview\n",
+        p.bfactor_a2, p.lowpass_a
+    );
+    let path = out.path("view.cxc");
+    cryosplat_formats::atomic::write_bytes_atomic(&path, cxc.as_bytes())?;
     out.record(path);
     Ok(())
 }
