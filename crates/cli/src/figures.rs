@@ -244,6 +244,53 @@ pub fn fsc_plot(path: &Path, title: &str, f: &cryosplat_core::fsc::FscReport) ->
     line_plot(path, &t, "spatial frequency (1/Å)", "FSC", &series, false)
 }
 
+/// The FSC plot of post-processing: unmasked, masked (with `mask_label` naming the mask) and
+/// corrected curves, the FSC weights, and the 0.143 threshold, with the resolution in the title.
+pub fn postprocess_fsc_plot(path: &Path, p: &cryosplat_core::postprocess::Postprocessed, mask_label: &str) -> Result<()> {
+    let f = &p.fsc;
+    let pts = |c: &[f64]| -> Vec<(f64, f64)> { c.iter().enumerate().map(|(n, &v)| (f.frequency(n), v)).collect() };
+    let masked_name = format!("masked ({mask_label})");
+    let mut series: Vec<(&str, Vec<(f64, f64)>)> = vec![("unmasked", pts(&f.unmasked))];
+    if let Some(m) = &f.masked {
+        series.push((&masked_name, pts(m)));
+    }
+    series.push(("corrected (phase randomisation)", pts(f.final_curve())));
+    series.push(("weight sqrt(2F/(1+F))", pts(&p.weights)));
+    let xmax = f.frequency(f.unmasked.len() - 1);
+    series.push(("0.143", vec![(0.0, 0.143), (xmax, 0.143)]));
+    let title = format!("FSC: {} at 0.143", cryosplat_train::output::ReportedResolution::new(p.resolution, f.apix).short());
+    line_plot(path, &title, "spatial frequency (1/Å)", "FSC", &series, false)
+}
+
+/// The Guinier plot of post-processing: ln of the shell amplitudes (original, FSC-weighted,
+/// sharpened) against 1/d², with the fitted line over its range and the B in the title.
+pub fn guinier_plot(path: &Path, p: &cryosplat_core::postprocess::Postprocessed) -> Result<()> {
+    let g = &p.guinier;
+    let col =
+        |f: fn(&cryosplat_core::postprocess::GuinierPoint) -> f64| -> Vec<(f64, f64)> { g.iter().map(|q| (q.s2_inv_a2, f(q))).collect() };
+    let mut series: Vec<(&str, Vec<(f64, f64)>)> = vec![
+        ("original", col(|q| q.ln_amp_original)),
+        ("FSC-weighted", col(|q| q.ln_amp_weighted)),
+        ("sharpened", col(|q| q.ln_amp_sharpened)),
+    ];
+    if let Some(fit) = &p.fit {
+        let (x0, x1) = (1.0 / fit.low_res_a.powi(2), 1.0 / fit.high_res_a.powi(2));
+        series.push(("fitted line", vec![(x0, fit.line.slope * x0 + fit.line.intercept), (x1, fit.line.slope * x1 + fit.line.intercept)]));
+    }
+    let title = match (&p.fit, &p.fallback) {
+        (Some(fit), _) => format!(
+            "Guinier plot: B = {:.1} Å² (fit {:.1}–{:.1} Å, r² = {:.3})",
+            p.bfactor_a2,
+            fit.low_res_a,
+            fit.high_res_a,
+            fit.line.correlation.powi(2)
+        ),
+        (None, Some(_)) => "Guinier plot: fit refused, not sharpened".to_string(),
+        (None, None) => format!("Guinier plot: B = {:.1} Å² (given)", p.bfactor_a2),
+    };
+    line_plot(path, &title, "1/d² (1/Å²)", "ln(amplitude)", &series, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,6 +39,12 @@ enum Command {
     Fsc(cmd::fsc::Args),
     /// Simulate a data set from a bundled atomic model and reconstruct it both ways.
     Demo(cmd::demo::Args),
+    /// Sharpen a pair of half maps: FSC weighting, automatic B-factor, low-pass at the resolution.
+    Postprocess(cmd::postprocess::Args),
+    /// Make a soft mask from a map (threshold, extension, soft edge).
+    Mask(cmd::mask::Args),
+    /// Local resolution from windowed half-map FSC, with a ChimeraX file to colour the map.
+    Locres(cmd::locres::Args),
 }
 
 /// Rust ignores SIGPIPE, so printing into a closed pipe (`cryosplat fsc … | head -1`) would
@@ -76,6 +82,9 @@ fn main() -> std::process::ExitCode {
         Command::Backproject(a) => cmd::backproject::run(a),
         Command::Fsc(a) => cmd::fsc::run(a),
         Command::Demo(a) => cmd::demo::run(a),
+        Command::Postprocess(a) => cmd::postprocess::run(a),
+        Command::Mask(a) => cmd::mask::run(a),
+        Command::Locres(a) => cmd::locres::run(a),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

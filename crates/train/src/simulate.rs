@@ -25,7 +25,11 @@
 //! 2. **CTF.** `real(IFFT(CTF·FFT(image)))` on the centred grid with the CTF of
 //!    [`cryosplat_core::ctf`], the one reconstruction uses (RELION's formula and sign,
 //!    `CTF(0) = +Q0`, particles white), defocus `ΔfU, ΔfV` at angle `φA` per particle
-//!    ([`CtfFilter`]).
+//!    ([`CtfFilter`]). With `envelope_bfactor_a2` (`simulate --envelope B`), the images are also
+//!    multiplied by the fall-off `exp(−B s²/4)` in the same step (added to the CTF's own
+//!    B-factor for the filter only): as on real data, this envelope is *not* recorded in
+//!    `particles.star` (whose `rlnCtfBfactor` stays `ctf_bfactor_a2`), and `gt.mrc` stays
+//!    unblurred; `meta.json` records it.
 //! 3. **Noise.** White Gaussian noise of standard deviation `σ_n`, chosen for the requested SNR:
 //!
 //!    `SNR = mean over particles of Var_box(clean CTF-modulated image) / σ_n²`,
@@ -124,6 +128,9 @@ pub struct SimulateConfig {
     pub amp_contrast: f64,
     /// CTF envelope B-factor written as `rlnCtfBfactor` and applied to the images (Å²).
     pub ctf_bfactor_a2: f64,
+    /// Envelope B-factor (Å²) multiplied into every image as `exp(−B s²/4)` and recorded
+    /// nowhere but `meta.json` (see the module docs).
+    pub envelope_bfactor_a2: f64,
     /// Added to every atom's B-factor (Å²). Atomic models only.
     pub bfactor_a2: f64,
     /// Replaces every atom's B-factor before `bfactor_a2` is added (Å²). Atomic models only.
@@ -171,6 +178,7 @@ impl Default for SimulateConfig {
             cs_mm: 2.7,
             amp_contrast: 0.1,
             ctf_bfactor_a2: 0.0,
+            envelope_bfactor_a2: 0.0,
             bfactor_a2: 0.0,
             set_bfactor_a2: None,
             antialias_sigma_px: 0.5,
@@ -400,6 +408,9 @@ fn validate(cfg: &SimulateConfig) -> Result<(), SimulateError> {
     if !cfg.ctf_bfactor_a2.is_finite() || !cfg.bfactor_a2.is_finite() {
         return bad("B-factors must be finite".into());
     }
+    if !(cfg.envelope_bfactor_a2.is_finite() && cfg.envelope_bfactor_a2 >= 0.0) {
+        return bad(format!("envelope B-factor {} Å²: expected a finite number ≥ 0 (a fall-off)", cfg.envelope_bfactor_a2));
+    }
     let sample = CtfParams {
         voltage_kv: cfg.voltage_kv,
         cs_mm: cfg.cs_mm,
@@ -616,7 +627,9 @@ fn clean_pass(
                         }
                     }
                 }
-                ctf_filter.apply(img, &p.ctf, fscr);
+                // The envelope joins the CTF's B-factor for imaging only; the STAR keeps p.ctf.
+                let imaged = CtfParams { bfactor_a2: p.ctf.bfactor_a2 + cfg.envelope_bfactor_a2, ..p.ctf };
+                ctf_filter.apply(img, &imaged, fscr);
                 let mean = img.iter().sum::<f64>() / npix as f64;
                 *var = img.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / npix as f64;
                 for (o, &v) in out.iter_mut().zip(img.iter()) {
@@ -733,6 +746,8 @@ pub fn simulate(source: &Source, cfg: &SimulateConfig, out_dir: &Path, progress:
         "snr_definition": "SNR = mean over particles of the variance of the clean CTF-modulated image over the D×D box (about its mean), divided by the variance of the added white Gaussian noise",
         "signal_variance": signal_variance,
         "noise_sigma": noise_sigma,
+        "envelope_bfactor_a2": cfg.envelope_bfactor_a2,
+        "envelope": "exp(-B s^2/4) with B = envelope_bfactor_a2, multiplied into every image with the CTF; not recorded in particles.star (rlnCtfBfactor is the CTF's own B-factor); gt.mrc is not blurred",
         "image_formation": "exact analytic projection of the potential's Gaussians (atomic model) or trilinear ray sums of the map, sampled at pixel points with the origin offset applied (image moved by -origin), then real(IFFT(CTF·FFT)) with RELION's CTF (CTF(0) = +Q0, white particles), then noise",
         "gt_map_scale": "summing gt.mrc along z gives the clean projection before CTF (map value = density × apix)",
         "defocus_convention": "rlnDefocusU = defocus + astigmatism/2, rlnDefocusV = defocus - astigmatism/2; defocus uniform in the range, astigmatism uniform in [0, max], angle uniform in [-180, 180)",

@@ -5,5 +5,8 @@ pub mod bench;
 pub mod demo;
 pub mod fsc;
 pub mod info;
+pub mod locres;
+pub mod mask;
+pub mod postprocess;
 pub mod reconstruct;
 pub mod simulate;

@@ -63,6 +63,10 @@ pub struct Args {
     /// CTF envelope B-factor in Å², applied to the images and written as rlnCtfBfactor.
     #[arg(long, default_value_t = 0.0)]
     pub ctf_bfactor: f64,
+    /// Envelope B-factor in Å²: every image is multiplied by exp(−B s²/4), as real images lose
+    /// signal at high frequency; not written to the STAR file (gt.mrc stays unblurred).
+    #[arg(long, default_value_t = 0.0)]
+    pub envelope: f64,
     /// Anti-aliasing: every atom is widened by a Gaussian of this many pixels (0 disables).
     #[arg(long, default_value_t = 0.5)]
     pub antialias: f64,
@@ -166,6 +170,7 @@ pub fn run(args: Args) -> Result<()> {
         cs_mm: args.cs,
         amp_contrast: args.amp_contrast,
         ctf_bfactor_a2: args.ctf_bfactor,
+        envelope_bfactor_a2: args.envelope,
         bfactor_a2: args.bfactor,
         set_bfactor_a2: args.set_bfactor,
         antialias_sigma_px: if matches!(source, Source::Map { .. }) { 0.0 } else { args.antialias },

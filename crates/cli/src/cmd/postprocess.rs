@@ -1,0 +1,259 @@
+//! `cryosplat postprocess`: FSC weighting, automatic sharpening and a low-pass at the
+//! resolution of a pair of half maps ([`cryosplat_core::postprocess`]).
+//!
+//! Writes into the output folder `postprocess.mrc` (the sharpened average, unmasked),
+//! `postprocess_masked.mrc` (times the mask), `mask.mrc` (the mask used), `postprocess.json`
+//! (resolution, B-factor, the fit's range and quality, whether the guard refused the fit, and
+//! the curves), `fsc.png`, `guinier.png` and `view.cxc` (a ChimeraX command file that opens
+//! the masked map as a surface at the threshold [`cryosplat_core::mask::auto_threshold`] picks
+//! on the unmasked one). A folder holding results of an earlier run is
+//! refused unless `--overwrite` is given, as for `cryosplat fsc -o`.
+
+use crate::cmd::mask::{self as maskcmd, parse_positive};
+use anyhow::{bail, Context, Result};
+use cryosplat_core::fsc::{check_maps_labelled, Resolution};
+use cryosplat_core::postprocess::{postprocess, BFactorChoice, Options, Postprocessed, DEFAULT_AUTOB_LOWRES_A};
+use cryosplat_formats::mrc::{self, MrcFile, WriteOptions};
+use cryosplat_train::output::{Existing, OutputDir};
+use std::path::PathBuf;
+
+/// The files `postprocess` writes into its folder.
+pub const FILES: &[&str] =
+    &["postprocess.mrc", "postprocess_masked.mrc", "mask.mrc", "postprocess.json", "fsc.png", "guinier.png", "view.cxc"];
+
+/// `--bfactor`: "auto" or a B in Å² (negative sharpens).
+fn parse_bfactor(s: &str) -> Result<BFactorChoice, String> {
+    if s.trim() == "auto" {
+        return Ok(BFactorChoice::Auto);
+    }
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(BFactorChoice::Given(v)),
+        _ => Err(format!("{s:?} is neither \"auto\" nor a finite B-factor in Å²")),
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Half map A.
+    pub half_a: PathBuf,
+    /// Half map B.
+    pub half_b: PathBuf,
+    /// Output folder.
+    #[arg(short, long)]
+    pub out: PathBuf,
+    /// Mask: an MRC file, or "auto" (made from the average of the half maps as `cryosplat mask`
+    /// does with its defaults).
+    #[arg(long, default_value = "auto")]
+    pub mask: String,
+    /// B-factor in Å² (negative sharpens), or "auto" (fitted to the Guinier plot).
+    #[arg(long, default_value = "auto", value_parser = parse_bfactor, allow_hyphen_values = true)]
+    pub bfactor: BFactorChoice,
+    /// Low-resolution limit of the B-factor fit (Å).
+    #[arg(long, default_value_t = DEFAULT_AUTOB_LOWRES_A, value_parser = parse_positive)]
+    pub autob_lowres: f64,
+    /// High-resolution limit of the B-factor fit (Å); the FSC resolution when not given.
+    /// RELION 5's default fit runs to Nyquist: give twice the pixel size to do the same.
+    #[arg(long, value_parser = parse_positive)]
+    pub autob_highres: Option<f64>,
+    /// Low-pass resolution (Å); the FSC resolution when not given.
+    #[arg(long, value_parser = parse_positive)]
+    pub lowpass: Option<f64>,
+    /// Pixel size in Å (when the headers give none, or to override them).
+    #[arg(long, value_parser = parse_positive)]
+    pub apix: Option<f64>,
+    /// Replace the results of an earlier run in the folder.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Seed of the phase randomisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+fn resolution_json(r: Resolution, apix: f64) -> serde_json::Value {
+    match r {
+        Resolution::Angstrom(a) => serde_json::json!(a),
+        Resolution::Nyquist => serde_json::json!({ "nyquist": 2.0 * apix }),
+        Resolution::NoCorrelation => serde_json::json!("none"),
+    }
+}
+
+/// Refuse (or with `overwrite` remove) earlier post-processing results in the folder: the
+/// folder's own check knows only the files of the other commands.
+fn clear_earlier(out: &OutputDir, overwrite: bool) -> Result<()> {
+    let found: Vec<&str> = FILES.iter().copied().filter(|f| out.path(f).exists()).collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    if !overwrite {
+        bail!(
+            "{}: the folder holds results of an earlier run ({}); postprocess does not overwrite them: choose another folder, or use --overwrite to replace them",
+            out.dir().display(),
+            found.join(", ")
+        );
+    }
+    for f in &found {
+        let p = out.path(f);
+        std::fs::remove_file(&p).with_context(|| format!("{}: removing the earlier result", p.display()))?;
+    }
+    tracing::warn!("{}: removed the results of an earlier run ({})", out.dir().display(), found.join(", "));
+    Ok(())
+}
+
+pub fn run(a: Args) -> Result<()> {
+    // The output folder is taken first, so that a refused folder costs no work.
+    let mut out = OutputDir::open(&a.out, Existing::from_flags(false, a.overwrite), "postprocess")?;
+    clear_earlier(&out, a.overwrite)?;
+    let (va, d, apix_a) = maskcmd::read_cubic(&a.half_a, a.apix)?;
+    let (vb, db, apix_b) = maskcmd::read_cubic(&a.half_b, a.apix)?;
+    if db != d {
+        bail!("{} is {db}³ but {} is {d}³: the half maps must have the same box", a.half_b.display(), a.half_a.display());
+    }
+    if (apix_a - apix_b).abs() > 1e-3 * apix_a {
+        bail!(
+            "{} has {apix_a} Å/px but {} has {apix_b} Å/px; resample one, or give --apix to override",
+            a.half_a.display(),
+            a.half_b.display()
+        );
+    }
+    let apix = apix_a;
+    let labels = [format!("{} (half map A)", a.half_a.display()), format!("{} (half map B)", a.half_b.display())];
+    check_maps_labelled(&va, &vb, [&labels[0], &labels[1]]).map_err(|e| anyhow::anyhow!("no resolution: {e}"))?;
+    let (mask, mask_json) = if a.mask == "auto" {
+        let avg: Vec<f32> = va.iter().zip(&vb).map(|(x, y)| 0.5 * (x + y)).collect();
+        let made = maskcmd::make(&avg, d, apix, &maskcmd::Settings::DEFAULT, "the average of the half maps")?;
+        println!("mask: auto, from the average of the half maps: {}", maskcmd::describe(&made));
+        let s = maskcmd::Settings::DEFAULT;
+        let j = serde_json::json!({ "source": "auto", "threshold": made.threshold, "extend_px": s.extend_px, "soft_edge_px": s.soft_edge_px, "lowpass_a": s.lowpass_a });
+        (made.mask, j)
+    } else {
+        let m = MrcFile::open(&a.mask).with_context(|| format!("reading the mask {}", a.mask))?;
+        let h = m.header();
+        if [h.nx, h.ny, h.nz] != [d, d, d] {
+            bail!("{}: the mask is {}×{}×{}, the maps {d}³", a.mask, h.nx, h.ny, h.nz);
+        }
+        let v = m.read_all()?;
+        if let Some(bad) = v.iter().find(|x| !(x.is_finite() && (-1e-3..=1.0 + 1e-3).contains(*x))) {
+            bail!("{}: a mask holds values in [0, 1], this one holds {bad}", a.mask);
+        }
+        (v, serde_json::json!({ "source": a.mask }))
+    };
+    let opts = Options {
+        bfactor: a.bfactor,
+        autob_lowres_a: a.autob_lowres,
+        autob_highres_a: a.autob_highres,
+        lowpass_a: a.lowpass,
+        seed: a.seed,
+    };
+    let p = postprocess(&va, &vb, d, apix, &mask, &opts)?;
+    write_outputs(&mut out, &p, &mask, &mask_json, d, apix, &a)?;
+    print_summary(&p, apix, &out);
+    Ok(())
+}
+
+fn write_outputs(
+    out: &mut OutputDir,
+    p: &Postprocessed,
+    mask: &[f32],
+    mask_json: &serde_json::Value,
+    d: usize,
+    apix: f64,
+    a: &Args,
+) -> Result<()> {
+    let label = |what: &str| WriteOptions { label: format!("cryosplat postprocess: {what}"), ..Default::default() };
+    for (name, values, what) in [
+        ("postprocess.mrc", &p.map, "sharpened"),
+        ("postprocess_masked.mrc", &p.masked, "sharpened, masked"),
+        ("mask.mrc", &mask.to_vec(), "mask"),
+    ] {
+        let path = out.path(name);
+        mrc::write_volume(&path, values, [d, d, d], apix, &label(what))?;
+        out.record(path);
+    }
+    let fit = p.fit.as_ref().map(|f| {
+        serde_json::json!({
+            "low_res_a": f.low_res_a,
+            "high_res_a": f.high_res_a,
+            "first_shell": f.shells.0,
+            "last_shell": f.shells.1,
+            "points": f.line.points,
+            "slope": f.line.slope,
+            "intercept": f.line.intercept,
+            "correlation": f.line.correlation,
+            "r_squared": f.line.correlation.powi(2),
+        })
+    });
+    let curve: Vec<serde_json::Value> = (0..p.fsc.unmasked.len())
+        .map(|n| {
+            serde_json::json!({
+                "shell": n,
+                "frequency_inv_a": p.fsc.frequency(n),
+                "fsc_unmasked": p.fsc.unmasked[n],
+                "fsc_masked": p.fsc.masked.as_ref().map(|c| c[n]),
+                "fsc_corrected": p.fsc.final_curve()[n],
+                "weight": p.weights[n],
+            })
+        })
+        .collect();
+    let guinier: Vec<serde_json::Value> = p
+        .guinier
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "shell": g.shell,
+                "s2_inv_a2": g.s2_inv_a2,
+                "ln_amp_original": g.ln_amp_original,
+                "ln_amp_weighted": g.ln_amp_weighted,
+                "ln_amp_sharpened": g.ln_amp_sharpened,
+            })
+        })
+        .collect();
+    let json = serde_json::json!({
+        "half_maps": [a.half_a.to_string_lossy(), a.half_b.to_string_lossy()],
+        "box": d,
+        "apix": apix,
+        "mask": mask_json,
+        "resolution_0143": resolution_json(p.resolution, apix),
+        "resolution_0143_unmasked": resolution_json(p.fsc.resolution_unmasked(0.143), apix),
+        "randomised_from_shell": p.fsc.randomized_from_shell,
+        "bfactor": p.bfactor_a2,
+        "bfactor_mode": match a.bfactor { BFactorChoice::Auto => "auto", BFactorChoice::Given(_) => "given" },
+        "fit": fit,
+        "fit_refused": p.fallback.as_ref().map(|f| f.to_string()),
+        "lowpass_a": p.lowpass_a,
+        "curve": curve,
+        "guinier": guinier,
+    });
+    let path = out.path("postprocess.json");
+    cryosplat_formats::atomic::write_bytes_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
+    out.record(path);
+    let mask_label = if a.mask == "auto" { "auto mask".to_string() } else { a.mask.clone() };
+    let path = out.path("fsc.png");
+    crate::figures::postprocess_fsc_plot(&path, p, &mask_label)?;
+    out.record(path);
+    let path = out.path("guinier.png");
+    crate::figures::guinier_plot(&path, p)?;
+    out.record(path);
+    let level = cryosplat_core::mask::auto_threshold(&p.map).map_or(0.0, |t| t.threshold);
+    let cxc = format!(
+        "# ChimeraX: the post-processed map (B = {:.1} A^2, low-pass {:.2} A). Open this file from its folder.\n\
+         open postprocess_masked.mrc\nvolume #1 level {level} style surface color #b0c4de\nview\n",
+        p.bfactor_a2, p.lowpass_a
+    );
+    let path = out.path("view.cxc");
+    cryosplat_formats::atomic::write_bytes_atomic(&path, cxc.as_bytes())?;
+    out.record(path);
+    Ok(())
+}
+
+fn print_summary(p: &Postprocessed, apix: f64, out: &OutputDir) {
+    println!("resolution (masked, corrected FSC at 0.143): {}", p.resolution.describe(apix));
+    match (&p.fit, &p.fallback) {
+        (Some(f), _) => println!(
+            "B-factor: {:.1} Å² (Guinier fit over {:.2}–{:.2} Å, shells {}–{}, r = {:.3})",
+            p.bfactor_a2, f.low_res_a, f.high_res_a, f.shells.0, f.shells.1, f.line.correlation
+        ),
+        (None, Some(why)) => println!("B-factor: not sharpened (B = 0): {why}"),
+        (None, None) => println!("B-factor: {:.1} Å² (given)", p.bfactor_a2),
+    }
+    println!("low-pass at {:.2} Å; wrote {}", p.lowpass_a, out.dir().display());
+}

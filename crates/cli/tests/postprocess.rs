@@ -1,0 +1,213 @@
+//! `cryosplat postprocess` and `cryosplat mask` end to end, on RELION's reference half maps
+//! (tests/data/reference/postprocess).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const REF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/reference/postprocess/");
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cryosplat")).args(args).output().expect("run cryosplat")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn json(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("postprocess.json")).unwrap()).unwrap()
+}
+
+fn postprocess(out: &Path, extra: &[&str]) -> Output {
+    let (a, b) = (format!("{REF}half1.mrc"), format!("{REF}half2.mrc"));
+    let mut args = vec!["postprocess", a.as_str(), b.as_str(), "-o", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+#[test]
+fn relion_half_maps_with_relions_mask() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pp");
+    let mask = format!("{REF}mask.mrc");
+    // RELION 5's fit runs to Nyquist (2 × 2.2 Å); the same range here.
+    let o = postprocess(&out, &["--mask", &mask, "--autob-highres", "4.4"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for f in ["postprocess.mrc", "postprocess_masked.mrc", "mask.mrc", "postprocess.json", "fsc.png", "guinier.png", "view.cxc"] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let v = json(&out);
+    let res = v["resolution_0143"].as_f64().unwrap();
+    // RELION: 4.693 Å, shell 30 of 64 × 2.2 Å; ours within a shell.
+    assert!((140.8 / res - 30.0).abs() <= 1.0, "{res}");
+    let b = v["bfactor"].as_f64().unwrap();
+    assert!((b + 167.3).abs() < 0.1 * 167.3, "B {b} vs RELION's −167.3");
+    assert_eq!(v["fit"]["first_shell"], 15);
+    assert_eq!(v["fit"]["last_shell"], 32);
+    assert!(v["fit_refused"].is_null());
+    assert!(text(&o.stdout).contains("B-factor: -16"), "{}", text(&o.stdout));
+    // The mask written is the one given.
+    let given = cryosplat_formats::mrc::MrcFile::open(&mask).unwrap().read_all().unwrap();
+    let written = cryosplat_formats::mrc::MrcFile::open(out.join("mask.mrc")).unwrap().read_all().unwrap();
+    assert_eq!(given, written);
+
+    // No silent overwrite; --overwrite replaces.
+    let again = postprocess(&out, &["--mask", &mask]);
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("--overwrite"), "{}", text(&again.stderr));
+    let again = postprocess(&out, &["--mask", &mask, "--overwrite"]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    // The default fit stops at the resolution.
+    let v = json(&out);
+    assert_eq!(v["fit"]["last_shell"], 30);
+}
+
+#[test]
+fn a_short_fit_range_falls_back_and_a_given_b_is_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let mask = format!("{REF}mask.mrc");
+    // 5 Å to the resolution (about 4.6 Å): three shells, too few to fit.
+    let out = dir.path().join("short");
+    let o = postprocess(&out, &["--mask", &mask, "--autob-lowres", "5"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("not sharpened"), "{}", text(&o.stdout));
+    let v = json(&out);
+    assert_eq!(v["bfactor"].as_f64(), Some(0.0));
+    assert!(v["fit"].is_null());
+    assert!(v["fit_refused"].as_str().unwrap().contains("fewer than"), "{v}");
+    let out = dir.path().join("given");
+    let o = postprocess(&out, &["--mask", &mask, "--bfactor", "-100", "--lowpass", "6"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v = json(&out);
+    assert_eq!((v["bfactor"].as_f64(), v["bfactor_mode"].as_str(), v["lowpass_a"].as_f64()), (Some(-100.0), Some("given"), Some(6.0)));
+}
+
+#[test]
+fn auto_mask_and_the_mask_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("auto");
+    let o = postprocess(&out, &[]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("mask: auto"), "{}", text(&o.stdout));
+    assert_eq!(json(&out)["mask"]["source"], "auto");
+
+    let m = dir.path().join("m.mrc");
+    let map = format!("{REF}half1.mrc");
+    let o = run(&["mask", &map, "-o", m.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(text(&o.stdout).contains("auto: median"), "{}", text(&o.stdout));
+    let v = cryosplat_formats::mrc::MrcFile::open(&m).unwrap().read_all().unwrap();
+    assert!(v.iter().all(|x| (0.0..=1.0).contains(x)) && v.contains(&1.0) && v.contains(&0.0));
+    let o = run(&["mask", &map, "-o", m.to_str().unwrap(), "--threshold", "4"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("--overwrite"), "{}", text(&o.stderr));
+    let o = run(&["mask", &map, "-o", m.to_str().unwrap(), "--threshold", "4", "--overwrite", "--lowpass", "none"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let o = run(&["mask", &map, "-o", dir.path().join("e.mrc").to_str().unwrap(), "--threshold", "400"]);
+    assert!(!o.status.success() && text(&o.stderr).contains("empty"), "{}", text(&o.stderr));
+}
+
+/// `simulate --envelope B` multiplies every image by exp(−B s²/4) and records it only in
+/// meta.json: the STAR file and gt.mrc are those of the same simulation without it.
+#[test]
+fn simulate_envelope_blurs_the_images_only() {
+    use cryosplat_formats::mrc::{self, MrcFile, WriteOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let (d, apix) = (32usize, 2.0f64);
+    // A few Gaussian blobs, off centre so the images have power at every frequency.
+    let mut map = vec![0.0f32; d * d * d];
+    for (cx, cy, cz) in [(12.0, 15.0, 16.0), (19.0, 17.0, 14.0), (16.0, 11.0, 19.0)] {
+        for z in 0..d {
+            for y in 0..d {
+                for x in 0..d {
+                    let r2 = (x as f64 - cx).powi(2) + (y as f64 - cy).powi(2) + (z as f64 - cz).powi(2);
+                    map[(z * d + y) * d + x] += (-r2 / 2.0).exp() as f32;
+                }
+            }
+        }
+    }
+    let input = dir.path().join("blobs.mrc");
+    mrc::write_volume(&input, &map, [d, d, d], apix, &WriteOptions::default()).unwrap();
+    let sim = |name: &str, envelope: &str| {
+        let out = dir.path().join(name);
+        let o = run(&[
+            "simulate",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--count",
+            "3",
+            "--snr",
+            "inf",
+            "--seed",
+            "4",
+            "--envelope",
+            envelope,
+        ]);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        out
+    };
+    let b = 300.0;
+    let (plain, blurred) = (sim("plain", "0"), sim("blurred", "300"));
+    let bytes = |dir: &Path, f: &str| std::fs::read(dir.join(f)).unwrap();
+    assert_eq!(bytes(&plain, "particles.star"), bytes(&blurred, "particles.star"), "the envelope must not be recorded in the STAR file");
+    assert_eq!(bytes(&plain, "gt.mrc"), bytes(&blurred, "gt.mrc"), "gt.mrc stays unblurred");
+    let meta: serde_json::Value = serde_json::from_slice(&bytes(&blurred, "meta.json")).unwrap();
+    assert_eq!(meta["envelope_bfactor_a2"].as_f64(), Some(b));
+    assert_eq!(meta["settings"]["envelope_bfactor_a2"].as_f64(), Some(b));
+    // Component (k, 0) of every image: the blurred one is exp(−B s²/4) times the plain one.
+    let (p, q) = (MrcFile::open(plain.join("particles.mrcs")).unwrap(), MrcFile::open(blurred.join("particles.mrcs")).unwrap());
+    let mut checked = 0;
+    for i in 0..3 {
+        let (mut a, mut c) = (vec![0.0f32; d * d], vec![0.0f32; d * d]);
+        p.read_image(i, &mut a).unwrap();
+        q.read_image(i, &mut c).unwrap();
+        let dft = |img: &[f32], k: usize| -> (f64, f64) {
+            let (mut re, mut im) = (0.0, 0.0);
+            for (j, v) in img.iter().enumerate() {
+                let ph = -2.0 * std::f64::consts::PI * (k * (j % d)) as f64 / d as f64;
+                re += *v as f64 * ph.cos();
+                im += *v as f64 * ph.sin();
+            }
+            (re, im)
+        };
+        let peak = dft(&a, 0).0.abs();
+        for k in [2usize, 4, 6, 8] {
+            let ((ar, ai), (cr, ci)) = (dft(&a, k), dft(&c, k));
+            let amp = (ar * ar + ai * ai).sqrt();
+            if amp < 1e-3 * peak {
+                continue; // near a CTF zero
+            }
+            let s = k as f64 / (d as f64 * apix);
+            let want = (-b * s * s / 4.0).exp();
+            let ratio = (cr * ar + ci * ai) / (amp * amp);
+            assert!((ratio - want).abs() < 1e-3 + 1e-3 * want, "image {i}, k {k}: ratio {ratio}, expected {want}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "{checked}");
+}
+
+#[test]
+fn local_resolution_of_the_reference_half_maps() {
+    use cryosplat_formats::mrc::MrcFile;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lr");
+    let (a, b, m) = (format!("{REF}half1.mrc"), format!("{REF}half2.mrc"), format!("{REF}mask.mrc"));
+    let args = ["locres", a.as_str(), b.as_str(), "-o", out.to_str().unwrap(), "--mask", m.as_str(), "--step", "4"];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let lr = MrcFile::open(out.join("locres.mrc")).unwrap().read_all().unwrap();
+    let mask = MrcFile::open(&m).unwrap().read_all().unwrap();
+    let mut inside: Vec<f32> = lr.iter().zip(&mask).filter(|(_, &w)| w > 0.5).map(|(&v, _)| v).collect();
+    assert!(lr.iter().zip(&mask).all(|(&v, &w)| (w > 0.5) == (v > 0.0)), "0 exactly outside the mask");
+    // Between Nyquist (4.4 Å) and the window's size (18 px × 2.2 Å).
+    assert!(inside.iter().all(|&v| (4.4 - 1e-4..=39.6 + 1e-4).contains(&v)));
+    inside.sort_by(f32::total_cmp);
+    let median = inside[inside.len() / 2];
+    // The global resolution is 4.6 Å; locally the core is finer than the periphery.
+    assert!(median > 4.4 && median < 8.0, "median {median}");
+    let cxc = std::fs::read_to_string(out.join("locres.cxc")).unwrap();
+    assert!(cxc.contains("open locres_map.mrc") && cxc.contains("color sample #1 map #2"), "{cxc}");
+    let again = run(&args);
+    assert!(!again.status.success() && text(&again.stderr).contains("--overwrite"), "{}", text(&again.stderr));
+}
