@@ -211,3 +211,36 @@ fn local_resolution_of_the_reference_half_maps() {
     let again = run(&args);
     assert!(!again.status.success() && text(&again.stderr).contains("--overwrite"), "{}", text(&again.stderr));
 }
+
+/// `backproject` post-processes its half maps at the end: `map_sharp.mrc` and its mask are
+/// written and `run.json` gains the B-factor and the post-processed resolution;
+/// `--no-postprocess` leaves them out.
+#[test]
+fn backproject_postprocesses_at_the_end() {
+    let bin = env!("CARGO_BIN_EXE_cryosplat");
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/models/1A8O.pdb");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(bin).arg("-q").args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    run(&["simulate", model, "-o", sim.to_str().unwrap(), "--box", "40", "--apix", "1.5", "--count", "600", "--snr", "0.5"]);
+    let star = sim.join("particles.star");
+    let with = dir.path().join("with");
+    let stdout = run(&["backproject", star.to_str().unwrap(), "-o", with.to_str().unwrap()]);
+    assert!(stdout.contains("post-processed:"), "{stdout}");
+    assert!(with.join("map_sharp.mrc").exists() && with.join("map_sharp_mask.mrc").exists());
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(with.join("run.json")).unwrap()).unwrap();
+    let pp = &json["postprocess"];
+    assert!(pp["bfactor"].is_number() && pp["resolution_0143"].is_number(), "{pp}");
+    let res = pp["resolution_0143"].as_f64().unwrap();
+    assert!((3.0..20.0).contains(&res), "post-processed resolution {res} Å");
+    let without = dir.path().join("without");
+    let stdout = run(&["backproject", star.to_str().unwrap(), "-o", without.to_str().unwrap(), "--no-postprocess"]);
+    assert!(!stdout.contains("post-processed"), "{stdout}");
+    assert!(!without.join("map_sharp.mrc").exists());
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(without.join("run.json")).unwrap()).unwrap();
+    assert!(json.get("postprocess").is_none());
+}

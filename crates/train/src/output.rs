@@ -62,6 +62,19 @@ pub const RESULT_FILES: &[&str] = &[
     "gt.mrc",
     "meta.json",
     "demo.json",
+    "map_sharp.mrc",
+    "map_sharp_mask.mrc",
+    "postprocess.mrc",
+    "postprocess_masked.mrc",
+    "mask.mrc",
+    "postprocess.json",
+    "guinier.png",
+    "view.cxc",
+    "locres.mrc",
+    "locres_map.mrc",
+    "locres.png",
+    "locres.json",
+    "locres.cxc",
 ];
 
 /// The name of the lock file of a folder in use.

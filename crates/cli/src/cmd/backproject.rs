@@ -42,6 +42,9 @@ pub struct Args {
     /// holds results is refused).
     #[arg(long)]
     pub overwrite: bool,
+    /// Do not post-process the half maps at the end (map_sharp.mrc, see `cryosplat postprocess`).
+    #[arg(long)]
+    pub no_postprocess: bool,
 }
 
 impl Args {
@@ -96,6 +99,12 @@ pub fn run(a: Args) -> Result<()> {
         println!("symmetry: {} ({} operators)", r.symmetry, r.symmetry_order);
     }
     println!("half-map resolution (FSC 0.143, corrected): {}; 0.5: {}; {:.1} s", r.resolution(0.143), r.resolution(0.5), r.seconds);
+    if !a.no_postprocess {
+        // The maps are complete; a pair that cannot be post-processed is reported, not fatal.
+        if let Err(e) = crate::cmd::postprocess::after_run(&a.out, "backproject") {
+            tracing::warn!("post-processing skipped: {e:#} (the maps above are complete; see `cryosplat postprocess`)");
+        }
+    }
     println!("outputs in {}", a.out.display());
     Ok(())
 }

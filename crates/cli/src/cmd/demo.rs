@@ -132,6 +132,7 @@ pub fn run(a: Args) -> Result<()> {
         no_ctf: false,
         sym: "C1".into(),
         overwrite: false,
+        no_postprocess: true,
     };
     let bp = crate::cmd::backproject::execute(&bp_args)?;
 

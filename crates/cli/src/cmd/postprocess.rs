@@ -15,7 +15,7 @@ use cryosplat_core::fsc::{check_maps_labelled, Resolution};
 use cryosplat_core::postprocess::{postprocess, BFactorChoice, Options, Postprocessed, DEFAULT_AUTOB_LOWRES_A};
 use cryosplat_formats::mrc::{self, MrcFile, WriteOptions};
 use cryosplat_train::output::{Existing, OutputDir};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The files `postprocess` writes into its folder.
 pub const FILES: &[&str] =
@@ -256,4 +256,67 @@ fn print_summary(p: &Postprocessed, apix: f64, out: &OutputDir) {
         (None, None) => println!("B-factor: {:.1} Å² (given)", p.bfactor_a2),
     }
     println!("low-pass at {:.2} Å; wrote {}", p.lowpass_a, out.dir().display());
+}
+
+/// Post-processing at the end of `reconstruct` and `backproject` (unless `--no-postprocess`):
+/// the run's half maps (`half_map_a.mrc`, `half_map_b.mrc` in `dir`) with the automatic mask
+/// of `cryosplat mask` and the automatic B of `cryosplat postprocess`, with their defaults.
+/// Writes `map_sharp.mrc` (FSC-weighted, sharpened, low-passed at the resolution; unmasked) and
+/// `map_sharp_mask.mrc` (the mask), adds a `postprocess` object to `run.json` (B-factor, the
+/// masked corrected resolution, the fit or why it was refused) and prints one line. Both files
+/// are among the folder's result files (`cryosplat_train::output::RESULT_FILES`), so a later run
+/// refuses or clears them with the rest.
+pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
+    let (va, d, apix) = maskcmd::read_cubic(&dir.join("half_map_a.mrc"), None)?;
+    let (vb, _, _) = maskcmd::read_cubic(&dir.join("half_map_b.mrc"), Some(apix))?;
+    let avg: Vec<f32> = va.iter().zip(&vb).map(|(x, y)| 0.5 * (x + y)).collect();
+    let made = maskcmd::make(&avg, d, apix, &maskcmd::Settings::DEFAULT, "the average of the half maps")?;
+    let p = postprocess(&va, &vb, d, apix, &made.mask, &Options::default())?;
+    let label = |x: &str| WriteOptions { label: format!("cryosplat {what}: {x}"), ..Default::default() };
+    mrc::write_volume(&dir.join("map_sharp.mrc"), &p.map, [d, d, d], apix, &label("post-processed (FSC-weighted, sharpened, low-passed)"))?;
+    mrc::write_volume(&dir.join("map_sharp_mask.mrc"), &made.mask, [d, d, d], apix, &label("post-processing mask"))?;
+    let run_path = dir.join("run.json");
+    let text = std::fs::read_to_string(&run_path).with_context(|| format!("{}: reading", run_path.display()))?;
+    let mut run: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", run_path.display()))?;
+    let fit = p.fit.as_ref().map(|f| {
+        serde_json::json!({
+            "low_res_a": f.low_res_a,
+            "high_res_a": f.high_res_a,
+            "first_shell": f.shells.0,
+            "last_shell": f.shells.1,
+            "correlation": f.line.correlation,
+        })
+    });
+    if let Some(o) = run.as_object_mut() {
+        o.insert(
+            "postprocess".into(),
+            serde_json::json!({
+                "map": "map_sharp.mrc",
+                "mask": { "file": "map_sharp_mask.mrc", "threshold": made.threshold },
+                "resolution_0143": resolution_json(p.resolution, apix),
+                "resolution_method": "masked half-map FSC (post-processing mask), corrected by phase randomisation",
+                "bfactor": p.bfactor_a2,
+                "fit": fit,
+                "fit_refused": p.fallback.as_ref().map(|f| f.to_string()),
+                "lowpass_a": p.lowpass_a,
+            }),
+        );
+    }
+    cryosplat_formats::atomic::write_bytes_atomic(&run_path, serde_json::to_string_pretty(&run)?.as_bytes())?;
+    match (&p.fit, &p.fallback) {
+        (Some(f), _) => println!(
+            "post-processed: {} at FSC 0.143 (post-processing mask), B-factor {:.1} Å² (Guinier fit {:.2}–{:.2} Å, r = {:.3}): map_sharp.mrc",
+            p.resolution.describe(apix),
+            p.bfactor_a2,
+            f.low_res_a,
+            f.high_res_a,
+            f.line.correlation
+        ),
+        (_, why) => println!(
+            "post-processed: {} at FSC 0.143 (post-processing mask), not sharpened ({}): map_sharp.mrc",
+            p.resolution.describe(apix),
+            why.as_ref().map_or("B given".to_string(), |w| w.to_string())
+        ),
+    }
+    Ok(p)
 }

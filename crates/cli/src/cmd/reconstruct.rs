@@ -74,6 +74,9 @@ pub struct Args {
     /// holds results is refused).
     #[arg(long, conflicts_with = "resume")]
     pub overwrite: bool,
+    /// Do not post-process the half maps at the end (map_sharp.mrc, see `cryosplat postprocess`).
+    #[arg(long)]
+    pub no_postprocess: bool,
     /// Also checkpoint every this many steps (0: once per half-epoch).
     #[arg(long, default_value_t = ReconstructConfig::default().checkpoint_every)]
     pub checkpoint_every: usize,
@@ -235,6 +238,7 @@ impl Args {
             seed: cfg.seed,
             resume: false,
             overwrite: false,
+            no_postprocess: false,
             checkpoint_every: cfg.checkpoint_every,
             n_sigma: cfg.n_sigma,
             cache_gib: cfg.cache_gib,
@@ -378,6 +382,12 @@ pub fn run(a: Args) -> Result<()> {
         "half-map resolution (FSC 0.143, corrected): {}; 0.5: {}; {} + {} particles, {:.0} s",
         last.resolution_0143, last.resolution_05, s.particles[0], s.particles[1], s.seconds
     );
+    if !a.no_postprocess {
+        // The maps are complete; a pair that cannot be post-processed is reported, not fatal.
+        if let Err(e) = crate::cmd::postprocess::after_run(&a.out, "reconstruct") {
+            tracing::warn!("post-processing skipped: {e:#} (the maps above are complete; see `cryosplat postprocess`)");
+        }
+    }
     println!("outputs in {}", a.out.display());
     Ok(())
 }
