@@ -4,7 +4,6 @@
 
 mod common;
 
-use cryosplat_core::fourier::{freq_index, Fft3};
 use cryosplat_core::fsc::correlation as corr;
 use cryosplat_core::fsc::fsc;
 use cryosplat_core::pose::transpose;
@@ -109,25 +108,6 @@ fn ssnr_regularisation_beats_the_constant_term_on_noisy_data() {
     }
 }
 
-/// Gaussian low-pass of standard deviation `sigma_px` (pixels), applied in Fourier space:
-/// factor `exp(−2π²σ²|k|²)`, `k` in cycles per pixel (the same filter as the reference script's).
-fn gauss_lowpass(v: &[f32], d: usize, sigma_px: f64) -> Vec<f32> {
-    let f = Fft3::new(d);
-    let mut spec = f.forward(v);
-    let w = d / 2 + 1;
-    let c = -2.0 * (std::f64::consts::PI * sigma_px / d as f64).powi(2);
-    for p in 0..d {
-        let kz = freq_index(p, d) as f64;
-        for r in 0..d {
-            let ky = freq_index(r, d) as f64;
-            for x in 0..w {
-                spec[(p * d + r) * w + x] *= (c * (kz * kz + ky * ky + (x * x) as f64)).exp() as f32;
-            }
-        }
-    }
-    f.inverse(spec)
-}
-
 /// The mirror image `z → −z` about the origin at index `D/2` (index `k → (D − k) mod D`).
 fn mirror_z(v: &[f32], d: usize) -> Vec<f32> {
     let mut out = vec![0.0f32; v.len()];
@@ -170,7 +150,7 @@ fn ribosome_subtilts_match_independent_reconstructions() {
     let constant = backproject(&set, &constant_cfg, &NoProgress).unwrap();
     let default = backproject(&set, &default_cfg, &NoProgress).unwrap();
     let d = constant.d;
-    let lp = |v: &[f32]| gauss_lowpass(v, d, 1.5);
+    let lp = |v: &[f32]| common::gauss_lowpass(v, d, 1.5);
     let refs = data.join("reference/ribosome_sta");
     // (map, file, raw bound, low-passed bound); measured values in the comments.
     for (label, map, name, raw_min, lp_min) in [
@@ -240,7 +220,7 @@ fn ssnr_filter_improves_the_agreement_between_ribosome_halves() {
     let (base_a, base_b) = (a.finish(BASE_WIENER), b.finish(BASE_WIENER));
     let ssnr = ssnr_from_fsc(&fsc(&base_a, &base_b, d), false);
     let filtered_a = a.ssnr_filter(&base_a, BASE_WIENER, &ssnr);
-    let lp = |v: &[f32]| gauss_lowpass(v, d, 1.5);
+    let lp = |v: &[f32]| common::gauss_lowpass(v, d, 1.5);
     let (x_s, x_c) = (corr(&filtered_a, &base_b), corr(&base_a, &base_b));
     let (xl_s, xl_c) = (corr(&lp(&filtered_a), &lp(&base_b)), corr(&lp(&base_a), &lp(&base_b)));
     eprintln!("half A vs half B: SSNR-filtered {x_s:.3} ({xl_s:.3} low-passed), constant {x_c:.3} ({xl_c:.3})");

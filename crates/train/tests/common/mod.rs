@@ -1,5 +1,5 @@
 //! What train's integration tests share: test data paths, small MRC and JSON reading, CTF
-//! cases from JSON, rotation comparison and a toy atomic model. Each test file includes it
+//! cases from JSON, rotation comparison, a toy atomic model and a Gaussian low-pass of maps. Each test file includes it
 //! with `mod common;` and uses a part of it.
 #![allow(dead_code)]
 
@@ -69,4 +69,23 @@ pub fn toy_atoms(n: usize, seed: u64) -> Vec<Atom> {
             occupancy: 1.0,
         })
         .collect()
+}
+
+/// Gaussian low-pass of standard deviation `sigma_px` (pixels), applied in Fourier space:
+/// factor `exp(−2π²σ²|k|²)`, `k` in cycles per pixel (the same filter as the reference script's).
+pub fn gauss_lowpass(v: &[f32], d: usize, sigma_px: f64) -> Vec<f32> {
+    let f = cryosplat_core::fourier::Fft3::new(d);
+    let mut spec = f.forward(v);
+    let w = d / 2 + 1;
+    let c = -2.0 * (std::f64::consts::PI * sigma_px / d as f64).powi(2);
+    for p in 0..d {
+        let kz = cryosplat_core::fourier::freq_index(p, d) as f64;
+        for r in 0..d {
+            let ky = cryosplat_core::fourier::freq_index(r, d) as f64;
+            for x in 0..w {
+                spec[(p * d + r) * w + x] *= (c * (kz * kz + ky * ky + (x * x) as f64)).exp() as f32;
+            }
+        }
+    }
+    f.inverse(spec)
 }
