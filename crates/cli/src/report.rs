@@ -74,6 +74,14 @@ figcaption{{font-size:.9em;color:#555}} .missing{{color:#a00}}\
 </style></head><body>\n<h1>{t}</h1>\n",
         t = escape(title)
     );
+    h.push_str(&render_sections(sections));
+    let _ = writeln!(h, "<p style=\"color:#888;font-size:.8em\">cryosplat {}</p>\n</body></html>", env!("CARGO_PKG_VERSION"));
+    Ok(h)
+}
+
+/// The HTML of `sections` (headings, paragraphs, rows and embedded figures).
+fn render_sections(sections: &[Section]) -> String {
+    let mut h = String::new();
     for s in sections {
         let _ = writeln!(h, "<h2>{}</h2>", escape(&s.heading));
         for p in &s.paragraphs {
@@ -102,8 +110,23 @@ figcaption{{font-size:.9em;color:#555}} .missing{{color:#a00}}\
             }
         }
     }
-    let _ = writeln!(h, "<p style=\"color:#888;font-size:.8em\">cryosplat {}</p>\n</body></html>", env!("CARGO_PKG_VERSION"));
-    Ok(h)
+    h
+}
+
+/// The footer line every page ends with; [`append_sections`] inserts before it.
+const FOOTER_START: &str = "<p style=\"color:#888;font-size:.8em\">cryosplat ";
+
+/// Add `sections` at the end of an existing report (before its footer), for steps that run
+/// after the report was written (post-processing). Written atomically.
+pub fn append_sections(path: &Path, sections: &[Section]) -> Result<()> {
+    let page = std::fs::read_to_string(path).with_context(|| format!("{}: reading the report", path.display()))?;
+    let at = page.rfind(FOOTER_START).with_context(|| format!("{}: not a report written by this program", path.display()))?;
+    let mut out = String::with_capacity(page.len());
+    out.push_str(&page[..at]);
+    out.push_str(&render_sections(sections));
+    out.push_str(&page[at..]);
+    cryosplat_formats::atomic::write_bytes_atomic(path, out.as_bytes()).with_context(|| "writing the report")?;
+    Ok(())
 }
 
 /// Write `report.html` atomically.
@@ -190,6 +213,13 @@ mod tests {
         assert!(html.contains("t &amp; t"));
         assert!(html.contains("data:image/png;base64,iVBOR"));
         assert!(html.contains("figure not available"));
+        let path = dir.path().join("report.html");
+        std::fs::write(&path, &html).unwrap();
+        append_sections(&path, &[Section::new("Later").row("B-factor", "-100 Å²")]).unwrap();
+        let page = std::fs::read_to_string(&path).unwrap();
+        let (later, footer) = (page.find("<h2>Later</h2>").unwrap(), page.rfind(FOOTER_START).unwrap());
+        assert!(page.find("Results &lt;1&gt;").unwrap() < later && later < footer, "{page}");
+        assert!(append_sections(&png, &[]).is_err(), "a file that is not a report is refused");
     }
 
     #[test]

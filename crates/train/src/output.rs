@@ -64,6 +64,7 @@ pub const RESULT_FILES: &[&str] = &[
     "demo.json",
     "map_sharp.mrc",
     "map_sharp_mask.mrc",
+    "postprocess_fsc.png",
     "postprocess.mrc",
     "postprocess_masked.mrc",
     "mask.mrc",

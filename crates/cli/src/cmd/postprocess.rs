@@ -263,8 +263,10 @@ fn print_summary(p: &Postprocessed, apix: f64, out: &OutputDir) {
 /// of `cryosplat mask` and the automatic B of `cryosplat postprocess`, with their defaults.
 /// Writes `map_sharp.mrc` (FSC-weighted, sharpened, low-passed at the resolution; unmasked) and
 /// `map_sharp_mask.mrc` (the mask), adds a `postprocess` object to `run.json` (B-factor, the
-/// masked corrected resolution, the fit or why it was refused) and prints one line. Both files
-/// are among the folder's result files (`cryosplat_train::output::RESULT_FILES`), so a later run
+/// masked corrected resolution, the fit or why it was refused), adds a "Post-processing" section
+/// with its FSC and Guinier plots (`postprocess_fsc.png`, `guinier.png`) to `report.html` when
+/// the run wrote one, and prints one line. The files it writes are among the folder's result
+/// files (`cryosplat_train::output::RESULT_FILES`), so a later run
 /// refuses or clears them with the rest.
 pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     let (va, d, apix) = maskcmd::read_cubic(&dir.join("half_map_a.mrc"), None)?;
@@ -303,6 +305,28 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
         );
     }
     cryosplat_formats::atomic::write_bytes_atomic(&run_path, serde_json::to_string_pretty(&run)?.as_bytes())?;
+    let report = dir.join("report.html");
+    if report.exists() {
+        crate::figures::postprocess_fsc_plot(&dir.join("postprocess_fsc.png"), &p, "automatic post-processing mask")?;
+        crate::figures::guinier_plot(&dir.join("guinier.png"), &p)?;
+        let fit_text = match (&p.fit, &p.fallback) {
+            (Some(f), _) => format!(
+                "Guinier fit over {:.2}–{:.2} Å (shells {}–{}), r = {:.3}",
+                f.low_res_a, f.high_res_a, f.shells.0, f.shells.1, f.line.correlation
+            ),
+            (None, Some(why)) => format!("not sharpened: {why}"),
+            (None, None) => "given".to_string(),
+        };
+        let section = crate::report::Section::new("Post-processing")
+            .text("map_sharp.mrc: the average of the half maps, weighted per shell by sqrt(2·FSC/(1+FSC)), sharpened by the automatic B-factor and low-passed at the resolution; the FSC here is read with the post-processing mask (map_sharp_mask.mrc), so it can differ from the result above, which uses the FSC's own automatic mask.")
+            .row("resolution (FSC 0.143, post-processing mask, corrected)", p.resolution.describe(apix))
+            .row("B-factor", format!("{:.1} Å²", p.bfactor_a2))
+            .row("B-factor fit", fit_text)
+            .row("low-pass", format!("{:.2} Å", p.lowpass_a))
+            .figure("FSC with the post-processing mask", dir.join("postprocess_fsc.png"))
+            .figure("Guinier plot", dir.join("guinier.png"));
+        crate::report::append_sections(&report, &[section])?;
+    }
     match (&p.fit, &p.fallback) {
         (Some(f), _) => println!(
             "post-processed: {} at FSC 0.143 (post-processing mask), B-factor {:.1} Å² (Guinier fit {:.2}–{:.2} Å, r = {:.3}): map_sharp.mrc",
