@@ -232,6 +232,8 @@ fn backproject_postprocesses_at_the_end() {
     let stdout = run(&["backproject", star.to_str().unwrap(), "-o", with.to_str().unwrap()]);
     assert!(stdout.contains("post-processed:"), "{stdout}");
     assert!(with.join("map_sharp.mrc").exists() && with.join("map_sharp_mask.mrc").exists());
+    let cxc = std::fs::read_to_string(with.join("view.cxc")).unwrap();
+    assert!(cxc.contains("open map.mrc\nvolume #1 level ") && cxc.contains("open map_sharp.mrc"), "{cxc}");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(with.join("run.json")).unwrap()).unwrap();
     let pp = &json["postprocess"];
     assert!(pp["bfactor"].is_number() && pp["resolution_0143"].is_number(), "{pp}");

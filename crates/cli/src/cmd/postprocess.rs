@@ -344,3 +344,36 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     }
     Ok(p)
 }
+
+/// `view.cxc` beside a run's maps: a ChimeraX command file, opened from its folder, that shows
+/// `map.mrc` as a surface at the level [`cryosplat_core::mask::auto_threshold`] picks, the
+/// post-processed `map_sharp.mrc` (hidden, at its own level) when there is one, and the Gaussians
+/// as pseudo-atoms (`gaussians.cif`) when the run wrote them. Returns the file's path.
+pub fn write_view(dir: &Path) -> Result<PathBuf> {
+    let level = |name: &str| -> Result<Option<f32>> {
+        let path = dir.join(name);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let v = MrcFile::open(&path)?.read_all()?;
+        Ok(cryosplat_core::mask::auto_threshold(&v).map(|t| t.threshold))
+    };
+    let mut cxc = String::from("# ChimeraX: open this file from its folder (File > Open, or `open view.cxc`).\n");
+    let mut model = 0;
+    if let Some(l) = level("map.mrc")? {
+        model += 1;
+        cxc.push_str(&format!("open map.mrc\nvolume #{model} level {l} style surface color #b0c4de\n"));
+    }
+    if let Some(l) = level("map_sharp.mrc")? {
+        model += 1;
+        cxc.push_str(&format!("open map_sharp.mrc\nvolume #{model} level {l} style surface color #d8b0de\nhide #{model} models\n"));
+    }
+    if dir.join("gaussians.cif").exists() {
+        model += 1;
+        cxc.push_str(&format!("open gaussians.cif\nstyle #{model} sphere\nhide #{model} models\n"));
+    }
+    cxc.push_str("view\n");
+    let path = dir.join("view.cxc");
+    cryosplat_formats::atomic::write_bytes_atomic(&path, cxc.as_bytes())?;
+    Ok(path)
+}

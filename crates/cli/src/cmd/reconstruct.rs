@@ -388,6 +388,9 @@ pub fn run(a: Args) -> Result<()> {
             tracing::warn!("post-processing skipped: {e:#} (the maps above are complete; see `cryosplat postprocess`)");
         }
     }
+    if let Err(e) = crate::cmd::postprocess::write_view(&a.out) {
+        tracing::warn!("view.cxc not written: {e:#}");
+    }
     println!("outputs in {}", a.out.display());
     Ok(())
 }
