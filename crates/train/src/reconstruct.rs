@@ -92,7 +92,9 @@ use cryosplat_core::ctf::CtfGrid;
 use cryosplat_core::fsc::{gold_standard, FscReport, MaskChoice, NoResolution};
 use cryosplat_core::gaussian::{GaussianModel, INIT_SCALE};
 use cryosplat_core::pose::Pose;
+use cryosplat_core::render::expand::SymmetryExpansion;
 use cryosplat_core::render::{ImageTarget, RenderOptions, Renderer};
+use cryosplat_core::symmetry::PointGroup;
 use cryosplat_core::voxel::voxelize_model;
 use cryosplat_formats::FormatError;
 use std::path::{Path, PathBuf};
@@ -162,6 +164,12 @@ pub struct ReconstructConfig {
     /// Splitting and pruning between epochs (off by default).
     #[serde(default)]
     pub density: DensityConfig,
+    /// Point group of the particle (RELION's names, [`PointGroup::parse`]; proper groups
+    /// only). With a group other than `C1` each half model holds the asymmetric unit, with
+    /// `gaussians / |G|` Gaussians (rounded up), and is rendered, voxelised and written as its
+    /// `|G|` copies ([`SymmetryExpansion`]).
+    #[serde(default = "c1")]
+    pub sym: String,
 }
 
 /// Where each half's Gaussians start.
@@ -198,6 +206,7 @@ impl Default for ReconstructConfig {
             init_mass_fraction: 1.0,
             init: InitKind::default(),
             density: DensityConfig::default(),
+            sym: c1(),
         }
     }
 }
@@ -221,6 +230,26 @@ impl ReconstructConfig {
 
 fn one() -> f64 {
     1.0
+}
+
+fn c1() -> String {
+    "C1".into()
+}
+
+impl ReconstructConfig {
+    /// The point group of `sym`, and its expansion for a model of the asymmetric unit; an
+    /// unknown name, or a group with mirrors or the inversion, is refused.
+    pub fn symmetry(&self) -> Result<(PointGroup, SymmetryExpansion), ReconstructError> {
+        let err = |e: cryosplat_core::symmetry::SymmetryError| ReconstructError::Config(format!("--sym: {e}"));
+        let group = PointGroup::parse(&self.sym).map_err(err)?;
+        let expansion = SymmetryExpansion::new(&group).map_err(err)?;
+        Ok((group, expansion))
+    }
+
+    /// Gaussians in each half's asymmetric unit: `gaussians / |G|` rounded up, at least 1.
+    pub fn unit_gaussians(&self, order: usize) -> usize {
+        self.gaussians.div_ceil(order.max(1)).max(1)
+    }
 }
 
 fn tenth() -> f64 {
@@ -260,7 +289,7 @@ pub struct EpochRecord {
     pub resolution_05: ReportedResolution,
     pub seconds: f64,
     pub images_per_s: f64,
-    /// Gaussians per half at the end of the epoch.
+    /// Gaussians per half at the end of the epoch (of the asymmetric unit with a symmetry).
     pub gaussians: [usize; 2],
     /// Density control before this epoch, per half.
     pub density: [DensityChange; 2],
@@ -279,6 +308,7 @@ pub struct EpochResult<'a> {
     pub map: &'a [f32],
     /// The half maps.
     pub half_maps: [&'a [f32]; 2],
+    /// The half models (the unit's copies with a symmetry).
     pub models: [&'a GaussianModel; 2],
     pub d: usize,
     pub apix: f64,
@@ -366,6 +396,7 @@ pub fn reconstruct(
     if set.len() < 2 {
         return Err(ReconstructError::Config("a gold-standard reconstruction needs at least 2 particles".into()));
     }
+    cfg.symmetry()?;
     let threads = if cfg.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { cfg.threads };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| ReconstructError::Config(e.to_string()))?;
     let d = working_box(cfg.downsample, set.box_px).map_err(ReconstructError::Config)?;
@@ -498,11 +529,34 @@ impl<'a> Driver<'a> {
             warnings.push(format!("images ({gib:.1} GiB) are read from disk at every step (more than --cache-gib)"));
         }
         check_outliers(&images, session.progress)?;
-        let start = if session.resume {
+        let (group, expansion) = cfg.symmetry()?;
+        let mut start = if session.resume {
             restore(&ckpt_path, &fingerprint, cfg, epochs)?
-        } else {
+        } else if group.is_trivial() {
             start_fresh(&images, [&idx_a, &idx_b], apix, &grid, cfg)?
+        } else {
+            // The asymmetric unit: a |G|-th of the Gaussians and of the mass, drawn as a C1
+            // start is, so that the copies fill the same volume with the same total mass. (The
+            // mass estimate's fallback blob fit then uses the unit's count of Gaussians too.)
+            let order = group.order();
+            let unit_cfg = ReconstructConfig {
+                gaussians: cfg.unit_gaussians(order),
+                init_mass_fraction: cfg.init_mass_fraction / order as f64,
+                ..cfg.clone()
+            };
+            let mut s = start_fresh(&images, [&idx_a, &idx_b], apix, &grid, &unit_cfg)?;
+            s.start_map_mass = [0, 1].map(|h| {
+                let mut t = s.trainers[h].clone();
+                t.set_symmetry(Some(expansion.clone()));
+                map_mass(&voxelize_model(&t.full_model(), d))
+            });
+            s
         };
+        if !group.is_trivial() {
+            for t in start.trainers.iter_mut() {
+                t.set_symmetry(Some(expansion.clone()));
+            }
+        }
         images.set_scales(per_particle(set.len(), [&idx_a, &idx_b], start.data_scale));
         warnings.extend(start.notes);
         Ok(Driver {
@@ -666,7 +720,9 @@ impl<'a> Driver<'a> {
         let (d, apix, epoch) = (self.d, self.apix, self.at.epoch);
         let progress = self.session.progress;
         progress.start("maps and FSC", 1);
-        let [mut map_a, mut map_b] = [0, 1].map(|h| voxelize_model(&self.trainers[h].model, d));
+        // With a symmetry, the maps and files are of the unit's copies.
+        let full = [self.trainers[0].full_model(), self.trainers[1].full_model()];
+        let [mut map_a, mut map_b] = [0, 1].map(|h| voxelize_model(&full[h], d));
         for (h, m) in [&map_a, &map_b].into_iter().enumerate() {
             let (now, start) = (map_mass(m), self.start_map_mass[h]);
             if !(now.is_finite() && now > COLLAPSED_MASS_FRACTION * start) {
@@ -706,7 +762,7 @@ impl<'a> Driver<'a> {
         let maps = Maps { full: &map, half_a: &map_a, half_b: &map_b, d, apix };
         self.out.write_maps(&maps, &format!("cryosplat reconstruct, epoch {}", epoch + 1))?;
         self.out.write_fsc(&fsc)?;
-        self.out.write_gaussians([&self.trainers[0].model, &self.trainers[1].model], d, apix)?;
+        self.out.write_gaussians([&full[0], &full[1]], d, apix)?;
         self.history.push(record.clone());
         progress.finish();
         let result = EpochResult {
@@ -715,7 +771,7 @@ impl<'a> Driver<'a> {
             fsc: &fsc,
             map: &map,
             half_maps: [&map_a, &map_b],
-            models: [&self.trainers[0].model, &self.trainers[1].model],
+            models: [&full[0], &full[1]],
             d,
             apix,
             out_dir: self.out.dir(),
@@ -766,6 +822,7 @@ impl<'a> Driver<'a> {
             "resolution_0143": last.and_then(|r| r.resolution_0143.angstrom()),
             "resolution_05": last.and_then(|r| r.resolution_05.angstrom()),
             "resolution_method": RESOLUTION_METHOD,
+            "symmetry": self.cfg.symmetry().map(|(g, _)| g.name().to_string()).unwrap_or_else(|_| self.cfg.sym.clone()),
             "settings": settings,
             "history": self.history,
             "summary": summary,

@@ -25,9 +25,15 @@ pub struct Args {
     /// Output folder.
     #[arg(short, long)]
     pub out: PathBuf,
-    /// Gaussians per half model.
+    /// Gaussians per half model (with --sym, in all the copies together: the asymmetric unit
+    /// has this many divided by the group's order, rounded up).
     #[arg(long, default_value_t = ReconstructConfig::default().gaussians)]
     pub gaussians: usize,
+    /// Point group of the particle (RELION's names: C1, Cn, Dn, T, O, I, I1–I4; groups with
+    /// mirrors or the inversion are refused): each half model holds the asymmetric unit and
+    /// is rendered, and its maps drawn, as the unit's copies under the group's operators.
+    #[arg(long, default_value_t = ReconstructConfig::default().sym)]
+    pub sym: String,
     /// Where each half's Gaussians start: random (the method's blob around the box centre) or
     /// backprojection (centres drawn from the half's own backprojection, regularised from that
     /// half alone).
@@ -225,6 +231,7 @@ impl Args {
             input,
             out,
             gaussians: cfg.gaussians,
+            sym: cfg.sym.clone(),
             epochs: cfg.epochs,
             min_steps: cfg.min_steps,
             lr: cfg.lr,
@@ -276,6 +283,7 @@ impl Args {
             no_ctf: self.no_ctf,
             init_mass_fraction: self.density.init_mass_fraction,
             density: self.density.config(),
+            sym: self.sym.clone(),
         }
     }
 }

@@ -73,6 +73,7 @@
 //! [`crate::gaussian::scale_activation`]). Gaussians whose footprint misses the image cost
 //! nothing.
 
+pub mod expand;
 mod filter;
 mod gauss;
 mod kernel;
