@@ -32,6 +32,15 @@
 //! molecule that fills the box (crowded sub-tomograms), is left with a low-resolution deficit
 //! that both halves share. BENCHMARKS.md ("Backprojection start") has the measurements.
 //!
+//! # Symmetry
+//!
+//! With `--sym NAME` (a proper point group, RELION's names and orientation; see
+//! `cryosplat_core::symmetry`), each half model holds the asymmetric unit, `N/|G|` Gaussians
+//! (rounded up) carrying `1/|G|` of the start's mass; every step renders all `|G|` copies
+//! (positions and rotations transformed by each operator about the box centre) and folds their
+//! gradient back onto the unit (`cryosplat_core::render::expand`). Maps, FSC and the written
+//! Gaussians are of the expanded model, so the maps are exactly symmetric.
+//!
 //! # Data scale
 //!
 //! Each half's images are divided by one factor (the standard deviation of the pixel values

@@ -304,8 +304,13 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
             }),
         );
     }
-    cryosplat_formats::atomic::write_bytes_atomic(&run_path, serde_json::to_string_pretty(&run)?.as_bytes())?;
     let report = dir.join("report.html");
+    let mut written = vec!["map_sharp.mrc", "map_sharp_mask.mrc"];
+    if report.exists() {
+        written.extend(["postprocess_fsc.png", "guinier.png"]);
+    }
+    list_outputs(&mut run, dir, &written);
+    cryosplat_formats::atomic::write_bytes_atomic(&run_path, serde_json::to_string_pretty(&run)?.as_bytes())?;
     if report.exists() {
         crate::figures::postprocess_fsc_plot(&dir.join("postprocess_fsc.png"), &p, "automatic post-processing mask")?;
         crate::figures::guinier_plot(&dir.join("guinier.png"), &p)?;
@@ -375,5 +380,25 @@ pub fn write_view(dir: &Path) -> Result<PathBuf> {
     cxc.push_str("view\n");
     let path = dir.join("view.cxc");
     cryosplat_formats::atomic::write_bytes_atomic(&path, cxc.as_bytes())?;
+    let run_path = dir.join("run.json");
+    if run_path.exists() {
+        let text = std::fs::read_to_string(&run_path).with_context(|| format!("{}: reading", run_path.display()))?;
+        let mut run: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", run_path.display()))?;
+        list_outputs(&mut run, dir, &["view.cxc"]);
+        cryosplat_formats::atomic::write_bytes_atomic(&run_path, serde_json::to_string_pretty(&run)?.as_bytes())?;
+    }
     Ok(path)
+}
+
+/// Add `names` (files in `dir`) to the run's list of outputs (`summary.outputs` in `run.json`),
+/// once each.
+fn list_outputs(run: &mut serde_json::Value, dir: &Path, names: &[&str]) {
+    if let Some(list) = run.pointer_mut("/summary/outputs").and_then(|v| v.as_array_mut()) {
+        for name in names {
+            let p = serde_json::Value::from(dir.join(name).to_string_lossy().into_owned());
+            if !list.contains(&p) {
+                list.push(p);
+            }
+        }
+    }
 }

@@ -20,8 +20,9 @@ fn fnv1a(h: &mut u64, bytes: &[u8]) {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fingerprint {
     /// Every setting that changes the result, as JSON (not `epochs` and `min_steps`, which
-    /// may change on resume, nor `threads`, `checkpoint_every`, `cache_gib` and `max_steps`),
-    /// and the training box.
+    /// may change on resume, nor `threads`, `checkpoint_every`, `cache_gib` and `max_steps`;
+    /// `sym` and `init` only when they differ from C1 and the random start, the behaviour before
+    /// they existed), and the training box.
     pub settings: serde_json::Value,
     /// Hash of the box, pixel size, contrast and every particle's image reference, pose and
     /// CTF (not the folder the data live in, so a moved data set still resumes).
@@ -37,6 +38,13 @@ pub fn fingerprint(set: &ParticleSet, cfg: &ReconstructConfig, d: usize, threads
             m.remove(k);
         }
         m.insert("training_box_px".into(), d.into());
+        // Settings added later are left out at their old behaviour, so that checkpoints written
+        // before they existed still resume.
+        for (k, old) in [("sym", "C1"), ("init", "random")] {
+            if m.get(k).and_then(|v| v.as_str()) == Some(old) {
+                m.remove(k);
+            }
+        }
     }
     let mut hd = 0xcbf2_9ce4_8422_2325u64;
     fnv1a(&mut hd, format!("{}|{}|{}|{}", set.len(), set.box_px, set.apix, set.invert).as_bytes());
