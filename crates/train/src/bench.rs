@@ -8,12 +8,21 @@
 //! Gaussians split across threads; more: images split across threads), then applies Adam.
 //! The timing is repeated `repeats` times after a warm-up and the best run is reported, since
 //! other work on the machine can only slow a run down.
+//!
+//! With a point group (`sym` other than C1), the model is the asymmetric unit of
+//! `gaussians / |G|` Gaussians (rounded up) and every step goes through the reconstruction's
+//! [`HalfTrainer::step`]: expand the unit into its `|G|` copies, render them, fold the gradient
+//! back, Adam on the unit. The rendered total is then about `gaussians`, so the figure compares
+//! with a C1 run of the same total size.
 
 use crate::adam::{Adam, AdamConfig};
+use crate::reconstruct::trainer::HalfTrainer;
 use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
+use cryosplat_core::render::expand::SymmetryExpansion;
 use cryosplat_core::render::workload;
 use cryosplat_core::render::{ImageTarget, RenderOptions, Renderer, DEFAULT_N_SIGMA};
 use cryosplat_core::rng::Rng;
+use cryosplat_core::symmetry::PointGroup;
 use std::time::Instant;
 
 /// Benchmark settings.
@@ -32,6 +41,8 @@ pub struct BenchConfig {
     pub repeats: usize,
     pub n_sigma: f32,
     pub seed: u64,
+    /// Point group of the model (RELION's names; C1: no symmetry).
+    pub sym: String,
 }
 
 impl Default for BenchConfig {
@@ -46,6 +57,7 @@ impl Default for BenchConfig {
             repeats: 3,
             n_sigma: DEFAULT_N_SIGMA,
             seed: 7,
+            sym: "C1".into(),
         }
     }
 }
@@ -65,6 +77,9 @@ pub struct BenchResult {
     pub seconds: f64,
     pub repeat_seconds: Vec<f64>,
     pub n_sigma: f32,
+    /// The point group and the Gaussians of its asymmetric unit (`gaussians` with C1).
+    pub sym: String,
+    pub unit_gaussians: usize,
 }
 
 /// Run the benchmark in a rayon pool of `config.threads` threads.
@@ -84,14 +99,30 @@ fn run_in_pool(c: &BenchConfig) -> Result<BenchResult, String> {
     if !(c.n_sigma > 0.0 && c.n_sigma.is_finite()) {
         return Err(format!("footprint of {} σ: expected a positive number", c.n_sigma));
     }
+    let group = PointGroup::parse(&c.sym).map_err(|e| format!("--sym: {e}"))?;
+    let expansion = if group.is_trivial() { None } else { Some(SymmetryExpansion::new(&group).map_err(|e| format!("--sym: {e}"))?) };
+    let unit = expansion.as_ref().map_or(c.gaussians, |e| c.gaussians.div_ceil(e.order()));
     let apix = 1.0;
     let mut rng = Rng::new(c.seed);
-    let mut model = workload::model(c.gaussians, d, &mut rng);
+    let mut model = workload::model(unit, d, &mut rng);
     let cycle = 16.max(c.batch);
     let (poses, ctfs, images) = workload::images(cycle, d, &mut rng);
     let targets: Vec<ImageTarget> =
         (0..cycle).map(|i| ImageTarget { image: &images[i], ctf_rfft: &ctfs[i], pose: &poses[i], apix }).collect();
     let mut renderer = Renderer::new(d, RenderOptions { n_sigma: c.n_sigma, threads: c.threads });
+    if let Some(e) = expansion {
+        let mut trainer = HalfTrainer::new(model, AdamConfig::default());
+        trainer.set_symmetry(Some(e));
+        let mut k = 0usize;
+        let mut batch: Vec<ImageTarget> = Vec::with_capacity(c.batch);
+        let secs = time_steps(c, || {
+            batch.clear();
+            batch.extend((0..c.batch).map(|j| targets[(k + j) % cycle]));
+            trainer.step(&mut renderer, &batch, 1e-4, false);
+            k += c.batch;
+        });
+        return Ok(result(c, unit, secs));
+    }
     let mut adam = Adam::new(AdamConfig::default(), model.len());
     let mut grad = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; model.len()];
     let mut batch: Vec<ImageTarget> = Vec::with_capacity(c.batch);
@@ -108,22 +139,32 @@ fn run_in_pool(c: &BenchConfig) -> Result<BenchResult, String> {
         // Clears the gradient for the next step in the same pass.
         adam.step_and_clear(model, &mut grad, 1e-4);
     };
+    let secs = time_steps(c, || step(&mut model, &mut adam));
+    Ok(result(c, unit, secs))
+}
+
+/// The warm-up, then `repeats` timed runs of `steps` steps: the seconds of each run.
+fn time_steps(c: &BenchConfig, mut step: impl FnMut()) -> Vec<f64> {
     for _ in 0..c.warmup {
-        step(&mut model, &mut adam);
+        step();
     }
     let mut secs = Vec::with_capacity(c.repeats);
     for _ in 0..c.repeats {
         let t0 = Instant::now();
         for _ in 0..c.steps {
-            step(&mut model, &mut adam);
+            step();
         }
         secs.push(t0.elapsed().as_secs_f64());
     }
+    secs
+}
+
+fn result(c: &BenchConfig, unit: usize, secs: Vec<f64>) -> BenchResult {
     let best = secs.iter().copied().fold(f64::INFINITY, f64::min);
-    Ok(BenchResult {
+    BenchResult {
         images_per_s: (c.steps * c.batch) as f64 / best,
         steps_per_s: c.steps as f64 / best,
-        box_px: d,
+        box_px: c.box_px,
         gaussians: c.gaussians,
         threads: c.threads,
         batch: c.batch,
@@ -131,7 +172,9 @@ fn run_in_pool(c: &BenchConfig) -> Result<BenchResult, String> {
         seconds: best,
         repeat_seconds: secs,
         n_sigma: c.n_sigma,
-    })
+        sym: c.sym.clone(),
+        unit_gaussians: unit,
+    }
 }
 
 #[cfg(test)]
@@ -147,6 +190,12 @@ mod tests {
         let r = run(&BenchConfig { batch: 3, threads: 1, ..cfg.clone() }).unwrap();
         assert!((r.images_per_s / r.steps_per_s - 3.0).abs() < 1e-9);
         assert!(run(&BenchConfig { box_px: 4, ..cfg.clone() }).is_err());
-        assert!(run(&BenchConfig { steps: 0, ..cfg }).is_err());
+        assert!(run(&BenchConfig { steps: 0, ..cfg.clone() }).is_err());
+        let r = run(&BenchConfig { sym: "C4".into(), gaussians: 50, ..cfg.clone() }).unwrap();
+        assert_eq!((r.sym.as_str(), r.unit_gaussians, r.gaussians), ("C4", 13, 50));
+        assert_eq!(run(&cfg).unwrap().unit_gaussians, 50);
+        let e = run(&BenchConfig { sym: "D3h".into(), ..cfg.clone() }).unwrap_err();
+        assert!(e.contains("--sym"), "{e}");
+        assert!(run(&BenchConfig { sym: "X9".into(), ..cfg }).is_err());
     }
 }

@@ -26,6 +26,10 @@ pub struct Args {
     /// Footprint half-width in standard deviations.
     #[arg(long, default_value_t = cryosplat_core::render::DEFAULT_N_SIGMA)]
     n_sigma: f32,
+    /// Point group (RELION's names): the model is its asymmetric unit of gaussians/|G|
+    /// Gaussians, expanded at every step as `reconstruct --sym` does.
+    #[arg(long, default_value = "C1")]
+    sym: String,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -42,6 +46,7 @@ pub fn run(a: Args) -> Result<()> {
         warmup: (a.steps / 10).clamp(1, 20),
         repeats: a.repeats,
         n_sigma: a.n_sigma,
+        sym: a.sym.clone(),
         ..Default::default()
     };
     let r = run_bench(&cfg).map_err(anyhow::Error::msg)?;
@@ -61,6 +66,9 @@ pub fn run(a: Args) -> Result<()> {
             r.seconds,
             r.n_sigma
         );
+        if r.unit_gaussians != r.gaussians {
+            println!("symmetry {}: an asymmetric unit of {} Gaussians, expanded at every step", r.sym, r.unit_gaussians);
+        }
     }
     Ok(())
 }
