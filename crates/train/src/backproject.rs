@@ -194,7 +194,12 @@ impl Backprojection {
     /// description of the run, and `cfg`) into `out`.
     pub fn write_outputs(&self, out: &mut OutputDir, cfg: &BackprojectConfig, settings: &serde_json::Value) -> Result<(), FormatError> {
         let maps = Maps { full: &self.map, half_a: &self.half_a, half_b: &self.half_b, d: self.d, apix: self.apix };
-        out.write_maps(&maps, "cryosplat backproject")?;
+        let label = if self.symmetry_order > 1 {
+            format!("cryosplat backproject, symmetry {}", self.symmetry)
+        } else {
+            "cryosplat backproject".into()
+        };
+        out.write_maps(&maps, &label)?;
         out.write_fsc(&self.fsc)?;
         let mut settings = settings.clone();
         if let Some(m) = settings.as_object_mut() {

@@ -769,7 +769,11 @@ impl<'a> Driver<'a> {
             density: t.density,
         };
         let maps = Maps { full: &map, half_a: &map_a, half_b: &map_b, d, apix };
-        self.out.write_maps(&maps, &format!("cryosplat reconstruct, epoch {}", epoch + 1))?;
+        let sym = match self.trainers[0].symmetry() {
+            Some(e) => format!(", symmetry {}", e.name()),
+            None => String::new(),
+        };
+        self.out.write_maps(&maps, &format!("cryosplat reconstruct, epoch {}{sym}", epoch + 1))?;
         self.out.write_fsc(&fsc)?;
         self.out.write_gaussians([&full[0], &full[1]], d, apix)?;
         self.history.push(record.clone());

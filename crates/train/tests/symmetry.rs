@@ -115,6 +115,9 @@ fn a_c4_simulation_is_symmetric_and_symmetric_backprojection_recovers_it_better(
     assert_eq!(run["summary"]["symmetry"], "C4");
     assert_eq!(run["summary"]["symmetry_order"], 4);
     assert_eq!(run["settings"]["config"]["sym"], "c4");
+    // So do the maps' MRC labels.
+    let label = MrcFile::open(out_dir.join("map.mrc")).unwrap().header().labels[0].clone();
+    assert!(label.ends_with("symmetry C4"), "{label}");
 }
 
 #[test]
@@ -223,6 +226,9 @@ fn a_c4_gaussian_reconstruction_is_symmetric_and_closer_to_the_truth() {
     assert_eq!(run["symmetry"], "C4");
     assert_eq!(run["settings"]["config"]["sym"], "c4");
     assert_eq!(common::json(&dir.path().join("c1/run.json"))["symmetry"], "C1");
+    let label = |run: &str| MrcFile::open(dir.path().join(run).join("map.mrc")).unwrap().header().labels[0].clone();
+    assert!(label("c4").ends_with("symmetry C4"), "{}", label("c4"));
+    assert!(!label("c1").contains("symmetry"), "{}", label("c1"));
 }
 
 #[test]
