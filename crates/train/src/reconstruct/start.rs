@@ -66,21 +66,6 @@ pub fn estimate_mass(
 ) -> Result<MassEstimate, ReconstructError> {
     let (set, d) = (images.set, images.d);
     let fit = fit_initial_mass(images, idx, half, apix, grid, cfg)?;
-    // The contrast is called inverted only when the anti-correlation is significant: the
-    // projection of a blob at the particles' poses against pure noise gives |z| < 3 but for
-    // one time in 370.
-    if fit.z < -3.0 {
-        let advice = if set.invert {
-            "after inverting them (--invert, or the input's own sign): the contrast is likely right without the inversion"
-        } else {
-            "the contrast looks inverted (protein dark): use --invert"
-        };
-        return Err(ReconstructError::Config(format!(
-            "{}: the images anti-correlate with a positive blob at the particles' poses (z = {:.1}) {advice}",
-            set.source.display(),
-            fit.z
-        )));
-    }
     let from_fit = fit.mass;
     let mut pick = idx.to_vec();
     Stream::MassIntegralSample { half }.rng(cfg.seed).shuffle(&mut pick);
@@ -104,6 +89,7 @@ pub fn estimate_mass(
     let from_integrals = sum_i / sum_c / area;
     let sd = (sum_i2 / n - (sum_i / n).powi(2)).max(0.0).sqrt();
     let rel = (sd / n.sqrt()) / (sum_i / n).abs().max(f64::MIN_POSITIVE);
+    check_contrast(images, &fit, from_integrals, rel, sum_c)?;
     let (total, warning) = if from_integrals > 0.0 && sum_c > 0.0 && rel < 0.25 {
         (from_integrals, None)
     } else if !(from_fit > 0.0 && from_fit.is_finite()) {
@@ -125,6 +111,33 @@ pub fn estimate_mass(
         )
     };
     Ok(MassEstimate { from_integrals, integral_rel_error: rel, from_fit, total, images: pick.len(), warning })
+}
+
+/// Refuse images whose contrast looks inverted (protein dark). The images' integrals measure
+/// it directly, since protein adds positive mass in every view: when they are precise (a
+/// standard error below 25%), their sign decides. Otherwise the blob fit decides, and only when
+/// its anti-correlation is significant: the projection of a blob at the particles' poses
+/// against pure noise gives |z| < 3 but for one time in 370. The integrals come first because
+/// the blob test is wrong for hollow particles (a cage or a capsid projects less mass through
+/// its centre than through its walls, and a blob at the centre then anti-correlates with the
+/// CTF-filtered images; BENCHMARKS.md, the symmetric Gaussian runs).
+fn check_contrast(images: &Images, fit: &BlobFit, from_integrals: f64, rel: f64, sum_ctf0: f64) -> Result<(), ReconstructError> {
+    let set = images.set;
+    let precise = rel < 0.25 && sum_ctf0 > 0.0 && from_integrals.is_finite();
+    let (inverted, evidence) = if precise {
+        (from_integrals < 0.0, format!("the images' integrals give a negative mass ({from_integrals:.3e} ± {:.0}%)", 100.0 * rel))
+    } else {
+        (fit.z < -3.0, format!("the images anti-correlate with a positive blob at the particles' poses (z = {:.1})", fit.z))
+    };
+    if !inverted {
+        return Ok(());
+    }
+    let advice = if set.invert {
+        "after inverting them (--invert, or the input's own sign): the contrast is likely right without the inversion"
+    } else {
+        "the contrast looks inverted (protein dark): use --invert"
+    };
+    Err(ReconstructError::Config(format!("{}: {evidence}; {advice}", set.source.display())))
 }
 
 /// The least-squares fit of the initial blob to a sample of images.
