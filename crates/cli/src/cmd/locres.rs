@@ -13,7 +13,9 @@ use cryosplat_formats::mrc::{self, MrcFile, WriteOptions};
 use cryosplat_train::output::{Existing, OutputDir};
 use std::path::PathBuf;
 
-/// The files `locres` writes into its folder.
+/// The files `locres` writes into its folder; all are among the folder's result
+/// files (`cryosplat_train::output::RESULT_FILES`), which refuses or clears them (tested).
+#[cfg(test)]
 pub const FILES: &[&str] = &["locres.mrc", "locres_map.mrc", "locres.png", "locres.json", "locres.cxc"];
 
 #[derive(clap::Args)]
@@ -47,7 +49,6 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     let mut out = OutputDir::open(&a.out, Existing::from_flags(false, a.overwrite), "locres")?;
-    clear_earlier(&out, a.overwrite)?;
     if a.step == 0 {
         bail!("--step 0: the sample spacing must be at least 1 voxel");
     }
@@ -124,25 +125,5 @@ pub fn run(a: Args) -> Result<()> {
         params.threshold,
         out.dir().display()
     );
-    Ok(())
-}
-
-/// Refuse (or with `overwrite` remove) earlier local-resolution results in the folder.
-fn clear_earlier(out: &OutputDir, overwrite: bool) -> Result<()> {
-    let found: Vec<&str> = FILES.iter().copied().filter(|f| out.path(f).exists()).collect();
-    if found.is_empty() {
-        return Ok(());
-    }
-    if !overwrite {
-        bail!(
-            "{}: the folder holds results of an earlier run ({}); locres does not overwrite them: choose another folder, or use --overwrite to replace them",
-            out.dir().display(),
-            found.join(", ")
-        );
-    }
-    for f in &found {
-        let p = out.path(f);
-        std::fs::remove_file(&p).with_context(|| format!("{}: removing the earlier result", p.display()))?;
-    }
     Ok(())
 }

@@ -7,17 +7,20 @@
 //! the curves), `fsc.png`, `guinier.png` and `view.cxc` (a ChimeraX command file that opens
 //! the masked map as a surface at the threshold [`cryosplat_core::mask::auto_threshold`] picks
 //! on the unmasked one). A folder holding results of an earlier run is
-//! refused unless `--overwrite` is given, as for `cryosplat fsc -o`.
+//! refused unless `--overwrite` is given, as for `cryosplat fsc -o` ([`FILES`] are among the
+//! folder's result files).
 
 use crate::cmd::mask::{self as maskcmd, parse_positive};
 use anyhow::{bail, Context, Result};
 use cryosplat_core::fsc::{check_maps_labelled, Resolution};
-use cryosplat_core::postprocess::{postprocess, BFactorChoice, Options, Postprocessed, DEFAULT_AUTOB_LOWRES_A};
+use cryosplat_core::postprocess::{postprocess, BFactorChoice, BFactorFit, Options, Postprocessed, DEFAULT_AUTOB_LOWRES_A};
 use cryosplat_formats::mrc::{self, MrcFile, WriteOptions};
-use cryosplat_train::output::{Existing, OutputDir};
+use cryosplat_train::output::{Existing, OutputDir, ReportedResolution};
 use std::path::{Path, PathBuf};
 
-/// The files `postprocess` writes into its folder.
+/// The files `postprocess` writes into its folder; all are among the folder's result
+/// files (`cryosplat_train::output::RESULT_FILES`), which refuses or clears them (tested).
+#[cfg(test)]
 pub const FILES: &[&str] =
     &["postprocess.mrc", "postprocess_masked.mrc", "mask.mrc", "postprocess.json", "fsc.png", "guinier.png", "view.cxc"];
 
@@ -77,32 +80,11 @@ fn resolution_json(r: Resolution, apix: f64) -> serde_json::Value {
     }
 }
 
-/// Refuse (or with `overwrite` remove) earlier post-processing results in the folder: the
-/// folder's own check knows only the files of the other commands.
-fn clear_earlier(out: &OutputDir, overwrite: bool) -> Result<()> {
-    let found: Vec<&str> = FILES.iter().copied().filter(|f| out.path(f).exists()).collect();
-    if found.is_empty() {
-        return Ok(());
-    }
-    if !overwrite {
-        bail!(
-            "{}: the folder holds results of an earlier run ({}); postprocess does not overwrite them: choose another folder, or use --overwrite to replace them",
-            out.dir().display(),
-            found.join(", ")
-        );
-    }
-    for f in &found {
-        let p = out.path(f);
-        std::fs::remove_file(&p).with_context(|| format!("{}: removing the earlier result", p.display()))?;
-    }
-    tracing::warn!("{}: removed the results of an earlier run ({})", out.dir().display(), found.join(", "));
-    Ok(())
-}
-
 pub fn run(a: Args) -> Result<()> {
     // The output folder is taken first, so that a refused folder costs no work.
+    // Its files are among the folder's result files (FILES ⊂ RESULT_FILES, tested), so the
+    // folder refuses or clears them with the rest.
     let mut out = OutputDir::open(&a.out, Existing::from_flags(false, a.overwrite), "postprocess")?;
-    clear_earlier(&out, a.overwrite)?;
     let (va, d, apix_a) = maskcmd::read_cubic(&a.half_a, a.apix)?;
     let (vb, db, apix_b) = maskcmd::read_cubic(&a.half_b, a.apix)?;
     if db != d {
@@ -169,19 +151,7 @@ fn write_outputs(
         mrc::write_volume(&path, values, [d, d, d], apix, &label(what))?;
         out.record(path);
     }
-    let fit = p.fit.as_ref().map(|f| {
-        serde_json::json!({
-            "low_res_a": f.low_res_a,
-            "high_res_a": f.high_res_a,
-            "first_shell": f.shells.0,
-            "last_shell": f.shells.1,
-            "points": f.line.points,
-            "slope": f.line.slope,
-            "intercept": f.line.intercept,
-            "correlation": f.line.correlation,
-            "r_squared": f.line.correlation.powi(2),
-        })
-    });
+    let fit = p.fit.as_ref().map(fit_json);
     let curve: Vec<serde_json::Value> = (0..p.fsc.unmasked.len())
         .map(|n| {
             serde_json::json!({
@@ -277,40 +247,27 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     let label = |x: &str| WriteOptions { label: format!("cryosplat {what}: {x}"), ..Default::default() };
     mrc::write_volume(&dir.join("map_sharp.mrc"), &p.map, [d, d, d], apix, &label("post-processed (FSC-weighted, sharpened, low-passed)"))?;
     mrc::write_volume(&dir.join("map_sharp_mask.mrc"), &made.mask, [d, d, d], apix, &label("post-processing mask"))?;
-    let run_path = dir.join("run.json");
-    let text = std::fs::read_to_string(&run_path).with_context(|| format!("{}: reading", run_path.display()))?;
-    let mut run: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", run_path.display()))?;
-    let fit = p.fit.as_ref().map(|f| {
-        serde_json::json!({
-            "low_res_a": f.low_res_a,
-            "high_res_a": f.high_res_a,
-            "first_shell": f.shells.0,
-            "last_shell": f.shells.1,
-            "correlation": f.line.correlation,
-        })
-    });
-    if let Some(o) = run.as_object_mut() {
-        o.insert(
-            "postprocess".into(),
-            serde_json::json!({
-                "map": "map_sharp.mrc",
-                "mask": { "file": "map_sharp_mask.mrc", "threshold": made.threshold },
-                "resolution_0143": resolution_json(p.resolution, apix),
-                "resolution_method": "masked half-map FSC (post-processing mask), corrected by phase randomisation",
-                "bfactor": p.bfactor_a2,
-                "fit": fit,
-                "fit_refused": p.fallback.as_ref().map(|f| f.to_string()),
-                "lowpass_a": p.lowpass_a,
-            }),
-        );
-    }
     let report = dir.join("report.html");
     let mut written = vec!["map_sharp.mrc", "map_sharp_mask.mrc"];
     if report.exists() {
         written.extend(["postprocess_fsc.png", "guinier.png"]);
     }
-    list_outputs(&mut run, dir, &written);
-    cryosplat_formats::atomic::write_bytes_atomic(&run_path, serde_json::to_string_pretty(&run)?.as_bytes())?;
+    update_run_json(dir, &written, |run| {
+        let Some(o) = run.as_object_mut() else { return };
+        o.insert(
+            "postprocess".into(),
+            serde_json::json!({
+                "map": "map_sharp.mrc",
+                "mask": { "file": "map_sharp_mask.mrc", "threshold": made.threshold },
+                "resolution_0143": ReportedResolution::new(p.resolution, apix).angstrom(),
+                "resolution_method": "masked half-map FSC (post-processing mask), corrected by phase randomisation",
+                "bfactor": p.bfactor_a2,
+                "fit": p.fit.as_ref().map(fit_json),
+                "fit_refused": p.fallback.as_ref().map(|f| f.to_string()),
+                "lowpass_a": p.lowpass_a,
+            }),
+        );
+    })?;
     if report.exists() {
         crate::figures::postprocess_fsc_plot(&dir.join("postprocess_fsc.png"), &p, "automatic post-processing mask")?;
         crate::figures::guinier_plot(&dir.join("guinier.png"), &p)?;
@@ -380,25 +337,52 @@ pub fn write_view(dir: &Path) -> Result<PathBuf> {
     cxc.push_str("view\n");
     let path = dir.join("view.cxc");
     cryosplat_formats::atomic::write_bytes_atomic(&path, cxc.as_bytes())?;
-    let run_path = dir.join("run.json");
-    if run_path.exists() {
-        let text = std::fs::read_to_string(&run_path).with_context(|| format!("{}: reading", run_path.display()))?;
-        let mut run: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", run_path.display()))?;
-        list_outputs(&mut run, dir, &["view.cxc"]);
-        cryosplat_formats::atomic::write_bytes_atomic(&run_path, serde_json::to_string_pretty(&run)?.as_bytes())?;
+    if dir.join("run.json").exists() {
+        update_run_json(dir, &["view.cxc"], |_| {})?;
     }
     Ok(path)
 }
 
-/// Add `names` (files in `dir`) to the run's list of outputs (`summary.outputs` in `run.json`),
-/// once each.
-fn list_outputs(run: &mut serde_json::Value, dir: &Path, names: &[&str]) {
+/// Rewrite the run's `run.json` in `dir` (atomically): `edit` it, and add `names` (files in
+/// `dir`) to its list of outputs (`summary.outputs`), once each.
+fn update_run_json(dir: &Path, names: &[&str], edit: impl FnOnce(&mut serde_json::Value)) -> Result<()> {
+    let path = dir.join("run.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: reading", path.display()))?;
+    let mut run: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    edit(&mut run);
     if let Some(list) = run.pointer_mut("/summary/outputs").and_then(|v| v.as_array_mut()) {
         for name in names {
             let p = serde_json::Value::from(dir.join(name).to_string_lossy().into_owned());
             if !list.contains(&p) {
                 list.push(p);
             }
+        }
+    }
+    cryosplat_formats::atomic::write_bytes_atomic(&path, serde_json::to_string_pretty(&run)?.as_bytes())?;
+    Ok(())
+}
+
+/// The Guinier fit as JSON (`postprocess.json` and `run.json`'s `postprocess`).
+fn fit_json(f: &BFactorFit) -> serde_json::Value {
+    serde_json::json!({
+        "low_res_a": f.low_res_a,
+        "high_res_a": f.high_res_a,
+        "first_shell": f.shells.0,
+        "last_shell": f.shells.1,
+        "points": f.line.points,
+        "slope": f.line.slope,
+        "intercept": f.line.intercept,
+        "correlation": f.line.correlation,
+        "r_squared": f.line.correlation.powi(2),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_folder_knows_every_file() {
+        for f in super::FILES.iter().chain(crate::cmd::locres::FILES) {
+            assert!(cryosplat_train::output::RESULT_FILES.contains(f), "{f} is not a result file: the folder would not refuse or clear it");
         }
     }
 }
