@@ -90,7 +90,7 @@ impl Resolution {
 
 /// Weight of a half-spectrum column in sums over the full spectrum of a real signal.
 #[inline]
-fn column_weight(c: usize, d: usize) -> f64 {
+pub(crate) fn column_weight(c: usize, d: usize) -> f64 {
     if c == 0 || 2 * c == d {
         1.0
     } else {

@@ -69,16 +69,6 @@ pub fn sharpening_factor(bfactor_a2: f64, s_inv_a: f64) -> f64 {
     (-bfactor_a2 * s_inv_a * s_inv_a / 4.0).exp()
 }
 
-/// Weight of a half-spectrum column in sums over the full spectrum of a real signal.
-#[inline]
-fn column_weight(c: usize, d: usize) -> f64 {
-    if c == 0 || 2 * c == d {
-        1.0
-    } else {
-        2.0
-    }
-}
-
 /// Calls `f(index, radius_in_samples, column_weight)` for every element of a `D³` half spectrum
 /// (layout of [`Fft3`]).
 fn for_each_component(d: usize, mut f: impl FnMut(usize, f64, f64)) {
@@ -89,7 +79,7 @@ fn for_each_component(d: usize, mut f: impl FnMut(usize, f64, f64)) {
             let fy = freq_index(r, d) as f64;
             let base = (p * d + r) * w;
             for c in 0..w {
-                f(base + c, (fz * fz + fy * fy + (c * c) as f64).sqrt(), column_weight(c, d));
+                f(base + c, (fz * fz + fy * fy + (c * c) as f64).sqrt(), crate::fsc::column_weight(c, d));
             }
         }
     }

@@ -901,8 +901,7 @@ fn start_fresh(
     let est: [MassEstimate; 2] = est.try_into().expect("two halves");
     let adam = AdamConfig { lr: cfg.lr, ..Default::default() };
     // `random_init(n, t)` gives each Gaussian t/(2n): a total of t/2.
-    let mut trainers = Vec::with_capacity(2);
-    for half in 0..2 {
+    let start_half = |half: usize| -> Result<HalfTrainer, ReconstructError> {
         let t = 2.0 * cfg.init_mass_fraction * est[half].total;
         let mut rng = Stream::InitialModel { half }.rng(cfg.seed);
         let model = match cfg.init {
@@ -918,9 +917,9 @@ fn start_fresh(
                 })?
             }
         };
-        trainers.push(HalfTrainer::new(model, adam.clone()));
-    }
-    let trainers: [HalfTrainer; 2] = trainers.try_into().map_err(|_| ()).expect("two halves");
+        Ok(HalfTrainer::new(model, adam.clone()))
+    };
+    let trainers = [start_half(0)?, start_half(1)?];
     let start_map_mass = [0, 1].map(|h| map_mass(&voxelize_model(&trainers[h].model, images.d)));
     Ok(Start {
         trainers,
