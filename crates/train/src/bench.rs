@@ -100,7 +100,7 @@ fn run_in_pool(c: &BenchConfig) -> Result<BenchResult, String> {
         return Err(format!("footprint of {} σ: expected a positive number", c.n_sigma));
     }
     let group = PointGroup::parse(&c.sym).map_err(|e| format!("--sym: {e}"))?;
-    let expansion = if group.is_trivial() { None } else { Some(SymmetryExpansion::new(&group).map_err(|e| format!("--sym: {e}"))?) };
+    let expansion = if group.is_trivial() { None } else { Some(SymmetryExpansion::new(&group)) };
     let unit = expansion.as_ref().map_or(c.gaussians, |e| c.gaussians.div_ceil(e.order()));
     let apix = 1.0;
     let mut rng = Rng::new(c.seed);

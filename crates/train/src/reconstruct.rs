@@ -34,11 +34,11 @@
 //!
 //! # Symmetry
 //!
-//! With `--sym NAME` (a proper point group, RELION's names and orientation; see
-//! `cryosplat_core::symmetry`), each half model holds the asymmetric unit, `N/|G|` Gaussians
-//! (rounded up) carrying `1/|G|` of the start's mass; every step renders all `|G|` copies
-//! (positions and rotations transformed by each operator about the box centre) and folds their
-//! gradient back onto the unit (`cryosplat_core::render::expand`). Maps, FSC and the written
+//! With `--sym NAME` (any point group RELION names, mirrors and the inversion included, in
+//! RELION's orientation; see `cryosplat_core::symmetry`), each half model holds the asymmetric
+//! unit, `N/|G|` Gaussians (rounded up) carrying `1/|G|` of the start's mass; every step renders
+//! all `|G|` copies (positions and frames transformed by each operator about the box centre) and
+//! folds their gradient back onto the unit (`cryosplat_core::render::expand`). Maps, FSC and the written
 //! Gaussians are of the expanded model, so the maps are exactly symmetric.
 //!
 //! # Data scale
@@ -173,10 +173,10 @@ pub struct ReconstructConfig {
     /// Splitting and pruning between epochs (off by default).
     #[serde(default)]
     pub density: DensityConfig,
-    /// Point group of the particle (RELION's names, [`PointGroup::parse`]; proper groups
-    /// only). With a group other than `C1` each half model holds the asymmetric unit, with
-    /// `gaussians / |G|` Gaussians (rounded up), and is rendered, voxelised and written as its
-    /// `|G|` copies ([`SymmetryExpansion`]).
+    /// Point group of the particle (RELION's names, [`PointGroup::parse`]). With a group
+    /// other than `C1` each half model holds the asymmetric unit, with `gaussians / |G|`
+    /// Gaussians (rounded up), and is rendered, voxelised and written as its `|G|` copies
+    /// ([`SymmetryExpansion`]).
     #[serde(default = "c1")]
     pub sym: String,
 }
@@ -247,11 +247,10 @@ fn c1() -> String {
 
 impl ReconstructConfig {
     /// The point group of `sym`, and its expansion for a model of the asymmetric unit; an
-    /// unknown name, or a group with mirrors or the inversion, is refused.
+    /// unknown name is refused.
     pub fn symmetry(&self) -> Result<(PointGroup, SymmetryExpansion), ReconstructError> {
-        let err = |e: cryosplat_core::symmetry::SymmetryError| ReconstructError::Config(format!("--sym: {e}"));
-        let group = PointGroup::parse(&self.sym).map_err(err)?;
-        let expansion = SymmetryExpansion::new(&group).map_err(err)?;
+        let group = PointGroup::parse(&self.sym).map_err(|e| ReconstructError::Config(format!("--sym: {e}")))?;
+        let expansion = SymmetryExpansion::new(&group);
         Ok((group, expansion))
     }
 

@@ -164,6 +164,11 @@ fn read(p: &Path) -> Vec<f32> {
 
 /// A small noisy C4 set (an off-axis unit of 40 atoms, four copies about z).
 fn c4_set(dir: &Path, count: usize) -> ParticleSet {
+    symmetric_set(dir, count, "C4", [8.0, 3.0, 0.0])
+}
+
+/// The unit of [`unit_atoms`] shifted by `offset_a` and copied by the group `sym`.
+fn symmetric_set(dir: &Path, count: usize, sym: &str, offset_a: [f64; 3]) -> ParticleSet {
     let cfg = SimulateConfig {
         box_px: 32,
         apix: 2.0,
@@ -172,8 +177,8 @@ fn c4_set(dir: &Path, count: usize) -> ParticleSet {
         seed: 6,
         max_shift_px: 1.0,
         centering: Centering::CentreOfMass,
-        sym: "C4".into(),
-        sym_offset_a: [8.0, 3.0, 0.0],
+        sym: sym.into(),
+        sym_offset_a: offset_a,
         ..Default::default()
     };
     simulate(&Source::Atoms { atoms: unit_atoms(40, 12), label: "unit".into() }, &cfg, dir, &NoProgress).unwrap();
@@ -249,9 +254,37 @@ fn a_resumed_symmetric_run_equals_an_unbroken_one_and_bad_groups_are_refused() {
     // Resuming with another group is refused, naming it.
     let e = rec(&set, &ReconstructConfig { sym: "C2".into(), ..cfg.clone() }, &broken, true).unwrap_err().to_string();
     assert!(e.contains("--sym"), "{e}");
-    // Groups with mirrors, and unknown names, are refused before anything runs.
-    for (name, why) in [("C4h", "mirrors"), ("Q7", "Q7")] {
-        let e = rec(&set, &ReconstructConfig { sym: name.into(), ..cfg.clone() }, &dir.path().join(name), false).unwrap_err().to_string();
-        assert!(e.contains("--sym") && e.contains(why), "{e}");
+    // Unknown names are refused before anything runs.
+    let e = rec(&set, &ReconstructConfig { sym: "Q7".into(), ..cfg.clone() }, &dir.path().join("q7"), false).unwrap_err().to_string();
+    assert!(e.contains("--sym") && e.contains("Q7"), "{e}");
+    assert!(!dir.path().join("q7/map.mrc").exists());
+}
+
+#[test]
+fn a_group_with_mirrors_gives_a_map_with_its_mirrors() {
+    // C2h: a two-fold about z, the mirror z → −z and the inversion. The unit's copies under the
+    // improper operators are mirror images, which the model holds as Gaussians with rotated frames.
+    let dir = tempfile::tempdir().unwrap();
+    let d = 32;
+    let set = symmetric_set(&dir.path().join("sim"), 300, "C2h", [7.0, 2.0, 5.0]);
+    let gt = read(&dir.path().join("sim/gt.mrc"));
+    let plain = rec(&set, &small_rec("C1"), &dir.path().join("c1"), false).unwrap();
+    let sym = rec(&set, &small_rec("C2h"), &dir.path().join("c2h"), false).unwrap();
+    assert_eq!(sym.last().gaussians, [100, 100]);
+    assert_eq!(plain.last().gaussians, [400, 400]);
+    let g = PointGroup::parse("C2h").unwrap();
+    let mirror = g.operators().iter().find(|r| cryosplat_core::symmetry::det(r) < 0.0).expect("an improper operator");
+    let map = read(&dir.path().join("c2h/map.mrc"));
+    let scale = map.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    for r in g.operators() {
+        let a = grid_asymmetry(&map, d, r);
+        assert!(a <= 1e-5 * scale, "map.mrc not C2h-symmetric: {a} of {scale}");
     }
+    let map_c1 = read(&dir.path().join("c1/map.mrc"));
+    let c1_scale = map_c1.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+    assert!(grid_asymmetry(&map_c1, d, mirror) > 1e-2 * c1_scale);
+    let (c_plain, c_sym) = (corr(&map_c1, &gt), corr(&map, &gt));
+    eprintln!("correlation with gt: C1 {c_plain:.4}, C2h {c_sym:.4}");
+    assert!(c_sym > c_plain + 0.02, "C1 {c_plain}, C2h {c_sym}");
+    assert_eq!(common::json(&dir.path().join("c2h/run.json"))["symmetry"], "C2h");
 }

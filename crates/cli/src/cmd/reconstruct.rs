@@ -29,8 +29,8 @@ pub struct Args {
     /// has this many divided by the group's order, rounded up).
     #[arg(long, default_value_t = ReconstructConfig::default().gaussians)]
     pub gaussians: usize,
-    /// Point group of the particle (RELION's names: C1, Cn, Dn, T, O, I, I1–I4; groups with
-    /// mirrors or the inversion are refused): each half model holds the asymmetric unit and
+    /// Point group of the particle (RELION's names: C1, Cn, Ci, Cs, Cnv, Cnh, Sn, Dn, Dnv, Dnh,
+    /// T, Td, Th, O, Oh, I, I1–I4 and their h variants): each half model holds the asymmetric unit and
     /// is rendered, and its maps drawn, as the unit's copies under the group's operators.
     #[arg(long, default_value_t = ReconstructConfig::default().sym)]
     pub sym: String,

@@ -3,20 +3,20 @@
 //! A model with point-group symmetry keeps the raw parameters of one asymmetric unit (`N`
 //! Gaussians); every image is rendered from its `|G|` copies. Copy `k` of Gaussian `i` has
 //! the mean `R_k·μ_i` (box units about the box centre, the convention of
-//! [`crate::symmetry`]), the rotation `R_k·R(q_i)` and the same scales and amplitude. Its raw
-//! quaternion is `q_k ⊗ q̂_i`, with `q_k` the unit quaternion of `R_k`: left multiplication by
-//! a unit quaternion keeps the norm, so it commutes with the normalisation in the activation
-//! (see [`crate::gaussian`]) and the copy's raw parameters are linear in the unit's. The
-//! expanded model therefore draws a map with `V(R_k·r) = V(r)` for every operator.
+//! [`crate::symmetry`]), the same scales and amplitude, and the frame `P_k·R(q_i)`, where
+//! `P_k = R_k` for a rotation and `P_k = −R_k` for an improper operator (a mirror, the
+//! inversion or a rotoreflection). A Gaussian is symmetric about its mean, so its covariance
+//! `R_k·Σ·R_kᵀ` under an improper `R_k` equals `P_k·Σ·P_kᵀ` with the proper rotation `P_k`:
+//! a quaternion holds every copy's frame. Its raw quaternion is `p_k ⊗ q̂_i`, with `p_k` the
+//! unit quaternion of `P_k`: left multiplication by a unit quaternion keeps the norm, so it
+//! commutes with the normalisation in the activation (see [`crate::gaussian`]) and the copy's
+//! raw parameters are linear in the unit's. The expanded model therefore draws a map with
+//! `V(R_k·r) = V(r)` for every operator, proper or not.
 //!
 //! The expansion is linear, so the gradient of a function of the expanded model with respect
 //! to the unit's raw parameters is the adjoint applied to the expanded gradient
-//! ([`SymmetryExpansion::fold_grad`]): `Σ_k R_kᵀ·g_k` for the mean, `Σ_k L(q_k)ᵀ·g_k` for the
-//! raw quaternion (`L(q)` the matrix of `p ↦ q ⊗ p`), and `Σ_k g_k` for scales and amplitude.
-//!
-//! Only proper groups are expanded: a Gaussian's rotation is a proper rotation, and the copy
-//! under a mirror or the inversion would need a reflected frame, which a quaternion cannot
-//! hold. [`SymmetryExpansion::new`] refuses improper groups.
+//! ([`SymmetryExpansion::fold_grad`]): `Σ_k R_kᵀ·g_k` for the mean, `Σ_k L(p_k)ᵀ·g_k` for the
+//! raw quaternion (`L(p)` the matrix of `q ↦ p ⊗ q`), and `Σ_k g_k` for scales and amplitude.
 //!
 //! A unit Gaussian whose raw quaternion has zero (or infinite) norm reads as the identity
 //! rotation (as in the renderer); its copies get the rotations `R_k` themselves, and its
@@ -26,7 +26,7 @@
 //! copy 0 (the identity) is the unit itself.
 
 use crate::gaussian::{rotation_to_quat, GaussianModel, PARAMS_PER_GAUSSIAN, P_MEAN, P_QUAT};
-use crate::symmetry::{PointGroup, SymmetryError};
+use crate::symmetry::PointGroup;
 
 /// The operators of a proper point group in the form the expansion needs.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,7 +34,8 @@ pub struct SymmetryExpansion {
     name: String,
     /// `R_k` in f32, the identity first.
     rot: Vec<[[f32; 3]; 3]>,
-    /// The unit quaternion `(w, x, y, z)` of each `R_k`.
+    /// The unit quaternion `(w, x, y, z)` of each frame rotation `P_k` (`R_k`, or `−R_k` for
+    /// an improper operator).
     quat: Vec<[f32; 4]>,
 }
 
@@ -63,18 +64,18 @@ fn quat_usable(q: [f32; 4]) -> bool {
 }
 
 impl SymmetryExpansion {
-    /// The expansion for `group`; an improper group (one with a mirror or the inversion) is
-    /// refused.
-    pub fn new(group: &PointGroup) -> Result<Self, SymmetryError> {
-        if !group.is_proper() {
-            return Err(SymmetryError {
-                name: group.name().into(),
-                problem: "the group holds mirrors or the inversion, which a Gaussian model cannot be expanded by (a Gaussian's frame is a proper rotation); use its proper subgroup (for example Cn for Cnv or Cnh, Dn for Dnh, O for Oh, I for Ih)".into(),
-            });
-        }
+    /// The expansion for `group` (any group [`PointGroup::parse`] accepts).
+    pub fn new(group: &PointGroup) -> Self {
         let rot = group.operators().iter().map(|m| m.map(|row| row.map(|v| v as f32))).collect();
-        let quat = group.operators().iter().map(|m| rotation_to_quat(m).map(|v| v as f32)).collect();
-        Ok(SymmetryExpansion { name: group.name().into(), rot, quat })
+        let quat = group
+            .operators()
+            .iter()
+            .map(|m| {
+                let frame = if crate::symmetry::det(m) < 0.0 { m.map(|row| row.map(|v| -v)) } else { *m };
+                rotation_to_quat(&frame).map(|v| v as f32)
+            })
+            .collect();
+        SymmetryExpansion { name: group.name().into(), rot, quat }
     }
 
     /// The group's canonical name.
@@ -194,7 +195,7 @@ mod tests {
     #[test]
     fn copies_carry_the_operators() {
         let g = PointGroup::parse("D3").unwrap();
-        let e = SymmetryExpansion::new(&g).unwrap();
+        let e = SymmetryExpansion::new(&g);
         let unit = unit_model(5, 1);
         let mut out = GaussianModel { params: Vec::new() };
         e.expand(&unit, &mut out);
@@ -219,20 +220,56 @@ mod tests {
     }
 
     #[test]
-    fn improper_groups_are_refused() {
-        for name in ["C4h", "Cs", "Ci", "D2h", "Oh"] {
-            let err = SymmetryExpansion::new(&PointGroup::parse(name).unwrap()).unwrap_err();
-            assert!(err.to_string().contains("mirrors"), "{err}");
+    fn copies_under_improper_operators_carry_the_reflected_covariance() {
+        // The copy of a Gaussian under a mirror or the inversion has the mean R·μ and the
+        // covariance R·Σ·Rᵀ, though its frame is a proper rotation.
+        for name in ["Ci", "Cs", "C4h", "D2h", "S4", "Oh"] {
+            let g = PointGroup::parse(name).unwrap();
+            assert!(!g.is_proper(), "{name}");
+            let e = SymmetryExpansion::new(&g);
+            assert_eq!(e.order(), g.order());
+            let unit = unit_model(3, 4);
+            let mut out = GaussianModel { params: Vec::new() };
+            e.expand(&unit, &mut out);
+            let covariance = |q: [f32; 4], s: [f32; 3]| {
+                let r = quat_to_rotation(q.map(|v| v as f64));
+                let mut c = [[0.0f64; 3]; 3];
+                for (a, row) in c.iter_mut().enumerate() {
+                    for (b, v) in row.iter_mut().enumerate() {
+                        *v = (0..3).map(|t| r[a][t] * r[b][t] * (s[t] as f64).powi(2)).sum();
+                    }
+                }
+                c
+            };
+            let mut improper = 0;
+            for (k, rk) in g.operators().iter().enumerate() {
+                improper += usize::from(crate::symmetry::det(rk) < 0.0);
+                for i in 0..3 {
+                    let (mu, s, q, _) = unit.physical(i);
+                    let (mc, sc, qc, _) = out.physical(k * 3 + i);
+                    let want = crate::pose::mat_vec(rk, mu.map(|v| v as f64));
+                    for a in 0..3 {
+                        assert!((mc[a] as f64 - want[a]).abs() < 1e-6, "{name} operator {k}");
+                    }
+                    let c = covariance(q, s);
+                    let want_c = mat_mul(&mat_mul(rk, &c), &crate::pose::transpose(rk));
+                    let got_c = covariance(qc, sc);
+                    for (x, y) in want_c.iter().flatten().zip(got_c.iter().flatten()) {
+                        assert!((x - y).abs() < 1e-7, "{name} operator {k}: {want_c:?} {got_c:?}");
+                    }
+                }
+            }
+            assert!(improper > 0, "{name}");
         }
-        assert_eq!(SymmetryExpansion::new(&PointGroup::c1()).unwrap().order(), 1);
+        assert_eq!(SymmetryExpansion::new(&PointGroup::c1()).order(), 1);
     }
 
     #[test]
     fn the_voxelised_expansion_is_symmetric() {
         let d = 32;
-        for name in ["C4", "D2", "O"] {
+        for name in ["C4", "D2", "O", "C2v", "D2h", "Ci"] {
             let g = PointGroup::parse(name).unwrap();
-            let e = SymmetryExpansion::new(&g).unwrap();
+            let e = SymmetryExpansion::new(&g);
             let mut out = GaussianModel { params: Vec::new() };
             e.expand(&unit_model(6, 2), &mut out);
             let map = voxelize_model(&out, d);
@@ -252,61 +289,65 @@ mod tests {
     #[test]
     fn folding_is_the_adjoint_of_the_expansion() {
         // The expansion is linear in the raw parameters: <expand(v), g> = <v, fold(g)>.
-        let e = SymmetryExpansion::new(&PointGroup::parse("I").unwrap()).unwrap();
-        let v = unit_model(4, 3);
-        let mut rng = Rng::new(5);
-        let g: Vec<[f32; PARAMS_PER_GAUSSIAN]> = (0..4 * 60).map(|_| std::array::from_fn(|_| rng.normal() as f32)).collect();
-        let mut ev = GaussianModel { params: Vec::new() };
-        e.expand(&v, &mut ev);
-        let mut folded = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; 4];
-        e.fold_grad(&v, &g, &mut folded);
-        let lhs: f64 = ev.params.iter().flatten().zip(g.iter().flatten()).map(|(a, b)| *a as f64 * *b as f64).sum();
-        let rhs: f64 = v.params.iter().flatten().zip(folded.iter().flatten()).map(|(a, b)| *a as f64 * *b as f64).sum();
-        assert!((lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0), "{lhs} {rhs}");
+        for name in ["I", "D3v", "Ih"] {
+            let e = SymmetryExpansion::new(&PointGroup::parse(name).unwrap());
+            let v = unit_model(4, 3);
+            let mut rng = Rng::new(5);
+            let g: Vec<[f32; PARAMS_PER_GAUSSIAN]> = (0..4 * e.order()).map(|_| std::array::from_fn(|_| rng.normal() as f32)).collect();
+            let mut ev = GaussianModel { params: Vec::new() };
+            e.expand(&v, &mut ev);
+            let mut folded = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; 4];
+            e.fold_grad(&v, &g, &mut folded);
+            let lhs: f64 = ev.params.iter().flatten().zip(g.iter().flatten()).map(|(a, b)| *a as f64 * *b as f64).sum();
+            let rhs: f64 = v.params.iter().flatten().zip(folded.iter().flatten()).map(|(a, b)| *a as f64 * *b as f64).sum();
+            assert!((lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0), "{name}: {lhs} {rhs}");
+        }
     }
 
     #[test]
     fn the_folded_gradient_matches_finite_differences_of_the_loss() {
         let d = 32;
-        let e = SymmetryExpansion::new(&PointGroup::parse("C3").unwrap()).unwrap();
-        // Image values of order one, so that the f32 loss resolves the differences.
-        let unit = unit_model_mass(3, 7, 0.01);
-        let mut rng = Rng::new(11);
-        let pose = Pose { rot: random_rotation(&mut rng), origin_a: [0.7, -0.4] };
-        let observed: Vec<f32> = (0..d * d).map(|_| rng.uniform() as f32).collect();
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
-        let mut r = Renderer::new(d, RenderOptions { n_sigma: 6.0, threads: 1 });
-        let t = ImageTarget { image: &observed, ctf_rfft: &[], pose: &pose, apix: 1.5 };
-        let mut buf = GaussianModel { params: Vec::new() };
-        let mut loss = |m: &GaussianModel, grad: &mut Vec<[f32; PARAMS_PER_GAUSSIAN]>| {
-            e.expand(m, &mut buf);
-            grad.clear();
-            grad.resize(buf.len(), [0.0; PARAMS_PER_GAUSSIAN]);
-            pool.install(|| r.loss_and_grad(&buf, &t, grad)) as f64
-        };
-        let mut eg = Vec::new();
-        loss(&unit, &mut eg);
-        let mut folded = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; unit.len()];
-        e.fold_grad(&unit, &eg, &mut folded);
-        let mut scratch = Vec::new();
-        let big = folded.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs() as f64));
-        for (i, row) in folded.iter().enumerate() {
-            for (j, &an) in row.iter().enumerate() {
-                let h = 2e-3f32;
-                let mut up = unit.clone();
-                up.params[i][j] += h;
-                let mut dn = unit.clone();
-                dn.params[i][j] -= h;
-                let fd = (loss(&up, &mut scratch) - loss(&dn, &mut scratch)) / (2.0 * h as f64);
-                let an = an as f64;
-                assert!(
-                    (fd - an).abs() <= 2e-2 * an.abs().max(fd.abs()) + 1e-3 * big,
-                    "Gaussian {i} parameter {j}: finite difference {fd}, folded {an}"
-                );
+        for name in ["C3", "C2h"] {
+            let e = SymmetryExpansion::new(&PointGroup::parse(name).unwrap());
+            // Image values of order one, so that the f32 loss resolves the differences.
+            let unit = unit_model_mass(3, 7, 0.01);
+            let mut rng = Rng::new(11);
+            let pose = Pose { rot: random_rotation(&mut rng), origin_a: [0.7, -0.4] };
+            let observed: Vec<f32> = (0..d * d).map(|_| rng.uniform() as f32).collect();
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+            let mut r = Renderer::new(d, RenderOptions { n_sigma: 6.0, threads: 1 });
+            let t = ImageTarget { image: &observed, ctf_rfft: &[], pose: &pose, apix: 1.5 };
+            let mut buf = GaussianModel { params: Vec::new() };
+            let mut loss = |m: &GaussianModel, grad: &mut Vec<[f32; PARAMS_PER_GAUSSIAN]>| {
+                e.expand(m, &mut buf);
+                grad.clear();
+                grad.resize(buf.len(), [0.0; PARAMS_PER_GAUSSIAN]);
+                pool.install(|| r.loss_and_grad(&buf, &t, grad)) as f64
+            };
+            let mut eg = Vec::new();
+            loss(&unit, &mut eg);
+            let mut folded = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; unit.len()];
+            e.fold_grad(&unit, &eg, &mut folded);
+            let mut scratch = Vec::new();
+            let big = folded.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs() as f64));
+            for (i, row) in folded.iter().enumerate() {
+                for (j, &an) in row.iter().enumerate() {
+                    let h = 2e-3f32;
+                    let mut up = unit.clone();
+                    up.params[i][j] += h;
+                    let mut dn = unit.clone();
+                    dn.params[i][j] -= h;
+                    let fd = (loss(&up, &mut scratch) - loss(&dn, &mut scratch)) / (2.0 * h as f64);
+                    let an = an as f64;
+                    assert!(
+                        (fd - an).abs() <= 2e-2 * an.abs().max(fd.abs()) + 1e-3 * big,
+                        "{name}: Gaussian {i} parameter {j}: finite difference {fd}, folded {an}"
+                    );
+                }
             }
+            // The copies matter: the unit's own gradient (copy 0 only) differs from the folded one.
+            let own: f64 = eg[..unit.len()].iter().flatten().zip(folded.iter().flatten()).map(|(a, b)| ((a - b) as f64).abs()).sum();
+            assert!(own > 0.1 * big, "{name}: {own} {big}");
         }
-        // The copies matter: the unit's own gradient (copy 0 only) differs from the folded one.
-        let own: f64 = eg[..unit.len()].iter().flatten().zip(folded.iter().flatten()).map(|(a, b)| ((a - b) as f64).abs()).sum();
-        assert!(own > 0.1 * big, "{own} {big}");
     }
 }
