@@ -68,3 +68,44 @@ fn bad_pixel_sizes_are_refused_naming_the_option() {
     let out = fsc(&[&a, &a, "--apix", "1.5", "--mask", "none"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn sym_reports_each_maps_agreement_with_its_group_average() {
+    use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
+    let dir = tempfile::tempdir().unwrap();
+    let c4 = PointGroup::parse("C4").unwrap();
+    let read = |p: &str| mrc::MrcFile::open(p).unwrap().read_all().unwrap();
+    let (va, vb) = (read(&format!("{CASE}vol_a.mrc")), read(&format!("{CASE}vol_b.mrc")));
+    let mut sym = Vec::new();
+    for (name, v) in [("a4.mrc", &va), ("b4.mrc", &vb)] {
+        let p = dir.path().join(name);
+        mrc::write_volume(&p, &symmetrize_map(v, 32, &c4), [32, 32, 32], 1.0, &WriteOptions::default()).unwrap();
+        sym.push(p.to_str().unwrap().to_string());
+    }
+    let agreement = |args: &[&str]| {
+        let out = fsc(args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (v["symmetry"].as_str().unwrap().to_string(), v["symmetry_agreement"]["first"].as_f64(), v["symmetry_agreement"]["second"].as_f64())
+    };
+    // Symmetrised maps agree with their C4 average (quarter turns map the grid onto itself;
+    // the voxels of the first row and column have no partner inside the box).
+    let (name, a, b) = agreement(&[&sym[0], &sym[1], "--sym", "c4", "--json"]);
+    assert_eq!(name, "C4");
+    assert!(a.unwrap() > 0.999 && b.unwrap() > 0.999, "{a:?} {b:?}");
+    // The unsymmetrised maps do not, nor do the C4 maps under a group they lack.
+    let (_, a, b) = agreement(&[&format!("{CASE}vol_a.mrc"), &format!("{CASE}vol_b.mrc"), "--sym", "C4", "--json"]);
+    eprintln!("C1 maps under C4: {a:?} {b:?}");
+    assert!(a.unwrap() < 0.9 && b.unwrap() < 0.9, "{a:?} {b:?}");
+    let (_, a, _) = agreement(&[&sym[0], &sym[1], "--sym", "D4", "--json"]);
+    eprintln!("C4 maps under D4: {a:?}");
+    assert!(a.unwrap() < 0.9, "{a:?}");
+    // Without --sym nothing is reported, and the text output names the group.
+    let (name, a, _) = agreement(&[&sym[0], &sym[1], "--json"]);
+    assert_eq!((name.as_str(), a), ("C1", None));
+    let out = fsc(&[&sym[0], &sym[1], "--sym", "C4"]);
+    assert!(text(&out.stdout).contains("C4 symmetry: each map's correlation with its group average"), "{}", text(&out.stdout));
+    // An unknown group is refused naming the option.
+    let out = fsc(&[&sym[0], &sym[1], "--sym", "Q9"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("--sym") && text(&out.stderr).contains("Q9"), "{}", text(&out.stderr));
+}

@@ -4,9 +4,17 @@
 //! a mask that is all zero, or a curve undefined before it crosses a threshold, see
 //! [`cryosplat_core::fsc::NoResolution`]) is an error that says why; the command then exits
 //! non-zero. When only the curve is undefined, the curves are still printed and written.
+//!
+//! With `--sym NAME` the automatic mask is averaged over the point group (so that it treats
+//! every symmetry copy alike), and each map's agreement with its own group average is
+//! reported: the real-space correlation of `V` with `(1/|G|)·Σ_k V(R_k·r)` inside the mask,
+//! 1 for a map with the group's symmetry in RELION's orientation. A map reconstructed without
+//! symmetry reads near 1 only if the particle has the symmetry in that orientation, so the
+//! figure also tells settings of a group apart (`I1` against `I2`).
 
 use anyhow::{anyhow, bail, Context, Result};
-use cryosplat_core::fsc::{check_maps_labelled, gold_standard, MaskChoice, NoResolution, Resolution};
+use cryosplat_core::fsc::{auto_mask, check_maps_labelled, gold_standard, MaskChoice, NoResolution, Resolution};
+use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
 use cryosplat_formats::mrc::MrcFile;
 use cryosplat_train::output::{Existing, OutputDir};
 use std::path::PathBuf;
@@ -35,6 +43,26 @@ pub struct Args {
     /// Seed of the phase randomisation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Point group of the particle (RELION's names and orientation): the automatic mask is
+    /// averaged over the group, and each map's correlation with its group average is reported.
+    #[arg(long, default_value = "C1")]
+    pub sym: String,
+}
+
+/// The real-space correlation of `map` with its average over `group`, weighted by `mask`.
+fn symmetry_agreement(map: &[f32], d: usize, group: &PointGroup, mask: &[f32]) -> f64 {
+    let avg = symmetrize_map(map, d, group);
+    let w: f64 = mask.iter().map(|&m| m as f64).sum();
+    let mean = |v: &[f32]| v.iter().zip(mask).map(|(&x, &m)| x as f64 * m as f64).sum::<f64>() / w;
+    let (ma, mb) = (mean(map), mean(&avg));
+    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+    for ((&x, &y), &m) in map.iter().zip(&avg).zip(mask) {
+        let (x, y, m) = (x as f64 - ma, y as f64 - mb, m as f64);
+        ab += m * x * y;
+        aa += m * x * x;
+        bb += m * y * y;
+    }
+    ab / (aa * bb).sqrt()
 }
 
 /// `--apix`: a positive, finite number of Å (clap names the option in the error).
@@ -64,6 +92,7 @@ fn res_text(r: &Result<Resolution, NoResolution>, apix: f64) -> String {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    let group = PointGroup::parse(&a.sym).map_err(|e| anyhow!("--sym: {e}"))?;
     // The output folder is taken first, so that a refused folder costs no work.
     let mut held = match &a.out {
         Some(dir) => Some(OutputDir::open(dir, Existing::from_flags(false, a.overwrite), "fsc")?),
@@ -93,6 +122,10 @@ pub fn run(a: Args) -> Result<()> {
     check_maps_labelled(&va, &vb, [&labels[0], &labels[1]]).map_err(|e| anyhow!("no resolution: {e}"))?;
     let mask_data;
     let mask = match a.mask.as_str() {
+        "auto" if !group.is_trivial() => {
+            mask_data = symmetrize_map(&auto_mask(&va, &vb, d, apix), d, &group);
+            MaskChoice::Given(&mask_data)
+        }
         "auto" => MaskChoice::Auto,
         "none" => MaskChoice::None,
         path => {
@@ -104,6 +137,15 @@ pub fn run(a: Args) -> Result<()> {
             mask_data = m.read_all()?;
             MaskChoice::Given(&mask_data)
         }
+    };
+    let agreement = if group.is_trivial() {
+        None
+    } else {
+        let m = match mask {
+            MaskChoice::Given(m) => m.to_vec(),
+            _ => vec![1.0; d * d * d],
+        };
+        Some([symmetry_agreement(&va, d, &group, &m), symmetry_agreement(&vb, d, &group, &m)])
     };
     let rep = gold_standard(&va, &vb, d, apix, mask, a.seed);
     if let Some(reason) = &rep.degenerate {
@@ -140,11 +182,21 @@ pub fn run(a: Args) -> Result<()> {
         for (key, _, r) in &results {
             out[*key] = res_json(r);
         }
+        out["symmetry"] = serde_json::json!(group.name());
+        if let Some([sa, sb]) = agreement {
+            out["symmetry_agreement"] = serde_json::json!({ "first": sa, "second": sb });
+        }
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!("FSC 0.143: {}", res_text(&results[0].2, apix));
         println!("FSC 0.5:   {}", res_text(&results[1].2, apix));
         println!("(unmasked: {} at 0.143, {} at 0.5)", res_text(&results[2].2, apix), res_text(&results[3].2, apix));
+        if let Some([sa, sb]) = agreement {
+            println!(
+                "{} symmetry: each map's correlation with its group average (1 = symmetric) is {sa:.4} (first), {sb:.4} (second)",
+                group.name()
+            );
+        }
     }
     match results.iter().find_map(|(_, name, r)| r.as_ref().err().map(|e| (name, e))) {
         Some((name, e)) => bail!("no resolution at {name}: {e}"),
