@@ -172,7 +172,20 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
         .row("half-map resolution (FSC 0.143)", last.resolution_0143.to_string())
         .row("half-map resolution (FSC 0.5)", last.resolution_05.to_string())
         .row("box / pixel size", format!("{} px / {:.4} Å", r.d, r.apix))
-        .row("Gaussians per half", format!("{}", r.models[0].len()))
+        .row(
+            "point group",
+            match r.symmetry {
+                Some(e) => format!("{} ({} copies of the asymmetric unit)", e.name(), e.order()),
+                None => "C1 (no symmetry)".to_string(),
+            },
+        )
+        .row(
+            "Gaussians per half",
+            match r.symmetry {
+                Some(e) => format!("{} in the asymmetric unit, {} in all copies", r.models[0].len() / e.order(), r.models[0].len()),
+                None => format!("{}", r.models[0].len()),
+            },
+        )
         .row("last epoch", format!("{:.1} s, {:.0} images/s", last.seconds, last.images_per_s));
     let sections = vec![
         summary,

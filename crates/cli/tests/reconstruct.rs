@@ -39,3 +39,36 @@ fn run_json_lists_every_output() {
         assert!(listed.contains(f), "{f} missing from {listed:?}");
     }
 }
+
+#[test]
+fn the_report_names_the_point_group_in_its_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    let bin = env!("CARGO_BIN_EXE_cryosplat");
+    let model = format!("{DATA}models/1A8O.pdb");
+    let s = Command::new(bin)
+        .args(["-q", "simulate", &model, "-o", sim.to_str().unwrap(), "--box", "24", "--apix", "2.5", "--count", "60", "--snr", "1"])
+        .args(["--sym", "C2", "--sym-offset", "6,0,0"])
+        .output()
+        .unwrap();
+    assert!(s.status.success(), "{}", String::from_utf8_lossy(&s.stderr));
+    let star = sim.join("particles.star");
+    let result_section = |sym: &str| {
+        let rec = dir.path().join(format!("rec-{sym}"));
+        let r = Command::new(bin)
+            .args(["-q", "reconstruct", star.to_str().unwrap(), "-o", rec.to_str().unwrap(), "--gaussians", "50", "--epochs", "1"])
+            .args(["--sym", sym, "--no-postprocess"])
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let html = std::fs::read_to_string(rec.join("report.html")).unwrap();
+        let start = html.find("Result").expect("a Result section");
+        let end = html[start..].find("Fourier shell correlation").expect("the FSC section") + start;
+        html[start..end].to_string()
+    };
+    let c2 = result_section("C2");
+    assert!(c2.contains("point group") && c2.contains("C2 (2 copies of the asymmetric unit)"), "{c2}");
+    assert!(c2.contains("25 in the asymmetric unit, 50 in all copies"), "{c2}");
+    let c1 = result_section("C1");
+    assert!(c1.contains("C1 (no symmetry)") && !c1.contains("asymmetric unit"), "{c1}");
+}

@@ -318,6 +318,8 @@ pub struct EpochResult<'a> {
     pub half_maps: [&'a [f32]; 2],
     /// The half models (the unit's copies with a symmetry).
     pub models: [&'a GaussianModel; 2],
+    /// The point group's expansion, when the models hold an asymmetric unit.
+    pub symmetry: Option<&'a SymmetryExpansion>,
     pub d: usize,
     pub apix: f64,
     /// The output folder.
@@ -784,6 +786,7 @@ impl<'a> Driver<'a> {
             map: &map,
             half_maps: [&map_a, &map_b],
             models: [&full[0], &full[1]],
+            symmetry: self.trainers[0].symmetry(),
             d,
             apix,
             out_dir: self.out.dir(),
