@@ -112,10 +112,114 @@ pub fn orthogonal_projections(map: &[f32], d: usize) -> [Vec<f32>; 3] {
 
 /// Write `slices.png` (central slices) and `projections.png` (orthogonal projections) of a map.
 pub fn map_views(map: &[f32], d: usize, slices_png: &Path, projections_png: &Path) -> Result<()> {
-    let [xy, xz, yz] = central_slices(map, d);
-    panels_png(slices_png, &[("slice z = 0 (x→, y↑)", xy), ("slice y = 0 (x→, z↑)", xz), ("slice x = 0 (y→, z↑)", yz)], d)?;
+    slices(slices_png, map, d)?;
     let [pz, py, px] = orthogonal_projections(map, d);
     panels_png(projections_png, &[("along z (x→, y↑)", pz), ("along y (x→, z↑)", py), ("along x (y→, z↑)", px)], d)
+}
+
+/// The three central slices of a `d³` map in grey, side by side (the `slices.png` of a run).
+pub fn slices(path: &Path, map: &[f32], d: usize) -> Result<()> {
+    let [xy, xz, yz] = central_slices(map, d);
+    panels_png(path, &[("slice z = 0 (x→, y↑)", xy), ("slice y = 0 (x→, z↑)", xz), ("slice x = 0 (y→, z↑)", yz)], d)
+}
+
+/// ChimeraX's `rainbow` palette (red, yellow, green, cyan, blue at equal steps) at `t` in
+/// [0, 1] (clamped): low values red, high values blue, as `color sample … palette rainbow`
+/// colours a surface.
+pub fn rainbow(t: f64) -> [u8; 3] {
+    const STOPS: [[f64; 3]; 5] = [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 1.0], [0.0, 0.0, 1.0]];
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 } * (STOPS.len() - 1) as f64;
+    let i = (t.floor() as usize).min(STOPS.len() - 2);
+    let f = t - i as f64;
+    let c = |k: usize| ((STOPS[i][k] * (1.0 - f) + STOPS[i + 1][k] * f) * 255.0).round() as u8;
+    [c(0), c(1), c(2)]
+}
+
+/// Layout of [`locres_slices`] for a `d³` map: each panel is `d·scale` pixels square with
+/// `scale = max(1, ⌊192/d⌋)`; panel `p` (0, 1, 2) starts at x = `gap + p·(side + gap)` and
+/// y = `title`; voxel (column c, row r) of a slice covers x from `x0 + c·scale` and y from
+/// `title + side − (r + 1)·scale` (+y up); the colour bar follows the panels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocresSlicesLayout {
+    pub scale: u32,
+    pub side: u32,
+    pub gap: u32,
+    pub title: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl LocresSlicesLayout {
+    /// Width of the colour bar and its labels (px).
+    const BAR_AREA: u32 = 110;
+
+    pub fn new(d: usize) -> Self {
+        let scale = (192 / d.max(1)).max(1) as u32;
+        let side = d as u32 * scale;
+        let (gap, title) = (8, 24);
+        LocresSlicesLayout { scale, side, gap, title, width: 3 * side + 4 * gap + Self::BAR_AREA, height: side + title + 2 * gap + 16 }
+    }
+}
+
+/// The three central slices of `map` (`d³`; the average of the half maps) coloured by the local
+/// resolution `locres_a` (`d³`, Å; 0 or less outside the mask): inside the mask each voxel takes
+/// the [`rainbow`] colour of its resolution between `range_a` (finest, red) and coarsest (blue),
+/// shaded by the map's grey level so that the density stays visible; outside it the map is
+/// drawn in grey. A colour bar labelled in Å follows the panels ([`LocresSlicesLayout`]).
+pub fn locres_slices(path: &Path, map: &[f32], locres_a: &[f32], d: usize, range_a: (f64, f64)) -> Result<()> {
+    let lay = LocresSlicesLayout::new(d);
+    let (lo, hi) = range_a;
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let maps = central_slices(map, d);
+    let res = central_slices(locres_a, d);
+    let titles = ["slice z = 0 (x→, y↑)", "slice y = 0 (x→, z↑)", "slice x = 0 (y→, z↑)"];
+    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
+    save_plot(path, lay.width, lay.height, |root| {
+        let s = lay.scale as i32;
+        for p in 0..3 {
+            let grey = to_grey(&maps[p]);
+            let x0 = (lay.gap + p as u32 * (lay.side + lay.gap)) as i32;
+            root.draw(&Text::new(titles[p].to_string(), (x0, 4), ("sans-serif", 16).into_font())).map_err(|e| err(&e))?;
+            for row in 0..d {
+                for col in 0..d {
+                    let g = grey[row * d + col] as f64 / 255.0;
+                    let r = res[p][row * d + col] as f64;
+                    let rgb = if r > 0.0 {
+                        // Shaded: dark density keeps 40% of the colour's brightness.
+                        let c = rainbow((r - lo) / span);
+                        let k = 0.4 + 0.6 * g;
+                        RGBColor((c[0] as f64 * k) as u8, (c[1] as f64 * k) as u8, (c[2] as f64 * k) as u8)
+                    } else {
+                        let v = (g * 255.0).round() as u8;
+                        RGBColor(v, v, v)
+                    };
+                    let px = x0 + col as i32 * s;
+                    let py = (lay.title + lay.side) as i32 - (row as i32 + 1) * s;
+                    root.draw(&Rectangle::new([(px, py), (px + s, py + s)], rgb.filled())).map_err(|e| err(&e))?;
+                }
+            }
+        }
+        // The colour bar: finest at the bottom, coarsest at the top, five labels in Å.
+        let bx = (3 * lay.side + 4 * lay.gap) as i32;
+        let (top, bottom) = (lay.title as i32, (lay.title + lay.side) as i32);
+        let h = (bottom - top).max(1);
+        for y in top..bottom {
+            let c = rainbow((bottom - 1 - y) as f64 / (h - 1).max(1) as f64);
+            root.draw(&Rectangle::new([(bx, y), (bx + 18, y + 1)], RGBColor(c[0], c[1], c[2]).filled())).map_err(|e| err(&e))?;
+        }
+        root.draw(&Text::new("Å".to_string(), (bx, 4), ("sans-serif", 16).into_font())).map_err(|e| err(&e))?;
+        for k in 0..5 {
+            let t = k as f64 / 4.0;
+            let y = bottom - 1 - (t * (h - 1) as f64).round() as i32;
+            root.draw(&PathElement::new(vec![(bx + 18, y), (bx + 24, y)], BLACK)).map_err(|e| err(&e))?;
+            let label = if hi > lo { format!("{:.2}", lo + t * (hi - lo)) } else { format!("{lo:.2}") };
+            root.draw(&Text::new(label, (bx + 27, y - 7), ("sans-serif", 14).into_font())).map_err(|e| err(&e))?;
+        }
+        let note = "grey: outside the mask";
+        root.draw(&Text::new(note.to_string(), (lay.gap as i32, bottom + lay.gap as i32), ("sans-serif", 13).into_font()))
+            .map_err(|e| err(&e))?;
+        Ok(())
+    })
 }
 
 /// A line plot of one or more named series against epoch (or any x).
@@ -309,6 +413,52 @@ mod tests {
         assert_eq!(pz[8 * d + 12], 1.0);
         assert_eq!(py[8 * d + 12], 1.0);
         assert_eq!(px[8 * d + 8], 1.0);
+    }
+
+    #[test]
+    fn rainbow_runs_from_red_to_blue() {
+        assert_eq!(rainbow(0.0), [255, 0, 0]);
+        assert_eq!(rainbow(0.5), [0, 255, 0]);
+        assert_eq!(rainbow(1.0), [0, 0, 255]);
+        assert_eq!(rainbow(-1.0), rainbow(0.0));
+        assert_eq!(rainbow(f64::NAN), rainbow(0.0));
+        assert_eq!(rainbow(0.125), [255, 128, 0]);
+    }
+
+    /// Fine resolution (x < 8) is drawn red, coarse (x ≥ 8) blue, and outside the mask (y ≥ 12)
+    /// grey, in the first panel (slice z = d/2), at the size the layout gives.
+    #[test]
+    fn locres_slices_colour_by_resolution() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = 16;
+        let map: Vec<f32> = (0..d * d * d).map(|i| 1.0 + ((i * 7919) % 13) as f32 / 13.0).collect();
+        let mut res = vec![0.0f32; d * d * d];
+        for z in 0..d {
+            for y in 0..12 {
+                for x in 0..d {
+                    res[(z * d + y) * d + x] = if x < 8 { 4.0 } else { 12.0 };
+                }
+            }
+        }
+        let path = dir.path().join("lr.png");
+        locres_slices(&path, &map, &res, d, (4.0, 12.0)).unwrap();
+        let img = image::open(&path).unwrap().to_rgb8();
+        let lay = LocresSlicesLayout::new(d);
+        assert_eq!((img.width(), img.height()), (lay.width, lay.height));
+        let at = |col: u32, row: u32| {
+            let x = lay.gap + col * lay.scale + lay.scale / 2;
+            let y = lay.title + lay.side - (row + 1) * lay.scale + lay.scale / 2;
+            img.get_pixel(x, y).0
+        };
+        for row in [2, 6, 10] {
+            let (fine, coarse) = (at(3, row), at(12, row));
+            assert!(fine[0] > 80 && fine[1] == 0 && fine[2] == 0, "fine {fine:?}");
+            assert!(coarse[2] > 80 && coarse[0] == 0 && coarse[1] == 0, "coarse {coarse:?}");
+        }
+        for (col, row) in [(3, 13), (12, 15)] {
+            let p = at(col, row);
+            assert!(p[0] == p[1] && p[1] == p[2], "outside the mask {p:?}");
+        }
     }
 
     #[test]

@@ -18,6 +18,47 @@ fn json(dir: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("postprocess.json")).unwrap()).unwrap()
 }
 
+/// Every `open` in the ChimeraX command file `cxc` names a file that exists, resolved as ChimeraX
+/// resolves it: relative paths against the command file's own folder (ChimeraX runs a command
+/// script with its folder as the current directory; see `CXC_PATHS_NOTE` in
+/// crates/cli/src/cmd/postprocess.rs for the page that says so). Returns the files opened.
+fn cxc_opens_resolve(cxc: &Path) -> Vec<std::path::PathBuf> {
+    let text = std::fs::read_to_string(cxc).unwrap();
+    let folder = cxc.parent().unwrap();
+    let mut opened = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let mut words = line.split_whitespace();
+        let command = words.next().unwrap();
+        assert_ne!(command, "cd", "{}: a cd would change how the paths after it resolve: {line}", cxc.display());
+        if command == "open" {
+            let name = words.next().unwrap_or_else(|| panic!("{}: open without a file", cxc.display())).trim_matches('"');
+            let path = Path::new(name);
+            let resolved = if path.is_absolute() { path.to_path_buf() } else { folder.join(path) };
+            assert!(resolved.is_file(), "{}: `{line}` opens {}, which does not exist", cxc.display(), resolved.display());
+            opened.push(resolved);
+        }
+    }
+    assert!(!opened.is_empty(), "{}: opens nothing\n{text}", cxc.display());
+    opened
+}
+
+/// The report embeds `figures` PNGs (base64) and contains every piece of `text`.
+fn check_report(dir: &Path, figures: usize, text: &[&str]) {
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    // The page without its embedded images, for the messages.
+    let readable: String = html
+        .split("base64,")
+        .enumerate()
+        .map(|(i, part)| if i == 0 { part } else { part.split_once('"').map_or(part, |(_, rest)| rest) })
+        .collect::<Vec<_>>()
+        .join("…");
+    assert_eq!(html.matches("data:image/png;base64,iVBOR").count(), figures, "{readable}");
+    assert!(!html.contains("figure not available"), "{readable}");
+    for t in text {
+        assert!(html.contains(t), "{t:?} is not in the report\n{readable}");
+    }
+}
+
 fn postprocess(out: &Path, extra: &[&str]) -> Output {
     let (a, b) = (format!("{REF}half1.mrc"), format!("{REF}half2.mrc"));
     let mut args = vec!["postprocess", a.as_str(), b.as_str(), "-o", out.to_str().unwrap()];
@@ -33,9 +74,35 @@ fn relion_half_maps_with_relions_mask() {
     // RELION 5's fit runs to Nyquist (2 × 2.2 Å); the same range here.
     let o = postprocess(&out, &["--mask", &mask, "--autob-highres", "4.4"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
-    for f in ["postprocess.mrc", "postprocess_masked.mrc", "mask.mrc", "postprocess.json", "fsc.png", "guinier.png", "view.cxc"] {
+    for f in [
+        "postprocess.mrc",
+        "postprocess_masked.mrc",
+        "mask.mrc",
+        "postprocess.json",
+        "fsc.png",
+        "guinier.png",
+        "view.cxc",
+        "slices.png",
+        "report.html",
+    ] {
         assert!(out.join(f).exists(), "{f} missing");
     }
+    assert_eq!(cxc_opens_resolve(&out.join("view.cxc")), [out.join("postprocess_masked.mrc")]);
+    // The report: the results, the mask and three figures (FSC, Guinier, slices of the map).
+    check_report(
+        &out,
+        3,
+        &[
+            "Post-processing",
+            "-167.7 Å² (automatic)",
+            "4.61 Å",
+            "10.00–4.40 Å (shells 15–32, 18 points)",
+            "mask.mrc (given)",
+            "Central slices of postprocess.mrc",
+        ],
+    );
+    let slices = image::open(out.join("slices.png")).unwrap();
+    assert_eq!((slices.width(), slices.height()), (3 * 192 + 4 * 8, 192 + 24 + 8), "three 64 px slices, 3× enlarged");
     let v = json(&out);
     let res = v["resolution_0143"].as_f64().unwrap();
     // RELION: 4.693 Å, shell 30 of 64 × 2.2 Å; ours within a shell.
@@ -208,6 +275,8 @@ fn local_resolution_of_the_reference_half_maps() {
     assert!(median > 4.4 && median < 8.0, "median {median}");
     let cxc = std::fs::read_to_string(out.join("locres.cxc")).unwrap();
     assert!(cxc.contains("open locres_map.mrc") && cxc.contains("color sample #1 map #2"), "{cxc}");
+    assert_eq!(cxc_opens_resolve(&out.join("locres.cxc")), [out.join("locres_map.mrc"), out.join("locres.mrc")]);
+    check_report(&out, 2, &["Local resolution", "median", "at Nyquist"]);
     let again = run(&args);
     assert!(!again.status.success() && text(&again.stderr).contains("--overwrite"), "{}", text(&again.stderr));
 }
@@ -234,6 +303,8 @@ fn backproject_postprocesses_at_the_end() {
     assert!(with.join("map_sharp.mrc").exists() && with.join("map_sharp_mask.mrc").exists());
     let cxc = std::fs::read_to_string(with.join("view.cxc")).unwrap();
     assert!(cxc.contains("open map.mrc\nvolume #1 level ") && cxc.contains("open map_sharp.mrc"), "{cxc}");
+    let opened = cxc_opens_resolve(&with.join("view.cxc"));
+    assert!(opened.contains(&with.join("map.mrc")) && opened.contains(&with.join("map_sharp.mrc")), "{opened:?}");
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(with.join("run.json")).unwrap()).unwrap();
     let pp = &json["postprocess"];
     assert!(pp["bfactor"].is_number() && pp["resolution_0143"].is_number(), "{pp}");
@@ -245,4 +316,107 @@ fn backproject_postprocesses_at_the_end() {
     assert!(!without.join("map_sharp.mrc").exists());
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(without.join("run.json")).unwrap()).unwrap();
     assert!(json.get("postprocess").is_none());
+}
+
+/// `locres` on a synthetic pair of half maps whose left half (x < d/2) agrees at every
+/// frequency and whose right half agrees only at low frequency: the local resolution is
+/// Nyquist on the left and coarse on the right, `report.html` shows the histogram and the
+/// slices, and the slices are coloured red (fine) on the left, blue (coarse) on the right and
+/// grey outside the mask (y ≥ 40).
+#[test]
+fn locres_report_colours_fine_and_coarse_regions() {
+    use cryosplat_formats::mrc::{self, MrcFile, WriteOptions};
+    let (d, apix) = (48usize, 2.0f64);
+    let n = d * d * d;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = || -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                // The sum of 4 uniform numbers (xorshift), centred: close enough to Gaussian.
+                let mut t = 0.0f32;
+                for _ in 0..4 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    t += (seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5;
+                }
+                t
+            })
+            .collect()
+    };
+    let (signal, na, nb) = (noise(), noise(), noise());
+    // The signal blurred by six passes of [1, 2, 1]/4 along each axis (periodic): little left
+    // above half of Nyquist.
+    let mut blurred = signal.clone();
+    for _ in 0..6 {
+        for axis in [1usize, d, d * d] {
+            let prev = blurred.clone();
+            for (i, v) in blurred.iter_mut().enumerate() {
+                let c = (i / axis) % d;
+                let (lo, hi) = (i - c * axis + ((c + d - 1) % d) * axis, i - c * axis + ((c + 1) % d) * axis);
+                *v = 0.25 * prev[lo] + 0.5 * prev[i] + 0.25 * prev[hi];
+            }
+        }
+    }
+    let rms = (blurred.iter().map(|v| v * v).sum::<f32>() / n as f32).sqrt();
+    let half = |own: &[f32]| -> Vec<f32> {
+        (0..n).map(|i| if i % d < d / 2 { signal[i] + 0.05 * own[i] } else { blurred[i] / rms + own[i] }).collect()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, m) = (dir.path().join("a.mrc"), dir.path().join("b.mrc"), dir.path().join("mask.mrc"));
+    mrc::write_volume(&a, &half(&na), [d, d, d], apix, &WriteOptions::default()).unwrap();
+    mrc::write_volume(&b, &half(&nb), [d, d, d], apix, &WriteOptions::default()).unwrap();
+    let mask: Vec<f32> = (0..n).map(|i| if (i / d) % d < 40 { 1.0 } else { 0.0 }).collect();
+    mrc::write_volume(&m, &mask, [d, d, d], apix, &WriteOptions::default()).unwrap();
+    let out = dir.path().join("lr");
+    let o = run(&[
+        "locres",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--mask",
+        m.to_str().unwrap(),
+        "--step",
+        "4",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // The measured values: Nyquist well inside the left half, coarse well inside the right.
+    let lr = MrcFile::open(out.join("locres.mrc")).unwrap().read_all().unwrap();
+    let at = |x: usize, y: usize| lr[((d / 2) * d + y) * d + x];
+    for y in [8, 20, 32] {
+        assert!((at(12, y) - 4.0).abs() < 1e-3, "left, y = {y}: {}", at(12, y));
+        assert!(at(36, y) > 6.0, "right, y = {y}: {}", at(36, y));
+    }
+    check_report(&out, 2, &["Local resolution", "at Nyquist", "sample points"]);
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("locres.json")).unwrap()).unwrap();
+    let f = json["fraction_at_nyquist"].as_f64().unwrap();
+    assert!(f > 0.2 && f < 0.8, "fraction at Nyquist {f}");
+    // The slices: the layout of figures::LocresSlicesLayout for 48 px (4× enlarged, 192 px
+    // panels, 8 px gaps, a 24 px title row, 110 px of colour bar).
+    let img = image::open(out.join("slices.png")).unwrap().to_rgb8();
+    assert_eq!((img.width(), img.height()), (3 * 192 + 4 * 8 + 110, 192 + 24 + 2 * 8 + 16));
+    // Mean colour over a block of voxels of the first panel (slice z = d/2: x across, y up).
+    let mean = |xs: std::ops::Range<u32>, ys: std::ops::Range<u32>| -> [f64; 3] {
+        let mut sum = [0.0; 3];
+        let mut count = 0.0;
+        for x in xs.clone() {
+            for y in ys.clone() {
+                let p = img.get_pixel(8 + x * 4 + 2, 24 + 192 - (y + 1) * 4 + 2).0;
+                for k in 0..3 {
+                    sum[k] += p[k] as f64;
+                }
+                count += 1.0;
+            }
+        }
+        sum.map(|s| s / count)
+    };
+    let (fine, coarse, outside) = (mean(10..14, 8..32), mean(34..38, 8..32), mean(0..48, 42..48));
+    assert!(fine[0] > 2.0 * (fine[1] + fine[2]) + 20.0, "fine region not red: {fine:?}");
+    assert!(coarse[0] < 0.5 * fine[0] && coarse[1] + coarse[2] > fine[1] + fine[2] + 40.0, "coarse region not towards blue: {coarse:?}");
+    for x in 0..48 {
+        let p = img.get_pixel(8 + x * 4 + 2, 24 + 192 - 45 * 4 + 2).0;
+        assert!(p[0] == p[1] && p[1] == p[2], "outside the mask, x = {x}: {p:?}");
+    }
+    assert!(outside[0] == outside[1] && outside[1] == outside[2], "{outside:?}");
 }

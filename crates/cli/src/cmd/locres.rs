@@ -1,9 +1,11 @@
 //! `cryosplat locres`: local resolution from windowed half-map FSC
 //! ([`cryosplat_core::locres`]). Writes into the output folder `locres.mrc` (Å; 0 outside the
 //! mask), `locres_map.mrc` (the average of the half maps), `locres.png` (a histogram of the
-//! sample points), `locres.json` and `locres.cxc`, a ChimeraX command file that opens the
-//! average and colours its surface by local resolution. Earlier results in the folder are
-//! refused unless `--overwrite` is given.
+//! sample points), `slices.png` (the central slices of the average coloured by local
+//! resolution, [`crate::figures::locres_slices`]), `report.html` (a summary, the histogram and
+//! the slices), `locres.json` and `locres.cxc`, a ChimeraX command file that opens the
+//! average and colours its surface by local resolution with the same palette and range as the
+//! slices. Earlier results in the folder are refused unless `--overwrite` is given.
 
 use crate::cmd::mask::{self as maskcmd, parse_positive};
 use anyhow::{bail, Context, Result};
@@ -16,7 +18,7 @@ use std::path::PathBuf;
 /// The files `locres` writes into its folder; all are among the folder's result
 /// files (`cryosplat_train::output::RESULT_FILES`), which refuses or clears them (tested).
 #[cfg(test)]
-pub const FILES: &[&str] = &["locres.mrc", "locres_map.mrc", "locres.png", "locres.json", "locres.cxc"];
+pub const FILES: &[&str] = &["locres.mrc", "locres_map.mrc", "locres.png", "locres.json", "locres.cxc", "slices.png", "report.html"];
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -87,18 +89,49 @@ pub fn run(a: Args) -> Result<()> {
     let mut vals: Vec<f64> = lr.samples.iter().map(|s| s.1).collect();
     vals.sort_by(f64::total_cmp);
     let (lo, med, hi) = (vals[0], vals[vals.len() / 2], vals[vals.len() - 1]);
+    // Nyquist is the finest value a window can give (a curve that never crosses the threshold).
+    let nyquist_a = 2.0 * apix;
+    let at_nyquist = vals.iter().filter(|&&v| v <= nyquist_a * (1.0 + 1e-9)).count() as f64 / vals.len() as f64;
     let p = out.path("locres.png");
     crate::figures::histogram(&p, "local resolution at the sample points", "resolution (Å)", &vals, 30)?;
     out.record(p);
     let level = cryosplat_core::mask::auto_threshold(&avg).map_or(0.0, |t| t.threshold);
     let cxc = format!(
-        "# ChimeraX: the average of the half maps coloured by local resolution (Å).\n\
-         # Open this file in ChimeraX from its folder (open locres.cxc).\n\
+        "# ChimeraX: the average of the half maps coloured by local resolution (Å).\n{}\
          open locres_map.mrc\nopen locres.mrc\nvolume #1 level {level} style surface\nvolume #2 hide\n\
-         color sample #1 map #2 palette rainbow range {lo:.2},{hi:.2}\nkey rainbow :{lo:.1} :{hi:.1}\n"
+         color sample #1 map #2 palette rainbow range {lo:.2},{hi:.2}\nkey rainbow :{lo:.1} :{hi:.1}\n",
+        crate::cmd::postprocess::CXC_PATHS_NOTE
     );
     let p = out.path("locres.cxc");
     cryosplat_formats::atomic::write_bytes_atomic(&p, cxc.as_bytes())?;
+    out.record(p);
+    let p = out.path("slices.png");
+    crate::figures::locres_slices(&p, &avg, &lr.map_a, d, (lo, hi))?;
+    out.record(p);
+    let mask_text = match &a.mask {
+        Some(m) => format!("{} (local resolution measured where it exceeds 0.5)", m.display()),
+        None => "none: measured over the whole box".to_string(),
+    };
+    let section = crate::report::Section::new("Local resolution")
+        .text(format!(
+            "The FSC of the two half maps inside a soft spherical window around each sample point, read at {}; every voxel takes the value of its nearest sample point (locres.mrc, Å). Nyquist ({nyquist_a:.2} Å) is the finest value a window can give: a point there may be finer. locres.cxc colours the surface of locres_map.mrc (the average of the half maps) in ChimeraX with the palette of the slices below.",
+            params.threshold
+        ))
+        .row("half maps", format!("{}, {}", a.half_a.display(), a.half_b.display()))
+        .row("box / pixel size", format!("{d} px / {apix:.4} Å"))
+        .row("mask", mask_text)
+        .row(
+            "window",
+            format!("flat radius {:.1} px, cosine edge {:.1} px, a {} px box; sample points every {} px", params.radius_px, params.edge_px, lr.window_px, params.step_px),
+        )
+        .row("sample points", format!("{}", vals.len()))
+        .row("median", format!("{med:.2} Å"))
+        .row("range", format!("{lo:.2}–{hi:.2} Å"))
+        .row("at Nyquist", format!("{:.1}% of the points", 100.0 * at_nyquist))
+        .figure("Local resolution at the sample points", out.path("locres.png"))
+        .figure(format!("Central slices of the average coloured by local resolution ({lo:.2} Å red to {hi:.2} Å blue; grey outside the mask)"), out.path("slices.png"));
+    let p = out.path("report.html");
+    crate::report::write_report(&p, "cryosplat locres", &[section])?;
     out.record(p);
     let json = serde_json::json!({
         "half_maps": [a.half_a.to_string_lossy(), a.half_b.to_string_lossy()],
@@ -114,15 +147,17 @@ pub fn run(a: Args) -> Result<()> {
         "min_a": lo,
         "median_a": med,
         "max_a": hi,
+        "fraction_at_nyquist": at_nyquist,
     });
     let p = out.path("locres.json");
     cryosplat_formats::atomic::write_bytes_atomic(&p, serde_json::to_string_pretty(&json)?.as_bytes())?;
     out.record(p);
     println!(
-        "local resolution at {} points (window {} px, FSC {}): {lo:.2}–{hi:.2} Å, median {med:.2} Å; wrote {}",
+        "local resolution at {} points (window {} px, FSC {}): {lo:.2}–{hi:.2} Å, median {med:.2} Å, {:.1}% at Nyquist; wrote {}",
         lr.samples.len(),
         lr.window_px,
         params.threshold,
+        100.0 * at_nyquist,
         out.dir().display()
     );
     Ok(())

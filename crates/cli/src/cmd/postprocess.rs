@@ -6,7 +6,8 @@
 //! (resolution, B-factor, the fit's range and quality, whether the guard refused the fit, and
 //! the curves), `fsc.png`, `guinier.png` and `view.cxc` (a ChimeraX command file that opens
 //! the masked map as a surface at the threshold [`cryosplat_core::mask::auto_threshold`] picks
-//! on the unmasked one). A folder holding results of an earlier run is
+//! on the unmasked one), `slices.png` (central slices of the sharpened map) and `report.html`
+//! (the results, the plots and the slices). A folder holding results of an earlier run is
 //! refused unless `--overwrite` is given, as for `cryosplat fsc -o` ([`FILES`] are among the
 //! folder's result files).
 
@@ -21,8 +22,17 @@ use std::path::{Path, PathBuf};
 /// The files `postprocess` writes into its folder; all are among the folder's result
 /// files (`cryosplat_train::output::RESULT_FILES`), which refuses or clears them (tested).
 #[cfg(test)]
-pub const FILES: &[&str] =
-    &["postprocess.mrc", "postprocess_masked.mrc", "mask.mrc", "postprocess.json", "fsc.png", "guinier.png", "view.cxc"];
+pub const FILES: &[&str] = &[
+    "postprocess.mrc",
+    "postprocess_masked.mrc",
+    "mask.mrc",
+    "postprocess.json",
+    "fsc.png",
+    "guinier.png",
+    "view.cxc",
+    "slices.png",
+    "report.html",
+];
 
 /// `--bfactor`: "auto" or a B in Å² (negative sharpens).
 fn parse_bfactor(s: &str) -> Result<BFactorChoice, String> {
@@ -72,6 +82,18 @@ pub struct Args {
     pub seed: u64,
 }
 
+/// The note at the top of every ChimeraX command file we write (`view.cxc`, `locres.cxc`).
+///
+/// The files name the maps beside them by bare relative names (`open map.mrc`). ChimeraX
+/// resolves those against the script's own folder however the script is opened: the ChimeraX
+/// Programming Manual, page "scripting: support reading and executing scripts"
+/// (`open_command_script`, which opens `.cxc` files), says the current directory is changed to
+/// the file's directory before its commands are executed and restored afterwards. So no `cd`
+/// and no absolute paths (which would break when the folder is moved or copied) are needed.
+/// Tests resolve every `open` of the files written by that rule and check that the file exists.
+pub const CXC_PATHS_NOTE: &str =
+    "# ChimeraX runs this file in its own folder, so open it from anywhere (File > Open, or `open /path/to/this.cxc`)\n";
+
 fn resolution_json(r: Resolution, apix: f64) -> serde_json::Value {
     match r {
         Resolution::Angstrom(a) => serde_json::json!(a),
@@ -100,13 +122,20 @@ pub fn run(a: Args) -> Result<()> {
     let apix = apix_a;
     let labels = [format!("{} (half map A)", a.half_a.display()), format!("{} (half map B)", a.half_b.display())];
     check_maps_labelled(&va, &vb, [&labels[0], &labels[1]]).map_err(|e| anyhow::anyhow!("no resolution: {e}"))?;
-    let (mask, mask_json) = if a.mask == "auto" {
+    let (mask, mask_json, mask_text) = if a.mask == "auto" {
         let avg: Vec<f32> = va.iter().zip(&vb).map(|(x, y)| 0.5 * (x + y)).collect();
         let made = maskcmd::make(&avg, d, apix, &maskcmd::Settings::DEFAULT, "the average of the half maps")?;
-        println!("mask: auto, from the average of the half maps: {}", maskcmd::describe(&made));
+        let text = format!("auto, from the average of the half maps: {}", maskcmd::describe(&made));
+        println!("mask: {text}");
         let s = maskcmd::Settings::DEFAULT;
         let j = serde_json::json!({ "source": "auto", "threshold": made.threshold, "extend_px": s.extend_px, "soft_edge_px": s.soft_edge_px, "lowpass_a": s.lowpass_a });
-        (made.mask, j)
+        let text = format!(
+            "{text}; extended {} px, soft edge {} px, made on the map low-passed at {}",
+            s.extend_px,
+            s.soft_edge_px,
+            s.lowpass_a.map_or("no low-pass".to_string(), |l| format!("{l} Å"))
+        );
+        (made.mask, j, text)
     } else {
         let m = MrcFile::open(&a.mask).with_context(|| format!("reading the mask {}", a.mask))?;
         let h = m.header();
@@ -117,7 +146,7 @@ pub fn run(a: Args) -> Result<()> {
         if let Some(bad) = v.iter().find(|x| !(x.is_finite() && (-1e-3..=1.0 + 1e-3).contains(*x))) {
             bail!("{}: a mask holds values in [0, 1], this one holds {bad}", a.mask);
         }
-        (v, serde_json::json!({ "source": a.mask }))
+        (v, serde_json::json!({ "source": a.mask }), format!("{} (given)", a.mask))
     };
     let opts = Options {
         bfactor: a.bfactor,
@@ -128,6 +157,7 @@ pub fn run(a: Args) -> Result<()> {
     };
     let p = postprocess(&va, &vb, d, apix, &mask, &opts)?;
     write_outputs(&mut out, &p, &mask, &mask_json, d, apix, &a)?;
+    write_report(&mut out, &p, &mask_text, d, apix, &a)?;
     print_summary(&p, apix, &out);
     Ok(())
 }
@@ -205,7 +235,7 @@ fn write_outputs(
     out.record(path);
     let level = cryosplat_core::mask::auto_threshold(&p.map).map_or(0.0, |t| t.threshold);
     let cxc = format!(
-        "# ChimeraX: the post-processed map (B = {:.1} A^2, low-pass {:.2} A). Open this file from its folder.\n\
+        "# ChimeraX: the post-processed map (B = {:.1} A^2, low-pass {:.2} A).\n{CXC_PATHS_NOTE}\
          open postprocess_masked.mrc\nvolume #1 level {level} style surface color #b0c4de\nview\n",
         p.bfactor_a2, p.lowpass_a
     );
@@ -213,6 +243,55 @@ fn write_outputs(
     cryosplat_formats::atomic::write_bytes_atomic(&path, cxc.as_bytes())?;
     out.record(path);
     Ok(())
+}
+
+/// `slices.png` (central slices of the sharpened map, unmasked) and `report.html`: the results
+/// (resolution, B and how it was found, low-pass, mask), the FSC and Guinier plots and the
+/// slices.
+fn write_report(out: &mut OutputDir, p: &Postprocessed, mask_text: &str, d: usize, apix: f64, a: &Args) -> Result<()> {
+    let path = out.path("slices.png");
+    crate::figures::slices(&path, &p.map, d)?;
+    out.record(path);
+    let bfactor_row = match a.bfactor {
+        BFactorChoice::Auto if p.fit.is_some() => format!("{:.1} Å² (automatic)", p.bfactor_a2),
+        BFactorChoice::Auto => format!("{:.1} Å² (automatic fit refused: not sharpened)", p.bfactor_a2),
+        BFactorChoice::Given(_) => format!("{:.1} Å² (given)", p.bfactor_a2),
+    };
+    let section = crate::report::Section::new("Post-processing")
+        .text("postprocess.mrc: the average of the half maps, weighted per shell by sqrt(2·FSC/(1+FSC)) of the masked, corrected FSC, multiplied by exp(−B s²/4) and low-passed at the resolution; postprocess_masked.mrc is the same times the mask (mask.mrc).")
+        .row("half maps", format!("{}, {}", a.half_a.display(), a.half_b.display()))
+        .row("box / pixel size", format!("{d} px / {apix:.4} Å"))
+        .row("resolution (FSC 0.143, masked, corrected by phase randomisation)", p.resolution.describe(apix))
+        .row("resolution (FSC 0.143, unmasked)", p.fsc.resolution_unmasked(0.143).describe(apix))
+        .row("B-factor", bfactor_row)
+        .row("B-factor fit", fit_text(p))
+        .row("low-pass", format!("{:.2} Å", p.lowpass_a))
+        .row("mask", mask_text)
+        .figure("FSC: unmasked, masked, corrected, and the FSC weights", out.path("fsc.png"))
+        .figure("Guinier plot: ln(amplitude) against 1/d², with the fitted line", out.path("guinier.png"))
+        .figure("Central slices of postprocess.mrc", out.path("slices.png"));
+    let path = out.path("report.html");
+    crate::report::write_report(&path, "cryosplat postprocess", &[section])?;
+    out.record(path);
+    Ok(())
+}
+
+/// The fit's range and quality, or why it was refused, for people.
+fn fit_text(p: &Postprocessed) -> String {
+    match (&p.fit, &p.fallback) {
+        (Some(f), _) => format!(
+            "{:.2}–{:.2} Å (shells {}–{}, {} points), r = {:.3} (r² = {:.3})",
+            f.low_res_a,
+            f.high_res_a,
+            f.shells.0,
+            f.shells.1,
+            f.line.points,
+            f.line.correlation,
+            f.line.correlation.powi(2)
+        ),
+        (None, Some(why)) => format!("refused: {why}"),
+        (None, None) => "none (B given)".to_string(),
+    }
 }
 
 fn print_summary(p: &Postprocessed, apix: f64, out: &OutputDir) {
@@ -271,19 +350,11 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     if report.exists() {
         crate::figures::postprocess_fsc_plot(&dir.join("postprocess_fsc.png"), &p, "automatic post-processing mask")?;
         crate::figures::guinier_plot(&dir.join("guinier.png"), &p)?;
-        let fit_text = match (&p.fit, &p.fallback) {
-            (Some(f), _) => format!(
-                "Guinier fit over {:.2}–{:.2} Å (shells {}–{}), r = {:.3}",
-                f.low_res_a, f.high_res_a, f.shells.0, f.shells.1, f.line.correlation
-            ),
-            (None, Some(why)) => format!("not sharpened: {why}"),
-            (None, None) => "given".to_string(),
-        };
         let section = crate::report::Section::new("Post-processing")
             .text("map_sharp.mrc: the average of the half maps, weighted per shell by sqrt(2·FSC/(1+FSC)), sharpened by the automatic B-factor and low-passed at the resolution; the FSC here is read with the post-processing mask (map_sharp_mask.mrc), so it can differ from the result above, which uses the FSC's own automatic mask.")
             .row("resolution (FSC 0.143, post-processing mask, corrected)", p.resolution.describe(apix))
             .row("B-factor", format!("{:.1} Å²", p.bfactor_a2))
-            .row("B-factor fit", fit_text)
+            .row("B-factor fit", fit_text(&p))
             .row("low-pass", format!("{:.2} Å", p.lowpass_a))
             .figure("FSC with the post-processing mask", dir.join("postprocess_fsc.png"))
             .figure("Guinier plot", dir.join("guinier.png"));
@@ -307,7 +378,8 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     Ok(p)
 }
 
-/// `view.cxc` beside a run's maps: a ChimeraX command file, opened from its folder, that shows
+/// `view.cxc` beside a run's maps: a ChimeraX command file (run in its own folder, see
+/// [`CXC_PATHS_NOTE`]) that shows
 /// `map.mrc` as a surface at the level [`cryosplat_core::mask::auto_threshold`] picks, the
 /// post-processed `map_sharp.mrc` (hidden, at its own level) when there is one, and the Gaussians
 /// as pseudo-atoms (`gaussians.cif`) when the run wrote them. Returns the file's path.
@@ -320,7 +392,7 @@ pub fn write_view(dir: &Path) -> Result<PathBuf> {
         let v = MrcFile::open(&path)?.read_all()?;
         Ok(cryosplat_core::mask::auto_threshold(&v).map(|t| t.threshold))
     };
-    let mut cxc = String::from("# ChimeraX: open this file from its folder (File > Open, or `open view.cxc`).\n");
+    let mut cxc = format!("# ChimeraX: the run's maps and Gaussians.\n{CXC_PATHS_NOTE}");
     let mut model = 0;
     if let Some(l) = level("map.mrc")? {
         model += 1;
