@@ -685,3 +685,84 @@ fn meaningless_angles_are_refused_and_overfocus_is_told() {
             .unwrap();
     assert!(has_warning(&neg, "2 particle(s) have a defocus of 0 or less"), "{:?}", neg.warnings);
 }
+
+#[test]
+fn write_star_updated_keeps_every_other_column_and_block() {
+    use cryosplat_core::pose::mat_mul;
+    use cryosplat_core::rotation::euler_to_matrix;
+    let dir = tempfile::tempdir().unwrap();
+    for (src, origin_label, origin_per_a) in
+        [("aspire/sample_particles_relion31.star", "rlnOriginXAngst", 1.0), ("aspire/sample_particles_relion30.star", "rlnOriginX", 0.0)]
+    {
+        let s = load(src);
+        let per_a = if origin_per_a == 0.0 { 1.0 / s.apix } else { origin_per_a };
+        // A subset in another order, with changed angles, origins and defoci.
+        let mut changed: Vec<_> = [5usize, 2, 11].iter().map(|&i| s.particles[i].clone()).collect();
+        for (k, p) in changed.iter_mut().enumerate() {
+            p.pose.rot = mat_mul(&euler_to_matrix(1.0 + k as f64, 2.0, -0.5), &p.pose.rot);
+            p.pose.origin_a = [p.pose.origin_a[0] + 0.75, p.pose.origin_a[1] - 1.25 * k as f64];
+            p.ctf.defocus_u_a += 120.0;
+            p.ctf.defocus_v_a += 120.0;
+        }
+        let out = dir.path().join(format!("refined-{}.star", s.kind as u8));
+        s.write_star_updated(&out, &changed).unwrap();
+        let r = ParticleSet::load(&out, &LoadOptions::default()).unwrap_or_else(|e| panic!("{src}: {e}"));
+        assert_eq!((r.kind, r.len(), r.box_px), (s.kind, 3, s.box_px), "{src}");
+        assert!((r.apix - s.apix).abs() < 1e-9, "{src}");
+        for (a, b) in r.particles.iter().zip(&changed) {
+            assert!(close(&a.pose.rot, &b.pose.rot, 1e-5), "{src}");
+            for k in 0..2 {
+                assert!((a.pose.origin_a[k] - b.pose.origin_a[k]).abs() < 1e-5, "{src}: {:?} {:?}", a.pose.origin_a, b.pose.origin_a);
+            }
+            assert!((a.ctf.defocus_u_a - b.ctf.defocus_u_a).abs() < 1e-5 && (a.ctf.defocus_v_a - b.ctf.defocus_v_a).abs() < 1e-5);
+            assert_eq!((a.ctf.voltage_kv, a.ctf.cs_mm, a.ctf.defocus_angle_deg), (b.ctf.voltage_kv, b.ctf.cs_mm, b.ctf.defocus_angle_deg));
+            assert_eq!(r.stacks[a.stack].canonicalize().unwrap(), s.stacks[b.stack].canonicalize().unwrap());
+            assert_eq!(a.index, b.index, "{src}");
+        }
+        // The other columns of each row are those of its source row; other blocks are kept.
+        let (orig, new) = (cryosplat_formats::star::read(&data(src)).unwrap(), cryosplat_formats::star::read(&out).unwrap());
+        let (_, ot) = orig.table_with("rlnImageName").unwrap();
+        let (_, nt) = new.table_with("rlnImageName").unwrap();
+        assert_eq!(nt.labels, ot.labels, "{src}: no column added or lost");
+        let replaced = [
+            "rlnImageName",
+            "rlnAngleRot",
+            "rlnAngleTilt",
+            "rlnAnglePsi",
+            origin_label,
+            &origin_label.replace('X', "Y"),
+            "rlnDefocusU",
+            "rlnDefocusV",
+        ];
+        for (row, &i) in [5usize, 2, 11].iter().enumerate() {
+            for (c, label) in ot.labels.iter().enumerate() {
+                if !replaced.contains(&label.as_str()) {
+                    assert_eq!(nt.rows[row][c], ot.rows[i][c], "{src}: {label} of row {i}");
+                }
+            }
+            let oc = ot.column(origin_label).unwrap();
+            let want = changed[row].pose.origin_a[0] * per_a;
+            assert!((nt.rows[row][oc].parse::<f64>().unwrap() - want).abs() < 1e-5, "{src}: {} vs {want}", nt.rows[row][oc]);
+        }
+        assert_eq!(new.blocks.len(), orig.blocks.len(), "{src}");
+        if let Some(o) = orig.block("optics") {
+            let (n, o) = (&new.block("optics").unwrap().tables[0], &o.tables[0]);
+            assert_eq!((&n.labels, &n.rows), (&o.labels, &o.rows), "{src}: the optics table is kept");
+        }
+    }
+    // A bare stack has no columns to keep: written as write_star writes a set.
+    let toy = toy_dir();
+    let stack = toy.path().join("toy.mrcs");
+    let s = ParticleSet::load(&stack, &LoadOptions::default()).unwrap();
+    let out = dir.path().join("stack.star");
+    s.write_star_updated(&out, &s.particles[..4]).unwrap();
+    let r = ParticleSet::load(&out, &LoadOptions::default()).unwrap();
+    assert_eq!((r.kind, r.len()), (SourceKind::Relion31, 4));
+    // Particles without a source row cannot take a STAR file's columns.
+    let mut orphan = load("aspire/sample_particles_relion31.star").particles[0].clone();
+    orphan.source_row = None;
+    let e =
+        load("aspire/sample_particles_relion31.star").write_star_updated(&dir.path().join("x.star"), &[orphan]).unwrap_err().to_string();
+    assert!(e.contains("has no row in"), "{e}");
+    assert!(load("aspire/sample_particles_relion31.star").write_star_updated(&dir.path().join("y.star"), &[]).is_err());
+}

@@ -78,6 +78,7 @@ pub(super) fn read(path: &Path, opts: &LoadOptions) -> Result<ParticleSet> {
             ctf,
             optics_group: groups[i],
             random_subset,
+            source_row: Some(i),
         });
     }
     set.loading.origin_unit = OriginUnit::Angstrom(set.loading.meta_apix);

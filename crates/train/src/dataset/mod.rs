@@ -112,6 +112,9 @@ pub struct Particle {
     pub optics_group: u32,
     /// Half set (1 or 2) from `rlnRandomSubset` or cryoSPARC's `alignments3D/split`.
     pub random_subset: Option<u8>,
+    /// 0-based row of the metadata's particle table this particle was read from (`None` for
+    /// a bare stack), so that a written copy can keep that row's other columns.
+    pub source_row: Option<usize>,
 }
 
 /// An optics group's summary.

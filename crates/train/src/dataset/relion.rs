@@ -60,13 +60,22 @@ impl Tables<'_> {
 }
 
 /// Read a RELION STAR file (3.0 or 3.1+).
+/// Where the particle table is: (block, table) of the first table with `rlnImageName` in the
+/// block `data_particles`, or else anywhere in the file.
+fn particle_table_position(sf: &star::StarFile) -> Option<(usize, usize)> {
+    let in_block = |b: &star::Block| b.tables.iter().position(|t| t.column("rlnImageName").is_some());
+    sf.blocks
+        .iter()
+        .position(|b| b.name == "particles" && in_block(b).is_some())
+        .or_else(|| sf.blocks.iter().position(|b| in_block(b).is_some()))
+        .map(|bi| (bi, in_block(&sf.blocks[bi]).expect("the block was chosen for such a table")))
+}
+
 pub(super) fn read(path: &Path, opts: &LoadOptions) -> Result<ParticleSet> {
     let sf = star::read(path)?;
-    let pt = sf
-        .block("particles")
-        .and_then(|b| b.tables.iter().find(|t| t.column("rlnImageName").is_some()))
-        .or_else(|| sf.table_with("rlnImageName").map(|(_, t)| t))
+    let (bi, ti) = particle_table_position(&sf)
         .ok_or_else(|| DatasetError::invalid(path, "no table with an rlnImageName column (required: it names the particle images)"))?;
+    let pt = &sf.blocks[bi].tables[ti];
     let optics = sf.block("optics").and_then(|b| b.table());
     let kind = if optics.is_some() { SourceKind::Relion31 } else { SourceKind::Relion30 };
     let mut set = ParticleSet::empty(path, kind);
@@ -140,7 +149,15 @@ pub(super) fn read(path: &Path, opts: &LoadOptions) -> Result<ParticleSet> {
         let rot = if set.has_poses { euler_to_matrix(at(&angles[0]), at(&angles[1]), at(&angles[2])) } else { IDENTITY };
         let origin_a = [at(&origins[0]), at(&origins[1])];
         let random_subset = subsets.as_ref().map(|s| s[r] as u8);
-        set.particles.push(Particle { stack, index, pose: Pose { rot, origin_a }, ctf, optics_group: groups[r], random_subset });
+        set.particles.push(Particle {
+            stack,
+            index,
+            pose: Pose { rot, origin_a },
+            ctf,
+            optics_group: groups[r],
+            random_subset,
+            source_row: Some(r),
+        });
     }
     if let Some((line, u, v, n)) = nonpositive_defocus {
         set.warn(format!(
@@ -486,6 +503,98 @@ pub fn write_relion31(path: &Path, layout: &StarLayout, optics: &[StarOptics], p
 }
 
 impl ParticleSet {
+    /// Write `particles` (particles of this set, in any order, with their poses, origins and
+    /// CTFs changed, for example by refinement) as a STAR file at `path`, atomically. From a
+    /// RELION input the file keeps everything else as read: every other column of each
+    /// particle's row, the optics table and every other block; the angles, origins (Å, or
+    /// pixels in a RELION 3.0 file without Å columns) and defoci are replaced (added when the
+    /// input lacked them), and image names point at the resolved stacks as in
+    /// [`ParticleSet::write_star`], so that the file works from its own folder. Other inputs
+    /// are written as [`ParticleSet::write_star`] writes a set.
+    pub fn write_star_updated(&self, path: &Path, particles: &[Particle]) -> Result<()> {
+        if !matches!(self.kind, SourceKind::Relion30 | SourceKind::Relion31) {
+            return self.write_particles(path, particles);
+        }
+        if particles.is_empty() {
+            return Err(DatasetError::invalid(path, "no particles to write"));
+        }
+        let mut sf = star::read(&self.source)?;
+        let (bi, ti) = particle_table_position(&sf).ok_or_else(|| {
+            DatasetError::invalid(&self.source, "no table with an rlnImageName column (required: it names the particle images)")
+        })?;
+        let src = &sf.blocks[bi].tables[ti];
+        let mut labels = src.labels.clone();
+        let mut col = |label: &str| match labels.iter().position(|l| l == label) {
+            Some(c) => c,
+            None => {
+                labels.push(label.to_string());
+                labels.len() - 1
+            }
+        };
+        let name_col = col("rlnImageName");
+        let angle_cols = self.has_poses.then(|| [col("rlnAngleRot"), col("rlnAngleTilt"), col("rlnAnglePsi")]);
+        let has_px = src.column("rlnOriginX").is_some() && src.column("rlnOriginXAngst").is_none();
+        let origin_cols = if !self.has_poses {
+            None
+        } else if has_px || (self.kind == SourceKind::Relion30 && src.column("rlnOriginXAngst").is_none()) {
+            Some(([col("rlnOriginX"), col("rlnOriginY")], 1.0 / self.apix))
+        } else {
+            Some(([col("rlnOriginXAngst"), col("rlnOriginYAngst")], 1.0))
+        };
+        let defocus_cols = self.has_ctf.then(|| [col("rlnDefocusU"), col("rlnDefocusV")]);
+        let names = self.stack_names(path);
+        let f = |v: f64| StarDecimals::Trimmed.format(v);
+        let mut table = Table::new(&labels);
+        for (i, p) in particles.iter().enumerate() {
+            let Some(row) = p.source_row.filter(|&r| r < src.len()) else {
+                return Err(DatasetError::invalid(
+                    path,
+                    format!(
+                        "particle {} (0-based) has no row in {}; it cannot be written with that file's columns",
+                        i,
+                        self.source.display()
+                    ),
+                ));
+            };
+            let mut values = src.rows[row].clone();
+            values.resize(labels.len(), String::new());
+            values[name_col] = format!("{:06}@{}", p.index + 1, names[p.stack]);
+            if let Some(c) = angle_cols {
+                let (rot, tilt, psi) = matrix_to_euler(&p.pose.rot);
+                for (k, v) in [rot, tilt, psi].into_iter().enumerate() {
+                    values[c[k]] = f(v);
+                }
+            }
+            if let Some((c, per_a)) = origin_cols {
+                values[c[0]] = f(p.pose.origin_a[0] * per_a);
+                values[c[1]] = f(p.pose.origin_a[1] * per_a);
+            }
+            if let Some(c) = defocus_cols {
+                values[c[0]] = f(p.ctf.defocus_u_a);
+                values[c[1]] = f(p.ctf.defocus_v_a);
+            }
+            table.push_row(values);
+        }
+        sf.blocks[bi].tables[ti] = table;
+        sf.path = path.to_path_buf();
+        star::write_file(path, &sf)?;
+        Ok(())
+    }
+
+    /// Each stack's name as written into a STAR file at `path`: relative to that file's folder
+    /// when the stack is inside it, absolute otherwise.
+    fn stack_names(&self, path: &Path) -> Vec<String> {
+        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let dir = abs(path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+        self.stacks
+            .iter()
+            .map(|s| {
+                let a = abs(s);
+                a.strip_prefix(&dir).map(Path::to_path_buf).unwrap_or(a).display().to_string()
+            })
+            .collect()
+    }
+
     /// Write the set as a RELION 3.1 STAR file (atomically, numbers with trailing zeros
     /// removed): one optics row per distinct (group, voltage, Cs, Q0), poses and origins when
     /// the set has poses, CTF columns when it has a CTF, `rlnRandomSubset` when every particle
@@ -493,23 +602,19 @@ impl ParticleSet {
     /// inside it, absolute otherwise. The images themselves are not changed (a set read with
     /// contrast inversion still refers to the stored images).
     pub fn write_star(&self, path: &Path) -> Result<()> {
-        if self.particles.is_empty() {
+        self.write_particles(path, &self.particles)
+    }
+
+    /// [`ParticleSet::write_star`] with `particles` in place of the set's own.
+    fn write_particles(&self, path: &Path, particles: &[Particle]) -> Result<()> {
+        if particles.is_empty() {
             return Err(DatasetError::invalid(path, "no particles to write"));
         }
-        let abs = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let dir = abs(path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
-        let names: Vec<String> = self
-            .stacks
-            .iter()
-            .map(|s| {
-                let a = abs(s);
-                a.strip_prefix(&dir).map(Path::to_path_buf).unwrap_or(a).display().to_string()
-            })
-            .collect();
+        let names = self.stack_names(path);
         let mut keys: Vec<(u32, u64, u64, u64)> = Vec::new();
         let mut optics = Vec::new();
-        let mut rows = Vec::with_capacity(self.len());
-        for p in &self.particles {
+        let mut rows = Vec::with_capacity(particles.len());
+        for p in particles {
             let key = (p.optics_group, p.ctf.voltage_kv.to_bits(), p.ctf.cs_mm.to_bits(), p.ctf.amp_contrast.to_bits());
             let g = match keys.iter().position(|k| *k == key) {
                 Some(g) => g,

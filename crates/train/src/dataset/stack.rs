@@ -24,6 +24,7 @@ pub(super) fn read(path: &Path) -> Result<ParticleSet> {
             ctf: CtfParams { amp_contrast: 0.0, voltage_kv: 200.0, ..CtfParams::flat() },
             optics_group: 1,
             random_subset: None,
+            source_row: None,
         })
         .collect();
     Ok(set)
