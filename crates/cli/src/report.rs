@@ -187,6 +187,23 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
             },
         )
         .row("last epoch", format!("{:.1} s, {:.0} images/s", last.seconds, last.images_per_s));
+    let summary = match r.check {
+        None => summary,
+        Some(c) => match c.warning() {
+            Some(w) => summary.row("low-resolution check", format!("FAILED: {w}")),
+            None if c.last_shell == 0 => {
+                summary.row("low-resolution check", "not judged: the backprojection of the same images resolves no shell clearly")
+            }
+            None => summary.row(
+                "low-resolution check",
+                format!(
+                    "passed: against a backprojection of the same images, the map's estimated FSC with the truth is at least {:.2} up to {:.1} Å",
+                    c.worst_estimate,
+                    c.last_shell_a.unwrap_or(f64::NAN)
+                ),
+            ),
+        },
+    };
     let sections = vec![
         summary,
         Section::new("Fourier shell correlation").figure("Half-map FSC: unmasked, auto-masked, and corrected by phase randomisation", dir.join("fsc.png")),

@@ -110,6 +110,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+pub mod check;
 pub mod density;
 mod fingerprint;
 pub mod start;
@@ -320,6 +321,8 @@ pub struct EpochResult<'a> {
     pub models: [&'a GaussianModel; 2],
     /// The point group's expansion, when the models hold an asymmetric unit.
     pub symmetry: Option<&'a SymmetryExpansion>,
+    /// The low-resolution check ([`check`]), at the last epoch.
+    pub check: Option<&'a check::LowResolutionCheck>,
     pub d: usize,
     pub apix: f64,
     /// The output folder.
@@ -344,6 +347,9 @@ pub struct Summary {
     pub mass_estimate: Option<[MassEstimate; 2]>,
     pub seconds: f64,
     pub warnings: Vec<String>,
+    /// The Gaussian map against a backprojection of the same images at low resolution
+    /// ([`check`]).
+    pub low_resolution_check: Option<check::LowResolutionCheck>,
     /// Every file of the output folder (in `run.json` as text; a name that is not UTF-8 is
     /// written with replacement characters).
     #[serde(serialize_with = "crate::output::paths_as_text")]
@@ -482,6 +488,8 @@ struct Driver<'a> {
     warnings: Vec<String>,
     mass_estimate: Option<[MassEstimate; 2]>,
     start_map_mass: [f64; 2],
+    /// The low-resolution check of the last epoch's map (`None` before it).
+    check: Option<check::LowResolutionCheck>,
 }
 
 /// The sum of a map's values in f64.
@@ -596,6 +604,7 @@ impl<'a> Driver<'a> {
             warnings,
             mass_estimate: start.mass_estimate,
             start_map_mass: start.start_map_mass,
+            check: None,
         })
     }
 
@@ -619,6 +628,7 @@ impl<'a> Driver<'a> {
             mass_estimate: self.mass_estimate.clone(),
             seconds: self.started.elapsed().as_secs_f64(),
             warnings: self.warnings.clone(),
+            low_resolution_check: self.check.clone(),
             outputs: self.out.written().to_vec(),
         };
         self.write_run_json(Some(&summary))?;
@@ -779,6 +789,23 @@ impl<'a> Driver<'a> {
         self.out.write_gaussians([&full[0], &full[1]], d, apix)?;
         self.history.push(record.clone());
         progress.finish();
+        if epoch + 1 == self.epochs {
+            progress.start("low-resolution check (backprojection)", 1);
+            let (group, _) = self.cfg.symmetry()?;
+            let threads = match self.renderer.options().threads {
+                0 => rayon::current_num_threads(),
+                t => t,
+            };
+            let halves = [&self.halves[0][..], &self.halves[1][..]];
+            let bp = check::backproject_halves(&self.images, halves, apix, self.cfg.no_ctf, &group, threads)?;
+            let c = check::judge(&map, &bp, d, apix);
+            if let Some(w) = c.warning() {
+                tracing::warn!("{w}");
+                self.warnings.push(w);
+            }
+            self.check = Some(c);
+            progress.finish();
+        }
         let result = EpochResult {
             record: &record,
             history: &self.history,
@@ -787,6 +814,7 @@ impl<'a> Driver<'a> {
             half_maps: [&map_a, &map_b],
             models: [&full[0], &full[1]],
             symmetry: self.trainers[0].symmetry(),
+            check: self.check.as_ref(),
             d,
             apix,
             out_dir: self.out.dir(),
@@ -838,6 +866,7 @@ impl<'a> Driver<'a> {
             "resolution_05": last.and_then(|r| r.resolution_05.angstrom()),
             "resolution_method": RESOLUTION_METHOD,
             "symmetry": self.cfg.symmetry().map(|(g, _)| g.name().to_string()).unwrap_or_else(|_| self.cfg.sym.clone()),
+            "low_resolution_check": self.check,
             "settings": settings,
             "history": self.history,
             "summary": summary,

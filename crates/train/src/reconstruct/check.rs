@@ -1,0 +1,207 @@
+//! The low-resolution check: the Gaussian map against a backprojection of the same images.
+//!
+//! Both half models start from the same kind of start (a blob at the box centre, or each
+//! half's own backprojection), so an error both keep at low resolution, such as a blob that
+//! never spread to a hollow or box-filling molecule, makes the half maps agree with each other
+//! and is invisible to their FSC. A backprojection has no start: at low resolution, where its
+//! own half maps agree, it is a faithful picture of the data. So, at the end of a run, each
+//! half's own images are backprojected (with the run's symmetry) and the Gaussian map `G` is
+//! compared with the backprojection `B` of all images, shell by shell:
+//!
+//! * `F_B` is the FSC of the backprojection's half maps; the full backprojection's FSC against
+//!   the truth is then `C_B = sqrt(2F_B/(1 + F_B))`;
+//! * when `G` and `B` err independently, `FSC(G, B) = FSC(G, truth)·C_B`, so
+//!   `E = FSC(G, B)/C_B` estimates the Gaussian map's FSC against the truth.
+//!
+//! The check looks at the shells from the first up to where `C_B` first falls below
+//! [`RELIABLE`] (the backprojection's view is then sharp enough to judge by), and fails when
+//! `E` falls below [`REQUIRED`] in any of them: the Gaussian map misses signal the data
+//! clearly hold, and the half-map resolution is not to be trusted. Unmasked curves: the
+//! lowest shells are dominated by the particle.
+//!
+//! # Parallel work
+//!
+//! One unit of parallel work inserts a contiguous run of one half's particles into its own
+//! accumulator; accumulators are summed in a fixed order, so the result does not depend on
+//! scheduling.
+
+use super::ReconstructError;
+use crate::images::Images;
+use cryosplat_core::backproject::{Accumulator, InsertScratch, BASE_WIENER};
+use cryosplat_core::fsc::{fsc, ssnr_from_fsc};
+use cryosplat_core::symmetry::PointGroup;
+use rayon::prelude::*;
+
+/// `C_B` at or above which the backprojection judges a shell.
+pub const RELIABLE: f64 = 0.9;
+/// The least estimated FSC against the truth a judged shell may have.
+pub const REQUIRED: f64 = 0.8;
+
+/// The outcome of the check (see the module docs).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LowResolutionCheck {
+    /// Shells judged: `1..=last_shell` (0 when the backprojection judges none).
+    pub last_shell: usize,
+    /// Resolution of `last_shell` in Å.
+    pub last_shell_a: Option<f64>,
+    /// Per shell from 0: the backprojection's `C_B` and the estimate `E`.
+    pub backprojection_vs_truth: Vec<f64>,
+    pub estimate: Vec<f64>,
+    /// The judged shell with the smallest estimate, its resolution (Å) and estimate.
+    pub worst_shell: usize,
+    pub worst_shell_a: Option<f64>,
+    pub worst_estimate: f64,
+    pub passed: bool,
+}
+
+impl LowResolutionCheck {
+    /// A sentence for the terminal, the report and run.json's warnings when the check fails.
+    pub fn warning(&self) -> Option<String> {
+        if self.passed {
+            return None;
+        }
+        let at = self.worst_shell_a.map_or_else(|| format!("shell {}", self.worst_shell), |a| format!("{a:.1} Å"));
+        Some(format!(
+            "the Gaussian map disagrees with the backprojection of the same images at low resolution: at {at} its estimated FSC against the truth is {:.2} (at least {REQUIRED} is expected where the backprojection's half maps agree); both half models share this error, so their FSC cannot see it and the reported resolution is not to be trusted; run again with --init backprojection (or, for a symmetric particle, --sym)",
+            self.worst_estimate
+        ))
+    }
+}
+
+/// Backproject each half's own images (`halves`), with `group`'s operators, using up to
+/// `threads` workers; returns the two half maps and the map of both (SSNR-regularised).
+pub fn backproject_halves(
+    images: &Images,
+    halves: [&[usize]; 2],
+    apix: f64,
+    no_ctf: bool,
+    group: &PointGroup,
+    threads: usize,
+) -> Result<[Vec<f32>; 3], ReconstructError> {
+    const PAD: usize = 2;
+    let d = images.d;
+    let blocks = threads.max(1);
+    let half = |idx: &[usize]| -> Result<Accumulator, ReconstructError> {
+        let parts: Result<Vec<Accumulator>, ReconstructError> = (0..blocks)
+            .into_par_iter()
+            .map(|b| {
+                let mut acc = Accumulator::new(d, PAD);
+                let mut scratch = InsertScratch::new(d, PAD, apix);
+                let mut s = images.scratch();
+                let mut img = vec![0.0f32; d * d];
+                for &i in &idx[b * idx.len() / blocks..(b + 1) * idx.len() / blocks] {
+                    images.read(i, &mut img, &mut s)?;
+                    let p = &images.set.particles[i];
+                    acc.insert_symmetric(&img, &p.pose, apix, (!no_ctf).then_some(&p.ctf), group.operators(), &mut scratch);
+                }
+                Ok(acc)
+            })
+            .collect();
+        let mut it = parts?.into_iter();
+        let mut acc = it.next().expect("at least one block");
+        for x in it {
+            acc.add(&x);
+        }
+        Ok(acc)
+    };
+    let mut a = half(halves[0])?;
+    let b = half(halves[1])?;
+    let (map_a, map_b) = (a.finish(BASE_WIENER), b.finish(BASE_WIENER));
+    let whole = ssnr_from_fsc(&fsc(&map_a, &map_b, d), true);
+    a.add(&b);
+    let full = a.finish_ssnr(&whole);
+    Ok([map_a, map_b, full])
+}
+
+/// Judge the Gaussian map `gaussian` against the backprojection (`bp = [half A, half B, full]`)
+/// of the same images; `d` the box, `apix` its pixel size.
+pub fn judge(gaussian: &[f32], bp: &[Vec<f32>; 3], d: usize, apix: f64) -> LowResolutionCheck {
+    let f_b = fsc(&bp[0], &bp[1], d);
+    let c_b: Vec<f64> = f_b.iter().map(|&f| (2.0 * f.max(0.0) / (1.0 + f.max(0.0))).sqrt()).collect();
+    let f_gb = fsc(gaussian, &bp[2], d);
+    let estimate: Vec<f64> = f_gb.iter().zip(&c_b).map(|(&g, &c)| if c > 0.0 { g / c } else { 0.0 }).collect();
+    let last_shell = (1..c_b.len()).take_while(|&n| c_b[n] >= RELIABLE).last().unwrap_or(0);
+    let shell_a = |n: usize| (n > 0).then(|| d as f64 * apix / n as f64);
+    let (worst_shell, worst_estimate) =
+        (1..=last_shell).map(|n| (n, estimate[n])).fold((0, f64::INFINITY), |w, s| if s.1 < w.1 { s } else { w });
+    LowResolutionCheck {
+        last_shell,
+        last_shell_a: shell_a(last_shell),
+        backprojection_vs_truth: c_b,
+        estimate,
+        worst_shell,
+        worst_shell_a: shell_a(worst_shell),
+        worst_estimate: if last_shell == 0 { f64::NAN } else { worst_estimate },
+        passed: last_shell == 0 || worst_estimate >= REQUIRED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cryosplat_core::fourier::low_pass_volume;
+    use cryosplat_core::rng::Rng;
+
+    /// A smooth random "particle" in a 32³ box.
+    fn particle(seed: u64) -> Vec<f32> {
+        let d = 32;
+        let mut rng = Rng::new(seed);
+        let mut v = vec![0.0f32; d * d * d];
+        for _ in 0..40 {
+            let c: Vec<f64> = (0..3).map(|_| 16.0 + 6.0 * rng.normal()).collect();
+            for z in 0..d {
+                for y in 0..d {
+                    for x in 0..d {
+                        let r2 = (x as f64 - c[0]).powi(2) + (y as f64 - c[1]).powi(2) + (z as f64 - c[2]).powi(2);
+                        v[(z * d + y) * d + x] += (-r2 / 4.0).exp() as f32;
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    fn noisy(v: &[f32], sigma: f64, rng: &mut Rng) -> Vec<f32> {
+        v.iter().map(|&x| x + (sigma * rng.normal()) as f32).collect()
+    }
+
+    #[test]
+    fn a_faithful_map_passes_and_one_without_its_low_frequencies_fails() {
+        let d = 32;
+        let truth = particle(1);
+        let peak = truth.iter().fold(0.0f32, |m, &v| m.max(v)) as f64;
+        let mut rng = Rng::new(2);
+        let (a, b) = (noisy(&truth, 0.3 * peak, &mut rng), noisy(&truth, 0.3 * peak, &mut rng));
+        let full: Vec<f32> = a.iter().zip(&b).map(|(x, y)| 0.5 * (x + y)).collect();
+        let bp = [a, b, full];
+        let good = judge(&truth, &bp, d, 2.0);
+        assert!(good.passed && good.last_shell >= 2, "{good:?}");
+        assert!(good.worst_estimate > 0.9 && good.warning().is_none(), "{good:?}");
+        // The same map with its lowest shells replaced by a centred blob's.
+        let low = low_pass_volume(&truth, d, 2.0, 16.0, 1.0);
+        let blob = {
+            let mut v = vec![0.0f32; d * d * d];
+            for z in 0..d {
+                for y in 0..d {
+                    for x in 0..d {
+                        let r2 = ((x as f64 - 16.0).powi(2) + (y as f64 - 16.0).powi(2) + (z as f64 - 16.0).powi(2)) / 10.0;
+                        v[(z * d + y) * d + x] = (-r2).exp() as f32;
+                    }
+                }
+            }
+            low_pass_volume(&v, d, 2.0, 16.0, 1.0)
+        };
+        let (sl, sb) = (low.iter().map(|&v| v as f64).sum::<f64>(), blob.iter().map(|&v| v as f64).sum::<f64>());
+        let wrong: Vec<f32> = truth.iter().zip(&low).zip(&blob).map(|((t, l), b)| t - l + b * (sl / sb) as f32).collect();
+        let bad = judge(&wrong, &bp, d, 2.0);
+        assert!(!bad.passed && bad.worst_estimate < REQUIRED, "{bad:?}");
+        let w = bad.warning().unwrap();
+        assert!(w.contains("not to be trusted") && w.contains("--init backprojection"), "{w}");
+        // Pure noise in the backprojection judges nothing, and so fails nothing.
+        let mut rng = Rng::new(3);
+        let zero = vec![0.0f32; d * d * d];
+        let (na, nb) = (noisy(&zero, 1.0, &mut rng), noisy(&zero, 1.0, &mut rng));
+        let none = judge(&wrong, &[na.clone(), nb, na], d, 2.0);
+        assert!(none.passed && none.last_shell == 0 && none.warning().is_none(), "{none:?}");
+    }
+}
