@@ -64,7 +64,8 @@
 //!   angle** (the angle follows `σ/√3` times a χ with 3 degrees of freedom; its mean is
 //!   `σ·√(8/(3π))` ≈ 0.92σ). The error acts in the image frame (left of `A`): `e_z` turns the
 //!   image in plane, `e_x` and `e_y` tilt the view. The recorded pose is brought back to the
-//!   truth by `R(−e)`: a correction `A = R(w)·A_rec` should find `w = −e`. The recorded Euler angles are RELION's
+//!   truth by `R(−e)`: a correction `A = R(w)·A_rec`
+//!   ([`cryosplat_core::rotation::rotate_by_rotvec`]) should find `w = −e`. The recorded Euler angles are RELION's
 //!   angles of `A_rec`, rounded to the STAR file's six decimals like every other value.
 //! * **origin**: `o_rec = o + shift_error_px·apix·(n₃, n₄)` Å: the rms error **per axis** is
 //!   `shift_error_px` pixels (the rms length of the 2D error is √2 times that).
