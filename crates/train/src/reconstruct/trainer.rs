@@ -67,17 +67,23 @@ struct Expanded {
 }
 
 /// The mean loss per image of `targets` under `model`; the gradient of that mean is added
-/// into `grad`.
+/// into `grad`. With the CTFs' derivatives in defocus (`dctfs`, one per target), the renderer's
+/// `_defocus` methods also give each image's `∂L/∂Δz` (same loss and gradient).
 fn mean_loss_and_grad(
     renderer: &mut Renderer,
     model: &GaussianModel,
     targets: &[ImageTarget],
+    dctfs: Option<&[&[f32]]>,
     grad: &mut [[f32; PARAMS_PER_GAUSSIAN]],
 ) -> f32 {
-    match targets {
-        [one] => renderer.loss_and_grad(model, one, grad),
-        many => {
-            let l = renderer.loss_and_grad_batch(model, many, grad);
+    match (targets, dctfs) {
+        ([one], None) => renderer.loss_and_grad(model, one, grad),
+        ([one], Some(g)) => renderer.loss_and_grad_defocus(model, one, g[0], grad),
+        (many, dctfs) => {
+            let l = match dctfs {
+                None => renderer.loss_and_grad_batch(model, many, grad),
+                Some(g) => renderer.loss_and_grad_batch_defocus(model, many, g, grad),
+            };
             let inv = 1.0 / many.len() as f32;
             grad.iter_mut().flatten().for_each(|g| *g *= inv);
             l * inv
@@ -139,12 +145,32 @@ impl HalfTrainer {
     /// One optimiser step on `targets` (one or more images) at learning rate `lr`; returns
     /// the mean loss per image (normalised units). Statistics are gathered when `keep_stats`.
     pub fn step(&mut self, renderer: &mut Renderer, targets: &[ImageTarget], lr: f64, keep_stats: bool) -> f32 {
+        self.step_impl(renderer, targets, None, lr, keep_stats)
+    }
+
+    /// [`HalfTrainer::step`] that also has the renderer measure each image's `∂L/∂Δz`
+    /// (`ImageStats::grad_defocus_a` in `renderer.last_stats()` afterwards, one per target in
+    /// order), from `ctf_ddefocus[i]`, target `i`'s CTF derivative in defocus (half-plane
+    /// layout, [`cryosplat_core::ctf::CtfGrid::fill_rfft_with_ddefocus`]). The model's step is
+    /// bitwise that of [`HalfTrainer::step`].
+    pub fn step_with_defocus(
+        &mut self,
+        renderer: &mut Renderer,
+        targets: &[ImageTarget],
+        ctf_ddefocus: &[&[f32]],
+        lr: f64,
+        keep_stats: bool,
+    ) -> f32 {
+        self.step_impl(renderer, targets, Some(ctf_ddefocus), lr, keep_stats)
+    }
+
+    fn step_impl(&mut self, renderer: &mut Renderer, targets: &[ImageTarget], dctfs: Option<&[&[f32]]>, lr: f64, keep_stats: bool) -> f32 {
         let loss = match &mut self.sym {
-            None => mean_loss_and_grad(renderer, &self.model, targets, &mut self.grad),
+            None => mean_loss_and_grad(renderer, &self.model, targets, dctfs, &mut self.grad),
             Some(s) => {
                 s.expansion.expand(&self.model, &mut s.model);
                 s.grad.resize(s.model.len(), [0.0; PARAMS_PER_GAUSSIAN]);
-                let loss = mean_loss_and_grad(renderer, &s.model, targets, &mut s.grad);
+                let loss = mean_loss_and_grad(renderer, &s.model, targets, dctfs, &mut s.grad);
                 s.expansion.fold_grad(&self.model, &s.grad, &mut self.grad);
                 s.grad.fill([0.0; PARAMS_PER_GAUSSIAN]);
                 loss
@@ -412,5 +438,45 @@ mod tests {
         let (before, after) = refine_one(RefineConfig { defocus: false, ..config() });
         assert_eq!(after.2, before.2);
         assert!(after.0 < 0.5 * before.0 && after.1 < 0.1 * before.1, "{before:?} → {after:?}");
+    }
+
+    /// `step_with_defocus` moves the model bitwise as `step` does, for one image and for a
+    /// minibatch, and leaves each image's ∂L/∂Δz in the renderer's statistics.
+    #[test]
+    fn a_step_with_defocus_is_a_step() {
+        let (d, apix) = (24usize, 2.0);
+        let mut rng = Rng::new(4);
+        let params = (0..20)
+            .map(|_| {
+                let m: [f32; 3] = std::array::from_fn(|_| rng.uniform_range(-0.2, 0.2) as f32);
+                GaussianModel::raw_from_physical(m, [0.06; 3], [1.0, 0.0, 0.0, 0.0], 1.0)
+            })
+            .collect();
+        let model = GaussianModel { params };
+        let w = d / 2 + 1;
+        let n = 3;
+        let poses: Vec<Pose> = (0..n).map(|_| Pose { rot: random_rotation(&mut rng), origin_a: [0.0; 2] }).collect();
+        let images: Vec<Vec<f32>> = (0..n).map(|_| (0..d * d).map(|_| rng.normal() as f32).collect()).collect();
+        let ctfs: Vec<(Vec<f32>, Vec<f32>)> = (0..n)
+            .map(|i| {
+                let (mut h, mut g) = (vec![0.0f32; d * w], vec![0.0f32; d * w]);
+                let p = CtfParams { defocus_u_a: 8000.0 + 1000.0 * i as f64, defocus_v_a: 8000.0, ..CtfParams::flat() };
+                CtfGrid::new(d, apix).fill_rfft_with_ddefocus(&p, &mut h, &mut g);
+                (h, g)
+            })
+            .collect();
+        let targets: Vec<ImageTarget> =
+            (0..n).map(|i| ImageTarget { image: &images[i], ctf_rfft: &ctfs[i].0, pose: &poses[i], apix }).collect();
+        let dctfs: Vec<&[f32]> = ctfs.iter().map(|c| &c.1[..]).collect();
+        for k in [1, n] {
+            let adam = crate::adam::AdamConfig::default();
+            let (mut a, mut b) = (HalfTrainer::new(model.clone(), adam.clone()), HalfTrainer::new(model.clone(), adam));
+            let mut r = Renderer::new(d, RenderOptions { n_sigma: 3.5, threads: 1 });
+            let la = a.step(&mut r, &targets[..k], 1e-3, true);
+            let lb = b.step_with_defocus(&mut r, &targets[..k], &dctfs[..k], 1e-3, true);
+            assert_eq!((la, &a.model), (lb, &b.model), "{k} images");
+            assert_eq!(r.last_stats().len(), k);
+            assert!(r.last_stats().iter().all(|st| st.grad_defocus_a != 0.0), "{k} images");
+        }
     }
 }
