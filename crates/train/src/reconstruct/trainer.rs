@@ -243,6 +243,15 @@ pub struct ParticleRefinement {
     steps: Vec<u32>,
 }
 
+/// What a checkpoint keeps of a [`ParticleRefinement`] (see [`ParticleRefinement::state`]).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RefineState {
+    pub values: Vec<[f64; 6]>,
+    pub m: Vec<[f64; 6]>,
+    pub v: Vec<[f64; 6]>,
+    pub steps: Vec<u32>,
+}
+
 const REFINE_BETA1: f64 = 0.9;
 const REFINE_BETA2: f64 = 0.999;
 /// Adam's ε for the corrections: it only guards a zero second moment (a parameter whose
@@ -257,6 +266,21 @@ impl ParticleRefinement {
 
     pub fn config(&self) -> &RefineConfig {
         &self.cfg
+    }
+
+    /// The full state, for checkpoints: per particle the corrections
+    /// `[w₀, w₁, w₂ (rad), δo_x, δo_y (Å), δz (Å)]`, Adam's two moments and its step count.
+    pub fn state(&self) -> RefineState {
+        RefineState { values: self.values.clone(), m: self.m.clone(), v: self.v.clone(), steps: self.steps.clone() }
+    }
+
+    /// Continue from a saved [`RefineState`]; `None` if its vectors differ in length.
+    pub fn restore(cfg: RefineConfig, state: RefineState) -> Option<Self> {
+        let n = state.values.len();
+        if state.m.len() != n || state.v.len() != n || state.steps.len() != n {
+            return None;
+        }
+        Some(ParticleRefinement { cfg, values: state.values, m: state.m, v: state.v, steps: state.steps })
     }
 
     /// Whether the steps of `epoch` (0-based) refine the particles.
@@ -410,6 +434,30 @@ mod tests {
             p.update(0, &recorded, &st, d, 1e-4, 0.1f64.powf(s as f64 / steps as f64));
         }
         (before, errors(&p))
+    }
+
+    /// Saving and restoring the state between two updates changes nothing (bitwise), and a
+    /// state whose vectors differ in length is refused.
+    #[test]
+    fn a_restored_state_continues_exactly() {
+        let mut rng = Rng::new(6);
+        let pose = Pose { rot: random_rotation(&mut rng), origin_a: [0.5, 0.2] };
+        let st = |k: f64| ImageStats {
+            grad_origin_a: [k, -2.0 * k],
+            grad_defocus_a: 1e-3 * k,
+            grad_rot: [[k, 0.5, -k], [0.3 * k, 1.0, 0.2], [0.0; 3]],
+            ..Default::default()
+        };
+        let mut a = ParticleRefinement::new(config(), 2);
+        a.update(1, &pose, &st(1.0), 32, 0.5, 1.0);
+        let mut b = ParticleRefinement::restore(config(), a.state()).unwrap();
+        a.update(1, &pose, &st(-0.7), 32, 0.5, 0.8);
+        b.update(1, &pose, &st(-0.7), 32, 0.5, 0.8);
+        assert_eq!(a.state(), b.state());
+        assert_ne!(a.correction(1), ([0.0; 3], [0.0; 2], 0.0));
+        let mut bad = a.state();
+        bad.steps.pop();
+        assert!(ParticleRefinement::restore(config(), bad).is_none());
     }
 
     /// Refinement brings every parameter at least 95% closer to the truth. This checks the
