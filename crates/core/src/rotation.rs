@@ -12,8 +12,13 @@
 //!   `A = R(v)ᵀ` where `R(v)` is the Rodrigues matrix.
 //! * **cryoDRGN** pose pickles hold `A` itself.
 //! * **Quaternions** are `(w, x, y, z)`, unit norm, with the usual active-rotation matrix.
+//! * **Pose corrections** (refinement): a rotation vector `w` (radians) turns a recorded
+//!   rotation `A₀` into `A = R(w)·A₀` ([`rotate_by_rotvec`]): the correction acts in the image
+//!   frame, `w_z` turning the image in plane and `w_x`, `w_y` tilting the view.
+//!   [`rotvec_gradient`] maps `∂L/∂A` to `∂L/∂w` at `w = 0` (about the current `A`), and
+//!   [`rotvec_left_jacobian`] carries it to any `w`.
 
-use crate::pose::{transpose, Mat3};
+use crate::pose::{mat_mul, transpose, Mat3};
 use crate::rng::Rng;
 
 /// RELION's `A = Rz(psi)·Ry(tilt)·Rz(rot)` from angles in degrees.
@@ -131,10 +136,49 @@ pub fn angle_between_deg(a: &Mat3, b: &Mat3) -> f64 {
     ((tr - 1.0) / 2.0).clamp(-1.0, 1.0).acos().to_degrees()
 }
 
+/// `R(w)·a`: the rotation `a` corrected by the rotation vector `w` (radians) in the image frame
+/// (see the module docs).
+pub fn rotate_by_rotvec(w: [f64; 3], a: &Mat3) -> Mat3 {
+    mat_mul(&rotvec_to_rodrigues(w), a)
+}
+
+/// `∂L/∂w` at `w = 0` for `L(R(w)·a)`, from `grad_a = ∂L/∂A` at `A = a` (entries treated as
+/// independent; the renderer's `ImageStats::grad_rot` gives the first two rows, the third being
+/// zero since it does not enter a projection). With `∂A/∂w_k = [e_k]×·a`, the gradient is
+/// `Σ_c a_c × g_c` over the columns `a_c` of `a` and `g_c` of `grad_a`.
+pub fn rotvec_gradient(a: &Mat3, grad_a: &Mat3) -> [f64; 3] {
+    let mut g = [0.0; 3];
+    for c in 0..3 {
+        let (x, y) = ([a[0][c], a[1][c], a[2][c]], [grad_a[0][c], grad_a[1][c], grad_a[2][c]]);
+        g[0] += x[1] * y[2] - x[2] * y[1];
+        g[1] += x[2] * y[0] - x[0] * y[2];
+        g[2] += x[0] * y[1] - x[1] * y[0];
+    }
+    g
+}
+
+/// The left Jacobian `J(w)` of SO(3): `R(w + δ) = R(J(w)·δ)·R(w)` to first order in `δ`, so
+/// that the gradient of `L(R(w)·a₀)` with respect to `w` is
+/// `J(w)ᵀ·`[`rotvec_gradient`]`(R(w)·a₀, ∂L/∂A)`. `J(w) = I + (1 − cos θ)/θ²·[w]× +
+/// (θ − sin θ)/θ³·[w]×²` with `θ = |w|` (series near 0).
+pub fn rotvec_left_jacobian(w: [f64; 3]) -> Mat3 {
+    let t2 = w[0] * w[0] + w[1] * w[1] + w[2] * w[2];
+    let t = t2.sqrt();
+    let (b, c) = if t < 1e-4 { (0.5 - t2 / 24.0, 1.0 / 6.0 - t2 / 120.0) } else { ((1.0 - t.cos()) / t2, (t - t.sin()) / (t2 * t)) };
+    let k = [[0.0, -w[2], w[1]], [w[2], 0.0, -w[0]], [-w[1], w[0], 0.0]];
+    let k2 = mat_mul(&k, &k);
+    let mut j = [[0.0; 3]; 3];
+    for r in 0..3 {
+        for q in 0..3 {
+            j[r][q] = if r == q { 1.0 } else { 0.0 } + b * k[r][q] + c * k2[r][q];
+        }
+    }
+    j
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pose::mat_mul;
 
     #[test]
     fn quaternion_round_trip_and_orthogonality() {
@@ -156,6 +200,51 @@ mod tests {
                 for j in 0..3 {
                     assert!((r[i][j] - r3[i][j]).abs() < 1e-10);
                 }
+            }
+        }
+    }
+
+    /// A smooth function of the first two rows of a matrix and its gradient (third row zero,
+    /// as the renderer's).
+    fn loss_and_grad(a: &Mat3) -> (f64, Mat3) {
+        let c = [[0.3, -1.2, 0.7], [2.1, 0.4, -0.9]];
+        let mut l = 0.0;
+        let mut g = [[0.0; 3]; 3];
+        for r in 0..2 {
+            for k in 0..3 {
+                l += c[r][k] * a[r][k] + 0.5 * (r + k + 1) as f64 * a[r][k] * a[r][k] * a[r][k];
+                g[r][k] = c[r][k] + 1.5 * (r + k + 1) as f64 * a[r][k] * a[r][k];
+            }
+        }
+        (l, g)
+    }
+
+    #[test]
+    fn rotvec_gradient_matches_central_differences_at_zero_and_away_from_it() {
+        // ∂/∂w of L(R(w)·a₀) by central differences (step 1e-6, f64) against
+        // J(w)ᵀ·rotvec_gradient(R(w)·a₀, ∂L/∂A), at w = 0 (where J = I) and at w of a few
+        // degrees to a radian, within 1e-7 of the gradient's norm.
+        let mut rng = Rng::new(8);
+        for case in 0..20 {
+            let a0 = random_rotation(&mut rng);
+            let size = [0.0, 0.05, 1.0][case % 3];
+            let w: [f64; 3] = std::array::from_fn(|_| size * rng.normal());
+            let a = rotate_by_rotvec(w, &a0);
+            let (_, g) = loss_and_grad(&a);
+            let j = rotvec_left_jacobian(w);
+            let g0 = rotvec_gradient(&a, &g);
+            let got: [f64; 3] = std::array::from_fn(|k| j[0][k] * g0[0] + j[1][k] * g0[1] + j[2][k] * g0[2]);
+            let h = 1e-6;
+            let want: [f64; 3] = std::array::from_fn(|k| {
+                let (mut p, mut m) = (w, w);
+                p[k] += h;
+                m[k] -= h;
+                (loss_and_grad(&rotate_by_rotvec(p, &a0)).0 - loss_and_grad(&rotate_by_rotvec(m, &a0)).0) / (2.0 * h)
+            });
+            let norm = want.iter().map(|v| v * v).sum::<f64>().sqrt();
+            assert!(norm > 0.1, "case {case}: degenerate");
+            for k in 0..3 {
+                assert!((got[k] - want[k]).abs() < 1e-7 * norm, "case {case}, w = {w:?}, component {k}: {} vs {}", got[k], want[k]);
             }
         }
     }

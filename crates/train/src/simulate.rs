@@ -47,11 +47,42 @@
 //! is averaged over the group instead ([`symmetrize_map`]), after any resampling. Copies
 //! that overlap are not merged: place the unit off the symmetry axes with the offset.
 //!
+//! # Recorded errors
+//!
+//! With [`SimulateConfig::pose_error_deg`], [`SimulateConfig::shift_error_px`] or
+//! [`SimulateConfig::defocus_error_a`] (`simulate --pose-error DEG --shift-error PX
+//! --defocus-error Å`) the images are still made with the true parameters (the same images as
+//! without the options, for the same seed), but `particles.star` records perturbed ones and
+//! `particles_true.star` the true ones, so that refinement can be tested against a known
+//! answer. Particle `i`'s errors come from their own stream `Rng::stream(seed ^ ERROR_SALT, i)`,
+//! six normal deviates `n₀…n₅` always drawn in this order (so one error's draws do not depend on
+//! whether another is set), by [`record_errors`]:
+//!
+//! * **rotation**: `A_rec = R(e)·A` where `R(e)` is the Rodrigues matrix of the rotation vector
+//!   `e = (σ/√3)·(n₀, n₁, n₂)` (radians, `σ = pose_error_deg` in radians). The angle between
+//!   the recorded and the true rotation is `|e|`, whose mean square is `σ²`: **`σ` is the rms
+//!   angle** (the angle follows `σ/√3` times a χ with 3 degrees of freedom; its mean is
+//!   `σ·√(8/(3π))` ≈ 0.92σ). The error acts in the image frame (left of `A`): `e_z` turns the
+//!   image in plane, `e_x` and `e_y` tilt the view. The recorded pose is brought back to the
+//!   truth by `R(−e)`: a correction `A = R(w)·A_rec`
+//!   ([`cryosplat_core::rotation::rotate_by_rotvec`]) should find `w = −e`. The recorded Euler angles are RELION's
+//!   angles of `A_rec`, rounded to the STAR file's six decimals like every other value.
+//! * **origin**: `o_rec = o + shift_error_px·apix·(n₃, n₄)` Å: the rms error **per axis** is
+//!   `shift_error_px` pixels (the rms length of the 2D error is √2 times that).
+//! * **defocus**: one offset `defocus_error_a·n₅` Å added to both `ΔfU` and `ΔfV` (astigmatism
+//!   and its angle are recorded exactly).
+//!
+//! With all three at 0 (the default) nothing is drawn, `particles_true.star` is not written and
+//! every file but `meta.json` is byte for byte what it was before these options existed.
+//! `meta.json` records the settings and the rms errors actually drawn (`recorded_errors`).
+//!
 //! # Outputs (in the output folder; each written atomically)
 //!
 //! * `particles.mrcs`: the noisy stack (MRC2014, float32, `cella = (D·apix, D·apix, apix)`);
 //! * `particles.star`: RELION 3.1 (`data_optics`, `data_particles`) with poses, origins in Å,
-//!   CTF parameters and a random half-set label `rlnRandomSubset`;
+//!   CTF parameters and a random half-set label `rlnRandomSubset` (the recorded values, which
+//!   differ from the true ones only with [recorded errors](self#recorded-errors));
+//! * `particles_true.star` (only with recorded errors): the same with the true values;
 //! * `gt.mrc`: the noise-free map at the same sampling, scaled so that summing voxels along z
 //!   gives the clean projection (for atoms: the potential voxelised with
 //!   [`voxelize_a`], values in V·Å; for maps: the input map, resampled if needed);
@@ -67,7 +98,7 @@ use cryosplat_core::pose::{mat_mul, mat_vec, transpose, Mat3};
 use cryosplat_core::potential::{atomic_potential, Atom, Centering, PotentialError, PotentialOptions};
 use cryosplat_core::projector::{project_volume, splat_isotropic, trilinear, FilterScratch, HalfPlaneFilter, IsoGaussian, SplatScratch};
 use cryosplat_core::rng::Rng;
-use cryosplat_core::rotation::euler_to_matrix;
+use cryosplat_core::rotation::{angle_between_deg, euler_to_matrix, matrix_to_euler, rotvec_to_rodrigues};
 use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
 use cryosplat_core::voxel::{voxelize_a, DEFAULT_CUTOFF_SIGMA};
 use cryosplat_formats::atomic::write_atomic;
@@ -152,6 +183,14 @@ pub struct SimulateConfig {
     /// Shift in Å of the centred atomic model before its symmetry copies are placed (the
     /// asymmetric unit's offset from the symmetry axes). Atomic models only.
     pub sym_offset_a: [f64; 3],
+    /// RMS angle in degrees of the rotation error recorded in `particles.star` (see
+    /// [Recorded errors](self#recorded-errors)); 0 records the true rotations.
+    pub pose_error_deg: f64,
+    /// RMS per axis in pixels of the origin error recorded in `particles.star`.
+    pub shift_error_px: f64,
+    /// RMS in Å of the defocus error (one offset added to U and V) recorded in
+    /// `particles.star`.
+    pub defocus_error_a: f64,
 }
 
 fn centering_name<S: serde::Serializer>(c: &Centering, s: S) -> Result<S::Ok, S::Error> {
@@ -188,6 +227,9 @@ impl Default for SimulateConfig {
             oversample: 1,
             sym: "C1".into(),
             sym_offset_a: [0.0; 3],
+            pose_error_deg: 0.0,
+            shift_error_px: 0.0,
+            defocus_error_a: 0.0,
         }
     }
 }
@@ -301,6 +343,58 @@ pub fn draw_particle(cfg: &SimulateConfig, index: u64) -> ParticleParams {
     }
 }
 
+/// Salt of the seed of the recorded errors' streams (see [Recorded errors](self#recorded-errors)).
+const ERROR_SALT: u64 = 0x7265_636F_7264_6564;
+
+/// Whether `cfg` asks for recorded errors.
+pub fn has_recorded_errors(cfg: &SimulateConfig) -> bool {
+    cfg.pose_error_deg != 0.0 || cfg.shift_error_px != 0.0 || cfg.defocus_error_a != 0.0
+}
+
+/// What `particles.star` records for particle `index` whose true parameters are `truth`:
+/// `truth` itself without recorded errors, perturbed values otherwise (see
+/// [Recorded errors](self#recorded-errors)). Every recorded number is rounded to the STAR
+/// file's six decimals, and `rot` is the matrix of the recorded (rounded) angles.
+pub fn record_errors(cfg: &SimulateConfig, truth: &ParticleParams, index: u64) -> ParticleParams {
+    if !has_recorded_errors(cfg) {
+        return *truth;
+    }
+    let mut rng = Rng::stream(cfg.seed ^ ERROR_SALT, index);
+    let n: [f64; 6] = std::array::from_fn(|_| rng.normal());
+    let mut p = *truth;
+    if cfg.pose_error_deg != 0.0 {
+        let s = cfg.pose_error_deg.to_radians() / 3f64.sqrt();
+        let e = [s * n[0], s * n[1], s * n[2]];
+        let (rot, tilt, psi) = matrix_to_euler(&mat_mul(&rotvec_to_rodrigues(e), &truth.rot));
+        (p.rot_deg, p.tilt_deg, p.psi_deg) = (r6(rot), r6(tilt), r6(psi));
+        p.rot = euler_to_matrix(p.rot_deg, p.tilt_deg, p.psi_deg);
+    }
+    if cfg.shift_error_px != 0.0 {
+        let s = cfg.shift_error_px * cfg.apix;
+        p.origin_a = [r6(truth.origin_a[0] + s * n[3]), r6(truth.origin_a[1] + s * n[4])];
+    }
+    if cfg.defocus_error_a != 0.0 {
+        let dz = cfg.defocus_error_a * n[5];
+        p.ctf.defocus_u_a = r6(truth.ctf.defocus_u_a + dz);
+        p.ctf.defocus_v_a = r6(truth.ctf.defocus_v_a + dz);
+    }
+    p
+}
+
+/// The rms differences between recorded and true parameters: rotation angle (°), origin per
+/// axis (px) and mean defocus (Å).
+fn rms_errors(truth: &[ParticleParams], recorded: &[ParticleParams], apix: f64) -> (f64, f64, f64) {
+    let n = truth.len().max(1) as f64;
+    let (mut a2, mut o2, mut z2) = (0.0, 0.0, 0.0);
+    for (t, r) in truth.iter().zip(recorded) {
+        a2 += angle_between_deg(&t.rot, &r.rot).powi(2);
+        o2 += ((r.origin_a[0] - t.origin_a[0]).powi(2) + (r.origin_a[1] - t.origin_a[1]).powi(2)) / (apix * apix);
+        let dz = 0.5 * ((r.ctf.defocus_u_a - t.ctf.defocus_u_a) + (r.ctf.defocus_v_a - t.ctf.defocus_v_a));
+        z2 += dz * dz;
+    }
+    ((a2 / n).sqrt(), (o2 / (2.0 * n)).sqrt(), (z2 / n).sqrt())
+}
+
 /// The CTF step of image formation for one box and pixel size: `real(IFFT(CTF·FFT(image)))`
 /// with the CTF of [`cryosplat_core::ctf`] (the one reconstruction uses), filled per particle on
 /// a [`CtfGrid`] and applied by a [`HalfPlaneFilter`]. The CTF values are those of
@@ -394,6 +488,9 @@ fn validate(cfg: &SimulateConfig) -> Result<(), SimulateError> {
         ("voltage", cfg.voltage_kv),
         ("Cs", cfg.cs_mm),
         ("anti-aliasing sigma", cfg.antialias_sigma_px),
+        ("pose error", cfg.pose_error_deg),
+        ("shift error", cfg.shift_error_px),
+        ("defocus error", cfg.defocus_error_a),
     ] {
         if !(v.is_finite() && v >= 0.0) {
             return bad(format!("{name} {v}: expected a finite number ≥ 0"));
@@ -725,9 +822,18 @@ pub fn simulate(source: &Source, cfg: &SimulateConfig, out_dir: &Path, progress:
     let gt_path = out_dir.join("gt.mrc");
     write_volume(&gt_path, &gt, [d, d, d], apix, &write_options("ground truth"))?;
     let star_path = out_dir.join("particles.star");
-    write_star(&star_path, cfg, &params, "particles.mrcs")?;
-
+    let recorded: Vec<ParticleParams> = params.iter().enumerate().map(|(i, p)| record_errors(cfg, p, i as u64)).collect();
+    write_star(&star_path, cfg, &recorded, "particles.mrcs")?;
     let mut outputs = vec![particles_path, star_path, gt_path];
+    // Without errors the records are the truth (the angle between a matrix and itself would
+    // show only rounding).
+    let (rms_angle_deg, rms_shift_px, rms_defocus_a) =
+        if has_recorded_errors(cfg) { rms_errors(&params, &recorded, apix) } else { (0.0, 0.0, 0.0) };
+    if has_recorded_errors(cfg) {
+        let true_path = out_dir.join("particles_true.star");
+        write_star(&true_path, cfg, &params, "particles.mrcs")?;
+        outputs.push(true_path);
+    }
     if cfg.write_clean {
         outputs.push(clean_path);
     }
@@ -751,6 +857,16 @@ pub fn simulate(source: &Source, cfg: &SimulateConfig, out_dir: &Path, progress:
         "image_formation": "exact analytic projection of the potential's Gaussians (atomic model) or trilinear ray sums of the map, sampled at pixel points with the origin offset applied (image moved by -origin), then real(IFFT(CTF·FFT)) with RELION's CTF (CTF(0) = +Q0, white particles), then noise",
         "gt_map_scale": "summing gt.mrc along z gives the clean projection before CTF (map value = density × apix)",
         "defocus_convention": "rlnDefocusU = defocus + astigmatism/2, rlnDefocusV = defocus - astigmatism/2; defocus uniform in the range, astigmatism uniform in [0, max], angle uniform in [-180, 180)",
+        "recorded_errors": {
+            "pose_error_deg": cfg.pose_error_deg,
+            "shift_error_px": cfg.shift_error_px,
+            "defocus_error_a": cfg.defocus_error_a,
+            "definition": "particles.star records A_rec = R(e)·A with e a rotation vector of three independent N(0, (pose_error_deg/√3)²) components (rms angle pose_error_deg), origins plus N(0, (shift_error_px·apix)²) Å per axis, and one N(0, defocus_error_a²) Å offset added to defocus U and V; the images use the true values, written to particles_true.star",
+            "rms_angle_deg": rms_angle_deg,
+            "rms_shift_px_per_axis": rms_shift_px,
+            "rms_defocus_a": rms_defocus_a,
+            "truth": if has_recorded_errors(cfg) { serde_json::json!("particles_true.star") } else { serde_json::Value::Null },
+        },
         "particles_mean": stats.mean,
         "particles_std": stats.std,
         "warnings": warnings,

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 pub struct Args {
     /// Atomic model (.pdb, .ent, .cif, .mmcif) or cubic map (.mrc, .map).
     pub input: PathBuf,
-    /// Output folder (created if missing): particles.mrcs, particles.star, gt.mrc, meta.json.
+    /// Output folder (created if missing): particles.mrcs, particles.star, gt.mrc, meta.json
+    /// (and particles_true.star with recorded errors).
     #[arg(short, long)]
     pub output: PathBuf,
     /// Replace the results of an earlier run in the output folder (without it, a folder that
@@ -97,6 +98,18 @@ pub struct Args {
     /// the copies do not overlap on the symmetry axes.
     #[arg(long, value_name = "X,Y,Z", default_value = "0,0,0")]
     pub sym_offset: String,
+    /// Record rotation errors in particles.star: each recorded rotation is the true one turned
+    /// by a random rotation whose rms angle is DEG (rotation-vector components N(0, DEG/√3));
+    /// the images use the true values, which go to particles_true.star.
+    #[arg(long, value_name = "DEG", default_value_t = 0.0)]
+    pub pose_error: f64,
+    /// Record origin errors in particles.star: Gaussian with an rms of PX pixels per axis.
+    #[arg(long, value_name = "PX", default_value_t = 0.0)]
+    pub shift_error: f64,
+    /// Record defocus errors in particles.star: one Gaussian offset with an rms of Å added to
+    /// defocus U and V.
+    #[arg(long, value_name = "Å", default_value_t = 0.0)]
+    pub defocus_error: f64,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -184,6 +197,9 @@ pub fn run(args: Args) -> Result<()> {
         oversample: args.oversample,
         sym: args.sym.clone(),
         sym_offset_a: parse_offset(&args.sym_offset)?,
+        pose_error_deg: args.pose_error,
+        shift_error_px: args.shift_error,
+        defocus_error_a: args.defocus_error,
     };
     let bar = Bar::new();
     let summary = simulate(&source, &cfg, &args.output, &bar)?;

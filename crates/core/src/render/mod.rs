@@ -30,11 +30,18 @@
 //!   one image; its gradient is **added** into `grad` (one `[f32; 11]` row per Gaussian).
 //! * [`Renderer::loss_and_grad_batch`]`(&mut self, model, &[ImageTarget], grad) -> f32` — the
 //!   **sum** of the images' losses; the summed gradient is added into `grad`.
+//! * [`Renderer::loss_and_grad_defocus`] and [`Renderer::loss_and_grad_batch_defocus`] — the
+//!   same with, per image, the CTF's derivative `∂CTF/∂Δz` in the half-plane layout
+//!   ([`crate::ctf::CtfGrid::fill_rfft_with_ddefocus`]); they also fill
+//!   [`ImageStats::grad_defocus_a`]. Loss and model gradient are bitwise those of the plain
+//!   methods, which skip this work (for refinement of per-particle defocus).
 //! * [`Renderer::render`]`(&mut self, model, pose, apix, ctf: Option<&[f32]>, out)` — forward
 //!   only (projection, then CTF if given) into a centred `D×D` image.
 //! * [`Renderer::last_stats`] — per image of the last call: Gaussians skipped, and the gradient
-//!   of that image's loss with respect to its origin offset (Å) and to the first two rows of
-//!   its rotation `A`.
+//!   of that image's loss with respect to its origin offset (Å), to the first two rows of
+//!   its rotation `A` (for a rotation-vector correction see
+//!   [`crate::rotation::rotvec_gradient`]) and, from the `_defocus` methods, to a defocus
+//!   offset (Å).
 //!
 //! # Image formation (project contract; box units, see [`crate::gaussian`])
 //!
@@ -60,7 +67,9 @@
 //! filter applied to `2(ŷ − y)/D²`. With a CTF both are computed from spectra, with three
 //! real transforms per image: the residual's spectrum is `H·X − Y`, the loss is its Parseval
 //! sum and the gradient one inverse transform of `H·(H·X − Y)` (the `filter` submodule's
-//! `loss_and_adjoint`). An empty CTF slice means no CTF.
+//! `loss_and_adjoint`). An empty CTF slice means no CTF. The derivative of the loss in a
+//! defocus offset `Δz` (added to U and V) comes from the same spectra:
+//! `∂L/∂Δz = (2/D⁴)·Σ_k m_k·Re(conj(R_k)·X_k)·∂H_k/∂Δz`, one more multiply-add per frequency.
 //!
 //! # Degenerate Gaussians
 //!
@@ -137,6 +146,10 @@ pub struct ImageStats {
     /// `∂L/∂A[r][c]` for the first two rows of this image's rotation (the third row does not
     /// enter the projection; it is zero here). Entries are treated as independent.
     pub grad_rot: [[f64; 3]; 3],
+    /// `∂L/∂Δz` for a defocus offset `Δz` in Å added to both defocus U and V of this image's
+    /// CTF: filled by [`Renderer::loss_and_grad_defocus`] and
+    /// [`Renderer::loss_and_grad_batch_defocus`], 0 otherwise.
+    pub grad_defocus_a: f64,
 }
 
 /// One thread's buffers.
@@ -253,12 +266,18 @@ impl Renderer {
         &self.stats
     }
 
-    fn check(&self, model: &GaussianModel, t: &ImageTarget, grad_len: usize) {
+    fn check(&self, model: &GaussianModel, t: &ImageTarget, dctf: &[f32], grad_len: usize) {
         let d = self.d;
         assert_eq!(t.image.len(), d * d, "observed image is not {d}×{d}");
         assert!(
             t.ctf_rfft.is_empty() || t.ctf_rfft.len() == d * (d / 2 + 1),
             "CTF of {} values is not in the half-plane layout for D = {d}",
+            t.ctf_rfft.len()
+        );
+        assert!(
+            dctf.is_empty() || (!t.ctf_rfft.is_empty() && dctf.len() == t.ctf_rfft.len()),
+            "CTF derivative of {} values for a CTF of {}",
+            dctf.len(),
             t.ctf_rfft.len()
         );
         assert_eq!(grad_len, model.len(), "gradient rows do not match the model");
@@ -341,14 +360,34 @@ impl Renderer {
     /// parameter, **added** into `grad` (one row per Gaussian). Gaussians are split across the
     /// renderer's threads.
     pub fn loss_and_grad(&mut self, model: &GaussianModel, target: &ImageTarget, grad: &mut [[f32; PARAMS_PER_GAUSSIAN]]) -> f32 {
-        self.check(model, target, grad.len());
+        self.single(model, target, &[], grad)
+    }
+
+    /// [`Renderer::loss_and_grad`] that also fills [`ImageStats::grad_defocus_a`] from
+    /// `ctf_ddefocus`, the derivative of the target's CTF in a defocus offset, in the
+    /// half-plane layout ([`crate::ctf::CtfGrid::fill_rfft_with_ddefocus`]; the target must
+    /// have a CTF). Loss and gradient are bitwise those of [`Renderer::loss_and_grad`].
+    pub fn loss_and_grad_defocus(
+        &mut self,
+        model: &GaussianModel,
+        target: &ImageTarget,
+        ctf_ddefocus: &[f32],
+        grad: &mut [[f32; PARAMS_PER_GAUSSIAN]],
+    ) -> f32 {
+        assert!(!ctf_ddefocus.is_empty(), "loss_and_grad_defocus needs the CTF's derivative");
+        self.single(model, target, ctf_ddefocus, grad)
+    }
+
+    /// Batch of one, with the CTF's derivative `dctf` or an empty slice.
+    fn single(&mut self, model: &GaussianModel, target: &ImageTarget, dctf: &[f32], grad: &mut [[f32; PARAMS_PER_GAUSSIAN]]) -> f32 {
+        self.check(model, target, dctf, grad.len());
         let (d, stride) = (self.d, self.stride);
         let k = PoseK::new(target.pose, d, target.apix, self.opts.n_sigma);
-        let loss;
+        let (loss, gdz);
         let skipped;
         if target.ctf_rfft.is_empty() || self.workspaces.len() == 1 {
             skipped = self.forward_split(model, &k, true);
-            loss = image_loss_and_grad(&self.fft, &mut self.workspaces[0], target, d, stride);
+            (loss, gdz) = image_loss_and_grad(&self.fft, &mut self.workspaces[0], target, dctf, d, stride);
         } else {
             // The observed image's spectrum does not depend on the model: one thread computes
             // it while another sums the thread images and transforms their sum.
@@ -366,9 +405,11 @@ impl Renderer {
                 },
                 || fft.forward(target.image, d, fy),
             );
-            loss = filter::loss_and_adjoint(fft, &mut ws0.fft, fy, target.ctf_rfft, &mut ws0.gimg, stride) as f32;
+            let (l, g) = filter::loss_and_adjoint(fft, &mut ws0.fft, fy, target.ctf_rfft, dctf, &mut ws0.gimg, stride);
+            (loss, gdz) = (l as f32, g);
         }
-        let st = self.gather(&k, grad, skipped, target.apix);
+        let mut st = self.gather(&k, grad, skipped, target.apix);
+        st.grad_defocus_a = gdz;
         self.stats.clear();
         self.stats.push(st);
         loss
@@ -452,8 +493,36 @@ impl Renderer {
     /// Images are split across the renderer's threads in fixed contiguous ranges, each thread
     /// accumulating into its own buffer; the buffers are reduced in thread order.
     pub fn loss_and_grad_batch(&mut self, model: &GaussianModel, targets: &[ImageTarget], grad: &mut [[f32; PARAMS_PER_GAUSSIAN]]) -> f32 {
-        for t in targets {
-            self.check(model, t, grad.len());
+        self.batch(model, targets, None, grad)
+    }
+
+    /// [`Renderer::loss_and_grad_batch`] that also fills [`ImageStats::grad_defocus_a`] of
+    /// every image from `ctf_ddefocus[i]`, the derivative of target `i`'s CTF in a defocus
+    /// offset (half-plane layout; every target must have a CTF). Loss and gradient are bitwise
+    /// those of [`Renderer::loss_and_grad_batch`].
+    pub fn loss_and_grad_batch_defocus(
+        &mut self,
+        model: &GaussianModel,
+        targets: &[ImageTarget],
+        ctf_ddefocus: &[&[f32]],
+        grad: &mut [[f32; PARAMS_PER_GAUSSIAN]],
+    ) -> f32 {
+        assert_eq!(ctf_ddefocus.len(), targets.len(), "one CTF derivative per target");
+        assert!(ctf_ddefocus.iter().all(|g| !g.is_empty()), "loss_and_grad_batch_defocus needs every CTF's derivative");
+        self.batch(model, targets, Some(ctf_ddefocus), grad)
+    }
+
+    /// The minibatch, with the CTFs' derivatives or none.
+    fn batch(
+        &mut self,
+        model: &GaussianModel,
+        targets: &[ImageTarget],
+        dctfs: Option<&[&[f32]]>,
+        grad: &mut [[f32; PARAMS_PER_GAUSSIAN]],
+    ) -> f32 {
+        let dctf = |i: usize| dctfs.map_or(&[][..], |v| v[i]);
+        for (i, t) in targets.iter().enumerate() {
+            self.check(model, t, dctf(i), grad.len());
         }
         let (d, stride) = (self.d, self.stride);
         let n = model.len();
@@ -486,19 +555,21 @@ impl Renderer {
                 ws.splats.resize(n, None);
                 ws.inter.resize(nb, [[0.0; GB]; INTER]);
                 ws.inter.fill([[0.0; GB]; INTER]);
-                for target in &targets[tb(wk)..tb(wk + 1)] {
+                for (i, target) in targets.iter().enumerate().take(tb(wk + 1)).skip(tb(wk)) {
                     let k = PoseK::new(target.pose, d, target.apix, n_sigma);
                     ws.img.fill(0.0);
                     let mut skipped = 0;
                     for (a, s) in acts.iter().zip(ws.splats.chunks_mut(GB)) {
                         skipped += forward_block(a, &k, s, Some(&mut ws.img), stride);
                     }
-                    let loss = image_loss_and_grad(fft, ws, target, d, stride);
+                    let (loss, gdz) = image_loss_and_grad(fft, ws, target, dctf(i), d, stride);
                     let mut pose = PosePartial::default();
                     for ((a, s), inter) in acts.iter().zip(ws.splats.chunks(GB)).zip(ws.inter.iter_mut()) {
                         backward_block(a, &k, s, &ws.gimg, stride, inter, &mut pose);
                     }
-                    ws.results.push((loss, image_stats(skipped, &pose, target.apix)));
+                    let mut st = image_stats(skipped, &pose, target.apix);
+                    st.grad_defocus_a = gdz;
+                    ws.results.push((loss, st));
                 }
             },
             &|(), ()| (),
@@ -564,12 +635,14 @@ fn image_stats(skipped: usize, p: &PosePartial, apix: f64) -> ImageStats {
 }
 
 /// From the projection in `ws.img` to the loss of one image and the image-space gradient in
-/// `ws.gimg` (padding left at zero).
-fn image_loss_and_grad(fft: &CentredFft2, ws: &mut Workspace, target: &ImageTarget, d: usize, stride: usize) -> f32 {
+/// `ws.gimg` (padding left at zero); with the CTF's derivative `dctf` (or an empty slice),
+/// also `∂L/∂Δz` (else 0).
+fn image_loss_and_grad(fft: &CentredFft2, ws: &mut Workspace, target: &ImageTarget, dctf: &[f32], d: usize, stride: usize) -> (f32, f64) {
     if !target.ctf_rfft.is_empty() {
         fft.forward(&ws.img, stride, &mut ws.fft);
         fft.forward(target.image, d, &mut ws.fy);
-        return filter::loss_and_adjoint(fft, &mut ws.fft, &ws.fy, target.ctf_rfft, &mut ws.gimg, stride) as f32;
+        let (loss, gdz) = filter::loss_and_adjoint(fft, &mut ws.fft, &ws.fy, target.ctf_rfft, dctf, &mut ws.gimg, stride);
+        return (loss as f32, gdz);
     }
     let scale = 2.0 / (d * d) as f32;
     let mut sum = 0.0f64;
@@ -583,7 +656,7 @@ fn image_loss_and_grad(fft: &CentredFft2, ws: &mut Workspace, target: &ImageTarg
         }
         sum += rs;
     }
-    (sum / (d * d) as f64) as f32
+    ((sum / (d * d) as f64) as f32, 0.0)
 }
 
 /// Add the images of `others` into `acc` (all rows of the same stride).
