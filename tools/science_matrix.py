@@ -8,7 +8,8 @@ unmasked and auto-masked), the half-map resolution the run reports (0.143, auto-
 corrected), their ratio (how well the half maps predict the truth; 1 is ideal, below 1 is
 optimistic), the low-frequency deficit (how far the map's unmasked FSC against the truth falls
 below the backprojection's at any shell before the backprojection's falls below 0.5; 0 is
-none), and the wall time.
+none), the run's own low-resolution check (the Gaussian map against a backprojection of the
+same images; passed or FAILED with the worst estimated FSC against the truth), and the wall time.
 
 Usage: tools/science_matrix.py [--bin target/release/cryosplat] [--work DIR] [--sets small|full]
                                [--variants NAME,...] [--threads N]
@@ -148,7 +149,7 @@ def main():
             else:
                 out, secs, err = run(cmd)
             if out is None:
-                rows.append((name, v, None, None, None, None, None, secs, err))
+                rows.append((name, v, None, None, None, None, None, None, secs, err))
                 continue
             run_json = json.load(open(run_path))
             if secs is None:
@@ -168,17 +169,20 @@ def main():
             deficit = lf_deficit(curve, bp_curve) if args is not None else None
             exact = half is not None and t_ma is not None and not isinstance(half, AtNyquist) and not isinstance(t_ma, AtNyquist)
             ratio = half / t_ma if exact else None
-            rows.append((name, v, t_un, t_ma, half, ratio, deficit, secs, None))
+            chk = run_json.get("low_resolution_check")
+            check = "—" if not chk else ("passed" if chk["passed"] else "FAILED") + (
+                f" ({chk['worst_estimate']:.2f})" if isinstance(chk.get("worst_estimate"), (int, float)) else " (not judged)")
+            rows.append((name, v, t_un, t_ma, half, ratio, deficit, check, secs, None))
             print(f"{name} {v}: truth {fmt(t_un)}/{fmt(t_ma)} Å, half-map {fmt(half)} Å, {secs:.0f} s", file=sys.stderr)
     print("| set | method | vs truth, FSC 0.5 unmasked (Å) | vs truth, FSC 0.5 masked (Å) | half-map FSC 0.143 (Å) | half-map / truth "
-          "| low-frequency deficit | wall (s) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, v, t_un, t_ma, half, ratio, deficit, secs, err in rows:
+          "| low-frequency deficit | low-resolution check (worst estimate) | wall (s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, v, t_un, t_ma, half, ratio, deficit, check, secs, err in rows:
         if err:
-            print(f"| {name} | {v} | failed: {err} | | | | | {secs:.0f} |")
+            print(f"| {name} | {v} | failed: {err} | | | | | | {secs:.0f} |")
         else:
             d = "—" if deficit is None else f"{deficit:.3f}"
-            print(f"| {name} | {v} | {fmt(t_un)} | {fmt(t_ma)} | {fmt(half)} | {fmt(ratio)} | {d} | {secs:.0f} |")
+            print(f"| {name} | {v} | {fmt(t_un)} | {fmt(t_ma)} | {fmt(half)} | {fmt(ratio)} | {d} | {check} | {secs:.0f} |")
 
 
 if __name__ == "__main__":
