@@ -204,7 +204,34 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
             ),
         },
     };
-    let sections = vec![
+    let mut refine_section = None;
+    if let Some(rf) = r.refinement {
+        let plots = [
+            ("refine_angles.png", "Rotation correction per particle", "angle (°)", &rf.angle_deg),
+            ("refine_shifts.png", "Origin correction per particle", "length (Å)", &rf.shift_a),
+            ("refine_defocus.png", "Defocus correction per particle", "defocus offset (Å)", &rf.defocus_a),
+        ];
+        let mut sec = Section::new("Per-particle refinement").text(format!(
+            "Each particle's pose, origin and defocus were refined with its own half's model; {} holds the refined values (every other column as read). rms / median / largest change: rotation {:.2} / {:.2} / {:.2}°, origin {:.2} / {:.2} / {:.2} Å, defocus {:.0} / {:.0} / {:.0} Å.",
+            rf.star.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+            rf.angle_deg_stats.rms,
+            rf.angle_deg_stats.median,
+            rf.angle_deg_stats.max,
+            rf.shift_a_stats.rms,
+            rf.shift_a_stats.median,
+            rf.shift_a_stats.max,
+            rf.defocus_a_stats.rms,
+            rf.defocus_a_stats.median,
+            rf.defocus_a_stats.max
+        ));
+        for (file, title, label, values) in plots {
+            figures::histogram(&dir.join(file), title, label, values, 40)?;
+            written.push(dir.join(file));
+            sec = sec.figure(title, dir.join(file));
+        }
+        refine_section = Some(sec);
+    }
+    let mut sections = vec![
         summary,
         Section::new("Fourier shell correlation").figure("Half-map FSC: unmasked, auto-masked, and corrected by phase randomisation", dir.join("fsc.png")),
         Section::new("Training").figure("Mean loss per epoch", dir.join("loss.png")),
@@ -222,6 +249,9 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
             s
         },
     ];
+    if let Some(sec) = refine_section {
+        sections.insert(1, sec);
+    }
     write_report(&dir.join("report.html"), title, &sections)?;
     written.push(dir.join("report.html"));
     Ok(written)

@@ -56,6 +56,11 @@ pub struct CheckpointMeta {
     /// Each half's map mass (sum of its voxelised map, normalised units) at the random start,
     /// against which a collapse is detected.
     pub start_map_mass: [f64; 2],
+    /// Each half's per-particle refinement state (with `--refine`; serde_json's
+    /// `float_roundtrip` reads every f64 back exactly, so a resumed run continues bit for bit;
+    /// the unit test holds numbers whose shortest decimal forms need it).
+    #[serde(default)]
+    pub refine: Option<[crate::reconstruct::trainer::RefineState; 2]>,
 }
 
 /// Both halves' state.
@@ -239,6 +244,13 @@ mod tests {
             epoch_seconds: 1.5,
             density: [DensityChange { split: 1, pruned: 2, after: 3 }, DensityChange::default()],
             start_map_mass: [1.5, 2.5],
+            // Values whose shortest decimal form is long: the JSON must give back every bit.
+            refine: Some([0.1 + 0.2, -1.0 / 3.0].map(|x: f64| crate::reconstruct::trainer::RefineState {
+                values: vec![[x, x * 1e-300, -x, x.exp(), 1e300 * x, f64::MIN_POSITIVE]],
+                m: vec![[x / 7.0; 6]],
+                v: vec![[x * x; 6]],
+                steps: vec![3],
+            })),
         }
     }
 

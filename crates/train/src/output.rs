@@ -319,6 +319,11 @@ pub fn paths_as_text<S: serde::Serializer>(paths: &[PathBuf], s: S) -> Result<S:
     s.collect_seq(paths.iter().map(|p| p.to_string_lossy()))
 }
 
+/// Serialise one path as text (see [`paths_as_text`]).
+pub fn path_as_text<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
+}
+
 /// Gaussians of a box-unit model in Å, in the map's frame (MRC origin 0, box centre at `D/2`).
 pub fn ply_gaussians(model: &GaussianModel, d: usize, apix: f64, amp_factor: f64) -> Vec<PlyGaussian> {
     let l = d as f64 * apix;

@@ -120,7 +120,8 @@ use crate::images::{working_box, Images, ReadScratch};
 use density::{DensityChange, DensityConfig};
 pub use fingerprint::{fingerprint, Fingerprint};
 pub use start::MassEstimate;
-use trainer::{EpochHook, HalfTrainer};
+pub use trainer::RefineConfig;
+use trainer::{EpochHook, HalfTrainer, ParticleRefinement, RefineState};
 
 /// Every setting of a reconstruction (each is a command-line option with this default).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -180,6 +181,10 @@ pub struct ReconstructConfig {
     /// ([`SymmetryExpansion`]).
     #[serde(default = "c1")]
     pub sym: String,
+    /// Per-particle refinement of poses, origins and defoci (`None`: off; see
+    /// [`trainer::ParticleRefinement`]).
+    #[serde(default)]
+    pub refine: Option<RefineConfig>,
 }
 
 /// Where each half's Gaussians start.
@@ -217,6 +222,7 @@ impl Default for ReconstructConfig {
             init: InitKind::default(),
             density: DensityConfig::default(),
             sym: c1(),
+            refine: None,
         }
     }
 }
@@ -323,6 +329,8 @@ pub struct EpochResult<'a> {
     pub symmetry: Option<&'a SymmetryExpansion>,
     /// The low-resolution check ([`check`]), at the last epoch.
     pub check: Option<&'a check::LowResolutionCheck>,
+    /// With `--refine`, at the last epoch: how far the particles moved.
+    pub refinement: Option<&'a RefinementSummary>,
     pub d: usize,
     pub apix: f64,
     /// The output folder.
@@ -350,6 +358,8 @@ pub struct Summary {
     /// The Gaussian map against a backprojection of the same images at low resolution
     /// ([`check`]).
     pub low_resolution_check: Option<check::LowResolutionCheck>,
+    /// With `--refine`: how far the refined values moved from the recorded ones.
+    pub refinement: Option<RefinementSummary>,
     /// Every file of the output folder (in `run.json` as text; a name that is not UTF-8 is
     /// written with replacement characters).
     #[serde(serialize_with = "crate::output::paths_as_text")]
@@ -443,7 +453,11 @@ struct Tally {
 struct Batch {
     images: Vec<Vec<f32>>,
     ctfs: Vec<Vec<f32>>,
+    /// The CTFs' derivatives in defocus (filled only while defocus is refined).
+    dctfs: Vec<Vec<f32>>,
     poses: Vec<Pose>,
+    /// The particles of the batch.
+    ids: Vec<usize>,
     len: usize,
 }
 
@@ -452,8 +466,51 @@ impl Batch {
         Batch {
             images: (0..size).map(|_| vec![0.0f32; d * d]).collect(),
             ctfs: (0..size).map(|_| vec![1.0f32; ctf_len]).collect(),
+            dctfs: (0..size).map(|_| vec![0.0f32; ctf_len]).collect(),
             poses: vec![Pose::default(); size],
+            ids: vec![0; size],
             len: 0,
+        }
+    }
+}
+
+/// How far per-particle refinement moved each particle from its recorded values.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RefinementSummary {
+    /// Angle of each particle's rotation correction (°), length of its origin correction (Å)
+    /// and its defocus correction (Å), in the input's particle order (not in run.json).
+    #[serde(skip)]
+    pub angle_deg: Vec<f64>,
+    #[serde(skip)]
+    pub shift_a: Vec<f64>,
+    #[serde(skip)]
+    pub defocus_a: Vec<f64>,
+    /// rms, median and largest magnitude of each.
+    pub angle_deg_stats: ChangeStats,
+    pub shift_a_stats: ChangeStats,
+    pub defocus_a_stats: ChangeStats,
+    /// The refined STAR file.
+    #[serde(serialize_with = "crate::output::path_as_text")]
+    pub star: PathBuf,
+}
+
+/// Summary statistics of the magnitudes of one kind of correction.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct ChangeStats {
+    pub rms: f64,
+    pub median: f64,
+    pub max: f64,
+}
+
+impl ChangeStats {
+    fn of(v: &[f64]) -> Self {
+        let mut a: Vec<f64> = v.iter().map(|x| x.abs()).collect();
+        a.sort_by(f64::total_cmp);
+        let n = a.len().max(1) as f64;
+        ChangeStats {
+            rms: (a.iter().map(|x| x * x).sum::<f64>() / n).sqrt(),
+            median: a.get(a.len() / 2).copied().unwrap_or(0.0),
+            max: a.last().copied().unwrap_or(0.0),
         }
     }
 }
@@ -490,6 +547,13 @@ struct Driver<'a> {
     start_map_mass: [f64; 2],
     /// The low-resolution check of the last epoch's map (`None` before it).
     check: Option<check::LowResolutionCheck>,
+    /// Each half's per-particle corrections (with `--refine`), indexed by the particle's
+    /// position in its half ([`Driver::slot`]).
+    refine: [Option<ParticleRefinement>; 2],
+    /// Each particle's position in its half's list.
+    slot: Vec<usize>,
+    /// With `--refine`, at the last epoch: the refined STAR's summary.
+    refinement: Option<RefinementSummary>,
 }
 
 /// The sum of a map's values in f64.
@@ -510,6 +574,7 @@ struct Start {
     mass_estimate: Option<[MassEstimate; 2]>,
     notes: Vec<String>,
     start_map_mass: [f64; 2],
+    refine: Option<[RefineState; 2]>,
 }
 
 impl<'a> Driver<'a> {
@@ -576,6 +641,53 @@ impl<'a> Driver<'a> {
             }
         }
         images.set_scales(per_particle(set.len(), [&idx_a, &idx_b], start.data_scale));
+        let mut slot = vec![0usize; set.len()];
+        for idx in [&idx_a, &idx_b] {
+            for (j, &i) in idx.iter().enumerate() {
+                slot[i] = j;
+            }
+        }
+        let refine: [Option<ParticleRefinement>; 2] = match (&cfg.refine, start.refine.take()) {
+            (None, _) => [None, None],
+            (Some(rc), None) => {
+                [Some(ParticleRefinement::new(rc.clone(), idx_a.len())), Some(ParticleRefinement::new(rc.clone(), idx_b.len()))]
+            }
+            (Some(rc), Some([a, b])) => {
+                let bad = || {
+                    ReconstructError::Config(format!(
+                        "{}: the checkpoint's refinement state does not fit this set; start afresh without --resume",
+                        ckpt_path.display()
+                    ))
+                };
+                [
+                    Some(ParticleRefinement::restore(rc.clone(), a).ok_or_else(bad)?),
+                    Some(ParticleRefinement::restore(rc.clone(), b).ok_or_else(bad)?),
+                ]
+            }
+        };
+        if let Some(rc) = &cfg.refine {
+            if rc.defocus && cfg.no_ctf {
+                return Err(ReconstructError::Config("--refine defocus needs the CTF; it cannot be used with --no-ctf".into()));
+            }
+            for (name, v) in [
+                ("--refine-prior-deg", rc.prior_rot_deg),
+                ("--refine-prior-shift", rc.prior_shift_a),
+                ("--refine-prior-defocus", rc.prior_defocus_a),
+                ("--refine-lr-deg", rc.lr_rot_deg),
+                ("--refine-lr-shift", rc.lr_shift_a),
+                ("--refine-lr-defocus", rc.lr_defocus_a),
+            ] {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(ReconstructError::Config(format!("{name} {v}: expected a positive number")));
+                }
+            }
+            if rc.start_epoch >= epochs {
+                return Err(ReconstructError::Config(format!(
+                    "--refine-from-pass {}: the run makes only {epochs} passes, so nothing would be refined",
+                    rc.start_epoch + 1
+                )));
+            }
+        }
         warnings.extend(start.notes);
         Ok(Driver {
             set,
@@ -605,6 +717,9 @@ impl<'a> Driver<'a> {
             mass_estimate: start.mass_estimate,
             start_map_mass: start.start_map_mass,
             check: None,
+            refine,
+            slot,
+            refinement: None,
         })
     }
 
@@ -629,6 +744,7 @@ impl<'a> Driver<'a> {
             seconds: self.started.elapsed().as_secs_f64(),
             warnings: self.warnings.clone(),
             low_resolution_check: self.check.clone(),
+            refinement: self.refinement.clone(),
             outputs: self.out.written().to_vec(),
         };
         self.write_run_json(Some(&summary))?;
@@ -668,9 +784,9 @@ impl<'a> Driver<'a> {
                 return Err(ReconstructError::Interrupted { steps, checkpoint: self.ckpt_path.clone() });
             }
             let indices = &order[s * cfg.batch_size..((s + 1) * cfg.batch_size).min(order.len())];
-            self.fill_batch(indices)?;
+            self.fill_batch(indices, half, epoch)?;
             let lr = cfg.lr_schedule.lr(cfg.lr, cfg.lr_decay, cfg.lr_gamma, self.trainers[half].steps, steps as u64, self.epochs);
-            let loss = self.step(half, lr, keep_stats);
+            let loss = self.step(half, epoch, lr, keep_stats);
             if !loss.is_finite() {
                 // The model is lost; the last checkpoint (before this step) stays as it was.
                 progress.finish();
@@ -708,31 +824,65 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Read the images, CTFs and poses of particles `indices` into the batch.
-    fn fill_batch(&mut self, indices: &[usize]) -> Result<(), ReconstructError> {
+    /// Read the images, CTFs and poses of particles `indices` of `half` into the batch, with
+    /// their refined corrections when there are any (and the CTFs' derivatives in defocus when
+    /// defocus is refined in `epoch`).
+    fn fill_batch(&mut self, indices: &[usize], half: usize, epoch: usize) -> Result<(), ReconstructError> {
+        let refine = self.refine[half].as_ref();
+        let with_dctf = refine.is_some_and(|r| r.active(epoch) && r.config().defocus);
         for (k, &pi) in indices.iter().enumerate() {
             self.images.read(pi, &mut self.batch.images[k], &mut self.scratch)?;
             let p = &self.set.particles[pi];
-            self.batch.poses[k] = p.pose;
-            if !self.cfg.no_ctf {
-                self.grid.fill_rfft(&p.ctf, &mut self.batch.ctfs[k]);
+            let (pose, ctf) = match refine {
+                Some(r) => (r.pose(self.slot[pi], &p.pose), r.ctf(self.slot[pi], &p.ctf)),
+                None => (p.pose, p.ctf),
+            };
+            self.batch.poses[k] = pose;
+            self.batch.ids[k] = pi;
+            if with_dctf {
+                self.grid.fill_rfft_with_ddefocus(&ctf, &mut self.batch.ctfs[k], &mut self.batch.dctfs[k]);
+            } else if !self.cfg.no_ctf {
+                self.grid.fill_rfft(&ctf, &mut self.batch.ctfs[k]);
             }
         }
         self.batch.len = indices.len();
         Ok(())
     }
 
-    /// One optimiser step of `half` on the batch.
-    fn step(&mut self, half: usize, lr: f64, keep_stats: bool) -> f32 {
+    /// One optimiser step of `half` on the batch; with refinement active in `epoch`, each
+    /// image's corrections take a step too, from the same rendering.
+    fn step(&mut self, half: usize, epoch: usize, lr: f64, keep_stats: bool) -> f32 {
         let b = &self.batch;
         let ctf = |k: usize| if self.cfg.no_ctf { &[][..] } else { &b.ctfs[k][..] };
         let target = |k: usize| ImageTarget { image: &b.images[k], ctf_rfft: ctf(k), pose: &b.poses[k], apix: self.apix };
-        if b.len == 1 {
-            self.trainers[half].step(&mut self.renderer, &[target(0)], lr, keep_stats)
-        } else {
-            let targets: Vec<ImageTarget> = (0..b.len).map(target).collect();
-            self.trainers[half].step(&mut self.renderer, &targets, lr, keep_stats)
+        let active = self.refine[half].as_ref().filter(|r| r.active(epoch));
+        let with_dctf = active.is_some_and(|r| r.config().defocus);
+        let trainer = &mut self.trainers[half];
+        let loss = match (b.len, with_dctf) {
+            // One image per step (the default) allocates nothing.
+            (1, false) => trainer.step(&mut self.renderer, &[target(0)], lr, keep_stats),
+            (1, true) => trainer.step_with_defocus(&mut self.renderer, &[target(0)], &[&b.dctfs[0][..]], lr, keep_stats),
+            (n, false) => {
+                let targets: Vec<ImageTarget> = (0..n).map(target).collect();
+                trainer.step(&mut self.renderer, &targets, lr, keep_stats)
+            }
+            (n, true) => {
+                let targets: Vec<ImageTarget> = (0..n).map(target).collect();
+                let dctfs: Vec<&[f32]> = (0..n).map(|k| &b.dctfs[k][..]).collect();
+                trainer.step_with_defocus(&mut self.renderer, &targets, &dctfs, lr, keep_stats)
+            }
+        };
+        if active.is_some() {
+            // The noise variance per pixel: the last pass's mean loss of this half (the model
+            // then fits the signal; the data are normalised, so 1 before any pass).
+            let noise_var = self.history.last().map_or(1.0, |h| h.loss[half]).max(1e-12);
+            let stats = self.renderer.last_stats();
+            let r = self.refine[half].as_mut().expect("active refinement");
+            for (&pi, st) in self.batch.ids[..self.batch.len].iter().zip(stats) {
+                r.update(self.slot[pi], &self.set.particles[pi].pose, st, self.d, noise_var, lr / self.cfg.lr);
+            }
         }
+        loss
     }
 
     /// Maps, FSC and outputs at the end of an epoch; the caller's hook; a checkpoint.
@@ -805,6 +955,7 @@ impl<'a> Driver<'a> {
             }
             self.check = Some(c);
             progress.finish();
+            self.refinement = write_refined(&self.refine, &self.halves, self.set, self.out)?;
         }
         let result = EpochResult {
             record: &record,
@@ -815,6 +966,7 @@ impl<'a> Driver<'a> {
             models: [&full[0], &full[1]],
             symmetry: self.trainers[0].symmetry(),
             check: self.check.as_ref(),
+            refinement: self.refinement.as_ref(),
             d,
             apix,
             out_dir: self.out.dir(),
@@ -847,6 +999,10 @@ impl<'a> Driver<'a> {
             epoch_seconds: self.tally.seconds,
             density: self.tally.density,
             start_map_mass: self.start_map_mass,
+            refine: match &self.refine {
+                [Some(a), Some(b)] => Some([a.state(), b.state()]),
+                _ => None,
+            },
         };
         checkpoint::save(&self.ckpt_path, &meta, &self.trainers)?;
         Ok(())
@@ -874,6 +1030,42 @@ impl<'a> Driver<'a> {
         self.out.write_run_json(&run)?;
         Ok(())
     }
+}
+
+/// With `--refine`: `particles_refined.star` (every particle with its refined pose, origin
+/// and defocus, everything else as read) and the size of the corrections.
+fn write_refined(
+    refine: &[Option<ParticleRefinement>; 2],
+    halves: &[Vec<usize>; 2],
+    set: &ParticleSet,
+    out: &mut OutputDir,
+) -> Result<Option<RefinementSummary>, ReconstructError> {
+    let [Some(ra), Some(rb)] = refine else { return Ok(None) };
+    let mut particles = set.particles.clone();
+    let (mut angle_deg, mut shift_a, mut defocus_a) = (vec![0.0; particles.len()], vec![0.0; particles.len()], vec![0.0; particles.len()]);
+    for (r, idx) in [(ra, &halves[0]), (rb, &halves[1])] {
+        for (j, &i) in idx.iter().enumerate() {
+            let p = &mut particles[i];
+            let (w, o, z) = r.correction(j);
+            angle_deg[i] = (w[0] * w[0] + w[1] * w[1] + w[2] * w[2]).sqrt().to_degrees();
+            shift_a[i] = o[0].hypot(o[1]);
+            defocus_a[i] = z;
+            p.pose = r.pose(j, &p.pose);
+            p.ctf = r.ctf(j, &p.ctf);
+        }
+    }
+    let star = out.path("particles_refined.star");
+    set.write_star_updated(&star, &particles)?;
+    out.record(star.clone());
+    Ok(Some(RefinementSummary {
+        angle_deg_stats: ChangeStats::of(&angle_deg),
+        shift_a_stats: ChangeStats::of(&shift_a),
+        defocus_a_stats: ChangeStats::of(&defocus_a),
+        angle_deg,
+        shift_a,
+        defocus_a,
+        star,
+    }))
 }
 
 /// Refuse images far outside the others (corrupt pixels), naming them.
@@ -961,6 +1153,7 @@ fn start_fresh(
         notes: est.iter().enumerate().filter_map(|(h, e)| e.warning.as_ref().map(|w| format!("half {}: {w}", ["A", "B"][h]))).collect(),
         mass_estimate: Some(est),
         start_map_mass,
+        refine: None,
     })
 }
 
@@ -999,6 +1192,7 @@ fn restore(path: &Path, fingerprint: &Fingerprint, cfg: &ReconstructConfig, epoc
         mass_estimate: None,
         notes: vec![msg],
         start_map_mass: m.start_map_mass,
+        refine: m.refine,
     })
 }
 

@@ -12,7 +12,9 @@ use anyhow::Result;
 use cryosplat_train::adam::LrSchedule;
 use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::reconstruct::density::DensityConfig;
-use cryosplat_train::reconstruct::{reconstruct, EpochResult, InitKind, ReconstructConfig, ReconstructError, Session, Summary};
+use cryosplat_train::reconstruct::{
+    reconstruct, EpochResult, InitKind, ReconstructConfig, ReconstructError, RefineConfig, Session, Summary,
+};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -34,6 +36,33 @@ pub struct Args {
     /// is rendered, and its maps drawn, as the unit's copies under the group's operators.
     #[arg(long, default_value_t = ReconstructConfig::default().sym)]
     pub sym: String,
+    /// Refine each particle's corrections during training, jointly with its own half's model
+    /// (the halves stay independent): a comma-separated subset of pose, shift, defocus.
+    /// Writes particles_refined.star (every other column as read). Experimental: one Adam step
+    /// per particle and pass does not yet bring the values closer to the truth (BENCHMARKS.md,
+    /// "Per-particle refinement").
+    #[arg(long, value_parser = parse_refine)]
+    pub refine: Option<[bool; 3]>,
+    /// With --refine: the first pass (1-based) whose steps refine the particles; before it the
+    /// model forms from the recorded values.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
+    pub refine_from_pass: u64,
+    /// With --refine: widths of the Gaussian prior toward the recorded values (rotation in
+    /// degrees, origin per axis in Å, defocus in Å).
+    #[arg(long, default_value_t = 5.0)]
+    pub refine_prior_deg: f64,
+    #[arg(long, default_value_t = 3.0)]
+    pub refine_prior_shift: f64,
+    #[arg(long, default_value_t = 1000.0)]
+    pub refine_prior_defocus: f64,
+    /// With --refine: Adam steps of the corrections (degrees, Å, Å), scaled like the model's
+    /// learning rate over the run.
+    #[arg(long, default_value_t = 0.2)]
+    pub refine_lr_deg: f64,
+    #[arg(long, default_value_t = 0.1)]
+    pub refine_lr_shift: f64,
+    #[arg(long, default_value_t = 20.0)]
+    pub refine_lr_defocus: f64,
     /// Where each half's Gaussians start: random (the method's blob around the box centre) or
     /// backprojection (centres drawn from the half's own backprojection, regularised from that
     /// half alone).
@@ -232,6 +261,14 @@ impl Args {
             out,
             gaussians: cfg.gaussians,
             sym: cfg.sym.clone(),
+            refine: cfg.refine.as_ref().map(|r| [r.pose, r.shift, r.defocus]),
+            refine_from_pass: cfg.refine.as_ref().map_or(2, |r| r.start_epoch as u64 + 1),
+            refine_prior_deg: cfg.refine.as_ref().map_or(5.0, |r| r.prior_rot_deg),
+            refine_prior_shift: cfg.refine.as_ref().map_or(3.0, |r| r.prior_shift_a),
+            refine_prior_defocus: cfg.refine.as_ref().map_or(1000.0, |r| r.prior_defocus_a),
+            refine_lr_deg: cfg.refine.as_ref().map_or(0.2, |r| r.lr_rot_deg),
+            refine_lr_shift: cfg.refine.as_ref().map_or(0.1, |r| r.lr_shift_a),
+            refine_lr_defocus: cfg.refine.as_ref().map_or(20.0, |r| r.lr_defocus_a),
             epochs: cfg.epochs,
             min_steps: cfg.min_steps,
             lr: cfg.lr,
@@ -284,8 +321,37 @@ impl Args {
             init_mass_fraction: self.density.init_mass_fraction,
             density: self.density.config(),
             sym: self.sym.clone(),
+            refine: self.refine.map(|[pose, shift, defocus]| RefineConfig {
+                pose,
+                shift,
+                defocus,
+                lr_rot_deg: self.refine_lr_deg,
+                lr_shift_a: self.refine_lr_shift,
+                lr_defocus_a: self.refine_lr_defocus,
+                prior_rot_deg: self.refine_prior_deg,
+                prior_shift_a: self.refine_prior_shift,
+                prior_defocus_a: self.refine_prior_defocus,
+                start_epoch: self.refine_from_pass as usize - 1,
+            }),
         }
     }
+}
+
+/// `--refine`: a comma-separated subset of pose, shift, defocus.
+fn parse_refine(s: &str) -> Result<[bool; 3], String> {
+    let mut what = [false; 3];
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part {
+            "pose" => what[0] = true,
+            "shift" => what[1] = true,
+            "defocus" => what[2] = true,
+            other => return Err(format!("{other:?} is not one of pose, shift, defocus")),
+        }
+    }
+    if what == [false; 3] {
+        return Err("name at least one of pose, shift, defocus".into());
+    }
+    Ok(what)
 }
 
 /// Run and write every output; returns the run summary.
@@ -390,6 +456,15 @@ pub fn run(a: Args) -> Result<()> {
         "half-map resolution (FSC 0.143, corrected): {}; 0.5: {}; {} + {} particles, {:.0} s",
         last.resolution_0143, last.resolution_05, s.particles[0], s.particles[1], s.seconds
     );
+    if let Some(r) = &s.refinement {
+        println!(
+            "refined particles: rms change {:.2}° (rotation), {:.2} Å (origin), {:.0} Å (defocus); {}",
+            r.angle_deg_stats.rms,
+            r.shift_a_stats.rms,
+            r.defocus_a_stats.rms,
+            r.star.display()
+        );
+    }
     if !a.no_postprocess {
         // The maps are complete; a pair that cannot be post-processed is reported, not fatal.
         if let Err(e) = crate::cmd::postprocess::after_run(&a.out, "reconstruct") {

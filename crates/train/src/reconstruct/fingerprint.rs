@@ -45,6 +45,9 @@ pub fn fingerprint(set: &ParticleSet, cfg: &ReconstructConfig, d: usize, threads
                 m.remove(k);
             }
         }
+        if m.get("refine").is_some_and(|v| v.is_null()) {
+            m.remove("refine");
+        }
     }
     let mut hd = 0xcbf2_9ce4_8422_2325u64;
     fnv1a(&mut hd, format!("{}|{}|{}|{}", set.len(), set.box_px, set.apix, set.invert).as_bytes());
