@@ -108,11 +108,8 @@ fn refined_particles_come_closer_to_the_truth_and_resume_exactly() {
     assert!(matches!(e, ReconstructError::Interrupted { .. }), "{e}");
     rec(&recorded, &rc, &dir.path().join("b"), true).unwrap();
     for f in ["map.mrc", "half_map_a.mrc", "particles_refined.star"] {
-        assert_eq!(
-            std::fs::read(dir.path().join("a").join(f)).unwrap(),
-            std::fs::read(dir.path().join("b").join(f)).unwrap(),
-            "{f} differs"
-        );
+        let same = std::fs::read(dir.path().join("a").join(f)).unwrap() == std::fs::read(dir.path().join("b").join(f)).unwrap();
+        assert!(same, "{f} differs between the unbroken and the resumed run");
     }
 
     // Settings that cannot work are refused before training.
