@@ -182,7 +182,7 @@ fn the_defocus_methods_change_nothing_else_and_agree_across_paths() {
             let s2 = r.last_stats()[0];
             assert_eq!((l1, &g1), (l2, &g2), "{threads} workers, image {i}");
             assert_eq!(s1.grad_defocus_a, 0.0);
-            assert_eq!(ImageStats { grad_defocus_a: 0.0, ..s2 }, s1);
+            assert_eq!(ImageStats { grad_defocus_a: 0.0, curv_defocus_a: 0.0, curv_origin_a: [0.0; 2], ..s2 }, s1);
             if threads == 1 {
                 single.push(s2.grad_defocus_a);
             } else {
@@ -207,7 +207,7 @@ fn the_defocus_methods_change_nothing_else_and_agree_across_paths() {
         assert_eq!((l1, &g1), (l2, &g2), "{threads} workers");
         for (i, (a, b)) in s1.iter().zip(&s2).enumerate() {
             assert_eq!(a.grad_defocus_a, 0.0);
-            assert_eq!(&ImageStats { grad_defocus_a: 0.0, ..*b }, a);
+            assert_eq!(&ImageStats { grad_defocus_a: 0.0, curv_defocus_a: 0.0, curv_origin_a: [0.0; 2], ..*b }, a);
             assert!(
                 (b.grad_defocus_a - single[i]).abs() <= 1e-5 * single[i].abs(),
                 "{threads} workers, image {i}: {} vs {}",
@@ -216,4 +216,35 @@ fn the_defocus_methods_change_nothing_else_and_agree_across_paths() {
             );
         }
     }
+}
+
+/// Where the prediction matches the image, the loss's second derivative is its Gauss–Newton
+/// curvature: `ImageStats::curv_defocus_a` and `curv_origin_a` against second central
+/// differences of the f64 reference loss.
+#[test]
+fn curvatures_match_second_differences_where_the_prediction_fits() {
+    let mut c = case();
+    let (d, w) = (c.d, c.d / 2 + 1);
+    let (mut half, mut dhalf) = (vec![0.0f32; d * w], vec![0.0f32; d * w]);
+    CtfGrid::new(d, c.apix).fill_rfft_with_ddefocus(&c.ctf, &mut half, &mut dhalf);
+    let mut r = Renderer::new(d, RenderOptions { n_sigma: NO_CUT, threads: 1 });
+    let mut observed = vec![0.0f32; d * d];
+    r.render(&c.model, &c.pose, c.apix, Some(&half), &mut observed);
+    c.observed = observed;
+    let mut grad = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; c.model.len()];
+    let t = ImageTarget { image: &c.observed, ctf_rfft: &half, pose: &c.pose, apix: c.apix };
+    r.loss_and_grad_defocus(&c.model, &t, &dhalf, &mut grad);
+    let st = r.last_stats()[0];
+    let second = |f: &dyn Fn(f64) -> f64, h: f64| (f(h) + f(-h) - 2.0 * f(0.0)) / (h * h);
+    let hz = second(&|h| reference_loss(&c, [0.0; 3], [0.0; 2], h), 5.0);
+    let hx = second(&|h| reference_loss(&c, [0.0; 3], [h, 0.0], 0.0), 0.01);
+    let hy = second(&|h| reference_loss(&c, [0.0; 3], [0.0, h], 0.0), 0.01);
+    eprintln!("curvatures: defocus {:.6e} vs {hz:.6e}; origin {:?} vs [{hx:.6e}, {hy:.6e}]", st.curv_defocus_a, st.curv_origin_a);
+    assert!(st.curv_defocus_a > 0.0 && (st.curv_defocus_a - hz).abs() <= 2e-2 * hz, "defocus: {} vs {hz}", st.curv_defocus_a);
+    for (got, want) in st.curv_origin_a.iter().zip([hx, hy]) {
+        assert!(*got > 0.0 && (got - want).abs() <= 2e-2 * want, "origin: {got} vs {want}");
+    }
+    // Without a derivative, nothing is measured.
+    r.loss_and_grad(&c.model, &t, &mut grad);
+    assert_eq!((r.last_stats()[0].curv_defocus_a, r.last_stats()[0].curv_origin_a), (0.0, [0.0; 2]));
 }

@@ -247,8 +247,6 @@ mod tests {
             // Values whose shortest decimal form is long: the JSON must give back every bit.
             refine: Some([0.1 + 0.2, -1.0 / 3.0].map(|x: f64| crate::reconstruct::trainer::RefineState {
                 values: vec![[x, x * 1e-300, -x, x.exp(), 1e300 * x, f64::MIN_POSITIVE]],
-                m: vec![[x / 7.0; 6]],
-                v: vec![[x * x; 6]],
                 steps: vec![3],
             })),
         }

@@ -666,16 +666,15 @@ impl<'a> Driver<'a> {
             }
         };
         if let Some(rc) = &cfg.refine {
-            if rc.defocus && cfg.no_ctf {
-                return Err(ReconstructError::Config("--refine defocus needs the CTF; it cannot be used with --no-ctf".into()));
+            if cfg.no_ctf {
+                return Err(ReconstructError::Config(
+                    "--refine needs the CTF (its steps use the CTF's curvatures); it cannot be used with --no-ctf".into(),
+                ));
             }
             for (name, v) in [
                 ("--refine-prior-deg", rc.prior_rot_deg),
                 ("--refine-prior-shift", rc.prior_shift_a),
                 ("--refine-prior-defocus", rc.prior_defocus_a),
-                ("--refine-lr-deg", rc.lr_rot_deg),
-                ("--refine-lr-shift", rc.lr_shift_a),
-                ("--refine-lr-defocus", rc.lr_defocus_a),
             ] {
                 if !(v.is_finite() && v > 0.0) {
                     return Err(ReconstructError::Config(format!("{name} {v}: expected a positive number")));
@@ -829,7 +828,7 @@ impl<'a> Driver<'a> {
     /// defocus is refined in `epoch`).
     fn fill_batch(&mut self, indices: &[usize], half: usize, epoch: usize) -> Result<(), ReconstructError> {
         let refine = self.refine[half].as_ref();
-        let with_dctf = refine.is_some_and(|r| r.active(epoch) && r.config().defocus);
+        let with_dctf = refine.is_some_and(|r| r.active(epoch)) && !self.cfg.no_ctf;
         for (k, &pi) in indices.iter().enumerate() {
             self.images.read(pi, &mut self.batch.images[k], &mut self.scratch)?;
             let p = &self.set.particles[pi];
@@ -856,7 +855,8 @@ impl<'a> Driver<'a> {
         let ctf = |k: usize| if self.cfg.no_ctf { &[][..] } else { &b.ctfs[k][..] };
         let target = |k: usize| ImageTarget { image: &b.images[k], ctf_rfft: ctf(k), pose: &b.poses[k], apix: self.apix };
         let active = self.refine[half].as_ref().filter(|r| r.active(epoch));
-        let with_dctf = active.is_some_and(|r| r.config().defocus);
+        // The defocus path also measures the curvatures every correction's step needs.
+        let with_dctf = active.is_some() && !self.cfg.no_ctf;
         let trainer = &mut self.trainers[half];
         let loss = match (b.len, with_dctf) {
             // One image per step (the default) allocates nothing.
@@ -876,10 +876,12 @@ impl<'a> Driver<'a> {
             // The noise variance per pixel: the last pass's mean loss of this half (the model
             // then fits the signal; the data are normalised, so 1 before any pass).
             let noise_var = self.history.last().map_or(1.0, |h| h.loss[half]).max(1e-12);
+            // The rotations' lever arm, from the model as it is (deterministic on resume).
+            let radius2_a2 = mass_radius2_a2(&self.trainers[half].full_model(), self.d, self.apix);
             let stats = self.renderer.last_stats();
             let r = self.refine[half].as_mut().expect("active refinement");
             for (&pi, st) in self.batch.ids[..self.batch.len].iter().zip(stats) {
-                r.update(self.slot[pi], &self.set.particles[pi].pose, st, self.d, noise_var, lr / self.cfg.lr);
+                r.update(self.slot[pi], &self.set.particles[pi].pose, st, self.d, noise_var, radius2_a2);
             }
         }
         loss
@@ -1066,6 +1068,25 @@ fn write_refined(
         defocus_a,
         star,
     }))
+}
+
+/// The mean square distance of a model's mass from the box centre, in Å² (its Gaussians'
+/// spread included).
+fn mass_radius2_a2(model: &GaussianModel, d: usize, apix: f64) -> f64 {
+    let l = d as f64 * apix;
+    let (mut sw, mut s) = (0.0f64, 0.0f64);
+    for i in 0..model.len() {
+        let g = model.physical_f64(i);
+        let w = g.amp.abs();
+        let r2: f64 = g.mean.iter().map(|m| m * m).sum::<f64>() + g.scales.iter().map(|v| v * v).sum::<f64>();
+        sw += w;
+        s += w * r2 * l * l;
+    }
+    if sw > 0.0 {
+        s / sw
+    } else {
+        0.0
+    }
 }
 
 /// Refuse images far outside the others (corrupt pixels), naming them.

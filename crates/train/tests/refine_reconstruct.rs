@@ -4,9 +4,9 @@
 //! `particles_refined.star` and run.json, a run broken during a refining pass and resumed
 //! equals an unbroken one, and settings that cannot work are refused.
 //!
-//! Not yet asserted: that the refined values come closer to the truth. With one Adam step per
-//! particle and pass they do not on this set (BENCHMARKS.md, "Per-particle refinement"); the
-//! numbers are printed.
+//! The refined origins and defoci come closer to the truth (measured: −38% and −15% rms);
+//! the rotations do not yet (they get worse on this small, coarse set; BENCHMARKS.md,
+//! "Per-particle refinement"), so only their numbers are printed.
 
 use cryosplat_core::rotation::angle_between_deg;
 use cryosplat_train::dataset::{LoadOptions, ParticleSet};
@@ -27,18 +27,7 @@ fn rec(set: &ParticleSet, cfg: &ReconstructConfig, out: &Path, resume: bool) -> 
 }
 
 fn refine_all() -> RefineConfig {
-    RefineConfig {
-        pose: true,
-        shift: true,
-        defocus: true,
-        lr_rot_deg: 0.3,
-        lr_shift_a: 0.3,
-        lr_defocus_a: 60.0,
-        prior_rot_deg: 5.0,
-        prior_shift_a: 3.0,
-        prior_defocus_a: 1000.0,
-        start_epoch: 2,
-    }
+    RefineConfig { pose: true, shift: true, defocus: true, prior_rot_deg: 2.0, prior_shift_a: 1.6, prior_defocus_a: 300.0, start_epoch: 2 }
 }
 
 /// rms errors (angle °, origin Å per axis, defocus Å) of `set` against `truth`.
@@ -90,6 +79,8 @@ fn refined_particles_come_closer_to_the_truth_and_resume_exactly() {
         "rms errors (°, Å, Å): recorded {before:?}, refined {after:?}; changes {:?} {:?} {:?}",
         r.angle_deg_stats, r.shift_a_stats, r.defocus_a_stats
     );
+    assert!(after.1 < 0.8 * before.1, "origin {} → {} Å", before.1, after.1);
+    assert!(after.2 < 0.9 * before.2, "defocus {} → {} Å", before.2, after.2);
     // The corrections moved every kind of parameter, and the refined STAR holds them.
     assert!(r.angle_deg_stats.rms > 0.05 && r.shift_a_stats.rms > 0.05 && r.defocus_a_stats.rms > 5.0, "{r:?}");
     let moved =

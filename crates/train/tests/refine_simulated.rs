@@ -84,9 +84,6 @@ fn refine_simulated(snr: f64, n: usize) -> ((f64, f64, f64), (f64, f64, f64)) {
         pose: true,
         shift: true,
         defocus: true,
-        lr_rot_deg: 0.1,
-        lr_shift_a: 0.05,
-        lr_defocus_a: 10.0,
         prior_rot_deg: 5.0,
         prior_shift_a: 3.0,
         prior_defocus_a: 1000.0,
@@ -94,15 +91,22 @@ fn refine_simulated(snr: f64, n: usize) -> ((f64, f64, f64), (f64, f64, f64)) {
     };
     let mut p = ParticleRefinement::new(rc, n);
     let mut grad = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; model.len()];
-    let steps = 150;
+    let l = d as f64 * apix;
+    let (mut sw, mut sr) = (0.0, 0.0);
+    for i in 0..model.len() {
+        let g = model.physical_f64(i);
+        sw += g.amp;
+        sr += g.amp * (g.mean.iter().map(|m| m * m).sum::<f64>() + g.scales.iter().map(|v| v * v).sum::<f64>()) * l * l;
+    }
+    let radius2_a2 = sr / sw;
     for (k, img) in images.iter().enumerate() {
         let rec = &recorded.particles[k];
-        for s in 0..steps {
+        for _ in 0..40 {
             let (pose, ctf) = (p.pose(k, &rec.pose), p.ctf(k, &rec.ctf));
             grid.fill_rfft_with_ddefocus(&ctf, &mut h, &mut dh);
             r.loss_and_grad_defocus(&model, &ImageTarget { image: img, ctf_rfft: &h, pose: &pose, apix }, &dh, &mut grad);
             let st = r.last_stats()[0];
-            p.update(k, &rec.pose, &st, d, noise_var, 0.1f64.powf(s as f64 / steps as f64));
+            p.update(k, &rec.pose, &st, d, noise_var, radius2_a2);
         }
     }
     // rms errors (angle °, shift px per axis, defocus Å) of the records and of the refined values.

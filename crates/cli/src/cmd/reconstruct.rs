@@ -38,8 +38,8 @@ pub struct Args {
     pub sym: String,
     /// Refine each particle's corrections during training, jointly with its own half's model
     /// (the halves stay independent): a comma-separated subset of pose, shift, defocus.
-    /// Writes particles_refined.star (every other column as read). Experimental: one Adam step
-    /// per particle and pass does not yet bring the values closer to the truth (BENCHMARKS.md,
+    /// Writes particles_refined.star (every other column as read). Experimental: origins and
+    /// defoci come closer to the truth on simulations, rotations not yet (BENCHMARKS.md,
     /// "Per-particle refinement").
     #[arg(long, value_parser = parse_refine)]
     pub refine: Option<[bool; 3]>,
@@ -55,14 +55,6 @@ pub struct Args {
     pub refine_prior_shift: f64,
     #[arg(long, default_value_t = 1000.0)]
     pub refine_prior_defocus: f64,
-    /// With --refine: Adam steps of the corrections (degrees, Å, Å), scaled like the model's
-    /// learning rate over the run.
-    #[arg(long, default_value_t = 0.2)]
-    pub refine_lr_deg: f64,
-    #[arg(long, default_value_t = 0.1)]
-    pub refine_lr_shift: f64,
-    #[arg(long, default_value_t = 20.0)]
-    pub refine_lr_defocus: f64,
     /// Where each half's Gaussians start: random (the method's blob around the box centre) or
     /// backprojection (centres drawn from the half's own backprojection, regularised from that
     /// half alone).
@@ -266,9 +258,6 @@ impl Args {
             refine_prior_deg: cfg.refine.as_ref().map_or(5.0, |r| r.prior_rot_deg),
             refine_prior_shift: cfg.refine.as_ref().map_or(3.0, |r| r.prior_shift_a),
             refine_prior_defocus: cfg.refine.as_ref().map_or(1000.0, |r| r.prior_defocus_a),
-            refine_lr_deg: cfg.refine.as_ref().map_or(0.2, |r| r.lr_rot_deg),
-            refine_lr_shift: cfg.refine.as_ref().map_or(0.1, |r| r.lr_shift_a),
-            refine_lr_defocus: cfg.refine.as_ref().map_or(20.0, |r| r.lr_defocus_a),
             epochs: cfg.epochs,
             min_steps: cfg.min_steps,
             lr: cfg.lr,
@@ -325,9 +314,6 @@ impl Args {
                 pose,
                 shift,
                 defocus,
-                lr_rot_deg: self.refine_lr_deg,
-                lr_shift_a: self.refine_lr_shift,
-                lr_defocus_a: self.refine_lr_defocus,
                 prior_rot_deg: self.refine_prior_deg,
                 prior_shift_a: self.refine_prior_shift,
                 prior_defocus_a: self.refine_prior_defocus,

@@ -47,9 +47,10 @@ pub(crate) fn apply(
 /// `sx` is overwritten.
 ///
 /// With a non-empty `dctf` (a derivative `H' = ∂H/∂t` in the same layout, e.g. the CTF's in a
-/// defocus offset), also returns `∂loss/∂t = (2/D⁴)·Σ_k m_k·Re(conj(R_k)·X_k)·H'_k`, the exact
-/// derivative of the loss above when `H` moves along `H'`; otherwise that value is 0 and the
-/// loop is the plain one, so asking for nothing costs nothing.
+/// defocus offset), also returns in [`CtfTerms`] `∂loss/∂t = (2/D⁴)·Σ_k m_k·Re(conj(R_k)·X_k)·H'_k`,
+/// the exact derivative of the loss above when `H` moves along `H'`, and the Gauss–Newton
+/// curvatures of the loss in `t` and in a shift of the prediction (see [`CtfTerms`]);
+/// otherwise those are 0 and the loop is the plain one, so asking for nothing costs nothing.
 pub(crate) fn loss_and_adjoint(
     fft: &CentredFft2,
     sx: &mut Fft2Scratch,
@@ -58,7 +59,7 @@ pub(crate) fn loss_and_adjoint(
     dctf: &[f32],
     gimg: &mut [f32],
     stride: usize,
-) -> (f64, f64) {
+) -> (f64, CtfTerms) {
     let d = fft.d();
     let w = d / 2 + 1;
     debug_assert_eq!(ctf.len(), d * w);
@@ -67,6 +68,7 @@ pub(crate) fn loss_and_adjoint(
     let gscale = (2.0 / (d2 * d2)) as f32;
     let mut sum = 0.0f64;
     let mut dsum = 0.0f64;
+    let (mut zz, mut xx, mut yy) = (0.0f64, 0.0f64, 0.0f64);
     for (c, (col, ycol)) in sx.columns_mut().chunks_exact_mut(d).zip(sy.columns().chunks_exact(d)).enumerate() {
         let mult = if c == 0 || (d.is_multiple_of(2) && c == w - 1) { 1.0 } else { 2.0 };
         let mut cs = 0.0f64;
@@ -78,20 +80,44 @@ pub(crate) fn loss_and_adjoint(
                 *v = res * (h * gscale);
             }
         } else {
-            let mut ds = 0.0f64;
+            let (mut ds, mut cz, mut cx, mut cy) = (0.0f64, 0.0f64, 0.0f64, 0.0f64);
             for (r, (v, y)) in col.iter_mut().zip(ycol).enumerate() {
                 let h = ctf[r * w + c];
                 let res = *v * h - *y;
                 cs += (res.re as f64) * (res.re as f64) + (res.im as f64) * (res.im as f64);
-                ds += ((res.re as f64) * (v.re as f64) + (res.im as f64) * (v.im as f64)) * dctf[r * w + c] as f64;
+                let x2 = (v.re as f64) * (v.re as f64) + (v.im as f64) * (v.im as f64);
+                let dh = dctf[r * w + c] as f64;
+                ds += ((res.re as f64) * (v.re as f64) + (res.im as f64) * (v.im as f64)) * dh;
+                cz += x2 * dh * dh;
+                let ky = if r <= d / 2 { r as f64 } else { r as f64 - d as f64 };
+                let hx2 = x2 * (h as f64) * (h as f64);
+                cx += hx2;
+                cy += hx2 * ky * ky;
                 *v = res * (h * gscale);
             }
             dsum += mult * ds;
+            zz += mult * cz;
+            xx += mult * cx * (c * c) as f64;
+            yy += mult * cy;
         }
         sum += mult * cs;
     }
     fft.inverse_unnormalised(sx, gimg, stride);
-    (sum / (d2 * d2), 2.0 * dsum / (d2 * d2))
+    let g = 2.0 / (d2 * d2);
+    (sum / (d2 * d2), CtfTerms { dloss: g * dsum, curv: g * zz, curv_shift_index: [g * xx, g * yy] })
+}
+
+/// What [`loss_and_adjoint`] measures besides the loss when given a filter direction `H'`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct CtfTerms {
+    /// `∂loss/∂t`.
+    pub dloss: f64,
+    /// The Gauss–Newton curvature `(2/D⁴)·Σ_k m_k·|H'_k·X_k|²` of the loss in `t`.
+    pub curv: f64,
+    /// The Gauss–Newton curvatures `(2/D⁴)·Σ_k m_k·k_a²·|H_k·X_k|²` (`k_a` the frequency index
+    /// along x and along y): times `(2π/(D·apix))²` they are the loss's curvatures in a shift of
+    /// the prediction by one Å along that axis.
+    pub curv_shift_index: [f64; 2],
 }
 
 #[cfg(test)]
@@ -171,8 +197,8 @@ mod tests {
             f.forward(&x, d, &mut sx);
             f.forward(&y, d, &mut sy);
             let mut gimg = vec![7.0f32; d * stride];
-            let (loss, dloss) = loss_and_adjoint(&f, &mut sx, &sy, &ctf, &[], &mut gimg, stride);
-            assert_eq!(dloss, 0.0);
+            let (loss, terms) = loss_and_adjoint(&f, &mut sx, &sy, &ctf, &[], &mut gimg, stride);
+            assert_eq!(terms, CtfTerms::default());
             assert!((loss - loss_ref).abs() < 1e-5 * loss_ref, "D = {d}: {loss} vs {loss_ref}");
             let scale = 2.0 / (d * d) as f32;
             let gmax = fr.iter().fold(0.0f32, |m, v| m.max(v.abs())) * scale;
@@ -209,8 +235,8 @@ mod tests {
                 f.forward(&x, d, &mut sx);
                 f.forward(&y, d, &mut sy);
                 let mut gimg = vec![0.0f32; d * d];
-                let (l, dl) = loss_and_adjoint(&f, &mut sx, &sy, h, dh, &mut gimg, d);
-                (l, dl, gimg)
+                let (l, terms) = loss_and_adjoint(&f, &mut sx, &sy, h, dh, &mut gimg, d);
+                (l, terms.dloss, gimg)
             };
             let (l0, dl, g0) = run(&ctf, &dctf);
             let (l1, dl1, g1) = run(&ctf, &[]);

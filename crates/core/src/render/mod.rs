@@ -150,6 +150,22 @@ pub struct ImageStats {
     /// CTF: filled by [`Renderer::loss_and_grad_defocus`] and
     /// [`Renderer::loss_and_grad_batch_defocus`], 0 otherwise.
     pub grad_defocus_a: f64,
+    /// Gauss–Newton curvatures of the loss (the second derivative without the residual's own
+    /// second-order term, exact where the prediction matches the image) in that defocus
+    /// offset (per Å²) and in the origin offset along x and y (per Å²); filled with
+    /// `grad_defocus_a`, 0 otherwise.
+    pub curv_defocus_a: f64,
+    pub curv_origin_a: [f64; 2],
+}
+
+impl ImageStats {
+    /// Fill the defocus gradient and the curvatures from the filter's measurements.
+    fn set_ctf_terms(&mut self, t: &filter::CtfTerms, d: usize, apix: f64) {
+        self.grad_defocus_a = t.dloss;
+        self.curv_defocus_a = t.curv;
+        let k = 2.0 * std::f64::consts::PI / (d as f64 * apix);
+        self.curv_origin_a = t.curv_shift_index.map(|v| v * k * k);
+    }
 }
 
 /// One thread's buffers.
@@ -409,7 +425,7 @@ impl Renderer {
             (loss, gdz) = (l as f32, g);
         }
         let mut st = self.gather(&k, grad, skipped, target.apix);
-        st.grad_defocus_a = gdz;
+        st.set_ctf_terms(&gdz, d, target.apix);
         self.stats.clear();
         self.stats.push(st);
         loss
@@ -568,7 +584,7 @@ impl Renderer {
                         backward_block(a, &k, s, &ws.gimg, stride, inter, &mut pose);
                     }
                     let mut st = image_stats(skipped, &pose, target.apix);
-                    st.grad_defocus_a = gdz;
+                    st.set_ctf_terms(&gdz, d, target.apix);
                     ws.results.push((loss, st));
                 }
             },
@@ -637,12 +653,19 @@ fn image_stats(skipped: usize, p: &PosePartial, apix: f64) -> ImageStats {
 /// From the projection in `ws.img` to the loss of one image and the image-space gradient in
 /// `ws.gimg` (padding left at zero); with the CTF's derivative `dctf` (or an empty slice),
 /// also `∂L/∂Δz` (else 0).
-fn image_loss_and_grad(fft: &CentredFft2, ws: &mut Workspace, target: &ImageTarget, dctf: &[f32], d: usize, stride: usize) -> (f32, f64) {
+fn image_loss_and_grad(
+    fft: &CentredFft2,
+    ws: &mut Workspace,
+    target: &ImageTarget,
+    dctf: &[f32],
+    d: usize,
+    stride: usize,
+) -> (f32, filter::CtfTerms) {
     if !target.ctf_rfft.is_empty() {
         fft.forward(&ws.img, stride, &mut ws.fft);
         fft.forward(target.image, d, &mut ws.fy);
-        let (loss, gdz) = filter::loss_and_adjoint(fft, &mut ws.fft, &ws.fy, target.ctf_rfft, dctf, &mut ws.gimg, stride);
-        return (loss as f32, gdz);
+        let (loss, terms) = filter::loss_and_adjoint(fft, &mut ws.fft, &ws.fy, target.ctf_rfft, dctf, &mut ws.gimg, stride);
+        return (loss as f32, terms);
     }
     let scale = 2.0 / (d * d) as f32;
     let mut sum = 0.0f64;
@@ -656,7 +679,7 @@ fn image_loss_and_grad(fft: &CentredFft2, ws: &mut Workspace, target: &ImageTarg
         }
         sum += rs;
     }
-    ((sum / (d * d) as f64) as f32, 0.0)
+    ((sum / (d * d) as f64) as f32, filter::CtfTerms::default())
 }
 
 /// Add the images of `others` into `acc` (all rows of the same stride).

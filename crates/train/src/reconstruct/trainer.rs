@@ -17,8 +17,13 @@
 //!
 //! [`ParticleRefinement`] holds one half's per-particle corrections — a rotation vector `w`
 //! (radians, `A = R(w)·A_rec`, [`cryosplat_core::rotation::rotate_by_rotvec`]), an origin offset
-//! `δo` (Å, `o = o_rec + δo`) and a defocus offset `δz` (Å, added to U and V) — with their own
-//! Adam moments and learning rates. Each particle's objective is the negative log-posterior
+//! `δo` (Å, `o = o_rec + δo`) and a defocus offset `δz` (Å, added to U and V). Each visit of a
+//! particle takes one Newton step per component on the objective below, with the loss's
+//! Gauss–Newton curvature: exact for the origin and the defocus (the renderer's
+//! `curv_origin_a`, `curv_defocus_a`), and for a rotation that of the origin times the
+//! particle's mean square radius (a rotation by `δ` moves mass at distance `r` from its axis by
+//! `r·δ`). One step per visit suffices where the curvature is right, which Adam (one step of
+//! about its learning rate per visit, whatever the evidence) did not (BENCHMARKS.md). Each particle's objective is the negative log-posterior
 //! of its image under white Gaussian noise of variance `σ²` (estimated by the caller, e.g. by
 //! the running mean loss per pixel) with a Gaussian prior of width `s` toward the recorded
 //! values:
@@ -216,11 +221,6 @@ pub struct RefineConfig {
     pub pose: bool,
     pub shift: bool,
     pub defocus: bool,
-    /// Adam learning rates: rotation in degrees, origin and defocus in Å (Adam's step is about
-    /// the learning rate while the gradient keeps its sign).
-    pub lr_rot_deg: f64,
-    pub lr_shift_a: f64,
-    pub lr_defocus_a: f64,
     /// Widths of the Gaussian prior toward the recorded values: rotation angle per
     /// rotation-vector component in degrees, origin per axis and defocus in Å.
     pub prior_rot_deg: f64,
@@ -230,16 +230,14 @@ pub struct RefineConfig {
     pub start_epoch: usize,
 }
 
-/// One half's per-particle corrections and their Adam moments, indexed by the particle's
-/// position in the half (see [Per-particle refinement](self#per-particle-refinement)).
+/// One half's per-particle corrections, indexed by the particle's position in the half (see
+/// [Per-particle refinement](self#per-particle-refinement)).
 #[derive(Clone, Debug)]
 pub struct ParticleRefinement {
     cfg: RefineConfig,
     /// `[w₀, w₁, w₂ (rad), δo_x, δo_y (Å), δz (Å)]` per particle.
     values: Vec<[f64; 6]>,
-    m: Vec<[f64; 6]>,
-    v: Vec<[f64; 6]>,
-    /// Adam steps taken per particle.
+    /// Steps taken per particle.
     steps: Vec<u32>,
 }
 
@@ -247,21 +245,13 @@ pub struct ParticleRefinement {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RefineState {
     pub values: Vec<[f64; 6]>,
-    pub m: Vec<[f64; 6]>,
-    pub v: Vec<[f64; 6]>,
     pub steps: Vec<u32>,
 }
-
-const REFINE_BETA1: f64 = 0.9;
-const REFINE_BETA2: f64 = 0.999;
-/// Adam's ε for the corrections: it only guards a zero second moment (a parameter whose
-/// gradient has always been zero).
-const REFINE_EPS: f64 = 1e-12;
 
 impl ParticleRefinement {
     /// No corrections yet for `n` particles.
     pub fn new(cfg: RefineConfig, n: usize) -> Self {
-        ParticleRefinement { cfg, values: vec![[0.0; 6]; n], m: vec![[0.0; 6]; n], v: vec![[0.0; 6]; n], steps: vec![0; n] }
+        ParticleRefinement { cfg, values: vec![[0.0; 6]; n], steps: vec![0; n] }
     }
 
     pub fn config(&self) -> &RefineConfig {
@@ -269,18 +259,17 @@ impl ParticleRefinement {
     }
 
     /// The full state, for checkpoints: per particle the corrections
-    /// `[w₀, w₁, w₂ (rad), δo_x, δo_y (Å), δz (Å)]`, Adam's two moments and its step count.
+    /// `[w₀, w₁, w₂ (rad), δo_x, δo_y (Å), δz (Å)]` and the steps taken.
     pub fn state(&self) -> RefineState {
-        RefineState { values: self.values.clone(), m: self.m.clone(), v: self.v.clone(), steps: self.steps.clone() }
+        RefineState { values: self.values.clone(), steps: self.steps.clone() }
     }
 
     /// Continue from a saved [`RefineState`]; `None` if its vectors differ in length.
     pub fn restore(cfg: RefineConfig, state: RefineState) -> Option<Self> {
-        let n = state.values.len();
-        if state.m.len() != n || state.v.len() != n || state.steps.len() != n {
+        if state.steps.len() != state.values.len() {
             return None;
         }
-        Some(ParticleRefinement { cfg, values: state.values, m: state.m, v: state.v, steps: state.steps })
+        Some(ParticleRefinement { cfg, values: state.values, steps: state.steps })
     }
 
     /// Whether the steps of `epoch` (0-based) refine the particles.
@@ -306,12 +295,14 @@ impl ParticleRefinement {
         CtfParams { defocus_u_a: recorded.defocus_u_a + dz, defocus_v_a: recorded.defocus_v_a + dz, ..*recorded }
     }
 
-    /// One Adam step on particle `i`'s corrections from the statistics `st` of its image
-    /// (rendered with [`ParticleRefinement::pose`] and [`ParticleRefinement::ctf`]; `grad_defocus_a`
-    /// from the renderer's `_defocus` methods when defocus is refined), the box size `d` and
-    /// the noise variance `noise_var` per pixel (in the loss's units), at `lr_factor` times the
-    /// configured learning rates. Only the refined corrections move.
-    pub fn update(&mut self, i: usize, recorded: &Pose, st: &ImageStats, d: usize, noise_var: f64, lr_factor: f64) {
+    /// One Newton step on particle `i`'s corrections (see the module docs) from the statistics
+    /// `st` of its image, rendered with [`ParticleRefinement::pose`] and
+    /// [`ParticleRefinement::ctf`] by the renderer's `_defocus` methods (which give the
+    /// gradients and the origin and defocus curvatures), the box size `d`, the noise variance
+    /// `noise_var` per pixel (in the loss's units) and the particle's mean square radius
+    /// `radius2_a2` (Å², about the box centre). A step is at most one prior width. Only the
+    /// refined corrections move.
+    pub fn update(&mut self, i: usize, recorded: &Pose, st: &ImageStats, d: usize, noise_var: f64, radius2_a2: f64) {
         assert!(noise_var > 0.0 && noise_var.is_finite(), "noise variance {noise_var}");
         let c = self.values[i];
         let like = (d * d) as f64 / (2.0 * noise_var);
@@ -320,30 +311,29 @@ impl ParticleRefinement {
         let g0 = rotvec_gradient(&a, &st.grad_rot);
         let j = rotvec_left_jacobian(w);
         let gw: [f64; 3] = std::array::from_fn(|k| j[0][k] * g0[0] + j[1][k] * g0[1] + j[2][k] * g0[2]);
+        let [hx, hy] = st.curv_origin_a;
+        // A rotation about the image's x axis moves mass along y by its depth times the angle,
+        // about y along x, about z (in-plane) along both; each coordinate's mean square is a
+        // third of the radius's. That estimate is low where the image's detail lies far from
+        // the centre, and an underestimated curvature overshoots; each rotation component
+        // therefore takes the larger bound, both directions and the whole mean square radius.
+        let r2 = radius2_a2;
+        let grad = [gw[0], gw[1], gw[2], st.grad_origin_a[0], st.grad_origin_a[1], st.grad_defocus_a];
+        let hr = (hx + hy) * r2;
+        let curv = [hr, hr, hr, hx, hy, st.curv_defocus_a];
         let cfg = &self.cfg;
-        let (sr, ss, sz) = (cfg.prior_rot_deg.to_radians(), cfg.prior_shift_a, cfg.prior_defocus_a);
-        let grad = [
-            like * gw[0] + c[0] / (sr * sr),
-            like * gw[1] + c[1] / (sr * sr),
-            like * gw[2] + c[2] / (sr * sr),
-            like * st.grad_origin_a[0] + c[3] / (ss * ss),
-            like * st.grad_origin_a[1] + c[4] / (ss * ss),
-            like * st.grad_defocus_a + c[5] / (sz * sz),
-        ];
-        let lr = [cfg.lr_rot_deg.to_radians(), cfg.lr_shift_a, cfg.lr_defocus_a];
+        let width = [cfg.prior_rot_deg.to_radians(), cfg.prior_shift_a, cfg.prior_defocus_a];
         let on = [cfg.pose, cfg.shift, cfg.defocus];
         let group = [0, 0, 0, 1, 1, 2];
         self.steps[i] += 1;
-        let t = self.steps[i] as i32;
-        let (b1, b2) = (1.0 - REFINE_BETA1.powi(t), 1.0 - REFINE_BETA2.powi(t));
         for k in 0..6 {
-            if !on[group[k]] {
+            let gk = group[k];
+            if !on[gk] {
                 continue;
             }
-            let (m, v) = (&mut self.m[i][k], &mut self.v[i][k]);
-            *m = REFINE_BETA1 * *m + (1.0 - REFINE_BETA1) * grad[k];
-            *v = REFINE_BETA2 * *v + (1.0 - REFINE_BETA2) * grad[k] * grad[k];
-            self.values[i][k] -= lr_factor * lr[group[k]] * (*m / b1) / ((*v / b2).sqrt() + REFINE_EPS);
+            let p = 1.0 / (width[gk] * width[gk]);
+            let step = (like * grad[k] + c[k] * p) / (like * curv[k].max(0.0) + p);
+            self.values[i][k] -= step.clamp(-width[gk], width[gk]);
         }
     }
 }
@@ -361,9 +351,6 @@ mod tests {
             pose: true,
             shift: true,
             defocus: true,
-            lr_rot_deg: 0.1,
-            lr_shift_a: 0.05,
-            lr_defocus_a: 10.0,
             prior_rot_deg: 5.0,
             prior_shift_a: 3.0,
             prior_defocus_a: 1000.0,
@@ -380,7 +367,7 @@ mod tests {
         assert_eq!((r.pose(1, &pose), r.ctf(1, &ctf)), (pose, ctf));
         assert!(!r.active(0) && !r.active(5));
         let st = ImageStats { grad_origin_a: [1.0, 2.0], grad_defocus_a: 3.0, grad_rot: [[1.0; 3]; 3], ..Default::default() };
-        r.update(1, &pose, &st, 32, 1.0, 1.0);
+        r.update(1, &pose, &st, 32, 1.0, 100.0);
         assert_eq!(r.correction(1), ([0.0; 3], [0.0; 2], 0.0));
         let r = ParticleRefinement::new(config(), 3);
         assert!(!r.active(0) && r.active(1));
@@ -388,8 +375,8 @@ mod tests {
 
     /// A noise-free image of a model under known parameters, recorded with errors of 2° (as a
     /// rotation vector), 0.4 and −0.3 px and 300 Å, refined from the recorded values with the
-    /// renderer's gradients by 300 steps under `cfg`: the errors (angle °, shift px, defocus
-    /// Å) before and after.
+    /// renderer's gradients and curvatures by 200 Newton steps under `cfg`: the errors (angle °,
+    /// shift px, defocus Å) before and after.
     fn refine_one(cfg: RefineConfig) -> ((f64, f64, f64), (f64, f64, f64)) {
         let (d, apix) = (32usize, 2.0);
         let mut rng = Rng::new(9);
@@ -423,15 +410,22 @@ mod tests {
         let mut p = ParticleRefinement::new(cfg, 1);
         let before = errors(&p);
         let mut grad = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; model.len()];
-        let steps = 300;
-        for s in 0..steps {
+        let l = d as f64 * apix;
+        let (mut sw, mut sr) = (0.0, 0.0);
+        for i in 0..model.len() {
+            let g = model.physical_f64(i);
+            sw += g.amp;
+            sr += g.amp * (g.mean.iter().map(|m| m * m).sum::<f64>() + g.scales.iter().map(|v| v * v).sum::<f64>()) * l * l;
+        }
+        let radius2_a2 = sr / sw;
+        for _ in 0..200 {
             let (pose, ctf) = (p.pose(0, &recorded), p.ctf(0, &recorded_ctf));
             grid.fill_rfft_with_ddefocus(&ctf, &mut h, &mut dh);
             let t = ImageTarget { image: &observed, ctf_rfft: &h, pose: &pose, apix };
             r.loss_and_grad_defocus(&model, &t, &dh, &mut grad);
             let st = r.last_stats()[0];
-            // A nominal noise level; the learning rate decays tenfold over the run.
-            p.update(0, &recorded, &st, d, 1e-4, 0.1f64.powf(s as f64 / steps as f64));
+            // A nominal noise level.
+            p.update(0, &recorded, &st, d, 1e-4, radius2_a2);
         }
         (before, errors(&p))
     }
@@ -449,10 +443,10 @@ mod tests {
             ..Default::default()
         };
         let mut a = ParticleRefinement::new(config(), 2);
-        a.update(1, &pose, &st(1.0), 32, 0.5, 1.0);
+        a.update(1, &pose, &st(1.0), 32, 0.5, 50.0);
         let mut b = ParticleRefinement::restore(config(), a.state()).unwrap();
-        a.update(1, &pose, &st(-0.7), 32, 0.5, 0.8);
-        b.update(1, &pose, &st(-0.7), 32, 0.5, 0.8);
+        a.update(1, &pose, &st(-0.7), 32, 0.5, 50.0);
+        b.update(1, &pose, &st(-0.7), 32, 0.5, 50.0);
         assert_eq!(a.state(), b.state());
         assert_ne!(a.correction(1), ([0.0; 3], [0.0; 2], 0.0));
         let mut bad = a.state();
