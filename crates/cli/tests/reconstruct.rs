@@ -72,3 +72,16 @@ fn the_report_names_the_point_group_in_its_result() {
     let c1 = result_section("C1");
     assert!(c1.contains("C1 (no symmetry)") && !c1.contains("asymmetric unit"), "{c1}");
 }
+
+#[test]
+fn refine_names_what_it_refines() {
+    let bin = env!("CARGO_BIN_EXE_cryosplat");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rec");
+    for (arg, want) in [("pose,tilt", "\"tilt\" is not one of pose, shift, defocus"), (",", "name at least one of pose, shift, defocus")] {
+        let r = Command::new(bin).args(["reconstruct", "missing.star", "-o", out.to_str().unwrap(), "--refine", arg]).output().unwrap();
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success() && err.contains("--refine") && err.contains(want), "{arg}: {err}");
+        assert!(!out.exists(), "{arg}: nothing is written");
+    }
+}
