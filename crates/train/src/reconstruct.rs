@@ -876,8 +876,9 @@ impl<'a> Driver<'a> {
             // The noise variance per pixel: the last pass's mean loss of this half (the model
             // then fits the signal; the data are normalised, so 1 before any pass).
             let noise_var = self.history.last().map_or(1.0, |h| h.loss[half]).max(1e-12);
-            // The rotations' lever arm, from the model as it is (deterministic on resume).
-            let radius2_a2 = mass_radius2_a2(&self.trainers[half].full_model(), self.d, self.apix);
+            // The rotations' lever arm, from the model as it is (deterministic on resume); the
+            // asymmetric unit's equals its copies', so no expansion is needed.
+            let radius2_a2 = self.trainers[half].model.mean_square_radius_a2(self.d, self.apix);
             let stats = self.renderer.last_stats();
             let r = self.refine[half].as_mut().expect("active refinement");
             for (&pi, st) in self.batch.ids[..self.batch.len].iter().zip(stats) {
@@ -1068,25 +1069,6 @@ fn write_refined(
         defocus_a,
         star,
     }))
-}
-
-/// The mean square distance of a model's mass from the box centre, in Å² (its Gaussians'
-/// spread included).
-fn mass_radius2_a2(model: &GaussianModel, d: usize, apix: f64) -> f64 {
-    let l = d as f64 * apix;
-    let (mut sw, mut s) = (0.0f64, 0.0f64);
-    for i in 0..model.len() {
-        let g = model.physical_f64(i);
-        let w = g.amp.abs();
-        let r2: f64 = g.mean.iter().map(|m| m * m).sum::<f64>() + g.scales.iter().map(|v| v * v).sum::<f64>();
-        sw += w;
-        s += w * r2 * l * l;
-    }
-    if sw > 0.0 {
-        s / sw
-    } else {
-        0.0
-    }
 }
 
 /// Refuse images far outside the others (corrupt pixels), naming them.

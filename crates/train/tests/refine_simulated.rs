@@ -91,14 +91,7 @@ fn refine_simulated(snr: f64, n: usize) -> ((f64, f64, f64), (f64, f64, f64)) {
     };
     let mut p = ParticleRefinement::new(rc, n);
     let mut grad = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; model.len()];
-    let l = d as f64 * apix;
-    let (mut sw, mut sr) = (0.0, 0.0);
-    for i in 0..model.len() {
-        let g = model.physical_f64(i);
-        sw += g.amp;
-        sr += g.amp * (g.mean.iter().map(|m| m * m).sum::<f64>() + g.scales.iter().map(|v| v * v).sum::<f64>()) * l * l;
-    }
-    let radius2_a2 = sr / sw;
+    let radius2_a2 = model.mean_square_radius_a2(d, apix);
     for (k, img) in images.iter().enumerate() {
         let rec = &recorded.particles[k];
         for _ in 0..40 {

@@ -201,6 +201,9 @@ mod tests {
         e.expand(&unit, &mut out);
         assert_eq!(out.len(), 30);
         assert_eq!(&out.params[..5], &unit.params[..], "copy 0 is the unit");
+        // The copies' mass lies as far from the centre as the unit's.
+        let (ru, re) = (unit.mean_square_radius_a2(32, 1.0), out.mean_square_radius_a2(32, 1.0));
+        assert!((ru - re).abs() < 1e-5 * ru, "{ru} {re}");
         for (k, rk) in g.operators().iter().enumerate() {
             for i in 0..5 {
                 let (mu, s, q, w) = unit.physical(i);

@@ -410,14 +410,7 @@ mod tests {
         let mut p = ParticleRefinement::new(cfg, 1);
         let before = errors(&p);
         let mut grad = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; model.len()];
-        let l = d as f64 * apix;
-        let (mut sw, mut sr) = (0.0, 0.0);
-        for i in 0..model.len() {
-            let g = model.physical_f64(i);
-            sw += g.amp;
-            sr += g.amp * (g.mean.iter().map(|m| m * m).sum::<f64>() + g.scales.iter().map(|v| v * v).sum::<f64>()) * l * l;
-        }
-        let radius2_a2 = sr / sw;
+        let radius2_a2 = model.mean_square_radius_a2(d, apix);
         for _ in 0..200 {
             let (pose, ctf) = (p.pose(0, &recorded), p.ctf(0, &recorded_ctf));
             grid.fill_rfft_with_ddefocus(&ctf, &mut h, &mut dh);
