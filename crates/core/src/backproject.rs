@@ -103,6 +103,16 @@ impl InsertScratch {
     }
 }
 
+/// The maps of [`Accumulator::finish_halves`].
+pub struct FinishedHalves {
+    pub half_a: Vec<f32>,
+    pub half_b: Vec<f32>,
+    /// The map of both halves.
+    pub full: Vec<f32>,
+    /// The full-set SSNR per shell it was regularised with.
+    pub ssnr_full: Vec<f64>,
+}
+
 impl Accumulator {
     /// Empty accumulators for `d³` maps padded by `pad` (≥ 1).
     pub fn new(d: usize, pad: usize) -> Self {
@@ -312,6 +322,18 @@ impl Accumulator {
     /// [`Accumulator::finish`] with [`BASE_WIENER`], then [`Accumulator::ssnr_filter`].
     pub fn finish_ssnr(&self, ssnr: &[f64]) -> Vec<f32> {
         self.ssnr_filter(&self.finish(BASE_WIENER), BASE_WIENER, ssnr)
+    }
+
+    /// The gold-standard finish of two half accumulators, `self` (half A) and `other` (half
+    /// B): each half map with the constant term [`BASE_WIENER`], and the map of both halves
+    /// ([`Accumulator::add`]) regularised from the full-set SSNR of their FSC
+    /// ([`crate::fsc::ssnr_from_fsc`], [`Accumulator::finish_ssnr`]).
+    pub fn finish_halves(mut self, other: &Accumulator) -> FinishedHalves {
+        let (half_a, half_b) = (self.finish(BASE_WIENER), other.finish(BASE_WIENER));
+        let ssnr_full = crate::fsc::ssnr_from_fsc(&crate::fsc::fsc(&half_a, &half_b, self.d), true);
+        self.add(other);
+        let full = self.finish_ssnr(&ssnr_full);
+        FinishedHalves { half_a, half_b, full, ssnr_full }
     }
 
     /// Turn `map`, this accumulator's [`Accumulator::finish`]`(wiener)`, into the

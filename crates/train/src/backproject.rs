@@ -13,10 +13,11 @@
 //! # Regularisation
 //!
 //! By default ([`BackprojectConfig::wiener`] `None`) the map is regularised from the
-//! gold-standard FSC, as RELION does (formula in [`cryosplat_core::backproject`]): the half
-//! maps are finished with the constant term of [`BASE_WIENER`], their unmasked FSC gives the
-//! spectral SNR per shell of the full set ([`cryosplat_core::fsc::ssnr_from_fsc`], twice the
-//! half-set SSNR), and the full map is `data/(W + λ_n)` with `λ_n = mean_n(W)/SSNR_n`.
+//! gold-standard FSC, as RELION does (formula in [`cryosplat_core::backproject`],
+//! [`Accumulator::finish_halves`]): the half maps are finished with the constant term of
+//! [`cryosplat_core::backproject::BASE_WIENER`], their unmasked FSC gives the spectral SNR per
+//! shell of the full set ([`cryosplat_core::fsc::ssnr_from_fsc`], twice the half-set SSNR),
+//! and the full map is `data/(W + λ_n)` with `λ_n = mean_n(W)/SSNR_n`.
 //! `Some(f)` selects the constant term `λ = f · mean(W)` for every map instead.
 //!
 //! The half maps written and their FSC stay those of the constant term: they are what FSC
@@ -28,8 +29,8 @@ use crate::dataset::{DatasetError, ParticleSet};
 use crate::images::{working_box, Images};
 use crate::output::{Maps, OutputDir, ReportedResolution};
 use crate::progress::Progress;
-use cryosplat_core::backproject::{Accumulator, InsertScratch, BASE_WIENER};
-use cryosplat_core::fsc::{fsc, gold_standard, ssnr_from_fsc, FscReport, MaskChoice};
+use cryosplat_core::backproject::{Accumulator, InsertScratch};
+use cryosplat_core::fsc::{gold_standard, FscReport, MaskChoice};
 use cryosplat_core::symmetry::PointGroup;
 use cryosplat_formats::FormatError;
 use rayon::prelude::*;
@@ -160,10 +161,8 @@ pub fn backproject(set: &ParticleSet, cfg: &BackprojectConfig, progress: &dyn Pr
             (half_a, half_b, a.finish(wiener), None)
         }
         None => {
-            let (half_a, half_b) = (a.finish(BASE_WIENER), b.finish(BASE_WIENER));
-            let whole = ssnr_from_fsc(&fsc(&half_a, &half_b, d), true);
-            a.add(&b);
-            (half_a, half_b, a.finish_ssnr(&whole), Some(whole))
+            let h = a.finish_halves(&b);
+            (h.half_a, h.half_b, h.full, Some(h.ssnr_full))
         }
     });
     let fsc = pool.install(|| gold_standard(&half_a, &half_b, d, apix, MaskChoice::Auto, cfg.seed));

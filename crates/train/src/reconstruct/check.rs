@@ -27,8 +27,8 @@
 
 use super::ReconstructError;
 use crate::images::Images;
-use cryosplat_core::backproject::{Accumulator, InsertScratch, BASE_WIENER};
-use cryosplat_core::fsc::{fsc, ssnr_from_fsc};
+use cryosplat_core::backproject::{Accumulator, InsertScratch};
+use cryosplat_core::fsc::fsc;
 use cryosplat_core::symmetry::PointGroup;
 use rayon::prelude::*;
 
@@ -104,13 +104,8 @@ pub fn backproject_halves(
         }
         Ok(acc)
     };
-    let mut a = half(halves[0])?;
-    let b = half(halves[1])?;
-    let (map_a, map_b) = (a.finish(BASE_WIENER), b.finish(BASE_WIENER));
-    let whole = ssnr_from_fsc(&fsc(&map_a, &map_b, d), true);
-    a.add(&b);
-    let full = a.finish_ssnr(&whole);
-    Ok([map_a, map_b, full])
+    let h = half(halves[0])?.finish_halves(&half(halves[1])?);
+    Ok([h.half_a, h.half_b, h.full])
 }
 
 /// Judge the Gaussian map `gaussian` against the backprojection (`bp = [half A, half B, full]`)

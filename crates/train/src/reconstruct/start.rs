@@ -5,9 +5,9 @@
 use super::{ReconstructConfig, ReconstructError};
 use crate::images::Images;
 use crate::streams::Stream;
-use cryosplat_core::backproject::{Accumulator, InsertScratch, BASE_WIENER};
+use cryosplat_core::backproject::{Accumulator, InsertScratch};
 use cryosplat_core::ctf::CtfGrid;
-use cryosplat_core::fsc::{auto_mask, fsc, ssnr_from_fsc};
+use cryosplat_core::fsc::auto_mask;
 use cryosplat_core::gaussian::GaussianModel;
 use cryosplat_core::render::{RenderOptions, Renderer};
 
@@ -214,10 +214,8 @@ pub fn half_backprojection(images: &Images, idx: &[usize], apix: f64, no_ctf: bo
         let p = &images.set.particles[i];
         acc[k % 2].insert(&img, &p.pose, apix, (!no_ctf).then_some(&p.ctf), &mut scratch);
     }
-    let [mut a, b] = acc;
-    let whole = ssnr_from_fsc(&fsc(&a.finish(BASE_WIENER), &b.finish(BASE_WIENER), d), true);
-    a.add(&b);
-    let mut map = a.finish_ssnr(&whole);
+    let [a, b] = acc;
+    let mut map = a.finish_halves(&b).full;
     let mask = auto_mask(&map, &map, d, apix);
     map.iter_mut().zip(&mask).for_each(|(v, m)| *v *= m);
     Ok(map)
