@@ -824,11 +824,12 @@ impl<'a> Driver<'a> {
     }
 
     /// Read the images, CTFs and poses of particles `indices` of `half` into the batch, with
-    /// their refined corrections when there are any (and the CTFs' derivatives in defocus when
-    /// defocus is refined in `epoch`).
+    /// their refined corrections when there are any (and the CTFs' derivatives in defocus,
+    /// whose path also gives every correction's curvature, while refinement is active in
+    /// `epoch`; refinement is refused without a CTF).
     fn fill_batch(&mut self, indices: &[usize], half: usize, epoch: usize) -> Result<(), ReconstructError> {
         let refine = self.refine[half].as_ref();
-        let with_dctf = refine.is_some_and(|r| r.active(epoch)) && !self.cfg.no_ctf;
+        let with_dctf = refine.is_some_and(|r| r.active(epoch));
         for (k, &pi) in indices.iter().enumerate() {
             self.images.read(pi, &mut self.batch.images[k], &mut self.scratch)?;
             let p = &self.set.particles[pi];
@@ -855,10 +856,9 @@ impl<'a> Driver<'a> {
         let ctf = |k: usize| if self.cfg.no_ctf { &[][..] } else { &b.ctfs[k][..] };
         let target = |k: usize| ImageTarget { image: &b.images[k], ctf_rfft: ctf(k), pose: &b.poses[k], apix: self.apix };
         let active = self.refine[half].as_ref().filter(|r| r.active(epoch));
-        // The defocus path also measures the curvatures every correction's step needs.
-        let with_dctf = active.is_some() && !self.cfg.no_ctf;
         let trainer = &mut self.trainers[half];
-        let loss = match (b.len, with_dctf) {
+        // The defocus path also measures the curvatures every correction's step needs.
+        let loss = match (b.len, active.is_some()) {
             // One image per step (the default) allocates nothing.
             (1, false) => trainer.step(&mut self.renderer, &[target(0)], lr, keep_stats),
             (1, true) => trainer.step_with_defocus(&mut self.renderer, &[target(0)], &[&b.dctfs[0][..]], lr, keep_stats),
