@@ -212,8 +212,14 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
             ("refine_defocus.png", "Defocus correction per particle", "defocus offset (Å)", &rf.defocus_a),
         ];
         let mut sec = Section::new("Per-particle refinement").text(format!(
-            "Each particle's pose, origin and defocus were refined with its own half's model; {} holds the refined values (every other column as read). rms / median / largest change: rotation {:.2} / {:.2} / {:.2}°, origin {:.2} / {:.2} / {:.2} Å, defocus {:.0} / {:.0} / {:.0} Å.",
+            "Each particle's pose, origin and defocus were refined with its own half's model; {} holds the refined values (every other column as read){}. rms / median / largest change: rotation {:.2} / {:.2} / {:.2}°, origin {:.2} / {:.2} / {:.2} Å, defocus {:.0} / {:.0} / {:.0} Å.",
             rf.star.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+            if rf.native.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<String> = rf.native.iter().filter_map(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned()).collect();
+                format!(", and in the input's own format {}", names.join(", "))
+            },
             rf.angle_deg_stats.rms,
             rf.angle_deg_stats.median,
             rf.angle_deg_stats.max,

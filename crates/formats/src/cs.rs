@@ -117,6 +117,18 @@ impl CsFile {
             .collect()
     }
 
+    /// Set element `k` of the float field `name` in record `r` (see [`NpyArray::set_float`]).
+    pub fn set_float(&mut self, name: &str, r: usize, k: usize, v: f64) -> Result<()> {
+        self.array.set_float(name, r, k, v)
+    }
+
+    /// Write records `rows` (0-based, in that order) to `dest` as a `.cs` file with this file's
+    /// fields, atomically. Every field of a written record is as read unless changed with
+    /// [`CsFile::set_float`]. Panics when a row is out of range (a bug in the caller).
+    pub fn write_records(&self, rows: &[usize], dest: &Path) -> Result<()> {
+        crate::atomic::write_bytes_atomic(dest, &self.array.records_file(rows))
+    }
+
     /// `blob/path` of every particle, with cryoSPARC's leading `>` (exported path) removed.
     pub fn blob_paths(&self) -> Result<Vec<String>> {
         if !self.has("blob/path") {

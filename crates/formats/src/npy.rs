@@ -84,6 +84,10 @@ pub struct NpyArray {
     buf: Vec<u8>,
     data_start: usize,
     records: usize,
+    /// The header's `descr` value as written in the file, so that a copy keeps the record
+    /// layout byte for byte; and the format's major version (its text encoding).
+    descr_raw: Vec<u8>,
+    major: u8,
 }
 
 struct Cursor<'a> {
@@ -268,6 +272,7 @@ fn parse_header_then(len: usize, bytes: &[u8], path: &Path) -> Result<(NpyArray,
     let mut fields: Option<Vec<Field>> = None;
     let mut shape: Option<Vec<usize>> = None;
     let mut fortran = false;
+    let mut descr_raw = Vec::new();
     loop {
         if c.eat(b'}') {
             break;
@@ -277,7 +282,12 @@ fn parse_header_then(len: usize, bytes: &[u8], path: &Path) -> Result<(NpyArray,
             return Err(bad(&c, "expected ':'"));
         }
         match key.as_str() {
-            "descr" => fields = Some(parse_descr(&mut c, path, hstart)?),
+            "descr" => {
+                c.ws();
+                let start = c.i;
+                fields = Some(parse_descr(&mut c, path, hstart)?);
+                descr_raw = header[start..c.i].to_vec();
+            }
             "fortran_order" => {
                 fortran = match c.word().as_str() {
                     "True" => true,
@@ -312,7 +322,7 @@ fn parse_header_then(len: usize, bytes: &[u8], path: &Path) -> Result<(NpyArray,
             format!("the header claims {records} records of {record_size} bytes ({need} bytes) but the file holds {avail} bytes of data"),
         ));
     }
-    let a = NpyArray { path: path.to_path_buf(), fields, shape, record_size, buf: Vec::new(), data_start: 0, records };
+    let a = NpyArray { path: path.to_path_buf(), fields, shape, record_size, buf: Vec::new(), data_start: 0, records, descr_raw, major };
     Ok((a, hend, need))
 }
 
@@ -394,6 +404,65 @@ impl NpyArray {
         let size = f.scalar.size();
         let o = self.data_start + r * self.record_size + f.offset + k * size;
         &self.buf[o..o + size]
+    }
+
+    /// Set element `k` of the floating-point field `name` in record `r` to `v` (rounded to the
+    /// field's precision, in its byte order). An error when the field does not exist or does
+    /// not hold floats; panics when `r` or `k` is out of range (a bug in the caller).
+    pub fn set_float(&mut self, name: &str, r: usize, k: usize, v: f64) -> Result<()> {
+        let f = self.field(name).ok_or_else(|| FormatError::invalid(&self.path, format!("no field {name:?} to write")))?;
+        assert!(r < self.records && k < f.count, "record {r} element {k} out of range");
+        let (scalar, big) = (f.scalar, f.big_endian);
+        let o = self.data_start + r * self.record_size + f.offset + k * scalar.size();
+        let bytes: Vec<u8> = match (scalar, big) {
+            (Scalar::F2, false) => half::f16::from_f64(v).to_le_bytes().to_vec(),
+            (Scalar::F2, true) => half::f16::from_f64(v).to_be_bytes().to_vec(),
+            (Scalar::F4, false) => (v as f32).to_le_bytes().to_vec(),
+            (Scalar::F4, true) => (v as f32).to_be_bytes().to_vec(),
+            (Scalar::F8, false) => v.to_le_bytes().to_vec(),
+            (Scalar::F8, true) => v.to_be_bytes().to_vec(),
+            _ => return Err(FormatError::invalid(&self.path, format!("field {name:?} holds {scalar:?}, not floating-point numbers"))),
+        };
+        self.buf[o..o + bytes.len()].copy_from_slice(&bytes);
+        Ok(())
+    }
+
+    /// The `.npy` file of a 1-D array holding records `rows` of this array, in that order, with
+    /// the same record layout (the header's `descr` as read, so every field keeps its name,
+    /// type and byte order). The header is padded to a multiple of 64 bytes, as numpy writes
+    /// it; version 1 when it fits, else 2, or 3 when the source was version 3 (UTF-8 names).
+    /// Panics when a row is out of range (a bug in the caller).
+    pub fn records_file(&self, rows: &[usize]) -> Vec<u8> {
+        let mut dict = b"{'descr': ".to_vec();
+        dict.extend_from_slice(&self.descr_raw);
+        dict.extend_from_slice(format!(", 'fortran_order': False, 'shape': ({},), }}", rows.len()).as_bytes());
+        let major = if self.major == 3 {
+            3
+        } else if dict.len() + 1 + 10 <= 65535 {
+            1
+        } else {
+            2
+        };
+        let prefix = if major == 1 { 10 } else { 12 };
+        let total = (prefix + dict.len() + 1).div_ceil(64) * 64;
+        let hlen = total - prefix;
+        let mut out = Vec::with_capacity(total + rows.len() * self.record_size);
+        out.extend_from_slice(b"\x93NUMPY");
+        out.extend_from_slice(&[major, 0]);
+        if major == 1 {
+            out.extend_from_slice(&(hlen as u16).to_le_bytes());
+        } else {
+            out.extend_from_slice(&(hlen as u32).to_le_bytes());
+        }
+        out.extend_from_slice(&dict);
+        out.resize(total - 1, b' ');
+        out.push(b'\n');
+        for &r in rows {
+            assert!(r < self.records, "record {r} out of range");
+            let o = self.data_start + r * self.record_size;
+            out.extend_from_slice(&self.buf[o..o + self.record_size]);
+        }
+        out
     }
 
     /// Element `k` of field `f` in record `r`, as f64 (`None` for strings and padding).

@@ -712,6 +712,88 @@ pub fn read_array(path: &Path) -> Result<Array> {
     }
 }
 
+/// A pickle (protocol 3) of float64 numpy arrays, each given as `(shape, values in C order)`:
+/// the array itself when there is one, a tuple of them otherwise. Each array is pickled as
+/// numpy does it (`numpy.core.multiarray._reconstruct`, then BUILD with the state
+/// `(1, shape, dtype('<f8'), False, raw bytes)`); numpy 1 and 2 both load this spelling.
+/// Panics when a shape does not match its values (a bug in the caller).
+pub fn encode_f64_arrays(arrays: &[(&[usize], &[f64])]) -> Vec<u8> {
+    fn global(out: &mut Vec<u8>, module: &str, name: &str) {
+        out.push(b'c');
+        out.extend_from_slice(format!("{module}\n{name}\n").as_bytes());
+    }
+    fn int(out: &mut Vec<u8>, v: i32) {
+        out.push(b'J');
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    fn text(out: &mut Vec<u8>, s: &str) {
+        out.push(b'X');
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    let mut out = vec![0x80, 3];
+    for (shape, values) in arrays {
+        assert_eq!(shape.iter().product::<usize>(), values.len(), "shape {shape:?} for {} values", values.len());
+        global(&mut out, "numpy.core.multiarray", "_reconstruct");
+        global(&mut out, "numpy", "ndarray");
+        int(&mut out, 0);
+        out.push(0x85); // TUPLE1
+        out.extend_from_slice(&[b'C', 1, b'b']);
+        out.push(0x87); // TUPLE3
+        out.push(b'R');
+        out.push(b'(');
+        int(&mut out, 1);
+        out.push(b'(');
+        for &d in *shape {
+            int(&mut out, i32::try_from(d).expect("array dimension fits in 32 bits"));
+        }
+        out.push(b't');
+        global(&mut out, "numpy", "dtype");
+        text(&mut out, "f8");
+        out.extend_from_slice(&[0x89, 0x88, 0x87, b'R']); // (…, False, True), REDUCE
+        out.push(b'(');
+        int(&mut out, 3);
+        text(&mut out, "<");
+        out.extend_from_slice(b"NNN");
+        int(&mut out, -1);
+        int(&mut out, -1);
+        int(&mut out, 0);
+        out.extend_from_slice(b"tb"); // TUPLE, BUILD: the dtype's state
+        out.push(0x89); // not Fortran order
+        out.push(b'B');
+        out.extend_from_slice(&u32::try_from(values.len() * 8).expect("array under 4 GiB").to_le_bytes());
+        for v in *values {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(b"tb"); // TUPLE, BUILD: the array's state
+    }
+    match arrays.len() {
+        1 => {}
+        2 => out.push(0x86),
+        3 => out.push(0x87),
+        _ => unreachable!("one to three arrays"),
+    }
+    out.push(b'.');
+    out
+}
+
+/// Write a cryoDRGN pose pickle `(rot[N,3,3], trans[N,2])` to `dest`, atomically: `rot` is
+/// RELION's `A` and `trans` the origins in fractions of the box (`trans·D = +origin` in pixels).
+pub fn write_poses(dest: &Path, rots: &[[[f64; 3]; 3]], trans: &[[f64; 2]]) -> Result<()> {
+    assert_eq!(rots.len(), trans.len(), "one translation per rotation");
+    let r: Vec<f64> = rots.iter().flatten().flatten().copied().collect();
+    let t: Vec<f64> = trans.iter().flatten().copied().collect();
+    let bytes = encode_f64_arrays(&[(&[rots.len(), 3, 3], &r), (&[trans.len(), 2], &t)]);
+    crate::atomic::write_bytes_atomic(dest, &bytes)
+}
+
+/// Write a cryoDRGN CTF pickle, one row of 9 values per particle
+/// (`D, apix, dfU, dfV, dfang (°), kV, Cs (mm), Q0, phase shift (°)`), to `dest`, atomically.
+pub fn write_ctf(dest: &Path, rows: &[[f64; 9]]) -> Result<()> {
+    let v: Vec<f64> = rows.iter().flatten().copied().collect();
+    crate::atomic::write_bytes_atomic(dest, &encode_f64_arrays(&[(&[rows.len(), 9], &v)]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -243,3 +243,63 @@ fn malformed_headers_are_errors_without_allocation() {
     assert!(e.contains("0 bytes"), "{e}");
     expect_err(CsFile::read(Path::new("/nonexistent/p.cs")), &["/nonexistent/p.cs"]);
 }
+
+/// A copy of chosen records keeps every byte of every field except the floats that were set,
+/// in the order asked for; the header is padded to 64 bytes and reads back with the same
+/// fields.
+#[test]
+fn written_records_keep_every_other_field() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["cryodrgn/empiar_10076_7.cs", "cryodrgn/cryosparc_P12_J24_001_particles.cs", "cryodrgn/cryosparc_J2_particles_exported.cs"]
+    {
+        let src = CsFile::read(&data(name)).unwrap();
+        let n = src.len();
+        let rows: Vec<usize> = (0..n).rev().step_by(2).collect();
+        let mut cs = src.clone();
+        let float_field = ["ctf/df1_A", "alignments3D/shift", "blob/psize_A"].into_iter().find(|f| cs.has(f)).unwrap();
+        cs.set_float(float_field, rows[0], 0, 12345.5).unwrap();
+        let e = cs.set_float("blob/idx", 0, 0, 1.0).unwrap_err().to_string();
+        assert!(e.contains("blob/idx") && e.contains("not floating-point"), "{e}");
+        assert!(cs.set_float("no/such", 0, 0, 1.0).unwrap_err().to_string().contains("no/such"));
+        let out = dir.path().join("out.cs");
+        cs.write_records(&rows, &out).unwrap();
+        let bytes = std::fs::read(&out).unwrap();
+        let header_len = bytes.len() - rows.len() * src.array.record_size;
+        assert_eq!(header_len % 64, 0, "{name}: header of {header_len} bytes");
+        let back = CsFile::read(&out).unwrap();
+        assert_eq!(back.array.fields, src.array.fields, "{name}");
+        assert_eq!(back.len(), rows.len());
+        let size = src.array.record_size;
+        for (j, &r) in rows.iter().enumerate() {
+            let got = &back.array.data()[j * size..(j + 1) * size];
+            let want = &src.array.data()[r * size..(r + 1) * size];
+            let f = src.array.field(float_field).unwrap();
+            let differ: Vec<usize> = (0..size).filter(|&b| got[b] != want[b]).collect();
+            if j == 0 {
+                assert!(differ.iter().all(|&b| b >= f.offset && b < f.offset + f.scalar.size()), "{name}: {differ:?}");
+                assert_eq!(back.array.number(f, 0, 0).unwrap(), 12345.5);
+            } else {
+                assert!(differ.is_empty(), "{name}: record {j} differs at {differ:?}");
+            }
+        }
+    }
+}
+
+/// Floats are written in the field's own precision and byte order.
+#[test]
+fn set_float_follows_the_field_type() {
+    let header = "{'descr': [('h', '<f2'), ('b', '>f4'), ('d', '>f8')], 'fortran_order': False, 'shape': (1,), }\n";
+    let mut cs = CsFile::parse(&npy_file(header, &[0u8; 14]), Path::new("t.cs")).unwrap();
+    for (f, v) in [("h", 0.5), ("b", -3.25), ("d", 1.0 / 3.0)] {
+        cs.set_float(f, 0, 0, v).unwrap();
+    }
+    let a = &cs.array;
+    assert_eq!(&a.data()[..2], &0x3800u16.to_le_bytes());
+    assert_eq!(&a.data()[2..6], &(-3.25f32).to_be_bytes());
+    assert_eq!(a.number(a.field("d").unwrap(), 0, 0).unwrap(), 1.0 / 3.0);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.cs");
+    cs.write_records(&[0, 0], &out).unwrap();
+    let back = CsFile::read(&out).unwrap();
+    assert_eq!(back.array.data(), [a.data(), a.data()].concat().as_slice());
+}

@@ -225,3 +225,30 @@ fn malformed_pickles_name_opcode_and_offset() {
     assert!(e.contains("needs") && e.contains("holds 24"), "{e}");
     expect_err(pickle::read_poses(Path::new("/nonexistent/p.pkl")), &["/nonexistent/p.pkl"]);
 }
+
+/// Pose and CTF pickles written here read back exactly (float64, C order, the tuple layout
+/// cryoDRGN writes), and a bare array is not wrapped in a tuple.
+#[test]
+fn written_pickles_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let rots: Vec<[[f64; 3]; 3]> = (0..5)
+        .map(|i| {
+            let (s, c) = (0.3 * i as f64).sin_cos();
+            [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]
+        })
+        .collect();
+    let trans: Vec<[f64; 2]> = (0..5).map(|i| [0.01 * i as f64, -1.0 / (i as f64 + 3.0)]).collect();
+    let p = dir.path().join("poses.pkl");
+    pickle::write_poses(&p, &rots, &trans).unwrap();
+    let (r, t) = pickle::read_poses(&p).unwrap();
+    assert_eq!((r, t.unwrap()), (rots.clone(), trans.clone()));
+    let rows: Vec<[f64; 9]> = (0..4).map(|i| [64.0, 2.2, 15000.0 + i as f64 * 0.125, 14000.5, 33.3, 300.0, 2.7, 0.1, 0.0]).collect();
+    let c = dir.path().join("ctf.pkl");
+    pickle::write_ctf(&c, &rows).unwrap();
+    assert_eq!(pickle::read_ctf(&c).unwrap(), rows);
+    let single = pickle::encode_f64_arrays(&[(&[3], &[1.0, 2.0, 3.0])]);
+    match pickle::parse(&single, Path::new("one.pkl")).unwrap() {
+        pickle::Value::Array(a) => assert_eq!((a.shape.clone(), a.data.clone()), (vec![3], vec![1.0, 2.0, 3.0])),
+        v => panic!("expected an array, got {v:?}"),
+    }
+}

@@ -93,7 +93,7 @@
 
 use crate::adam::{AdamConfig, LrSchedule};
 use crate::checkpoint::{self, CheckpointMeta};
-use crate::dataset::{DatasetError, ParticleSet};
+use crate::dataset::{DatasetError, ParticleSet, SourceKind};
 use crate::output::{Maps, OutputDir, ReportedResolution};
 use crate::progress::Progress;
 use crate::streams::Stream;
@@ -492,6 +492,12 @@ pub struct RefinementSummary {
     /// The refined STAR file.
     #[serde(serialize_with = "crate::output::path_as_text")]
     pub star: PathBuf,
+    /// The refined values in the input's own formats, beside the STAR file:
+    /// `particles_refined.cs` for a cryoSPARC input, `poses_refined.pkl` and
+    /// `ctf_refined.pkl` when cryoDRGN pickles gave the poses or the CTF (rows in the order of
+    /// the STAR file).
+    #[serde(serialize_with = "crate::output::paths_as_text")]
+    pub native: Vec<PathBuf>,
 }
 
 /// Summary statistics of the magnitudes of one kind of correction.
@@ -1036,7 +1042,8 @@ impl<'a> Driver<'a> {
 }
 
 /// With `--refine`: `particles_refined.star` (every particle with its refined pose, origin
-/// and defocus, everything else as read) and the size of the corrections.
+/// and defocus, everything else as read), the same values in the input's own formats (see
+/// [`RefinementSummary::native`]) and the size of the corrections.
 fn write_refined(
     refine: &[Option<ParticleRefinement>; 2],
     halves: &[Vec<usize>; 2],
@@ -1060,6 +1067,25 @@ fn write_refined(
     let star = out.path("particles_refined.star");
     set.write_star_updated(&star, &particles)?;
     out.record(star.clone());
+    let mut native = Vec::new();
+    if set.kind == SourceKind::CryoSparc {
+        let cs = out.path("particles_refined.cs");
+        set.write_cs_updated(&cs, &particles)?;
+        native.push(cs);
+    }
+    if set.pose_pickle.is_some() {
+        let p = out.path("poses_refined.pkl");
+        set.write_pose_pickle(&p, &particles)?;
+        native.push(p);
+    }
+    if set.ctf_pickle.is_some() {
+        let p = out.path("ctf_refined.pkl");
+        set.write_ctf_pickle(&p, &particles)?;
+        native.push(p);
+    }
+    for p in &native {
+        out.record(p.clone());
+    }
     Ok(Some(RefinementSummary {
         angle_deg_stats: ChangeStats::of(&angle_deg),
         shift_a_stats: ChangeStats::of(&shift_a),
@@ -1068,6 +1094,7 @@ fn write_refined(
         shift_a,
         defocus_a,
         star,
+        native,
     }))
 }
 

@@ -766,3 +766,130 @@ fn write_star_updated_keeps_every_other_column_and_block() {
     assert!(e.contains("has no row in"), "{e}");
     assert!(load("aspire/sample_particles_relion31.star").write_star_updated(&dir.path().join("y.star"), &[]).is_err());
 }
+
+/// Particles `idx` of `s` in that order, each turned by a few degrees about a different axis,
+/// its origin moved and its defoci raised: what a refinement hands back.
+fn perturbed(s: &ParticleSet, idx: &[usize]) -> Vec<cryosplat_train::dataset::Particle> {
+    use cryosplat_core::rotation::rotate_by_rotvec;
+    idx.iter()
+        .enumerate()
+        .map(|(j, &i)| {
+            let mut p = s.particles[i].clone();
+            let w = [0.03 * (j as f64 + 1.0), -0.02, 0.01 * j as f64];
+            p.pose.rot = rotate_by_rotvec(w, &p.pose.rot);
+            p.pose.origin_a = [p.pose.origin_a[0] + 1.5 - j as f64, p.pose.origin_a[1] - 2.25];
+            p.ctf.defocus_u_a += 120.0 + 10.0 * j as f64;
+            p.ctf.defocus_v_a -= 80.0;
+            p
+        })
+        .collect()
+}
+
+/// The refined values written as a `.cs` read back as the particles that were written (to
+/// float32 precision), in their order, with every other field of each record as read; with
+/// an alignment pixel size other than the images' too.
+#[test]
+fn write_cs_updated_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    // A refinement's metadata (poses, shifts, CTF; the stacks are not here).
+    let src = data("cryodrgn/cryosparc_P12_J24_001_particles.cs");
+    let s = ParticleSet::load_metadata(&src, &LoadOptions::default()).unwrap();
+    let changed = perturbed(&s, &[2018, 0, 977]);
+    let out = dir.path().join("particles_refined.cs");
+    s.write_cs_updated(&out, &changed).unwrap();
+    let back = ParticleSet::load_metadata(&out, &LoadOptions::default()).unwrap();
+    assert_eq!((back.len(), back.box_px, back.apix), (3, s.box_px, s.apix));
+    for (b, c) in back.particles.iter().zip(&changed) {
+        assert_eq!((b.index, b.random_subset), (c.index, c.random_subset));
+        assert!(close(&b.pose.rot, &c.pose.rot, 2e-6), "{:?} {:?}", b.pose.rot, c.pose.rot);
+        for k in 0..2 {
+            assert!((b.pose.origin_a[k] - c.pose.origin_a[k]).abs() < 1e-5, "{:?} {:?}", b.pose.origin_a, c.pose.origin_a);
+        }
+        assert!((b.ctf.defocus_u_a - c.ctf.defocus_u_a).abs() < 5e-3 && (b.ctf.defocus_v_a - c.ctf.defocus_v_a).abs() < 5e-3);
+        assert_eq!(b.ctf.defocus_angle_deg, c.ctf.defocus_angle_deg);
+    }
+    let (a, w) = (cryosplat_formats::cs::CsFile::read(&src).unwrap(), cryosplat_formats::cs::CsFile::read(&out).unwrap());
+    assert_eq!(a.field_names(), w.field_names());
+    assert_eq!(w.index_column("uid").unwrap(), [2018, 0, 977].map(|r| a.index_column("uid").unwrap()[r]));
+    let e = load("aspire/sample_particles_relion31.star").write_cs_updated(&dir.path().join("x.cs"), &changed).unwrap_err().to_string();
+    assert!(e.contains("x.cs") && e.contains("only a set read from a .cs file"), "{e}");
+
+    // Shifts in pixels of a 2 Å/px alignment of 1 Å/px images (the file of the test above).
+    let d = toy_dir();
+    let mut rec = Vec::new();
+    rec.extend(b">toy.mrcs\0");
+    rec.extend(7u32.to_le_bytes());
+    rec.extend(1.0f32.to_le_bytes());
+    rec.extend([0.0f32, 0.0, std::f32::consts::FRAC_PI_2].iter().flat_map(|v| v.to_le_bytes()));
+    rec.extend([3.0f32, -1.0].iter().flat_map(|v| v.to_le_bytes()));
+    rec.extend(2.0f32.to_le_bytes());
+    rec.extend(1u32.to_le_bytes());
+    let p = d.path().join("one.cs");
+    let descr = "[('blob/path', '|S10'), ('blob/idx', '<u4'), ('blob/psize_A', '<f4'), ('alignments3D/pose', '<f4', (3,)), ('alignments3D/shift', '<f4', (2,)), ('alignments3D/psize_A', '<f4'), ('alignments3D/split', '<u4')]";
+    std::fs::write(&p, npy(descr, 1, &rec)).unwrap();
+    let s = ParticleSet::load(&p, &LoadOptions::default()).unwrap();
+    let mut moved = s.particles.clone();
+    moved[0].pose.origin_a = [5.0, 1.0];
+    let out = d.path().join("refined.cs");
+    s.write_cs_updated(&out, &moved).unwrap();
+    let w = cryosplat_formats::cs::CsFile::read(&out).unwrap();
+    assert_eq!(w.vec_column_opt::<2>("alignments3D/shift").unwrap().unwrap()[0], [2.5, 0.5]);
+    assert_eq!(ParticleSet::load(&out, &LoadOptions::default()).unwrap().particles[0].pose.origin_a, [5.0, 1.0]);
+}
+
+/// Refined poses and defoci written as cryoDRGN pickles read back with the same stack as the
+/// particles written, in their order; the CTF rows keep the input pickle's other values (its
+/// D of 512 px and 1.82 Å/px, for 64 px images).
+#[test]
+fn write_pickles_round_trip() {
+    let opts = LoadOptions { poses: Some(data("cryodrgn/sta_pose.pkl")), ctf: Some(data("cryodrgn/sta_ctf.pkl")), ..Default::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let stack = subtilt_stack_219(dir.path());
+    let s = ParticleSet::load(&stack, &opts).unwrap();
+    assert_eq!(s.pose_pickle.as_deref(), Some(data("cryodrgn/sta_pose.pkl").as_path()));
+    let idx: Vec<usize> = (0..219).rev().collect();
+    let changed = perturbed(&s, &idx);
+    let (poses, ctf) = (dir.path().join("poses_refined.pkl"), dir.path().join("ctf_refined.pkl"));
+    s.write_pose_pickle(&poses, &changed).unwrap();
+    s.write_ctf_pickle(&ctf, &changed).unwrap();
+    let rows = cryosplat_formats::pickle::read_ctf(&ctf).unwrap();
+    let src_rows = cryosplat_formats::pickle::read_ctf(&data("cryodrgn/sta_ctf.pkl")).unwrap();
+    assert_eq!((rows[0][0], rows[0][1], rows[0][4]), (src_rows[218][0], src_rows[218][1], src_rows[218][4]));
+    // A stack in the same order as the rows: the images reversed.
+    let f = MrcFile::open(&stack).unwrap();
+    let mut all = vec![0.0f32; 219 * 64 * 64];
+    for (j, chunk) in all.chunks_exact_mut(64 * 64).enumerate() {
+        f.read_image(idx[j], chunk).unwrap();
+    }
+    let rev = dir.path().join("rev.mrcs");
+    write_stack(&rev, &all, 64, 64, 219, 1.0, &WriteOptions::default()).unwrap();
+    let back = ParticleSet::load(&rev, &LoadOptions { poses: Some(poses), ctf: Some(ctf), ..Default::default() }).unwrap();
+    assert_eq!((back.box_px, back.apix), (s.box_px, s.apix));
+    for (b, c) in back.particles.iter().zip(&changed) {
+        assert!(close(&b.pose.rot, &c.pose.rot, 1e-12));
+        for k in 0..2 {
+            assert!((b.pose.origin_a[k] - c.pose.origin_a[k]).abs() < 1e-9, "{:?} {:?}", b.pose.origin_a, c.pose.origin_a);
+        }
+        assert_eq!(b.ctf, c.ctf);
+    }
+    // Without a CTF pickle the rows are made from the set.
+    let star = load("aspire/sample_particles_relion31.star");
+    let p = dir.path().join("ctf_made.pkl");
+    star.write_ctf_pickle(&p, &star.particles[..2]).unwrap();
+    let r = cryosplat_formats::pickle::read_ctf(&p).unwrap();
+    let c = &star.particles[1].ctf;
+    assert_eq!(
+        r[1],
+        [
+            star.box_px as f64,
+            star.apix,
+            c.defocus_u_a,
+            c.defocus_v_a,
+            c.defocus_angle_deg,
+            c.voltage_kv,
+            c.cs_mm,
+            c.amp_contrast,
+            c.phase_shift_deg
+        ]
+    );
+}

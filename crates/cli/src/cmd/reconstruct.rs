@@ -38,7 +38,9 @@ pub struct Args {
     pub sym: String,
     /// Refine each particle's corrections during training, jointly with its own half's model
     /// (the halves stay independent): a comma-separated subset of pose, shift, defocus.
-    /// Writes particles_refined.star (every other column as read). Experimental: origins and
+    /// Writes particles_refined.star (every other column as read), and for a cryoSPARC input
+    /// particles_refined.cs, for cryoDRGN pickles poses_refined.pkl and ctf_refined.pkl (rows
+    /// in the order of the STAR file). Experimental: origins and
     /// defoci come closer to the truth on simulations, rotations not yet (BENCHMARKS.md,
     /// "Per-particle refinement").
     #[arg(long, value_parser = parse_refine)]
@@ -450,6 +452,9 @@ pub fn run(a: Args) -> Result<()> {
             r.defocus_a_stats.rms,
             r.star.display()
         );
+        for p in &r.native {
+            println!("refined values in the input's own format: {}", p.display());
+        }
     }
     if !a.no_postprocess {
         // The maps are complete; a pair that cannot be post-processed is reported, not fatal.

@@ -3,7 +3,7 @@
 //! the metadata's values.
 
 use super::settle::OriginUnit;
-use super::{differ, DatasetError, ParticleSet, Result};
+use super::{differ, DatasetError, Particle, ParticleSet, Result};
 use cryosplat_core::ctf::CtfParams;
 use cryosplat_core::pose::{Mat3, Pose};
 use cryosplat_formats::pickle;
@@ -100,4 +100,46 @@ pub(super) fn replace_ctf(set: &mut ParticleSet, p: &Path) -> Result<()> {
     set.loading.pickle_d_apix = Some((d, apix));
     set.has_ctf = true;
     Ok(())
+}
+
+impl ParticleSet {
+    /// Write the poses of `particles` (particles of this set, in any order, for example with
+    /// refined poses and origins) as a cryoDRGN pose pickle at `path`, atomically: one row per
+    /// particle in the order given, `(rot[N,3,3], trans[N,2])` with `trans = origin / (D·apix)`.
+    pub fn write_pose_pickle(&self, path: &Path, particles: &[Particle]) -> Result<()> {
+        let d_a = self.box_px as f64 * self.apix;
+        if d_a <= 0.0 {
+            return Err(DatasetError::invalid(path, "the box and pixel size are not known yet (the stacks were not opened)"));
+        }
+        let rots: Vec<Mat3> = particles.iter().map(|p| p.pose.rot).collect();
+        let trans: Vec<[f64; 2]> = particles.iter().map(|p| [p.pose.origin_a[0] / d_a, p.pose.origin_a[1] / d_a]).collect();
+        Ok(pickle::write_poses(path, &rots, &trans)?)
+    }
+
+    /// Write the CTF of `particles` (in any order, for example with refined defoci) as a
+    /// cryoDRGN CTF pickle at `path`, atomically. With a CTF pickle as input each row is that
+    /// pickle's row for the particle with only `ΔfU` and `ΔfV` replaced; otherwise the rows are
+    /// made from the set (`D` the box, `apix` the pixel size).
+    pub fn write_ctf_pickle(&self, path: &Path, particles: &[Particle]) -> Result<()> {
+        let source_rows = match &self.ctf_pickle {
+            Some(p) => Some(pickle::read_ctf(p)?),
+            None => None,
+        };
+        let mut rows = Vec::with_capacity(particles.len());
+        for (i, p) in particles.iter().enumerate() {
+            let c = &p.ctf;
+            let mut row = match &source_rows {
+                Some(src) => *src.get(p.position).ok_or_else(|| {
+                    DatasetError::invalid(path, format!("particle {i} (0-based) has no row in the CTF pickle it was read with"))
+                })?,
+                None => {
+                    [self.box_px as f64, self.apix, 0.0, 0.0, c.defocus_angle_deg, c.voltage_kv, c.cs_mm, c.amp_contrast, c.phase_shift_deg]
+                }
+            };
+            row[2] = c.defocus_u_a;
+            row[3] = c.defocus_v_a;
+            rows.push(row);
+        }
+        Ok(pickle::write_ctf(path, &rows)?)
+    }
 }

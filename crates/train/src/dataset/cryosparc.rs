@@ -6,7 +6,7 @@ use super::settle::OriginUnit;
 use super::{differ, DatasetError, LoadOptions, Particle, ParticleSet, Result, SourceKind};
 use cryosplat_core::ctf::CtfParams;
 use cryosplat_core::pose::{Pose, IDENTITY};
-use cryosplat_core::rotation::cryosparc_rotvec_to_matrix;
+use cryosplat_core::rotation::{cryosparc_rotvec_to_matrix, matrix_to_cryosparc_rotvec};
 use cryosplat_formats::cs::CsFile;
 use std::collections::HashMap;
 use std::path::Path;
@@ -79,6 +79,7 @@ pub(super) fn read(path: &Path, opts: &LoadOptions) -> Result<ParticleSet> {
             optics_group: groups[i],
             random_subset,
             source_row: Some(i),
+            position: i,
         });
     }
     set.loading.origin_unit = OriginUnit::Angstrom(set.loading.meta_apix);
@@ -198,5 +199,60 @@ impl CtfColumns {
             bfactor_a2: self.bfactor[i],
             scale: self.scale[i],
         }
+    }
+}
+
+impl ParticleSet {
+    /// Write `particles` (particles of this cryoSPARC set, in any order, with their poses,
+    /// origins and defoci changed, for example by refinement) as a `.cs` file at `path`,
+    /// atomically: one record per particle, each a copy of the record it was read from with
+    /// `alignments3D/pose`, `alignments3D/shift` (pixels of that record's
+    /// `alignments3D/psize_A`, as read) and `ctf/df1_A`, `ctf/df2_A` replaced, every other
+    /// field byte for byte as read. `blob/path` is kept, so the stacks are found as for the
+    /// input (with `--datadir` when they are not beside the file).
+    pub fn write_cs_updated(&self, path: &Path, particles: &[Particle]) -> Result<()> {
+        if self.kind != SourceKind::CryoSparc {
+            return Err(DatasetError::invalid(path, "only a set read from a .cs file can be written as one"));
+        }
+        let mut cs = CsFile::read(&self.source)?;
+        let blob_apix = cs.f64_column_opt("blob/psize_A")?;
+        let align_apix = cs.f64_column_opt("alignments3D/psize_A")?;
+        let mut rows = Vec::with_capacity(particles.len());
+        for (i, p) in particles.iter().enumerate() {
+            let Some(r) = p.source_row.filter(|&r| r < cs.len()) else {
+                return Err(DatasetError::invalid(
+                    path,
+                    format!(
+                        "particle {i} (0-based) has no record in {}; it cannot be written with that file's fields",
+                        self.source.display()
+                    ),
+                ));
+            };
+            rows.push(r);
+            if self.has_poses && cs.has("alignments3D/pose") {
+                let v = matrix_to_cryosparc_rotvec(&p.pose.rot);
+                for (k, x) in v.into_iter().enumerate() {
+                    cs.set_float("alignments3D/pose", r, k, x)?;
+                }
+            }
+            if cs.has("alignments3D/shift") {
+                // As read: Å = shift · (alignments3D/psize_A, else blob/psize_A), rescaled by
+                // apix / blob/psize_A when the pixel size was given explicitly.
+                let blob = blob_apix.as_ref().map(|v| v[r]).filter(|&a| a > 0.0);
+                let align = align_apix.as_ref().map(|v| v[r]).filter(|&a| a > 0.0).or(blob).unwrap_or(self.apix);
+                let per_px = align * blob.map_or(1.0, |b| self.apix / b);
+                for k in 0..2 {
+                    cs.set_float("alignments3D/shift", r, k, p.pose.origin_a[k] / per_px)?;
+                }
+            }
+            if self.has_ctf {
+                cs.set_float("ctf/df1_A", r, 0, p.ctf.defocus_u_a)?;
+                if cs.has("ctf/df2_A") {
+                    cs.set_float("ctf/df2_A", r, 0, p.ctf.defocus_v_a)?;
+                }
+            }
+        }
+        cs.write_records(&rows, path)?;
+        Ok(())
     }
 }

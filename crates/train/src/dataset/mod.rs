@@ -115,6 +115,9 @@ pub struct Particle {
     /// 0-based row of the metadata's particle table this particle was read from (`None` for
     /// a bare stack), so that a written copy can keep that row's other columns.
     pub source_row: Option<usize>,
+    /// 0-based position in the input's list of particles, before any subset: the row of a
+    /// cryoDRGN pickle that describes this particle.
+    pub position: usize,
 }
 
 /// An optics group's summary.
@@ -167,6 +170,9 @@ pub struct ParticleSet {
     /// Everything worth telling the user (defaults used, automatic inversion, header quirks),
     /// each once.
     pub warnings: Vec<String>,
+    /// The cryoDRGN pose and CTF pickles that replaced the metadata's values, if any.
+    pub pose_pickle: Option<PathBuf>,
+    pub ctf_pickle: Option<PathBuf>,
     handles: Vec<OnceLock<std::result::Result<MrcFile, String>>>,
     /// What only loading needs (the metadata's own box and pixel size, pending pickle values,
     /// stacks not found).
@@ -214,9 +220,11 @@ impl ParticleSet {
         }
         if let Some(c) = &opts.ctf {
             cryodrgn::replace_ctf(&mut set, c)?;
+            set.ctf_pickle = Some(c.clone());
         }
         if let Some(p) = &opts.poses {
             cryodrgn::replace_poses(&mut set, p)?;
+            set.pose_pickle = Some(p.clone());
         }
         if opts.invert {
             set.invert = !set.invert;
@@ -303,6 +311,8 @@ impl ParticleSet {
             invert: false,
             optics_groups: Vec::new(),
             warnings: Vec::new(),
+            pose_pickle: None,
+            ctf_pickle: None,
             handles: Vec::new(),
             loading: Loading::default(),
         }

@@ -157,6 +157,7 @@ pub(super) fn read(path: &Path, opts: &LoadOptions) -> Result<ParticleSet> {
             optics_group: groups[r],
             random_subset,
             source_row: Some(r),
+            position: set.particles.len(),
         });
     }
     if let Some((line, u, v, n)) = nonpositive_defocus {

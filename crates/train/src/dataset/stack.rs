@@ -25,6 +25,7 @@ pub(super) fn read(path: &Path) -> Result<ParticleSet> {
             optics_group: 1,
             random_subset: None,
             source_row: None,
+            position: i,
         })
         .collect();
     Ok(set)
