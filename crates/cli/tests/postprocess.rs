@@ -71,8 +71,8 @@ fn relion_half_maps_with_relions_mask() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("pp");
     let mask = format!("{REF}mask.mrc");
-    // RELION 5's fit runs to Nyquist (2 × 2.2 Å); the same range here.
-    let o = postprocess(&out, &["--mask", &mask, "--autob-highres", "4.4"]);
+    // RELION 5's fit runs to Nyquist (2 × 2.2 Å), on the unmasked average; the same here.
+    let o = postprocess(&out, &["--mask", &mask, "--autob-highres", "4.4", "--guinier-map", "unmasked"]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     for f in [
         "postprocess.mrc",
@@ -112,6 +112,7 @@ fn relion_half_maps_with_relions_mask() {
     assert_eq!(v["fit"]["first_shell"], 15);
     assert_eq!(v["fit"]["last_shell"], 32);
     assert!(v["fit_refused"].is_null());
+    assert_eq!(v["guinier_map"], "unmasked");
     assert!(text(&o.stdout).contains("B-factor: -16"), "{}", text(&o.stdout));
     // The mask written is the one given.
     let given = cryosplat_formats::mrc::MrcFile::open(&mask).unwrap().read_all().unwrap();

@@ -11,10 +11,14 @@
 //!    ([`fsc_weights`]): the expected correlation of the full map with the truth
 //!    (Rosenthal & Henderson), 0 where `F ≤ 0`.
 //! 3. The Guinier plot: `ln` of the mean Fourier amplitude per shell of the weighted average
-//!    (unmasked, as RELION's post-processing computes it: its reference outputs in
-//!    `tests/data/reference/postprocess/` match this, not the masked map) against `s² = 1/d²`
-//!    (Å⁻²) ([`guinier`]). Amplitudes are divided by the number of voxels, so that shell 0 holds
-//!    the map's mean.
+//!    against `s² = 1/d²` (Å⁻²) ([`guinier`]). Amplitudes are divided by the number of voxels,
+//!    so that shell 0 holds the map's mean. By default the average is taken inside the mask
+//!    ([`GuinierMap::Masked`]), the map whose noise the masked FSC's weights describe;
+//!    RELION's post-processing takes the unmasked average ([`GuinierMap::Unmasked`]: its
+//!    reference outputs in `tests/data/reference/postprocess/` match that). Outside the mask
+//!    the unmasked average holds solvent noise that the weights do not remove; that noise is
+//!    flat in `s`, so it levels the line and the B found is too small in magnitude, the more so
+//!    the stronger the envelope (BENCHMARKS.md, "Envelope recovery").
 //! 4. The B-factor: a straight line through the Guinier points with `d` between the fit's
 //!    low- and high-resolution limits (by default 10 Å and the FSC resolution; RELION 5's own
 //!    default runs to Nyquist, see BENCHMARKS.md) gives
@@ -264,6 +268,15 @@ pub fn filter_spectrum(spec: &mut [Complex32], d: usize, apix: f64, weights: Opt
     });
 }
 
+/// Which average of the half maps the Guinier plot is made from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuinierMap {
+    /// The average times the mask (the default).
+    Masked,
+    /// The average over the whole box, as RELION's post-processing does.
+    Unmasked,
+}
+
 /// How the B-factor is chosen.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum BFactorChoice {
@@ -285,11 +298,20 @@ pub struct Options {
     pub lowpass_a: Option<f64>,
     /// Seed of the phase randomisation.
     pub seed: u64,
+    /// The map of the Guinier plot.
+    pub guinier_map: GuinierMap,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { bfactor: BFactorChoice::Auto, autob_lowres_a: DEFAULT_AUTOB_LOWRES_A, autob_highres_a: None, lowpass_a: None, seed: 0 }
+        Options {
+            bfactor: BFactorChoice::Auto,
+            autob_lowres_a: DEFAULT_AUTOB_LOWRES_A,
+            autob_highres_a: None,
+            lowpass_a: None,
+            seed: 0,
+            guinier_map: GuinierMap::Masked,
+        }
     }
 }
 
@@ -310,7 +332,8 @@ pub struct Postprocessed {
     pub fit: Option<BFactorFit>,
     /// Why the fit was refused (the map was then not sharpened).
     pub fallback: Option<FitRefused>,
-    /// The Guinier plot of the average with the B applied.
+    /// The Guinier plot of the average (masked or not, [`Options::guinier_map`]) with the B
+    /// applied.
     pub guinier: Vec<GuinierPoint>,
     /// The low-pass applied (Å).
     pub lowpass_a: f64,
@@ -356,7 +379,11 @@ pub fn postprocess(a: &[f32], b: &[f32], d: usize, apix: f64, mask: &[f32], opts
     };
     let weights = fsc_weights(fsc.final_curve());
     let avg: Vec<f32> = a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect();
-    let points = guinier(&avg, d, apix, &weights, 0.0);
+    let plotted: Vec<f32> = match opts.guinier_map {
+        GuinierMap::Masked => avg.iter().zip(mask).map(|(v, m)| v * m).collect(),
+        GuinierMap::Unmasked => avg.clone(),
+    };
+    let points = guinier(&plotted, d, apix, &weights, 0.0);
     let (bfactor_a2, fit, fallback) = match opts.bfactor {
         BFactorChoice::Given(bf) => (bf, None, None),
         BFactorChoice::Auto => {
@@ -372,6 +399,6 @@ pub fn postprocess(a: &[f32], b: &[f32], d: usize, apix: f64, mask: &[f32], opts
     filter_spectrum(&mut spec, d, apix, Some(&weights), bfactor_a2, Some(lowpass_a));
     let map = f.inverse(spec);
     let masked = map.iter().zip(mask).map(|(v, m)| v * m).collect();
-    let guinier = guinier(&avg, d, apix, &weights, bfactor_a2);
+    let guinier = guinier(&plotted, d, apix, &weights, bfactor_a2);
     Ok(Postprocessed { map, masked, fsc, resolution_a, resolution, bfactor_a2, fit, fallback, guinier, lowpass_a, weights })
 }

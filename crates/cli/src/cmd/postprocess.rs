@@ -14,7 +14,7 @@
 use crate::cmd::mask::{self as maskcmd, parse_positive};
 use anyhow::{bail, Context, Result};
 use cryosplat_core::fsc::{check_maps_labelled, Resolution};
-use cryosplat_core::postprocess::{postprocess, BFactorChoice, BFactorFit, Options, Postprocessed, DEFAULT_AUTOB_LOWRES_A};
+use cryosplat_core::postprocess::{postprocess, BFactorChoice, BFactorFit, GuinierMap, Options, Postprocessed, DEFAULT_AUTOB_LOWRES_A};
 use cryosplat_formats::mrc::{self, MrcFile, WriteOptions};
 use cryosplat_train::output::{Existing, OutputDir, ReportedResolution};
 use std::path::{Path, PathBuf};
@@ -45,6 +45,22 @@ fn parse_bfactor(s: &str) -> Result<BFactorChoice, String> {
     }
 }
 
+fn parse_guinier_map(s: &str) -> Result<GuinierMap, String> {
+    match s.trim() {
+        "masked" => Ok(GuinierMap::Masked),
+        "unmasked" => Ok(GuinierMap::Unmasked),
+        _ => Err(format!("{s:?} is neither \"masked\" nor \"unmasked\"")),
+    }
+}
+
+/// The option's spelling of a [`GuinierMap`].
+fn guinier_map_name(g: GuinierMap) -> &'static str {
+    match g {
+        GuinierMap::Masked => "masked",
+        GuinierMap::Unmasked => "unmasked",
+    }
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Half map A.
@@ -71,6 +87,11 @@ pub struct Args {
     /// Low-pass resolution (Å); the FSC resolution when not given.
     #[arg(long, value_parser = parse_positive)]
     pub lowpass: Option<f64>,
+    /// The average of the half maps the Guinier plot is made from: "masked" (inside the mask,
+    /// the default) or "unmasked" (the whole box, as RELION's post-processing does; its solvent
+    /// noise makes the B found smaller in magnitude).
+    #[arg(long, default_value = "masked", value_parser = parse_guinier_map)]
+    pub guinier_map: GuinierMap,
     /// Pixel size in Å (when the headers give none, or to override them).
     #[arg(long, value_parser = parse_positive)]
     pub apix: Option<f64>,
@@ -154,6 +175,7 @@ pub fn run(a: Args) -> Result<()> {
         autob_highres_a: a.autob_highres,
         lowpass_a: a.lowpass,
         seed: a.seed,
+        guinier_map: a.guinier_map,
     };
     let p = postprocess(&va, &vb, d, apix, &mask, &opts)?;
     write_outputs(&mut out, &p, &mask, &mask_json, d, apix, &a)?;
@@ -217,6 +239,7 @@ fn write_outputs(
         "randomised_from_shell": p.fsc.randomized_from_shell,
         "bfactor": p.bfactor_a2,
         "bfactor_mode": match a.bfactor { BFactorChoice::Auto => "auto", BFactorChoice::Given(_) => "given" },
+        "guinier_map": guinier_map_name(a.guinier_map),
         "fit": fit,
         "fit_refused": p.fallback.as_ref().map(|f| f.to_string()),
         "lowpass_a": p.lowpass_a,
@@ -341,6 +364,7 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
                 "resolution_0143": ReportedResolution::new(p.resolution, apix).angstrom(),
                 "resolution_method": "masked half-map FSC (post-processing mask), corrected by phase randomisation",
                 "bfactor": p.bfactor_a2,
+                "guinier_map": guinier_map_name(Options::default().guinier_map),
                 "fit": p.fit.as_ref().map(fit_json),
                 "fit_refused": p.fallback.as_ref().map(|f| f.to_string()),
                 "lowpass_a": p.lowpass_a,
