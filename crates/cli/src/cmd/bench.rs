@@ -110,3 +110,16 @@ fn parse_refine(s: &str) -> Result<[bool; 3], String> {
     }
     Ok(on)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refine_names_a_subset_and_refuses_anything_else() {
+        assert_eq!(parse_refine("pose,shift,defocus"), Ok([true, true, true]));
+        assert_eq!(parse_refine("defocus, pose"), Ok([true, false, true]));
+        assert!(parse_refine("pose,angles").unwrap_err().contains("angles"));
+        assert!(parse_refine("").is_err());
+    }
+}
