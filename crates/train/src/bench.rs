@@ -14,10 +14,21 @@
 //! [`HalfTrainer::step`]: expand the unit into its `|G|` copies, render them, fold the gradient
 //! back, Adam on the unit. The rendered total is then about `gaussians`, so the figure compares
 //! with a C1 run of the same total size.
+//!
+//! With per-particle refinement (`refine`), every step is the one `reconstruct --refine` takes
+//! once refinement is active: each image of the cycle is a particle with its own corrections
+//! ([`ParticleRefinement`]); the step fills each image's CTF and its derivative in defocus
+//! from the corrected parameters (a plain reconstruction fills the CTF alone; the plain
+//! benchmark's CTFs are filled once), renders the corrected poses by
+//! [`HalfTrainer::step_with_defocus`], reads the model's mean square radius and takes each
+//! image's Newton step ([`ParticleRefinement::update`]). The images' CTFs are the workload's
+//! kind (300 kV, astigmatic, 0.8–2.5 µm) drawn from a stream of their own.
 
 use crate::adam::{Adam, AdamConfig};
-use crate::reconstruct::trainer::HalfTrainer;
+use crate::reconstruct::trainer::{HalfTrainer, ParticleRefinement, RefineConfig};
+use cryosplat_core::ctf::{CtfGrid, CtfParams};
 use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
+use cryosplat_core::pose::Pose;
 use cryosplat_core::render::expand::SymmetryExpansion;
 use cryosplat_core::render::workload;
 use cryosplat_core::render::{ImageTarget, RenderOptions, Renderer, DEFAULT_N_SIGMA};
@@ -43,6 +54,8 @@ pub struct BenchConfig {
     pub seed: u64,
     /// Point group of the model (RELION's names; C1: no symmetry).
     pub sym: String,
+    /// Per-particle refinement in every step (`None`: the plain step).
+    pub refine: Option<RefineConfig>,
 }
 
 impl Default for BenchConfig {
@@ -58,6 +71,7 @@ impl Default for BenchConfig {
             n_sigma: DEFAULT_N_SIGMA,
             seed: 7,
             sym: "C1".into(),
+            refine: None,
         }
     }
 }
@@ -80,6 +94,8 @@ pub struct BenchResult {
     /// The point group and the Gaussians of its asymmetric unit (`gaussians` with C1).
     pub sym: String,
     pub unit_gaussians: usize,
+    /// What each step refined (`None`: the plain step).
+    pub refine: Option<RefineConfig>,
 }
 
 /// Run the benchmark in a rayon pool of `config.threads` threads.
@@ -110,6 +126,12 @@ fn run_in_pool(c: &BenchConfig) -> Result<BenchResult, String> {
     let targets: Vec<ImageTarget> =
         (0..cycle).map(|i| ImageTarget { image: &images[i], ctf_rfft: &ctfs[i], pose: &poses[i], apix }).collect();
     let mut renderer = Renderer::new(d, RenderOptions { n_sigma: c.n_sigma, threads: c.threads });
+    if let Some(rc) = &c.refine {
+        let mut trainer = HalfTrainer::new(model, AdamConfig::default());
+        trainer.set_symmetry(expansion);
+        let (secs, _) = time_refining_steps(c, rc, &mut trainer, &mut renderer, &poses, &images, &mut rng);
+        return Ok(result(c, unit, secs));
+    }
     if let Some(e) = expansion {
         let mut trainer = HalfTrainer::new(model, AdamConfig::default());
         trainer.set_symmetry(Some(e));
@@ -143,6 +165,69 @@ fn run_in_pool(c: &BenchConfig) -> Result<BenchResult, String> {
     Ok(result(c, unit, secs))
 }
 
+/// The CTFs of the refining workload: the workload's kind (see
+/// [`cryosplat_core::render::workload`]), from `rng`.
+fn refine_ctfs(n: usize, rng: &mut Rng) -> Vec<CtfParams> {
+    (0..n)
+        .map(|_| {
+            let df = rng.uniform_range(8000.0, 25000.0);
+            CtfParams {
+                voltage_kv: 300.0,
+                cs_mm: 2.7,
+                amp_contrast: 0.1,
+                defocus_u_a: df + 200.0,
+                defocus_v_a: df - 200.0,
+                defocus_angle_deg: rng.uniform_range(-180.0, 180.0),
+                phase_shift_deg: 0.0,
+                bfactor_a2: 0.0,
+                scale: 1.0,
+            }
+        })
+        .collect()
+}
+
+/// The timed runs of the refining step (see the module docs): image `i` of the cycle is
+/// particle `i`, whose corrections persist across steps. Returns the seconds of each run and
+/// the corrections at the end.
+fn time_refining_steps(
+    c: &BenchConfig,
+    rc: &RefineConfig,
+    trainer: &mut HalfTrainer,
+    renderer: &mut Renderer,
+    poses: &[Pose],
+    images: &[Vec<f32>],
+    rng: &mut Rng,
+) -> (Vec<f64>, ParticleRefinement) {
+    let (d, apix) = (c.box_px, 1.0);
+    let cycle = poses.len();
+    let recorded_ctfs = refine_ctfs(cycle, rng);
+    let grid = CtfGrid::new(d, apix);
+    let mut refine = ParticleRefinement::new(RefineConfig { start_epoch: 0, ..rc.clone() }, cycle);
+    let (mut ctfs, mut dctfs) = (vec![vec![0.0f32; grid.len()]; c.batch], vec![vec![0.0f32; grid.len()]; c.batch]);
+    let mut batch_poses = vec![Pose::default(); c.batch];
+    let mut ids = vec![0usize; c.batch];
+    let mut k = 0usize;
+    let secs = time_steps(c, || {
+        for j in 0..c.batch {
+            let i = (k + j) % cycle;
+            ids[j] = i;
+            batch_poses[j] = refine.pose(i, &poses[i]);
+            grid.fill_rfft_with_ddefocus(&refine.ctf(i, &recorded_ctfs[i]), &mut ctfs[j], &mut dctfs[j]);
+        }
+        k += c.batch;
+        let targets: Vec<ImageTarget> =
+            (0..c.batch).map(|j| ImageTarget { image: &images[ids[j]], ctf_rfft: &ctfs[j], pose: &batch_poses[j], apix }).collect();
+        let dctf: Vec<&[f32]> = dctfs.iter().map(|v| &v[..]).collect();
+        trainer.step_with_defocus(renderer, &targets, &dctf, 1e-4, false);
+        // The workload's images are white noise of unit variance.
+        let radius2_a2 = trainer.model.mean_square_radius_a2(d, apix);
+        for (&i, st) in ids.iter().zip(renderer.last_stats()) {
+            refine.update(i, &poses[i], st, d, 1.0, radius2_a2);
+        }
+    });
+    (secs, refine)
+}
+
 /// The warm-up, then `repeats` timed runs of `steps` steps: the seconds of each run.
 fn time_steps(c: &BenchConfig, mut step: impl FnMut()) -> Vec<f64> {
     for _ in 0..c.warmup {
@@ -174,6 +259,7 @@ fn result(c: &BenchConfig, unit: usize, secs: Vec<f64>) -> BenchResult {
         n_sigma: c.n_sigma,
         sym: c.sym.clone(),
         unit_gaussians: unit,
+        refine: c.refine.clone(),
     }
 }
 
@@ -197,7 +283,51 @@ mod tests {
         // Groups with mirrors are expanded too (12 copies of D3h).
         let r = run(&BenchConfig { sym: "D3h".into(), gaussians: 48, ..cfg.clone() }).unwrap();
         assert_eq!((r.sym.as_str(), r.unit_gaussians), ("D3h", 4));
-        let e = run(&BenchConfig { sym: "X9".into(), ..cfg }).unwrap_err();
+        let e = run(&BenchConfig { sym: "X9".into(), ..cfg.clone() }).unwrap_err();
         assert!(e.contains("--sym"), "{e}");
+        // With refinement, with and without a symmetry, one image per step and a minibatch.
+        for (sym, batch) in [("C1", 1), ("C1", 3), ("C4", 2)] {
+            let refine = RefineConfig {
+                pose: true,
+                shift: false,
+                defocus: true,
+                prior_rot_deg: 5.0,
+                prior_shift_a: 3.0,
+                prior_defocus_a: 1000.0,
+                start_epoch: 1,
+            };
+            let r = run(&BenchConfig { sym: sym.into(), batch, refine: Some(refine.clone()), ..cfg.clone() }).unwrap();
+            assert_eq!((r.refine.as_ref(), r.batch, r.repeat_seconds.len()), (Some(&refine), batch, 2), "{sym}");
+            assert!(r.images_per_s > 0.0);
+        }
+    }
+
+    /// The refining step moves the refined corrections of every image it visited and leaves
+    /// the others (and every unrefined correction) at zero.
+    #[test]
+    fn the_refining_step_refines() {
+        let c = BenchConfig { box_px: 24, gaussians: 40, threads: 1, batch: 2, steps: 3, warmup: 1, repeats: 1, ..Default::default() };
+        let rc = RefineConfig {
+            pose: true,
+            shift: true,
+            defocus: false,
+            prior_rot_deg: 5.0,
+            prior_shift_a: 3.0,
+            prior_defocus_a: 1000.0,
+            start_epoch: 4,
+        };
+        let mut rng = Rng::new(c.seed);
+        let mut trainer = HalfTrainer::new(workload::model(c.gaussians, c.box_px, &mut rng), AdamConfig::default());
+        let (poses, _, images) = workload::images(16, c.box_px, &mut rng);
+        let mut renderer = Renderer::new(c.box_px, RenderOptions { n_sigma: c.n_sigma, threads: 1 });
+        let (secs, refine) = time_refining_steps(&c, &rc, &mut trainer, &mut renderer, &poses, &images, &mut rng);
+        assert_eq!(secs.len(), 1);
+        // Four steps of two images: particles 0–7.
+        for i in 0..16 {
+            let (w, o, dz) = refine.correction(i);
+            assert_eq!(dz, 0.0);
+            assert_eq!(i < 8, w.iter().all(|v| *v != 0.0) && o.iter().all(|v| *v != 0.0), "particle {i}: {w:?} {o:?}");
+        }
+        assert_eq!(trainer.steps, 4);
     }
 }

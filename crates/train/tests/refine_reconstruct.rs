@@ -4,9 +4,10 @@
 //! `particles_refined.star` and run.json, a run broken during a refining pass and resumed
 //! equals an unbroken one, and settings that cannot work are refused.
 //!
-//! The refined origins and defoci come closer to the truth (measured: −38% and −15% rms);
-//! the rotations do not yet (they get worse on this small, coarse set; BENCHMARKS.md,
-//! "Per-particle refinement"), so only their numbers are printed.
+//! The refined origins and defoci come closer to the truth (asserted). The rotations get
+//! worse on this small, coarse set, whose trained models carry no information on them (test
+//! `refine_rotation`; BENCHMARKS.md, "Per-particle refinement"), so only their numbers are
+//! printed.
 
 use cryosplat_core::rotation::angle_between_deg;
 use cryosplat_train::dataset::{LoadOptions, ParticleSet};

@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use cryosplat_train::bench::{run as run_bench, BenchConfig};
+use cryosplat_train::reconstruct::RefineConfig;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,6 +31,10 @@ pub struct Args {
     /// Gaussians, expanded at every step as `reconstruct --sym` does.
     #[arg(long, default_value = "C1")]
     sym: String,
+    /// Per-particle refinement in every step, as `reconstruct --refine` does once it is active:
+    /// a comma-separated subset of pose, shift, defocus (the priors are reconstruct's defaults).
+    #[arg(long, value_parser = parse_refine)]
+    refine: Option<[bool; 3]>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -47,6 +52,15 @@ pub fn run(a: Args) -> Result<()> {
         repeats: a.repeats,
         n_sigma: a.n_sigma,
         sym: a.sym.clone(),
+        refine: a.refine.map(|[pose, shift, defocus]| RefineConfig {
+            pose,
+            shift,
+            defocus,
+            prior_rot_deg: 5.0,
+            prior_shift_a: 3.0,
+            prior_defocus_a: 1000.0,
+            start_epoch: 0,
+        }),
         ..Default::default()
     };
     let r = run_bench(&cfg).map_err(anyhow::Error::msg)?;
@@ -69,6 +83,43 @@ pub fn run(a: Args) -> Result<()> {
         if r.unit_gaussians != r.gaussians {
             println!("symmetry {}: an asymmetric unit of {} Gaussians, expanded at every step", r.sym, r.unit_gaussians);
         }
+        if let Some(rc) = &r.refine {
+            let what: Vec<&str> = [(rc.pose, "pose"), (rc.shift, "shift"), (rc.defocus, "defocus")]
+                .into_iter()
+                .filter_map(|(on, name)| on.then_some(name))
+                .collect();
+            println!("every step refines each image's {} (CTF and its defocus derivative filled per image)", what.join(", "));
+        }
     }
     Ok(())
+}
+
+/// `--refine`: a comma-separated subset of pose, shift, defocus.
+fn parse_refine(s: &str) -> Result<[bool; 3], String> {
+    let mut on = [false; 3];
+    for part in s.split(',').map(str::trim) {
+        match part {
+            "pose" => on[0] = true,
+            "shift" => on[1] = true,
+            "defocus" => on[2] = true,
+            other => return Err(format!("'{other}': expected a comma-separated subset of pose, shift, defocus")),
+        }
+    }
+    if on == [false; 3] {
+        return Err("name at least one of pose, shift, defocus".into());
+    }
+    Ok(on)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refine_names_a_subset_and_refuses_anything_else() {
+        assert_eq!(parse_refine("pose,shift,defocus"), Ok([true, true, true]));
+        assert_eq!(parse_refine("defocus, pose"), Ok([true, false, true]));
+        assert!(parse_refine("pose,angles").unwrap_err().contains("angles"));
+        assert!(parse_refine("").is_err());
+    }
 }

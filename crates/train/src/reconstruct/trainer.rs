@@ -20,10 +20,14 @@
 //! `δo` (Å, `o = o_rec + δo`) and a defocus offset `δz` (Å, added to U and V). Each visit of a
 //! particle takes one Newton step per component on the objective below, with the loss's
 //! Gauss–Newton curvature: exact for the origin and the defocus (the renderer's
-//! `curv_origin_a`, `curv_defocus_a`), and for a rotation that of the origin times the
-//! particle's mean square radius (a rotation by `δ` moves mass at distance `r` from its axis by
-//! `r·δ`). One step per visit suffices where the curvature is right, which Adam (one step of
-//! about its learning rate per visit, whatever the evidence) did not (BENCHMARKS.md). Each particle's objective is the negative log-posterior
+//! `curv_origin_a`, `curv_defocus_a`), and for each rotation axis the origin curvature of the
+//! image directions that axis moves mass along (y for the image's x axis, x for its y axis,
+//! both for the in-plane axis) times the particle's mean square radius (a rotation by `δ` moves
+//! mass at distance `r` from its axis by `r·δ`). On trained models that matches the exact
+//! Gauss–Newton curvature of each axis, and it bounds it from above where the detail is finer
+//! (test `refine_rotation`). One step per visit suffices where the curvature is right, which
+//! Adam (one step of about its learning rate per visit, whatever the evidence) did not
+//! (BENCHMARKS.md). Each particle's objective is the negative log-posterior
 //! of its image under white Gaussian noise of variance `σ²` (estimated by the caller, e.g. by
 //! the running mean loss per pixel) with a Gaussian prior of width `s` toward the recorded
 //! values:
@@ -313,14 +317,13 @@ impl ParticleRefinement {
         let gw: [f64; 3] = std::array::from_fn(|k| j[0][k] * g0[0] + j[1][k] * g0[1] + j[2][k] * g0[2]);
         let [hx, hy] = st.curv_origin_a;
         // A rotation about the image's x axis moves mass along y by its depth times the angle,
-        // about y along x, about z (in-plane) along both; each coordinate's mean square is a
-        // third of the radius's. That estimate is low where the image's detail lies far from
-        // the centre, and an underestimated curvature overshoots; each rotation component
-        // therefore takes the larger bound, both directions and the whole mean square radius.
+        // about y along x, about z (in-plane) along both. Each axis takes the origin curvature
+        // of the directions it moves mass along times the whole mean square radius as the
+        // lever arm's: a third of it per coordinate underestimates where the image's detail
+        // lies far from the centre, and an underestimated curvature overshoots.
         let r2 = radius2_a2;
         let grad = [gw[0], gw[1], gw[2], st.grad_origin_a[0], st.grad_origin_a[1], st.grad_defocus_a];
-        let hr = (hx + hy) * r2;
-        let curv = [hr, hr, hr, hx, hy, st.curv_defocus_a];
+        let curv = [hy * r2, hx * r2, (hx + hy) * r2, hx, hy, st.curv_defocus_a];
         let cfg = &self.cfg;
         let width = [cfg.prior_rot_deg.to_radians(), cfg.prior_shift_a, cfg.prior_defocus_a];
         let on = [cfg.pose, cfg.shift, cfg.defocus];
