@@ -1084,4 +1084,49 @@ mod tests {
         let reg = a.finish_ssnr_with(&high, gridding);
         assert!(corr(&reg, &vol) > 0.99, "correlation {}", corr(&reg, &vol));
     }
+
+    #[test]
+    fn gridded_finish_of_a_symmetric_insertion_is_symmetric() {
+        // Views of an asymmetric blob inserted with the operators of C2 about z (and with a
+        // CTF, whose zeros the constant term regularises): every finish gives a map with
+        // V(−x, −y, z) = V(x, y, z), the gridding weights included.
+        let (d, apix) = (20, 1.0);
+        let vol = blob(d);
+        let c2: Mat3 = [[-1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 1.0]];
+        let mut r = Rng::new(8);
+        let mut acc = Accumulator::new(d, 2);
+        let mut s = InsertScratch::new(d, 2, apix);
+        let mut img = vec![0.0f32; d * d];
+        for _ in 0..200 {
+            let pose = Pose { rot: random_rotation(&mut r), origin_a: [0.0, 0.0] };
+            project_volume(&vol, d, &pose.rot, [0.0, 0.0], 2, &mut img);
+            let ctf = ctf_at(r.uniform_range(10000.0, 20000.0));
+            acc.insert_symmetric(&img, &pose, apix, Some(&ctf), &[IDENTITY, c2], &mut s);
+        }
+        let gridding = WeightCorrection::Gridding { iterations: GRIDDING_ITERATIONS };
+        let ssnr = vec![10.0; d / 2 + 1];
+        let asymmetry = |map: &[f32]| -> f64 {
+            assert!(map.iter().all(|v| v.is_finite()));
+            let (mut num, mut den) = (0.0f64, 0.0f64);
+            for z in 0..d {
+                for y in 1..d {
+                    for x in 1..d {
+                        let v = map[(z * d + y) * d + x] as f64;
+                        let m = map[(z * d + d - y) * d + d - x] as f64;
+                        num += (v - m).powi(2);
+                        den += v * v;
+                    }
+                }
+            }
+            (num / den).sqrt()
+        };
+        let constant = asymmetry(&acc.finish_with(0.01, gridding));
+        let ssnr_gridded = asymmetry(&acc.finish_ssnr_with(&ssnr, gridding));
+        let ssnr_per_voxel = asymmetry(&acc.finish_ssnr(&ssnr));
+        eprintln!("rms asymmetry / rms: constant {constant:.2e}, SSNR {ssnr_gridded:.2e} (per-voxel SSNR {ssnr_per_voxel:.2e})");
+        assert!(constant < 1e-5, "constant term: asymmetry {constant}");
+        // The SSNR filter on the D grid breaks the symmetry by about 1% with either correction
+        // (measured 1.2% per voxel, 1.6% gridded): a property of the filter, not of the weights.
+        assert!(ssnr_gridded < 0.03 && ssnr_per_voxel < 0.03, "SSNR: asymmetry {ssnr_gridded} (per voxel {ssnr_per_voxel})");
+    }
 }
