@@ -29,7 +29,7 @@ use crate::dataset::{DatasetError, ParticleSet};
 use crate::images::{working_box, Images};
 use crate::output::{Maps, OutputDir, ReportedResolution};
 use crate::progress::Progress;
-use cryosplat_core::backproject::{Accumulator, InsertScratch};
+use cryosplat_core::backproject::{Accumulator, InsertScratch, Insertion, WeightCorrection};
 use cryosplat_core::fsc::{gold_standard, FscReport, MaskChoice};
 use cryosplat_core::symmetry::PointGroup;
 use cryosplat_formats::FormatError;
@@ -51,11 +51,47 @@ pub struct BackprojectConfig {
     /// Point group of the particle (RELION's name, [`cryosplat_core::symmetry`]): every image
     /// is inserted once per operator `R_k` with the pose `A·R_k`, into its own half.
     pub sym: String,
+    /// Iterations of the gridding-weight correction ([`WeightCorrection::Gridding`], for
+    /// example [`cryosplat_core::backproject::GRIDDING_ITERATIONS`]); 0 (default) divides every
+    /// padded voxel by its own weight ([`WeightCorrection::PerVoxel`]).
+    pub gridding_iterations: usize,
+    /// Insert the zero-padded images' spectra ([`Insertion::PaddedImage`]) instead of the
+    /// images' own ([`Insertion::Direct`]).
+    pub pad_images: bool,
 }
 
 impl Default for BackprojectConfig {
     fn default() -> Self {
-        BackprojectConfig { pad: 2, wiener: None, threads: 0, seed: 0, downsample: None, no_ctf: false, sym: "C1".into() }
+        BackprojectConfig {
+            pad: 2,
+            wiener: None,
+            threads: 0,
+            seed: 0,
+            downsample: None,
+            no_ctf: false,
+            sym: "C1".into(),
+            gridding_iterations: 0,
+            pad_images: false,
+        }
+    }
+}
+
+impl BackprojectConfig {
+    /// The finish's weight correction these settings select.
+    pub fn correction(&self) -> WeightCorrection {
+        match self.gridding_iterations {
+            0 => WeightCorrection::PerVoxel,
+            n => WeightCorrection::Gridding { iterations: n },
+        }
+    }
+
+    /// The insertion these settings select.
+    pub fn insertion(&self) -> Insertion {
+        if self.pad_images {
+            Insertion::PaddedImage
+        } else {
+            Insertion::Direct
+        }
     }
 }
 
@@ -130,7 +166,7 @@ pub fn backproject(set: &ParticleSet, cfg: &BackprojectConfig, progress: &dyn Pr
             .into_par_iter()
             .map(|b| {
                 let mut acc = (Accumulator::new(d, cfg.pad), Accumulator::new(d, cfg.pad));
-                let mut s = InsertScratch::new(d, cfg.pad, apix);
+                let mut s = InsertScratch::with_insertion(d, cfg.pad, apix, cfg.insertion());
                 let mut read = images.scratch();
                 let mut img = vec![0.0f32; d * d];
                 let (lo, hi) = (b * n / blocks, (b + 1) * n / blocks);
@@ -153,15 +189,16 @@ pub fn backproject(set: &ParticleSet, cfg: &BackprojectConfig, progress: &dyn Pr
         a.add(&x);
         b.add(&y);
     }
+    let correction = cfg.correction();
     let (half_a, half_b, map, ssnr) = pool.install(|| match cfg.wiener {
         Some(wiener) => {
-            let half_a = a.finish(wiener);
-            let half_b = b.finish(wiener);
+            let half_a = a.finish_with(wiener, correction);
+            let half_b = b.finish_with(wiener, correction);
             a.add(&b);
-            (half_a, half_b, a.finish(wiener), None)
+            (half_a, half_b, a.finish_with(wiener, correction), None)
         }
         None => {
-            let h = a.finish_halves(&b);
+            let h = a.finish_halves_with(&b, correction);
             (h.half_a, h.half_b, h.full, Some(h.ssnr_full))
         }
     });

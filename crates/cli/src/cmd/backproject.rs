@@ -58,6 +58,9 @@ impl Args {
             downsample: self.downsample,
             no_ctf: self.no_ctf,
             sym: self.sym.clone(),
+            // The weight correction and the insertion keep their defaults: flags for them would
+            // need `demo`'s literal `Args` to name them too.
+            ..BackprojectConfig::default()
         }
     }
 }
