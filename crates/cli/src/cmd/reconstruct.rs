@@ -40,9 +40,9 @@ pub struct Args {
     /// (the halves stay independent): a comma-separated subset of pose, shift, defocus.
     /// Writes particles_refined.star (every other column as read), and for a cryoSPARC input
     /// particles_refined.cs, for cryoDRGN pickles poses_refined.pkl and ctf_refined.pkl (rows
-    /// in the order of the STAR file). Experimental: origins and
-    /// defoci come closer to the truth on simulations, rotations not yet (BENCHMARKS.md,
-    /// "Per-particle refinement").
+    /// in the order of the STAR file). Experimental: on simulations origins come much closer
+    /// to the truth, rotations and defoci somewhat, when the prior widths match the errors
+    /// (BENCHMARKS.md, "Per-particle refinement").
     #[arg(long, value_parser = parse_refine)]
     pub refine: Option<[bool; 3]>,
     /// With --refine: the first pass (1-based) whose steps refine the particles; before it the
@@ -50,7 +50,8 @@ pub struct Args {
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..))]
     pub refine_from_pass: u64,
     /// With --refine: widths of the Gaussian prior toward the recorded values (rotation in
-    /// degrees, origin per axis in Å, defocus in Å).
+    /// degrees per component of the rotation vector, so about 0.58 × the rms angle expected;
+    /// origin per axis in Å; defocus in Å).
     #[arg(long, default_value_t = 5.0)]
     pub refine_prior_deg: f64,
     #[arg(long, default_value_t = 3.0)]
