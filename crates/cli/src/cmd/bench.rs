@@ -33,7 +33,7 @@ pub struct Args {
     sym: String,
     /// Per-particle refinement in every step, as `reconstruct --refine` does once it is active:
     /// a comma-separated subset of pose, shift, defocus (the priors are reconstruct's defaults).
-    #[arg(long, value_parser = parse_refine)]
+    #[arg(long, value_parser = crate::cmd::reconstruct::parse_refine)]
     refine: Option<[bool; 3]>,
     /// Print one JSON object instead of text.
     #[arg(long)]
@@ -94,26 +94,9 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-/// `--refine`: a comma-separated subset of pose, shift, defocus.
-fn parse_refine(s: &str) -> Result<[bool; 3], String> {
-    let mut on = [false; 3];
-    for part in s.split(',').map(str::trim) {
-        match part {
-            "pose" => on[0] = true,
-            "shift" => on[1] = true,
-            "defocus" => on[2] = true,
-            other => return Err(format!("'{other}': expected a comma-separated subset of pose, shift, defocus")),
-        }
-    }
-    if on == [false; 3] {
-        return Err("name at least one of pose, shift, defocus".into());
-    }
-    Ok(on)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::cmd::reconstruct::parse_refine;
 
     #[test]
     fn refine_names_a_subset_and_refuses_anything_else() {

@@ -327,7 +327,7 @@ impl Args {
 }
 
 /// `--refine`: a comma-separated subset of pose, shift, defocus.
-fn parse_refine(s: &str) -> Result<[bool; 3], String> {
+pub(crate) fn parse_refine(s: &str) -> Result<[bool; 3], String> {
     let mut what = [false; 3];
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         match part {
