@@ -165,27 +165,6 @@ fn run_in_pool(c: &BenchConfig) -> Result<BenchResult, String> {
     Ok(result(c, unit, secs))
 }
 
-/// The CTFs of the refining workload: the workload's kind (see
-/// [`cryosplat_core::render::workload`]), from `rng`.
-fn refine_ctfs(n: usize, rng: &mut Rng) -> Vec<CtfParams> {
-    (0..n)
-        .map(|_| {
-            let df = rng.uniform_range(8000.0, 25000.0);
-            CtfParams {
-                voltage_kv: 300.0,
-                cs_mm: 2.7,
-                amp_contrast: 0.1,
-                defocus_u_a: df + 200.0,
-                defocus_v_a: df - 200.0,
-                defocus_angle_deg: rng.uniform_range(-180.0, 180.0),
-                phase_shift_deg: 0.0,
-                bfactor_a2: 0.0,
-                scale: 1.0,
-            }
-        })
-        .collect()
-}
-
 /// The timed runs of the refining step (see the module docs): image `i` of the cycle is
 /// particle `i`, whose corrections persist across steps. Returns the seconds of each run and
 /// the corrections at the end.
@@ -200,7 +179,8 @@ fn time_refining_steps(
 ) -> (Vec<f64>, ParticleRefinement) {
     let (d, apix) = (c.box_px, 1.0);
     let cycle = poses.len();
-    let recorded_ctfs = refine_ctfs(cycle, rng);
+    // The recorded CTFs: the workload's kind.
+    let recorded_ctfs: Vec<CtfParams> = (0..cycle).map(|_| workload::ctf_params(rng)).collect();
     let grid = CtfGrid::new(d, apix);
     let mut refine = ParticleRefinement::new(RefineConfig { start_epoch: 0, ..rc.clone() }, cycle);
     let (mut ctfs, mut dctfs) = (vec![vec![0.0f32; grid.len()]; c.batch], vec![vec![0.0f32; grid.len()]; c.batch]);

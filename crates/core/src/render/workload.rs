@@ -39,6 +39,23 @@ pub fn model(n: usize, d: usize, rng: &mut Rng) -> GaussianModel {
     GaussianModel { params }
 }
 
+/// One CTF of the workload: 300 kV, Cs 2.7 mm, Q0 0.1, defocus 0.8–2.5 µm with 400 Å of
+/// astigmatism at a random angle, drawn from `rng` (defocus, then angle).
+pub fn ctf_params(rng: &mut Rng) -> CtfParams {
+    let df = rng.uniform_range(8000.0, 25000.0);
+    CtfParams {
+        voltage_kv: 300.0,
+        cs_mm: 2.7,
+        amp_contrast: 0.1,
+        defocus_u_a: df + 200.0,
+        defocus_v_a: df - 200.0,
+        defocus_angle_deg: rng.uniform_range(-180.0, 180.0),
+        phase_shift_deg: 0.0,
+        bfactor_a2: 0.0,
+        scale: 1.0,
+    }
+}
+
 /// Poses, half-plane CTFs and target images of the workload (`n` of each, box `d`, 1 Å/px).
 pub fn images(n: usize, d: usize, rng: &mut Rng) -> (Vec<Pose>, Vec<Vec<f32>>, Vec<Vec<f32>>) {
     let apix = 1.0;
@@ -48,20 +65,8 @@ pub fn images(n: usize, d: usize, rng: &mut Rng) -> (Vec<Pose>, Vec<Vec<f32>>, V
         .collect();
     let ctfs = (0..n)
         .map(|_| {
-            let df = rng.uniform_range(8000.0, 25000.0);
-            let p = CtfParams {
-                voltage_kv: 300.0,
-                cs_mm: 2.7,
-                amp_contrast: 0.1,
-                defocus_u_a: df + 200.0,
-                defocus_v_a: df - 200.0,
-                defocus_angle_deg: rng.uniform_range(-180.0, 180.0),
-                phase_shift_deg: 0.0,
-                bfactor_a2: 0.0,
-                scale: 1.0,
-            };
             let mut out = vec![0.0f32; grid.len()];
-            grid.fill_rfft(&p, &mut out);
+            grid.fill_rfft(&ctf_params(rng), &mut out);
             out
         })
         .collect();
