@@ -620,20 +620,7 @@ fn bad_pickles_and_cs_files() {
 #[test]
 fn cryosparc_shifts_at_a_different_alignment_pixel_size() {
     let dir = toy_dir();
-    let d = dir.path();
-    // One particle: images at 1 Å/px, aligned at 2 Å/px (binned refinement), shift (3, -1) px
-    // of the alignment, pose = 90° about z. Origin (6, -2) Å; A = Rz(90°)ᵀ.
-    let mut rec = Vec::new();
-    rec.extend(b">toy.mrcs\0");
-    rec.extend(7u32.to_le_bytes());
-    rec.extend(1.0f32.to_le_bytes());
-    rec.extend([0.0f32, 0.0, std::f32::consts::FRAC_PI_2].iter().flat_map(|v| v.to_le_bytes()));
-    rec.extend([3.0f32, -1.0].iter().flat_map(|v| v.to_le_bytes()));
-    rec.extend(2.0f32.to_le_bytes());
-    rec.extend(1u32.to_le_bytes());
-    let p = d.join("one.cs");
-    let descr = "[('blob/path', '|S10'), ('blob/idx', '<u4'), ('blob/psize_A', '<f4'), ('alignments3D/pose', '<f4', (3,)), ('alignments3D/shift', '<f4', (2,)), ('alignments3D/psize_A', '<f4'), ('alignments3D/split', '<u4')]";
-    std::fs::write(&p, npy(descr, 1, &rec)).unwrap();
+    let p = one_particle_cs(dir.path());
     let s = ParticleSet::load(&p, &LoadOptions::default()).unwrap();
     assert_eq!((s.len(), s.box_px, s.apix), (1, 30, 1.0));
     assert_eq!(s.particles[0].index, 7);
@@ -643,6 +630,24 @@ fn cryosparc_shifts_at_a_different_alignment_pixel_size() {
     assert!(close(&r, &[[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], 1e-7), "{r:?}");
     assert!(!s.has_ctf && has_warning(&s, "no CTF parameters"));
     assert!(s.stacks[0].ends_with("toy.mrcs"));
+}
+
+/// `one.cs` in `dir` (beside the toy stack): one particle, images at 1 Å/px aligned at 2 Å/px
+/// (binned refinement), shift (3, -1) px of the alignment, pose = 90° about z, half set 2. Its
+/// origin is (6, -2) Å and `A = Rz(90°)ᵀ`.
+fn one_particle_cs(dir: &Path) -> PathBuf {
+    let mut rec = Vec::new();
+    rec.extend(b">toy.mrcs\0");
+    rec.extend(7u32.to_le_bytes());
+    rec.extend(1.0f32.to_le_bytes());
+    rec.extend([0.0f32, 0.0, std::f32::consts::FRAC_PI_2].iter().flat_map(|v| v.to_le_bytes()));
+    rec.extend([3.0f32, -1.0].iter().flat_map(|v| v.to_le_bytes()));
+    rec.extend(2.0f32.to_le_bytes());
+    rec.extend(1u32.to_le_bytes());
+    let p = dir.join("one.cs");
+    let descr = "[('blob/path', '|S10'), ('blob/idx', '<u4'), ('blob/psize_A', '<f4'), ('alignments3D/pose', '<f4', (3,)), ('alignments3D/shift', '<f4', (2,)), ('alignments3D/psize_A', '<f4'), ('alignments3D/split', '<u4')]";
+    std::fs::write(&p, npy(descr, 1, &rec)).unwrap();
+    p
 }
 
 /// A version-1 `.npy` file of `n` records of the structured type `descr`: magic, version,
@@ -816,17 +821,7 @@ fn write_cs_updated_round_trips() {
 
     // Shifts in pixels of a 2 Å/px alignment of 1 Å/px images (the file of the test above).
     let d = toy_dir();
-    let mut rec = Vec::new();
-    rec.extend(b">toy.mrcs\0");
-    rec.extend(7u32.to_le_bytes());
-    rec.extend(1.0f32.to_le_bytes());
-    rec.extend([0.0f32, 0.0, std::f32::consts::FRAC_PI_2].iter().flat_map(|v| v.to_le_bytes()));
-    rec.extend([3.0f32, -1.0].iter().flat_map(|v| v.to_le_bytes()));
-    rec.extend(2.0f32.to_le_bytes());
-    rec.extend(1u32.to_le_bytes());
-    let p = d.path().join("one.cs");
-    let descr = "[('blob/path', '|S10'), ('blob/idx', '<u4'), ('blob/psize_A', '<f4'), ('alignments3D/pose', '<f4', (3,)), ('alignments3D/shift', '<f4', (2,)), ('alignments3D/psize_A', '<f4'), ('alignments3D/split', '<u4')]";
-    std::fs::write(&p, npy(descr, 1, &rec)).unwrap();
+    let p = one_particle_cs(d.path());
     let s = ParticleSet::load(&p, &LoadOptions::default()).unwrap();
     let mut moved = s.particles.clone();
     moved[0].pose.origin_a = [5.0, 1.0];
@@ -835,6 +830,16 @@ fn write_cs_updated_round_trips() {
     let w = cryosplat_formats::cs::CsFile::read(&out).unwrap();
     assert_eq!(w.vec_column_opt::<2>("alignments3D/shift").unwrap().unwrap()[0], [2.5, 0.5]);
     assert_eq!(ParticleSet::load(&out, &LoadOptions::default()).unwrap().particles[0].pose.origin_a, [5.0, 1.0]);
+    // A particle with no record in the file cannot be written with its fields.
+    let mut orphan = s.particles.clone();
+    orphan[0].source_row = None;
+    let e = s.write_cs_updated(&d.path().join("orphan.cs"), &orphan).unwrap_err().to_string();
+    assert!(e.contains("orphan.cs") && e.contains("particle 0 (0-based) has no record in") && e.contains("one.cs"), "{e}");
+    // Translations need the box, which only the stack tells here.
+    let meta = ParticleSet::load_metadata(&p, &LoadOptions::default()).unwrap();
+    assert_eq!(meta.box_px, 0);
+    let e = meta.write_pose_pickle(&d.path().join("poses.pkl"), &meta.particles).unwrap_err().to_string();
+    assert!(e.contains("poses.pkl") && e.contains("box and pixel size are not known"), "{e}");
 }
 
 /// Refined poses and defoci written as cryoDRGN pickles read back with the same stack as the
@@ -872,6 +877,11 @@ fn write_pickles_round_trip() {
         }
         assert_eq!(b.ctf, c.ctf);
     }
+    // A particle beyond the input pickle's rows cannot take its row.
+    let mut stray = changed[..1].to_vec();
+    stray[0].position = 219;
+    let e = s.write_ctf_pickle(&dir.path().join("stray.pkl"), &stray).unwrap_err().to_string();
+    assert!(e.contains("stray.pkl") && e.contains("particle 0 (0-based) has no row in the CTF pickle"), "{e}");
     // Without a CTF pickle the rows are made from the set.
     let star = load("aspire/sample_particles_relion31.star");
     let p = dir.path().join("ctf_made.pkl");

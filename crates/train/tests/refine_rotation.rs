@@ -14,7 +14,7 @@ use common::toy_atoms;
 use cryosplat_core::ctf::CtfGrid;
 use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
 use cryosplat_core::pose::Pose;
-use cryosplat_core::potential::{atomic_potential, Centering, PotentialOptions};
+use cryosplat_core::potential::Centering;
 use cryosplat_core::render::{ImageTarget, RenderOptions, Renderer};
 use cryosplat_core::rotation::{angle_between_deg, rodrigues_to_rotvec, rotate_by_rotvec, rotvec_gradient};
 use cryosplat_train::dataset::{LoadOptions, ParticleSet};
@@ -70,15 +70,7 @@ fn the_rotation_curvature_matches_the_exact_gauss_newton_curvature() {
         })
         .unwrap();
     }
-    let opts = PotentialOptions { extra_b_a2: 0.0, set_b_a2: None, centering: Centering::None };
-    let mut gaussians = atomic_potential(&atoms, &opts).unwrap().gaussians;
-    let aa = (cfg.antialias_sigma_px * apix).powi(2);
-    for g in gaussians.iter_mut() {
-        for k in 0..3 {
-            g.cov_a2[k][k] += aa;
-        }
-    }
-    let true_model = GaussianModel::from_angstrom(&gaussians, d, apix);
+    let true_model = common::true_model(&atoms, Centering::None, cfg.antialias_sigma_px, d, apix);
     let (idx_a, idx_b) = recorded.half_split(1);
     let images: Vec<Vec<f32>> = (0..count)
         .map(|k| {
@@ -269,15 +261,7 @@ fn the_true_model_reduces_the_errors_of_a_full_size_set() {
     let meta = common::json(&sim.join("meta.json"));
     let d = meta["box_px"].as_u64().unwrap() as usize;
     let apix = meta["apix"].as_f64().unwrap();
-    let opts = PotentialOptions { extra_b_a2: 0.0, set_b_a2: None, centering: Centering::CentreOfMass };
-    let mut gaussians = atomic_potential(&atoms, &opts).unwrap().gaussians;
-    let aa = (meta["settings"]["antialias_sigma_px"].as_f64().unwrap() * apix).powi(2);
-    for g in gaussians.iter_mut() {
-        for k in 0..3 {
-            g.cov_a2[k][k] += aa;
-        }
-    }
-    let model = GaussianModel::from_angstrom(&gaussians, d, apix);
+    let model = common::true_model(&atoms, Centering::CentreOfMass, meta["settings"]["antialias_sigma_px"].as_f64().unwrap(), d, apix);
     let grid = CtfGrid::new(d, apix);
     let w = d / 2 + 1;
     let (mut h, mut dh) = (vec![0.0f32; d * w], vec![0.0f32; d * w]);

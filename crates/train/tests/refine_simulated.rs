@@ -9,8 +9,8 @@ mod common;
 
 use common::toy_atoms;
 use cryosplat_core::ctf::CtfGrid;
-use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
-use cryosplat_core::potential::{atomic_potential, Centering, PotentialOptions};
+use cryosplat_core::gaussian::PARAMS_PER_GAUSSIAN;
+use cryosplat_core::potential::Centering;
 use cryosplat_core::render::{ImageTarget, RenderOptions, Renderer};
 use cryosplat_core::rotation::angle_between_deg;
 use cryosplat_train::dataset::{LoadOptions, ParticleSet};
@@ -42,15 +42,7 @@ fn refine_simulated(snr: f64, n: usize) -> ((f64, f64, f64), (f64, f64, f64)) {
     let recorded = ParticleSet::load(&dir.path().join("particles.star"), &LoadOptions::default()).unwrap();
     let truth = ParticleSet::load(&dir.path().join("particles_true.star"), &LoadOptions::default()).unwrap();
     // The true model: the potential's Gaussians widened by the simulator's anti-aliasing.
-    let opts = PotentialOptions { extra_b_a2: 0.0, set_b_a2: None, centering: Centering::None };
-    let mut gaussians = atomic_potential(&atoms, &opts).unwrap().gaussians;
-    let aa = (cfg.antialias_sigma_px * apix).powi(2);
-    for g in gaussians.iter_mut() {
-        for k in 0..3 {
-            g.cov_a2[k][k] += aa;
-        }
-    }
-    let model = GaussianModel::from_angstrom(&gaussians, d, apix);
+    let model = common::true_model(&atoms, Centering::None, cfg.antialias_sigma_px, d, apix);
     let mut r = Renderer::new(d, RenderOptions { n_sigma: 4.0, threads: 1 });
     let grid = CtfGrid::new(d, apix);
     let w = d / 2 + 1;

@@ -1,11 +1,12 @@
 //! What train's integration tests share: test data paths, small MRC and JSON reading, CTF
-//! cases from JSON, rotation comparison, a toy atomic model and a Gaussian low-pass of maps. Each test file includes it
+//! cases from JSON, rotation comparison, a toy atomic model and its true model, and a Gaussian low-pass of maps. Each test file includes it
 //! with `mod common;` and uses a part of it.
 #![allow(dead_code)]
 
 use cryosplat_core::ctf::CtfParams;
+use cryosplat_core::gaussian::GaussianModel;
 use cryosplat_core::pose::Mat3;
-use cryosplat_core::potential::Atom;
+use cryosplat_core::potential::{atomic_potential, Atom, Centering, PotentialOptions};
 use cryosplat_core::rng::Rng;
 use cryosplat_formats::mrc::MrcFile;
 use serde_json::Value;
@@ -69,6 +70,21 @@ pub fn toy_atoms(n: usize, seed: u64) -> Vec<Atom> {
             occupancy: 1.0,
         })
         .collect()
+}
+
+/// The model `simulate` images `atoms` with: their potential's Gaussians (no B added or set,
+/// placed by `centering`) widened by an anti-aliasing Gaussian of `antialias_sigma_px`, for a
+/// box of `d` pixels of `apix` Å.
+pub fn true_model(atoms: &[Atom], centering: Centering, antialias_sigma_px: f64, d: usize, apix: f64) -> GaussianModel {
+    let opts = PotentialOptions { extra_b_a2: 0.0, set_b_a2: None, centering };
+    let mut gaussians = atomic_potential(atoms, &opts).unwrap().gaussians;
+    let aa = (antialias_sigma_px * apix).powi(2);
+    for g in gaussians.iter_mut() {
+        for k in 0..3 {
+            g.cov_a2[k][k] += aa;
+        }
+    }
+    GaussianModel::from_angstrom(&gaussians, d, apix)
 }
 
 /// Gaussian low-pass of standard deviation `sigma_px` (pixels), applied in Fourier space:
