@@ -20,8 +20,9 @@
 //! ([`ParticleRefinement`]); the step fills each image's CTF and its derivative in defocus
 //! from the corrected parameters (a plain reconstruction fills the CTF alone; the plain
 //! benchmark's CTFs are filled once), renders the corrected poses by
-//! [`HalfTrainer::step_with_defocus`], reads the model's mean square radius and takes each
-//! image's Newton step ([`ParticleRefinement::update`]). The images' CTFs are the workload's
+//! [`HalfTrainer::step_with_defocus`] and takes each image's Newton step
+//! ([`ParticleRefinement::update`]). The rotations' lever arm (the model's mean square radius)
+//! is read once, as a reconstruction reads it once per pass of thousands of images. The images' CTFs are the workload's
 //! kind (300 kV, astigmatic, 0.8–2.5 µm) drawn from a stream of their own.
 
 use crate::adam::{Adam, AdamConfig};
@@ -200,7 +201,8 @@ fn time_refining_steps(
         let dctf: Vec<&[f32]> = dctfs.iter().map(|v| &v[..]).collect();
         trainer.step_with_defocus(renderer, &targets, &dctf, 1e-4, false);
         // The workload's images are white noise of unit variance.
-        let radius2_a2 = trainer.model.mean_square_radius_a2(d, apix);
+        let model = &trainer.model;
+        let radius2_a2 = refine.lever_arm_a2(|| model.mean_square_radius_a2(d, apix));
         for (&i, st) in ids.iter().zip(renderer.last_stats()) {
             refine.update(i, &poses[i], st, d, 1.0, radius2_a2);
         }

@@ -248,6 +248,7 @@ mod tests {
             refine: Some([0.1 + 0.2, -1.0 / 3.0].map(|x: f64| crate::reconstruct::trainer::RefineState {
                 values: vec![[x, x * 1e-300, -x, x.exp(), 1e300 * x, f64::MIN_POSITIVE]],
                 steps: vec![3],
+                lever_arm_a2: Some(x * 1e5),
             })),
         }
     }

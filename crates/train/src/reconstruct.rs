@@ -763,6 +763,9 @@ impl<'a> Driver<'a> {
             if half == 0 {
                 self.tally = Tally::default();
             }
+            if let Some(r) = self.refine[half].as_mut() {
+                r.begin_pass();
+            }
             // Hooks (density control) before this half's pass, from the previous pass's statistics.
             let n_before = self.trainers[half].model.len();
             let change = self.trainers[half].begin_epoch(&cfg.density, epoch, self.d, &mut Stream::Density { epoch, half }.rng(cfg.seed));
@@ -882,11 +885,13 @@ impl<'a> Driver<'a> {
             // The noise variance per pixel: the last pass's mean loss of this half (the model
             // then fits the signal; the data are normalised, so 1 before any pass).
             let noise_var = self.history.last().map_or(1.0, |h| h.loss[half]).max(1e-12);
-            // The rotations' lever arm, from the model as it is (deterministic on resume); the
-            // asymmetric unit's equals its copies', so no expansion is needed.
-            let radius2_a2 = self.trainers[half].model.mean_square_radius_a2(self.d, self.apix);
-            let stats = self.renderer.last_stats();
+            // The rotations' lever arm, from the model at the pass's first refining step (kept
+            // in checkpoints, so deterministic on resume); the asymmetric unit's equals its
+            // copies', so no expansion is needed.
+            let (model, d, apix) = (&self.trainers[half].model, self.d, self.apix);
             let r = self.refine[half].as_mut().expect("active refinement");
+            let radius2_a2 = r.lever_arm_a2(|| model.mean_square_radius_a2(d, apix));
+            let stats = self.renderer.last_stats();
             for (&pi, st) in self.batch.ids[..self.batch.len].iter().zip(stats) {
                 r.update(self.slot[pi], &self.set.particles[pi].pose, st, self.d, noise_var, radius2_a2);
             }

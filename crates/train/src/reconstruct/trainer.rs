@@ -23,7 +23,8 @@
 //! `curv_origin_a`, `curv_defocus_a`), and for each rotation axis the origin curvature of the
 //! image directions that axis moves mass along (y for the image's x axis, x for its y axis,
 //! both for the in-plane axis) times the particle's mean square radius (a rotation by `δ` moves
-//! mass at distance `r` from its axis by `r·δ`). On trained models that matches the exact
+//! mass at distance `r` from its axis by `r·δ`; read from the model once per pass,
+//! [`ParticleRefinement::lever_arm_a2`]). On trained models that matches the exact
 //! Gauss–Newton curvature of each axis, and it bounds it from above where the detail is finer
 //! (test `refine_rotation`). One step per visit suffices where the curvature is right, which
 //! Adam (one step of about its learning rate per visit, whatever the evidence) did not
@@ -243,6 +244,11 @@ pub struct ParticleRefinement {
     values: Vec<[f64; 6]>,
     /// Steps taken per particle.
     steps: Vec<u32>,
+    /// The rotations' lever arm for the pass in progress: the model's mean square radius (Å²)
+    /// when the pass's first refining step read it ([`ParticleRefinement::lever_arm_a2`]).
+    /// The model's extent changes little within a pass, and reading it at every step would
+    /// cost as much as a large part of the step.
+    lever_arm_a2: Option<f64>,
 }
 
 /// What a checkpoint keeps of a [`ParticleRefinement`] (see [`ParticleRefinement::state`]).
@@ -250,12 +256,16 @@ pub struct ParticleRefinement {
 pub struct RefineState {
     pub values: Vec<[f64; 6]>,
     pub steps: Vec<u32>,
+    /// The pass's lever arm, once read (so that a run resumed within a pass uses the value
+    /// an unbroken run does).
+    #[serde(default)]
+    pub lever_arm_a2: Option<f64>,
 }
 
 impl ParticleRefinement {
     /// No corrections yet for `n` particles.
     pub fn new(cfg: RefineConfig, n: usize) -> Self {
-        ParticleRefinement { cfg, values: vec![[0.0; 6]; n], steps: vec![0; n] }
+        ParticleRefinement { cfg, values: vec![[0.0; 6]; n], steps: vec![0; n], lever_arm_a2: None }
     }
 
     pub fn config(&self) -> &RefineConfig {
@@ -265,7 +275,7 @@ impl ParticleRefinement {
     /// The full state, for checkpoints: per particle the corrections
     /// `[w₀, w₁, w₂ (rad), δo_x, δo_y (Å), δz (Å)]` and the steps taken.
     pub fn state(&self) -> RefineState {
-        RefineState { values: self.values.clone(), steps: self.steps.clone() }
+        RefineState { values: self.values.clone(), steps: self.steps.clone(), lever_arm_a2: self.lever_arm_a2 }
     }
 
     /// Continue from a saved [`RefineState`]; `None` if its vectors differ in length.
@@ -273,7 +283,19 @@ impl ParticleRefinement {
         if state.steps.len() != state.values.len() {
             return None;
         }
-        Some(ParticleRefinement { cfg, values: state.values, steps: state.steps })
+        Some(ParticleRefinement { cfg, values: state.values, steps: state.steps, lever_arm_a2: state.lever_arm_a2 })
+    }
+
+    /// A new pass begins: its first refining step reads the lever arm afresh.
+    pub fn begin_pass(&mut self) {
+        self.lever_arm_a2 = None;
+    }
+
+    /// The rotations' lever arm of this pass (Å², the `radius2_a2` of
+    /// [`ParticleRefinement::update`]): `read()` at the pass's first call, the same value
+    /// after it.
+    pub fn lever_arm_a2(&mut self, read: impl FnOnce() -> f64) -> f64 {
+        *self.lever_arm_a2.get_or_insert_with(read)
     }
 
     /// Whether the steps of `epoch` (0-based) refine the particles.
