@@ -14,7 +14,10 @@ SET/backproject/ and SET/VARIANT/ with half_map_a.mrc and half_map_b.mrc), print
   below --cut carry no estimate (0).
 
 Needs numpy and mrcfile (install them in a virtual environment outside the repository).
-Usage: tools/calibration.py WORK VARIANT [--cut C]
+Usage: tools/calibration.py WORK VARIANT [--cut C] [--bp FOLDER]
+
+`--bp` names the folder of each set whose half maps serve as the backprojection (default
+`backproject`, the matrix's own; another binary's backprojections can be written beside it).
 """
 
 import argparse
@@ -55,6 +58,7 @@ def main():
     ap.add_argument("work")
     ap.add_argument("variant")
     ap.add_argument("--cut", type=float, default=0.0)
+    ap.add_argument("--bp", default="backproject")
     a = ap.parse_args()
     print(f"| set | {a.variant}: vs truth 0.5 (Å) | half-map 0.143 (Å) | ratio | cross-validated 0.5 (Å) | ratio |")
     print("|---|---|---|---|---|---|")
@@ -68,7 +72,7 @@ def main():
         n, sh = d // 2, shells(d)
         length = d * float(mrcfile.open(gt_path).voxel_size.x)
         ga, gb = (read(os.path.join(base, a.variant, f"half_map_{h}.mrc")) for h in "ab")
-        ba, bb = (read(os.path.join(base, "backproject", f"half_map_{h}.mrc")) for h in "ab")
+        ba, bb = (read(os.path.join(base, a.bp, f"half_map_{h}.mrc")) for h in "ab")
         truth = fsc((ga + gb) / 2, gt, sh, n)
         halves = np.clip(fsc(ga, gb, sh, n), 0, 1)
         f_bb = fsc(ba, bb, sh, n)
