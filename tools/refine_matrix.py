@@ -11,7 +11,7 @@ errors of the STAR's parameters against the truth (rotation angle °, origin Å 
 defocus U Å) and the run's own time (run.json).
 
 Usage: tools/refine_matrix.py [--bin target/release/cryosplat] [--work DIR] [--threads N]
-                              [--model PDB/CIF] [--refine 'NAME=OPTIONS;...'] [--reuse]
+                              [--model PDB/CIF] [--refine 'NAME=OPTIONS;...'] [--reuse] [--snr S]
 
 `--refine` names the refinement variants, each a name and the options given to `reconstruct`
 (default: `all=--refine pose,shift,defocus`); reconstructions use `--seed 1`. The figures in
@@ -106,11 +106,13 @@ def main():
     ap.add_argument("--model", default=os.path.join(ROOT, "tests", "data", "models", "7DDO.pdb"))
     ap.add_argument("--refine", default="all=--refine pose,shift,defocus")
     ap.add_argument("--reuse", action="store_true", help="keep the finished set and runs")
+    ap.add_argument("--snr", default="0.05", help="the simulation's SNR (default: the issue's 0.05)")
     a = ap.parse_args()
+    sim_args = [a.snr if i > 0 and SIM[i - 1] == "--snr" else v for i, v in enumerate(SIM)]
     os.makedirs(a.work, exist_ok=True)
     sim = os.path.join(a.work, "sim")
     if not (a.reuse and os.path.exists(os.path.join(sim, "gt.mrc"))):
-        sh([a.bin, "-q", "simulate", a.model, "-o", sim, "--overwrite", "--threads", a.threads] + SIM)
+        sh([a.bin, "-q", "simulate", a.model, "-o", sim, "--overwrite", "--threads", a.threads] + sim_args)
     recorded, truth, gt = (os.path.join(sim, f) for f in ("particles.star", "particles_true.star", "gt.mrc"))
 
     def run(prog, star, name, extra=()):

@@ -277,6 +277,7 @@ mod tests {
                 prior_shift_a: 3.0,
                 prior_defocus_a: 1000.0,
                 start_epoch: 1,
+                estimate_prior: false,
             };
             let r = run(&BenchConfig { sym: sym.into(), batch, refine: Some(refine.clone()), ..cfg.clone() }).unwrap();
             assert_eq!((r.refine.as_ref(), r.batch, r.repeat_seconds.len()), (Some(&refine), batch, 2), "{sym}");
@@ -297,6 +298,7 @@ mod tests {
             prior_shift_a: 3.0,
             prior_defocus_a: 1000.0,
             start_epoch: 4,
+            estimate_prior: false,
         };
         let mut rng = Rng::new(c.seed);
         let mut trainer = HalfTrainer::new(workload::model(c.gaussians, c.box_px, &mut rng), AdamConfig::default());

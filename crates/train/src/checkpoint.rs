@@ -249,6 +249,8 @@ mod tests {
                 values: vec![[x, x * 1e-300, -x, x.exp(), 1e300 * x, f64::MIN_POSITIVE]],
                 steps: vec![3],
                 lever_arm_a2: Some(x * 1e5),
+                widths: Some([x, x / 7.0, 1e3 * x]),
+                moments: [[x * x, 3.0], [x / 3.0, 2.0], [0.0, 0.0]],
             })),
         }
     }

@@ -498,6 +498,9 @@ pub struct RefinementSummary {
     /// the STAR file).
     #[serde(serialize_with = "crate::output::paths_as_text")]
     pub native: Vec<PathBuf>,
+    /// Each half's prior widths at the end: rotation per rotation-vector component (°), origin
+    /// per axis (Å), defocus (Å) (estimated from the data with `--refine-prior estimate`).
+    pub prior_widths: [[f64; 3]; 2],
 }
 
 /// Summary statistics of the magnitudes of one kind of correction.
@@ -1100,6 +1103,7 @@ fn write_refined(
         defocus_a,
         star,
         native,
+        prior_widths: [ra.prior_widths(), rb.prior_widths()],
     }))
 }
 

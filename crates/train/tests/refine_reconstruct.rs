@@ -28,7 +28,16 @@ fn rec(set: &ParticleSet, cfg: &ReconstructConfig, out: &Path, resume: bool) -> 
 }
 
 fn refine_all() -> RefineConfig {
-    RefineConfig { pose: true, shift: true, defocus: true, prior_rot_deg: 2.0, prior_shift_a: 1.6, prior_defocus_a: 300.0, start_epoch: 2 }
+    RefineConfig {
+        pose: true,
+        shift: true,
+        defocus: true,
+        prior_rot_deg: 2.0,
+        prior_shift_a: 1.6,
+        prior_defocus_a: 300.0,
+        start_epoch: 2,
+        estimate_prior: false,
+    }
 }
 
 /// rms errors (angle °, origin Å per axis, defocus Å) of `set` against `truth`.
@@ -95,13 +104,23 @@ fn refined_particles_come_closer_to_the_truth_and_resume_exactly() {
     assert!(run["summary"]["refinement"]["angle_deg_stats"]["rms"].as_f64().unwrap() > 0.0);
     assert!(run["summary"]["outputs"].as_array().unwrap().iter().any(|p| p.as_str().unwrap().ends_with("particles_refined.star")));
 
-    // Broken during a refining pass and resumed: the same maps and refined values.
-    let e = rec(&recorded, &ReconstructConfig { max_steps: Some(1300), ..rc.clone() }, &dir.path().join("b"), false).unwrap_err();
-    assert!(matches!(e, ReconstructError::Interrupted { .. }), "{e}");
-    rec(&recorded, &rc, &dir.path().join("b"), true).unwrap();
-    for f in ["map.mrc", "half_map_a.mrc", "particles_refined.star"] {
-        let same = std::fs::read(dir.path().join("a").join(f)).unwrap() == std::fs::read(dir.path().join("b").join(f)).unwrap();
-        assert!(same, "{f} differs between the unbroken and the resumed run");
+    // Broken during a refining pass and resumed: the same maps and refined values, also with
+    // the prior widths estimated (they change from pass to pass, so checkpoints must keep them
+    // and the pass's sums).
+    let estimating = ReconstructConfig { refine: Some(RefineConfig { estimate_prior: true, ..refine_all() }), ..rc.clone() };
+    for (cfg, a, b) in [(&rc, "a", "b"), (&estimating, "c", "d")] {
+        if a == "c" {
+            rec(&recorded, cfg, &dir.path().join(a), false).unwrap();
+            let w = &common::json(&dir.path().join(a).join("run.json"))["summary"]["refinement"]["prior_widths"];
+            assert!(w[0][1] != 1.6 && w[1][2] != 300.0 && w[0][0] == 2.0, "{w}");
+        }
+        let e = rec(&recorded, &ReconstructConfig { max_steps: Some(1300), ..cfg.clone() }, &dir.path().join(b), false).unwrap_err();
+        assert!(matches!(e, ReconstructError::Interrupted { .. }), "{e}");
+        rec(&recorded, cfg, &dir.path().join(b), true).unwrap();
+        for f in ["map.mrc", "half_map_a.mrc", "particles_refined.star"] {
+            let same = std::fs::read(dir.path().join(a).join(f)).unwrap() == std::fs::read(dir.path().join(b).join(f)).unwrap();
+            assert!(same, "{f} differs between the unbroken and the resumed run ({b})");
+        }
     }
 
     // Settings that cannot work are refused before training.

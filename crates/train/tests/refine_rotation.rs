@@ -294,6 +294,7 @@ fn the_true_model_reduces_the_errors_of_a_full_size_set() {
         prior_shift_a: 1.6,
         prior_defocus_a: 300.0,
         start_epoch: 0,
+        estimate_prior: false,
     };
     let mut p = ParticleRefinement::new(rc, n);
     let mut grad = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; model.len()];

@@ -80,6 +80,7 @@ fn refine_simulated(snr: f64, n: usize) -> ((f64, f64, f64), (f64, f64, f64)) {
         prior_shift_a: 3.0,
         prior_defocus_a: 1000.0,
         start_epoch: 0,
+        estimate_prior: false,
     };
     let mut p = ParticleRefinement::new(rc, n);
     let mut grad = vec![[0.0f32; PARAMS_PER_GAUSSIAN]; model.len()];

@@ -60,6 +60,7 @@ pub fn run(a: Args) -> Result<()> {
             prior_shift_a: 3.0,
             prior_defocus_a: 1000.0,
             start_epoch: 0,
+            estimate_prior: false,
         }),
         ..Default::default()
     };

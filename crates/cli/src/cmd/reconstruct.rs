@@ -51,13 +51,19 @@ pub struct Args {
     pub refine_from_pass: u64,
     /// With --refine: widths of the Gaussian prior toward the recorded values (rotation in
     /// degrees per component of the rotation vector, so about 0.58 × the rms angle expected;
-    /// origin per axis in Å; defocus in Å).
-    #[arg(long, default_value_t = 5.0)]
+    /// origin per axis in Å; defocus in Å). With --refine-prior estimate (the default) the
+    /// origin's and the defocus's are the first refining pass's widths, and each later pass
+    /// takes them from the half's own corrections; the rotation's is always used as given.
+    #[arg(long, default_value_t = 2.0)]
     pub refine_prior_deg: f64,
     #[arg(long, default_value_t = 3.0)]
     pub refine_prior_shift: f64,
     #[arg(long, default_value_t = 1000.0)]
     pub refine_prior_defocus: f64,
+    /// With --refine: estimate the origin's and the defocus's prior widths from each half's
+    /// corrections after every refining pass (estimate), or keep the given ones (fixed).
+    #[arg(long, value_enum, default_value_t = PriorWidths::Estimate)]
+    pub refine_prior: PriorWidths,
     /// Where each half's Gaussians start: random (the method's blob around the box centre) or
     /// backprojection (centres drawn from the half's own backprojection, regularised from that
     /// half alone).
@@ -258,9 +264,10 @@ impl Args {
             sym: cfg.sym.clone(),
             refine: cfg.refine.as_ref().map(|r| [r.pose, r.shift, r.defocus]),
             refine_from_pass: cfg.refine.as_ref().map_or(2, |r| r.start_epoch as u64 + 1),
-            refine_prior_deg: cfg.refine.as_ref().map_or(5.0, |r| r.prior_rot_deg),
+            refine_prior_deg: cfg.refine.as_ref().map_or(2.0, |r| r.prior_rot_deg),
             refine_prior_shift: cfg.refine.as_ref().map_or(3.0, |r| r.prior_shift_a),
             refine_prior_defocus: cfg.refine.as_ref().map_or(1000.0, |r| r.prior_defocus_a),
+            refine_prior: if cfg.refine.as_ref().is_some_and(|r| !r.estimate_prior) { PriorWidths::Fixed } else { PriorWidths::Estimate },
             epochs: cfg.epochs,
             min_steps: cfg.min_steps,
             lr: cfg.lr,
@@ -321,9 +328,19 @@ impl Args {
                 prior_shift_a: self.refine_prior_shift,
                 prior_defocus_a: self.refine_prior_defocus,
                 start_epoch: self.refine_from_pass as usize - 1,
+                estimate_prior: self.refine_prior == PriorWidths::Estimate,
             }),
         }
     }
+}
+
+/// `--refine-prior`: where the prior widths of per-particle refinement come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PriorWidths {
+    /// The origin's and the defocus's from each half's corrections, after every refining pass.
+    Estimate,
+    /// As given by --refine-prior-deg, --refine-prior-shift, --refine-prior-defocus.
+    Fixed,
 }
 
 /// `--refine`: a comma-separated subset of pose, shift, defocus.
@@ -452,6 +469,11 @@ pub fn run(a: Args) -> Result<()> {
             r.shift_a_stats.rms,
             r.defocus_a_stats.rms,
             r.star.display()
+        );
+        let [a, b] = r.prior_widths;
+        println!(
+            "prior widths at the end (half A / B): {:.2}° / {:.2}° per rotation component, {:.2} / {:.2} Å per origin axis, {:.0} / {:.0} Å defocus",
+            a[0], b[0], a[1], b[1], a[2], b[2]
         );
         for p in &r.native {
             println!("refined values in the input's own format: {}", p.display());

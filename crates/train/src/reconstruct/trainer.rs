@@ -39,6 +39,22 @@
 //! from the image's [`ImageStats`]: `∂L/∂w = J(w)ᵀ·rotvec_gradient(A, grad_rot)`
 //! ([`cryosplat_core::rotation::rotvec_left_jacobian`]), `∂L/∂δo = grad_origin_a` and
 //! `∂L/∂δz = grad_defocus_a` (from the renderer's `_defocus` methods).
+//!
+//! **The prior's widths from the data** ([`RefineConfig::estimate_prior`]). The recorded
+//! values' errors are the prior's variance, and they are what the images are to tell. After
+//! each refining pass the origin's and the defocus's widths become
+//! `s² = Σθ² / Σ(1 − 1/(s²·P))` over the group's refined components (the two origin
+//! components, or the defocus) of the half's particles, `θ` each component's value after its step and `P = ℓ·H + 1/s²` its
+//! posterior precision, so that the denominator counts how many components the images
+//! determine: the fixed-point update of the marginal likelihood for a Gaussian prior's
+//! variance. It has the fixed point of expectation–maximisation (`s² = mean(θ² + 1/P)`) and
+//! reaches small widths in fewer passes. Where the images carry the errors, the widths
+//! approach their rms; where the records are exact, the corrections are noise that the
+//! posterior's own spread explains, and the widths shrink toward zero, so refinement stops
+//! moving good records (test `the_prior_widths_follow_the_errors`). The rotation's width is
+//! not estimated: the half's model, trained with the recorded rotations, explains them well
+//! enough that the corrections it finds are small, and the estimate collapsed far below the
+//! errors (BENCHMARKS.md, "Per-particle refinement"), which freezes the rotations.
 
 use super::density::{self, DensityChange, DensityConfig, GradStats};
 use crate::adam::{Adam, AdamConfig};
@@ -227,12 +243,18 @@ pub struct RefineConfig {
     pub shift: bool,
     pub defocus: bool,
     /// Widths of the Gaussian prior toward the recorded values: rotation angle per
-    /// rotation-vector component in degrees, origin per axis and defocus in Å.
+    /// rotation-vector component in degrees, origin per axis and defocus in Å. With
+    /// `estimate_prior`, the widths of the first refining pass only.
     pub prior_rot_deg: f64,
     pub prior_shift_a: f64,
     pub prior_defocus_a: f64,
     /// First epoch (0-based) whose steps refine the particles.
     pub start_epoch: usize,
+    /// Re-estimate the origin's and the defocus's prior widths from the half's own corrections
+    /// after every refining pass (see [Per-particle refinement](self#per-particle-refinement));
+    /// otherwise they stay as given. The rotation's always does.
+    #[serde(default)]
+    pub estimate_prior: bool,
 }
 
 /// One half's per-particle corrections, indexed by the particle's position in the half (see
@@ -249,6 +271,13 @@ pub struct ParticleRefinement {
     /// The model's extent changes little within a pass, and reading it at every step would
     /// cost as much as a large part of the step.
     lever_arm_a2: Option<f64>,
+    /// The prior widths in use (rotation per component in degrees, origin per axis and
+    /// defocus in Å).
+    widths: [f64; 3],
+    /// Per group (rotation, origin, defocus), over the pass in progress: the sum of each
+    /// refined component's square, and of the fraction of its posterior precision that comes
+    /// from the image (`1 − 1/(s²·P)`).
+    moments: [[f64; 2]; 3],
 }
 
 /// What a checkpoint keeps of a [`ParticleRefinement`] (see [`ParticleRefinement::state`]).
@@ -260,12 +289,19 @@ pub struct RefineState {
     /// an unbroken run does).
     #[serde(default)]
     pub lever_arm_a2: Option<f64>,
+    /// The prior widths in use (absent: the configuration's).
+    #[serde(default)]
+    pub widths: Option<[f64; 3]>,
+    /// The pass's sums for the next estimate of the widths.
+    #[serde(default)]
+    pub moments: [[f64; 2]; 3],
 }
 
 impl ParticleRefinement {
     /// No corrections yet for `n` particles.
     pub fn new(cfg: RefineConfig, n: usize) -> Self {
-        ParticleRefinement { cfg, values: vec![[0.0; 6]; n], steps: vec![0; n], lever_arm_a2: None }
+        let widths = [cfg.prior_rot_deg, cfg.prior_shift_a, cfg.prior_defocus_a];
+        ParticleRefinement { cfg, values: vec![[0.0; 6]; n], steps: vec![0; n], lever_arm_a2: None, widths, moments: [[0.0; 2]; 3] }
     }
 
     pub fn config(&self) -> &RefineConfig {
@@ -275,7 +311,13 @@ impl ParticleRefinement {
     /// The full state, for checkpoints: per particle the corrections
     /// `[w₀, w₁, w₂ (rad), δo_x, δo_y (Å), δz (Å)]` and the steps taken.
     pub fn state(&self) -> RefineState {
-        RefineState { values: self.values.clone(), steps: self.steps.clone(), lever_arm_a2: self.lever_arm_a2 }
+        RefineState {
+            values: self.values.clone(),
+            steps: self.steps.clone(),
+            lever_arm_a2: self.lever_arm_a2,
+            widths: Some(self.widths),
+            moments: self.moments,
+        }
     }
 
     /// Continue from a saved [`RefineState`]; `None` if its vectors differ in length.
@@ -283,12 +325,37 @@ impl ParticleRefinement {
         if state.steps.len() != state.values.len() {
             return None;
         }
-        Some(ParticleRefinement { cfg, values: state.values, steps: state.steps, lever_arm_a2: state.lever_arm_a2 })
+        let widths = state.widths.unwrap_or([cfg.prior_rot_deg, cfg.prior_shift_a, cfg.prior_defocus_a]);
+        Some(ParticleRefinement {
+            cfg,
+            values: state.values,
+            steps: state.steps,
+            lever_arm_a2: state.lever_arm_a2,
+            widths,
+            moments: state.moments,
+        })
     }
 
-    /// A new pass begins: its first refining step reads the lever arm afresh.
+    /// A new pass begins: its first refining step reads the lever arm afresh, and with
+    /// [`RefineConfig::estimate_prior`] each width refined in the pass before is estimated
+    /// from that pass's corrections (see the module docs).
     pub fn begin_pass(&mut self) {
         self.lever_arm_a2 = None;
+        if self.cfg.estimate_prior {
+            // The rotation's width stays as given (see the module docs).
+            for (w, &[sum, n]) in self.widths.iter_mut().zip(&self.moments).skip(1) {
+                if n > 0.0 {
+                    *w = (sum / n).sqrt().max(f64::MIN_POSITIVE);
+                }
+            }
+        }
+        self.moments = [[0.0; 2]; 3];
+    }
+
+    /// The prior widths in use: rotation per rotation-vector component (°), origin per axis
+    /// (Å) and defocus (Å).
+    pub fn prior_widths(&self) -> [f64; 3] {
+        self.widths
     }
 
     /// The rotations' lever arm of this pass (Å², the `radius2_a2` of
@@ -347,7 +414,7 @@ impl ParticleRefinement {
         let grad = [gw[0], gw[1], gw[2], st.grad_origin_a[0], st.grad_origin_a[1], st.grad_defocus_a];
         let curv = [hy * r2, hx * r2, (hx + hy) * r2, hx, hy, st.curv_defocus_a];
         let cfg = &self.cfg;
-        let width = [cfg.prior_rot_deg.to_radians(), cfg.prior_shift_a, cfg.prior_defocus_a];
+        let width = [self.widths[0].to_radians(), self.widths[1], self.widths[2]];
         let on = [cfg.pose, cfg.shift, cfg.defocus];
         let group = [0, 0, 0, 1, 1, 2];
         self.steps[i] += 1;
@@ -357,8 +424,14 @@ impl ParticleRefinement {
                 continue;
             }
             let p = 1.0 / (width[gk] * width[gk]);
-            let step = (like * grad[k] + c[k] * p) / (like * curv[k].max(0.0) + p);
+            let precision = like * curv[k].max(0.0) + p;
+            let step = (like * grad[k] + c[k] * p) / precision;
             self.values[i][k] -= step.clamp(-width[gk], width[gk]);
+            // The estimate of the width is in the option's units (degrees for rotations).
+            let unit = if gk == 0 { 180.0 / std::f64::consts::PI } else { 1.0 };
+            let v = self.values[i][k] * unit;
+            self.moments[gk][0] += v * v;
+            self.moments[gk][1] += 1.0 - p / precision;
         }
     }
 }
@@ -380,6 +453,7 @@ mod tests {
             prior_shift_a: 3.0,
             prior_defocus_a: 1000.0,
             start_epoch: 1,
+            estimate_prior: false,
         }
     }
 
@@ -446,6 +520,73 @@ mod tests {
             p.update(0, &recorded, &st, d, 1e-4, radius2_a2);
         }
         (before, errors(&p))
+    }
+
+    /// Passes of refinement with the prior estimated, on particles whose origin and defocus
+    /// errors are drawn with widths `true_widths` (Å) and whose images each measure them with
+    /// noise of widths `noise` (Å), through a quadratic loss: the widths after `passes` passes.
+    fn estimated_widths(true_widths: [f64; 2], noise: [f64; 2], passes: usize) -> [f64; 3] {
+        let (n, d, noise_var) = (3000, 32, 0.5);
+        let like = (d * d) as f64 / (2.0 * noise_var);
+        let mut rng = Rng::new(4);
+        // Each particle's measured errors: its true error plus the measurement's noise.
+        let measured: Vec<[f64; 3]> = (0..n)
+            .map(|_| {
+                let m = |w: f64, e: f64, rng: &mut Rng| w * rng.normal() + e * rng.normal();
+                [m(true_widths[0], noise[0], &mut rng), m(true_widths[0], noise[0], &mut rng), m(true_widths[1], noise[1], &mut rng)]
+            })
+            .collect();
+        // A loss whose curvature makes one image's evidence worth the measurement's noise.
+        let (h_origin, h_defocus) = (1.0 / (like * noise[0] * noise[0]), 1.0 / (like * noise[1] * noise[1]));
+        // Rotations are refined too, without evidence (no gradient): were their width estimated,
+        // it would collapse.
+        let cfg = RefineConfig { estimate_prior: true, prior_shift_a: 10.0, prior_defocus_a: 2000.0, ..config() };
+        let mut r = ParticleRefinement::new(cfg, n);
+        let pose = Pose::default();
+        for _ in 0..passes {
+            r.begin_pass();
+            for (i, y) in measured.iter().enumerate() {
+                // The recorded values are the truth plus the error, so the correction that
+                // removes the error is its negative.
+                let (_, o, z) = r.correction(i);
+                let st = ImageStats {
+                    grad_origin_a: [h_origin * (o[0] + y[0]), h_origin * (o[1] + y[1])],
+                    curv_origin_a: [h_origin; 2],
+                    grad_defocus_a: h_defocus * (z + y[2]),
+                    curv_defocus_a: h_defocus,
+                    ..Default::default()
+                };
+                r.update(i, &pose, &st, d, noise_var, 100.0);
+            }
+        }
+        r.begin_pass();
+        r.prior_widths()
+    }
+
+    /// The estimated prior widths approach the spread of the true errors when the images carry
+    /// them, shrink far below the measurement's noise when the records are exact, and the
+    /// rotation's width stays as given.
+    #[test]
+    fn the_prior_widths_follow_the_errors() {
+        let w = estimated_widths([1.6, 300.0], [0.8, 200.0], 9);
+        eprintln!("errors present: {w:?}");
+        assert!((w[1] / 1.6 - 1.0).abs() < 0.06 && (w[2] / 300.0 - 1.0).abs() < 0.1, "{w:?}");
+        assert_eq!(w[0], config().prior_rot_deg);
+        let w = estimated_widths([0.0, 0.0], [0.8, 200.0], 9);
+        eprintln!("exact records: {w:?}");
+        assert!(w[1] < 0.4 * 0.8 && w[2] < 0.4 * 200.0, "{w:?}");
+        // Fixed widths stay.
+        let mut r = ParticleRefinement::new(config(), 1);
+        r.update(
+            0,
+            &Pose::default(),
+            &ImageStats { grad_origin_a: [1.0, 1.0], curv_origin_a: [1.0; 2], ..Default::default() },
+            32,
+            0.5,
+            1.0,
+        );
+        r.begin_pass();
+        assert_eq!(r.prior_widths(), [5.0, 3.0, 1000.0]);
     }
 
     /// Saving and restoring the state between two updates changes nothing (bitwise), and a
