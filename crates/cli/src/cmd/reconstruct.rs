@@ -54,7 +54,7 @@ pub struct Args {
     /// origin per axis in Å; defocus in Å). With --refine-prior estimate (the default) the
     /// origin's and the defocus's are the first refining pass's widths, and each later pass
     /// takes them from the half's own corrections; the rotation's is always used as given.
-    #[arg(long, default_value_t = 2.0)]
+    #[arg(long, default_value_t = 1.0)]
     pub refine_prior_deg: f64,
     #[arg(long, default_value_t = 3.0)]
     pub refine_prior_shift: f64,
@@ -264,7 +264,7 @@ impl Args {
             sym: cfg.sym.clone(),
             refine: cfg.refine.as_ref().map(|r| [r.pose, r.shift, r.defocus]),
             refine_from_pass: cfg.refine.as_ref().map_or(2, |r| r.start_epoch as u64 + 1),
-            refine_prior_deg: cfg.refine.as_ref().map_or(2.0, |r| r.prior_rot_deg),
+            refine_prior_deg: cfg.refine.as_ref().map_or(1.0, |r| r.prior_rot_deg),
             refine_prior_shift: cfg.refine.as_ref().map_or(3.0, |r| r.prior_shift_a),
             refine_prior_defocus: cfg.refine.as_ref().map_or(1000.0, |r| r.prior_defocus_a),
             refine_prior: if cfg.refine.as_ref().is_some_and(|r| !r.estimate_prior) { PriorWidths::Fixed } else { PriorWidths::Estimate },
