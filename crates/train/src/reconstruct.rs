@@ -226,8 +226,9 @@ pub struct CoarseStage {
     pub until: f64,
 }
 
-/// The automatic stages: (divisor of the working box, fraction of the steps it ends at).
-/// BENCHMARKS.md ("Coarse-to-fine training (issue 17)") has the measurements.
+/// The automatic stages: (divisor of the working box, fraction of the steps it ends at), set
+/// a priori (a quarter of the steps at `d/4`, a quarter at `d/2`), not tuned: BENCHMARKS.md
+/// ("Coarse-to-fine training (issue 17)") has what they give, and why the option stays off.
 pub const AUTO_COARSE_STAGES: [(usize, f64); 2] = [(4, 0.25), (2, 0.5)];
 
 /// The smallest coarse box (px).
