@@ -99,8 +99,9 @@ pub struct Args {
     /// the training box /4 until a quarter of the planned steps, then /2 until half of them
     /// (sizes below 16 px are skipped; off with --refine); `off`: every step at the full box;
     /// or a list SIZE:FRACTION,... such as 32:0.25,64:0.5 (train at 32 px until 25% of the
-    /// steps, then at 64 px until 50%, then at the full box). BENCHMARKS.md ("Coarse-to-fine
-    /// training") has the measurements.
+    /// steps, then at 64 px until 50%, then at the full box). Experimental: on the simulated
+    /// sets measured it was slower and no finer than training at the full box throughout
+    /// (BENCHMARKS.md, "Coarse-to-fine training").
     #[arg(long, default_value = "off", value_parser = CoarseToFine::parse)]
     pub coarse_to_fine: CoarseToFine,
     /// Random seed (half split, initialisation, visiting order).
