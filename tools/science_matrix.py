@@ -48,6 +48,7 @@ VARIANTS = {
     "gs-min20k-exp": ["--min-steps", "20000"],
     "gs-default": [],
     "gs-init-bp": ["--init", "backprojection"],
+    "gs-c2f-auto": ["--coarse-to-fine", "auto"],
 }
 
 

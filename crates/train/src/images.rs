@@ -4,10 +4,22 @@
 //!
 //! One unit of parallel work while filling the cache is a block of 64 consecutive images read,
 //! resampled and scaled by one worker with its own [`ReadScratch`].
+//!
+//! # Coarse copies
+//!
+//! Coarse-to-fine training (`reconstruct --coarse-to-fine`) trains its early steps on smaller
+//! copies of the images: [`Images::coarse`] makes one of every image at a box `d' < d`
+//! ([`FourierCrop`]), once per size. A copy keeps the frequencies `|kx|, |ky| < d'/2` of the
+//! image (the Nyquist row and column of the small box are zero, so the copy is exactly
+//! band-limited and real), multiplied by a Gaussian low-pass `exp(−2π²·σ²·|k|²)` with `σ` in box
+//! units and `k` in cycles per box; pixel values are kept (a constant image stays that
+//! constant), on the FFT-aligned grid with the centre at `d'/2` (the same physical point as
+//! `d/2` of the full box), so origins in Å and poses are unchanged and the pixel is
+//! `apix·d/d'`.
 
 use crate::dataset::{DatasetError, ParticleSet};
 use crate::progress::Progress;
-use cryosplat_core::fourier::Resampler;
+use cryosplat_core::fourier::{freq_index, Complex32, Fft2, Resampler};
 
 /// The working box for `--downsample` of `full` px images: the same rules for every pipeline
 /// (an even box of at least 16 px, not larger than the images; without `--downsample` the
@@ -173,9 +185,150 @@ impl<'a> Images<'a> {
     }
 }
 
+/// A Fourier crop from `d×d` to `d'×d'` images with a Gaussian low-pass (see
+/// [Coarse copies](self#coarse-copies)); its buffers are made once.
+pub struct FourierCrop {
+    from: Fft2,
+    to: Fft2,
+    spec_in: Vec<Complex32>,
+    spec_out: Vec<Complex32>,
+    /// For each kept entry of the small spectrum: (index in the large spectrum, index in the
+    /// small one, factor).
+    kept: Vec<(usize, usize, f32)>,
+}
+
+impl FourierCrop {
+    /// A crop from `d` to `to_d` px (both even, `to_d ≤ d`) with a low-pass of standard
+    /// deviation `blur_box` (box units; 0: none).
+    pub fn new(d: usize, to_d: usize, blur_box: f64) -> Self {
+        assert!(d.is_multiple_of(2) && to_d.is_multiple_of(2) && to_d <= d && to_d > 0, "crop {d} → {to_d} px");
+        let (from, to) = (Fft2::new(d), Fft2::new(to_d));
+        let (w, nw) = (d / 2 + 1, to_d / 2 + 1);
+        let lim = (to_d / 2) as i64;
+        // Forward unnormalised at d, inverse divides by d'²: d'²/d² keeps pixel values.
+        let norm = (to_d * to_d) as f64 / (d * d) as f64;
+        let mut kept = Vec::new();
+        for r in 0..to_d {
+            let ky = freq_index(r, to_d);
+            if ky.abs() >= lim {
+                continue;
+            }
+            let big_r = if ky >= 0 { ky as usize } else { (d as i64 + ky) as usize };
+            for c in 0..nw - 1 {
+                let k2 = (ky * ky + (c * c) as i64) as f64;
+                let g = (-2.0 * std::f64::consts::PI.powi(2) * blur_box * blur_box * k2).exp();
+                kept.push((big_r * w + c, r * nw + c, (norm * g) as f32));
+            }
+        }
+        FourierCrop {
+            spec_in: vec![Complex32::new(0.0, 0.0); from.spectrum_len()],
+            spec_out: vec![Complex32::new(0.0, 0.0); to.spectrum_len()],
+            from,
+            to,
+            kept,
+        }
+    }
+
+    /// Crop `image` (`d×d`, centred) into `out` (`d'×d'`, centred).
+    pub fn apply(&mut self, image: &[f32], out: &mut [f32]) {
+        self.from.forward(image, &mut self.spec_in);
+        for &(i, o, f) in &self.kept {
+            self.spec_out[o] = self.spec_in[i] * f;
+        }
+        self.to.inverse(&self.spec_out, out);
+    }
+}
+
+impl Images<'_> {
+    /// Every image (as [`Images::read`] gives it, scaled) cropped to `to_d` px with a low-pass
+    /// of `blur_box` ([`FourierCrop`]), particle `i` at `i·to_d²`.
+    pub fn coarse(&self, to_d: usize, blur_box: f64, progress: &dyn Progress) -> Result<Vec<f32>, DatasetError> {
+        use rayon::prelude::*;
+        progress.start(&format!("cropping to {to_d} px"), self.set.len() as u64);
+        let m = to_d * to_d;
+        let mut buf = vec![0.0f32; self.set.len() * m];
+        buf.par_chunks_mut(m * 64).enumerate().try_for_each_init(
+            || (self.scratch(), vec![0.0f32; self.d * self.d], FourierCrop::new(self.d, to_d, blur_box)),
+            |(s, img, crop), (b, block)| {
+                for (k, out) in block.chunks_mut(m).enumerate() {
+                    self.read(b * 64 + k, img, s)?;
+                    crop.apply(img, out);
+                }
+                progress.inc((block.len() / m) as u64);
+                Ok::<(), DatasetError>(())
+            },
+        )?;
+        progress.finish();
+        Ok(buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::working_box;
+    use super::{working_box, FourierCrop};
+    use cryosplat_core::rng::Rng;
+
+    /// The crop by explicit sums: the centred DFT of the `d×d` image at every frequency
+    /// `|kx|, |ky| < d'/2`, times the low-pass, summed back onto the centred `d'` grid and
+    /// divided by `d²` (f64).
+    fn slow_crop(image: &[f32], d: usize, to_d: usize, blur_box: f64) -> Vec<f64> {
+        use std::f64::consts::PI;
+        let lim = (to_d / 2) as i64;
+        let mut out = vec![0.0f64; to_d * to_d];
+        for ky in 1 - lim..lim {
+            for kx in 1 - lim..lim {
+                let (mut re, mut im) = (0.0, 0.0);
+                for i in 0..d {
+                    for j in 0..d {
+                        let ph =
+                            -2.0 * PI * ((kx * (j as i64 - (d / 2) as i64)) as f64 + (ky * (i as i64 - (d / 2) as i64)) as f64) / d as f64;
+                        let v = image[i * d + j] as f64;
+                        re += v * ph.cos();
+                        im += v * ph.sin();
+                    }
+                }
+                let g = (-2.0 * PI * PI * blur_box * blur_box * (kx * kx + ky * ky) as f64).exp() / (d * d) as f64;
+                for i in 0..to_d {
+                    for j in 0..to_d {
+                        let ph = 2.0 * PI * ((kx * (j as i64 - lim)) as f64 + (ky * (i as i64 - lim)) as f64) / to_d as f64;
+                        out[i * to_d + j] += g * (re * ph.cos() - im * ph.sin());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_crop_matches_explicit_sums() {
+        let mut rng = Rng::new(5);
+        for (d, to_d, blur) in [(16usize, 8usize, 0.0), (20, 12, 0.02), (16, 16, 0.0), (24, 10, 0.05)] {
+            let image: Vec<f32> = (0..d * d).map(|_| rng.normal() as f32).collect();
+            let mut out = vec![0.0f32; to_d * to_d];
+            FourierCrop::new(d, to_d, blur).apply(&image, &mut out);
+            let slow = slow_crop(&image, d, to_d, blur);
+            let err = out.iter().zip(&slow).map(|(&a, &b)| (a as f64 - b).abs()).fold(0.0, f64::max);
+            let peak = slow.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            assert!(err < 1e-5 * peak.max(1.0), "{d} → {to_d}, blur {blur}: error {err}");
+        }
+        // A constant keeps its value; a point at the centre stays centred (symmetric about d'/2).
+        let (d, to_d) = (32, 16);
+        let mut out = vec![0.0f32; to_d * to_d];
+        FourierCrop::new(d, to_d, 0.01).apply(&vec![3.0; d * d], &mut out);
+        assert!(out.iter().all(|&v| (v - 3.0).abs() < 1e-5), "{:?}", &out[..4]);
+        let mut point = vec![0.0f32; d * d];
+        point[(d / 2) * d + d / 2] = 1.0;
+        FourierCrop::new(d, to_d, 0.01).apply(&point, &mut out);
+        let c = to_d / 2;
+        let peak = out.iter().cloned().fold(f32::MIN, f32::max);
+        assert_eq!(out[c * to_d + c], peak);
+        for k in 1..c {
+            let (a, b) = (out[c * to_d + c - k], out[c * to_d + c + k]);
+            assert!((a - b).abs() < 1e-6, "row: {a} against {b}");
+            let (a, b) = (out[(c - k) * to_d + c], out[(c + k) * to_d + c]);
+            assert!((a - b).abs() < 1e-6, "column: {a} against {b}");
+        }
+    }
 
     #[test]
     fn one_set_of_box_rules() {

@@ -15,6 +15,9 @@
 //! After every epoch both halves are voxelised, the half maps are compared by FSC (unmasked,
 //! auto-masked, phase-randomisation corrected) and the full map is their average.
 //!
+//! With `--coarse-to-fine` the early steps of each half train on Fourier-cropped images at
+//! smaller boxes, the model unchanged (box units); see [`CoarseToFine`].
+//!
 //! Actions between epochs are [`trainer::EpochHook`]s; the one there is today, density control
 //! (splitting and pruning, off by default), is in [`density`].
 //!
@@ -185,6 +188,110 @@ pub struct ReconstructConfig {
     /// [`trainer::ParticleRefinement`]).
     #[serde(default)]
     pub refine: Option<RefineConfig>,
+    /// Early steps on Fourier-cropped images ([`CoarseToFine`]).
+    #[serde(default)]
+    pub coarse_to_fine: CoarseToFine,
+}
+
+/// Coarse-to-fine training: which steps of each half train on smaller images.
+///
+/// The model is in box units, so it carries across sizes unchanged. A step at a coarse box `d'`
+/// (even, `< d`) sees every image Fourier-cropped to `d'` (pixel `apix·d/d'`) and low-passed by
+/// a Gaussian of [`COARSE_BLUR_PX`] pixels of `d'`, made once per size
+/// ([`crate::images::Images::coarse`]), with the CTF at that size and pixel, the renderer at `d'`,
+/// and the model blurred by the same Gaussian ([`HalfTrainer::set_blur`]), so that Gaussians
+/// narrower than the coarse pixel do not alias and the loss compares like with like. The loss
+/// stays the mean square per pixel of the data scaled by the half's data scale, and origins,
+/// poses and the learning-rate schedule are unchanged. A step's size follows the fraction of
+/// the half's planned steps already taken (the run's length in steps, as the learning-rate
+/// schedule counts it), so a resumed run switches where an unbroken one does. Maps, FSC and
+/// density control are at the working box `d` throughout.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CoarseToFine {
+    /// Every step at the working box.
+    #[default]
+    Off,
+    /// [`AUTO_COARSE_STAGES`]: `d/4` then `d/2` (each rounded down to an even size, and only
+    /// sizes of at least [`MIN_COARSE_BOX`] px); off with `--refine`.
+    Auto,
+    /// Explicit stages, by increasing size.
+    Stages(Vec<CoarseStage>),
+}
+
+/// Steps train at `box_px` until the fraction `until` of the half's planned steps is taken.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CoarseStage {
+    pub box_px: usize,
+    pub until: f64,
+}
+
+/// The automatic stages: (divisor of the working box, fraction of the steps it ends at), set
+/// a priori (a quarter of the steps at `d/4`, a quarter at `d/2`), not tuned: BENCHMARKS.md
+/// ("Coarse-to-fine training (issue 17)") has what they give, and why the option stays off.
+pub const AUTO_COARSE_STAGES: [(usize, f64); 2] = [(4, 0.25), (2, 0.5)];
+
+/// The smallest coarse box (px).
+pub const MIN_COARSE_BOX: usize = 16;
+
+/// The low-pass of coarse images and the blur of the model at a coarse box, in its pixels.
+pub const COARSE_BLUR_PX: f64 = 0.5;
+
+impl CoarseToFine {
+    /// Parse `off`, `auto` or a list `SIZE:FRACTION,...` (e.g. `32:0.25,64:0.5`).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "off" => Ok(CoarseToFine::Off),
+            "auto" => Ok(CoarseToFine::Auto),
+            list => {
+                let mut stages = Vec::new();
+                for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    let bad = || format!("--coarse-to-fine: `{item}`: expected SIZE:FRACTION (e.g. 32:0.25), `auto` or `off`");
+                    let (b, f) = item.split_once(':').ok_or_else(bad)?;
+                    let box_px = b.trim().parse().map_err(|_| bad())?;
+                    let until = f.trim().parse().map_err(|_| bad())?;
+                    stages.push(CoarseStage { box_px, until });
+                }
+                if stages.is_empty() {
+                    return Err("--coarse-to-fine: expected `auto`, `off` or a list SIZE:FRACTION,...".into());
+                }
+                Ok(CoarseToFine::Stages(stages))
+            }
+        }
+    }
+
+    /// The stages for working box `d`, checked: sizes even, at least [`MIN_COARSE_BOX`] and
+    /// below `d`, increasing, and fractions increasing within (0, 1]. `auto` has none with
+    /// per-particle refinement (`refine`), which an explicit list refuses.
+    pub fn stages(&self, d: usize, refine: bool) -> Result<Vec<CoarseStage>, String> {
+        let stages = match self {
+            CoarseToFine::Off => return Ok(Vec::new()),
+            CoarseToFine::Auto if refine => return Ok(Vec::new()),
+            CoarseToFine::Auto => AUTO_COARSE_STAGES
+                .iter()
+                .map(|&(div, until)| CoarseStage { box_px: (d / div) & !1, until })
+                .filter(|s| s.box_px >= MIN_COARSE_BOX && s.box_px < d)
+                .collect(),
+            CoarseToFine::Stages(s) => s.clone(),
+        };
+        if refine && !stages.is_empty() {
+            return Err("--coarse-to-fine with --refine: refinement's steps need the full images; use --coarse-to-fine off".into());
+        }
+        let mut last = (0usize, 0.0f64);
+        for s in &stages {
+            if s.box_px % 2 != 0 || s.box_px < MIN_COARSE_BOX || s.box_px >= d {
+                return Err(format!(
+                    "--coarse-to-fine: a coarse box of {} px; expected an even size of at least {MIN_COARSE_BOX} px below the {d} px training box",
+                    s.box_px
+                ));
+            }
+            if !(s.until > last.1 && s.until <= 1.0) || s.box_px <= last.0 {
+                return Err("--coarse-to-fine: expected sizes and fractions both increasing, fractions within (0, 1]".into());
+            }
+            last = (s.box_px, s.until);
+        }
+        Ok(stages)
+    }
 }
 
 /// Where each half's Gaussians start.
@@ -223,6 +330,7 @@ impl Default for ReconstructConfig {
             density: DensityConfig::default(),
             sym: c1(),
             refine: None,
+            coarse_to_fine: CoarseToFine::Off,
         }
     }
 }
@@ -474,6 +582,21 @@ impl Batch {
     }
 }
 
+/// A coarse box of coarse-to-fine training ([`CoarseToFine`]) and what its steps need.
+struct Coarse {
+    d: usize,
+    apix: f64,
+    /// Steps use this box until this fraction of the half's planned steps is taken.
+    until: f64,
+    /// The model's blur and the images' low-pass (box units).
+    blur_box: f64,
+    grid: CtfGrid,
+    renderer: Renderer,
+    batch: Batch,
+    /// Every particle's image at this box, scaled ([`Images::coarse`]).
+    images: Vec<f32>,
+}
+
 /// How far per-particle refinement moved each particle from its recorded values.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct RefinementSummary {
@@ -563,6 +686,8 @@ struct Driver<'a> {
     slot: Vec<usize>,
     /// With `--refine`, at the last epoch: the refined STAR's summary.
     refinement: Option<RefinementSummary>,
+    /// Coarse-to-fine training's boxes, by increasing size (empty: every step at `d`).
+    coarse: Vec<Coarse>,
 }
 
 /// The sum of a map's values in f64.
@@ -601,6 +726,7 @@ impl<'a> Driver<'a> {
         let (idx_a, idx_b) = set.half_split(cfg.seed);
         let epochs = cfg.planned_epochs([idx_a.len(), idx_b.len()]);
         cfg.density.validate(epochs).map_err(ReconstructError::Config)?;
+        let stages = cfg.coarse_to_fine.stages(d, cfg.refine.is_some()).map_err(ReconstructError::Config)?;
         let grid = CtfGrid::new(d, apix);
         let ckpt_path = out.path("checkpoint.ckpt");
         let fingerprint = fingerprint(set, cfg, d, threads);
@@ -650,6 +776,23 @@ impl<'a> Driver<'a> {
             }
         }
         images.set_scales(per_particle(set.len(), [&idx_a, &idx_b], start.data_scale));
+        // The coarse copies are of the scaled images: one data scale at every size.
+        let mut coarse = Vec::with_capacity(stages.len());
+        for st in &stages {
+            let (cd, capix) = (st.box_px, apix * d as f64 / st.box_px as f64);
+            let blur_box = COARSE_BLUR_PX / cd as f64;
+            let grid = CtfGrid::new(cd, capix);
+            coarse.push(Coarse {
+                images: images.coarse(cd, blur_box, session.progress)?,
+                renderer: Renderer::new(cd, RenderOptions { n_sigma: cfg.n_sigma, threads }),
+                batch: Batch::new(cfg.batch_size, cd, grid.len()),
+                grid,
+                d: cd,
+                apix: capix,
+                until: st.until,
+                blur_box,
+            });
+        }
         let mut slot = vec![0usize; set.len()];
         for idx in [&idx_a, &idx_b] {
             for (j, &i) in idx.iter().enumerate() {
@@ -728,6 +871,7 @@ impl<'a> Driver<'a> {
             refine,
             slot,
             refinement: None,
+            coarse,
         })
     }
 
@@ -795,9 +939,10 @@ impl<'a> Driver<'a> {
                 return Err(ReconstructError::Interrupted { steps, checkpoint: self.ckpt_path.clone() });
             }
             let indices = &order[s * cfg.batch_size..((s + 1) * cfg.batch_size).min(order.len())];
-            self.fill_batch(indices, half, epoch)?;
+            let level = self.level(half, steps as u64);
+            self.fill_batch(indices, half, epoch, level)?;
             let lr = cfg.lr_schedule.lr(cfg.lr, cfg.lr_decay, cfg.lr_gamma, self.trainers[half].steps, steps as u64, self.epochs);
-            let loss = self.step(half, epoch, lr, keep_stats);
+            let loss = self.step(half, epoch, lr, keep_stats, level);
             if !loss.is_finite() {
                 // The model is lost; the last checkpoint (before this step) stays as it was.
                 progress.finish();
@@ -835,11 +980,35 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// Read the images, CTFs and poses of particles `indices` of `half` into the batch, with
-    /// their refined corrections when there are any (and the CTFs' derivatives in defocus,
-    /// whose path also gives every correction's curvature, while refinement is active in
-    /// `epoch`; refinement is refused without a CTF).
-    fn fill_batch(&mut self, indices: &[usize], half: usize, epoch: usize) -> Result<(), ReconstructError> {
+    /// The coarse box (index into `coarse`) of `half`'s next step, from the fraction of its
+    /// planned steps (`steps_per_epoch` per pass) taken; `None`: the working box.
+    fn level(&self, half: usize, steps_per_epoch: u64) -> Option<usize> {
+        let planned = (steps_per_epoch * self.epochs as u64).max(1);
+        let done = self.trainers[half].steps as f64 / planned as f64;
+        self.coarse.iter().position(|c| done < c.until)
+    }
+
+    /// Read the images, CTFs and poses of particles `indices` of `half` into the batch of
+    /// `level` (a coarse box, or the working box with `None`), with their refined corrections
+    /// when there are any (and the CTFs' derivatives in defocus, whose path also gives every
+    /// correction's curvature, while refinement is active in `epoch`; refinement is refused
+    /// without a CTF, and coarse boxes with refinement).
+    fn fill_batch(&mut self, indices: &[usize], half: usize, epoch: usize, level: Option<usize>) -> Result<(), ReconstructError> {
+        if let Some(l) = level {
+            let c = &mut self.coarse[l];
+            let m = c.d * c.d;
+            for (k, &pi) in indices.iter().enumerate() {
+                c.batch.images[k].copy_from_slice(&c.images[pi * m..(pi + 1) * m]);
+                let p = &self.set.particles[pi];
+                c.batch.poses[k] = p.pose;
+                c.batch.ids[k] = pi;
+                if !self.cfg.no_ctf {
+                    c.grid.fill_rfft(&p.ctf, &mut c.batch.ctfs[k]);
+                }
+            }
+            c.batch.len = indices.len();
+            return Ok(());
+        }
         let refine = self.refine[half].as_ref();
         let with_dctf = refine.is_some_and(|r| r.active(epoch));
         for (k, &pi) in indices.iter().enumerate() {
@@ -861,9 +1030,26 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
-    /// One optimiser step of `half` on the batch; with refinement active in `epoch`, each
-    /// image's corrections take a step too, from the same rendering.
-    fn step(&mut self, half: usize, epoch: usize, lr: f64, keep_stats: bool) -> f32 {
+    /// One optimiser step of `half` on the batch of `level` (see [`Driver::fill_batch`]); with
+    /// refinement active in `epoch`, each image's corrections take a step too, from the same
+    /// rendering.
+    fn step(&mut self, half: usize, epoch: usize, lr: f64, keep_stats: bool, level: Option<usize>) -> f32 {
+        if let Some(l) = level {
+            let c = &mut self.coarse[l];
+            let b = &c.batch;
+            let ctf = |k: usize| if self.cfg.no_ctf { &[][..] } else { &b.ctfs[k][..] };
+            let target = |k: usize| ImageTarget { image: &b.images[k], ctf_rfft: ctf(k), pose: &b.poses[k], apix: c.apix };
+            let trainer = &mut self.trainers[half];
+            trainer.set_blur(c.blur_box as f32);
+            return match b.len {
+                1 => trainer.step(&mut c.renderer, &[target(0)], lr, keep_stats),
+                n => {
+                    let targets: Vec<ImageTarget> = (0..n).map(target).collect();
+                    trainer.step(&mut c.renderer, &targets, lr, keep_stats)
+                }
+            };
+        }
+        self.trainers[half].set_blur(0.0);
         let b = &self.batch;
         let ctf = |k: usize| if self.cfg.no_ctf { &[][..] } else { &b.ctfs[k][..] };
         let target = |k: usize| ImageTarget { image: &b.images[k], ctf_rfft: ctf(k), pose: &b.poses[k], apix: self.apix };
@@ -1238,6 +1424,39 @@ fn restore(path: &Path, fingerprint: &Fingerprint, cfg: &ReconstructConfig, epoc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn coarse_to_fine_stages_are_parsed_and_checked() {
+        let st = |l: &[(usize, f64)]| l.iter().map(|&(box_px, until)| CoarseStage { box_px, until }).collect::<Vec<_>>();
+        assert_eq!(CoarseToFine::parse("off"), Ok(CoarseToFine::Off));
+        assert_eq!(CoarseToFine::parse("auto"), Ok(CoarseToFine::Auto));
+        assert_eq!(CoarseToFine::parse("32:0.25, 64:0.5"), Ok(CoarseToFine::Stages(st(&[(32, 0.25), (64, 0.5)]))));
+        for bad in ["", "32", "32:x", "x:0.5", "on"] {
+            assert!(CoarseToFine::parse(bad).unwrap_err().contains("--coarse-to-fine"), "{bad}");
+        }
+        // auto: d/4 and d/2, even, at least 16 px; none with refinement.
+        assert_eq!(CoarseToFine::Auto.stages(128, false), Ok(st(&[(32, 0.25), (64, 0.5)])));
+        assert_eq!(CoarseToFine::Auto.stages(100, false), Ok(st(&[(24, 0.25), (50, 0.5)])));
+        assert_eq!(CoarseToFine::Auto.stages(48, false), Ok(st(&[(24, 0.5)])));
+        assert_eq!(CoarseToFine::Auto.stages(24, false), Ok(vec![]));
+        assert_eq!(CoarseToFine::Auto.stages(128, true), Ok(vec![]));
+        assert_eq!(CoarseToFine::Off.stages(128, false), Ok(vec![]));
+        let check = |l: &[(usize, f64)], d: usize| CoarseToFine::Stages(st(l)).stages(d, false);
+        assert!(check(&[(32, 0.3), (64, 0.6)], 128).is_ok());
+        for (bad, why) in [
+            (&[(33, 0.3)][..], "even"),
+            (&[(8, 0.3)][..], "at least 16"),
+            (&[(128, 0.3)][..], "below the 128 px"),
+            (&[(64, 0.3), (32, 0.6)][..], "increasing"),
+            (&[(32, 0.6), (64, 0.3)][..], "increasing"),
+            (&[(32, 0.0)][..], "(0, 1]"),
+            (&[(32, 1.5)][..], "(0, 1]"),
+        ] {
+            let e = check(bad, 128).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert!(CoarseToFine::Stages(st(&[(32, 0.3)])).stages(128, true).unwrap_err().contains("--refine"));
+    }
 
     #[test]
     fn the_run_length_follows_the_data_unless_forced() {

@@ -13,7 +13,7 @@ use cryosplat_train::adam::LrSchedule;
 use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::reconstruct::density::DensityConfig;
 use cryosplat_train::reconstruct::{
-    reconstruct, EpochResult, InitKind, ReconstructConfig, ReconstructError, RefineConfig, Session, Summary,
+    reconstruct, CoarseToFine, EpochResult, InitKind, ReconstructConfig, ReconstructError, RefineConfig, Session, Summary,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -100,6 +100,16 @@ pub struct Args {
     /// Train on images Fourier-cropped to this box size.
     #[arg(long)]
     pub downsample: Option<usize>,
+    /// Coarse-to-fine training: the early steps of each half on Fourier-cropped images (the
+    /// model is in box units and carries over; maps and FSC stay at the full box). `auto`:
+    /// the training box /4 until a quarter of the planned steps, then /2 until half of them
+    /// (sizes below 16 px are skipped; off with --refine); `off`: every step at the full box;
+    /// or a list SIZE:FRACTION,... such as 32:0.25,64:0.5 (train at 32 px until 25% of the
+    /// steps, then at 64 px until 50%, then at the full box). Experimental: on the simulated
+    /// sets measured it was slower and no finer than training at the full box throughout
+    /// (BENCHMARKS.md, "Coarse-to-fine training").
+    #[arg(long, default_value = "off", value_parser = CoarseToFine::parse)]
+    pub coarse_to_fine: CoarseToFine,
     /// Random seed (half split, initialisation, visiting order).
     #[arg(long, default_value_t = ReconstructConfig::default().seed)]
     pub seed: u64,
@@ -278,6 +288,7 @@ impl Args {
             batch_size: cfg.batch_size,
             threads: cfg.threads,
             downsample: cfg.downsample,
+            coarse_to_fine: cfg.coarse_to_fine.clone(),
             seed: cfg.seed,
             resume: false,
             overwrite: false,
@@ -320,6 +331,7 @@ impl Args {
             init_mass_fraction: self.density.init_mass_fraction,
             density: self.density.config(),
             sym: self.sym.clone(),
+            coarse_to_fine: self.coarse_to_fine.clone(),
             refine: self.refine.map(|[pose, shift, defocus]| RefineConfig {
                 pose,
                 shift,
