@@ -18,7 +18,6 @@ pub struct Args {
     gaussians: usize,
     /// A model written by `reconstruct` (gaussians_a.ply; gaussians.ply holds both halves)
     /// instead of the random one: used as it is, in its own box, on its own noisy projections.
-    /// With --sym, the file must be the expansion `reconstruct --sym` writes.
     #[arg(long)]
     model: Option<PathBuf>,
     /// The model's pixel size in Å, needed only when no map.mrc lies beside it (then --box too).
@@ -44,7 +43,8 @@ pub struct Args {
     #[arg(long, default_value_t = cryosplat_core::render::DEFAULT_N_SIGMA)]
     n_sigma: f32,
     /// Point group (RELION's names): the model is its asymmetric unit of gaussians/|G|
-    /// Gaussians, expanded at every step as `reconstruct --sym` does.
+    /// Gaussians, expanded at every step as `reconstruct --sym` does (with --model: the
+    /// file's first N/|G| Gaussians, of which the file must be the expansion).
     #[arg(long, default_value = "C1")]
     sym: String,
     /// Per-particle refinement in every step, as `reconstruct --refine` does once it is active:
