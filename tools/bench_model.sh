@@ -11,6 +11,7 @@
 #                same physical box: what a pass on images Fourier-cropped to D/2 renders)
 #   trained_d4   the same at D/4
 #   quarter      the model's first quarter of Gaussians in its own box
+#   quarter_d2   that quarter at D/2
 #
 # Usage: [STEPS=300] tools/bench_model.sh path/to/cryosplat path/to/rec/gaussians_a.ply [rounds] > out.jsonl
 set -euo pipefail
@@ -43,7 +44,7 @@ A2=$(python3 -c "print($APIX * 2)")
 A4=$(python3 -c "print($APIX * 4)")
 common=(bench --threads 2 --steps "${STEPS:-300}" --repeats 3 --phases --json)
 for round in $(seq 1 "$ROUNDS"); do
-  for config in random random_same trained trained_d2 trained_d4 quarter; do
+  for config in random random_same trained trained_d2 trained_d4 quarter quarter_d2; do
     case $config in
       random) args=(--box "$D") ;;
       random_same) args=(--box "$D" --gaussians "$N") ;;
@@ -51,6 +52,7 @@ for round in $(seq 1 "$ROUNDS"); do
       trained_d2) args=(--model "$W/model.ply" --box $((D / 2)) --apix "$A2") ;;
       trained_d4) args=(--model "$W/model.ply" --box $((D / 4)) --apix "$A4") ;;
       quarter) args=(--model "$W/quarter.ply" --box "$D" --apix "$APIX") ;;
+      quarter_d2) args=(--model "$W/quarter.ply" --box $((D / 2)) --apix "$A2") ;;
     esac
     "$B" "${common[@]}" "${args[@]}" | python3 -c "
 import json, sys
