@@ -455,6 +455,53 @@ impl Renderer {
         self.stats.push(st);
     }
 
+    /// The projection alone, for timing the parts of a step: activate and project every
+    /// Gaussian under `pose` (the projected covariances and footprints of
+    /// [`Renderer::render`]'s first half, split across the threads as there) without splatting
+    /// anything. [`Renderer::last_stats`] then holds the number of Gaussians skipped.
+    pub fn project(&mut self, model: &GaussianModel, pose: &Pose, apix: f64) {
+        let k = PoseK::new(pose, self.d, apix, self.opts.n_sigma);
+        let skipped = self.forward_split(model, &k, false);
+        self.stats.clear();
+        self.stats.push(ImageStats { skipped, ..Default::default() });
+    }
+
+    /// The middle of a batch-of-one step alone, for timing the parts of a step: the loss of
+    /// `projection` (a centred `D×D` projection before any CTF, as [`Renderer::render`] gives
+    /// it without a CTF) against `target`, returned, and `∂L/∂projection` written to
+    /// `dl_dproj` (centred `D×D`). It is the work [`Renderer::loss_and_grad`] does between
+    /// splatting and gathering (with a CTF and more than one worker, the observed image is
+    /// transformed beside the projection), on the same numbers: `render` without a CTF, this,
+    /// then [`Renderer::backward_image`] give `loss_and_grad`'s loss and gradient bitwise.
+    pub fn image_loss_and_adjoint(&mut self, projection: &[f32], target: &ImageTarget, dl_dproj: &mut [f32]) -> f32 {
+        let (d, stride) = (self.d, self.stride);
+        assert_eq!(projection.len(), d * d, "projection is not {d}×{d}");
+        assert_eq!(dl_dproj.len(), d * d, "gradient image is not {d}×{d}");
+        assert_eq!(target.image.len(), d * d, "observed image is not {d}×{d}");
+        assert!(
+            target.ctf_rfft.is_empty() || target.ctf_rfft.len() == d * (d / 2 + 1),
+            "CTF of {} values is not in the half-plane layout for D = {d}",
+            target.ctf_rfft.len()
+        );
+        let fft = &self.fft;
+        let (first, rest) = self.workspaces.split_at_mut(1);
+        let ws0 = &mut first[0];
+        for (row, p) in ws0.img.chunks_exact_mut(stride).zip(projection.chunks_exact(d)) {
+            row[..d].copy_from_slice(p);
+        }
+        let loss = if target.ctf_rfft.is_empty() || rest.is_empty() {
+            image_loss_and_grad(fft, ws0, target, &[], d, stride).0
+        } else {
+            let fy = &mut rest[0].fy;
+            rayon::join(|| fft.forward(&ws0.img, stride, &mut ws0.fft), || fft.forward(target.image, d, fy));
+            filter::loss_and_adjoint(fft, &mut ws0.fft, fy, target.ctf_rfft, &[], &mut ws0.gimg, stride).0 as f32
+        };
+        for (o, row) in dl_dproj.chunks_exact_mut(d).zip(ws0.gimg.chunks_exact(stride)) {
+            o.copy_from_slice(&row[..d]);
+        }
+        loss
+    }
+
     /// Batch of one, backward half: the block ranges of [`Renderer::forward_split`] gather
     /// their Gaussians' gradients from workspace 0's gradient image, each writing only its
     /// rows of `grad`; the pose partials are summed in range order.
