@@ -951,6 +951,7 @@ mod tests {
             prior_shift_a: 3.0,
             prior_defocus_a: 1000.0,
             start_epoch: 0,
+            estimate_prior: true,
         };
         let r = run(&BenchConfig { refine: Some(refine), sym: "C3".into(), ..cfg.clone() }).unwrap();
         assert!(r.images_per_s > 0.0 && r.phases.unwrap().ctf_eval_ms > 0.0);

@@ -2,6 +2,7 @@
 //! model (`--model`), with the parts of a step timed on their own (`--phases`); see
 //! `cryosplat_train::bench`.
 
+use crate::cmd::reconstruct::REFINE_PRIORS;
 use anyhow::Result;
 use cryosplat_train::bench::{run as run_bench, BenchConfig, BenchResult};
 use cryosplat_train::reconstruct::RefineConfig;
@@ -48,7 +49,7 @@ pub struct Args {
     #[arg(long, default_value = "C1")]
     sym: String,
     /// Per-particle refinement in every step, as `reconstruct --refine` does once it is active:
-    /// a comma-separated subset of pose, shift, defocus (the priors are reconstruct's defaults).
+    /// a comma-separated subset of pose, shift, defocus (the priors are reconstruct's defaults; a pass's prior estimate costs nothing per step).
     #[arg(long, value_parser = crate::cmd::reconstruct::parse_refine)]
     refine: Option<[bool; 3]>,
     /// Print one JSON object instead of text.
@@ -72,11 +73,11 @@ pub fn run(a: Args) -> Result<()> {
             pose,
             shift,
             defocus,
-            prior_rot_deg: 5.0,
-            prior_shift_a: 3.0,
-            prior_defocus_a: 1000.0,
+            prior_rot_deg: REFINE_PRIORS[0],
+            prior_shift_a: REFINE_PRIORS[1],
+            prior_defocus_a: REFINE_PRIORS[2],
             start_epoch: 0,
-            estimate_prior: false,
+            estimate_prior: true,
         }),
         model: a.model.clone(),
         apix: a.apix,

@@ -54,11 +54,11 @@ pub struct Args {
     /// origin per axis in Å; defocus in Å). With --refine-prior estimate (the default) the
     /// origin's and the defocus's are the first refining pass's widths, and each later pass
     /// takes them from the half's own corrections; the rotation's is always used as given.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = REFINE_PRIORS[0])]
     pub refine_prior_deg: f64,
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = REFINE_PRIORS[1])]
     pub refine_prior_shift: f64,
-    #[arg(long, default_value_t = 1000.0)]
+    #[arg(long, default_value_t = REFINE_PRIORS[2])]
     pub refine_prior_defocus: f64,
     /// With --refine: estimate the origin's and the defocus's prior widths from each half's
     /// corrections after every refining pass (estimate), or keep the given ones (fixed).
@@ -274,9 +274,9 @@ impl Args {
             sym: cfg.sym.clone(),
             refine: cfg.refine.as_ref().map(|r| [r.pose, r.shift, r.defocus]),
             refine_from_pass: cfg.refine.as_ref().map_or(2, |r| r.start_epoch as u64 + 1),
-            refine_prior_deg: cfg.refine.as_ref().map_or(1.0, |r| r.prior_rot_deg),
-            refine_prior_shift: cfg.refine.as_ref().map_or(3.0, |r| r.prior_shift_a),
-            refine_prior_defocus: cfg.refine.as_ref().map_or(1000.0, |r| r.prior_defocus_a),
+            refine_prior_deg: cfg.refine.as_ref().map_or(REFINE_PRIORS[0], |r| r.prior_rot_deg),
+            refine_prior_shift: cfg.refine.as_ref().map_or(REFINE_PRIORS[1], |r| r.prior_shift_a),
+            refine_prior_defocus: cfg.refine.as_ref().map_or(REFINE_PRIORS[2], |r| r.prior_defocus_a),
             refine_prior: if cfg.refine.as_ref().is_some_and(|r| !r.estimate_prior) { PriorWidths::Fixed } else { PriorWidths::Estimate },
             epochs: cfg.epochs,
             min_steps: cfg.min_steps,
@@ -345,6 +345,10 @@ impl Args {
         }
     }
 }
+
+/// The default prior widths of `--refine`: rotation per rotation-vector component (°), origin
+/// per axis (Å), defocus (Å) (chosen in BENCHMARKS.md, "Per-particle refinement").
+pub(crate) const REFINE_PRIORS: [f64; 3] = [1.0, 3.0, 1000.0];
 
 /// `--refine-prior`: where the prior widths of per-particle refinement come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
