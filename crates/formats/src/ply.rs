@@ -8,7 +8,7 @@
 //! | `x y z` | centre in Å, in the frame of the map written beside it (MRC origin 0, so the box centre is at `D/2·apix`) |
 //! | `scale_0 scale_1 scale_2` | standard deviations in Å along the Gaussian's own axes (linear, not logarithmic) |
 //! | `rot_0 rot_1 rot_2 rot_3` | unit quaternion `w, x, y, z` rotating the Gaussian's axes into the map frame |
-//! | `amplitude` | integrated mass of the Gaussian (map units · Å³) |
+//! | `amplitude` | the Gaussian's mass in the model's own units: `cryosplat reconstruct` writes each model's box-unit amplitude in the normalised units it trains in, so values compare Gaussians of one file but are not map units |
 //!
 //! The names follow the common Gaussian-splatting layout, but the values do not: scales are
 //! in Å (not log-scales) and there is no opacity or colour. Standard PLY readers (plyfile,
