@@ -4,42 +4,21 @@
 
 mod common;
 
+use common::{carbon_blob, read_map as read, rec};
+
 use cryosplat_core::fsc::correlation as corr;
-use cryosplat_core::potential::Atom;
-use cryosplat_core::rng::Rng;
-use cryosplat_formats::mrc::MrcFile;
 use cryosplat_train::dataset::{LoadOptions, ParticleSet};
-use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::progress::NoProgress;
-use cryosplat_train::reconstruct::{reconstruct, CoarseStage, CoarseToFine, ReconstructConfig, ReconstructError, Session, Summary};
+use cryosplat_train::reconstruct::{CoarseStage, CoarseToFine, ReconstructConfig, ReconstructError};
 use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
-use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 /// A compact random "molecule" of 150 carbon atoms, simulated at 32 px and 1.5 Å/px.
 fn simulated(dir: &Path, count: usize, snr: f64) -> PathBuf {
-    let mut r = Rng::new(11);
-    let atoms: Vec<Atom> = (0..150)
-        .map(|_| {
-            let p = [r.normal() * 5.0, r.normal() * 3.5, r.normal() * 4.0];
-            Atom { element: "C".into(), pos_a: p, b_factor_a2: 20.0, occupancy: 1.0 }
-        })
-        .collect();
+    let atoms = carbon_blob(150, [5.0, 3.5, 4.0], 20.0, 11);
     let cfg = SimulateConfig { box_px: 32, apix: 1.5, count, snr, seed: 7, max_shift_px: 1.5, ..Default::default() };
     simulate(&Source::Atoms { atoms, label: "test".into() }, &cfg, dir, &NoProgress).unwrap();
     dir.join("particles.star")
-}
-
-fn read(p: &Path) -> Vec<f32> {
-    MrcFile::open(p).unwrap().read_all().unwrap()
-}
-
-fn rec(set: &ParticleSet, cfg: &ReconstructConfig, out: &Path, resume: bool) -> Result<Summary, ReconstructError> {
-    let stop = AtomicBool::new(false);
-    let session = Session { resume, settings: json!({}), progress: &NoProgress, stop: &stop };
-    let existing = Existing::from_flags(resume, false);
-    reconstruct(set, cfg, &mut OutputDir::open(out, existing, "reconstruct")?, &session, &mut |_| Ok(vec![]))
 }
 
 fn stages(list: &[(usize, f64)]) -> CoarseToFine {

@@ -3,16 +3,15 @@
 
 mod common;
 
-use common::data;
+use common::{carbon_blob, data, read_map as read, rec};
 use cryosplat_core::fsc::correlation as corr;
 use cryosplat_core::potential::Atom;
 use cryosplat_core::rng::Rng;
-use cryosplat_formats::mrc::MrcFile;
 use cryosplat_train::dataset::{LoadOptions, ParticleSet};
 use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::progress::NoProgress;
 use cryosplat_train::reconstruct::density::DensityConfig;
-use cryosplat_train::reconstruct::{reconstruct, InitKind, ReconstructConfig, ReconstructError, Session, Summary};
+use cryosplat_train::reconstruct::{reconstruct, InitKind, ReconstructConfig, ReconstructError, Session};
 use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -20,28 +19,10 @@ use std::sync::atomic::AtomicBool;
 
 /// A compact random "molecule" of 120 carbon atoms, simulated at 40 px and 1.5 Å/px.
 fn simulated(dir: &Path, count: usize, snr: f64) -> PathBuf {
-    let mut r = Rng::new(3);
-    let atoms: Vec<Atom> = (0..120)
-        .map(|_| {
-            let p = [r.normal() * 6.0, r.normal() * 4.0, r.normal() * 5.0];
-            Atom { element: "C".into(), pos_a: p, b_factor_a2: 30.0, occupancy: 1.0 }
-        })
-        .collect();
+    let atoms = carbon_blob(120, [6.0, 4.0, 5.0], 30.0, 3);
     let cfg = SimulateConfig { box_px: 40, apix: 1.5, count, snr, seed: 5, max_shift_px: 2.0, ..Default::default() };
     simulate(&Source::Atoms { atoms, label: "test".into() }, &cfg, dir, &NoProgress).unwrap();
     dir.join("particles.star")
-}
-
-fn read(p: &Path) -> Vec<f32> {
-    MrcFile::open(p).unwrap().read_all().unwrap()
-}
-
-/// A run without progress display or a caller's hook.
-fn rec(set: &ParticleSet, cfg: &ReconstructConfig, out: &Path, resume: bool) -> Result<Summary, ReconstructError> {
-    let stop = AtomicBool::new(false);
-    let session = Session { resume, settings: json!({}), progress: &NoProgress, stop: &stop };
-    let existing = Existing::from_flags(resume, false);
-    reconstruct(set, cfg, &mut OutputDir::open(out, existing, "reconstruct")?, &session, &mut |_| Ok(vec![]))
 }
 
 fn small(threads: usize) -> ReconstructConfig {

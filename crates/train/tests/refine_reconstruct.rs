@@ -11,21 +11,13 @@
 
 use cryosplat_core::rotation::angle_between_deg;
 use cryosplat_train::dataset::{LoadOptions, ParticleSet};
-use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::progress::NoProgress;
-use cryosplat_train::reconstruct::{reconstruct, ReconstructConfig, ReconstructError, RefineConfig, Session, Summary};
+use cryosplat_train::reconstruct::{ReconstructConfig, ReconstructError, RefineConfig};
 use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
-use serde_json::json;
-use std::path::Path;
-use std::sync::atomic::AtomicBool;
 
 mod common;
 
-fn rec(set: &ParticleSet, cfg: &ReconstructConfig, out: &Path, resume: bool) -> Result<Summary, ReconstructError> {
-    let stop = AtomicBool::new(false);
-    let session = Session { resume, settings: json!({}), progress: &NoProgress, stop: &stop };
-    reconstruct(set, cfg, &mut OutputDir::open(out, Existing::from_flags(resume, false), "reconstruct")?, &session, &mut |_| Ok(vec![]))
-}
+use common::rec;
 
 fn refine_all() -> RefineConfig {
     RefineConfig {

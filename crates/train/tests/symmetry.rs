@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{read_map as read, rec};
+
 use cryosplat_core::fsc::correlation as corr;
 use cryosplat_core::fsc::fsc;
 use cryosplat_core::pose::mat_vec;
@@ -13,12 +15,10 @@ use cryosplat_core::symmetry::PointGroup;
 use cryosplat_formats::mrc::MrcFile;
 use cryosplat_train::backproject::{backproject, BackprojectConfig};
 use cryosplat_train::dataset::{LoadOptions, ParticleSet};
-use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::progress::NoProgress;
-use cryosplat_train::reconstruct::{reconstruct, ReconstructConfig, ReconstructError, Session, Summary};
+use cryosplat_train::reconstruct::{ReconstructConfig, ReconstructError};
 use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 
 /// A compact asymmetric blob of carbon atoms about the origin.
 fn unit_atoms(n: usize, seed: u64) -> Vec<Atom> {
@@ -148,18 +148,6 @@ fn a_map_input_is_averaged_over_the_group() {
     let cfg = SimulateConfig { sym_offset_a: [1.0, 0.0, 0.0], ..cfg };
     let e = simulate(&Source::Map { data: map, d, apix: 2.0, label: "m".into() }, &cfg, dir.path(), &NoProgress).unwrap_err();
     assert!(e.to_string().contains("offset"), "{e}");
-}
-
-/// A Gaussian reconstruction without progress display or a caller's hook.
-fn rec(set: &ParticleSet, cfg: &ReconstructConfig, out: &Path, resume: bool) -> Result<Summary, ReconstructError> {
-    let stop = AtomicBool::new(false);
-    let session = Session { resume, settings: serde_json::json!({}), progress: &NoProgress, stop: &stop };
-    let existing = Existing::from_flags(resume, false);
-    reconstruct(set, cfg, &mut OutputDir::open(out, existing, "reconstruct")?, &session, &mut |_| Ok(vec![]))
-}
-
-fn read(p: &Path) -> Vec<f32> {
-    MrcFile::open(p).unwrap().read_all().unwrap()
 }
 
 /// A small noisy C4 set (an off-axis unit of 40 atoms, four copies about z).

@@ -1,5 +1,6 @@
 //! What train's integration tests share: test data paths, small MRC and JSON reading, CTF
-//! cases from JSON, rotation comparison, a toy atomic model and its true model, and a Gaussian low-pass of maps. Each test file includes it
+//! cases from JSON, rotation comparison, toy atomic models and their true model, a quiet
+//! reconstruction, and a Gaussian low-pass of maps. Each test file includes it
 //! with `mod common;` and uses a part of it.
 #![allow(dead_code)]
 
@@ -9,8 +10,13 @@ use cryosplat_core::pose::Mat3;
 use cryosplat_core::potential::{atomic_potential, Atom, Centering, PotentialOptions};
 use cryosplat_core::rng::Rng;
 use cryosplat_formats::mrc::MrcFile;
+use cryosplat_train::dataset::ParticleSet;
+use cryosplat_train::output::{Existing, OutputDir};
+use cryosplat_train::progress::NoProgress;
+use cryosplat_train::reconstruct::{reconstruct, ReconstructConfig, ReconstructError, Session, Summary};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 /// A file of the repository's `tests/data`.
 pub fn data(rel: &str) -> PathBuf {
@@ -56,6 +62,32 @@ pub fn read_mrc(path: &Path) -> (usize, usize, usize, i32, Vec<f32>) {
 /// Whether two matrices agree to `tol` in every element.
 pub fn close(a: &Mat3, b: &Mat3, tol: f64) -> bool {
     (0..3).all(|i| (0..3).all(|j| (a[i][j] - b[i][j]).abs() < tol))
+}
+
+/// A map's values.
+pub fn read_map(p: &Path) -> Vec<f32> {
+    MrcFile::open(p).unwrap().read_all().unwrap()
+}
+
+/// A reconstruction of `set` into `out` (resumed from its checkpoint with `resume`) without
+/// progress display or a caller's hook.
+pub fn rec(set: &ParticleSet, cfg: &ReconstructConfig, out: &Path, resume: bool) -> Result<Summary, ReconstructError> {
+    let stop = AtomicBool::new(false);
+    let session = Session { resume, settings: serde_json::json!({}), progress: &NoProgress, stop: &stop };
+    let existing = Existing::from_flags(resume, false);
+    reconstruct(set, cfg, &mut OutputDir::open(out, existing, "reconstruct")?, &session, &mut |_| Ok(vec![]))
+}
+
+/// `n` carbon atoms (B `b_factor_a2`) drawn from a normal distribution around the origin with
+/// standard deviations `spread_a` (Å) along x, y and z.
+pub fn carbon_blob(n: usize, spread_a: [f64; 3], b_factor_a2: f64, seed: u64) -> Vec<Atom> {
+    let mut r = Rng::new(seed);
+    (0..n)
+        .map(|_| {
+            let p = [r.normal() * spread_a[0], r.normal() * spread_a[1], r.normal() * spread_a[2]];
+            Atom { element: "C".into(), pos_a: p, b_factor_a2, occupancy: 1.0 }
+        })
+        .collect()
 }
 
 /// A compact random atomic model of `n` atoms around the origin (C, N, O, S; B 20–60 Å²).
