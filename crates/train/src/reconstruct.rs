@@ -1034,40 +1034,33 @@ impl<'a> Driver<'a> {
     /// refinement active in `epoch`, each image's corrections take a step too, from the same
     /// rendering.
     fn step(&mut self, half: usize, epoch: usize, lr: f64, keep_stats: bool, level: Option<usize>) -> f32 {
-        if let Some(l) = level {
-            let c = &mut self.coarse[l];
-            let b = &c.batch;
-            let ctf = |k: usize| if self.cfg.no_ctf { &[][..] } else { &b.ctfs[k][..] };
-            let target = |k: usize| ImageTarget { image: &b.images[k], ctf_rfft: ctf(k), pose: &b.poses[k], apix: c.apix };
-            let trainer = &mut self.trainers[half];
-            trainer.set_blur(c.blur_box as f32);
-            return match b.len {
-                1 => trainer.step(&mut c.renderer, &[target(0)], lr, keep_stats),
-                n => {
-                    let targets: Vec<ImageTarget> = (0..n).map(target).collect();
-                    trainer.step(&mut c.renderer, &targets, lr, keep_stats)
-                }
-            };
-        }
-        self.trainers[half].set_blur(0.0);
-        let b = &self.batch;
-        let ctf = |k: usize| if self.cfg.no_ctf { &[][..] } else { &b.ctfs[k][..] };
-        let target = |k: usize| ImageTarget { image: &b.images[k], ctf_rfft: ctf(k), pose: &b.poses[k], apix: self.apix };
+        let (b, renderer, apix, blur_box) = match level {
+            Some(l) => {
+                let c = &mut self.coarse[l];
+                (&c.batch, &mut c.renderer, c.apix, c.blur_box as f32)
+            }
+            None => (&self.batch, &mut self.renderer, self.apix, 0.0),
+        };
+        let no_ctf = self.cfg.no_ctf;
+        let ctf = |k: usize| if no_ctf { &[][..] } else { &b.ctfs[k][..] };
+        let target = |k: usize| ImageTarget { image: &b.images[k], ctf_rfft: ctf(k), pose: &b.poses[k], apix };
+        // Refinement has no coarse boxes (refused together), so an active one is at `d`.
         let active = self.refine[half].as_ref().filter(|r| r.active(epoch));
         let trainer = &mut self.trainers[half];
+        trainer.set_blur(blur_box);
         // The defocus path also measures the curvatures every correction's step needs.
         let loss = match (b.len, active.is_some()) {
             // One image per step (the default) allocates nothing.
-            (1, false) => trainer.step(&mut self.renderer, &[target(0)], lr, keep_stats),
-            (1, true) => trainer.step_with_defocus(&mut self.renderer, &[target(0)], &[&b.dctfs[0][..]], lr, keep_stats),
+            (1, false) => trainer.step(renderer, &[target(0)], lr, keep_stats),
+            (1, true) => trainer.step_with_defocus(renderer, &[target(0)], &[&b.dctfs[0][..]], lr, keep_stats),
             (n, false) => {
                 let targets: Vec<ImageTarget> = (0..n).map(target).collect();
-                trainer.step(&mut self.renderer, &targets, lr, keep_stats)
+                trainer.step(renderer, &targets, lr, keep_stats)
             }
             (n, true) => {
                 let targets: Vec<ImageTarget> = (0..n).map(target).collect();
                 let dctfs: Vec<&[f32]> = (0..n).map(|k| &b.dctfs[k][..]).collect();
-                trainer.step_with_defocus(&mut self.renderer, &targets, &dctfs, lr, keep_stats)
+                trainer.step_with_defocus(renderer, &targets, &dctfs, lr, keep_stats)
             }
         };
         if active.is_some() {
@@ -1077,12 +1070,11 @@ impl<'a> Driver<'a> {
             // The rotations' lever arm, from the model at the pass's first refining step (kept
             // in checkpoints, so deterministic on resume); the asymmetric unit's equals its
             // copies', so no expansion is needed.
-            let (model, d, apix) = (&self.trainers[half].model, self.d, self.apix);
+            let (model, d) = (&self.trainers[half].model, self.d);
             let r = self.refine[half].as_mut().expect("active refinement");
             let radius2_a2 = r.lever_arm_a2(|| model.mean_square_radius_a2(d, apix));
-            let stats = self.renderer.last_stats();
-            for (&pi, st) in self.batch.ids[..self.batch.len].iter().zip(stats) {
-                r.update(self.slot[pi], &self.set.particles[pi].pose, st, self.d, noise_var, radius2_a2);
+            for (&pi, st) in b.ids[..b.len].iter().zip(renderer.last_stats()) {
+                r.update(self.slot[pi], &self.set.particles[pi].pose, st, d, noise_var, radius2_a2);
             }
         }
         loss

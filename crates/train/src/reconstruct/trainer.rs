@@ -380,7 +380,7 @@ pub struct ParticleRefinement {
     widths: [f64; 3],
     /// Per group (rotation, origin, defocus), over the pass in progress: the sum of each
     /// refined component's square, and of the fraction of its posterior precision that comes
-    /// from the image (`1 − 1/(s²·P)`).
+    /// from the image (`1 − 1/(s²·P)`); the rotation's stay zero (its width is not estimated).
     moments: [[f64; 2]; 3],
 }
 
@@ -446,8 +446,8 @@ impl ParticleRefinement {
     pub fn begin_pass(&mut self) {
         self.lever_arm_a2 = None;
         if self.cfg.estimate_prior {
-            // The rotation's width stays as given (see the module docs).
-            for (w, &[sum, n]) in self.widths.iter_mut().zip(&self.moments).skip(1) {
+            // The rotation's sums stay empty, so its width stays as given (see the module docs).
+            for (w, &[sum, n]) in self.widths.iter_mut().zip(&self.moments) {
                 if n > 0.0 {
                     *w = (sum / n).sqrt().max(f64::MIN_POSITIVE);
                 }
@@ -531,11 +531,12 @@ impl ParticleRefinement {
             let precision = like * curv[k].max(0.0) + p;
             let step = (like * grad[k] + c[k] * p) / precision;
             self.values[i][k] -= step.clamp(-width[gk], width[gk]);
-            // The estimate of the width is in the option's units (degrees for rotations).
-            let unit = if gk == 0 { 180.0 / std::f64::consts::PI } else { 1.0 };
-            let v = self.values[i][k] * unit;
-            self.moments[gk][0] += v * v;
-            self.moments[gk][1] += 1.0 - p / precision;
+            // The sums for the next estimate of the origin's and the defocus's widths (Å, the
+            // options' units); the rotation's is never estimated.
+            if gk > 0 {
+                self.moments[gk][0] += self.values[i][k].powi(2);
+                self.moments[gk][1] += 1.0 - p / precision;
+            }
         }
     }
 }
