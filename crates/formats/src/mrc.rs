@@ -544,6 +544,18 @@ impl MrcFile {
         self.header.nz == 0
     }
 
+    /// Ask the kernel to start reading image `index` (0-based) from disk now, without waiting
+    /// for it, so that a later [`MrcFile::read_image`] finds it in memory. Only advice: an
+    /// index out of range, or a system that ignores it, changes nothing.
+    pub fn prefetch_image(&self, index: usize) {
+        let h = &self.header;
+        let image_bytes = h.image_len() as u64 * h.mode.bytes() as u64;
+        let start = h.data_offset + index as u64 * image_bytes;
+        if index < h.nz && start + image_bytes <= self.map.len() as u64 {
+            let _ = self.map.advise_range(memmap2::Advice::WillNeed, start as usize, image_bytes as usize);
+        }
+    }
+
     /// Decode image `index` (0-based) into `out` (length `nx·ny`) without checking values.
     pub fn read_image_unchecked(&self, index: usize, out: &mut [f32]) -> Result<()> {
         decode_image(&self.map, &self.header, &self.path, index, out)
@@ -838,8 +850,9 @@ impl StackWriter {
         self.n == 0
     }
 
-    /// Write the header, sync and rename into place.
-    pub fn finish(mut self) -> Result<()> {
+    /// Write the header, sync and rename into place; returns the statistics of the stored
+    /// values (after float16 rounding in mode 12), as the header gives them.
+    pub fn finish(mut self) -> Result<Stats> {
         if self.n == 0 {
             return Err(FormatError::invalid(&self.dest, "no images were written"));
         }
@@ -860,7 +873,7 @@ impl StackWriter {
             let _ = std::fs::remove_file(&self.tmp);
             return Err(FormatError::io(&dest, e));
         }
-        Ok(())
+        Ok(stats)
     }
 }
 

@@ -195,9 +195,14 @@ fn streaming_stack_writer() {
         w.push(&img).unwrap();
     }
     assert!(!p.exists(), "the file appears only when complete");
-    w.finish().unwrap();
+    let stats = w.finish().unwrap();
+    assert_eq!((stats.min, stats.max, stats.count), (0.0, 35.0, 24));
     let f = MrcFile::open(&p).unwrap();
     assert_eq!(f.len(), 4);
+    // Prefetching is advice: in range or not, reads give the same values.
+    for k in [0, 2, 3, 4, usize::MAX] {
+        f.prefetch_image(k);
+    }
     let mut img = vec![0.0; 6];
     f.read_image(2, &mut img).unwrap();
     assert_eq!(img, vec![20.0, 21.0, 22.0, 23.0, 24.0, 25.0]);
@@ -415,10 +420,13 @@ fn streaming_writer_float16_and_bad_images() {
     expect_err(w.push(&[0.1, f32::NAN, 0.3, 0.4]), &["h.mrcs", "1 NaN"]);
     expect_err(w.push(&[0.1, 0.3, 0.4]), &["3 values given for 4"]);
     w.push(&[1.0, 2.0, 3.0, 4.0]).unwrap();
-    w.finish().unwrap();
+    let stats = w.finish().unwrap();
     let f = MrcFile::open(&p).unwrap();
     assert_eq!((f.header().mode, f.len(), f.header().apix), (Mode::Float16, 2, Some(3.0)));
     let rounded: Vec<f32> = [0.1f32, 0.2, 0.3, 0.4, 1.0, 2.0, 3.0, 4.0].iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+    // The statistics returned describe the stored (rounded) values.
+    let mean = rounded.iter().map(|&v| v as f64).sum::<f64>() / 8.0;
+    assert!((stats.mean - mean).abs() < 1e-12 && stats.min == rounded[0] as f64, "{stats:?}");
     assert_eq!(f.read_all().unwrap(), rounded);
     assert_eq!(f.header().stored_stats[0], rounded[0]);
     // Unwritable folder.

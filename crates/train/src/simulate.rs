@@ -35,8 +35,11 @@
 //!    `SNR = mean over particles of Var_box(clean CTF-modulated image) / σ_n²`,
 //!
 //!    where `Var_box` is the variance of the image's `D²` pixels about their mean. The mean
-//!    signal variance is measured on the clean images of this very set (a first pass writes
-//!    them, the second adds the noise).
+//!    signal variance is measured on the clean images of this very set: a first pass makes
+//!    every clean image for its variance, the second makes it again and adds the noise. The
+//!    clean images are never kept on disk for the second pass (a set needs only its own size
+//!    in free space, which matters for sets of tens of GB); making them twice costs time
+//!    instead, and gives the same bits as keeping them would.
 //!
 //! # Symmetric particles
 //!
@@ -78,7 +81,9 @@
 //!
 //! # Outputs (in the output folder; each written atomically)
 //!
-//! * `particles.mrcs`: the noisy stack (MRC2014, float32, `cella = (D·apix, D·apix, apix)`);
+//! * `particles.mrcs`: the noisy stack (MRC2014, `cella = (D·apix, D·apix, apix)`), float32
+//!   (mode 2), or float16 (mode 12) with [`SimulateConfig::float16`]: half the size, with a
+//!   relative rounding error of at most 2⁻¹¹ per pixel, far below the noise of any set;
 //! * `particles.star`: RELION 3.1 (`data_optics`, `data_particles`) with poses, origins in Å,
 //!   CTF parameters and a random half-set label `rlnRandomSubset` (the recorded values, which
 //!   differ from the true ones only with [recorded errors](self#recorded-errors));
@@ -88,7 +93,8 @@
 //!   [`voxelize_a`], values in V·Å; for maps: the input map, resampled if needed);
 //! * `meta.json`: every setting, the seed, the SNR definition, the signal variance and
 //!   `σ_n`, counts and the program version;
-//! * `clean.mrcs` (with `write_clean`): the CTF-modulated images before noise.
+//! * `clean.mrcs` (with `write_clean`): the CTF-modulated images before noise, in the mode of
+//!   `particles.mrcs`.
 
 use crate::dataset::{write_relion31, StarDecimals, StarLayout, StarOptics, StarParticle};
 use crate::progress::Progress;
@@ -102,7 +108,7 @@ use cryosplat_core::rotation::{angle_between_deg, euler_to_matrix, matrix_to_eul
 use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
 use cryosplat_core::voxel::{voxelize_a, DEFAULT_CUTOFF_SIGMA};
 use cryosplat_formats::atomic::write_atomic;
-use cryosplat_formats::mrc::{write_volume, MrcFile, StackWriter, Stats, StatsAccumulator, WriteOptions};
+use cryosplat_formats::mrc::{write_volume, StackWriter, Stats, WriteMode, WriteOptions};
 use cryosplat_formats::FormatError;
 use rayon::prelude::*;
 use serde::Serialize;
@@ -175,6 +181,8 @@ pub struct SimulateConfig {
     pub preferred_orientation: Option<PreferredOrientation>,
     /// Also write `clean.mrcs`.
     pub write_clean: bool,
+    /// Write the stacks as float16 (MRC mode 12) instead of float32 (mode 2).
+    pub float16: bool,
     /// Samples per voxel along the ray for map projection.
     pub oversample: usize,
     /// Point group of the particle (RELION's name, [`cryosplat_core::symmetry`]); see
@@ -224,6 +232,7 @@ impl Default for SimulateConfig {
             centering: Centering::CentreOfMass,
             preferred_orientation: None,
             write_clean: false,
+            float16: false,
             oversample: 1,
             sym: "C1".into(),
             sym_offset_a: [0.0; 3],
@@ -690,13 +699,67 @@ fn prepare_map(data: &[f32], d_in: usize, apix_in: f64, label: &str, cfg: &Simul
     Ok(Prepared { scene: Scene::Map(map.clone()), gt: map, warnings, meta })
 }
 
-/// Pass 1: the clean CTF-modulated images, written to `clean_path`; returns each image's
-/// pixel variance.
+/// Per-thread scratch of [`render_clean`].
+struct RenderScratch {
+    splat: SplatScratch,
+    ctf: CtfScratch,
+    img: Vec<f64>,
+    proj: Vec<f32>,
+}
+
+impl RenderScratch {
+    fn new(ctf_filter: &CtfFilter, npix: usize) -> Self {
+        RenderScratch { splat: SplatScratch::default(), ctf: ctf_filter.scratch(), img: vec![0.0; npix], proj: vec![0.0; npix] }
+    }
+}
+
+/// Particle `p`'s clean CTF-modulated image into `out` (`D×D`); returns its pixel variance.
+/// Deterministic: the same particle gives the same bits on every call and thread.
+fn render_clean(
+    scene: &Scene,
+    p: &ParticleParams,
+    cfg: &SimulateConfig,
+    ctf_filter: &CtfFilter,
+    s: &mut RenderScratch,
+    out: &mut [f32],
+) -> f64 {
+    let (d, apix) = (cfg.box_px, cfg.apix);
+    let npix = d * d;
+    let img = &mut s.img;
+    match scene {
+        Scene::Gaussians(gs) => {
+            img.iter_mut().for_each(|v| *v = 0.0);
+            splat_isotropic(gs, &p.rot, p.origin_a, d, apix, DEFAULT_CUTOFF_SIGMA, &mut s.splat, img);
+        }
+        Scene::Map(map) => {
+            project_volume(map, d, &p.rot, [p.origin_a[0] / apix, p.origin_a[1] / apix], cfg.oversample, &mut s.proj);
+            for (a, &b) in img.iter_mut().zip(s.proj.iter()) {
+                *a = b as f64;
+            }
+        }
+    }
+    // The envelope joins the CTF's B-factor for imaging only; the STAR keeps p.ctf.
+    let imaged = CtfParams { bfactor_a2: p.ctf.bfactor_a2 + cfg.envelope_bfactor_a2, ..p.ctf };
+    ctf_filter.apply(img, &imaged, &mut s.ctf);
+    let mean = img.iter().sum::<f64>() / npix as f64;
+    for (o, &v) in out.iter_mut().zip(img.iter()) {
+        *o = v as f32;
+    }
+    img.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / npix as f64
+}
+
+/// The stacks' data mode.
+fn stack_options(cfg: &SimulateConfig, label: &str) -> WriteOptions {
+    WriteOptions { mode: if cfg.float16 { WriteMode::Float16 } else { WriteMode::Float32 }, ..write_options(label) }
+}
+
+/// Pass 1: every image's clean pixel variance (the SNR's denominator needs all of them before
+/// any noise is drawn); the clean images are written to `clean_path` if one is given.
 fn clean_pass(
     scene: &Scene,
     params: &[ParticleParams],
     cfg: &SimulateConfig,
-    clean_path: &Path,
+    clean_path: Option<&Path>,
     progress: &dyn Progress,
 ) -> Result<Vec<f64>, SimulateError> {
     let (d, apix) = (cfg.box_px, cfg.apix);
@@ -704,33 +767,60 @@ fn clean_pass(
     let ctf_filter = CtfFilter::new(d, apix);
     let mut variances = vec![0.0f64; cfg.count];
     progress.start("projecting", cfg.count as u64);
-    let mut writer = StackWriter::create(clean_path, d, d, apix, write_options("clean CTF-modulated images"))?;
+    let mut writer = match clean_path {
+        Some(path) => Some(StackWriter::create(path, d, d, apix, stack_options(cfg, "clean CTF-modulated images"))?),
+        None => None,
+    };
     let mut chunk = vec![0.0f32; CHUNK * npix];
     for start in (0..cfg.count).step_by(CHUNK) {
         let n = CHUNK.min(cfg.count - start);
         chunk[..n * npix].par_chunks_mut(npix).zip(variances[start..start + n].par_iter_mut()).enumerate().for_each_init(
-            || (SplatScratch::default(), ctf_filter.scratch(), vec![0.0f64; npix], vec![0.0f32; npix]),
-            |(splat, fscr, img, proj), (k, (out, var))| {
-                let p = &params[start + k];
-                match scene {
-                    Scene::Gaussians(gs) => {
-                        img.iter_mut().for_each(|v| *v = 0.0);
-                        splat_isotropic(gs, &p.rot, p.origin_a, d, apix, DEFAULT_CUTOFF_SIGMA, splat, img);
+            || RenderScratch::new(&ctf_filter, npix),
+            |s, (k, (out, var))| *var = render_clean(scene, &params[start + k], cfg, &ctf_filter, s, out),
+        );
+        if let Some(w) = writer.as_mut() {
+            for img in chunk[..n * npix].chunks_exact(npix) {
+                w.push(img)?;
+            }
+        }
+        progress.inc(n as u64);
+    }
+    if let Some(w) = writer {
+        w.finish()?;
+    }
+    progress.finish();
+    Ok(variances)
+}
+
+/// Pass 2: each clean image made again (no copy of the clean stack on disk, so a set needs
+/// only its own size in free space) plus white Gaussian noise of `noise_sigma`, written to
+/// `particles_path` (progress counted in particles); returns the statistics of the noisy
+/// images as stored.
+fn noise_pass(
+    scene: &Scene,
+    params: &[ParticleParams],
+    cfg: &SimulateConfig,
+    noise_sigma: f64,
+    particles_path: &Path,
+    progress: &dyn Progress,
+) -> Result<Stats, SimulateError> {
+    let (d, apix) = (cfg.box_px, cfg.apix);
+    let npix = d * d;
+    let ctf_filter = CtfFilter::new(d, apix);
+    let noise_seed = Rng::new(cfg.seed ^ 0x6E6F_6973_655F_7365).next_u64();
+    let mut chunk = vec![0.0f32; CHUNK * npix];
+    let mut writer = StackWriter::create(particles_path, d, d, apix, stack_options(cfg, "particles"))?;
+    for start in (0..cfg.count).step_by(CHUNK) {
+        let n = CHUNK.min(cfg.count - start);
+        chunk[..n * npix].par_chunks_mut(npix).enumerate().for_each_init(
+            || RenderScratch::new(&ctf_filter, npix),
+            |s, (k, out)| {
+                render_clean(scene, &params[start + k], cfg, &ctf_filter, s, out);
+                if noise_sigma > 0.0 {
+                    let mut rng = Rng::stream(noise_seed, (start + k) as u64);
+                    for o in out.iter_mut() {
+                        *o = (*o as f64 + noise_sigma * rng.normal()) as f32;
                     }
-                    Scene::Map(map) => {
-                        project_volume(map, d, &p.rot, [p.origin_a[0] / apix, p.origin_a[1] / apix], cfg.oversample, proj);
-                        for (a, &b) in img.iter_mut().zip(proj.iter()) {
-                            *a = b as f64;
-                        }
-                    }
-                }
-                // The envelope joins the CTF's B-factor for imaging only; the STAR keeps p.ctf.
-                let imaged = CtfParams { bfactor_a2: p.ctf.bfactor_a2 + cfg.envelope_bfactor_a2, ..p.ctf };
-                ctf_filter.apply(img, &imaged, fscr);
-                let mean = img.iter().sum::<f64>() / npix as f64;
-                *var = img.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / npix as f64;
-                for (o, &v) in out.iter_mut().zip(img.iter()) {
-                    *o = v as f32;
                 }
             },
         );
@@ -739,48 +829,7 @@ fn clean_pass(
         }
         progress.inc(n as u64);
     }
-    writer.finish()?;
-    progress.finish();
-    Ok(variances)
-}
-
-/// Pass 2: white Gaussian noise of `noise_sigma`, streamed from the clean stack into
-/// `particles_path` (progress counted in particles); returns the statistics of the noisy
-/// images.
-fn noise_pass(
-    cfg: &SimulateConfig,
-    noise_sigma: f64,
-    clean_path: &Path,
-    particles_path: &Path,
-    progress: &dyn Progress,
-) -> Result<Stats, SimulateError> {
-    let (d, apix) = (cfg.box_px, cfg.apix);
-    let npix = d * d;
-    let noise_seed = Rng::new(cfg.seed ^ 0x6E6F_6973_655F_7365).next_u64();
-    let mut stats = StatsAccumulator::default();
-    let mut chunk = vec![0.0f32; CHUNK * npix];
-    let clean = MrcFile::open(clean_path)?;
-    let mut writer = StackWriter::create(particles_path, d, d, apix, write_options("particles"))?;
-    for start in (0..cfg.count).step_by(CHUNK) {
-        let n = CHUNK.min(cfg.count - start);
-        chunk[..n * npix].par_chunks_mut(npix).enumerate().try_for_each(|(k, out)| {
-            clean.read_image(start + k, out)?;
-            if noise_sigma > 0.0 {
-                let mut rng = Rng::stream(noise_seed, (start + k) as u64);
-                for o in out.iter_mut() {
-                    *o = (*o as f64 + noise_sigma * rng.normal()) as f32;
-                }
-            }
-            Ok::<(), FormatError>(())
-        })?;
-        stats.add(&chunk[..n * npix]);
-        for img in chunk[..n * npix].chunks_exact(npix) {
-            writer.push(img)?;
-        }
-        progress.inc(n as u64);
-    }
-    writer.finish()?;
-    Ok(stats.finish())
+    Ok(writer.finish()?)
 }
 
 /// Run a simulation into `out_dir` (created if missing). See the module docs.
@@ -801,10 +850,8 @@ pub fn simulate(source: &Source, cfg: &SimulateConfig, out_dir: &Path, progress:
     progress.finish();
 
     let params: Vec<ParticleParams> = (0..cfg.count as u64).into_par_iter().map(|i| draw_particle(cfg, i)).collect();
-    // Pass 1 writes clean.mrcs (kept or not).
-    let clean_path =
-        out_dir.join(if cfg.write_clean { "clean.mrcs".to_string() } else { format!(".clean.{}.tmp.mrcs", std::process::id()) });
-    let variances = clean_pass(&scene, &params, cfg, &clean_path, progress)?;
+    let clean_path = out_dir.join("clean.mrcs");
+    let variances = clean_pass(&scene, &params, cfg, cfg.write_clean.then_some(clean_path.as_path()), progress)?;
     let signal_variance = variances.iter().sum::<f64>() / cfg.count as f64;
     let noise_sigma = if cfg.snr.is_infinite() { 0.0 } else { (signal_variance / cfg.snr).sqrt() };
     if signal_variance.is_nan() || signal_variance <= 0.0 {
@@ -812,12 +859,8 @@ pub fn simulate(source: &Source, cfg: &SimulateConfig, out_dir: &Path, progress:
     }
     let particles_path = out_dir.join("particles.mrcs");
     progress.start("adding noise", cfg.count as u64);
-    let pass2 = noise_pass(cfg, noise_sigma, &clean_path, &particles_path, progress);
+    let stats = noise_pass(&scene, &params, cfg, noise_sigma, &particles_path, progress)?;
     progress.finish();
-    if !cfg.write_clean {
-        let _ = std::fs::remove_file(&clean_path);
-    }
-    let stats = pass2?;
 
     let gt_path = out_dir.join("gt.mrc");
     write_volume(&gt_path, &gt, [d, d, d], apix, &write_options("ground truth"))?;

@@ -215,6 +215,39 @@ fn reproducible_whatever_the_thread_count() {
     assert_eq!(run(1), run(2));
 }
 
+/// `float16` stacks hold the float32 stacks' values rounded to float16 (mode 12), everything
+/// else unchanged; keeping the clean images or not leaves the particles as they are (the
+/// second pass makes the clean images again instead of reading them back).
+#[test]
+fn float16_stacks_are_the_float32_stacks_rounded() {
+    use cryosplat_formats::mrc::{Mode, MrcFile};
+    let atoms = toy_atoms(30, 9);
+    let run = |cfg: &SimulateConfig| {
+        let dir = tempfile::tempdir().unwrap();
+        simulate(&Source::Atoms { atoms: atoms.clone(), label: "toy".into() }, cfg, dir.path(), &NoProgress).unwrap();
+        dir
+    };
+    let single = run(&small_config());
+    let half = run(&SimulateConfig { float16: true, ..small_config() });
+    let no_clean = run(&SimulateConfig { write_clean: false, ..small_config() });
+    for name in ["particles.mrcs", "clean.mrcs"] {
+        let (a, b) = (MrcFile::open(single.path().join(name)).unwrap(), MrcFile::open(half.path().join(name)).unwrap());
+        assert_eq!((a.header().mode, b.header().mode), (Mode::Float32, Mode::Float16), "{name}");
+        let want: Vec<f32> = a.read_all().unwrap().iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+        assert_eq!(b.read_all().unwrap(), want, "{name}");
+    }
+    for name in ["particles.star", "gt.mrc"] {
+        assert_eq!(std::fs::read(single.path().join(name)).unwrap(), std::fs::read(half.path().join(name)).unwrap(), "{name}");
+    }
+    let meta = json(&half.path().join("meta.json"));
+    assert_eq!(meta["settings"]["float16"], serde_json::json!(true));
+    assert_eq!(
+        std::fs::read(single.path().join("particles.mrcs")).unwrap(),
+        std::fs::read(no_clean.path().join("particles.mrcs")).unwrap(),
+        "the particles do not depend on whether the clean images are kept"
+    );
+}
+
 #[test]
 fn view_distributions() {
     // Uniform over SO(3): viewing directions (third row of A) have mean 0 and E[v_z²] = 1/3.

@@ -83,6 +83,10 @@ pub struct Args {
     /// Also write clean.mrcs, the CTF-modulated images before noise.
     #[arg(long)]
     pub write_clean: bool,
+    /// Write the stacks as float16 (MRC mode 12): half the disk space of float32, rounding each
+    /// pixel by at most 2⁻¹¹ of its value.
+    #[arg(long)]
+    pub float16: bool,
     /// Samples per voxel along each ray when projecting a map.
     #[arg(long, default_value_t = 2)]
     pub oversample: usize,
@@ -194,6 +198,7 @@ pub fn run(args: Args) -> Result<()> {
         },
         preferred_orientation,
         write_clean: args.write_clean,
+        float16: args.float16,
         oversample: args.oversample,
         sym: args.sym.clone(),
         sym_offset_a: parse_offset(&args.sym_offset)?,
