@@ -161,6 +161,14 @@ impl<'a> Images<'a> {
             .collect())
     }
 
+    /// When the images are read from disk at every use, start reading particle `i`'s now so
+    /// that its [`Images::read`] a few steps later need not wait for the disk.
+    pub fn prefetch(&self, i: usize) {
+        if self.cache.is_none() {
+            self.set.prefetch_image(i);
+        }
+    }
+
     /// Image `i` (particle index in the set), normalised, into `out` (`d×d`).
     pub fn read(&self, i: usize, out: &mut [f32], s: &mut ReadScratch) -> Result<(), DatasetError> {
         if let Some(c) = &self.cache {

@@ -698,6 +698,11 @@ fn map_mass(map: &[f32]) -> f64 {
 /// A map keeping less than this fraction of its start's mass has collapsed.
 const COLLAPSED_MASS_FRACTION: f64 = 0.01;
 
+/// How many steps ahead the images of a set read from disk are requested (see
+/// [`Images::prefetch`]): a step at 128–256 px takes milliseconds, a read from disk a fraction
+/// of one, so a few steps hide it.
+const PREFETCH_STEPS: usize = 4;
+
 /// Where a run starts: from scratch or from its checkpoint.
 struct Start {
     trainers: [HalfTrainer; 2],
@@ -939,6 +944,12 @@ impl<'a> Driver<'a> {
                 return Err(ReconstructError::Interrupted { steps, checkpoint: self.ckpt_path.clone() });
             }
             let indices = &order[s * cfg.batch_size..((s + 1) * cfg.batch_size).min(order.len())];
+            // Images read from disk: ask for those of a later step now, so the disk works while
+            // this step computes (a no-op when the images are in memory).
+            let ahead = (s + PREFETCH_STEPS) * cfg.batch_size;
+            for &pi in &order[ahead.min(order.len())..(ahead + cfg.batch_size).min(order.len())] {
+                self.images.prefetch(pi);
+            }
             let level = self.level(half, steps as u64);
             self.fill_batch(indices, half, epoch, level)?;
             let lr = cfg.lr_schedule.lr(cfg.lr, cfg.lr_decay, cfg.lr_gamma, self.trainers[half].steps, steps as u64, self.epochs);

@@ -331,6 +331,16 @@ impl ParticleSet {
         h.as_ref().map_err(|e| DatasetError::invalid(&self.source, format!("cannot use a particle stack: {e}")))
     }
 
+    /// Start reading particle `i`'s image from disk in the background (see
+    /// [`MrcFile::prefetch_image`]); a stack that cannot be opened is left for the read itself
+    /// to report.
+    pub fn prefetch_image(&self, i: usize) {
+        let p = &self.particles[i];
+        if let Ok(f) = self.handle(p.stack) {
+            f.prefetch_image(p.index);
+        }
+    }
+
     /// Number of particles.
     pub fn len(&self) -> usize {
         self.particles.len()
