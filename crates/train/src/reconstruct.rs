@@ -101,6 +101,7 @@ use crate::output::{Maps, OutputDir, ReportedResolution};
 use crate::progress::Progress;
 use crate::streams::Stream;
 use cryosplat_core::ctf::CtfGrid;
+use cryosplat_core::fourier::resample_volume;
 use cryosplat_core::fsc::{gold_standard, FscReport, MaskChoice, NoResolution};
 use cryosplat_core::gaussian::{GaussianModel, INIT_SCALE};
 use cryosplat_core::pose::Pose;
@@ -1153,8 +1154,11 @@ impl<'a> Driver<'a> {
                 t => t,
             };
             let halves = [&self.halves[0][..], &self.halves[1][..]];
-            let bp = check::backproject_halves(&self.images, halves, apix, self.cfg.no_ctf, &group, threads)?;
-            let c = check::judge(&map, &bp, d, apix);
+            // Judged at a box of at most `check::MAX_BOX`: the Gaussian map is cropped like the images.
+            let cd = check::check_box(d);
+            let bp = check::backproject_halves(&self.images, halves, apix, self.cfg.no_ctf, &group, threads, cd)?;
+            let cropped = (cd < d).then(|| resample_volume(&map, d, cd));
+            let c = check::judge(cropped.as_deref().unwrap_or(&map), &bp, cd, apix * d as f64 / cd as f64);
             if let Some(w) = c.warning() {
                 tracing::warn!("{w}");
                 self.warnings.push(w);

@@ -19,14 +19,21 @@
 //! clearly hold, and the half-map resolution is not to be trusted. Unmasked curves: the
 //! lowest shells are dominated by the particle.
 //!
+//! Boxes larger than [`MAX_BOX`] are judged at that box: the images are Fourier-cropped to it
+//! before they are backprojected and the Gaussian map is cropped alike ([`check_box`]), so the
+//! check sees the shells below `MAX_BOX/2` (the same frequencies in 1/Å as at the full box) and
+//! costs a fraction of a training pass instead of as much as one (at 256 px a full-size
+//! backprojection took as long as a pass over the images; BENCHMARKS.md, "Streaming a set
+//! larger than memory").
+//!
 //! # Parallel work
 //!
-//! One unit of parallel work inserts a contiguous run of one half's particles into its own
-//! accumulator; accumulators are summed in a fixed order, so the result does not depend on
+//! One unit of parallel work reads (and crops) a contiguous run of one half's particles and
+//! inserts them into its own accumulator; accumulators are summed in a fixed order, so the result does not depend on
 //! scheduling.
 
 use super::ReconstructError;
-use crate::images::Images;
+use crate::images::{FourierCrop, Images};
 use cryosplat_core::backproject::{Accumulator, InsertScratch};
 use cryosplat_core::fsc::fsc;
 use cryosplat_core::symmetry::PointGroup;
@@ -37,6 +44,14 @@ pub const RELIABLE: f64 = 0.9;
 /// The least estimated FSC against the truth a judged shell may have.
 pub const REQUIRED: f64 = 0.8;
 
+/// The largest box the check backprojects at (see the module docs).
+pub const MAX_BOX: usize = 128;
+
+/// The box the check of a `d` px run works at: `d`, or [`MAX_BOX`] when `d` is larger.
+pub fn check_box(d: usize) -> usize {
+    d.min(MAX_BOX)
+}
+
 /// The outcome of the check (see the module docs).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LowResolutionCheck {
@@ -44,7 +59,8 @@ pub struct LowResolutionCheck {
     pub last_shell: usize,
     /// Resolution of `last_shell` in Å.
     pub last_shell_a: Option<f64>,
-    /// Per shell from 0: the backprojection's `C_B` and the estimate `E`.
+    /// Per shell from 0 (shell `n` is `n/(d·apix)` 1/Å at the run's box `d`; the curves end at
+    /// the check's box, [`check_box`]): the backprojection's `C_B` and the estimate `E`.
     pub backprojection_vs_truth: Vec<f64>,
     pub estimate: Vec<f64>,
     /// The judged shell with the smallest estimate, its resolution (Å) and estimate.
@@ -68,8 +84,10 @@ impl LowResolutionCheck {
     }
 }
 
-/// Backproject each half's own images (`halves`), with `group`'s operators, using up to
-/// `threads` workers; returns the two half maps and the map of both (SSNR-regularised).
+/// Backproject each half's own images (`halves`, at pixel size `apix`), Fourier-cropped to
+/// `to_d` px when that is smaller than the images' box (the pixel size then grows by the same
+/// factor), with `group`'s operators, using up to `threads` workers; returns the two half maps
+/// and the map of both (SSNR-regularised), at `to_d` px.
 pub fn backproject_halves(
     images: &Images,
     halves: [&[usize]; 2],
@@ -77,22 +95,33 @@ pub fn backproject_halves(
     no_ctf: bool,
     group: &PointGroup,
     threads: usize,
+    to_d: usize,
 ) -> Result<[Vec<f32>; 3], ReconstructError> {
     const PAD: usize = 2;
     let d = images.d;
+    let to_d = to_d.min(d);
+    let apix_c = apix * d as f64 / to_d as f64;
     let blocks = threads.max(1);
     let half = |idx: &[usize]| -> Result<Accumulator, ReconstructError> {
         let parts: Result<Vec<Accumulator>, ReconstructError> = (0..blocks)
             .into_par_iter()
             .map(|b| {
-                let mut acc = Accumulator::new(d, PAD);
-                let mut scratch = InsertScratch::new(d, PAD, apix);
+                let mut acc = Accumulator::new(to_d, PAD);
+                let mut scratch = InsertScratch::new(to_d, PAD, apix_c);
                 let mut s = images.scratch();
                 let mut img = vec![0.0f32; d * d];
+                let mut crop = (to_d < d).then(|| (FourierCrop::new(d, to_d, 0.0), vec![0.0f32; to_d * to_d]));
                 for &i in &idx[b * idx.len() / blocks..(b + 1) * idx.len() / blocks] {
                     images.read(i, &mut img, &mut s)?;
+                    let img = match &mut crop {
+                        Some((c, small)) => {
+                            c.apply(&img, small);
+                            &small[..]
+                        }
+                        None => &img[..],
+                    };
                     let p = &images.set.particles[i];
-                    acc.insert_symmetric(&img, &p.pose, apix, (!no_ctf).then_some(&p.ctf), group.operators(), &mut scratch);
+                    acc.insert_symmetric(img, &p.pose, apix_c, (!no_ctf).then_some(&p.ctf), group.operators(), &mut scratch);
                 }
                 Ok(acc)
             })

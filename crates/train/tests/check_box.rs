@@ -1,0 +1,67 @@
+//! The low-resolution check at a cropped box judges the shells it keeps as the full box does:
+//! the backprojection's half-map agreement (`C_B`) and the Gaussian map's estimated FSC
+//! against the truth agree shell by shell, and a map that misses the low frequencies fails at
+//! both boxes.
+
+mod common;
+
+use common::{carbon_blob, read_map};
+use cryosplat_core::fourier::{low_pass_volume, resample_volume};
+use cryosplat_core::symmetry::PointGroup;
+use cryosplat_train::dataset::{LoadOptions, ParticleSet};
+use cryosplat_train::images::Images;
+use cryosplat_train::progress::NoProgress;
+use cryosplat_train::reconstruct::check::{backproject_halves, check_box, judge, MAX_BOX};
+use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
+
+#[test]
+fn a_cropped_check_judges_the_shells_it_keeps_as_the_full_box_does() {
+    assert_eq!((check_box(64), check_box(MAX_BOX), check_box(2 * MAX_BOX)), (64, MAX_BOX, MAX_BOX));
+    let dir = tempfile::tempdir().unwrap();
+    let (d, apix) = (48, 2.0);
+    let atoms = carbon_blob(300, [12.0, 9.0, 10.0], 40.0, 4);
+    let sim = SimulateConfig { box_px: d, apix, count: 1200, snr: 0.3, seed: 2, max_shift_px: 2.0, ..Default::default() };
+    simulate(&Source::Atoms { atoms, label: "test".into() }, &sim, &dir.path().join("sim"), &NoProgress).unwrap();
+    let set = ParticleSet::load(&dir.path().join("sim/particles.star"), &LoadOptions::default()).unwrap();
+    let images = Images::new(&set, d);
+    let (a, b) = set.half_split(0);
+    let truth = read_map(&dir.path().join("sim/gt.mrc"));
+    // A map without the truth's lowest frequencies: a blob of the same mass in their place.
+    let low = low_pass_volume(&truth, d, apix, 24.0, 1.0);
+    let (sum_t, sum_l) = (truth.iter().map(|&v| v as f64).sum::<f64>(), low.iter().map(|&v| v as f64).sum::<f64>());
+    let c = d as f64 / 2.0;
+    let blob: Vec<f32> = (0..d * d * d)
+        .map(|i| {
+            let (x, y, z) = ((i % d) as f64 - c, ((i / d) % d) as f64 - c, (i / (d * d)) as f64 - c);
+            (-(x * x + y * y + z * z) / 8.0).exp() as f32
+        })
+        .collect();
+    let sum_b = blob.iter().map(|&v| v as f64).sum::<f64>();
+    let wrong: Vec<f32> = truth.iter().zip(&low).zip(&blob).map(|((t, l), g)| t - l + g * (sum_l / sum_b) as f32).collect();
+    assert!((wrong.iter().map(|&v| v as f64).sum::<f64>() - sum_t).abs() < 1e-3 * sum_t.abs());
+
+    let c1 = PointGroup::parse("C1").unwrap();
+    let full_bp = backproject_halves(&images, [&a, &b], apix, false, &c1, 2, d).unwrap();
+    let small = d / 2;
+    let small_bp = backproject_halves(&images, [&a, &b], apix, false, &c1, 2, small).unwrap();
+    assert!(small_bp.iter().all(|m| m.len() == small * small * small));
+    let small_apix = apix * d as f64 / small as f64;
+    for (name, map, passes) in [("truth", &truth, true), ("without its low frequencies", &wrong, false)] {
+        let full = judge(map, &full_bp, d, apix);
+        let cropped = judge(&resample_volume(map, d, small), &small_bp, small, small_apix);
+        assert_eq!((full.passed, cropped.passed), (passes, passes), "{name}: {full:?} / {cropped:?}");
+        assert!(cropped.last_shell >= 3 && cropped.last_shell < small / 2, "{name}: {cropped:?}");
+        // Shell n is the same frequency at both boxes.
+        let at = |c: &cryosplat_train::reconstruct::check::LowResolutionCheck, n: usize| {
+            c.worst_shell_a.unwrap() * c.worst_shell as f64 / n as f64
+        };
+        assert!((at(&full, 1) - at(&cropped, 1)).abs() < 1e-9, "{name}");
+        assert!((full.worst_estimate - cropped.worst_estimate).abs() < 0.03, "{name}");
+        for n in 1..=cropped.last_shell.min(full.last_shell) {
+            let (cb, cbs) = (full.backprojection_vs_truth[n], cropped.backprojection_vs_truth[n]);
+            let (e, es) = (full.estimate[n], cropped.estimate[n]);
+            assert!((cb - cbs).abs() < 0.01, "{name}, shell {n}: C_B {cb} at {d} px, {cbs} at {small} px");
+            assert!((e - es).abs() < 0.03, "{name}, shell {n}: estimate {e} at {d} px, {es} at {small} px");
+        }
+    }
+}
