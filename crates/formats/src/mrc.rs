@@ -549,9 +549,12 @@ impl MrcFile {
     /// index out of range, or a system that ignores it, changes nothing.
     pub fn prefetch_image(&self, index: usize) {
         let h = &self.header;
+        if index >= h.nz {
+            return;
+        }
         let image_bytes = h.image_len() as u64 * h.mode.bytes() as u64;
         let start = h.data_offset + index as u64 * image_bytes;
-        if index < h.nz && start + image_bytes <= self.map.len() as u64 {
+        if start + image_bytes <= self.map.len() as u64 {
             let _ = self.map.advise_range(memmap2::Advice::WillNeed, start as usize, image_bytes as usize);
         }
     }
