@@ -11,7 +11,7 @@ below the backprojection's at any shell before the backprojection's falls below 
 none), the run's own low-resolution check (the Gaussian map against a backprojection of the
 same images; passed or FAILED with the worst estimated FSC against the truth), and the wall time.
 
-Usage: tools/science_matrix.py [--bin target/release/cryosplat] [--work DIR] [--sets small|full]
+Usage: tools/science_matrix.py [--bin target/release/cryosplat] [--work DIR] [--sets small|mid|full]
                                [--variants NAME,...] [--threads N]
 
 Only the Python standard library is used. Models come from tests/data/models (bundled).
@@ -34,6 +34,18 @@ SETS_SMALL = {
     "1A8O-2k-snr0.01-B100": ("1A8O.pdb", 48, 1.5, 2000, 0.01, ["--bfactor", "100"]),
     "8zpm-2k-snr0.1-prefview": ("8zpm.cif", 64, 2.0, 2000, 0.1, ["--preferred-orientation", "0,0,1,10"]),
 }
+# Between the small and the large sets: 3,000 to 10,000 particles per half (where
+# `reconstruct --init auto` chooses the start).
+SETS_MID = {
+    "7DDO-10k-snr0.05": ("7DDO.pdb", 64, 2.2, 10000, 0.05, ["--max-shift", "2"]),
+    "2XHE-10k-snr0.02-B50": ("2XHE.cif", 64, 2.0, 10000, 0.02, ["--bfactor", "50", "--max-shift", "3"]),
+    "1A8O-6k-snr0.01-B100": ("1A8O.pdb", 48, 1.5, 6000, 0.01, ["--bfactor", "100"]),
+    "7DDO-6k-snr0.005": ("7DDO.pdb", 64, 2.2, 6000, 0.005, ["--max-shift", "2"]),
+    "7DDO-8k-snr0.005": ("7DDO.pdb", 64, 2.2, 8000, 0.005, ["--max-shift", "2"]),
+    "7DDO-10k-snr0.005": ("7DDO.pdb", 64, 2.2, 10000, 0.005, ["--max-shift", "2"]),
+    "7DDO-15k-snr0.005": ("7DDO.pdb", 64, 2.2, 15000, 0.005, ["--max-shift", "2"]),
+    "2XHE-20k-snr0.02-B50": ("2XHE.cif", 64, 2.0, 20000, 0.02, ["--bfactor", "50"]),
+}
 SETS_FULL = dict(SETS_SMALL)
 SETS_FULL.update({
     "7DDO-20k-snr0.005": ("7DDO.pdb", 64, 2.2, 20000, 0.005, ["--max-shift", "2"]),
@@ -48,6 +60,8 @@ VARIANTS = {
     "gs-min20k-exp": ["--min-steps", "20000"],
     "gs-default": [],
     "gs-init-bp": ["--init", "backprojection"],
+    "gs-init-random": ["--init", "random"],
+    "gs-init-auto": ["--init", "auto"],
     "gs-c2f-auto": ["--coarse-to-fine", "auto"],
 }
 
@@ -113,14 +127,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "cryosplat"))
     ap.add_argument("--work", default=os.path.join(ROOT, "target", "science"))
-    ap.add_argument("--sets", default="small", choices=["small", "full"])
+    ap.add_argument("--sets", default="small", choices=["small", "mid", "full"])
     ap.add_argument("--only", default="", help="comma-separated set names")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--threads", default="2")
     ap.add_argument("--gaussians", default="8000")
     ap.add_argument("--reuse", action="store_true", help="keep finished runs found in --work (only re-read them)")
     a = ap.parse_args()
-    sets = SETS_FULL if a.sets == "full" else SETS_SMALL
+    sets = {"small": SETS_SMALL, "mid": SETS_MID, "full": SETS_FULL}[a.sets]
     if a.only:
         sets = {k: v for k, v in sets.items() if k in a.only.split(",")}
     variants = [v for v in a.variants.split(",") if v]

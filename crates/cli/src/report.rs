@@ -172,6 +172,7 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
         .row("half-map resolution (FSC 0.143)", last.resolution_0143.to_string())
         .row("half-map resolution (FSC 0.5)", last.resolution_05.to_string())
         .row("box / pixel size", format!("{} px / {:.4} Å", r.d, r.apix))
+        .row("start", r.start.to_string())
         .row(
             "point group",
             match r.symmetry {

@@ -11,7 +11,7 @@ use cryosplat_train::dataset::{LoadOptions, ParticleSet};
 use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::progress::NoProgress;
 use cryosplat_train::reconstruct::density::DensityConfig;
-use cryosplat_train::reconstruct::{reconstruct, InitKind, ReconstructConfig, ReconstructError, Session};
+use cryosplat_train::reconstruct::{init_choice, reconstruct, InitKind, ReconstructConfig, ReconstructError, Session};
 use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -341,6 +341,9 @@ fn no_low_frequency_deficit_against_the_backprojection() {
 fn ribosome_subtilts_from_the_backprojection_start() {
     let data = data("");
     let set = ParticleSet::load(&data.join("cryodrgn/sta_testing_bin8.optics31.DERIVED.star"), &LoadOptions::default()).unwrap();
+    // A plain run (`--init auto`, the default) starts these from the backprojection.
+    let auto = init_choice(&set, &ReconstructConfig::default());
+    assert_eq!((auto.requested, auto.used), (InitKind::Auto, InitKind::Backprojection), "{auto}");
     let reference = read(&data.join("reference/ribosome_sta/aspire_ls.mrc"));
     let dir = tempfile::tempdir().unwrap();
     let lp = |v: &[f32]| common::gauss_lowpass(v, 64, 1.5);

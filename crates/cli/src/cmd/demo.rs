@@ -41,9 +41,10 @@ pub struct Args {
     /// Training epochs.
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
-    /// Adam learning rate. The method's default is 1e-3 for data sets of 10⁵ particles; this
-    /// small set (2,000 images per half, 5 epochs) converges in time at 3e-3.
-    #[arg(long, default_value_t = 3e-3)]
+    /// Adam learning rate (the method's default). This small set (2,000 images per half, 5
+    /// epochs) starts from the backprojection (`--init auto`), from which it reaches Nyquist
+    /// against the truth at 1e-3 but only 5.1 Å at 3e-3 (BENCHMARKS.md, "`--init auto`").
+    #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     /// Worker threads (default: all cores).
     #[arg(long, default_value_t = 0)]

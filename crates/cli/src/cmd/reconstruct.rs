@@ -13,7 +13,7 @@ use cryosplat_train::adam::LrSchedule;
 use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::reconstruct::density::DensityConfig;
 use cryosplat_train::reconstruct::{
-    reconstruct, CoarseToFine, EpochResult, InitKind, ReconstructConfig, ReconstructError, RefineConfig, Session, Summary,
+    init_choice, reconstruct, CoarseToFine, EpochResult, InitKind, ReconstructConfig, ReconstructError, RefineConfig, Session, Summary,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -64,9 +64,11 @@ pub struct Args {
     /// corrections after every refining pass (estimate), or keep the given ones (fixed).
     #[arg(long, value_enum, default_value_t = PriorWidths::Estimate)]
     pub refine_prior: PriorWidths,
-    /// Where each half's Gaussians start: random (the method's blob around the box centre) or
+    /// Where each half's Gaussians start: random (the method's blob around the box centre),
     /// backprojection (centres drawn from the half's own backprojection, regularised from that
-    /// half alone).
+    /// half alone), or auto (the backprojection start when the smaller half has fewer than 4,500
+    /// particles, where it measured at least as fine, the random start otherwise; the choice and
+    /// its reason are printed and recorded in run.json as settings.start).
     #[arg(long, value_enum, default_value_t = Init::from(ReconstructConfig::default().init))]
     pub init: Init,
     /// Passes over each half's particles (raise it with --resume to extend a finished run).
@@ -148,6 +150,7 @@ pub struct Args {
 pub enum Init {
     Random,
     Backprojection,
+    Auto,
 }
 
 impl From<InitKind> for Init {
@@ -155,6 +158,7 @@ impl From<InitKind> for Init {
         match s {
             InitKind::Random => Init::Random,
             InitKind::Backprojection => Init::Backprojection,
+            InitKind::Auto => Init::Auto,
         }
     }
 }
@@ -164,6 +168,7 @@ impl From<Init> for InitKind {
         match s {
             Init::Random => InitKind::Random,
             Init::Backprojection => InitKind::Backprojection,
+            Init::Auto => InitKind::Auto,
         }
     }
 }
@@ -423,6 +428,10 @@ pub fn execute(a: &Args, title: &str) -> Result<Summary> {
         "config": cfg,
     });
     log.line(&format!("settings: {}", serde_json::to_string(&cfg)?));
+    // The library resolves `--init auto` the same way (once, before the run).
+    let start = init_choice(&set, &cfg);
+    println!("start: {start}");
+    log.line(&format!("start: {start}"));
     let log = std::sync::Mutex::new(log);
     let mut on_epoch = |r: &EpochResult| -> Result<Vec<PathBuf>, ReconstructError> {
         let rec = r.record;

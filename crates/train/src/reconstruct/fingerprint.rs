@@ -74,7 +74,15 @@ pub fn difference(then: &Fingerprint, now: &Fingerprint) -> String {
     for k in keys {
         let (va, vb) = (a.get(k.as_str()), b.get(k.as_str()));
         if va != vb {
-            let show = |v: Option<&serde_json::Value>| v.map(|v| v.to_string()).unwrap_or_else(|| "unset".into());
+            // A setting left out at its old behaviour (see `fingerprint`) is named by that value.
+            let absent = match k.as_str() {
+                "sym" => "\"C1\"",
+                "init" => "\"random\"",
+                "coarse_to_fine" => "\"off\"",
+                "refine" => "null",
+                _ => "unset",
+            };
+            let show = |v: Option<&serde_json::Value>| v.map(|v| v.to_string()).unwrap_or_else(|| absent.into());
             let name = if k == "density" { "density control options".to_string() } else { format!("--{}", k.replace('_', "-")) };
             what.push(format!("{name} ({} then, {} now)", show(va), show(vb)));
         }
@@ -104,5 +112,9 @@ mod tests {
         );
         let c = fp(serde_json::json!({"gaussians": 600, "lr": 0.001, "density": {"x": 1}, "lr_decay": 0.5}), "d1", 2);
         assert_eq!(difference(&a, &c), "--lr-decay (unset then, 0.5 now)");
+        // Settings left out at their old behaviour are named by it: a checkpoint of the random
+        // start against a run whose `--init auto` chose the backprojection.
+        let d = fp(serde_json::json!({"gaussians": 600, "lr": 0.001, "density": {"x": 1}, "init": "backprojection"}), "d1", 2);
+        assert_eq!(difference(&a, &d), "--init (\"random\" then, \"backprojection\" now)");
     }
 }
