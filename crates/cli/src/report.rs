@@ -190,7 +190,7 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
         .row("last epoch", format!("{:.1} s, {:.0} images/s", last.seconds, last.images_per_s));
     let summary = match r.check {
         None => summary,
-        Some(c) => match c.warning() {
+        Some(c) => match c.warning(r.start.used) {
             Some(w) => summary.row("low-resolution check", format!("FAILED: {w}")),
             None if c.last_shell == 0 => {
                 summary.row("low-resolution check", "not judged: the backprojection of the same images resolves no shell clearly")

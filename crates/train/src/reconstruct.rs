@@ -1246,7 +1246,7 @@ impl<'a> Driver<'a> {
             let bp = check::backproject_halves(&self.images, halves, apix, self.cfg.no_ctf, &group, threads, cd)?;
             let cropped = (cd < d).then(|| resample_volume(&map, d, cd));
             let c = check::judge(cropped.as_deref().unwrap_or(&map), &bp, cd, apix * d as f64 / cd as f64);
-            if let Some(w) = c.warning() {
+            if let Some(w) = c.warning(self.start.used) {
                 tracing::warn!("{w}");
                 self.warnings.push(w);
             }

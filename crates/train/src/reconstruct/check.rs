@@ -32,7 +32,7 @@
 //! inserts them into its own accumulator; accumulators are summed in a fixed order, so the result does not depend on
 //! scheduling.
 
-use super::ReconstructError;
+use super::{InitKind, ReconstructError};
 use crate::images::{FourierCrop, Images};
 use cryosplat_core::backproject::{Accumulator, InsertScratch};
 use cryosplat_core::fsc::fsc;
@@ -71,14 +71,19 @@ pub struct LowResolutionCheck {
 }
 
 impl LowResolutionCheck {
-    /// A sentence for the terminal, the report and run.json's warnings when the check fails.
-    pub fn warning(&self) -> Option<String> {
+    /// A sentence for the terminal, the report and run.json's warnings when the check fails;
+    /// its advice depends on where the half models started (`start`, the start used).
+    pub fn warning(&self, start: InitKind) -> Option<String> {
         if self.passed {
             return None;
         }
         let at = self.worst_shell_a.map_or_else(|| format!("shell {}", self.worst_shell), |a| format!("{a:.1} Å"));
+        let advice = match start {
+            InitKind::Backprojection => "the models started from the backprojection and drifted from it in training: try fewer passes (--epochs), or, for a symmetric particle, --sym; at low resolution the backprojection (cryosplat backproject) is the more faithful map",
+            _ => "run again with --init backprojection (or, for a symmetric particle, --sym)",
+        };
         Some(format!(
-            "the Gaussian map disagrees with the backprojection of the same images at low resolution: at {at} its estimated FSC against the truth is {:.2} (at least {REQUIRED} is expected where the backprojection's half maps agree); both half models share this error, so their FSC cannot see it and the reported resolution is not to be trusted; run again with --init backprojection (or, for a symmetric particle, --sym)",
+            "the Gaussian map disagrees with the backprojection of the same images at low resolution: at {at} its estimated FSC against the truth is {:.2} (at least {REQUIRED} is expected where the backprojection's half maps agree); both half models share this error, so their FSC cannot see it and the reported resolution is not to be trusted; {advice}",
             self.worst_estimate
         ))
     }
@@ -200,7 +205,7 @@ mod tests {
         let bp = [a, b, full];
         let good = judge(&truth, &bp, d, 2.0);
         assert!(good.passed && good.last_shell >= 2, "{good:?}");
-        assert!(good.worst_estimate > 0.9 && good.warning().is_none(), "{good:?}");
+        assert!(good.worst_estimate > 0.9 && good.warning(InitKind::Random).is_none(), "{good:?}");
         // The same map with its lowest shells replaced by a centred blob's.
         let low = low_pass_volume(&truth, d, 2.0, 16.0, 1.0);
         let blob = {
@@ -219,13 +224,16 @@ mod tests {
         let wrong: Vec<f32> = truth.iter().zip(&low).zip(&blob).map(|((t, l), b)| t - l + b * (sl / sb) as f32).collect();
         let bad = judge(&wrong, &bp, d, 2.0);
         assert!(!bad.passed && bad.worst_estimate < REQUIRED, "{bad:?}");
-        let w = bad.warning().unwrap();
+        let w = bad.warning(InitKind::Random).unwrap();
         assert!(w.contains("not to be trusted") && w.contains("--init backprojection"), "{w}");
+        // From the backprojection start, the advice is not to start from it again.
+        let w = bad.warning(InitKind::Backprojection).unwrap();
+        assert!(w.contains("not to be trusted") && !w.contains("--init backprojection") && w.contains("--epochs"), "{w}");
         // Pure noise in the backprojection judges nothing, and so fails nothing.
         let mut rng = Rng::new(3);
         let zero = vec![0.0f32; d * d * d];
         let (na, nb) = (noisy(&zero, 1.0, &mut rng), noisy(&zero, 1.0, &mut rng));
         let none = judge(&wrong, &[na.clone(), nb, na], d, 2.0);
-        assert!(none.passed && none.last_shell == 0 && none.warning().is_none(), "{none:?}");
+        assert!(none.passed && none.last_shell == 0 && none.warning(InitKind::Random).is_none(), "{none:?}");
     }
 }
