@@ -64,7 +64,7 @@ fn a_run_broken_right_after_a_switch_resumes_exactly() {
     let e = rec(&set, &ReconstructConfig { coarse_to_fine: CoarseToFine::Off, epochs: Some(5), ..cfg.clone() }, &broken, true)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("--coarse-to-fine") && e.contains("unset now"), "{e}");
+    assert!(e.contains("--coarse-to-fine") && e.contains("\"off\" now"), "{e}");
     // A coarse box that is not below the training box is refused before any work.
     let e = rec(&set, &ReconstructConfig { coarse_to_fine: stages(&[(32, 0.5)]), ..cfg }, &dir.path().join("c"), false)
         .unwrap_err()
