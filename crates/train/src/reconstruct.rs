@@ -1452,7 +1452,10 @@ fn start_fresh(
             InitKind::Random => GaussianModel::random_init(cfg.gaussians, t, &mut rng),
             InitKind::Auto => unreachable!("--init auto is resolved before the run starts"),
             InitKind::Backprojection => {
-                let map = start::half_backprojection(images, halves[half], apix, cfg.no_ctf)?;
+                // With a point group, every image is inserted at each operator's view: the
+                // unit's centres are drawn from the symmetric map, and their copies fill it.
+                let (group, _) = cfg.symmetry()?;
+                let map = start::half_backprojection(images, halves[half], apix, cfg.no_ctf, &group)?;
                 GaussianModel::sample_from_map(&map, images.d, cfg.gaussians, t, INIT_SCALE, &mut rng).ok_or_else(|| {
                     ReconstructError::Config(format!(
                         "{}: half {}'s backprojection has no positive density to start from; check the contrast (--invert) or use --init random",

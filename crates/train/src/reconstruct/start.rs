@@ -10,6 +10,7 @@ use cryosplat_core::ctf::CtfGrid;
 use cryosplat_core::fsc::auto_mask;
 use cryosplat_core::gaussian::GaussianModel;
 use cryosplat_core::render::{RenderOptions, Renderer};
+use cryosplat_core::symmetry::PointGroup;
 
 /// `1/std` of the pixel values over up to 256 images of `half` (`idx`).
 pub fn estimate_scale(images: &Images, idx: &[usize], half: usize, seed: u64) -> Result<f64, ReconstructError> {
@@ -202,7 +203,13 @@ fn fit_initial_mass(
 /// background draws no Gaussians: on a low-SNR set (BENCHMARKS.md, "Backprojection start")
 /// Gaussians drawn there kept their share of the mass for most of the run and cost resolution.
 /// Images are read as [`Images::read`] gives them (the training box, unscaled values).
-pub fn half_backprojection(images: &Images, idx: &[usize], apix: f64, no_ctf: bool) -> Result<Vec<f32>, ReconstructError> {
+pub fn half_backprojection(
+    images: &Images,
+    idx: &[usize],
+    apix: f64,
+    no_ctf: bool,
+    group: &PointGroup,
+) -> Result<Vec<f32>, ReconstructError> {
     const PAD: usize = 2;
     let d = images.d;
     let mut acc = [Accumulator::new(d, PAD), Accumulator::new(d, PAD)];
@@ -212,7 +219,12 @@ pub fn half_backprojection(images: &Images, idx: &[usize], apix: f64, no_ctf: bo
     for (k, &i) in idx.iter().enumerate() {
         images.read(i, &mut img, &mut s)?;
         let p = &images.set.particles[i];
-        acc[k % 2].insert(&img, &p.pose, apix, (!no_ctf).then_some(&p.ctf), &mut scratch);
+        let ctf = (!no_ctf).then_some(&p.ctf);
+        if group.is_trivial() {
+            acc[k % 2].insert(&img, &p.pose, apix, ctf, &mut scratch);
+        } else {
+            acc[k % 2].insert_symmetric(&img, &p.pose, apix, ctf, group.operators(), &mut scratch);
+        }
     }
     let [a, b] = acc;
     let mut map = a.finish_halves(&b).full;
