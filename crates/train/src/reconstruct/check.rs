@@ -29,8 +29,8 @@
 //! # Parallel work
 //!
 //! One unit of parallel work reads (and crops) a contiguous run of one half's particles and
-//! inserts them into its own accumulator; accumulators are summed in a fixed order, so the result does not depend on
-//! scheduling.
+//! inserts them into its own accumulator; accumulators are summed in a fixed order, so the
+//! result does not depend on scheduling.
 
 use super::{InitKind, ReconstructError};
 use crate::images::{FourierCrop, Images};

@@ -219,12 +219,7 @@ pub fn half_backprojection(
     for (k, &i) in idx.iter().enumerate() {
         images.read(i, &mut img, &mut s)?;
         let p = &images.set.particles[i];
-        let ctf = (!no_ctf).then_some(&p.ctf);
-        if group.is_trivial() {
-            acc[k % 2].insert(&img, &p.pose, apix, ctf, &mut scratch);
-        } else {
-            acc[k % 2].insert_symmetric(&img, &p.pose, apix, ctf, group.operators(), &mut scratch);
-        }
+        acc[k % 2].insert_symmetric(&img, &p.pose, apix, (!no_ctf).then_some(&p.ctf), group.operators(), &mut scratch);
     }
     let [a, b] = acc;
     let mut map = a.finish_halves(&b).full;
