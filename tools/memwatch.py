@@ -31,26 +31,17 @@ import time
 CGROUP_ROOT = "/sys/fs/cgroup/memory"
 
 
-def status_kib(pid):
+def proc_fields(pid, name):
+    """The `key: number ...` lines of /proc/PID/NAME as {key: first number}; None once the
+    process is gone (or its file is not readable)."""
     out = {}
     try:
-        with open(f"/proc/{pid}/status") as f:
+        with open(f"/proc/{pid}/{name}") as f:
             for line in f:
                 key, _, rest = line.partition(":")
-                if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
-                    out[key] = int(rest.split()[0])
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return out
-
-
-def io_bytes(pid):
-    out = {}
-    try:
-        with open(f"/proc/{pid}/io") as f:
-            for line in f:
-                key, _, rest = line.partition(":")
-                out[key] = int(rest)
+                fields = rest.split()
+                if fields and fields[0].isdigit():
+                    out[key] = int(fields[0])
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
     return out
@@ -88,8 +79,8 @@ def main():
     last_io = None
     samples = []
     while proc.poll() is None:
-        st = status_kib(proc.pid)
-        io = io_bytes(proc.pid)
+        st = proc_fields(proc.pid, "status")  # kB
+        io = proc_fields(proc.pid, "io")  # bytes
         if st:
             for k in peak:
                 peak[k] = max(peak[k], st.get(k, 0))
