@@ -63,6 +63,9 @@ VARIANTS = {
     "gs-init-random": ["--init", "random"],
     "gs-init-auto": ["--init", "auto"],
     "gs-c2f-auto": ["--coarse-to-fine", "auto"],
+    "gs-grow-off": ["--grow", "off"],
+    "gs-min20k": ["--min-steps", "20000"],
+    "gs-grow-off-min20k": ["--grow", "off", "--min-steps", "20000"],
 }
 
 

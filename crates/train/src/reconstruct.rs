@@ -10,16 +10,23 @@
 //! units, decayed exponentially to ×0.1 over the run) on the MSE between its CTF-modulated
 //! projections and its own images, one image per step by default, visiting its images in a
 //! seeded random order every epoch; no regulariser. The run makes at least 5 passes, and more
-//! when a half would otherwise take fewer than `min_steps` (20,000) optimiser steps
-//! ([`ReconstructConfig::planned_epochs`]); `--epochs` forces a count. The halves never see each other's data.
+//! when a half would otherwise take fewer than `min_steps` optimiser steps (20,000 from the
+//! random start, 7,500 from the backprojection start; [`ReconstructConfig::planned_epochs`]);
+//! `--epochs` forces a count. The halves never see each other's data.
+//!
+//! The model grows ([`Growth`], `--grow auto`, the default): each half starts with half of the
+//! Gaussians, and after the first 40% of the passes every Gaussian is split in two along one of
+//! its axes, the pair keeping its mass, centre and covariance and its Adam moments
+//! ([`density::grow`]). The early passes cost half as much, and on the simulations measured the
+//! maps were as fine or finer against the ground truth (BENCHMARKS.md, "Growing the model").
 //! After every epoch both halves are voxelised, the half maps are compared by FSC (unmasked,
 //! auto-masked, phase-randomisation corrected) and the full map is their average.
 //!
 //! With `--coarse-to-fine` the early steps of each half train on Fourier-cropped images at
 //! smaller boxes, the model unchanged (box units); see [`CoarseToFine`].
 //!
-//! Actions between epochs are [`trainer::EpochHook`]s; the one there is today, density control
-//! (splitting and pruning, off by default), is in [`density`].
+//! Actions between epochs are [`trainer::EpochHook`]s: the model's growth and density control
+//! (splitting and pruning, off by default), both in [`density`].
 //!
 //! # Start
 //!
@@ -128,7 +135,7 @@ pub mod start;
 pub mod trainer;
 
 use crate::images::{working_box, Images, ReadScratch};
-use density::{DensityChange, DensityConfig};
+use density::{DensityChange, DensityConfig, GrowAt, ModelHooks};
 pub use fingerprint::{fingerprint, Fingerprint};
 pub use start::MassEstimate;
 pub use trainer::RefineConfig;
@@ -143,11 +150,11 @@ pub struct ReconstructConfig {
     /// needs, and at least [`MIN_EPOCHS`] ([`ReconstructConfig::planned_epochs`]).
     pub epochs: Option<usize>,
     /// Optimiser steps each half takes at least when `epochs` is `None` (small sets then make
-    /// more passes). 20,000 by measurement: on every simulated set of BENCHMARKS.md ("Training
-    /// length and schedule") it resolved at least as finely against the ground truth as five
-    /// epochs, and much more finely on small sets.
+    /// more passes); `None`: [`MIN_STEPS_RANDOM`] from the random start,
+    /// [`MIN_STEPS_BACKPROJECTION`] from the backprojection start
+    /// ([`ReconstructConfig::min_steps_for`]).
     #[serde(default)]
-    pub min_steps: u64,
+    pub min_steps: Option<u64>,
     /// Adam learning rate (box units), for every parameter type.
     pub lr: f64,
     /// How the learning rate falls ([`LrSchedule`]).
@@ -186,6 +193,10 @@ pub struct ReconstructConfig {
     /// Splitting and pruning between epochs (off by default).
     #[serde(default)]
     pub density: DensityConfig,
+    /// Whether the model grows during the run ([`Growth`]; absent in files written before the
+    /// option existed, which trained a fixed number of Gaussians).
+    #[serde(default)]
+    pub grow: Growth,
     /// Point group of the particle (RELION's names, [`PointGroup::parse`]). With a group
     /// other than `C1` each half model holds the asymmetric unit, with `gaussians / |G|`
     /// Gaussians (rounded up), and is rendered, voxelised and written as its `|G|` copies
@@ -364,7 +375,7 @@ impl Default for ReconstructConfig {
         ReconstructConfig {
             gaussians: 20_000,
             epochs: None,
-            min_steps: 20_000,
+            min_steps: None,
             lr: 1e-3,
             lr_schedule: LrSchedule::Exponential,
             lr_decay: 0.1,
@@ -381,12 +392,61 @@ impl Default for ReconstructConfig {
             init_mass_fraction: 1.0,
             init: InitKind::default(),
             density: DensityConfig::default(),
+            grow: Growth::Auto,
             sym: c1(),
             refine: None,
             coarse_to_fine: CoarseToFine::Off,
         }
     }
 }
+
+/// How many Gaussians a half model holds over the run (`--grow`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Growth {
+    /// `gaussians` from the first step to the last (the method's).
+    #[default]
+    Off,
+    /// Half of `gaussians` (rounded up) for the first [`GROW_AT_FRACTION`] of the passes, then
+    /// every Gaussian split in two ([`density::grow`]). The default: by measurement it is
+    /// faster and at least as fine against the ground truth (BENCHMARKS.md, "Growing the
+    /// model").
+    Auto,
+}
+
+impl Growth {
+    /// The option's value (`--grow NAME`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Growth::Off => "off",
+            Growth::Auto => "auto",
+        }
+    }
+
+    /// The pass (1-based) before which the model grows in a run of `epochs` passes: the one
+    /// after the first [`GROW_AT_FRACTION`] of them (rounded), at least the second; `None` when
+    /// the model does not grow (off, or a single pass).
+    pub fn before_epoch(self, epochs: usize) -> Option<usize> {
+        match self {
+            Growth::Off => None,
+            Growth::Auto if epochs < 2 => None,
+            Growth::Auto => Some(((GROW_AT_FRACTION * epochs as f64).round() as usize + 1).clamp(2, epochs)),
+        }
+    }
+}
+
+/// The fraction of the passes a growing model makes at half its final size.
+pub const GROW_AT_FRACTION: f64 = 0.4;
+
+/// Optimiser steps per half at least from the random start, when the run's length follows the
+/// data. By measurement: on every simulated set of BENCHMARKS.md ("Training length and
+/// schedule") it resolved at least as finely against the ground truth as five epochs, and much
+/// more finely on small sets, whose random blob needs the steps to reach the molecule's shape.
+pub const MIN_STEPS_RANDOM: u64 = 20_000;
+
+/// Optimiser steps per half at least from the backprojection start, whose low resolution is
+/// formed before the first step (BENCHMARKS.md, "Growing the model").
+pub const MIN_STEPS_BACKPROJECTION: u64 = 7_500;
 
 /// The fewest passes a run makes when its length follows the data.
 pub const MIN_EPOCHS: usize = 5;
@@ -408,15 +468,26 @@ impl ReconstructConfig {
     }
 
     /// The number of passes for halves of `half_sizes` particles: `epochs` when given, else
-    /// enough for `min_steps` optimiser steps in the smaller half, and at least [`MIN_EPOCHS`].
+    /// enough for [`ReconstructConfig::min_steps_for`] the start optimiser steps in the smaller
+    /// half, and at least [`MIN_EPOCHS`].
     pub fn planned_epochs(&self, half_sizes: [usize; 2]) -> usize {
         match self.epochs {
             Some(n) => n,
             None => {
                 let per_epoch = half_sizes.iter().map(|n| n.div_ceil(self.batch_size.max(1))).min().unwrap_or(1).max(1) as u64;
-                (self.min_steps.div_ceil(per_epoch) as usize).max(MIN_EPOCHS)
+                let min_steps = self.min_steps_for(self.resolve_init(half_sizes).used);
+                (min_steps.div_ceil(per_epoch) as usize).max(MIN_EPOCHS)
             }
         }
+    }
+
+    /// The fewest optimiser steps per half from the start `used`: `min_steps` when given, else
+    /// [`MIN_STEPS_RANDOM`] or [`MIN_STEPS_BACKPROJECTION`].
+    pub fn min_steps_for(&self, used: InitKind) -> u64 {
+        self.min_steps.unwrap_or(match used {
+            InitKind::Backprojection => MIN_STEPS_BACKPROJECTION,
+            InitKind::Random | InitKind::Auto => MIN_STEPS_RANDOM,
+        })
     }
 }
 
@@ -623,6 +694,44 @@ pub fn init_choice(set: &ParticleSet, cfg: &ReconstructConfig) -> InitChoice {
     cfg.resolve_init([a.len(), b.len()])
 }
 
+/// What a run of `set` with `cfg` will do, decided before it starts: its start, its passes and
+/// when its model grows (what the library itself resolves, for the terminal and the log).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub start: InitChoice,
+    /// Passes over each half's particles.
+    pub epochs: usize,
+    /// The pass (1-based) before which the model grows, if it does ([`Growth`]).
+    pub grow_before: Option<usize>,
+    /// Gaussians per half model at the start and at the end of the run (before density control).
+    pub gaussians: [usize; 2],
+}
+
+/// The plan of a run of `set` with `cfg`.
+pub fn plan(set: &ParticleSet, cfg: &ReconstructConfig) -> Plan {
+    let (a, b) = set.half_split(cfg.seed);
+    let sizes = [a.len(), b.len()];
+    let start = cfg.resolve_init(sizes);
+    let epochs = ReconstructConfig { init: start.used, ..cfg.clone() }.planned_epochs(sizes);
+    let grow_before = cfg.grow.before_epoch(epochs);
+    let first = if grow_before.is_some() { cfg.gaussians.div_ceil(2) } else { cfg.gaussians };
+    Plan { start, epochs, grow_before, gaussians: [first, if grow_before.is_some() { 2 * first } else { first }] }
+}
+
+impl std::fmt::Display for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} passes per half; ", self.epochs)?;
+        match self.grow_before {
+            Some(e) => write!(
+                f,
+                "{} Gaussians per half, each split in two before pass {e} ({} from there on)",
+                self.gaussians[0], self.gaussians[1]
+            ),
+            None => write!(f, "{} Gaussians per half", self.gaussians[0]),
+        }
+    }
+}
+
 /// Where the loop stands: the next step is number `pos` of `half`'s pass `epoch`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct Cursor {
@@ -773,6 +882,8 @@ struct Driver<'a> {
     refinement: Option<RefinementSummary>,
     /// Coarse-to-fine training's boxes, by increasing size (empty: every step at `d`).
     coarse: Vec<Coarse>,
+    /// When the model grows (`--grow`), if it does.
+    grow: Option<GrowAt>,
 }
 
 /// The sum of a map's values in f64.
@@ -839,17 +950,22 @@ impl<'a> Driver<'a> {
         }
         check_outliers(&images, session.progress)?;
         let (group, expansion) = cfg.symmetry()?;
+        // A growing model starts with half the Gaussians (of the unit, with a point group).
+        let grow_before = cfg.grow.before_epoch(epochs);
+        let start_cfg =
+            ReconstructConfig { gaussians: if grow_before.is_some() { cfg.gaussians.div_ceil(2) } else { cfg.gaussians }, ..cfg.clone() };
+        let grow = grow_before.map(|before_epoch| GrowAt { before_epoch, start_count: start_cfg.unit_gaussians(group.order()) });
         let mut start = if session.resume {
             restore(&ckpt_path, &fingerprint, cfg, epochs)?
         } else if group.is_trivial() {
-            start_fresh(&images, [&idx_a, &idx_b], apix, &grid, cfg)?
+            start_fresh(&images, [&idx_a, &idx_b], apix, &grid, &start_cfg)?
         } else {
             // The asymmetric unit: a |G|-th of the Gaussians and of the mass, drawn as a C1
             // start is, so that the copies fill the same volume with the same total mass. (The
             // mass estimate's fallback blob fit then uses the unit's count of Gaussians too.)
             let order = group.order();
             let unit_cfg = ReconstructConfig {
-                gaussians: cfg.unit_gaussians(order),
+                gaussians: start_cfg.unit_gaussians(order),
                 init_mass_fraction: cfg.init_mass_fraction / order as f64,
                 ..cfg.clone()
             };
@@ -964,6 +1080,7 @@ impl<'a> Driver<'a> {
             slot,
             refinement: None,
             coarse,
+            grow,
         })
     }
 
@@ -1008,8 +1125,9 @@ impl<'a> Driver<'a> {
             }
             // Hooks (density control) before this half's pass, from the previous pass's statistics.
             let n_before = self.trainers[half].model.len();
-            let change = self.trainers[half].begin_epoch(&cfg.density, epoch, self.d, &mut Stream::Density { epoch, half }.rng(cfg.seed));
-            if change.after != n_before && cfg.density.is_active() {
+            let hooks = ModelHooks { density: &cfg.density, grow: self.grow };
+            let change = self.trainers[half].begin_epoch(&hooks, epoch, self.d, &mut Stream::Density { epoch, half }.rng(cfg.seed));
+            if change.split + change.pruned > 0 {
                 let h = ["A", "B"][half];
                 tracing::info!("half {h}: split {}, pruned {}: {n_before} → {} Gaussians", change.split, change.pruned, change.after);
             }
@@ -1467,7 +1585,10 @@ fn start_fresh(
         };
         Ok(HalfTrainer::new(model, adam.clone()))
     };
-    let trainers = [start_half(0)?, start_half(1)?];
+    // The halves start independently (each its own images and random stream), so they start
+    // at once: the backprojection start's insertion runs on one thread per half.
+    let (a, b) = rayon::join(|| start_half(0), || start_half(1));
+    let trainers = [a?, b?];
     let start_map_mass = [0, 1].map(|h| map_mass(&voxelize_model(&trainers[h].model, images.d)));
     Ok(Start {
         trainers,
@@ -1591,11 +1712,24 @@ mod tests {
 
     #[test]
     fn the_run_length_follows_the_data_unless_forced() {
-        let auto = ReconstructConfig { epochs: None, min_steps: 20_000, ..Default::default() };
+        let auto = ReconstructConfig { epochs: None, min_steps: Some(20_000), ..Default::default() };
         assert_eq!(auto.planned_epochs([500, 520]), 40);
         assert_eq!(auto.planned_epochs([10_000, 10_000]), MIN_EPOCHS);
         assert_eq!(ReconstructConfig { batch_size: 4, ..auto.clone() }.planned_epochs([500, 500]), 160);
         assert_eq!(ReconstructConfig { epochs: Some(3), ..auto }.planned_epochs([500, 500]), 3);
-        assert_eq!(ReconstructConfig { epochs: None, min_steps: 0, ..Default::default() }.planned_epochs([7, 7]), MIN_EPOCHS);
+        assert_eq!(ReconstructConfig { epochs: None, min_steps: Some(0), ..Default::default() }.planned_epochs([7, 7]), MIN_EPOCHS);
+        // Without --min-steps the start decides: `auto` starts 500 per half from the
+        // backprojection (7,500 steps), and the random start asks for 20,000.
+        let default = ReconstructConfig::default();
+        assert_eq!(default.planned_epochs([500, 520]), 15);
+        assert_eq!(ReconstructConfig { init: InitKind::Random, ..default.clone() }.planned_epochs([500, 520]), 40);
+        assert_eq!(default.planned_epochs([5_000, 5_000]), MIN_EPOCHS);
+    }
+
+    #[test]
+    fn the_model_grows_after_two_fifths_of_the_passes() {
+        let at = |e| Growth::Auto.before_epoch(e);
+        assert_eq!([1, 2, 3, 5, 14, 15, 40].map(at), [None, Some(2), Some(2), Some(3), Some(7), Some(7), Some(17)]);
+        assert_eq!(Growth::Off.before_epoch(5), None);
     }
 }

@@ -10,8 +10,8 @@ use cryosplat_core::rng::Rng;
 use cryosplat_train::dataset::{LoadOptions, ParticleSet};
 use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::progress::NoProgress;
-use cryosplat_train::reconstruct::density::DensityConfig;
-use cryosplat_train::reconstruct::{init_choice, reconstruct, InitKind, ReconstructConfig, ReconstructError, Session};
+use cryosplat_train::reconstruct::density::{DensityChange, DensityConfig};
+use cryosplat_train::reconstruct::{init_choice, reconstruct, Growth, InitKind, ReconstructConfig, ReconstructError, Session};
 use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -139,6 +139,7 @@ fn density_control_runs_and_resumes_exactly() {
             prune_fraction: 0.05,
             ..Default::default()
         },
+        grow: Growth::Off,
         ..small(2)
     };
     let unbroken = dir.path().join("a");
@@ -168,6 +169,38 @@ fn density_control_runs_and_resumes_exactly() {
     for (a, b) in s.history.iter().zip(&s2.history) {
         assert_eq!((a.gaussians, a.density, a.loss), (b.gaussians, b.density, b.loss));
     }
+}
+
+/// `--grow auto` (the default): half the Gaussians for the first 40% of the passes, then every
+/// one split in two; a run killed after the growth resumes to the same maps, and a finished run
+/// extended with more passes does not grow a second time.
+#[test]
+fn the_model_grows_once_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let star = simulated(&dir.path().join("sim"), 200, 1.0);
+    let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
+    let cfg = ReconstructConfig { epochs: Some(5), ..small(2) };
+    assert_eq!(cfg.grow, Growth::Auto);
+    let unbroken = dir.path().join("a");
+    let s = rec(&set, &cfg, &unbroken, false).unwrap();
+    let counts: Vec<[usize; 2]> = s.history.iter().map(|h| h.gaussians).collect();
+    assert_eq!(counts, vec![[300, 300], [300, 300], [600, 600], [600, 600], [600, 600]]);
+    assert_eq!(s.history[2].density, [DensityChange { split: 300, pruned: 0, after: 600 }; 2]);
+    // 100 steps per half-pass: killed at step 450 (half A of pass 3, after its growth).
+    let broken = dir.path().join("b");
+    let e = rec(&set, &ReconstructConfig { max_steps: Some(450), ..cfg.clone() }, &broken, false).unwrap_err();
+    assert!(matches!(e, ReconstructError::Interrupted { .. }), "{e}");
+    let s2 = rec(&set, &cfg, &broken, true).unwrap();
+    for f in ["map.mrc", "half_map_a.mrc", "half_map_b.mrc"] {
+        assert_eq!(std::fs::read(unbroken.join(f)).unwrap(), std::fs::read(broken.join(f)).unwrap(), "{f} differs");
+    }
+    assert_eq!(s2.history.iter().map(|h| h.gaussians).collect::<Vec<_>>(), counts);
+    // Extended to 10 passes, the plan would grow before pass 5; the model already has.
+    let s3 = rec(&set, &ReconstructConfig { epochs: Some(10), ..cfg.clone() }, &unbroken, true).unwrap();
+    assert!(s3.history[5..].iter().all(|h| h.gaussians == [600, 600]), "{:?}", s3.history.iter().map(|h| h.gaussians).collect::<Vec<_>>());
+    // Off: the full count from the start.
+    let off = rec(&set, &ReconstructConfig { epochs: Some(2), grow: Growth::Off, ..cfg }, &dir.path().join("c"), false).unwrap();
+    assert!(off.history.iter().all(|h| h.gaussians == [600, 600]));
 }
 
 #[test]

@@ -1,8 +1,9 @@
-//! Optional density control between epochs: splitting Gaussians that the data pull at hardest
-//! (or that have grown large) and pruning those whose amplitude has vanished.
+//! The model's size between epochs: its growth ([`grow`], on by default: every Gaussian split
+//! in two once, keeping the map), and optional density control, splitting Gaussians that the
+//! data pull at hardest (or that have grown large) and pruning those whose amplitude has
+//! vanished.
 //!
-//! Both are off by default (the method trains a fixed number of Gaussians); BENCHMARKS.md has
-//! the measurement that decided this.
+//! Density control is off by default; BENCHMARKS.md has the measurement that decided this.
 //!
 //! * **Statistics.** Over an epoch, every step adds the norm of each Gaussian's mean gradient
 //!   (box units) to that Gaussian's sum and counts the steps in which its gradient was not
@@ -122,6 +123,23 @@ impl DensityConfig {
     }
 }
 
+/// The hooks between a half's passes: density control, and the model's growth (splitting every
+/// Gaussian in two once, before pass `grow_before`, 1-based, when the model still holds no more
+/// than `start_count` Gaussians, so that a run resumed with another `--epochs` never grows twice).
+#[derive(Clone, Copy, Debug)]
+pub struct ModelHooks<'a> {
+    pub density: &'a DensityConfig,
+    pub grow: Option<GrowAt>,
+}
+
+/// When the model grows: before pass `before_epoch` (1-based), if it holds at most `start_count`
+/// Gaussians (its size at the start).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrowAt {
+    pub before_epoch: usize,
+    pub start_count: usize,
+}
+
 /// What one density-control pass did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DensityChange {
@@ -192,18 +210,7 @@ pub fn control(
             continue;
         }
         change.split += 1;
-        let g = &phys[i];
-        let cov = covariance(g.scales, g.quat);
-        let l = cholesky3(&cov);
-        for _ in 0..2 {
-            let z = [rng.normal(), rng.normal(), rng.normal()];
-            let mut mean = g.mean;
-            for (r, m) in mean.iter_mut().enumerate() {
-                *m += l[r][0] * z[0] + l[r][1] * z[1] + l[r][2] * z[2];
-            }
-            let child = PhysicalGaussian { mean, scales: g.scales.map(|s| s / 1.6), quat: g.quat, amp: 0.5 * g.amp };
-            children.push(child.to_raw());
-        }
+        children.extend(split_in_two(&phys[i], rng));
     }
     let mut params: Vec<[f32; PARAMS_PER_GAUSSIAN]> = keep.iter().map(|&i| model.params[i]).collect();
     params.extend_from_slice(&children);
@@ -211,6 +218,69 @@ pub fn control(
     model.params = params;
     change.after = model.len();
     change
+}
+
+/// Split every Gaussian of `model` in two, each pair keeping its parent's mass, centre and
+/// covariance ([`split_keeping_moments`]), so the map barely changes; both children inherit
+/// the parent's Adam moments, so the optimiser continues where it was instead of restarting
+/// (fresh moments make the next steps several times the learning rate). The model's growth of
+/// [`super::Growth::Auto`]. Gaussian `i` of the grown model and Gaussian `i + n` are the
+/// children of Gaussian `i` of the old one.
+pub fn grow(model: &mut GaussianModel, adam: &mut Adam, rng: &mut Rng) -> DensityChange {
+    let n = model.len();
+    let mut second = Vec::with_capacity(n);
+    for i in 0..n {
+        let [a, b] = split_keeping_moments(&model.physical_f64(i), rng);
+        model.params[i] = a;
+        second.push(b);
+    }
+    model.params.extend_from_slice(&second);
+    let both: Vec<usize> = (0..n).chain(0..n).collect();
+    adam.remap(&both, 0);
+    DensityChange { split: n, pruned: 0, after: model.len() }
+}
+
+/// How far a growth split moves each child from the parent's centre, in the parent's standard
+/// deviations along the split axis.
+const GROW_OFFSET_SD: f64 = 0.5;
+
+/// The two children of a growth split: along one of the parent's principal axes (drawn with
+/// probability proportional to its variance), at ±[`GROW_OFFSET_SD`] standard deviations
+/// from its centre, that axis's scale shrunk by `√(1 − GROW_OFFSET_SD²)` and half the amplitude
+/// each; rotation and the other scales kept. The pair has the parent's mass, centre and
+/// covariance.
+fn split_keeping_moments(g: &PhysicalGaussian, rng: &mut Rng) -> [[f32; PARAMS_PER_GAUSSIAN]; 2] {
+    let var = g.scales.map(|s| s * s);
+    let u = rng.uniform() * (var[0] + var[1] + var[2]);
+    let k = if u < var[0] {
+        0
+    } else if u < var[0] + var[1] {
+        1
+    } else {
+        2
+    };
+    let r = g.rotation();
+    let step = GROW_OFFSET_SD * g.scales[k];
+    let mut scales = g.scales;
+    scales[k] *= (1.0 - GROW_OFFSET_SD * GROW_OFFSET_SD).sqrt();
+    [1.0, -1.0].map(|sign: f64| {
+        let mean = [0, 1, 2].map(|a| g.mean[a] + sign * step * r[a][k]);
+        PhysicalGaussian { mean, scales, quat: g.quat, amp: 0.5 * g.amp }.to_raw()
+    })
+}
+
+/// The two children of a split: centres drawn from the parent's own distribution, scales
+/// divided by 1.6, the parent's rotation and half its amplitude each.
+fn split_in_two(g: &PhysicalGaussian, rng: &mut Rng) -> [[f32; PARAMS_PER_GAUSSIAN]; 2] {
+    let l = cholesky3(&covariance(g.scales, g.quat));
+    [(); 2].map(|_| {
+        let z = [rng.normal(), rng.normal(), rng.normal()];
+        let mut mean = g.mean;
+        for (r, m) in mean.iter_mut().enumerate() {
+            *m += l[r][0] * z[0] + l[r][1] * z[1] + l[r][2] * z[2];
+        }
+        PhysicalGaussian { mean, scales: g.scales.map(|s| s / 1.6), quat: g.quat, amp: 0.5 * g.amp }.to_raw()
+    })
 }
 
 /// Lower-triangular Cholesky factor of a symmetric positive semi-definite 3×3 matrix
@@ -289,6 +359,36 @@ mod tests {
         let ch = control(&cfg, 3, &mut m, &mut adam, &st, 64, &mut Rng::new(1));
         assert_eq!(ch.after, 5);
         assert_eq!(m, before);
+    }
+
+    #[test]
+    fn growth_splits_every_gaussian_in_place() {
+        let mut m = model(&[1.0, 2.0, 3.0], &[0.01, 0.02, 0.03]);
+        let parents = m.clone();
+        let mut adam = Adam::new(AdamConfig::default(), 3);
+        adam.m[1][0] = 7.0;
+        let ch = grow(&mut m, &mut adam, &mut Rng::new(4));
+        assert_eq!(ch, DensityChange { split: 3, pruned: 0, after: 6 });
+        // Both children carry on with the parent's moments.
+        assert_eq!((adam.len(), adam.m[1][0], adam.m[4][0]), (6, 7.0, 7.0));
+        for i in 0..3 {
+            let p = parents.physical_f64(i);
+            let (a, b) = (m.physical_f64(i), m.physical_f64(i + 3));
+            // The pair keeps the parent's mass, centre and covariance.
+            assert!((a.amp + b.amp - p.amp).abs() < 1e-5 * p.amp, "{} + {} of {}", a.amp, b.amp, p.amp);
+            let (ca, cb, cp) = (a.covariance(), b.covariance(), p.covariance());
+            for r in 0..3 {
+                assert!((0.5 * (a.mean[r] + b.mean[r]) - p.mean[r]).abs() < 1e-6);
+                for c in 0..3 {
+                    let spread = 0.25 * (a.mean[r] - b.mean[r]) * (a.mean[c] - b.mean[c]);
+                    let pair = 0.5 * (ca[r][c] + cb[r][c]) + spread;
+                    assert!((pair - cp[r][c]).abs() < 1e-3 * cp[0][0].max(cp[1][1]).max(cp[2][2]), "{r}{c}: {pair} against {}", cp[r][c]);
+                }
+            }
+            let gap = (0..3).map(|k| (a.mean[k] - b.mean[k]).powi(2)).sum::<f64>().sqrt();
+            // One standard deviation apart along one of the parent's axes.
+            assert!(p.scales.iter().any(|s| (gap - 2.0 * GROW_OFFSET_SD * s).abs() < 1e-6 * s), "children {gap} apart (σ {:?})", p.scales);
+        }
     }
 
     #[test]

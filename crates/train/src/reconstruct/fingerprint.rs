@@ -21,8 +21,8 @@ fn fnv1a(h: &mut u64, bytes: &[u8]) {
 pub struct Fingerprint {
     /// Every setting that changes the result, as JSON (not `epochs` and `min_steps`, which
     /// may change on resume, nor `threads`, `checkpoint_every`, `cache_gib` and `max_steps`;
-    /// `sym`, `init` and `coarse_to_fine` only when they differ from C1, the random start and
-    /// off, the behaviour before they existed), and the training box.
+    /// `sym`, `init`, `coarse_to_fine` and `grow` only when they differ from C1, the random
+    /// start, off and off, the behaviour before they existed), and the training box.
     pub settings: serde_json::Value,
     /// Hash of the box, pixel size, contrast and every particle's image reference, pose and
     /// CTF (not the folder the data live in, so a moved data set still resumes).
@@ -48,8 +48,10 @@ pub fn fingerprint(set: &ParticleSet, cfg: &ReconstructConfig, d: usize, threads
         if m.get("refine").is_some_and(|v| v.is_null()) {
             m.remove("refine");
         }
-        if m.get("coarse_to_fine").and_then(|v| v.as_str()) == Some("off") {
-            m.remove("coarse_to_fine");
+        for (k, old) in [("coarse_to_fine", "off"), ("grow", "off")] {
+            if m.get(k).and_then(|v| v.as_str()) == Some(old) {
+                m.remove(k);
+            }
         }
     }
     let mut hd = 0xcbf2_9ce4_8422_2325u64;
@@ -78,7 +80,7 @@ pub fn difference(then: &Fingerprint, now: &Fingerprint) -> String {
             let absent = match k.as_str() {
                 "sym" => "\"C1\"",
                 "init" => "\"random\"",
-                "coarse_to_fine" => "\"off\"",
+                "coarse_to_fine" | "grow" => "\"off\"",
                 "refine" => "null",
                 _ => "unset",
             };

@@ -339,6 +339,30 @@ impl EpochHook for DensityConfig {
     }
 }
 
+/// The model's growth, then density control.
+impl EpochHook for density::ModelHooks<'_> {
+    fn wants_stats(&self) -> bool {
+        self.density.wants_stats()
+    }
+
+    fn before_epoch(&self, t: &mut HalfTrainer, epoch: usize, d: usize, rng: &mut Rng) -> DensityChange {
+        let n = t.model.len();
+        let grown = match self.grow {
+            Some(g) if g.before_epoch == epoch + 1 && n <= g.start_count => Some(density::grow(&mut t.model, &mut t.adam, rng)),
+            _ => None,
+        };
+        let mut change = self.density.before_epoch(t, epoch, d, rng);
+        if let Some(g) = grown {
+            change = if self.density.is_active() {
+                DensityChange { split: g.split + change.split, pruned: change.pruned, after: change.after }
+            } else {
+                g
+            };
+        }
+        change
+    }
+}
+
 /// Settings of per-particle refinement (see [Per-particle refinement](self#per-particle-refinement)).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RefineConfig {
