@@ -10,15 +10,14 @@
 //! units, decayed exponentially to ×0.1 over the run) on the MSE between its CTF-modulated
 //! projections and its own images, one image per step by default, visiting its images in a
 //! seeded random order every epoch; no regulariser. The run makes at least 5 passes, and more
-//! when a half would otherwise take fewer than `min_steps` optimiser steps (20,000 from the
-//! random start, 7,500 from the backprojection start; [`ReconstructConfig::planned_epochs`]);
-//! `--epochs` forces a count. The halves never see each other's data.
+//! when a half would otherwise take fewer than `min_steps` (20,000) optimiser steps
+//! ([`ReconstructConfig::planned_epochs`]); `--epochs` forces a count. The halves never see each other's data.
 //!
-//! The model grows ([`Growth`], `--grow auto`, the default): each half starts with half of the
+//! With `--grow auto` the model grows ([`Growth`]): each half starts with half of the
 //! Gaussians, and after the first 40% of the passes every Gaussian is split in two along one of
 //! its axes, the pair keeping its mass, centre and covariance and its Adam moments
-//! ([`density::grow`]). The early passes cost half as much, and on the simulations measured the
-//! maps were as fine or finer against the ground truth (BENCHMARKS.md, "Growing the model").
+//! ([`density::grow`]). The early passes cost half as much; it is not the default because it
+//! was coarser on some simulated sets (BENCHMARKS.md, "Growing the model").
 //! After every epoch both halves are voxelised, the half maps are compared by FSC (unmasked,
 //! auto-masked, phase-randomisation corrected) and the full map is their average.
 //!
@@ -150,11 +149,12 @@ pub struct ReconstructConfig {
     /// needs, and at least [`MIN_EPOCHS`] ([`ReconstructConfig::planned_epochs`]).
     pub epochs: Option<usize>,
     /// Optimiser steps each half takes at least when `epochs` is `None` (small sets then make
-    /// more passes); `None`: [`MIN_STEPS_RANDOM`] from the random start,
-    /// [`MIN_STEPS_BACKPROJECTION`] from the backprojection start
-    /// ([`ReconstructConfig::min_steps_for`]).
+    /// more passes). 20,000 by measurement: on every simulated set of BENCHMARKS.md ("Training
+    /// length and schedule") it resolved at least as finely against the ground truth as five
+    /// epochs, and much more finely on small sets; 7,500 from the backprojection start was
+    /// coarser on one set ("Growing the model").
     #[serde(default)]
-    pub min_steps: Option<u64>,
+    pub min_steps: u64,
     /// Adam learning rate (box units), for every parameter type.
     pub lr: f64,
     /// How the learning rate falls ([`LrSchedule`]).
@@ -375,7 +375,7 @@ impl Default for ReconstructConfig {
         ReconstructConfig {
             gaussians: 20_000,
             epochs: None,
-            min_steps: None,
+            min_steps: 20_000,
             lr: 1e-3,
             lr_schedule: LrSchedule::Exponential,
             lr_decay: 0.1,
@@ -392,7 +392,7 @@ impl Default for ReconstructConfig {
             init_mass_fraction: 1.0,
             init: InitKind::default(),
             density: DensityConfig::default(),
-            grow: Growth::Auto,
+            grow: Growth::Off,
             sym: c1(),
             refine: None,
             coarse_to_fine: CoarseToFine::Off,
@@ -404,13 +404,13 @@ impl Default for ReconstructConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Growth {
-    /// `gaussians` from the first step to the last (the method's).
+    /// `gaussians` from the first step to the last (the method's, and the default).
     #[default]
     Off,
     /// Half of `gaussians` (rounded up) for the first [`GROW_AT_FRACTION`] of the passes, then
-    /// every Gaussian split in two ([`density::grow`]). The default: by measurement it is
-    /// faster and at least as fine against the ground truth (BENCHMARKS.md, "Growing the
-    /// model").
+    /// every Gaussian split in two ([`density::grow`]). Not the default: on the simulations
+    /// measured it was finer on the large sets (up to 3%) and faster, but up to 6% coarser on
+    /// low-SNR sets of 3,000–5,000 particles per half (BENCHMARKS.md, "Growing the model").
     Auto,
 }
 
@@ -438,16 +438,6 @@ impl Growth {
 /// The fraction of the passes a growing model makes at half its final size.
 pub const GROW_AT_FRACTION: f64 = 0.4;
 
-/// Optimiser steps per half at least from the random start, when the run's length follows the
-/// data. By measurement: on every simulated set of BENCHMARKS.md ("Training length and
-/// schedule") it resolved at least as finely against the ground truth as five epochs, and much
-/// more finely on small sets, whose random blob needs the steps to reach the molecule's shape.
-pub const MIN_STEPS_RANDOM: u64 = 20_000;
-
-/// Optimiser steps per half at least from the backprojection start, whose low resolution is
-/// formed before the first step (BENCHMARKS.md, "Growing the model").
-pub const MIN_STEPS_BACKPROJECTION: u64 = 7_500;
-
 /// The fewest passes a run makes when its length follows the data.
 pub const MIN_EPOCHS: usize = 5;
 
@@ -468,26 +458,15 @@ impl ReconstructConfig {
     }
 
     /// The number of passes for halves of `half_sizes` particles: `epochs` when given, else
-    /// enough for [`ReconstructConfig::min_steps_for`] the start optimiser steps in the smaller
-    /// half, and at least [`MIN_EPOCHS`].
+    /// enough for `min_steps` optimiser steps in the smaller half, and at least [`MIN_EPOCHS`].
     pub fn planned_epochs(&self, half_sizes: [usize; 2]) -> usize {
         match self.epochs {
             Some(n) => n,
             None => {
                 let per_epoch = half_sizes.iter().map(|n| n.div_ceil(self.batch_size.max(1))).min().unwrap_or(1).max(1) as u64;
-                let min_steps = self.min_steps_for(self.resolve_init(half_sizes).used);
-                (min_steps.div_ceil(per_epoch) as usize).max(MIN_EPOCHS)
+                (self.min_steps.div_ceil(per_epoch) as usize).max(MIN_EPOCHS)
             }
         }
-    }
-
-    /// The fewest optimiser steps per half from the start `used`: `min_steps` when given, else
-    /// [`MIN_STEPS_RANDOM`] or [`MIN_STEPS_BACKPROJECTION`].
-    pub fn min_steps_for(&self, used: InitKind) -> u64 {
-        self.min_steps.unwrap_or(match used {
-            InitKind::Backprojection => MIN_STEPS_BACKPROJECTION,
-            InitKind::Random | InitKind::Auto => MIN_STEPS_RANDOM,
-        })
     }
 }
 
@@ -1712,18 +1691,12 @@ mod tests {
 
     #[test]
     fn the_run_length_follows_the_data_unless_forced() {
-        let auto = ReconstructConfig { epochs: None, min_steps: Some(20_000), ..Default::default() };
+        let auto = ReconstructConfig { epochs: None, min_steps: 20_000, ..Default::default() };
         assert_eq!(auto.planned_epochs([500, 520]), 40);
         assert_eq!(auto.planned_epochs([10_000, 10_000]), MIN_EPOCHS);
         assert_eq!(ReconstructConfig { batch_size: 4, ..auto.clone() }.planned_epochs([500, 500]), 160);
         assert_eq!(ReconstructConfig { epochs: Some(3), ..auto }.planned_epochs([500, 500]), 3);
-        assert_eq!(ReconstructConfig { epochs: None, min_steps: Some(0), ..Default::default() }.planned_epochs([7, 7]), MIN_EPOCHS);
-        // Without --min-steps the start decides: `auto` starts 500 per half from the
-        // backprojection (7,500 steps), and the random start asks for 20,000.
-        let default = ReconstructConfig::default();
-        assert_eq!(default.planned_epochs([500, 520]), 15);
-        assert_eq!(ReconstructConfig { init: InitKind::Random, ..default.clone() }.planned_epochs([500, 520]), 40);
-        assert_eq!(default.planned_epochs([5_000, 5_000]), MIN_EPOCHS);
+        assert_eq!(ReconstructConfig { epochs: None, min_steps: 0, ..Default::default() }.planned_epochs([7, 7]), MIN_EPOCHS);
     }
 
     #[test]

@@ -171,7 +171,7 @@ fn density_control_runs_and_resumes_exactly() {
     }
 }
 
-/// `--grow auto` (the default): half the Gaussians for the first 40% of the passes, then every
+/// `--grow auto`: half the Gaussians for the first 40% of the passes, then every
 /// one split in two; a run killed after the growth resumes to the same maps, and a finished run
 /// extended with more passes does not grow a second time.
 #[test]
@@ -179,8 +179,8 @@ fn the_model_grows_once_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let star = simulated(&dir.path().join("sim"), 200, 1.0);
     let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
-    let cfg = ReconstructConfig { epochs: Some(5), ..small(2) };
-    assert_eq!(cfg.grow, Growth::Auto);
+    assert_eq!(small(2).grow, Growth::Off, "the default");
+    let cfg = ReconstructConfig { epochs: Some(5), grow: Growth::Auto, ..small(2) };
     let unbroken = dir.path().join("a");
     let s = rec(&set, &cfg, &unbroken, false).unwrap();
     let counts: Vec<[usize; 2]> = s.history.iter().map(|h| h.gaussians).collect();

@@ -177,8 +177,9 @@ fn symmetric_set(dir: &Path, count: usize, sym: &str, offset_a: [f64; 3]) -> Par
 /// map closer to the truth here. (From each half's backprojection, the default for small
 /// sets, the C1 map of these 400 particles already correlates 0.96 with the truth and the
 /// symmetric model's 0.93; BENCHMARKS.md, "`--init auto`: where the start switches".) The
-/// model keeps its size (`--grow off`): growing, this 3-pass run splits its Gaussians before
-/// the second pass, and the C2h model's gain over C1 shrank to 0.449 against 0.445.
+/// model keeps its size (`--grow off`, the default, pinned here): growing, this 3-pass run
+/// splits its Gaussians before the second pass, and the C2h model's gain over C1 shrank to
+/// 0.449 against 0.445.
 fn small_rec(sym: &str) -> ReconstructConfig {
     ReconstructConfig {
         gaussians: 400,
