@@ -63,9 +63,9 @@ VARIANTS = {
     "gs-init-random": ["--init", "random"],
     "gs-init-auto": ["--init", "auto"],
     "gs-c2f-auto": ["--coarse-to-fine", "auto"],
-    "gs-grow-off": ["--grow", "off"],
-    "gs-min20k": ["--min-steps", "20000"],
-    "gs-grow-off-min20k": ["--grow", "off", "--min-steps", "20000"],
+    "gs-grow-auto": ["--grow", "auto"],
+    "gs-min7500": ["--min-steps", "7500"],
+    "gs-grow-auto-min7500": ["--grow", "auto", "--min-steps", "7500"],
 }
 
 

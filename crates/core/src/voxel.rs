@@ -156,11 +156,7 @@ fn splat_plane(g: &Prepared, k: usize, d: usize, c2: f64, acc: &mut [f64]) {
     let p = &g.p;
     let dz = k as f64 - g.c[2];
     for i in g.lo[1]..=g.hi[1] {
-        let dy = i as f64 - g.c[1];
-        // q(x) = a·dx² + 2·b·dx + c0 along the row.
-        let a = p[0][0];
-        let b = p[0][1] * dy + p[0][2] * dz;
-        let c0 = p[1][1] * dy * dy + 2.0 * p[1][2] * dy * dz + p[2][2] * dz * dz;
+        let (a, b, c0) = row_quadratic(p, i as f64 - g.c[1], dz);
         let (x0, x1) = if c2.is_finite() {
             // Solve a·t² + 2·b·t + c0 ≤ c² for t = dx.
             let disc = b * b - a * (c0 - c2);
@@ -204,16 +200,19 @@ fn splat_plane(g: &Prepared, k: usize, d: usize, c2: f64, acc: &mut [f64]) {
     }
 }
 
+/// The Mahalanobis distance along the row at offsets `dy`, `dz` from the centre (voxels), as
+/// `q(dx) = a·dx² + 2·b·dx + c0` for inverse covariance `p`: `(a, b, c0)`.
+#[inline]
+fn row_quadratic(p: &[[f64; 3]; 3], dy: f64, dz: f64) -> (f64, f64, f64) {
+    (p[0][0], p[0][1] * dy + p[0][2] * dz, p[1][1] * dy * dy + 2.0 * p[1][2] * dy * dz + p[2][2] * dz * dz)
+}
+
 /// [`splat_plane`] with one exponential per voxel: the slow reference of the row recurrence.
 #[cfg(test)]
 fn splat_plane_exact(g: &Prepared, k: usize, d: usize, c2: f64, acc: &mut [f64]) {
-    let p = &g.p;
     let dz = k as f64 - g.c[2];
     for i in g.lo[1]..=g.hi[1] {
-        let dy = i as f64 - g.c[1];
-        let a = p[0][0];
-        let b = p[0][1] * dy + p[0][2] * dz;
-        let c0 = p[1][1] * dy * dy + 2.0 * p[1][2] * dy * dz + p[2][2] * dz * dz;
+        let (a, b, c0) = row_quadratic(&g.p, i as f64 - g.c[1], dz);
         for j in g.lo[0]..=g.hi[0] {
             let dx = j as f64 - g.c[0];
             let q = a * dx * dx + 2.0 * b * dx + c0;

@@ -487,6 +487,14 @@ impl ReconstructConfig {
         Ok((group, expansion))
     }
 
+    /// When the model grows in a run of `epochs` passes ([`Growth::before_epoch`]), and the
+    /// Gaussians each half starts with: half of `gaussians` (rounded up) when it grows, all of
+    /// them otherwise.
+    pub fn growth(&self, epochs: usize) -> (Option<usize>, usize) {
+        let before = self.grow.before_epoch(epochs);
+        (before, if before.is_some() { self.gaussians.div_ceil(2) } else { self.gaussians })
+    }
+
     /// Gaussians in each half's asymmetric unit: `gaussians / |G|` rounded up, at least 1.
     pub fn unit_gaussians(&self, order: usize) -> usize {
         self.gaussians.div_ceil(order.max(1)).max(1)
@@ -692,8 +700,7 @@ pub fn plan(set: &ParticleSet, cfg: &ReconstructConfig) -> Plan {
     let sizes = [a.len(), b.len()];
     let start = cfg.resolve_init(sizes);
     let epochs = ReconstructConfig { init: start.used, ..cfg.clone() }.planned_epochs(sizes);
-    let grow_before = cfg.grow.before_epoch(epochs);
-    let first = if grow_before.is_some() { cfg.gaussians.div_ceil(2) } else { cfg.gaussians };
+    let (grow_before, first) = cfg.growth(epochs);
     Plan { start, epochs, grow_before, gaussians: [first, if grow_before.is_some() { 2 * first } else { first }] }
 }
 
@@ -930,9 +937,8 @@ impl<'a> Driver<'a> {
         check_outliers(&images, session.progress)?;
         let (group, expansion) = cfg.symmetry()?;
         // A growing model starts with half the Gaussians (of the unit, with a point group).
-        let grow_before = cfg.grow.before_epoch(epochs);
-        let start_cfg =
-            ReconstructConfig { gaussians: if grow_before.is_some() { cfg.gaussians.div_ceil(2) } else { cfg.gaussians }, ..cfg.clone() };
+        let (grow_before, start_gaussians) = cfg.growth(epochs);
+        let start_cfg = ReconstructConfig { gaussians: start_gaussians, ..cfg.clone() };
         let grow = grow_before.map(|before_epoch| GrowAt { before_epoch, start_count: start_cfg.unit_gaussians(group.order()) });
         let mut start = if session.resume {
             restore(&ckpt_path, &fingerprint, cfg, epochs)?

@@ -1,7 +1,7 @@
 //! The model's size between epochs: its growth ([`grow`], `--grow auto`, off by default: every
-//! Gaussian split in two once, keeping the map), and optional density control, splitting Gaussians that the
-//! data pull at hardest (or that have grown large) and pruning those whose amplitude has
-//! vanished.
+//! Gaussian split in two once, keeping the map), and optional density control, splitting
+//! Gaussians that the data pull at hardest (or that have grown large) and pruning those whose
+//! amplitude has vanished.
 //!
 //! Density control is off by default; BENCHMARKS.md has the measurement that decided this.
 //!

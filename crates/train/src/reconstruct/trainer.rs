@@ -346,20 +346,18 @@ impl EpochHook for density::ModelHooks<'_> {
     }
 
     fn before_epoch(&self, t: &mut HalfTrainer, epoch: usize, d: usize, rng: &mut Rng) -> DensityChange {
-        let n = t.model.len();
         let grown = match self.grow {
-            Some(g) if g.before_epoch == epoch + 1 && n <= g.start_count => Some(density::grow(&mut t.model, &mut t.adam, rng)),
+            Some(g) if g.before_epoch == epoch + 1 && t.model.len() <= g.start_count => Some(density::grow(&mut t.model, &mut t.adam, rng)),
             _ => None,
         };
-        let mut change = self.density.before_epoch(t, epoch, d, rng);
-        if let Some(g) = grown {
-            change = if self.density.is_active() {
-                DensityChange { split: g.split + change.split, pruned: change.pruned, after: change.after }
-            } else {
-                g
-            };
+        // Inactive density control reports nothing (its `after` is 0), so the growth's change
+        // stands alone; active, it acts on the grown model and the splits add up.
+        let change = self.density.before_epoch(t, epoch, d, rng);
+        match grown {
+            Some(g) if !self.density.is_active() => g,
+            Some(g) => DensityChange { split: g.split + change.split, ..change },
+            None => change,
         }
-        change
     }
 }
 
