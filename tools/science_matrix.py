@@ -65,6 +65,8 @@ VARIANTS = {
     "gs-c2f-auto": ["--coarse-to-fine", "auto"],
     "gs-grow-auto": ["--grow", "auto"],
     "gs-min7500": ["--min-steps", "7500"],
+    "gs-min10000": ["--min-steps", "10000"],
+    "gs-min15000": ["--min-steps", "15000"],
     "gs-grow-auto-min7500": ["--grow", "auto", "--min-steps", "7500"],
 }
 

@@ -373,6 +373,13 @@ pub fn auto_mask(a: &[f32], b: &[f32], d: usize, apix: f64) -> Vec<f32> {
 pub fn randomize_phases(vol: &[f32], d: usize, from_shell: usize, seed: u64) -> Vec<f32> {
     let f = Fft3::new(d);
     let mut spec = f.forward(vol);
+    randomize_spectrum_phases(&mut spec, d, from_shell, seed);
+    f.inverse(spec)
+}
+
+/// [`randomize_phases`] on the half spectrum `spec` of a `d³` volume (as [`Fft3::forward`]
+/// gives it), in place.
+pub fn randomize_spectrum_phases(spec: &mut [Complex32], d: usize, from_shell: usize, seed: u64) {
     let w = d / 2 + 1;
     let mut rng = Rng::new(seed);
     for p in 0..d {
@@ -390,7 +397,6 @@ pub fn randomize_phases(vol: &[f32], d: usize, from_shell: usize, seed: u64) -> 
             }
         }
     }
-    f.inverse(spec)
 }
 
 /// Every curve and resolution of a gold-standard half-map comparison.
@@ -497,7 +503,8 @@ pub fn gold_standard(a: &[f32], b: &[f32], d: usize, apix: f64, mask: MaskChoice
         };
         return unmasked_report(unmasked, Some(reason));
     }
-    let unmasked = fsc_curve_from_spectra(&f.forward(a), &f.forward(b), d);
+    let (spec_a, spec_b) = (f.forward(a), f.forward(b));
+    let unmasked = fsc_curve_from_spectra(&spec_a, &spec_b, d);
     let m: Option<Vec<f32>> = match mask {
         MaskChoice::None => None,
         MaskChoice::Auto => Some(auto_mask(a, b, d, apix)),
@@ -513,8 +520,13 @@ pub fn gold_standard(a: &[f32], b: &[f32], d: usize, apix: f64, mask: MaskChoice
     let corrected = match from {
         None => masked.clone(),
         Some(n0) => {
-            let ra = randomize_phases(a, d, n0, seed);
-            let rb = randomize_phases(b, d, n0, seed ^ 0x5EED_F5C0);
+            // As `randomize_phases` of each map, from the spectra above, the two at once (each
+            // draws its phases in order from its own seed).
+            let randomized = |mut spec: Vec<Complex32>, seed: u64| {
+                randomize_spectrum_phases(&mut spec, d, n0, seed);
+                f.inverse(spec)
+            };
+            let (ra, rb) = rayon::join(|| randomized(spec_a, seed), || randomized(spec_b, seed ^ 0x5EED_F5C0));
             let rand = fsc_from_spectra(&f.forward(&apply(&ra)), &f.forward(&apply(&rb)), d);
             masked
                 .iter()

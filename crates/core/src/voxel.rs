@@ -51,6 +51,9 @@ struct Prepared {
     /// Inclusive index bounds of the truncated footprint, per axis (x, y, z); empty if lo > hi.
     lo: [i64; 3],
     hi: [i64; 3],
+    /// `e^(−p_xx)`: the factor by which the ratio of neighbouring samples along a row changes
+    /// from one step to the next (the same on every row).
+    per_step: f64,
 }
 
 fn inverse3(m: &[[f64; 3]; 3]) -> Option<([[f64; 3]; 3], f64)> {
@@ -100,7 +103,7 @@ fn prepare(g: &GaussianA, d: usize, apix: f64, cutoff: f64) -> Prepared {
             hi[a] = ((c[a] + r).floor() as i64).min(d as i64 - 1);
         }
     }
-    Prepared { c, p, peak, lo, hi }
+    Prepared { c, p, peak, lo, hi, per_step: (-p[0][0]).exp() }
 }
 
 /// Sample Gaussians given in Å on the `d³` grid of `apix` Å, each truncated at `cutoff_sigma`
@@ -155,7 +158,28 @@ pub fn voxelize_a(gaussians: &[GaussianA], d: usize, apix: f64, cutoff_sigma: f6
 fn splat_plane(g: &Prepared, k: usize, d: usize, c2: f64, acc: &mut [f64]) {
     let p = &g.p;
     let dz = k as f64 - g.c[2];
-    for i in g.lo[1]..=g.hi[1] {
+    let (lo_y, hi_y) = if c2.is_finite() {
+        // The rows the plane's cross-section of the ellipsoid crosses: minimised over dx,
+        // q = A·dy² + 2·B·dy + C (the Schur complement of p_xx), and A·dy² + 2·B·dy + C ≤ c².
+        // A hair wider than exact, so that every row the test below keeps is visited.
+        let a = p[0][0];
+        let (qa, qb, qc) =
+            (p[1][1] - p[0][1] * p[0][1] / a, (p[1][2] - p[0][1] * p[0][2] / a) * dz, (p[2][2] - p[0][2] * p[0][2] / a) * dz * dz);
+        let disc = qb * qb - qa * (qc - c2);
+        if disc < 0.0 || qa <= 0.0 {
+            (g.lo[1], g.hi[1])
+        } else {
+            let s = disc.sqrt();
+            let slack = 1e-9 * (1.0 + s / qa);
+            (
+                ((g.c[1] + (-qb - s) / qa - slack).ceil() as i64).max(g.lo[1]),
+                ((g.c[1] + (-qb + s) / qa + slack).floor() as i64).min(g.hi[1]),
+            )
+        }
+    } else {
+        (g.lo[1], g.hi[1])
+    };
+    for i in lo_y..=hi_y {
         let (a, b, c0) = row_quadratic(p, i as f64 - g.c[1], dz);
         let (x0, x1) = if c2.is_finite() {
             // Solve a·t² + 2·b·t + c0 ≤ c² for t = dx.
@@ -176,22 +200,25 @@ fn splat_plane(g: &Prepared, k: usize, d: usize, c2: f64, acc: &mut [f64]) {
         let row = &mut acc[i as usize * d..(i as usize + 1) * d];
         // Along the row the sample is peak·e^(−q/2) with q quadratic in dx, so each step
         // multiplies it by a ratio that itself changes by the constant factor e^(−a): two
-        // exponentials per row instead of one per voxel. The walk starts at the row's largest
+        // exponentials per row (the row's largest sample and one ratio) instead of one per voxel. The walk starts at the row's largest
         // sample and goes outwards both ways, so the values only fall (and an underflow only
         // rounds a sample that is negligible anyway).
         let top = (g.c[0] - b / a).round().clamp(x0 as f64, x1 as f64) as i64;
         let dx = top as f64 - g.c[0];
         let at_top = g.peak * (-0.5 * (a * dx * dx + 2.0 * b * dx + c0)).exp();
-        let per_step = (-a).exp();
+        let per_step = g.per_step;
         // Ratio of the sample at dx + 1 to the one at dx: e^(−(a·(2dx+1) + 2b)/2).
-        let (mut v, mut r) = (at_top, (-0.5 * (a * (2.0 * dx + 1.0) + 2.0 * b)).exp());
+        let right = (-0.5 * (a * (2.0 * dx + 1.0) + 2.0 * b)).exp();
+        let (mut v, mut r) = (at_top, right);
         for j in top..=x1 {
             row[j as usize] += v;
             v *= r;
             r *= per_step;
         }
-        // Leftwards: the sample at dx − 1 over the one at dx is e^(−(a·(1−2dx) − 2b)/2).
-        let (mut v, mut r) = (at_top, (-0.5 * (a * (1.0 - 2.0 * dx) - 2.0 * b)).exp());
+        // Leftwards: the sample at dx − 1 over the one at dx is e^(−(a·(1−2dx) − 2b)/2); the
+        // two ratios multiply to e^(−a), which saves an exponential unless `right` underflowed.
+        let left = if right >= f64::MIN_POSITIVE { per_step / right } else { (-0.5 * (a * (1.0 - 2.0 * dx) - 2.0 * b)).exp() };
+        let (mut v, mut r) = (at_top, left);
         for j in (x0..top).rev() {
             v *= r;
             r *= per_step;

@@ -177,7 +177,8 @@ pub struct ReconstructConfig {
     pub downsample: Option<usize>,
     /// Also checkpoint every this many steps (0: only at the end of each half-epoch).
     pub checkpoint_every: usize,
-    /// Keep images in memory when they take less than this many GiB (else read them per step).
+    /// Keep images in memory when they take less than this many GiB (else read them per step),
+    /// and each particle's CTF when images and CTFs together take less.
     pub cache_gib: f64,
     /// Stop after this many optimiser steps in total (for tests of resuming); None: no limit.
     pub max_steps: Option<u64>,
@@ -870,6 +871,19 @@ struct Driver<'a> {
     coarse: Vec<Coarse>,
     /// When the model grows (`--grow`), if it does.
     grow: Option<GrowAt>,
+    /// Every particle's CTF on the working box's half plane (`grid.len()` values each), when
+    /// the images are in memory, the CTFs fit beside them in `--cache-gib` and no refinement
+    /// changes them: a step then copies its CTF instead of evaluating one sine per frequency.
+    ctf_cache: Option<Vec<f32>>,
+}
+
+/// Every particle's CTF on `grid`, particle after particle ([`CtfGrid::fill_rfft`]).
+fn ctf_table(set: &ParticleSet, grid: &CtfGrid) -> Vec<f32> {
+    use rayon::prelude::*;
+    let n = grid.len();
+    let mut table = vec![0.0f32; set.len() * n];
+    table.par_chunks_mut(n).zip(&set.particles).for_each(|(out, p)| grid.fill_rfft(&p.ctf, out));
+    table
 }
 
 /// The sum of a map's values in f64.
@@ -928,7 +942,10 @@ impl<'a> Driver<'a> {
         }
         let mut images = Images::new(set, d);
         let mut warnings = Vec::new();
-        if images.bytes() < cfg.cache_gib * (1u64 << 30) as f64 {
+        let budget = cfg.cache_gib * (1u64 << 30) as f64;
+        let ctf_bytes = (set.len() * grid.len() * 4) as f64;
+        let ctf_cache = (images.bytes() + ctf_bytes < budget && cfg.refine.is_none() && !cfg.no_ctf).then(|| ctf_table(set, &grid));
+        if images.bytes() < budget {
             images.fill_cache(session.progress)?;
         } else {
             let gib = images.bytes() / (1u64 << 30) as f64;
@@ -1066,6 +1083,7 @@ impl<'a> Driver<'a> {
             refinement: None,
             coarse,
             grow,
+            ctf_cache,
         })
     }
 
@@ -1222,7 +1240,10 @@ impl<'a> Driver<'a> {
             };
             self.batch.poses[k] = pose;
             self.batch.ids[k] = pi;
-            if with_dctf {
+            if let (Some(table), None) = (&self.ctf_cache, refine) {
+                let n = self.grid.len();
+                self.batch.ctfs[k].copy_from_slice(&table[pi * n..(pi + 1) * n]);
+            } else if with_dctf {
                 self.grid.fill_rfft_with_ddefocus(&ctf, &mut self.batch.ctfs[k], &mut self.batch.dctfs[k]);
             } else if !self.cfg.no_ctf {
                 self.grid.fill_rfft(&ctf, &mut self.batch.ctfs[k]);

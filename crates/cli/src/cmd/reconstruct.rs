@@ -131,7 +131,8 @@ pub struct Args {
     /// Splat footprint in standard deviations.
     #[arg(long, default_value_t = ReconstructConfig::default().n_sigma)]
     pub n_sigma: f32,
-    /// Keep images in memory when they take less than this many GiB.
+    /// Keep images in memory when they take less than this many GiB (and their CTFs too when
+    /// both fit).
     #[arg(long, default_value_t = ReconstructConfig::default().cache_gib)]
     pub cache_gib: f64,
     /// Train without a CTF (data that have none).
