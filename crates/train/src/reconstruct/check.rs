@@ -24,7 +24,9 @@
 //! check sees the shells below `MAX_BOX/2` (the same frequencies in 1/Å as at the full box) and
 //! costs a fraction of a training pass instead of as much as one (at 256 px a full-size
 //! backprojection took as long as a pass over the images; BENCHMARKS.md, "Streaming a set
-//! larger than memory").
+//! larger than memory"). 64 px keeps every judged shell of the 128 px sets measured (their
+//! backprojections stop being judged at 6–8 Å, where the 64 px crop reaches 4.4 Å) and takes
+//! a quarter of the samples a 128 px check inserts (BENCHMARKS.md, "Narrow footprints").
 //!
 //! # Parallel work
 //!
@@ -45,7 +47,7 @@ pub const RELIABLE: f64 = 0.9;
 pub const REQUIRED: f64 = 0.8;
 
 /// The largest box the check backprojects at (see the module docs).
-pub const MAX_BOX: usize = 128;
+pub const MAX_BOX: usize = 64;
 
 /// The box the check of a `d` px run works at: `d`, or [`MAX_BOX`] when `d` is larger.
 pub fn check_box(d: usize) -> usize {
