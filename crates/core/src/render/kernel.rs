@@ -10,7 +10,7 @@
 //!
 //! A footprint is walked as columns of [`LANES`] pixels, row by row, or as one column of
 //! [`NARROW`] pixels when it is at most that wide (most splats of a trained model are: on
-//! trained models at 48–128 px a step took 15–50% less time, with the same numbers to the bit,
+//! trained models at 48–128 px 12–46% more images per second, with the same numbers to the bit,
 //! tested; BENCHMARKS.md, "Narrow footprints"). Two evaluations share
 //! this walk: the **separable path** (the usual one; two exponentials per column and one per
 //! row, then two multiplications per pixel, see [`fast_weight`]) for footprints of at most 32
