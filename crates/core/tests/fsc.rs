@@ -69,21 +69,30 @@ fn independent_noise_gives_no_resolution() {
     assert!(matches!(res, Resolution::NoCorrelation) || matches!(res, Resolution::Angstrom(x) if x > 16.0), "{res:?}");
 }
 
+/// Two half maps of `d³`: the blob `amp·exp(−x²/v₀ − y²/v₁ − z²/v₂)` about the box centre
+/// (`v` = `two_var`, twice the variances in voxels²), each with its own white noise of standard
+/// deviation `noise` (seeded).
+fn noisy_blob_halves(d: usize, two_var: [f64; 3], amp: f32, noise: f32, seed: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut r = Rng::new(seed);
+    let c = (d / 2) as f64;
+    let blob: Vec<f32> = (0..d * d * d)
+        .map(|k| {
+            let (x, y, z) = ((k % d) as f64 - c, ((k / d) % d) as f64 - c, (k / (d * d)) as f64 - c);
+            (-(x * x / two_var[0] + y * y / two_var[1] + z * z / two_var[2])).exp() as f32 * amp
+        })
+        .collect();
+    let a: Vec<f32> = blob.iter().map(|v| v + noise * r.normal() as f32).collect();
+    let b: Vec<f32> = blob.iter().map(|v| v + noise * r.normal() as f32).collect();
+    (a, b)
+}
+
 #[test]
 fn mask_raises_and_correction_lowers_the_curve() {
     // Signal: a blob; independent noise in each half. A mask around the blob removes noise
     // from the comparison (masked ≥ unmasked); below the randomisation shell the corrected
     // curve is the masked one, beyond it the correction removes only mask-induced correlation.
     let d = 32;
-    let mut r = Rng::new(5);
-    let blob: Vec<f32> = (0..d * d * d)
-        .map(|k| {
-            let (x, y, z) = ((k % d) as f64 - 16.0, ((k / d) % d) as f64 - 16.0, (k / (d * d)) as f64 - 16.0);
-            (-(x * x / 8.0 + y * y / 18.0 + z * z / 12.0)).exp() as f32 * 4.0
-        })
-        .collect();
-    let a: Vec<f32> = blob.iter().map(|v| v + 0.3 * r.normal() as f32).collect();
-    let b: Vec<f32> = blob.iter().map(|v| v + 0.3 * r.normal() as f32).collect();
+    let (a, b) = noisy_blob_halves(d, [8.0, 18.0, 12.0], 4.0, 0.3, 5);
     let rep = gold_standard(&a, &b, d, 2.0, MaskChoice::Auto, 3);
     let masked = rep.masked.as_ref().unwrap();
     let corrected = rep.corrected.as_ref().unwrap();
@@ -110,15 +119,7 @@ fn mask_raises_and_correction_lowers_the_curve() {
 #[test]
 fn the_correction_is_that_of_the_phase_randomised_maps() {
     let d = 24;
-    let mut r = Rng::new(8);
-    let blob: Vec<f32> = (0..d * d * d)
-        .map(|k| {
-            let (x, y, z) = ((k % d) as f64 - 12.0, ((k / d) % d) as f64 - 12.0, (k / (d * d)) as f64 - 12.0);
-            (-(x * x / 6.0 + y * y / 10.0 + z * z / 8.0)).exp() as f32 * 3.0
-        })
-        .collect();
-    let a: Vec<f32> = blob.iter().map(|v| v + 0.4 * r.normal() as f32).collect();
-    let b: Vec<f32> = blob.iter().map(|v| v + 0.4 * r.normal() as f32).collect();
+    let (a, b) = noisy_blob_halves(d, [6.0, 10.0, 8.0], 3.0, 0.4, 8);
     let seed = 11;
     let rep = gold_standard(&a, &b, d, 2.0, MaskChoice::Auto, seed);
     let n0 = rep.randomized_from_shell.expect("noise makes the unmasked FSC fall below 0.8");
