@@ -200,9 +200,9 @@ fn splat_plane(g: &Prepared, k: usize, d: usize, c2: f64, acc: &mut [f64]) {
         let row = &mut acc[i as usize * d..(i as usize + 1) * d];
         // Along the row the sample is peak·e^(−q/2) with q quadratic in dx, so each step
         // multiplies it by a ratio that itself changes by the constant factor e^(−a): two
-        // exponentials per row (the row's largest sample and one ratio) instead of one per voxel. The walk starts at the row's largest
-        // sample and goes outwards both ways, so the values only fall (and an underflow only
-        // rounds a sample that is negligible anyway).
+        // exponentials per row (the row's largest sample and one ratio) instead of one per
+        // voxel. The walk starts at the row's largest sample and goes outwards both ways, so
+        // the values only fall (and an underflow only rounds a sample that is negligible anyway).
         let top = (g.c[0] - b / a).round().clamp(x0 as f64, x1 as f64) as i64;
         let dx = top as f64 - g.c[0];
         let at_top = g.peak * (-0.5 * (a * dx * dx + 2.0 * b * dx + c0)).exp();

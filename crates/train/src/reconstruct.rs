@@ -416,14 +416,6 @@ pub enum Growth {
 }
 
 impl Growth {
-    /// The option's value (`--grow NAME`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Growth::Off => "off",
-            Growth::Auto => "auto",
-        }
-    }
-
     /// The pass (1-based) before which the model grows in a run of `epochs` passes: the one
     /// after the first [`GROW_AT_FRACTION`] of them (rounded), at least the second; `None` when
     /// the model does not grow (off, or a single pass).
@@ -1240,7 +1232,8 @@ impl<'a> Driver<'a> {
             };
             self.batch.poses[k] = pose;
             self.batch.ids[k] = pi;
-            if let (Some(table), None) = (&self.ctf_cache, refine) {
+            // The table exists only without refinement, whose CTFs change per particle.
+            if let Some(table) = &self.ctf_cache {
                 let n = self.grid.len();
                 self.batch.ctfs[k].copy_from_slice(&table[pi * n..(pi + 1) * n]);
             } else if with_dctf {
