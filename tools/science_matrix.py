@@ -10,6 +10,8 @@ optimistic), the low-frequency deficit (how far the map's unmasked FSC against t
 below the backprojection's at any shell before the backprojection's falls below 0.5; 0 is
 none), the run's own low-resolution check (the Gaussian map against a backprojection of the
 same images; passed or FAILED with the worst estimated FSC against the truth), and the wall time.
+A run that completes its map (the default) is judged twice: `map.mrc` (completed by the
+backprojection) and `map_gaussians.mrc` (the Gaussian map alone, "Gaussians alone").
 
 Usage: tools/science_matrix.py [--bin target/release/cryosplat] [--work DIR] [--sets small|mid|full]
                                [--variants NAME,...] [--threads N]
@@ -59,6 +61,7 @@ VARIANTS = {
     "gs-5ep-step": ["--epochs", "5", "--lr-schedule", "step"],
     "gs-min20k-exp": ["--min-steps", "20000"],
     "gs-default": [],
+    "gs-no-completion": ["--no-completion"],
     "gs-init-bp": ["--init", "backprojection"],
     "gs-init-random": ["--init", "random"],
     "gs-init-auto": ["--init", "auto"],
@@ -179,21 +182,27 @@ def main():
                 half = res_value(hist[-1]["resolution_0143"], apix)
             else:
                 half = res_value(run_json["summary"]["resolution_0143"], apix)
-            un = fsc_json(a.bin, os.path.join(out_dir, "map.mrc"), gt, "none")
-            ma = fsc_json(a.bin, os.path.join(out_dir, "map.mrc"), gt, "auto")
-            t_un = res_value(un["resolution_05_unmasked"], apix) if un else None
-            t_ma = res_value(ma["resolution_05"], apix) if ma else None
-            curve = [c["fsc_unmasked"] for c in un["curve"]] if un else None
-            if args is None:
-                bp_curve = curve
-            deficit = lf_deficit(curve, bp_curve) if args is not None else None
-            exact = half is not None and t_ma is not None and not isinstance(half, AtNyquist) and not isinstance(t_ma, AtNyquist)
-            ratio = half / t_ma if exact else None
             chk = run_json.get("low_resolution_check")
             check = "—" if not chk else ("passed" if chk["passed"] else "FAILED") + (
                 f" ({chk['worst_estimate']:.2f})" if isinstance(chk.get("worst_estimate"), (int, float)) else " (not judged)")
-            rows.append((name, v, t_un, t_ma, half, ratio, deficit, check, secs, None))
-            print(f"{name} {v}: truth {fmt(t_un)}/{fmt(t_ma)} Å, half-map {fmt(half)} Å, {secs:.0f} s", file=sys.stderr)
+            # A completed run also keeps the Gaussian map alone (map_gaussians.mrc): both are
+            # judged, the completed map first.
+            maps = [(v, "map.mrc")]
+            if os.path.exists(os.path.join(out_dir, "map_gaussians.mrc")):
+                maps.append((v + ", Gaussians alone", "map_gaussians.mrc"))
+            for label, map_name in maps:
+                un = fsc_json(a.bin, os.path.join(out_dir, map_name), gt, "none")
+                ma = fsc_json(a.bin, os.path.join(out_dir, map_name), gt, "auto")
+                t_un = res_value(un["resolution_05_unmasked"], apix) if un else None
+                t_ma = res_value(ma["resolution_05"], apix) if ma else None
+                curve = [c["fsc_unmasked"] for c in un["curve"]] if un else None
+                if args is None:
+                    bp_curve = curve
+                deficit = lf_deficit(curve, bp_curve) if args is not None else None
+                exact = half is not None and t_ma is not None and not isinstance(half, AtNyquist) and not isinstance(t_ma, AtNyquist)
+                ratio = half / t_ma if exact else None
+                rows.append((name, label, t_un, t_ma, half, ratio, deficit, check, secs, None))
+                print(f"{name} {label}: truth {fmt(t_un)}/{fmt(t_ma)} Å, half-map {fmt(half)} Å, {secs:.0f} s", file=sys.stderr)
     print("| set | method | vs truth, FSC 0.5 unmasked (Å) | vs truth, FSC 0.5 masked (Å) | half-map FSC 0.143 (Å) | half-map / truth "
           "| low-frequency deficit | low-resolution check (worst estimate) | wall (s) |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -205,6 +205,10 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
             ),
         },
     };
+    let summary = match r.completion {
+        None => summary,
+        Some(c) => summary.row("map.mrc", completion_text(c, r.d, r.apix)),
+    };
     let mut refine_section = None;
     if let Some(rf) = r.refinement {
         let plots = [
@@ -243,7 +247,11 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
         Section::new("Fourier shell correlation").figure("Half-map FSC: unmasked, auto-masked, and corrected by phase randomisation", dir.join("fsc.png")),
         Section::new("Training").figure("Mean loss per epoch", dir.join("loss.png")),
         Section::new("Map")
-            .text("Central slices and orthogonal projections of map.mrc (the average of the half maps).")
+            .text(if r.completion.is_some() {
+                "Central slices and orthogonal projections of map.mrc (the average of the half maps, completed by the backprojection of the same images where they hold what the Gaussians miss)."
+            } else {
+                "Central slices and orthogonal projections of map.mrc (the average of the half maps)."
+            })
             .figure("Central slices", dir.join("slices.png"))
             .figure("Orthogonal projections", dir.join("projections.png")),
         Section::new("Gaussians")
@@ -262,6 +270,23 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
     write_report(&dir.join("report.html"), title, &sections)?;
     written.push(dir.join("report.html"));
     Ok(written)
+}
+
+/// The report's sentence on the completion of `map.mrc` (box `d`, pixel `apix`): the shells
+/// where the data took part, and how much.
+pub(crate) fn completion_text(c: &cryosplat_train::reconstruct::completion::CompletionSummary, d: usize, apix: f64) -> String {
+    let taken: Vec<usize> = (1..c.data_share.len()).filter(|&n| c.data_share[n] > 0.0).collect();
+    let at = |n: usize| d as f64 * apix / n as f64;
+    match (taken.first(), taken.last()) {
+        (Some(&lo), Some(&hi)) => format!(
+            "the Gaussian map completed by the backprojection of the same images in {} of the shells from {:.1} to {:.1} Å, where both halves' images hold what their Gaussians miss (the data's share of the map up to {:.2}); the half maps and the resolution are the Gaussian ones; map_gaussians.mrc is the Gaussian map alone",
+            taken.len(),
+            at(lo),
+            at(hi),
+            taken.iter().map(|&n| c.data_share[n]).fold(0.0, f64::max)
+        ),
+        _ => "the Gaussian map: the images show nothing it misses in any shell (the completion by the backprojection left it as it is)".to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -329,6 +329,48 @@ pub fn resolution_checked(curve: &[f64], no_power: &[usize], threshold: f64, d: 
     Ok(resolution_at(curve, threshold, d, apix))
 }
 
+/// The number of Fourier components of a real `D³` volume in each shell `0..=D/2` (the full
+/// spectrum: a half-spectrum component off the `kx = 0` and Nyquist planes counts with its
+/// Hermitian partner).
+pub fn shell_counts(d: usize) -> Vec<f64> {
+    let (n_shells, w) = (d / 2 + 1, d / 2 + 1);
+    let mut count = vec![0.0f64; n_shells];
+    for p in 0..d {
+        let fz = freq_index(p, d) as f64;
+        for r in 0..d {
+            let fy = freq_index(r, d) as f64;
+            for c in 0..w {
+                let n = (fz * fz + fy * fy + (c * c) as f64).sqrt().round() as usize;
+                if n < n_shells {
+                    count[n] += column_weight(c, d);
+                }
+            }
+        }
+    }
+    count
+}
+
+/// An FSC curve with the shells where it could be chance set to 0: between two maps of
+/// independent noise the FSC of a shell of `N` components ([`shell_counts`]) scatters about 0
+/// with standard deviation `sqrt(2/N)` (van Heel's σ: `N/2` independent complex values), so a
+/// value at or below `sigmas·sqrt(2/N)` is not evidence of a shared signal. Shell 0, one value,
+/// is always 0; values above 1 are kept (the caller clamps).
+pub fn significant_fsc(curve: &[f64], d: usize, sigmas: f64) -> Vec<f64> {
+    let count = shell_counts(d);
+    curve
+        .iter()
+        .enumerate()
+        .map(|(n, &f)| {
+            let floor = sigmas * (2.0 / count.get(n).copied().unwrap_or(0.0).max(1.0)).sqrt();
+            if n > 0 && f.is_finite() && f > floor {
+                f
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 /// Spectral signal-to-noise ratio per shell from a half-map FSC curve, as RELION turns an FSC
 /// into its signal-spectrum prior: each value is clamped to `[0.001, 0.999]` (the lower bound
 /// stands in for shells without signal), and `SSNR = F/(1 − F)`. With `whole`, the SSNR is the
@@ -573,6 +615,37 @@ mod tests {
         let w = ssnr_from_fsc(&[0.5, 0.2, 0.0, 1.0], true);
         assert!((w[0] - 2.0).abs() < 1e-12 && (w[1] - 0.5).abs() < 1e-12, "{w:?}");
         assert!((w[2] - 2.0 * 0.001 / 0.999).abs() < 1e-12 && (w[3] - 999.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn shell_counts_follow_the_sphere_and_noise_is_rarely_significant() {
+        let d = 32;
+        let count = shell_counts(d);
+        assert_eq!(count[0], 1.0);
+        // Shell n is a spherical shell of unit thickness: about 4πn² components (the lattice
+        // adds up to 12% at shell 5).
+        for (n, &c) in count.iter().enumerate().take(16).skip(4) {
+            let sphere = 4.0 * std::f64::consts::PI * (n * n) as f64;
+            assert!((c / sphere - 1.0).abs() < 0.15, "shell {n}: {c} against {sphere}");
+        }
+        // Two volumes of independent noise: at 3σ no more than one of the 16 shells passes
+        // (expected 0.02), and the scatter of the raw curve matches σ = sqrt(2/N).
+        let mut rng = Rng::new(5);
+        let mut noise = || (0..d * d * d).map(|_| rng.normal() as f32).collect::<Vec<f32>>();
+        let (a, b) = (noise(), noise());
+        let raw = fsc(&a, &b, d);
+        let z: Vec<f64> = (1..=16).map(|n| raw[n] / (2.0 / count[n]).sqrt()).collect();
+        let rms = (z.iter().map(|v| v * v).sum::<f64>() / z.len() as f64).sqrt();
+        assert!((0.5..1.6).contains(&rms), "normalised scatter {rms}: {z:?}");
+        let kept = significant_fsc(&raw, d, 3.0).iter().filter(|&&f| f > 0.0).count();
+        assert!(kept <= 1, "{kept} noise shells kept");
+        // A shared signal (FSC about 0.8) is kept wherever a shell has enough components to
+        // tell (from shell 3, 3σ ≈ 0.4), shell 0 never.
+        let c = noise();
+        let with = |x: &[f32]| x.iter().zip(&c).map(|(x, s)| x + 2.0 * s).collect::<Vec<f32>>();
+        let kept = significant_fsc(&fsc(&with(&a), &with(&b), d), d, 3.0);
+        assert_eq!(kept[0], 0.0);
+        assert!(kept[3..].iter().all(|&f| f > 0.6), "{kept:?}");
     }
 
     #[test]

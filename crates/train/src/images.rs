@@ -64,6 +64,11 @@ impl<'a> Images<'a> {
         Images { set, d, scales: Vec::new(), cache: None }
     }
 
+    /// The factor [`Images::read`] multiplies particle `i`'s image by (1 when none was set).
+    pub fn scale_of(&self, i: usize) -> f32 {
+        self.scales.get(i).copied().unwrap_or(1.0)
+    }
+
     /// Multiply particle `i`'s image by `scales[i]` from now on (the cache too). Set once: a
     /// second call is a bug.
     pub fn set_scales(&mut self, scales: Vec<f32>) {

@@ -258,12 +258,18 @@ impl OutputDir {
 
     /// `map.mrc`, `half_map_a.mrc` and `half_map_b.mrc` (MRC2014 float32, pixel size set).
     pub fn write_maps(&mut self, maps: &Maps, label: &str) -> Result<(), FormatError> {
-        let opts = WriteOptions { label: label.to_string(), ..Default::default() };
         for (name, m) in [("map.mrc", maps.full), ("half_map_a.mrc", maps.half_a), ("half_map_b.mrc", maps.half_b)] {
-            let p = self.path(name);
-            mrc::write_volume(&p, m, [maps.d, maps.d, maps.d], maps.apix, &opts)?;
-            self.record(p);
+            self.write_map(name, m, maps.d, maps.apix, label)?;
         }
+        Ok(())
+    }
+
+    /// One `d³` map at pixel size `apix` as `name`, labelled `label`.
+    pub fn write_map(&mut self, name: &str, map: &[f32], d: usize, apix: f64, label: &str) -> Result<(), FormatError> {
+        let opts = WriteOptions { label: label.to_string(), ..Default::default() };
+        let p = self.path(name);
+        mrc::write_volume(&p, map, [d, d, d], apix, &opts)?;
+        self.record(p);
         Ok(())
     }
 

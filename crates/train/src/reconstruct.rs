@@ -19,7 +19,10 @@
 //! ([`density::grow`]). The early passes cost half as much; it is not the default because it
 //! was coarser on some simulated sets (BENCHMARKS.md, "Growing the model").
 //! After every epoch both halves are voxelised, the half maps are compared by FSC (unmasked,
-//! auto-masked, phase-randomisation corrected) and the full map is their average.
+//! auto-masked, phase-randomisation corrected) and the full map is their average. After the
+//! last, the full map is completed by the backprojection of the same images wherever both
+//! halves' images hold what their Gaussians miss ([`completion`]; `completion: false` leaves
+//! the average); the half maps and the reported resolution stay the Gaussian ones.
 //!
 //! With `--coarse-to-fine` the early steps of each half train on Fourier-cropped images at
 //! smaller boxes, the model unchanged (box units); see [`CoarseToFine`].
@@ -113,7 +116,7 @@ use crate::dataset::{DatasetError, ParticleSet, SourceKind};
 use crate::output::{Maps, OutputDir, ReportedResolution};
 use crate::progress::Progress;
 use crate::streams::Stream;
-use cryosplat_core::ctf::CtfGrid;
+use cryosplat_core::ctf::{CtfGrid, CtfParams};
 use cryosplat_core::fourier::resample_volume;
 use cryosplat_core::fsc::{gold_standard, FscReport, MaskChoice, NoResolution};
 use cryosplat_core::gaussian::{GaussianModel, INIT_SCALE};
@@ -128,6 +131,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 pub mod check;
+pub mod completion;
 pub mod density;
 mod fingerprint;
 pub mod start;
@@ -211,6 +215,13 @@ pub struct ReconstructConfig {
     /// Early steps on Fourier-cropped images ([`CoarseToFine`]).
     #[serde(default)]
     pub coarse_to_fine: CoarseToFine,
+    /// Complete the last pass's Gaussian maps by each half's backprojection ([`completion`]).
+    #[serde(default = "yes")]
+    pub completion: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Coarse-to-fine training: which steps of each half train on smaller images.
@@ -397,6 +408,7 @@ impl Default for ReconstructConfig {
             sym: c1(),
             refine: None,
             coarse_to_fine: CoarseToFine::Off,
+            completion: true,
         }
     }
 }
@@ -546,7 +558,8 @@ pub struct EpochResult<'a> {
     /// Every epoch so far, this one included.
     pub history: &'a [EpochRecord],
     pub fsc: &'a FscReport,
-    /// The full map (average of the half maps), in the input images' units.
+    /// The full map (average of the half maps; at the last epoch completed by the
+    /// backprojection unless that is off, see [`completion`]), in the input images' units.
     pub map: &'a [f32],
     /// The half maps.
     pub half_maps: [&'a [f32]; 2],
@@ -558,6 +571,8 @@ pub struct EpochResult<'a> {
     pub symmetry: Option<&'a SymmetryExpansion>,
     /// The low-resolution check ([`check`]), at the last epoch.
     pub check: Option<&'a check::LowResolutionCheck>,
+    /// What the completion did, at the last epoch ([`completion`]).
+    pub completion: Option<&'a completion::CompletionSummary>,
     /// With `--refine`, at the last epoch: how far the particles moved.
     pub refinement: Option<&'a RefinementSummary>,
     pub d: usize,
@@ -589,6 +604,8 @@ pub struct Summary {
     /// The Gaussian map against a backprojection of the same images at low resolution
     /// ([`check`]).
     pub low_resolution_check: Option<check::LowResolutionCheck>,
+    /// What the completion of the last pass's maps did ([`completion`]; `None` when off).
+    pub completion: Option<completion::CompletionSummary>,
     /// With `--refine`: how far the refined values moved from the recorded ones.
     pub refinement: Option<RefinementSummary>,
     /// Every file of the output folder (in `run.json` as text; a name that is not UTF-8 is
@@ -852,6 +869,8 @@ struct Driver<'a> {
     start_map_mass: [f64; 2],
     /// The low-resolution check of the last epoch's map (`None` before it).
     check: Option<check::LowResolutionCheck>,
+    /// What the completion of the last epoch's maps did (`None` before it, or when off).
+    completion: Option<completion::CompletionSummary>,
     /// Each half's per-particle corrections (with `--refine`), indexed by the particle's
     /// position in its half ([`Driver::slot`]).
     refine: [Option<ParticleRefinement>; 2],
@@ -1070,6 +1089,7 @@ impl<'a> Driver<'a> {
             mass_estimate: start.mass_estimate,
             start_map_mass: start.start_map_mass,
             check: None,
+            completion: None,
             refine,
             slot,
             refinement: None,
@@ -1101,6 +1121,7 @@ impl<'a> Driver<'a> {
             seconds: self.started.elapsed().as_secs_f64(),
             warnings: self.warnings.clone(),
             low_resolution_check: self.check.clone(),
+            completion: self.completion.clone(),
             refinement: self.refinement.clone(),
             outputs: self.out.written().to_vec(),
         };
@@ -1323,7 +1344,16 @@ impl<'a> Driver<'a> {
             let unscale = (1.0 / scale) as f32;
             m.iter_mut().for_each(|v| *v *= unscale);
         }
-        let map: Vec<f32> = map_a.iter().zip(&map_b).map(|(a, b)| 0.5 * (a + b)).collect();
+        let last = epoch + 1 == self.epochs;
+        let threads = match self.renderer.options().threads {
+            0 => rayon::current_num_threads(),
+            t => t,
+        };
+        let (group, _) = self.cfg.symmetry()?;
+        let halves = [&self.halves[0][..], &self.halves[1][..]];
+        let refined = if last { self.refined_particles() } else { None };
+        let particles = check::Particles { apix, no_ctf: self.cfg.no_ctf, refined: refined.as_deref() };
+        let gaussian: Vec<f32> = map_a.iter().zip(&map_b).map(|(a, b)| 0.5 * (a + b)).collect();
         let fsc = gold_standard(&map_a, &map_b, d, apix, MaskChoice::Auto, self.cfg.seed);
         // Degenerate half maps, or shells without power before a crossing, give no resolution.
         let no_res = |e: NoResolution| ReconstructError::NoResolution(format!("after epoch {}: {e}", epoch + 1));
@@ -1340,7 +1370,21 @@ impl<'a> Driver<'a> {
             gaussians: [self.trainers[0].model.len(), self.trainers[1].model.len()],
             density: t.density,
         };
-        let maps = Maps { full: &map, half_a: &map_a, half_b: &map_b, d, apix };
+        let mut completed = None;
+        if last && self.cfg.completion {
+            // The last pass's map is completed by the backprojection (module `completion`),
+            // after the pass's time is taken.
+            progress.finish();
+            progress.start("completion (backprojection of each half)", 1);
+            let c = completion::complete(&self.images, halves, &particles, [&map_a, &map_b], &group, threads)?;
+            self.completion = Some(c.summary.clone());
+            self.out.write_map("map_gaussians.mrc", &gaussian, d, apix, "cryosplat reconstruct, the Gaussian map alone")?;
+            completed = Some(c);
+            progress.finish();
+            progress.start("maps and FSC", 1);
+        }
+        let map = completed.as_ref().map_or(&gaussian, |c| &c.map);
+        let maps = Maps { full: map, half_a: &map_a, half_b: &map_b, d, apix };
         let sym = match self.trainers[0].symmetry() {
             Some(e) => format!(", symmetry {}", e.name()),
             None => String::new(),
@@ -1350,19 +1394,20 @@ impl<'a> Driver<'a> {
         self.out.write_gaussians([&full[0], &full[1]], d, apix)?;
         self.history.push(record.clone());
         progress.finish();
-        if epoch + 1 == self.epochs {
+        if last {
             progress.start("low-resolution check (backprojection)", 1);
-            let (group, _) = self.cfg.symmetry()?;
-            let threads = match self.renderer.options().threads {
-                0 => rayon::current_num_threads(),
-                t => t,
+            let c = match &completed {
+                // The completion's backprojections, at the full box; judged is the Gaussian
+                // map, whose half maps give the reported resolution.
+                Some(c) => check::judge(&gaussian, &c.backprojection, d, apix),
+                None => {
+                    // Judged at a box of at most `check::MAX_BOX`: the Gaussian map is cropped like the images.
+                    let cd = check::check_box(d);
+                    let bp = check::backproject_halves(&self.images, halves, &particles, &group, threads, cd)?;
+                    let cropped = (cd < d).then(|| resample_volume(&gaussian, d, cd));
+                    check::judge(cropped.as_deref().unwrap_or(&gaussian), &bp, cd, apix * d as f64 / cd as f64)
+                }
             };
-            let halves = [&self.halves[0][..], &self.halves[1][..]];
-            // Judged at a box of at most `check::MAX_BOX`: the Gaussian map is cropped like the images.
-            let cd = check::check_box(d);
-            let bp = check::backproject_halves(&self.images, halves, apix, self.cfg.no_ctf, &group, threads, cd)?;
-            let cropped = (cd < d).then(|| resample_volume(&map, d, cd));
-            let c = check::judge(cropped.as_deref().unwrap_or(&map), &bp, cd, apix * d as f64 / cd as f64);
             if let Some(w) = c.warning(self.start.used) {
                 tracing::warn!("{w}");
                 self.warnings.push(w);
@@ -1375,12 +1420,13 @@ impl<'a> Driver<'a> {
             record: &record,
             history: &self.history,
             fsc: &fsc,
-            map: &map,
+            map,
             half_maps: [&map_a, &map_b],
             models: [&full[0], &full[1]],
             start: &self.start,
             symmetry: self.trainers[0].symmetry(),
             check: self.check.as_ref(),
+            completion: self.completion.as_ref(),
             refinement: self.refinement.as_ref(),
             d,
             apix,
@@ -1423,6 +1469,20 @@ impl<'a> Driver<'a> {
         Ok(())
     }
 
+    /// With `--refine`, every particle's refined pose and CTF (indexed like the set's
+    /// particles); `None` without refinement.
+    fn refined_particles(&self) -> Option<Vec<(Pose, CtfParams)>> {
+        let [Some(ra), Some(rb)] = &self.refine else { return None };
+        let mut out: Vec<(Pose, CtfParams)> = self.set.particles.iter().map(|p| (p.pose, p.ctf)).collect();
+        for (r, idx) in [(ra, &self.halves[0]), (rb, &self.halves[1])] {
+            for (j, &i) in idx.iter().enumerate() {
+                let p = &self.set.particles[i];
+                out[i] = (r.pose(j, &p.pose), r.ctf(j, &p.ctf));
+            }
+        }
+        Some(out)
+    }
+
     /// `run.json`: settings, history, the last resolutions, and at the end the summary.
     fn write_run_json(&mut self, summary: Option<&Summary>) -> Result<(), ReconstructError> {
         let mut settings = self.session.settings.clone();
@@ -1439,6 +1499,7 @@ impl<'a> Driver<'a> {
             "resolution_method": RESOLUTION_METHOD,
             "symmetry": self.cfg.symmetry().map(|(g, _)| g.name().to_string()).unwrap_or_else(|_| self.cfg.sym.clone()),
             "low_resolution_check": self.check,
+            "completion": self.completion,
             "settings": settings,
             "history": self.history,
             "summary": summary,

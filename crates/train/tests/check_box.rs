@@ -11,7 +11,7 @@ use cryosplat_core::symmetry::PointGroup;
 use cryosplat_train::dataset::{LoadOptions, ParticleSet};
 use cryosplat_train::images::Images;
 use cryosplat_train::progress::NoProgress;
-use cryosplat_train::reconstruct::check::{backproject_halves, check_box, judge, MAX_BOX};
+use cryosplat_train::reconstruct::check::{backproject_halves, check_box, judge, Particles, MAX_BOX};
 use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
 
 #[test]
@@ -41,9 +41,10 @@ fn a_cropped_check_judges_the_shells_it_keeps_as_the_full_box_does() {
     assert!((wrong.iter().map(|&v| v as f64).sum::<f64>() - sum_t).abs() < 1e-3 * sum_t.abs());
 
     let c1 = PointGroup::parse("C1").unwrap();
-    let full_bp = backproject_halves(&images, [&a, &b], apix, false, &c1, 2, d).unwrap();
+    let particles = Particles { apix, no_ctf: false, refined: None };
+    let full_bp = backproject_halves(&images, [&a, &b], &particles, &c1, 2, d).unwrap();
     let small = d / 2;
-    let small_bp = backproject_halves(&images, [&a, &b], apix, false, &c1, 2, small).unwrap();
+    let small_bp = backproject_halves(&images, [&a, &b], &particles, &c1, 2, small).unwrap();
     assert!(small_bp.iter().all(|m| m.len() == small * small * small));
     let small_apix = apix * d as f64 / small as f64;
     for (name, map, passes) in [("truth", &truth, true), ("without its low frequencies", &wrong, false)] {

@@ -37,7 +37,9 @@
 use super::{InitKind, ReconstructError};
 use crate::images::{FourierCrop, Images};
 use cryosplat_core::backproject::{Accumulator, InsertScratch};
+use cryosplat_core::ctf::CtfParams;
 use cryosplat_core::fsc::fsc;
+use cryosplat_core::pose::Pose;
 use cryosplat_core::symmetry::PointGroup;
 use rayon::prelude::*;
 
@@ -91,55 +93,82 @@ impl LowResolutionCheck {
     }
 }
 
-/// Backproject each half's own images (`halves`, at pixel size `apix`), Fourier-cropped to
-/// `to_d` px when that is smaller than the images' box (the pixel size then grows by the same
-/// factor), with `group`'s operators, using up to `threads` workers; returns the two half maps
-/// and the map of both (SSNR-regularised), at `to_d` px.
+/// Where backprojections of a run's images take the particles from: pixel size `apix` (Å),
+/// whether to leave the CTF out, and, with `--refine`, each particle's refined pose and CTF
+/// (indexed like the set's particles) in place of the recorded ones.
+pub struct Particles<'a> {
+    pub apix: f64,
+    pub no_ctf: bool,
+    pub refined: Option<&'a [(Pose, CtfParams)]>,
+}
+
+/// Backproject the images `idx` (in the input's units, undoing [`Images::read`]'s
+/// normalisation, and Fourier-cropped to `to_d` px when that is smaller than the images' box;
+/// the pixel size then grows by the same factor) with `group`'s operators into one
+/// accumulator at `to_d` px, using up to `threads` workers.
+pub fn accumulate(
+    images: &Images,
+    idx: &[usize],
+    particles: &Particles,
+    group: &PointGroup,
+    threads: usize,
+    to_d: usize,
+) -> Result<Accumulator, ReconstructError> {
+    const PAD: usize = 2;
+    let d = images.d;
+    let to_d = to_d.min(d);
+    let apix_c = particles.apix * d as f64 / to_d as f64;
+    let blocks = threads.max(1);
+    let parts: Result<Vec<Accumulator>, ReconstructError> = (0..blocks)
+        .into_par_iter()
+        .map(|b| {
+            let mut acc = Accumulator::new(to_d, PAD);
+            let mut scratch = InsertScratch::new(to_d, PAD, apix_c);
+            let mut s = images.scratch();
+            let mut img = vec![0.0f32; d * d];
+            let mut crop = (to_d < d).then(|| (FourierCrop::new(d, to_d, 0.0), vec![0.0f32; to_d * to_d]));
+            for &i in &idx[b * idx.len() / blocks..(b + 1) * idx.len() / blocks] {
+                images.read(i, &mut img, &mut s)?;
+                // Back in the input's units, those of the Gaussian maps.
+                let unscale = 1.0 / images.scale_of(i);
+                if unscale != 1.0 {
+                    img.iter_mut().for_each(|v| *v *= unscale);
+                }
+                let img = match &mut crop {
+                    Some((c, small)) => {
+                        c.apply(&img, small);
+                        &small[..]
+                    }
+                    None => &img[..],
+                };
+                let (pose, ctf) = match particles.refined {
+                    Some(r) => (&r[i].0, &r[i].1),
+                    None => (&images.set.particles[i].pose, &images.set.particles[i].ctf),
+                };
+                acc.insert_symmetric(img, pose, apix_c, (!particles.no_ctf).then_some(ctf), group.operators(), &mut scratch);
+            }
+            Ok(acc)
+        })
+        .collect();
+    let mut it = parts?.into_iter();
+    let mut acc = it.next().expect("at least one block");
+    for x in it {
+        acc.add(&x);
+    }
+    Ok(acc)
+}
+
+/// Backproject each half's own images (`halves`) with [`accumulate`] at `to_d` px; returns the
+/// two half maps and the map of both (SSNR-regularised), at `to_d` px.
 pub fn backproject_halves(
     images: &Images,
     halves: [&[usize]; 2],
-    apix: f64,
-    no_ctf: bool,
+    particles: &Particles,
     group: &PointGroup,
     threads: usize,
     to_d: usize,
 ) -> Result<[Vec<f32>; 3], ReconstructError> {
-    const PAD: usize = 2;
-    let d = images.d;
-    let to_d = to_d.min(d);
-    let apix_c = apix * d as f64 / to_d as f64;
-    let blocks = threads.max(1);
-    let half = |idx: &[usize]| -> Result<Accumulator, ReconstructError> {
-        let parts: Result<Vec<Accumulator>, ReconstructError> = (0..blocks)
-            .into_par_iter()
-            .map(|b| {
-                let mut acc = Accumulator::new(to_d, PAD);
-                let mut scratch = InsertScratch::new(to_d, PAD, apix_c);
-                let mut s = images.scratch();
-                let mut img = vec![0.0f32; d * d];
-                let mut crop = (to_d < d).then(|| (FourierCrop::new(d, to_d, 0.0), vec![0.0f32; to_d * to_d]));
-                for &i in &idx[b * idx.len() / blocks..(b + 1) * idx.len() / blocks] {
-                    images.read(i, &mut img, &mut s)?;
-                    let img = match &mut crop {
-                        Some((c, small)) => {
-                            c.apply(&img, small);
-                            &small[..]
-                        }
-                        None => &img[..],
-                    };
-                    let p = &images.set.particles[i];
-                    acc.insert_symmetric(img, &p.pose, apix_c, (!no_ctf).then_some(&p.ctf), group.operators(), &mut scratch);
-                }
-                Ok(acc)
-            })
-            .collect();
-        let mut it = parts?.into_iter();
-        let mut acc = it.next().expect("at least one block");
-        for x in it {
-            acc.add(&x);
-        }
-        Ok(acc)
-    };
+    let half = |idx: &[usize]| accumulate(images, idx, particles, group, threads, to_d);
     let h = half(halves[0])?.finish_halves(&half(halves[1])?);
     Ok([h.half_a, h.half_b, h.full])
 }
