@@ -1376,7 +1376,7 @@ impl<'a> Driver<'a> {
             // after the pass's time is taken.
             progress.finish();
             progress.start("completion (backprojection of each half)", 1);
-            let c = completion::complete(&self.images, halves, &particles, [&map_a, &map_b], &group, threads)?;
+            let c = completion::complete(&self.images, halves, &particles, [&map_a, &map_b], &group, threads, check::check_box(d))?;
             self.completion = Some(c.summary.clone());
             self.out.write_map("map_gaussians.mrc", &gaussian, d, apix, "cryosplat reconstruct, the Gaussian map alone")?;
             completed = Some(c);
@@ -1396,18 +1396,19 @@ impl<'a> Driver<'a> {
         progress.finish();
         if last {
             progress.start("low-resolution check (backprojection)", 1);
-            let c = match &completed {
-                // The completion's backprojections, at the full box; judged is the Gaussian
-                // map, whose half maps give the reported resolution.
-                Some(c) => check::judge(&gaussian, &c.backprojection, d, apix),
+            // Judged at a box of at most `check::MAX_BOX`, the completion's: the Gaussian map
+            // (whose half maps give the reported resolution) is cropped like the images.
+            let cd = check::check_box(d);
+            let own;
+            let bp = match &completed {
+                Some(c) => &c.backprojection,
                 None => {
-                    // Judged at a box of at most `check::MAX_BOX`: the Gaussian map is cropped like the images.
-                    let cd = check::check_box(d);
-                    let bp = check::backproject_halves(&self.images, halves, &particles, &group, threads, cd)?;
-                    let cropped = (cd < d).then(|| resample_volume(&gaussian, d, cd));
-                    check::judge(cropped.as_deref().unwrap_or(&gaussian), &bp, cd, apix * d as f64 / cd as f64)
+                    own = check::backproject_halves(&self.images, halves, &particles, &group, threads, cd)?;
+                    &own
                 }
             };
+            let cropped = (cd < d).then(|| resample_volume(&gaussian, d, cd));
+            let c = check::judge(cropped.as_deref().unwrap_or(&gaussian), bp, cd, apix * d as f64 / cd as f64);
             if let Some(w) = c.warning(self.start.used) {
                 tracing::warn!("{w}");
                 self.warnings.push(w);

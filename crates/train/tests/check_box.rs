@@ -1,7 +1,7 @@
 //! The low-resolution check at a cropped box judges the shells it keeps as the full box does:
 //! the backprojection's half-map agreement (`C_B`) and the Gaussian map's estimated FSC
 //! against the truth agree shell by shell, and a map that misses the low frequencies fails at
-//! both boxes.
+//! both boxes. The completion, which works at the same box, repairs such a map at both.
 
 mod common;
 
@@ -64,5 +64,48 @@ fn a_cropped_check_judges_the_shells_it_keeps_as_the_full_box_does() {
             assert!((cb - cbs).abs() < 0.01, "{name}, shell {n}: C_B {cb} at {d} px, {cbs} at {small} px");
             assert!((e - es).abs() < 0.03, "{name}, shell {n}: estimate {e} at {d} px, {es} at {small} px");
         }
+    }
+}
+
+/// The completion ([`cryosplat_train::reconstruct::completion`]) at the full box and at a
+/// cropped one: a Gaussian map equal to the truth is left as it is (the images show no
+/// departure from it), and one that misses the truth's lowest frequencies gets them back from
+/// the images, at both boxes alike (the cropped box's units are right).
+#[test]
+fn completion_leaves_a_right_map_and_restores_missing_low_frequencies_at_any_box() {
+    use cryosplat_core::fsc::{correlation, fsc};
+    use cryosplat_train::reconstruct::completion::complete;
+    let dir = tempfile::tempdir().unwrap();
+    let (d, apix) = (48, 2.0);
+    let atoms = carbon_blob(300, [12.0, 9.0, 10.0], 40.0, 4);
+    let sim = SimulateConfig { box_px: d, apix, count: 1200, snr: 0.3, seed: 2, max_shift_px: 2.0, ..Default::default() };
+    simulate(&Source::Atoms { atoms, label: "test".into() }, &sim, &dir.path().join("sim"), &NoProgress).unwrap();
+    let set = ParticleSet::load(&dir.path().join("sim/particles.star"), &LoadOptions::default()).unwrap();
+    let images = Images::new(&set, d);
+    let (a, b) = set.half_split(0);
+    let truth = read_map(&dir.path().join("sim/gt.mrc"));
+    // The truth without its shells 1-3 (above 32 Å): a map that missed the low resolution.
+    let low = low_pass_volume(&truth, d, apix, 32.0, 1.0);
+    let mean = truth.iter().map(|&v| v as f64).sum::<f64>() as f32 / truth.len() as f32;
+    let wrong: Vec<f32> = truth.iter().zip(&low).map(|(t, l)| t - l + mean).collect();
+    let c1 = PointGroup::parse("C1").unwrap();
+    let particles = Particles { apix, no_ctf: false, refined: None };
+    let rms = |v: &[f32]| (v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+    for to_d in [d, d / 2] {
+        let right = complete(&images, [&a, &b], &particles, [&truth, &truth], &c1, 2, to_d).unwrap();
+        let change: Vec<f32> = right.map.iter().zip(&truth).map(|(m, t)| m - t).collect();
+        let shells = right.summary.data_share.iter().filter(|&&s| s > 0.0).count();
+        eprintln!("{to_d} px, the truth as the model: change rms {:.4} of {:.4}, {shells} shells with data", rms(&change), rms(&truth));
+        let fixed = complete(&images, [&a, &b], &particles, [&wrong, &wrong], &c1, 2, to_d).unwrap();
+        let (before, after) = (fsc(&wrong, &truth, d), fsc(&fixed.map, &truth, d));
+        eprintln!(
+            "{to_d} px, low frequencies missing: FSC with the truth at shells 1-4 {:.3?} -> {:.3?}; correlation {:.3} -> {:.3}",
+            &before[1..5],
+            &after[1..5],
+            correlation(&wrong, &truth),
+            correlation(&fixed.map, &truth)
+        );
+        assert!(after[1..4].iter().all(|&f| f > 0.9), "{to_d} px: {after:?}");
+        assert!(correlation(&fixed.map, &truth) > correlation(&wrong, &truth) + 0.1);
     }
 }

@@ -28,6 +28,9 @@
 //! backprojections stop being judged at 6–8 Å, where the 64 px crop reaches 4.4 Å) and takes
 //! a quarter of the samples a 128 px check inserts (BENCHMARKS.md, "Narrow footprints").
 //!
+//! When the run completes its map ([`super::completion`], the default), the completion's
+//! backprojections, made at the same box, are the ones judged against.
+//!
 //! # Parallel work
 //!
 //! One unit of parallel work reads (and crops) a contiguous run of one half's particles and

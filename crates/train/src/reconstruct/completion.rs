@@ -18,7 +18,9 @@
 //! (`cryosplat_core::fsc::significant_fsc`) count as no departure; the rest give the SSNR of
 //! both halves, `2F/(1 − F)` (F at most 0.999). Where the Gaussians already explain the images
 //! `H` is `G`; where the images clearly hold more it approaches their backprojection, voxel by
-//! voxel according to its weight. The DC term stays `G`'s (one sample: no FSC can weigh it, and
+//! voxel according to its weight. The DC term and the Nyquist shell (which the backprojection
+//! fills only in part: its sphere ends half a sample inside the shell, so both halves'
+//! residuals share the missing half) stay `G`'s (one sample: no FSC can weigh it, and
 //! the images rarely carry a usable one). With a point group the correction `H − G` is
 //! averaged over the group (`cryosplat_core::symmetry::symmetrize_map`): the Gaussian map is
 //! exactly symmetric, the symmetric backprojection only to its interpolation.
@@ -34,6 +36,17 @@
 //! per shell ([`CompletionSummary`]). The same backprojections serve the low-resolution check
 //! ([`super::check`]).
 //!
+//! # Box
+//!
+//! Boxes larger than [`super::check::MAX_BOX`] are completed at that box, the low-resolution
+//! check's: the images are Fourier-cropped as for the check, the Gaussian maps cropped alike
+//! (and scaled by `d/d'`, since a Fourier crop keeps voxel values while column sums over fewer
+//! voxels must still give the cropped images' values), and the correction `H − G` is
+//! Fourier-padded back to the full box. Beyond the crop's Nyquist (4.4 Å on a 128 px box at
+//! 1.1 Å/px) the map is the Gaussian map. The completion then costs what the check alone cost
+//! before: a full-box backprojection made 10,000 particles at 128 px 8% slower (BENCHMARKS.md,
+//! "Completion").
+//!
 //! # Parallel work
 //!
 //! One unit of parallel work reads a contiguous run of one half's particles and inserts them
@@ -44,6 +57,7 @@ use super::check::{accumulate, Particles};
 use super::ReconstructError;
 use crate::images::Images;
 use cryosplat_core::backproject::BASE_WIENER;
+use cryosplat_core::fourier::resample_volume;
 use cryosplat_core::fsc::{fsc, significant_fsc, ssnr_from_fsc};
 use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
 
@@ -64,9 +78,10 @@ pub struct CompletionSummary {
     pub data_share: Vec<f64>,
 }
 
-/// The completed map, the backprojections `[half A, half B, both]` (the halves with the
-/// constant term, both halves regularised from their FSC, as `cryosplat backproject` makes
-/// them) for the check, and the summary.
+/// The completed map, the backprojections `[half A, half B, both]` at the completion's box (the
+/// halves with the constant term, both halves regularised from their FSC, as `cryosplat
+/// backproject` makes them) for the check, and the summary (per shell of the completion's box,
+/// which are the first shells of the map's: the same frequencies).
 pub struct Completed {
     pub map: Vec<f32>,
     pub backprojection: [Vec<f32>; 3],
@@ -80,8 +95,9 @@ fn departure_ssnr(residual_fsc: &[f64]) -> Vec<f64> {
 }
 
 /// Complete the average of the Gaussian half maps `gaussian` (in the images' units, `d³`) with
-/// the images of `halves` (backprojected at the full box with `group`'s operators, the
-/// particles' poses and CTFs from `particles`), using up to `threads` workers.
+/// the images of `halves` (backprojected with `group`'s operators, the particles' poses and
+/// CTFs from `particles`), using up to `threads` workers, at a box of `to_d` px (see the module
+/// docs): the returned backprojections are at that box, the map at `d`.
 pub fn complete(
     images: &Images,
     halves: [&[usize]; 2],
@@ -89,27 +105,49 @@ pub fn complete(
     gaussian: [&[f32]; 2],
     group: &PointGroup,
     threads: usize,
+    to_d: usize,
 ) -> Result<Completed, ReconstructError> {
     let d = images.d;
-    let mut both = accumulate(images, halves[0], particles, group, threads, d)?;
+    let cd = to_d.min(d);
+    // The Gaussian maps at the completion's box, in the units of a backprojection there: a
+    // Fourier crop keeps voxel values, and a map whose column sums are the (value-kept)
+    // cropped images holds `d/cd` times the values.
+    let units = (d as f64 / cd as f64) as f32;
+    let at_box = |g: &[f32]| -> Vec<f32> {
+        if cd == d {
+            g.to_vec()
+        } else {
+            resample_volume(g, d, cd).iter().map(|v| v * units).collect()
+        }
+    };
+    let g = [at_box(gaussian[0]), at_box(gaussian[1])];
+    let mut both = accumulate(images, halves[0], particles, group, threads, cd)?;
     let bp_a = both.finish(BASE_WIENER);
-    let acc_b = accumulate(images, halves[1], particles, group, threads, d)?;
+    let acc_b = accumulate(images, halves[1], particles, group, threads, cd)?;
     let bp_b = acc_b.finish(BASE_WIENER);
     both.add(&acc_b);
     drop(acc_b);
     let residual = |m: &[f32], g: &[f32]| m.iter().zip(g).map(|(a, b)| a - b).collect::<Vec<f32>>();
-    let residual_fsc = significant_fsc(&fsc(&residual(&bp_a, gaussian[0]), &residual(&bp_b, gaussian[1]), d), d, SIGMAS);
+    let mut residual_fsc = significant_fsc(&fsc(&residual(&bp_a, &g[0]), &residual(&bp_b, &g[1]), cd), cd, SIGMAS);
+    // The Nyquist shell keeps the Gaussian map: the backprojection's sphere ends half a sample
+    // inside it, so both halves' residuals hold the same missing half of it.
+    residual_fsc[cd / 2] = 0.0;
     let ssnr = departure_ssnr(&residual_fsc);
     let plain = both.finish(BASE_WIENER);
-    let mean_gaussian: Vec<f32> = gaussian[0].iter().zip(gaussian[1]).map(|(a, b)| 0.5 * (a + b)).collect();
-    let mut map = both.complete(&plain, BASE_WIENER, &mean_gaussian, &ssnr);
+    let mean_g: Vec<f32> = g[0].iter().zip(&g[1]).map(|(a, b)| 0.5 * (a + b)).collect();
+    let completed = both.complete(&plain, BASE_WIENER, &mean_g, &ssnr);
+    // The correction, back at `d` and in the Gaussian maps' units.
+    let mut correction: Vec<f32> = completed.iter().zip(&mean_g).map(|(h, g)| h - g).collect();
+    if cd < d {
+        correction = resample_volume(&correction, cd, d).iter().map(|v| v / units).collect();
+    }
     if !group.is_trivial() {
         // The Gaussian map is symmetric exactly (the model's copies), the backprojection to
         // its interpolation: the correction is averaged over the group.
-        let correction: Vec<f32> = map.iter().zip(&mean_gaussian).map(|(h, g)| h - g).collect();
-        map = symmetrize_map(&correction, d, group).iter().zip(&mean_gaussian).map(|(c, g)| g + c).collect();
+        correction = symmetrize_map(&correction, d, group);
     }
-    let bp_both = both.ssnr_filter(&plain, BASE_WIENER, &ssnr_from_fsc(&fsc(&bp_a, &bp_b, d), true));
+    let map = gaussian[0].iter().zip(gaussian[1]).zip(&correction).map(|((a, b), c)| 0.5 * (a + b) + c).collect();
+    let bp_both = both.ssnr_filter(&plain, BASE_WIENER, &ssnr_from_fsc(&fsc(&bp_a, &bp_b, cd), true));
     let data_share = ssnr.iter().map(|&s| s / (1.0 + s)).collect();
     Ok(Completed { map, backprojection: [bp_a, bp_b, bp_both], summary: CompletionSummary { residual_fsc, data_share } })
 }
