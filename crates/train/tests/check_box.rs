@@ -14,18 +14,27 @@ use cryosplat_train::progress::NoProgress;
 use cryosplat_train::reconstruct::check::{backproject_halves, check_box, judge, Particles, MAX_BOX};
 use cryosplat_train::simulate::{simulate, SimulateConfig, Source};
 
+/// The box and pixel size of [`simulated`]'s set.
+const D: usize = 48;
+const APIX: f64 = 2.0;
+
+/// 1,200 particles of a carbon blob at SNR 0.3 in `dir/sim`, and the ground truth.
+fn simulated(dir: &std::path::Path) -> (ParticleSet, Vec<f32>) {
+    let atoms = carbon_blob(300, [12.0, 9.0, 10.0], 40.0, 4);
+    let sim = SimulateConfig { box_px: D, apix: APIX, count: 1200, snr: 0.3, seed: 2, max_shift_px: 2.0, ..Default::default() };
+    simulate(&Source::Atoms { atoms, label: "test".into() }, &sim, &dir.join("sim"), &NoProgress).unwrap();
+    let set = ParticleSet::load(&dir.join("sim/particles.star"), &LoadOptions::default()).unwrap();
+    (set, read_map(&dir.join("sim/gt.mrc")))
+}
+
 #[test]
 fn a_cropped_check_judges_the_shells_it_keeps_as_the_full_box_does() {
     assert_eq!((check_box(64), check_box(MAX_BOX), check_box(2 * MAX_BOX)), (64, MAX_BOX, MAX_BOX));
     let dir = tempfile::tempdir().unwrap();
-    let (d, apix) = (48, 2.0);
-    let atoms = carbon_blob(300, [12.0, 9.0, 10.0], 40.0, 4);
-    let sim = SimulateConfig { box_px: d, apix, count: 1200, snr: 0.3, seed: 2, max_shift_px: 2.0, ..Default::default() };
-    simulate(&Source::Atoms { atoms, label: "test".into() }, &sim, &dir.path().join("sim"), &NoProgress).unwrap();
-    let set = ParticleSet::load(&dir.path().join("sim/particles.star"), &LoadOptions::default()).unwrap();
+    let (d, apix) = (D, APIX);
+    let (set, truth) = simulated(dir.path());
     let images = Images::new(&set, d);
     let (a, b) = set.half_split(0);
-    let truth = read_map(&dir.path().join("sim/gt.mrc"));
     // A map without the truth's lowest frequencies: a blob of the same mass in their place.
     let low = low_pass_volume(&truth, d, apix, 24.0, 1.0);
     let (sum_t, sum_l) = (truth.iter().map(|&v| v as f64).sum::<f64>(), low.iter().map(|&v| v as f64).sum::<f64>());
@@ -76,14 +85,10 @@ fn completion_leaves_a_right_map_and_restores_missing_low_frequencies_at_any_box
     use cryosplat_core::fsc::{correlation, fsc};
     use cryosplat_train::reconstruct::completion::complete;
     let dir = tempfile::tempdir().unwrap();
-    let (d, apix) = (48, 2.0);
-    let atoms = carbon_blob(300, [12.0, 9.0, 10.0], 40.0, 4);
-    let sim = SimulateConfig { box_px: d, apix, count: 1200, snr: 0.3, seed: 2, max_shift_px: 2.0, ..Default::default() };
-    simulate(&Source::Atoms { atoms, label: "test".into() }, &sim, &dir.path().join("sim"), &NoProgress).unwrap();
-    let set = ParticleSet::load(&dir.path().join("sim/particles.star"), &LoadOptions::default()).unwrap();
+    let (d, apix) = (D, APIX);
+    let (set, truth) = simulated(dir.path());
     let images = Images::new(&set, d);
     let (a, b) = set.half_split(0);
-    let truth = read_map(&dir.path().join("sim/gt.mrc"));
     // The truth without its shells 1-3 (above 32 Å): a map that missed the low resolution.
     let low = low_pass_volume(&truth, d, apix, 32.0, 1.0);
     let mean = truth.iter().map(|&v| v as f64).sum::<f64>() as f32 / truth.len() as f32;
