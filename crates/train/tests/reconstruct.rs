@@ -336,6 +336,41 @@ fn half_b_does_not_see_half_a_with(init: InitKind) {
     assert_ne!(read(&a.join("half_map_a.mrc")), read(&b.join("half_map_a.mrc")));
 }
 
+/// The completion leaves the half maps and the resolution alone, keeps the Gaussian map beside
+/// the completed one, records what it did, and is off with `completion: false`.
+#[test]
+fn the_completion_keeps_the_gaussian_map_and_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let star = simulated(&dir.path().join("sim"), 300, 0.05);
+    let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
+    let (on, off) = (dir.path().join("on"), dir.path().join("off"));
+    rec(&set, &ReconstructConfig { epochs: Some(1), ..small(2) }, &on, false).unwrap();
+    rec(&set, &ReconstructConfig { epochs: Some(1), completion: false, ..small(2) }, &off, false).unwrap();
+    let average = |dir: &Path| -> Vec<f32> {
+        let (a, b) = (read(&dir.join("half_map_a.mrc")), read(&dir.join("half_map_b.mrc")));
+        a.iter().zip(&b).map(|(x, y)| 0.5 * (x + y)).collect()
+    };
+    // Off: map.mrc is the average of the half maps, and nothing else is written.
+    assert_eq!(read(&off.join("map.mrc")), average(&off));
+    assert!(!off.join("map_gaussians.mrc").exists());
+    let run_off = common::json(&off.join("run.json"));
+    assert!(run_off["completion"].is_null());
+    // On: the same half maps and resolution; map_gaussians.mrc is their average, and map.mrc
+    // differs from it (one pass leaves the low resolution unformed, which the data supply).
+    let run_on = common::json(&on.join("run.json"));
+    for f in ["half_map_a.mrc", "half_map_b.mrc"] {
+        assert_eq!(read(&on.join(f)), read(&off.join(f)), "{f}");
+    }
+    assert_eq!(run_on["resolution_0143"], run_off["resolution_0143"]);
+    assert_eq!(read(&on.join("map_gaussians.mrc")), average(&on));
+    assert_ne!(read(&on.join("map.mrc")), average(&on));
+    let share = run_on["completion"]["data_share"].as_array().unwrap();
+    assert_eq!(share.len(), 21, "one value per shell of the 40 px box");
+    assert!(share.iter().any(|v| v.as_f64().unwrap() > 0.0), "{share:?}");
+    assert_eq!(share[0], 0.0, "the DC term is the Gaussian map's");
+    assert!(run_on["summary"]["outputs"].as_array().unwrap().iter().any(|o| o.as_str().unwrap().ends_with("map_gaussians.mrc")));
+}
+
 /// No low-frequency deficit: on a noise-limited set, the map's FSC against the ground truth is
 /// at least the backprojection's (same particles) at every shell until the backprojection's
 /// falls below 0.5. The random start, on this short budget, has not formed the low resolution
