@@ -35,9 +35,22 @@ fn run_json_lists_every_output() {
     let present: BTreeSet<String> =
         std::fs::read_dir(&rec).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(listed, present);
-    for f in ["map.mrc", "half_map_a.mrc", "half_map_b.mrc", "fsc.csv", "fsc.png", "report.html", "gaussians.ply", "run.log"] {
+    for f in [
+        "map.mrc",
+        "map_gaussians.mrc",
+        "half_map_a.mrc",
+        "half_map_b.mrc",
+        "fsc.csv",
+        "fsc.png",
+        "report.html",
+        "gaussians.ply",
+        "run.log",
+    ] {
         assert!(listed.contains(f), "{f} missing from {listed:?}");
     }
+    // The completed map is the one post-processed.
+    assert!(listed.contains("map_sharp.mrc"), "{listed:?}");
+    assert_eq!(run["postprocess"]["from"], "map.mrc (completed)", "{}", run["postprocess"]);
 }
 
 #[test]

@@ -371,6 +371,24 @@ impl From<NoResolution> for PostprocessError {
 /// Post-process half maps `a` and `b` (`D³`, pixel size `apix`) with `mask` (see the module
 /// docs). An error when no resolution can be read from the masked FSC.
 pub fn postprocess(a: &[f32], b: &[f32], d: usize, apix: f64, mask: &[f32], opts: &Options) -> Result<Postprocessed, PostprocessError> {
+    let avg: Vec<f32> = a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect();
+    postprocess_map(a, b, &avg, d, apix, mask, opts)
+}
+
+/// [`postprocess`] with the FSC, its weights and resolution from the half maps `a` and `b`, applied
+/// to `full`, another map of the same particles in place of their average (`reconstruct`'s
+/// completed map, which equals the average wherever the images show nothing the Gaussians
+/// miss).
+pub fn postprocess_map(
+    a: &[f32],
+    b: &[f32],
+    full: &[f32],
+    d: usize,
+    apix: f64,
+    mask: &[f32],
+    opts: &Options,
+) -> Result<Postprocessed, PostprocessError> {
+    assert_eq!(full.len(), a.len(), "postprocess_map: the map and the half maps differ in size");
     let fsc = gold_standard(a, b, d, apix, MaskChoice::Given(mask), opts.seed);
     let resolution = fsc.try_resolution(0.143)?;
     let resolution_a = match resolution.angstrom_or_nyquist(apix) {
@@ -378,10 +396,10 @@ pub fn postprocess(a: &[f32], b: &[f32], d: usize, apix: f64, mask: &[f32], opts
         None => return Err(PostprocessError::NoCorrelation),
     };
     let weights = fsc_weights(fsc.final_curve());
-    let avg: Vec<f32> = a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect();
+    let avg = full;
     let plotted: Vec<f32> = match opts.guinier_map {
         GuinierMap::Masked => avg.iter().zip(mask).map(|(v, m)| v * m).collect(),
-        GuinierMap::Unmasked => avg.clone(),
+        GuinierMap::Unmasked => avg.to_vec(),
     };
     let points = guinier(&plotted, d, apix, &weights, 0.0);
     let (bfactor_a2, fit, fallback) = match opts.bfactor {
@@ -395,7 +413,7 @@ pub fn postprocess(a: &[f32], b: &[f32], d: usize, apix: f64, mask: &[f32], opts
     };
     let lowpass_a = opts.lowpass_a.unwrap_or(resolution_a);
     let f = Fft3::new(d);
-    let mut spec = f.forward(&avg);
+    let mut spec = f.forward(avg);
     filter_spectrum(&mut spec, d, apix, Some(&weights), bfactor_a2, Some(lowpass_a));
     let map = f.inverse(spec);
     let masked = map.iter().zip(mask).map(|(v, m)| v * m).collect();

@@ -14,7 +14,9 @@
 use crate::cmd::mask::{self as maskcmd, parse_positive};
 use anyhow::{bail, Context, Result};
 use cryosplat_core::fsc::{check_maps_labelled, Resolution};
-use cryosplat_core::postprocess::{postprocess, BFactorChoice, BFactorFit, GuinierMap, Options, Postprocessed, DEFAULT_AUTOB_LOWRES_A};
+use cryosplat_core::postprocess::{
+    postprocess, postprocess_map, BFactorChoice, BFactorFit, GuinierMap, Options, Postprocessed, DEFAULT_AUTOB_LOWRES_A,
+};
 use cryosplat_formats::mrc::{self, MrcFile, WriteOptions};
 use cryosplat_train::output::{Existing, OutputDir, ReportedResolution};
 use std::path::{Path, PathBuf};
@@ -345,7 +347,19 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     let (vb, _, _) = maskcmd::read_cubic(&dir.join("half_map_b.mrc"), Some(apix))?;
     let avg: Vec<f32> = va.iter().zip(&vb).map(|(x, y)| 0.5 * (x + y)).collect();
     let made = maskcmd::make(&avg, d, apix, &maskcmd::Settings::DEFAULT, "the average of the half maps")?;
-    let p = postprocess(&va, &vb, d, apix, &made.mask, &Options::default())?;
+    // A completed reconstruction (run.json's `completion`) sharpens its map.mrc, which holds
+    // what the images show beyond the Gaussians; the half maps give the FSC.
+    let completed = std::fs::read(dir.join("run.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|run| !run["completion"].is_null());
+    let p = if completed {
+        let (full, _, _) = maskcmd::read_cubic(&dir.join("map.mrc"), Some(apix))?;
+        postprocess_map(&va, &vb, &full, d, apix, &made.mask, &Options::default())?
+    } else {
+        postprocess(&va, &vb, d, apix, &made.mask, &Options::default())?
+    };
+    let source = if completed { "map.mrc (completed)" } else { "the average of the half maps" };
     let label = |x: &str| WriteOptions { label: format!("cryosplat {what}: {x}"), ..Default::default() };
     mrc::write_volume(&dir.join("map_sharp.mrc"), &p.map, [d, d, d], apix, &label("post-processed (FSC-weighted, sharpened, low-passed)"))?;
     mrc::write_volume(&dir.join("map_sharp_mask.mrc"), &made.mask, [d, d, d], apix, &label("post-processing mask"))?;
@@ -360,6 +374,7 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
             "postprocess".into(),
             serde_json::json!({
                 "map": "map_sharp.mrc",
+                "from": source,
                 "mask": { "file": "map_sharp_mask.mrc", "threshold": made.threshold },
                 "resolution_0143": ReportedResolution::new(p.resolution, apix).angstrom(),
                 "resolution_method": "masked half-map FSC (post-processing mask), corrected by phase randomisation",
@@ -375,7 +390,7 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
         crate::figures::postprocess_fsc_plot(&dir.join("postprocess_fsc.png"), &p, "automatic post-processing mask")?;
         crate::figures::guinier_plot(&dir.join("guinier.png"), &p)?;
         let section = crate::report::Section::new("Post-processing")
-            .text("map_sharp.mrc: the average of the half maps, weighted per shell by sqrt(2·FSC/(1+FSC)), sharpened by the automatic B-factor and low-passed at the resolution; the FSC here is read with the post-processing mask (map_sharp_mask.mrc), so it can differ from the result above, which uses the FSC's own automatic mask.")
+            .text(format!("map_sharp.mrc: {source}, weighted per shell by sqrt(2·FSC/(1+FSC)) of the half maps, sharpened by the automatic B-factor and low-passed at the resolution; the FSC here is read with the post-processing mask (map_sharp_mask.mrc), so it can differ from the result above, which uses the FSC's own automatic mask."))
             .row("resolution (FSC 0.143, post-processing mask, corrected)", p.resolution.describe(apix))
             .row("B-factor", format!("{:.1} Å²", p.bfactor_a2))
             .row("B-factor fit", fit_text(&p))
