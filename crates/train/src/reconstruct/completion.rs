@@ -18,15 +18,16 @@
 //! (`cryosplat_core::fsc::significant_fsc`) count as no departure; the rest give the SSNR of
 //! both halves, `2F/(1 − F)` (F at most 0.999). Where the Gaussians already explain the images
 //! `H` is `G`; where the images clearly hold more it approaches their backprojection, voxel by
-//! voxel according to its weight. The DC term and the Nyquist shell (which the backprojection
-//! fills only in part: its sphere ends half a sample inside the shell, so both halves'
-//! residuals share the missing half) stay `G`'s (one sample: no FSC can weigh it, and
-//! the images rarely carry a usable one). With a point group the correction `H − G` is
+//! voxel according to its weight. The DC term stays `G`'s (one sample: no FSC can weigh it,
+//! and the images rarely carry a usable one), and so does the Nyquist shell, which the
+//! backprojection fills only in part (its sphere ends half a sample inside the shell, so both
+//! halves' residuals share the missing half). With a point group the correction `H − G` is
 //! averaged over the group (`cryosplat_core::symmetry::symmetrize_map`): the Gaussian map is
 //! exactly symmetric, the symmetric backprojection only to its interpolation.
 //!
-//! Only `map.mrc` is completed: the half maps, their FSC and the reported resolution remain the
-//! Gaussian ones (`map_gaussians.mrc` is their average). The completion adds data only in shells
+//! Only `map.mrc` is completed (and `map_sharp.mrc`, post-processed from it): the half maps,
+//! their FSC and the reported resolution remain the Gaussian ones (`map_gaussians.mrc` is
+//! their average). The completion adds data only in shells
 //! where both halves show the same departure from their models, so it moves the map towards
 //! what the images hold there; the half-map FSC of completed half maps was no better a guide:
 //! with an automatic mask, the strong low-resolution density a completed map carries outside
