@@ -10,8 +10,10 @@
 //! units, decayed exponentially to ×0.1 over the run) on the MSE between its CTF-modulated
 //! projections and its own images, one image per step by default, visiting its images in a
 //! seeded random order every epoch; no regulariser. The run makes at least 5 passes, and more
-//! when a half would otherwise take fewer than `min_steps` (20,000) optimiser steps
-//! ([`ReconstructConfig::planned_epochs`]); `--epochs` forces a count. The halves never see each other's data.
+//! when a half would otherwise take fewer than `min_steps` optimiser steps (20,000 up to 64 px,
+//! and beyond as many as see the same number of pixels, 5,000 at 128 px: [`auto_min_steps`],
+//! [`ReconstructConfig::planned_epochs`]); `--epochs` forces a count. The halves never see each
+//! other's data.
 //!
 //! With `--grow auto` the model grows ([`Growth`]): each half starts with half of the
 //! Gaussians, and after the first 40% of the passes every Gaussian is split in two along one of
@@ -35,8 +37,9 @@
 //! `--init random` is the method's random start: positions drawn from a normal distribution
 //! around the box centre (σ = 0.075 box) and isotropic scales of 0.0075 box, the same
 //! distribution for both halves. `--init backprojection` draws each half's centres from that
-//! half's own backprojection ([`start::half_backprojection`]: its images alternately in two
-//! accumulators, whose FSC gives the half's own spectral SNR to regularise their sum), with
+//! half's own backprojection ([`start::half_backprojection`]: its images, Fourier-cropped to
+//! at most 64 px, alternately in two accumulators, whose FSC gives the half's own spectral SNR
+//! to regularise their sum), with
 //! probability proportional to the map's positive part, and isotropic scales of half the mean
 //! spacing of the Gaussians over the volume that density fills, at least 0.0075 box
 //! ([`GaussianModel::sample_from_map`]). The random blob must first spread to the molecule's
@@ -153,12 +156,9 @@ pub struct ReconstructConfig {
     /// needs, and at least [`MIN_EPOCHS`] ([`ReconstructConfig::planned_epochs`]).
     pub epochs: Option<usize>,
     /// Optimiser steps each half takes at least when `epochs` is `None` (small sets then make
-    /// more passes). 20,000 by measurement: on every simulated set of BENCHMARKS.md ("Training
-    /// length and schedule") it resolved at least as finely against the ground truth as five
-    /// epochs, and much more finely on small sets; 7,500 from the backprojection start was
-    /// coarser on one set ("Growing the model").
+    /// more passes); `None`: [`auto_min_steps`] of the training box.
     #[serde(default)]
-    pub min_steps: u64,
+    pub min_steps: Option<u64>,
     /// Adam learning rate (box units), for every parameter type.
     pub lr: f64,
     /// How the learning rate falls ([`LrSchedule`]).
@@ -387,7 +387,7 @@ impl Default for ReconstructConfig {
         ReconstructConfig {
             gaussians: 20_000,
             epochs: None,
-            min_steps: 20_000,
+            min_steps: None,
             lr: 1e-3,
             lr_schedule: LrSchedule::Exponential,
             lr_decay: 0.1,
@@ -446,6 +446,30 @@ pub const GROW_AT_FRACTION: f64 = 0.4;
 /// The fewest passes a run makes when its length follows the data.
 pub const MIN_EPOCHS: usize = 5;
 
+/// The least optimiser steps per half of a run at [`AUTO_MIN_STEPS_BOX`] px or less when its
+/// length follows the data. 20,000 by measurement: on every simulated set of BENCHMARKS.md
+/// ("Training length and schedule") it resolved at least as finely against the ground truth as
+/// five epochs, and much more finely on small sets; half as many steps were up to 4% coarser
+/// on the 48 px set, twice as many up to 2.5% coarser on two 64 px sets.
+pub const AUTO_MIN_STEPS: u64 = 20_000;
+
+/// The box up to which [`AUTO_MIN_STEPS`] holds; see [`auto_min_steps`].
+pub const AUTO_MIN_STEPS_BOX: usize = 64;
+
+/// The least optimiser steps per half of a run on `d` px images whose length follows the data:
+/// [`AUTO_MIN_STEPS`] up to [`AUTO_MIN_STEPS_BOX`] px, and beyond it as many as give each half
+/// the same number of pixels, `AUTO_MIN_STEPS·(64/d)²` (a step on a larger image informs every
+/// Gaussian from more pixels). On the simulations of BENCHMARKS.md ("The run length at larger
+/// boxes") runs at 96 and 128 px that long resolved within 1.2% of runs of 20,000 steps against
+/// the ground truth (0.4–1.2% coarser on three sets of four), in a third of the time.
+pub fn auto_min_steps(d: usize) -> u64 {
+    if d <= AUTO_MIN_STEPS_BOX {
+        return AUTO_MIN_STEPS;
+    }
+    let r = AUTO_MIN_STEPS_BOX as f64 / d as f64;
+    (AUTO_MIN_STEPS as f64 * r * r).round() as u64
+}
+
 impl ReconstructConfig {
     /// The start of a run on halves of `half_sizes` particles: `init` itself when it names one,
     /// else (`auto`) the backprojection start when the smaller half has fewer than
@@ -462,14 +486,21 @@ impl ReconstructConfig {
         InitChoice { requested: self.init, used, reason }
     }
 
-    /// The number of passes for halves of `half_sizes` particles: `epochs` when given, else
-    /// enough for `min_steps` optimiser steps in the smaller half, and at least [`MIN_EPOCHS`].
-    pub fn planned_epochs(&self, half_sizes: [usize; 2]) -> usize {
+    /// The least optimiser steps per half of a run whose length follows the data, on `d` px
+    /// images: `min_steps` when given, else [`auto_min_steps`].
+    pub fn min_steps_for(&self, d: usize) -> u64 {
+        self.min_steps.unwrap_or_else(|| auto_min_steps(d))
+    }
+
+    /// The number of passes for halves of `half_sizes` particles on `d` px images: `epochs`
+    /// when given, else enough for [`Self::min_steps_for`] optimiser steps in the smaller half,
+    /// and at least [`MIN_EPOCHS`].
+    pub fn planned_epochs(&self, half_sizes: [usize; 2], d: usize) -> usize {
         match self.epochs {
             Some(n) => n,
             None => {
                 let per_epoch = half_sizes.iter().map(|n| n.div_ceil(self.batch_size.max(1))).min().unwrap_or(1).max(1) as u64;
-                (self.min_steps.div_ceil(per_epoch) as usize).max(MIN_EPOCHS)
+                (self.min_steps_for(d).div_ceil(per_epoch) as usize).max(MIN_EPOCHS)
             }
         }
     }
@@ -705,13 +736,14 @@ pub struct Plan {
 }
 
 /// The plan of a run of `set` with `cfg`.
-pub fn plan(set: &ParticleSet, cfg: &ReconstructConfig) -> Plan {
+pub fn plan(set: &ParticleSet, cfg: &ReconstructConfig) -> Result<Plan, ReconstructError> {
     let (a, b) = set.half_split(cfg.seed);
     let sizes = [a.len(), b.len()];
     let start = cfg.resolve_init(sizes);
-    let epochs = ReconstructConfig { init: start.used, ..cfg.clone() }.planned_epochs(sizes);
+    let d = working_box(cfg.downsample, set.box_px).map_err(ReconstructError::Config)?;
+    let epochs = ReconstructConfig { init: start.used, ..cfg.clone() }.planned_epochs(sizes, d);
     let (grow_before, first) = cfg.growth(epochs);
-    Plan { start, epochs, grow_before, gaussians: [first, if grow_before.is_some() { 2 * first } else { first }] }
+    Ok(Plan { start, epochs, grow_before, gaussians: [first, if grow_before.is_some() { 2 * first } else { first }] })
 }
 
 impl std::fmt::Display for Plan {
@@ -937,7 +969,7 @@ impl<'a> Driver<'a> {
         let started = Instant::now();
         let apix = set.apix * set.box_px as f64 / d as f64;
         let (idx_a, idx_b) = set.half_split(cfg.seed);
-        let epochs = cfg.planned_epochs([idx_a.len(), idx_b.len()]);
+        let epochs = cfg.planned_epochs([idx_a.len(), idx_b.len()], d);
         cfg.density.validate(epochs).map_err(ReconstructError::Config)?;
         let stages = cfg.coarse_to_fine.stages(d, cfg.refine.is_some()).map_err(ReconstructError::Config)?;
         let grid = CtfGrid::new(d, apix);
@@ -1634,8 +1666,8 @@ fn start_fresh(
                 // With a point group, every image is inserted at each operator's view: the
                 // unit's centres are drawn from the symmetric map, and their copies fill it.
                 let (group, _) = cfg.symmetry()?;
-                let map = start::half_backprojection(images, halves[half], apix, cfg.no_ctf, &group)?;
-                GaussianModel::sample_from_map(&map, images.d, cfg.gaussians, t, INIT_SCALE, &mut rng).ok_or_else(|| {
+                let (map, map_d) = start::half_backprojection(images, halves[half], apix, cfg.no_ctf, &group)?;
+                GaussianModel::sample_from_map(&map, map_d, cfg.gaussians, t, INIT_SCALE, &mut rng).ok_or_else(|| {
                     ReconstructError::Config(format!(
                         "{}: half {}'s backprojection has no positive density to start from; check the contrast (--invert) or use --init random",
                         images.set.source.display(),
@@ -1773,12 +1805,18 @@ mod tests {
 
     #[test]
     fn the_run_length_follows_the_data_unless_forced() {
-        let auto = ReconstructConfig { epochs: None, min_steps: 20_000, ..Default::default() };
-        assert_eq!(auto.planned_epochs([500, 520]), 40);
-        assert_eq!(auto.planned_epochs([10_000, 10_000]), MIN_EPOCHS);
-        assert_eq!(ReconstructConfig { batch_size: 4, ..auto.clone() }.planned_epochs([500, 500]), 160);
-        assert_eq!(ReconstructConfig { epochs: Some(3), ..auto }.planned_epochs([500, 500]), 3);
-        assert_eq!(ReconstructConfig { epochs: None, min_steps: 0, ..Default::default() }.planned_epochs([7, 7]), MIN_EPOCHS);
+        let auto = ReconstructConfig::default();
+        assert_eq!(auto.planned_epochs([500, 520], 64), 40);
+        assert_eq!(auto.planned_epochs([10_000, 10_000], 64), MIN_EPOCHS);
+        assert_eq!(ReconstructConfig { batch_size: 4, ..auto.clone() }.planned_epochs([500, 500], 48), 160);
+        assert_eq!(ReconstructConfig { epochs: Some(3), ..auto.clone() }.planned_epochs([500, 500], 64), 3);
+        assert_eq!(ReconstructConfig { min_steps: Some(0), ..auto.clone() }.planned_epochs([7, 7], 64), MIN_EPOCHS);
+        // Larger boxes: as many pixels per half as 20,000 steps at 64 px.
+        assert_eq!([32, 64, 96, 128, 256].map(auto_min_steps), [20_000, 20_000, 8_889, 5_000, 1_250]);
+        assert_eq!(auto.planned_epochs([1_000, 1_000], 128), MIN_EPOCHS);
+        assert_eq!(auto.planned_epochs([400, 400], 96), 23);
+        // A given count holds at any box.
+        assert_eq!(ReconstructConfig { min_steps: Some(20_000), ..auto }.planned_epochs([1_000, 1_000], 128), 20);
     }
 
     #[test]

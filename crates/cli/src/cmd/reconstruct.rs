@@ -75,9 +75,11 @@ pub struct Args {
     /// Without it: enough passes for --min-steps optimiser steps per half, at least 5.
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Optimiser steps per half at least, when --epochs is not given.
-    #[arg(long, default_value_t = ReconstructConfig::default().min_steps)]
-    pub min_steps: u64,
+    /// Optimiser steps per half at least, when --epochs is not given. Without it: 20,000 for
+    /// images of up to 64 px, and as many pixels per half beyond (20,000·(64/box)²: 5,000 at
+    /// 128 px).
+    #[arg(long)]
+    pub min_steps: Option<u64>,
     /// Adam learning rate (box units), for every parameter type.
     #[arg(long, default_value_t = ReconstructConfig::default().lr)]
     pub lr: f64,
@@ -472,7 +474,7 @@ pub fn execute(a: &Args, title: &str) -> Result<Summary> {
     });
     log.line(&format!("settings: {}", serde_json::to_string(&cfg)?));
     // The library resolves `--init auto` the same way (once, before the run).
-    let plan = plan(&set, &cfg);
+    let plan = plan(&set, &cfg)?;
     println!("start: {}", plan.start);
     println!("plan: {plan}");
     log.line(&format!("start: {}", plan.start));

@@ -3,7 +3,7 @@
 //! images, and the particle's total mass (see "Initial mass" in the module docs of [`super`]).
 
 use super::{ReconstructConfig, ReconstructError};
-use crate::images::Images;
+use crate::images::{FourierCrop, Images};
 use crate::streams::Stream;
 use cryosplat_core::backproject::{Accumulator, InsertScratch};
 use cryosplat_core::ctf::CtfGrid;
@@ -202,28 +202,50 @@ fn fit_initial_mass(
 /// ([`cryosplat_core::fsc::auto_mask`] of this map alone), so that the positive noise of the
 /// background draws no Gaussians: on a low-SNR set (BENCHMARKS.md, "Backprojection start")
 /// Gaussians drawn there kept their share of the mass for most of the run and cost resolution.
-/// Images are read as [`Images::read`] gives them (the training box, unscaled values).
+/// Images are read as [`Images::read`] gives them (the training box, unscaled values), and
+/// Fourier-cropped to [`start_box`] when the box is larger: the start needs where the density
+/// is, not its finest detail, and a 128 px start map cost a tenth of a 5-pass run
+/// (BENCHMARKS.md, "The run length at larger boxes"). Returns the map and its box.
 pub fn half_backprojection(
     images: &Images,
     idx: &[usize],
     apix: f64,
     no_ctf: bool,
     group: &PointGroup,
-) -> Result<Vec<f32>, ReconstructError> {
+) -> Result<(Vec<f32>, usize), ReconstructError> {
     const PAD: usize = 2;
     let d = images.d;
-    let mut acc = [Accumulator::new(d, PAD), Accumulator::new(d, PAD)];
-    let mut scratch = InsertScratch::new(d, PAD, apix);
+    let to_d = start_box(d);
+    let apix_c = if to_d == d { apix } else { apix * d as f64 / to_d as f64 };
+    let mut acc = [Accumulator::new(to_d, PAD), Accumulator::new(to_d, PAD)];
+    let mut scratch = InsertScratch::new(to_d, PAD, apix_c);
     let mut s = images.scratch();
     let mut img = vec![0.0f32; d * d];
+    let mut crop = (to_d < d).then(|| (FourierCrop::new(d, to_d, 0.0), vec![0.0f32; to_d * to_d]));
     for (k, &i) in idx.iter().enumerate() {
         images.read(i, &mut img, &mut s)?;
+        let img = match &mut crop {
+            Some((c, small)) => {
+                c.apply(&img, small);
+                &small[..]
+            }
+            None => &img[..],
+        };
         let p = &images.set.particles[i];
-        acc[k % 2].insert_symmetric(&img, &p.pose, apix, (!no_ctf).then_some(&p.ctf), group.operators(), &mut scratch);
+        acc[k % 2].insert_symmetric(img, &p.pose, apix_c, (!no_ctf).then_some(&p.ctf), group.operators(), &mut scratch);
     }
     let [a, b] = acc;
     let mut map = a.finish_halves(&b).full;
-    let mask = auto_mask(&map, &map, d, apix);
+    let mask = auto_mask(&map, &map, to_d, apix_c);
     map.iter_mut().zip(&mask).for_each(|(v, m)| *v *= m);
-    Ok(map)
+    Ok((map, to_d))
+}
+
+/// The largest box the backprojection start is made at.
+pub const START_MAX_BOX: usize = 64;
+
+/// The box the backprojection start of a `d` px run is made at: `d`, or [`START_MAX_BOX`]
+/// when `d` is larger.
+pub fn start_box(d: usize) -> usize {
+    d.min(START_MAX_BOX)
 }
