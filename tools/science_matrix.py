@@ -13,7 +13,7 @@ same images; passed or FAILED with the worst estimated FSC against the truth), a
 A run that completes its map (the default) is judged twice: `map.mrc` (completed by the
 backprojection) and `map_gaussians.mrc` (the Gaussian map alone, "Gaussians alone").
 
-Usage: tools/science_matrix.py [--bin target/release/cryosplat] [--work DIR] [--sets small|mid|full]
+Usage: tools/science_matrix.py [--bin target/release/cryosplat] [--work DIR] [--sets small|mid|full|large]
                                [--variants NAME,...] [--threads N]
 
 Only the Python standard library is used. Models come from tests/data/models (bundled).
@@ -48,6 +48,15 @@ SETS_MID = {
     "7DDO-15k-snr0.005": ("7DDO.pdb", 64, 2.2, 15000, 0.005, ["--max-shift", "2"]),
     "2XHE-20k-snr0.02-B50": ("2XHE.cif", 64, 2.0, 20000, 0.02, ["--bfactor", "50"]),
 }
+# Boxes above 64 px with few particles per half, where the run's length is set by the minimum
+# number of optimiser steps rather than by the number of particles (run with `--gaussians
+# default`: the tool's own number of Gaussians for the box).
+SETS_LARGE = {
+    "7DDO-3k-128-snr0.05": ("7DDO.pdb", 128, 1.1, 3000, 0.05, ["--max-shift", "2"]),
+    "2XHE-2k-128-snr0.02-B50": ("2XHE.cif", 128, 1.0, 2000, 0.02, ["--bfactor", "50", "--max-shift", "3"]),
+    "1A8O-2k-96-snr0.01-B100": ("1A8O.pdb", 96, 0.75, 2000, 0.01, ["--bfactor", "100"]),
+    "8zpm-3k-96-snr0.02-prefview": ("8zpm.cif", 96, 1.2, 3000, 0.02, ["--preferred-orientation", "0,0,1,10"]),
+}
 SETS_FULL = dict(SETS_SMALL)
 SETS_FULL.update({
     "7DDO-20k-snr0.005": ("7DDO.pdb", 64, 2.2, 20000, 0.005, ["--max-shift", "2"]),
@@ -70,6 +79,12 @@ VARIANTS = {
     "gs-min7500": ["--min-steps", "7500"],
     "gs-min10000": ["--min-steps", "10000"],
     "gs-min15000": ["--min-steps", "15000"],
+    "gs-min5000": ["--min-steps", "5000"],
+    "gs-min8889": ["--min-steps", "8889"],
+    "gs-decay0.01": ["--lr-decay", "0.01"],
+    "gs-min5000-decay0.03": ["--min-steps", "5000", "--lr-decay", "0.03"],
+    "gs-min5000-decay0.01": ["--min-steps", "5000", "--lr-decay", "0.01"],
+    "gs-min5000-lr2e-3": ["--min-steps", "5000", "--lr", "0.002"],
     "gs-grow-auto-min7500": ["--grow", "auto", "--min-steps", "7500"],
 }
 
@@ -135,14 +150,14 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "cryosplat"))
     ap.add_argument("--work", default=os.path.join(ROOT, "target", "science"))
-    ap.add_argument("--sets", default="small", choices=["small", "mid", "full"])
+    ap.add_argument("--sets", default="small", choices=["small", "mid", "full", "large"])
     ap.add_argument("--only", default="", help="comma-separated set names")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--threads", default="2")
-    ap.add_argument("--gaussians", default="8000")
+    ap.add_argument("--gaussians", default="8000", help="Gaussians per half, or 'default' for the tool's own choice")
     ap.add_argument("--reuse", action="store_true", help="keep finished runs found in --work (only re-read them)")
     a = ap.parse_args()
-    sets = {"small": SETS_SMALL, "mid": SETS_MID, "full": SETS_FULL}[a.sets]
+    sets = {"small": SETS_SMALL, "mid": SETS_MID, "full": SETS_FULL, "large": SETS_LARGE}[a.sets]
     if a.only:
         sets = {k: v for k, v in sets.items() if k in a.only.split(",")}
     variants = [v for v in a.variants.split(",") if v]
@@ -164,8 +179,9 @@ def main():
             if args is None:
                 cmd = [a.bin, "-q", "backproject", star, "-o", out_dir, "--threads", a.threads, "--overwrite"]
             else:
-                cmd = [a.bin, "-q", "reconstruct", star, "-o", out_dir, "--threads", a.threads, "--gaussians", a.gaussians,
-                       "--checkpoint-every", "0", "--overwrite"] + args
+                gaussians = [] if a.gaussians == "default" else ["--gaussians", a.gaussians]
+                cmd = [a.bin, "-q", "reconstruct", star, "-o", out_dir, "--threads", a.threads, "--checkpoint-every", "0",
+                       "--overwrite"] + gaussians + args
             run_path = os.path.join(out_dir, "run.json")
             if a.reuse and os.path.exists(run_path) and json.load(open(run_path)).get("finished"):
                 out, secs, err = "", None, None
