@@ -20,7 +20,7 @@
 //!   CTF at their own frequency, which at high frequency, where the CTF changes sign from one
 //!   image frequency to the next, mixes samples of opposite signs (BENCHMARKS.md, issue 17).
 //!   On the padded grid the direct samples near the origin lie `pad` voxels apart, so four
-//!   more per image ([`LOW_FILL`], half a step from the DC sample, each with its Hermitian
+//!   more per image (`LOW_FILL`, half a step from the DC sample, each with its Hermitian
 //!   partner) are computed by the transform's sum and inserted too; without them the voxels
 //!   between the DC sample and the first ring took the ring's values and a map's total fell
 //!   short (tested). They assume a CTF that changes little over half a step of the box's

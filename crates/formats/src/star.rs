@@ -14,7 +14,7 @@
 //! a value that is not a finite number is an error naming the file, the line, the column
 //! label and the value. Every error names the file and the 1-based line.
 //!
-//! [`write`] produces RELION 3.1 form (`# version 30001`, one loop per block), which RELION 5,
+//! [`write()`] produces RELION 3.1 form (`# version 30001`, one loop per block), which RELION 5,
 //! `starfile` and `gemmi` read; [`write_file`] writes any [`StarFile`] (pairs and loops). Both
 //! write atomically.
 

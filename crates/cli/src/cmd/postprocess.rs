@@ -8,7 +8,7 @@
 //! the masked map as a surface at the threshold [`cryosplat_core::mask::auto_threshold`] picks
 //! on the unmasked one), `slices.png` (central slices of the sharpened map) and `report.html`
 //! (the results, the plots and the slices). A folder holding results of an earlier run is
-//! refused unless `--overwrite` is given, as for `cryosplat fsc -o` ([`FILES`] are among the
+//! refused unless `--overwrite` is given, as for `cryosplat fsc -o` (`FILES` are among the
 //! folder's result files).
 
 use crate::cmd::mask::{self as maskcmd, parse_positive};

@@ -221,7 +221,7 @@ pub fn control(
 }
 
 /// Split every Gaussian of `model` in two, each pair keeping its parent's mass, centre and
-/// covariance ([`split_keeping_moments`]), so the map barely changes; both children inherit
+/// covariance (`split_keeping_moments`), so the map barely changes; both children inherit
 /// the parent's Adam moments, so the optimiser continues where it was instead of restarting
 /// (fresh moments make the next steps several times the learning rate). The model's growth of
 /// [`super::Growth::Auto`]. Gaussian `i` of the grown model and Gaussian `i + n` are the
