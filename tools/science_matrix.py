@@ -82,6 +82,8 @@ VARIANTS = {
     "gs-min5000": ["--min-steps", "5000"],
     "gs-min8889": ["--min-steps", "8889"],
     "gs-decay0.01": ["--lr-decay", "0.01"],
+    "gs-avg0.2": ["--average-tail", "0.2"],
+    "gs-avg0.1": ["--average-tail", "0.1"],
     "gs-min5000-decay0.03": ["--min-steps", "5000", "--lr-decay", "0.03"],
     "gs-min5000-decay0.01": ["--min-steps", "5000", "--lr-decay", "0.01"],
     "gs-min5000-lr2e-3": ["--min-steps", "5000", "--lr", "0.002"],

@@ -10,14 +10,16 @@
 //! Layout (little-endian): the 8 bytes `CSPLCKPT`, a u32 format version, a u64 length and that
 //! many bytes of JSON (the [`CheckpointMeta`]), then for half A and half B: the Gaussian count
 //! `N` (u64), Adam's step count (u64), the model's parameters, Adam's first and second moments
-//! (each `N·11` f32), and the gradient statistics (sum and count, each `N` f32); last, a u64
+//! (each `N·11` f32), the gradient statistics (sum and count, each `N` f32), and the tail
+//! average (`--average-tail`: the step its window starts after, the steps summed, the number
+//! `M` of Gaussians summed (0 or `N`), each u64, and `M·11` f64 sums); last, a u64
 //! FNV-1a checksum of everything before it, so that a damaged file is refused rather than
 //! resumed into a different map. Written atomically (temporary file and rename), so a crash
 //! while writing leaves the previous checkpoint intact.
 
 use crate::adam::{Adam, AdamConfig};
 use crate::reconstruct::density::{DensityChange, GradStats};
-use crate::reconstruct::trainer::HalfTrainer;
+use crate::reconstruct::trainer::{HalfTrainer, TailAverage};
 use crate::reconstruct::Fingerprint;
 use cryosplat_core::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
 use cryosplat_formats::atomic::write_bytes_atomic;
@@ -25,7 +27,7 @@ use cryosplat_formats::FormatError;
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"CSPLCKPT";
-const VERSION: u32 = 4;
+const VERSION: u32 = 5;
 
 /// Where a run stands, and what it has done.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -118,6 +120,12 @@ pub fn save(path: &Path, meta: &CheckpointMeta, halves: &[HalfTrainer; 2]) -> Re
         put_params(&mut buf, &h.adam.v);
         put_f32s(&mut buf, &h.stats.sum);
         put_f32s(&mut buf, &h.stats.count);
+        for v in [h.tail.from, h.tail.count, h.tail.sum.len() as u64] {
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in h.tail.sum.iter().flatten() {
+            buf.extend_from_slice(&v.to_le_bytes());
+        }
     }
     let sum = checksum(&buf);
     buf.extend_from_slice(&sum.to_le_bytes());
@@ -199,15 +207,26 @@ pub fn load(path: &Path, adam: &AdamConfig) -> Result<Checkpoint, FormatError> {
         let vv = r.params(n)?;
         let sum = r.f32s(n)?;
         let count = r.f32s(n)?;
+        let (tail_from, tail_count, n_tail) = (r.u64()?, r.u64()?, r.u64()? as usize);
+        if n_tail != 0 && n_tail != n {
+            return Err(FormatError::binary(path, r.i as u64, format!("tail average of {n_tail} Gaussians for a model of {n}")));
+        }
+        let tail_sum: Vec<[f64; PARAMS_PER_GAUSSIAN]> = r
+            .take(n_tail * PARAMS_PER_GAUSSIAN * 8)?
+            .chunks_exact(PARAMS_PER_GAUSSIAN * 8)
+            .map(|c| std::array::from_fn(|k| f64::from_le_bytes(c[8 * k..8 * k + 8].try_into().expect("8 bytes"))))
+            .collect();
         let finite = |x: &[[f32; PARAMS_PER_GAUSSIAN]]| x.iter().flatten().all(|v| v.is_finite());
-        if !(finite(&params) && finite(&m) && finite(&vv)) {
+        if !(finite(&params) && finite(&m) && finite(&vv) && tail_sum.iter().flatten().all(|v| v.is_finite())) {
             return Err(FormatError::invalid(
                 path,
                 format!("half {}'s model or optimiser state holds non-finite values; start afresh without --resume", ["A", "B"][h]),
             ));
         }
         let adam = Adam { config: adam.clone(), m, v: vv, t };
-        halves.push(HalfTrainer::restore(GaussianModel { params }, adam, GradStats { sum, count }, meta.steps[h]));
+        let mut trainer = HalfTrainer::restore(GaussianModel { params }, adam, GradStats { sum, count }, meta.steps[h]);
+        trainer.tail = TailAverage { from: tail_from, count: tail_count, sum: tail_sum };
+        halves.push(trainer);
     }
     if r.i != body.len() {
         return Err(FormatError::binary(path, r.i as u64, format!("{} bytes after the end of the checkpoint", body.len() - r.i)));
@@ -259,7 +278,10 @@ mod tests {
     fn round_trip_and_truncation() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.ckpt");
-        let halves = [trainer(0.0, 7, 40), trainer(100.0, 3, 23)];
+        let mut halves = [trainer(0.0, 7, 40), trainer(100.0, 3, 23)];
+        // Half B holds a tail average (values whose f32 rounding would show).
+        halves[1].tail =
+            TailAverage { from: 20, count: 3, sum: (0..3).map(|i| std::array::from_fn(|j| 0.1 + (i * 11 + j) as f64 / 3.0)).collect() };
         save(&p, &meta(), &halves).unwrap();
         let r = load(&p, &AdamConfig::default()).unwrap();
         assert_eq!(r.meta, meta());
@@ -268,6 +290,7 @@ mod tests {
             assert_eq!(a.adam, b.adam);
             assert_eq!(a.stats, b.stats);
             assert_eq!(a.steps, b.steps);
+            assert_eq!(a.tail, b.tail);
         }
         // Another format version is refused with a message saying what to do.
         let mut other = std::fs::read(&p).unwrap();

@@ -13,7 +13,8 @@
 //! when a half would otherwise take fewer than `min_steps` optimiser steps (20,000 up to 64 px,
 //! and beyond as many as see the same number of pixels, 5,000 at 128 px: [`auto_min_steps`],
 //! [`ReconstructConfig::planned_epochs`]); `--epochs` forces a count. The halves never see each
-//! other's data.
+//! other's data. With `--average-tail F` the final maps are of each half's raw parameters
+//! averaged over its last `F` of the planned steps ([`trainer::TailAverage`]; off by default).
 //!
 //! With `--grow auto` the model grows ([`Growth`]): each half starts with half of the
 //! Gaussians, and after the first 40% of the passes every Gaussian is split in two along one of
@@ -129,6 +130,7 @@ use cryosplat_core::render::{ImageTarget, RenderOptions, Renderer};
 use cryosplat_core::symmetry::PointGroup;
 use cryosplat_core::voxel::voxelize_model;
 use cryosplat_formats::FormatError;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -159,6 +161,10 @@ pub struct ReconstructConfig {
     /// more passes); `None`: [`auto_min_steps`] of the training box.
     #[serde(default)]
     pub min_steps: Option<u64>,
+    /// The fraction of each half's optimiser steps, at the end of the run, whose parameters
+    /// are averaged into the final model (`--average-tail`; 0: the last step's model).
+    #[serde(default)]
+    pub average_tail: f64,
     /// Adam learning rate (box units), for every parameter type.
     pub lr: f64,
     /// How the learning rate falls ([`LrSchedule`]).
@@ -388,6 +394,7 @@ impl Default for ReconstructConfig {
             gaussians: 20_000,
             epochs: None,
             min_steps: None,
+            average_tail: 0.0,
             lr: 1e-3,
             lr_schedule: LrSchedule::Exponential,
             lr_decay: 0.1,
@@ -694,6 +701,12 @@ pub fn reconstruct(
         && cfg.lr_gamma.is_finite())
     {
         return Err(ReconstructError::Config("--lr, --lr-decay and --lr-gamma must be positive".into()));
+    }
+    if !(cfg.average_tail >= 0.0 && cfg.average_tail < 1.0) {
+        return Err(ReconstructError::Config(format!(
+            "--average-tail {}: expected a fraction of the steps from 0 up to (not including) 1",
+            cfg.average_tail
+        )));
     }
     if !(cfg.n_sigma >= 1.0 && cfg.n_sigma.is_finite()) {
         return Err(ReconstructError::Config(format!("--n-sigma {}: expected a footprint of at least 1 standard deviation", cfg.n_sigma)));
@@ -1208,6 +1221,11 @@ impl<'a> Driver<'a> {
             self.fill_batch(indices, half, epoch, level)?;
             let lr = cfg.lr_schedule.lr(cfg.lr, cfg.lr_decay, cfg.lr_gamma, self.trainers[half].steps, steps as u64, self.epochs);
             let loss = self.step(half, epoch, lr, keep_stats, level);
+            if let Some(from) = self.tail_from(steps) {
+                if self.trainers[half].steps > from {
+                    self.trainers[half].add_to_tail(from);
+                }
+            }
             if !loss.is_finite() {
                 // The model is lost; the last checkpoint (before this step) stays as it was.
                 progress.finish();
@@ -1349,13 +1367,28 @@ impl<'a> Driver<'a> {
         loss
     }
 
+    /// With `--average-tail`, the optimiser step of a half with `steps_per_epoch` steps a pass
+    /// after which its tail window starts: the last `average_tail` of its planned steps.
+    fn tail_from(&self, steps_per_epoch: usize) -> Option<u64> {
+        let f = self.cfg.average_tail;
+        (f > 0.0).then(|| {
+            let total = (self.epochs * steps_per_epoch) as u64;
+            total - ((f * total as f64).round() as u64).clamp(1, total.max(1))
+        })
+    }
+
     /// Maps, FSC and outputs at the end of an epoch; the caller's hook; a checkpoint.
     fn end_epoch(&mut self, on_epoch: &mut OnEpoch) -> Result<(), ReconstructError> {
         let (d, apix, epoch) = (self.d, self.apix, self.at.epoch);
         let progress = self.session.progress;
         progress.start("maps and FSC", 1);
-        // With a symmetry, the maps and files are of the unit's copies.
-        let full = [self.trainers[0].full_model(), self.trainers[1].full_model()];
+        let last = epoch + 1 == self.epochs;
+        // With a symmetry, the maps and files are of the unit's copies; after the last pass,
+        // with `--average-tail`, of the averaged model.
+        let from = [0, 1].map(|h| if last { self.tail_from(self.halves[h].len().div_ceil(self.cfg.batch_size)) } else { None });
+        let trainers = &self.trainers;
+        let full =
+            [0, 1].map(|h| from[h].and_then(|f| trainers[h].tail_full_model(f)).map_or_else(|| trainers[h].full_model(), Cow::Owned));
         let [mut map_a, mut map_b] = [0, 1].map(|h| voxelize_model(&full[h], d));
         for (h, m) in [&map_a, &map_b].into_iter().enumerate() {
             let (now, start) = (map_mass(m), self.start_map_mass[h]);
@@ -1376,7 +1409,6 @@ impl<'a> Driver<'a> {
             let unscale = (1.0 / scale) as f32;
             m.iter_mut().for_each(|v| *v *= unscale);
         }
-        let last = epoch + 1 == self.epochs;
         let threads = match self.renderer.options().threads {
             0 => rayon::current_num_threads(),
             t => t,

@@ -125,6 +125,35 @@ fn a_resumed_run_equals_an_unbroken_one() {
     assert!(e.contains("no checkpoint") && e.contains("without --resume"), "{e}");
 }
 
+/// `--average-tail`: the final maps are of each half's parameters averaged over the last steps,
+/// and a run broken inside that window resumes to the same maps, bit for bit.
+#[test]
+fn the_tail_average_changes_the_final_maps_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let star = simulated(&dir.path().join("sim"), 200, 1.0);
+    let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
+    // 100 steps per half-pass, 2 passes: the window is each half's second pass.
+    let cfg = ReconstructConfig { average_tail: 0.5, ..small(2) };
+    let (plain, unbroken, broken) = (dir.path().join("plain"), dir.path().join("a"), dir.path().join("b"));
+    rec(&set, &small(2), &plain, false).unwrap();
+    rec(&set, &cfg, &unbroken, false).unwrap();
+    for f in ["half_map_a.mrc", "half_map_b.mrc"] {
+        assert_ne!(std::fs::read(plain.join(f)).unwrap(), std::fs::read(unbroken.join(f)).unwrap(), "{f}: the average changed nothing");
+    }
+    // Killed half way through half A's window (step 250 of both halves' 400), then resumed.
+    let e = rec(&set, &ReconstructConfig { max_steps: Some(250), ..cfg.clone() }, &broken, false).unwrap_err();
+    assert!(matches!(e, ReconstructError::Interrupted { steps: 250, .. }), "{e}");
+    rec(&set, &cfg, &broken, true).unwrap();
+    for f in ["map.mrc", "half_map_a.mrc", "half_map_b.mrc", "gaussians_a.ply"] {
+        assert_eq!(std::fs::read(unbroken.join(f)).unwrap(), std::fs::read(broken.join(f)).unwrap(), "{f} differs");
+    }
+    // A fraction of 1 or more, or a negative one, is refused.
+    for f in [1.0, -0.1, f64::NAN] {
+        let e = rec(&set, &ReconstructConfig { average_tail: f, ..small(2) }, &dir.path().join("x"), false).unwrap_err().to_string();
+        assert!(e.contains("--average-tail"), "{e}");
+    }
+}
+
 #[test]
 fn density_control_runs_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();

@@ -80,6 +80,11 @@ pub struct Args {
     /// 128 px).
     #[arg(long)]
     pub min_steps: Option<u64>,
+    /// Average each half's parameters over this fraction of its steps at the end of the run and
+    /// write the maps of the averaged models (0: the last step's models). Experimental: finer
+    /// on most simulated sets measured, slightly coarser on two (BENCHMARKS.md).
+    #[arg(long, default_value_t = ReconstructConfig::default().average_tail)]
+    pub average_tail: f64,
     /// Adam learning rate (box units), for every parameter type.
     #[arg(long, default_value_t = ReconstructConfig::default().lr)]
     pub lr: f64,
@@ -326,6 +331,7 @@ impl Args {
             refine_prior: if cfg.refine.as_ref().is_some_and(|r| !r.estimate_prior) { PriorWidths::Fixed } else { PriorWidths::Estimate },
             epochs: cfg.epochs,
             min_steps: cfg.min_steps,
+            average_tail: cfg.average_tail,
             lr: cfg.lr,
             lr_schedule: cfg.lr_schedule.into(),
             init: cfg.init.into(),
@@ -362,6 +368,7 @@ impl Args {
             gaussians: self.gaussians,
             epochs: self.epochs,
             min_steps: self.min_steps,
+            average_tail: self.average_tail,
             lr: self.lr,
             lr_schedule: self.lr_schedule.into(),
             init: self.init.into(),

@@ -95,6 +95,24 @@ pub struct HalfTrainer {
     blurred_grad: Vec<[f32; PARAMS_PER_GAUSSIAN]>,
     /// The chain factors of the blurred scales ([`blur_model`]).
     blur_factor: Vec<[f32; 3]>,
+    /// The running sum of the parameters over the run's last steps (`--average-tail`).
+    pub tail: TailAverage,
+}
+
+/// The sum of a half model's raw parameters after each step of a window at the end of the run
+/// (`--average-tail`): the mean replaces the last step's model in the final maps, averaging
+/// out the step-to-step noise that a learning rate still at a tenth of its start leaves
+/// (BENCHMARKS.md, "The run length at larger boxes"). Reset when the window moves (a run
+/// extended with `--resume`) or the model changes size.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TailAverage {
+    /// The optimiser step after which the window starts (the sum holds steps `from + 1 ..`).
+    pub from: u64,
+    /// Steps summed.
+    pub count: u64,
+    /// Per Gaussian, the sum of its raw parameters (f64, so that the order of a long sum
+    /// loses nothing that matters).
+    pub sum: Vec<[f64; PARAMS_PER_GAUSSIAN]>,
 }
 
 /// The Gaussians per unit of parallel work of the blur.
@@ -226,7 +244,43 @@ impl HalfTrainer {
             blurred: GaussianModel { params: Vec::new() },
             blurred_grad: Vec::new(),
             blur_factor: Vec::new(),
+            tail: TailAverage::default(),
         }
+    }
+
+    /// Add the model as it is after a step to the tail average of the window that starts after
+    /// step `from` (a new window, or a model of another size, starts the sum afresh).
+    pub fn add_to_tail(&mut self, from: u64) {
+        let n = self.model.len();
+        let t = &mut self.tail;
+        if t.from != from || t.sum.len() != n {
+            *t = TailAverage { from, count: 0, sum: vec![[0.0; PARAMS_PER_GAUSSIAN]; n] };
+        }
+        for (acc, p) in t.sum.iter_mut().zip(&self.model.params) {
+            for (a, &v) in acc.iter_mut().zip(p) {
+                *a += v as f64;
+            }
+        }
+        t.count += 1;
+    }
+
+    /// The whole model (as [`Self::full_model`]) with each raw parameter averaged over the tail
+    /// window of `from`; `None` when no step of that window has been summed for this model.
+    pub fn tail_full_model(&self, from: u64) -> Option<GaussianModel> {
+        let t = &self.tail;
+        if t.count == 0 || t.from != from || t.sum.len() != self.model.len() {
+            return None;
+        }
+        let inv = 1.0 / t.count as f64;
+        let unit = GaussianModel { params: t.sum.iter().map(|a| a.map(|v| (v * inv) as f32)).collect() };
+        Some(match &self.sym {
+            None => unit,
+            Some(s) => {
+                let mut out = GaussianModel { params: Vec::new() };
+                s.expansion.expand(&unit, &mut out);
+                out
+            }
+        })
     }
 
     /// Render the following steps' model blurred by an isotropic Gaussian of standard
@@ -566,6 +620,27 @@ impl ParticleRefinement {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tail_average_is_the_mean_of_the_models_summed_in_its_window() {
+        let model = |k: f32| GaussianModel { params: (0..2).map(|i| std::array::from_fn(|j| k * (1 + i * 11 + j) as f32)).collect() };
+        let mut t = HalfTrainer::new(model(1.0), AdamConfig::default());
+        assert!(t.tail_full_model(5).is_none());
+        t.add_to_tail(5);
+        t.model = model(2.0);
+        t.add_to_tail(5);
+        t.model = model(6.0);
+        t.add_to_tail(5);
+        assert_eq!(t.tail_full_model(5).unwrap(), model(3.0));
+        // Another window (a run extended with --resume) starts afresh; so does another size.
+        assert!(t.tail_full_model(7).is_none());
+        t.add_to_tail(7);
+        assert_eq!((t.tail.count, t.tail_full_model(7).unwrap()), (1, model(6.0)));
+        t.model.params.pop();
+        assert!(t.tail_full_model(7).is_none());
+        t.add_to_tail(7);
+        assert_eq!(t.tail.count, 1);
+    }
     use cryosplat_core::ctf::CtfGrid;
     use cryosplat_core::render::RenderOptions;
     use cryosplat_core::rng::Rng;
