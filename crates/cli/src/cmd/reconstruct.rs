@@ -82,7 +82,7 @@ pub struct Args {
     pub min_steps: Option<u64>,
     /// Average each half's parameters over this fraction of its steps at the end of the run and
     /// write the maps of the averaged models (0: the last step's models). Experimental: finer
-    /// on most simulated sets measured, slightly coarser on two (BENCHMARKS.md).
+    /// on 11 of 18 simulated sets measured, coarser on three (BENCHMARKS.md).
     #[arg(long, default_value_t = ReconstructConfig::default().average_tail)]
     pub average_tail: f64,
     /// Adam learning rate (box units), for every parameter type.
