@@ -252,6 +252,29 @@ impl FourierCrop {
     }
 }
 
+/// Images of `d` px Fourier-cropped to `to_d` px ([`FourierCrop`], no low-pass), or passed
+/// through as they are when `to_d` is not smaller; the crop and its output are made once.
+pub struct CropTo {
+    crop: Option<(FourierCrop, Vec<f32>)>,
+}
+
+impl CropTo {
+    pub fn new(d: usize, to_d: usize) -> Self {
+        CropTo { crop: (to_d < d).then(|| (FourierCrop::new(d, to_d, 0.0), vec![0.0f32; to_d * to_d])) }
+    }
+
+    /// `image` cropped (in the crop's own buffer), or `image` itself.
+    pub fn apply<'a>(&'a mut self, image: &'a [f32]) -> &'a [f32] {
+        match &mut self.crop {
+            Some((c, small)) => {
+                c.apply(image, small);
+                small
+            }
+            None => image,
+        }
+    }
+}
+
 impl Images<'_> {
     /// Every image (as [`Images::read`] gives it, scaled) cropped to `to_d` px with a low-pass
     /// of `blur_box` ([`FourierCrop`]), particle `i` at `i·to_d²`.

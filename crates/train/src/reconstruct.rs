@@ -1196,7 +1196,7 @@ impl<'a> Driver<'a> {
         }
         let mut order = self.halves[half].clone();
         Stream::VisitOrder { epoch, half }.rng(cfg.seed).shuffle(&mut order);
-        let steps = order.len().div_ceil(cfg.batch_size);
+        let steps = self.steps_per_epoch(half);
         let progress = self.session.progress;
         progress.start(&format!("epoch {}/{} {}", epoch + 1, self.epochs, ["A", "B"][half]), steps as u64);
         progress.inc(start as u64);
@@ -1221,11 +1221,6 @@ impl<'a> Driver<'a> {
             self.fill_batch(indices, half, epoch, level)?;
             let lr = cfg.lr_schedule.lr(cfg.lr, cfg.lr_decay, cfg.lr_gamma, self.trainers[half].steps, steps as u64, self.epochs);
             let loss = self.step(half, epoch, lr, keep_stats, level);
-            if let Some(from) = self.tail_from(steps) {
-                if self.trainers[half].steps > from {
-                    self.trainers[half].add_to_tail(from);
-                }
-            }
             if !loss.is_finite() {
                 // The model is lost; the last checkpoint (before this step) stays as it was.
                 progress.finish();
@@ -1237,6 +1232,11 @@ impl<'a> Driver<'a> {
                     indices[0] + 1,
                     cfg.lr
                 )));
+            }
+            if let Some(from) = self.tail_from(half) {
+                if self.trainers[half].steps > from {
+                    self.trainers[half].add_to_tail(from);
+                }
             }
             self.taken += 1;
             running += loss as f64;
@@ -1367,12 +1367,17 @@ impl<'a> Driver<'a> {
         loss
     }
 
-    /// With `--average-tail`, the optimiser step of a half with `steps_per_epoch` steps a pass
-    /// after which its tail window starts: the last `average_tail` of its planned steps.
-    fn tail_from(&self, steps_per_epoch: usize) -> Option<u64> {
+    /// Optimiser steps in one of `half`'s passes.
+    fn steps_per_epoch(&self, half: usize) -> usize {
+        self.halves[half].len().div_ceil(self.cfg.batch_size)
+    }
+
+    /// With `--average-tail`, the optimiser step of `half` after which its tail window starts:
+    /// the last `average_tail` of its planned steps.
+    fn tail_from(&self, half: usize) -> Option<u64> {
         let f = self.cfg.average_tail;
         (f > 0.0).then(|| {
-            let total = (self.epochs * steps_per_epoch) as u64;
+            let total = (self.epochs * self.steps_per_epoch(half)) as u64;
             total - ((f * total as f64).round() as u64).clamp(1, total.max(1))
         })
     }
@@ -1385,7 +1390,7 @@ impl<'a> Driver<'a> {
         let last = epoch + 1 == self.epochs;
         // With a symmetry, the maps and files are of the unit's copies; after the last pass,
         // with `--average-tail`, of the averaged model.
-        let from = [0, 1].map(|h| if last { self.tail_from(self.halves[h].len().div_ceil(self.cfg.batch_size)) } else { None });
+        let from = [0, 1].map(|h| if last { self.tail_from(h) } else { None });
         let trainers = &self.trainers;
         let full =
             [0, 1].map(|h| from[h].and_then(|f| trainers[h].tail_full_model(f)).map_or_else(|| trainers[h].full_model(), Cow::Owned));

@@ -120,6 +120,7 @@ fn completion_leaves_a_right_map_and_restores_missing_low_frequencies_at_any_box
 /// where the molecule is in the run's own box (box units do not depend on the map's box).
 #[test]
 fn the_backprojection_start_of_a_larger_box_is_made_at_64_px_and_holds_the_molecule() {
+    use cryosplat_core::fsc::correlation as corr;
     use cryosplat_core::gaussian::GaussianModel;
     use cryosplat_core::rng::Rng;
     use cryosplat_core::voxel::voxelize_model;
@@ -139,15 +140,6 @@ fn the_backprojection_start_of_a_larger_box_is_made_at_64_px_and_holds_the_molec
     let (map, map_d) = half_backprojection(&images, &a, apix, false, &c1).unwrap();
     assert_eq!((map_d, map.len()), (64, 64 * 64 * 64));
     // Against the truth, cropped alike and low-passed to 6 Å.
-    let corr = |x: &[f32], y: &[f32]| {
-        let (mut xy, mut xx, mut yy) = (0.0f64, 0.0f64, 0.0f64);
-        for (&u, &v) in x.iter().zip(y) {
-            xy += u as f64 * v as f64;
-            xx += u as f64 * u as f64;
-            yy += v as f64 * v as f64;
-        }
-        xy / (xx * yy).sqrt()
-    };
     let low_truth = resample_volume(&low_pass_volume(&truth, d, apix, 6.0, 1.0), d, 64);
     let start_vs_truth = corr(&map, &low_truth);
     eprintln!("64 px start map: correlation {start_vs_truth:.3} with the truth (6 Å)");

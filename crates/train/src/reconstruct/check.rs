@@ -38,7 +38,7 @@
 //! result does not depend on scheduling.
 
 use super::{InitKind, ReconstructError};
-use crate::images::{FourierCrop, Images};
+use crate::images::{CropTo, Images};
 use cryosplat_core::backproject::{Accumulator, InsertScratch};
 use cryosplat_core::ctf::CtfParams;
 use cryosplat_core::fsc::fsc;
@@ -129,7 +129,7 @@ pub fn accumulate(
             let mut scratch = InsertScratch::new(to_d, PAD, apix_c);
             let mut s = images.scratch();
             let mut img = vec![0.0f32; d * d];
-            let mut crop = (to_d < d).then(|| (FourierCrop::new(d, to_d, 0.0), vec![0.0f32; to_d * to_d]));
+            let mut crop = CropTo::new(d, to_d);
             for &i in &idx[b * idx.len() / blocks..(b + 1) * idx.len() / blocks] {
                 images.read(i, &mut img, &mut s)?;
                 // Back in the input's units, those of the Gaussian maps.
@@ -137,13 +137,7 @@ pub fn accumulate(
                 if unscale != 1.0 {
                     img.iter_mut().for_each(|v| *v *= unscale);
                 }
-                let img = match &mut crop {
-                    Some((c, small)) => {
-                        c.apply(&img, small);
-                        &small[..]
-                    }
-                    None => &img[..],
-                };
+                let img = crop.apply(&img);
                 let (pose, ctf) = match particles.refined {
                     Some(r) => (&r[i].0, &r[i].1),
                     None => (&images.set.particles[i].pose, &images.set.particles[i].ctf),

@@ -3,7 +3,7 @@
 //! images, and the particle's total mass (see "Initial mass" in the module docs of [`super`]).
 
 use super::{ReconstructConfig, ReconstructError};
-use crate::images::{FourierCrop, Images};
+use crate::images::{CropTo, Images};
 use crate::streams::Stream;
 use cryosplat_core::backproject::{Accumulator, InsertScratch};
 use cryosplat_core::ctf::CtfGrid;
@@ -221,16 +221,10 @@ pub fn half_backprojection(
     let mut scratch = InsertScratch::new(to_d, PAD, apix_c);
     let mut s = images.scratch();
     let mut img = vec![0.0f32; d * d];
-    let mut crop = (to_d < d).then(|| (FourierCrop::new(d, to_d, 0.0), vec![0.0f32; to_d * to_d]));
+    let mut crop = CropTo::new(d, to_d);
     for (k, &i) in idx.iter().enumerate() {
         images.read(i, &mut img, &mut s)?;
-        let img = match &mut crop {
-            Some((c, small)) => {
-                c.apply(&img, small);
-                &small[..]
-            }
-            None => &img[..],
-        };
+        let img = crop.apply(&img);
         let p = &images.set.particles[i];
         acc[k % 2].insert_symmetric(img, &p.pose, apix_c, (!no_ctf).then_some(&p.ctf), group.operators(), &mut scratch);
     }

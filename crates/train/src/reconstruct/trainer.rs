@@ -273,14 +273,7 @@ impl HalfTrainer {
         }
         let inv = 1.0 / t.count as f64;
         let unit = GaussianModel { params: t.sum.iter().map(|a| a.map(|v| (v * inv) as f32)).collect() };
-        Some(match &self.sym {
-            None => unit,
-            Some(s) => {
-                let mut out = GaussianModel { params: Vec::new() };
-                s.expansion.expand(&unit, &mut out);
-                out
-            }
-        })
+        Some(self.expanded(Cow::Owned(unit)).into_owned())
     }
 
     /// Render the following steps' model blurred by an isotropic Gaussian of standard
@@ -307,11 +300,16 @@ impl HalfTrainer {
 
     /// The whole model: the unit's copies with a symmetry, else the model itself.
     pub fn full_model(&self) -> Cow<'_, GaussianModel> {
+        self.expanded(Cow::Borrowed(&self.model))
+    }
+
+    /// `unit` as a whole model: its copies with a symmetry, else `unit` itself.
+    fn expanded<'a>(&self, unit: Cow<'a, GaussianModel>) -> Cow<'a, GaussianModel> {
         match &self.sym {
-            None => Cow::Borrowed(&self.model),
+            None => unit,
             Some(s) => {
                 let mut out = GaussianModel { params: Vec::new() };
-                s.expansion.expand(&self.model, &mut out);
+                s.expansion.expand(&unit, &mut out);
                 Cow::Owned(out)
             }
         }
