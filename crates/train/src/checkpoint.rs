@@ -328,5 +328,26 @@ mod tests {
         save(&p, &meta(), &[trainer(1.0, 3, 23), a]).unwrap();
         let e = load(&p, &AdamConfig::default()).unwrap_err().to_string();
         assert!(e.contains("half B") && e.contains("non-finite"), "{e}");
+        // A non-finite tail average, too.
+        let mut b = trainer(0.0, 7, 40);
+        b.tail = TailAverage {
+            from: 1,
+            count: 1,
+            sum: vec![[0.0; PARAMS_PER_GAUSSIAN], [f64::INFINITY; PARAMS_PER_GAUSSIAN], [0.0; PARAMS_PER_GAUSSIAN]],
+        };
+        save(&p, &meta(), &[trainer(1.0, 3, 23), b]).unwrap();
+        let e = load(&p, &AdamConfig::default()).unwrap_err().to_string();
+        assert!(e.contains("half B") && e.contains("non-finite"), "{e}");
+    }
+
+    #[test]
+    fn a_tail_average_of_another_size_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.ckpt");
+        let mut a = trainer(0.0, 7, 40);
+        a.tail = TailAverage { from: 1, count: 1, sum: vec![[0.0; PARAMS_PER_GAUSSIAN]; 2] };
+        save(&p, &meta(), &[a, trainer(1.0, 3, 23)]).unwrap();
+        let e = load(&p, &AdamConfig::default()).unwrap_err().to_string();
+        assert!(e.contains("c.ckpt") && e.contains("tail average of 2 Gaussians for a model of 3"), "{e}");
     }
 }
