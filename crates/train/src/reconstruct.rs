@@ -14,7 +14,9 @@
 //! and beyond as many as see the same number of pixels, 5,000 at 128 px: [`auto_min_steps`],
 //! [`ReconstructConfig::planned_epochs`]); `--epochs` forces a count. The halves never see each
 //! other's data. With `--average-tail F` the final maps are of each half's raw parameters
-//! averaged over its last `F` of the planned steps ([`trainer::TailAverage`]; off by default).
+//! averaged over its last `F` of the planned steps ([`trainer::TailAverage`]); without it, over
+//! the last 20% above 64 px, where the runs are shorter, and not at all up to 64 px
+//! ([`auto_average_tail`]).
 //!
 //! With `--grow auto` the model grows ([`Growth`]): each half starts with half of the
 //! Gaussians, and after the first 40% of the passes every Gaussian is split in two along one of
@@ -162,9 +164,10 @@ pub struct ReconstructConfig {
     #[serde(default)]
     pub min_steps: Option<u64>,
     /// The fraction of each half's optimiser steps, at the end of the run, whose parameters
-    /// are averaged into the final model (`--average-tail`; 0: the last step's model).
+    /// are averaged into the final model (`--average-tail`; 0: the last step's model); `None`:
+    /// [`auto_average_tail`] of the training box.
     #[serde(default)]
-    pub average_tail: f64,
+    pub average_tail: Option<f64>,
     /// Adam learning rate (box units), for every parameter type.
     pub lr: f64,
     /// How the learning rate falls ([`LrSchedule`]).
@@ -394,7 +397,7 @@ impl Default for ReconstructConfig {
             gaussians: 20_000,
             epochs: None,
             min_steps: None,
-            average_tail: 0.0,
+            average_tail: None,
             lr: 1e-3,
             lr_schedule: LrSchedule::Exponential,
             lr_decay: 0.1,
@@ -477,6 +480,24 @@ pub fn auto_min_steps(d: usize) -> u64 {
     (AUTO_MIN_STEPS as f64 * r * r).round() as u64
 }
 
+/// The fraction of each half's steps whose parameters are averaged into the final model when
+/// `--average-tail` is not given, on `d` px images: none up to [`AUTO_MIN_STEPS_BOX`] px, where
+/// the runs take at least [`AUTO_MIN_STEPS`] steps and the average was coarser on three of
+/// fourteen simulated sets; [`AUTO_AVERAGE_TAIL`] beyond, where [`auto_min_steps`] shortens the
+/// runs and the average was within 0.1% of the last step's model or finer on every set
+/// measured (BENCHMARKS.md, "The run length at larger boxes").
+pub fn auto_average_tail(d: usize) -> f64 {
+    if d <= AUTO_MIN_STEPS_BOX {
+        0.0
+    } else {
+        AUTO_AVERAGE_TAIL
+    }
+}
+
+/// The fraction of the steps averaged by default above [`AUTO_MIN_STEPS_BOX`] px
+/// ([`auto_average_tail`]).
+pub const AUTO_AVERAGE_TAIL: f64 = 0.2;
+
 impl ReconstructConfig {
     /// The start of a run on halves of `half_sizes` particles: `init` itself when it names one,
     /// else (`auto`) the backprojection start when the smaller half has fewer than
@@ -491,6 +512,12 @@ impl ReconstructConfig {
             given => (given, format!("--init {}", given.name())),
         };
         InitChoice { requested: self.init, used, reason }
+    }
+
+    /// The fraction of each half's last steps averaged into its final model on `d` px images:
+    /// `average_tail` when given, else [`auto_average_tail`].
+    pub fn average_tail_for(&self, d: usize) -> f64 {
+        self.average_tail.unwrap_or_else(|| auto_average_tail(d))
     }
 
     /// The least optimiser steps per half of a run whose length follows the data, on `d` px
@@ -624,6 +651,9 @@ pub struct EpochResult<'a> {
 pub struct Summary {
     /// Passes made over each half (`--epochs`, or planned from `--min-steps`).
     pub epochs: usize,
+    /// The fraction of each half's last steps averaged into its final model (`--average-tail`,
+    /// or [`auto_average_tail`] of the box).
+    pub average_tail: f64,
     pub history: Vec<EpochRecord>,
     pub box_px: usize,
     pub apix: f64,
@@ -702,10 +732,9 @@ pub fn reconstruct(
     {
         return Err(ReconstructError::Config("--lr, --lr-decay and --lr-gamma must be positive".into()));
     }
-    if !(cfg.average_tail >= 0.0 && cfg.average_tail < 1.0) {
+    if let Some(f) = cfg.average_tail.filter(|f| !(*f >= 0.0 && *f < 1.0)) {
         return Err(ReconstructError::Config(format!(
-            "--average-tail {}: expected a fraction of the steps from 0 up to (not including) 1",
-            cfg.average_tail
+            "--average-tail {f}: expected a fraction of the steps from 0 up to (not including) 1"
         )));
     }
     if !(cfg.n_sigma >= 1.0 && cfg.n_sigma.is_finite()) {
@@ -746,6 +775,8 @@ pub struct Plan {
     pub grow_before: Option<usize>,
     /// Gaussians per half model at the start and at the end of the run (before density control).
     pub gaussians: [usize; 2],
+    /// The fraction of each half's last steps averaged into its final model.
+    pub average_tail: f64,
 }
 
 /// The plan of a run of `set` with `cfg`.
@@ -756,7 +787,13 @@ pub fn plan(set: &ParticleSet, cfg: &ReconstructConfig) -> Result<Plan, Reconstr
     let d = working_box(cfg.downsample, set.box_px).map_err(ReconstructError::Config)?;
     let epochs = ReconstructConfig { init: start.used, ..cfg.clone() }.planned_epochs(sizes, d);
     let (grow_before, first) = cfg.growth(epochs);
-    Ok(Plan { start, epochs, grow_before, gaussians: [first, if grow_before.is_some() { 2 * first } else { first }] })
+    Ok(Plan {
+        start,
+        epochs,
+        grow_before,
+        gaussians: [first, if grow_before.is_some() { 2 * first } else { first }],
+        average_tail: cfg.average_tail_for(d),
+    })
 }
 
 impl std::fmt::Display for Plan {
@@ -769,7 +806,11 @@ impl std::fmt::Display for Plan {
                 self.gaussians[0], self.gaussians[1]
             ),
             None => write!(f, "{} Gaussians per half", self.gaussians[0]),
+        }?;
+        if self.average_tail > 0.0 {
+            write!(f, "; the final model averaged over the last {}% of each half's steps", (self.average_tail * 100.0).round())?;
         }
+        Ok(())
     }
 }
 
@@ -1155,6 +1196,7 @@ impl<'a> Driver<'a> {
         self.out.record(self.ckpt_path.clone());
         let summary = Summary {
             epochs: self.epochs,
+            average_tail: self.cfg.average_tail_for(self.d),
             history: self.history.clone(),
             box_px: self.d,
             apix: self.apix,
@@ -1375,7 +1417,7 @@ impl<'a> Driver<'a> {
     /// With `--average-tail`, the optimiser step of `half` after which its tail window starts:
     /// the last `average_tail` of its planned steps.
     fn tail_from(&self, half: usize) -> Option<u64> {
-        let f = self.cfg.average_tail;
+        let f = self.cfg.average_tail_for(self.d);
         (f > 0.0).then(|| {
             let total = (self.epochs * self.steps_per_epoch(half)) as u64;
             total - ((f * total as f64).round() as u64).clamp(1, total.max(1))
@@ -1853,7 +1895,13 @@ mod tests {
         assert_eq!(auto.planned_epochs([1_000, 1_000], 128), MIN_EPOCHS);
         assert_eq!(auto.planned_epochs([400, 400], 96), 23);
         // A given count holds at any box.
-        assert_eq!(ReconstructConfig { min_steps: Some(20_000), ..auto }.planned_epochs([1_000, 1_000], 128), 20);
+        assert_eq!(ReconstructConfig { min_steps: Some(20_000), ..auto.clone() }.planned_epochs([1_000, 1_000], 128), 20);
+        // Where the runs are shortened, the last fifth of the steps is averaged; a given
+        // fraction holds at any box.
+        assert_eq!([32, 64, 65, 96, 128, 256].map(|d| auto.average_tail_for(d)), [0.0, 0.0, 0.2, 0.2, 0.2, 0.2]);
+        let given = ReconstructConfig { average_tail: Some(0.1), ..auto.clone() };
+        assert_eq!([64, 128].map(|d| given.average_tail_for(d)), [0.1, 0.1]);
+        assert_eq!(ReconstructConfig { average_tail: Some(0.0), ..auto }.average_tail_for(128), 0.0);
     }
 
     #[test]

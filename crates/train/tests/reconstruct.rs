@@ -133,7 +133,7 @@ fn the_tail_average_changes_the_final_maps_and_resumes_exactly() {
     let star = simulated(&dir.path().join("sim"), 200, 1.0);
     let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
     // 100 steps per half-pass, 2 passes: the window is each half's second pass.
-    let cfg = ReconstructConfig { average_tail: 0.5, ..small(2) };
+    let cfg = ReconstructConfig { average_tail: Some(0.5), ..small(2) };
     let (plain, unbroken, broken) = (dir.path().join("plain"), dir.path().join("a"), dir.path().join("b"));
     rec(&set, &small(2), &plain, false).unwrap();
     rec(&set, &cfg, &unbroken, false).unwrap();
@@ -149,9 +149,35 @@ fn the_tail_average_changes_the_final_maps_and_resumes_exactly() {
     }
     // A fraction of 1 or more, or a negative one, is refused.
     for f in [1.0, -0.1, f64::NAN] {
-        let e = rec(&set, &ReconstructConfig { average_tail: f, ..small(2) }, &dir.path().join("x"), false).unwrap_err().to_string();
+        let e = rec(&set, &ReconstructConfig { average_tail: Some(f), ..small(2) }, &dir.path().join("x"), false).unwrap_err().to_string();
         assert!(e.contains("--average-tail"), "{e}");
     }
+}
+
+/// Without `--average-tail`, runs above 64 px (shortened by the pixel rule) average the last
+/// fifth of each half's steps and runs up to 64 px do not; the plan says so.
+#[test]
+fn the_tail_is_averaged_by_default_above_64_px_only() {
+    use cryosplat_train::reconstruct::plan;
+    let dir = tempfile::tempdir().unwrap();
+    let small_set = ParticleSet::load(&simulated(&dir.path().join("sim40"), 40, 1.0), &LoadOptions::default()).unwrap();
+    let atoms = carbon_blob(120, [6.0, 4.0, 5.0], 30.0, 3);
+    let sim = SimulateConfig { box_px: 68, apix: 1.0, count: 40, snr: 1.0, seed: 5, max_shift_px: 2.0, ..Default::default() };
+    simulate(&Source::Atoms { atoms, label: "test".into() }, &sim, &dir.path().join("sim68"), &NoProgress).unwrap();
+    let set = ParticleSet::load(&dir.path().join("sim68/particles.star"), &LoadOptions::default()).unwrap();
+    let auto = ReconstructConfig { gaussians: 300, epochs: Some(1), ..small(2) };
+    assert_eq!(plan(&small_set, &auto).unwrap().average_tail, 0.0);
+    let p = plan(&set, &auto).unwrap();
+    assert_eq!(p.average_tail, 0.2);
+    assert!(p.to_string().contains("averaged over the last 20% of each half's steps"), "{p}");
+    let runs = [None, Some(0.2), Some(0.0)].map(|f| {
+        let out = dir.path().join(format!("{f:?}"));
+        let s = rec(&set, &ReconstructConfig { average_tail: f, ..auto.clone() }, &out, false).unwrap();
+        assert_eq!(s.average_tail, f.unwrap_or(0.2), "the summary (run.json) holds the fraction used");
+        std::fs::read(out.join("half_map_a.mrc")).unwrap()
+    });
+    assert_eq!(runs[0], runs[1], "the default above 64 px is not the average of the last fifth");
+    assert_ne!(runs[0], runs[2], "the default above 64 px averaged nothing");
 }
 
 #[test]

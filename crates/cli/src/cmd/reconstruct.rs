@@ -81,10 +81,10 @@ pub struct Args {
     #[arg(long)]
     pub min_steps: Option<u64>,
     /// Average each half's parameters over this fraction of its steps at the end of the run and
-    /// write the maps of the averaged models (0: the last step's models). Experimental: finer
-    /// on 11 of 18 simulated sets measured, coarser on three (BENCHMARKS.md).
-    #[arg(long, default_value_t = ReconstructConfig::default().average_tail)]
-    pub average_tail: f64,
+    /// write the maps of the averaged models (0: the last step's models). Without it: 0 for
+    /// images of up to 64 px, 0.2 beyond (where the runs are shorter; BENCHMARKS.md).
+    #[arg(long)]
+    pub average_tail: Option<f64>,
     /// Adam learning rate (box units), for every parameter type.
     #[arg(long, default_value_t = ReconstructConfig::default().lr)]
     pub lr: f64,
