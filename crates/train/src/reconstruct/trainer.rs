@@ -256,11 +256,17 @@ impl HalfTrainer {
         if t.from != from || t.sum.len() != n {
             *t = TailAverage { from, count: 0, sum: vec![[0.0; PARAMS_PER_GAUSSIAN]; n] };
         }
-        for (acc, p) in t.sum.iter_mut().zip(&self.model.params) {
+        // Flat and in chunks across the pool's threads: one addition per raw parameter, in the
+        // same order as a plain loop, vectorised (a per-Gaussian loop over 11 values was not,
+        // and cost 4% of a 128 px run).
+        use rayon::prelude::*;
+        const CHUNK: usize = 4096;
+        let params = self.model.params.as_flattened();
+        t.sum.as_flattened_mut().par_chunks_mut(CHUNK).zip(params.par_chunks(CHUNK)).for_each(|(acc, p)| {
             for (a, &v) in acc.iter_mut().zip(p) {
-                *a += v as f64;
+                *a += f64::from(v);
             }
-        }
+        });
         t.count += 1;
     }
 
