@@ -75,6 +75,8 @@ fn the_report_names_the_point_group_in_its_result() {
             .unwrap();
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         let html = std::fs::read_to_string(rec.join("report.html")).unwrap();
+        // The FSC section says how far the half-map resolution was found to hold.
+        assert!(html.contains("How far to trust the half-map resolution") && html.contains("0.89 to 1.04 times"), "{html}");
         let start = html.find("Result").expect("a Result section");
         let end = html[start..].find("Fourier shell correlation").expect("the FSC section") + start;
         html[start..end].to_string()
