@@ -90,6 +90,8 @@ VARIANTS = {
     "gs-min7071-seed2": ["--min-steps", "7071", "--seed", "2"],
     "gs-min10887-seed1": ["--min-steps", "10887", "--seed", "1"],
     "gs-min10887-seed2": ["--min-steps", "10887", "--seed", "2"],
+    "gs-decay0.01-seed1": ["--lr-decay", "0.01", "--seed", "1"],
+    "gs-decay0.01-seed2": ["--lr-decay", "0.01", "--seed", "2"],
     "gs-seed1": ["--seed", "1"],
     "gs-seed2": ["--seed", "2"],
     "gs-avg0.2-seed1": ["--average-tail", "0.2", "--seed", "1"],
