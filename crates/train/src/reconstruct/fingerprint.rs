@@ -32,12 +32,28 @@ pub struct Fingerprint {
 
 /// The fingerprint of a run of `set` with `cfg` at training box `d` on `threads` threads.
 pub fn fingerprint(set: &ParticleSet, cfg: &ReconstructConfig, d: usize, threads: usize) -> Fingerprint {
+    let settings = settings(cfg, d);
+    let mut hd = 0xcbf2_9ce4_8422_2325u64;
+    fnv1a(&mut hd, format!("{}|{}|{}|{}", set.len(), set.box_px, set.apix, set.invert).as_bytes());
+    for (i, p) in set.particles.iter().enumerate() {
+        let (stack, index) = set.image_ref(i);
+        let stack = stack.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        fnv1a(&mut hd, format!("{stack}@{index}|{:?}|{:?}|{:?}", p.pose, p.ctf, p.random_subset).as_bytes());
+    }
+    Fingerprint { settings, data: format!("{hd:016x}"), threads }
+}
+
+/// The settings part of a fingerprint (see [`Fingerprint::settings`]). `--average-tail` enters
+/// as the fraction used at box `d`, so that leaving it out and giving its default value are the
+/// same run.
+fn settings(cfg: &ReconstructConfig, d: usize) -> serde_json::Value {
     let mut settings = serde_json::to_value(cfg).expect("config serialises");
     if let Some(m) = settings.as_object_mut() {
         for k in ["epochs", "min_steps", "threads", "checkpoint_every", "cache_gib", "max_steps"] {
             m.remove(k);
         }
         m.insert("training_box_px".into(), d.into());
+        m.insert("average_tail".into(), cfg.average_tail_for(d).into());
         // Settings added later are left out at their old behaviour, so that checkpoints written
         // before they existed still resume.
         for (k, old) in [("sym", "C1"), ("init", "random")] {
@@ -54,14 +70,7 @@ pub fn fingerprint(set: &ParticleSet, cfg: &ReconstructConfig, d: usize, threads
             }
         }
     }
-    let mut hd = 0xcbf2_9ce4_8422_2325u64;
-    fnv1a(&mut hd, format!("{}|{}|{}|{}", set.len(), set.box_px, set.apix, set.invert).as_bytes());
-    for (i, p) in set.particles.iter().enumerate() {
-        let (stack, index) = set.image_ref(i);
-        let stack = stack.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        fnv1a(&mut hd, format!("{stack}@{index}|{:?}|{:?}|{:?}", p.pose, p.ctf, p.random_subset).as_bytes());
-    }
-    Fingerprint { settings, data: format!("{hd:016x}"), threads }
+    settings
 }
 
 /// What differs between the checkpoint's fingerprint `then` and this run's `now`, in words
@@ -118,5 +127,17 @@ mod tests {
         // start against a run whose `--init auto` chose the backprojection.
         let d = fp(serde_json::json!({"gaussians": 600, "lr": 0.001, "density": {"x": 1}, "init": "backprojection"}), "d1", 2);
         assert_eq!(difference(&a, &d), "--init (\"random\" then, \"backprojection\" now)");
+    }
+
+    #[test]
+    fn the_tail_average_enters_as_the_fraction_used() {
+        let with = |f: Option<f64>, d| settings(&ReconstructConfig { average_tail: f, ..Default::default() }, d);
+        // Left out, it is the default of the box: a run may resume with it given or not.
+        assert_eq!(with(None, 64), with(Some(0.0), 64));
+        assert_eq!(with(None, 128), with(Some(0.2), 128));
+        // A checkpoint of a run without the average above 64 px (older builds' default) is
+        // another run than today's default there, and says why.
+        let fp = |s| Fingerprint { settings: s, data: "d".into(), threads: 2 };
+        assert_eq!(difference(&fp(with(Some(0.0), 128)), &fp(with(None, 128))), "--average-tail (0.0 then, 0.2 now)");
     }
 }
