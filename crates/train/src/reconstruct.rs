@@ -13,9 +13,10 @@
 //! when a half would otherwise take fewer than `min_steps` optimiser steps (20,000 up to 64 px,
 //! and beyond as many as see the same number of pixels, 5,000 at 128 px: [`auto_min_steps`],
 //! [`ReconstructConfig::planned_epochs`]); `--epochs` forces a count. The halves never see each
-//! other's data. With `--average-tail F` the final maps are of each half's raw parameters
-//! averaged over its last `F` of the planned steps ([`trainer::TailAverage`]); without it, over
-//! the last 20% above 64 px, where the runs are shorter, and not at all up to 64 px
+//! other's data. With `--average-tail F`, `map.mrc` and the Gaussians are of each half's raw
+//! parameters averaged over its last `F` of the planned steps ([`trainer::TailAverage`]), while
+//! the half maps and the reported resolution stay the last step's; without it, over the last
+//! 20% above 64 px, where the runs are shorter, and not at all up to 64 px
 //! ([`auto_average_tail`]).
 //!
 //! With `--grow auto` the model grows ([`Growth`]): each half starts with half of the
@@ -1430,13 +1431,20 @@ impl<'a> Driver<'a> {
         let progress = self.session.progress;
         progress.start("maps and FSC", 1);
         let last = epoch + 1 == self.epochs;
-        // With a symmetry, the maps and files are of the unit's copies; after the last pass,
-        // with `--average-tail`, of the averaged model.
+        // With a symmetry, the maps and files are of the unit's copies. After the last pass,
+        // with `--average-tail`, map.mrc, its completion and the Gaussians are of the averaged
+        // models, while the half maps and their FSC stay the last step's: averaging takes noise
+        // out of both halves but not the error they share, so the FSC of averaged halves would
+        // claim more than the truth supports (BENCHMARKS.md, "The run length at larger boxes");
+        // the last step's halves give the same resolution as a run without the average.
         let from = [0, 1].map(|h| if last { self.tail_from(h) } else { None });
         let trainers = &self.trainers;
-        let full =
-            [0, 1].map(|h| from[h].and_then(|f| trainers[h].tail_full_model(f)).map_or_else(|| trainers[h].full_model(), Cow::Owned));
+        let averaged = [0, 1].map(|h| from[h].and_then(|f| trainers[h].tail_full_model(f)));
+        let full = [0, 1].map(|h| averaged[h].clone().map_or_else(|| trainers[h].full_model(), Cow::Owned));
         let [mut map_a, mut map_b] = [0, 1].map(|h| voxelize_model(&full[h], d));
+        // The last step's half maps where they differ from the averaged ones.
+        let mut last_step: Option<[Vec<f32>; 2]> =
+            averaged.iter().any(Option::is_some).then(|| [0, 1].map(|h| voxelize_model(&trainers[h].full_model(), d)));
         for (h, m) in [&map_a, &map_b].into_iter().enumerate() {
             let (now, start) = (map_mass(m), self.start_map_mass[h]);
             if !(now.is_finite() && now > COLLAPSED_MASS_FRACTION * start) {
@@ -1452,10 +1460,22 @@ impl<'a> Driver<'a> {
         }
         // Maps in the input's units: each model fits its half's images multiplied by that half's
         // data scale.
-        for (m, scale) in [&mut map_a, &mut map_b].into_iter().zip(self.data_scale) {
+        let [last_a, last_b] = match last_step.as_mut() {
+            Some([a, b]) => [Some(a), Some(b)],
+            None => [None, None],
+        };
+        for ((m, l), scale) in [(&mut map_a, last_a), (&mut map_b, last_b)].into_iter().zip(self.data_scale) {
             let unscale = (1.0 / scale) as f32;
             m.iter_mut().for_each(|v| *v *= unscale);
+            if let Some(l) = l {
+                l.iter_mut().for_each(|v| *v *= unscale);
+            }
         }
+        // The half maps written and compared: the last step's.
+        let (half_a, half_b) = match &last_step {
+            Some([a, b]) => (a, b),
+            None => (&map_a, &map_b),
+        };
         let threads = match self.renderer.options().threads {
             0 => rayon::current_num_threads(),
             t => t,
@@ -1465,7 +1485,7 @@ impl<'a> Driver<'a> {
         let refined = if last { self.refined_particles() } else { None };
         let particles = check::Particles { apix, no_ctf: self.cfg.no_ctf, refined: refined.as_deref() };
         let gaussian: Vec<f32> = map_a.iter().zip(&map_b).map(|(a, b)| 0.5 * (a + b)).collect();
-        let fsc = gold_standard(&map_a, &map_b, d, apix, MaskChoice::Auto, self.cfg.seed);
+        let fsc = gold_standard(half_a, half_b, d, apix, MaskChoice::Auto, self.cfg.seed);
         // Degenerate half maps, or shells without power before a crossing, give no resolution.
         let no_res = |e: NoResolution| ReconstructError::NoResolution(format!("after epoch {}: {e}", epoch + 1));
         let (r0143, r05) = (fsc.try_resolution(0.143).map_err(no_res)?, fsc.try_resolution(0.5).map_err(no_res)?);
@@ -1495,7 +1515,7 @@ impl<'a> Driver<'a> {
             progress.start("maps and FSC", 1);
         }
         let map = completed.as_ref().map_or(&gaussian, |c| &c.map);
-        let maps = Maps { full: map, half_a: &map_a, half_b: &map_b, d, apix };
+        let maps = Maps { full: map, half_a, half_b, d, apix };
         let sym = match self.trainers[0].symmetry() {
             Some(e) => format!(", symmetry {}", e.name()),
             None => String::new(),
@@ -1533,7 +1553,7 @@ impl<'a> Driver<'a> {
             history: &self.history,
             fsc: &fsc,
             map,
-            half_maps: [&map_a, &map_b],
+            half_maps: [half_a, half_b],
             models: [&full[0], &full[1]],
             start: &self.start,
             symmetry: self.trainers[0].symmetry(),

@@ -125,8 +125,9 @@ fn a_resumed_run_equals_an_unbroken_one() {
     assert!(e.contains("no checkpoint") && e.contains("without --resume"), "{e}");
 }
 
-/// `--average-tail`: the final maps are of each half's parameters averaged over the last steps,
-/// and a run broken inside that window resumes to the same maps, bit for bit.
+/// `--average-tail`: the map and the Gaussians are of each half's parameters averaged over the
+/// last steps, the half maps and their FSC the last step's; a run broken inside that window
+/// resumes to the same files, bit for bit.
 #[test]
 fn the_tail_average_changes_the_final_maps_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -135,16 +136,23 @@ fn the_tail_average_changes_the_final_maps_and_resumes_exactly() {
     // 100 steps per half-pass, 2 passes: the window is each half's second pass.
     let cfg = ReconstructConfig { average_tail: Some(0.5), ..small(2) };
     let (plain, unbroken, broken) = (dir.path().join("plain"), dir.path().join("a"), dir.path().join("b"));
-    rec(&set, &small(2), &plain, false).unwrap();
-    rec(&set, &cfg, &unbroken, false).unwrap();
-    for f in ["half_map_a.mrc", "half_map_b.mrc"] {
-        assert_ne!(std::fs::read(plain.join(f)).unwrap(), std::fs::read(unbroken.join(f)).unwrap(), "{f}: the average changed nothing");
+    let s_plain = rec(&set, &small(2), &plain, false).unwrap();
+    let s_avg = rec(&set, &cfg, &unbroken, false).unwrap();
+    let read = |dir: &Path, f: &str| std::fs::read(dir.join(f)).unwrap();
+    for f in ["map_gaussians.mrc", "gaussians_a.ply", "gaussians_b.ply"] {
+        assert_ne!(read(&plain, f), read(&unbroken, f), "{f}: the average changed nothing");
     }
+    // The half maps and their FSC are the last step's, as without the average (the average
+    // would make the halves agree more than the truth supports).
+    for f in ["half_map_a.mrc", "half_map_b.mrc", "fsc.csv"] {
+        assert_eq!(read(&plain, f), read(&unbroken, f), "{f}: not the last step's");
+    }
+    assert_eq!(s_plain.last().resolution_0143, s_avg.last().resolution_0143);
     // Killed half way through half A's window (step 250 of both halves' 400), then resumed.
     let e = rec(&set, &ReconstructConfig { max_steps: Some(250), ..cfg.clone() }, &broken, false).unwrap_err();
     assert!(matches!(e, ReconstructError::Interrupted { steps: 250, .. }), "{e}");
     rec(&set, &cfg, &broken, true).unwrap();
-    for f in ["map.mrc", "half_map_a.mrc", "half_map_b.mrc", "gaussians_a.ply"] {
+    for f in ["map.mrc", "map_gaussians.mrc", "half_map_a.mrc", "half_map_b.mrc", "gaussians_a.ply"] {
         assert_eq!(std::fs::read(unbroken.join(f)).unwrap(), std::fs::read(broken.join(f)).unwrap(), "{f} differs");
     }
     // A fraction of 1 or more, or a negative one, is refused.
@@ -174,7 +182,7 @@ fn the_tail_is_averaged_by_default_above_64_px_only() {
         let out = dir.path().join(format!("{f:?}"));
         let s = rec(&set, &ReconstructConfig { average_tail: f, ..auto.clone() }, &out, false).unwrap();
         assert_eq!(s.average_tail, f.unwrap_or(0.2), "the summary (run.json) holds the fraction used");
-        std::fs::read(out.join("half_map_a.mrc")).unwrap()
+        std::fs::read(out.join("map_gaussians.mrc")).unwrap()
     });
     assert_eq!(runs[0], runs[1], "the default above 64 px is not the average of the last fifth");
     assert_ne!(runs[0], runs[2], "the default above 64 px averaged nothing");
