@@ -258,11 +258,22 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
             .figure("Half-map FSC: unmasked, auto-masked, and corrected by phase randomisation", dir.join("fsc.png")),
         Section::new("Training").figure("Mean loss per epoch", dir.join("loss.png")),
         Section::new("Map")
-            .text(if r.completion.is_some() {
-                "Central slices and orthogonal projections of map.mrc (the average of the half maps, completed by the backprojection of the same images where they hold what the Gaussians miss)."
-            } else {
-                "Central slices and orthogonal projections of map.mrc (the average of the half maps)."
-            })
+            .text(format!(
+                "Central slices and orthogonal projections of map.mrc (the average of the {}{}).",
+                if r.averaged_tail > 0.0 {
+                    format!(
+                        "half models averaged over the last {:.0}% of their steps (the half maps and their FSC are the last step's)",
+                        r.averaged_tail * 100.0
+                    )
+                } else {
+                    "half maps".to_string()
+                },
+                if r.completion.is_some() {
+                    ", completed by the backprojection of the same images where they hold what the Gaussians miss"
+                } else {
+                    ""
+                }
+            ))
             .figure("Central slices", dir.join("slices.png"))
             .figure("Orthogonal projections", dir.join("projections.png")),
         Section::new("Gaussians")

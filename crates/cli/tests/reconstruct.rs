@@ -70,13 +70,15 @@ fn the_report_names_the_point_group_in_its_result() {
         let rec = dir.path().join(format!("rec-{sym}"));
         let r = Command::new(bin)
             .args(["-q", "reconstruct", star.to_str().unwrap(), "-o", rec.to_str().unwrap(), "--gaussians", "50", "--epochs", "1"])
-            .args(["--sym", sym, "--no-postprocess"])
+            .args(["--sym", sym, "--no-postprocess", "--average-tail", "0.5"])
             .output()
             .unwrap();
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
         let html = std::fs::read_to_string(rec.join("report.html")).unwrap();
         // The FSC section says how far the half-map resolution was found to hold.
         assert!(html.contains("How far to trust the half-map resolution") && html.contains("0.89 to 1.04 times"), "{html}");
+        // With the tail average, the map section says what map.mrc is made of.
+        assert!(html.contains("half models averaged over the last 50% of their steps"), "{html}");
         let start = html.find("Result").expect("a Result section");
         let end = html[start..].find("Fourier shell correlation").expect("the FSC section") + start;
         html[start..end].to_string()

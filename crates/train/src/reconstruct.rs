@@ -631,6 +631,9 @@ pub struct EpochResult<'a> {
     pub half_maps: [&'a [f32]; 2],
     /// The half models (the unit's copies with a symmetry).
     pub models: [&'a GaussianModel; 2],
+    /// After the last pass with `--average-tail`, the fraction of the steps whose averaged
+    /// models make `map` and `models` (the half maps stay the last step's); 0 otherwise.
+    pub averaged_tail: f64,
     /// Where the half models started, and why.
     pub start: &'a InitChoice,
     /// The point group's expansion, when the models hold an asymmetric unit.
@@ -1554,6 +1557,7 @@ impl<'a> Driver<'a> {
             fsc: &fsc,
             map,
             half_maps: [half_a, half_b],
+            averaged_tail: if last_step.is_some() { self.cfg.average_tail_for(d) } else { 0.0 },
             models: [&full[0], &full[1]],
             start: &self.start,
             symmetry: self.trainers[0].symmetry(),
