@@ -1248,6 +1248,7 @@ impl<'a> Driver<'a> {
         progress.inc(start as u64);
         let (mut running, mut running_n, t_half) = (0.0f64, 0usize, Instant::now());
         let keep_stats = cfg.density.wants_stats();
+        let tail_from = self.tail_from(half);
         for s in start..steps {
             if self.session.stop.load(Ordering::Relaxed) || cfg.max_steps.is_some_and(|m| self.taken >= m) {
                 self.at.pos = s;
@@ -1279,7 +1280,7 @@ impl<'a> Driver<'a> {
                     cfg.lr
                 )));
             }
-            if let Some(from) = self.tail_from(half) {
+            if let Some(from) = tail_from {
                 if self.trainers[half].steps > from {
                     self.trainers[half].add_to_tail(from);
                 }
@@ -1442,12 +1443,10 @@ impl<'a> Driver<'a> {
         // the last step's halves give the same resolution as a run without the average.
         let from = [0, 1].map(|h| if last { self.tail_from(h) } else { None });
         let trainers = &self.trainers;
-        let averaged = [0, 1].map(|h| from[h].and_then(|f| trainers[h].tail_full_model(f)));
-        let full = [0, 1].map(|h| averaged[h].clone().map_or_else(|| trainers[h].full_model(), Cow::Owned));
+        let mut averaged = [0, 1].map(|h| from[h].and_then(|f| trainers[h].tail_full_model(f)));
+        let any_averaged = averaged.iter().any(Option::is_some);
+        let full = [0, 1].map(|h| averaged[h].take().map_or_else(|| trainers[h].full_model(), Cow::Owned));
         let [mut map_a, mut map_b] = [0, 1].map(|h| voxelize_model(&full[h], d));
-        // The last step's half maps where they differ from the averaged ones.
-        let mut last_step: Option<[Vec<f32>; 2]> =
-            averaged.iter().any(Option::is_some).then(|| [0, 1].map(|h| voxelize_model(&trainers[h].full_model(), d)));
         for (h, m) in [&map_a, &map_b].into_iter().enumerate() {
             let (now, start) = (map_mass(m), self.start_map_mass[h]);
             if !(now.is_finite() && now > COLLAPSED_MASS_FRACTION * start) {
@@ -1463,18 +1462,22 @@ impl<'a> Driver<'a> {
         }
         // Maps in the input's units: each model fits its half's images multiplied by that half's
         // data scale.
-        let [last_a, last_b] = match last_step.as_mut() {
-            Some([a, b]) => [Some(a), Some(b)],
-            None => [None, None],
+        let data_scale = self.data_scale;
+        let unscale = |m: &mut [f32], h: usize| {
+            let u = (1.0 / data_scale[h]) as f32;
+            m.iter_mut().for_each(|v| *v *= u);
         };
-        for ((m, l), scale) in [(&mut map_a, last_a), (&mut map_b, last_b)].into_iter().zip(self.data_scale) {
-            let unscale = (1.0 / scale) as f32;
-            m.iter_mut().for_each(|v| *v *= unscale);
-            if let Some(l) = l {
-                l.iter_mut().for_each(|v| *v *= unscale);
-            }
-        }
-        // The half maps written and compared: the last step's.
+        unscale(&mut map_a, 0);
+        unscale(&mut map_b, 1);
+        // The half maps written and compared: the last step's (voxelised apart only when the
+        // averaged models made the maps above).
+        let last_step: Option<[Vec<f32>; 2]> = any_averaged.then(|| {
+            [0, 1].map(|h| {
+                let mut m = voxelize_model(&trainers[h].full_model(), d);
+                unscale(&mut m, h);
+                m
+            })
+        });
         let (half_a, half_b) = match &last_step {
             Some([a, b]) => (a, b),
             None => (&map_a, &map_b),

@@ -625,6 +625,10 @@ impl ParticleRefinement {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cryosplat_core::ctf::CtfGrid;
+    use cryosplat_core::render::RenderOptions;
+    use cryosplat_core::rng::Rng;
+    use cryosplat_core::rotation::{angle_between_deg, random_rotation};
 
     #[test]
     fn the_tail_average_is_the_mean_of_the_models_summed_in_its_window() {
@@ -646,10 +650,6 @@ mod tests {
         t.add_to_tail(7);
         assert_eq!(t.tail.count, 1);
     }
-    use cryosplat_core::ctf::CtfGrid;
-    use cryosplat_core::render::RenderOptions;
-    use cryosplat_core::rng::Rng;
-    use cryosplat_core::rotation::{angle_between_deg, random_rotation};
 
     fn config() -> RefineConfig {
         RefineConfig {
