@@ -73,7 +73,8 @@ def main():
             curve = [c["fsc_masked"] for c in r["curve"] if 1 <= c["shell"] <= half]
             _, v = read_mrc(m)
             cc = masked_cc(v, gt, mask)
-            res = [f"{v:.2f} Å" if isinstance(v, (int, float)) else str(v) for v in (r["resolution_05"], r["resolution_0143"])]
+            res = [f"{r[k]:.2f} Å" if isinstance(r[k], (int, float)) else str(r.get("resolution_details", {}).get(k, r[k]))
+                   for k in ("resolution_05", "resolution_0143")]
             print(f"| {m} | {res[0]} | {res[1]} | "
                   f"{sum(curve) / len(curve):.3f} | {cc:.3f} |")
 

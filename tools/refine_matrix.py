@@ -93,9 +93,14 @@ def rms_errors(star, truth):
     return math.sqrt(a2 / n), math.sqrt(o2 / (2 * n)), math.sqrt(z2 / n)
 
 
-def res(v):
-    """A resolution from `fsc --json` (null or "nyquist": the curve stays above 0.5 to Nyquist)."""
-    return f"{v:.2f}" if isinstance(v, (int, float)) else "Nyquist"
+def res(j, key):
+    """The resolution `key` of `fsc --json`: a number, or the kind its `resolution_details` names
+    (older builds: "nyquist" in place of the number)."""
+    v = j[key]
+    if isinstance(v, (int, float)):
+        return f"{v:.2f}"
+    kind = j.get("resolution_details", {}).get(key, {}).get("kind", "at_nyquist")
+    return "Nyquist" if kind == "at_nyquist" else kind.replace("_", " ")
 
 
 def main():
@@ -124,7 +129,7 @@ def main():
         fm = json.loads(sh([a.bin, "fsc", os.path.join(out, "map.mrc"), gt, "--json"]))
         summary = json.load(open(os.path.join(out, "run.json"))).get("summary", {})
         secs = summary.get("seconds", summary.get("wall_seconds"))
-        return out, [res(fm["resolution_05"]), res(fm["resolution_05_unmasked"]),
+        return out, [res(fm, "resolution_05"), res(fm, "resolution_05_unmasked"),
                      f"{secs:.0f}" if isinstance(secs, (int, float)) else "?"]
 
     rows = []

@@ -50,15 +50,17 @@ def sh(cmd):
     return p.stdout
 
 
-def res(v):
-    """A resolution from `fsc --json` or run.json (where null means Nyquist or no correlation)."""
-    if v is None:
-        return "Nyquist (null)"
+def res(v, detail=None):
+    """A resolution from `fsc --json` or run.json: a number, or null with `detail`, its typed
+    entry (`resolution_details` of `fsc --json`, run.json's last history record), saying why."""
     if isinstance(v, (int, float)):
         return f"{v:.2f}"
-    if v == "nyquist" or (isinstance(v, dict) and "nyquist" in v):
+    kind = detail.get("kind") if isinstance(detail, dict) else None
+    if kind == "at_nyquist" or v == "nyquist" or (isinstance(v, dict) and "nyquist" in v):
         return "Nyquist"
-    return str(v)
+    if v is None and kind is None:
+        return "Nyquist (null)"
+    return kind.replace("_", " ") if kind else str(v)
 
 
 def main():
@@ -96,13 +98,16 @@ def main():
             vs = json.loads(sh([a.bin, "fsc", os.path.join(out, "map.mrc"), gt, "--mask", "none", "--json"]))
             vsm = json.loads(sh([a.bin, "fsc", os.path.join(out, "map.mrc"), gt, "--json"]))
             summary = run.get("summary", {})
+            last = (run.get("history") or [summary])[-1]
             if prog == "reconstruct":
                 g = summary["history"][-1]["gaussians"][0]
             else:
                 g = "—"
             seconds = summary.get("seconds", summary.get("wall_seconds", run.get("seconds")))
-            rows.append([name, f"{count:,}", var, str(g), res(vs["resolution_05"]), res(vsm["resolution_05"]),
-                         res(run.get("resolution_0143")), res(run.get("resolution_05")),
+            rows.append([name, f"{count:,}", var, str(g), res(vs["resolution_05"], vs.get("resolution_details", {}).get("resolution_05")),
+                         res(vsm["resolution_05"], vsm.get("resolution_details", {}).get("resolution_05")),
+                         res(run.get("resolution_0143"), last.get("resolution_0143")),
+                         res(run.get("resolution_05"), last.get("resolution_05")),
                          f"{seconds:.0f}" if isinstance(seconds, (int, float)) else "?"])
             print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
     head = ["set", "particles", "variant", "Gaussians (unit, per half)", "vs truth FSC 0.5, unmasked (Å)",

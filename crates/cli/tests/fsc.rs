@@ -30,6 +30,23 @@ fn a_normal_pair_gives_a_resolution() {
     // The same data as the core test `relion_shells_and_resolutions`: 0.5 is crossed between 3.5 and 7 Å.
     let r = v["resolution_05"].as_f64().unwrap_or_else(|| panic!("{v}"));
     assert!(r > 3.5 && r < 7.0, "{r}");
+    // The typed entry beside it says it is a crossing, at the same figure.
+    assert_eq!(v["resolution_details"]["resolution_05"], serde_json::json!({"kind": "crossing", "angstrom": r}));
+}
+
+#[test]
+fn a_curve_that_never_crosses_is_null_with_its_nyquist_bound_as_in_run_json() {
+    // A map against itself agrees in every shell: no crossing, so no number at the top level
+    // (as `run.json`'s `resolution_0143`), and the details give the bound in the form of
+    // `run.json`'s history.
+    let a = format!("{CASE}vol_a.mrc");
+    let out = fsc(&[&a, &a, "--json", "--apix", "1.5"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in ["resolution_0143", "resolution_05", "resolution_0143_unmasked", "resolution_05_unmasked"] {
+        assert!(v[key].is_null(), "{key}: {v}");
+        assert_eq!(v["resolution_details"][key], serde_json::json!({"kind": "at_nyquist", "angstrom": 3.0}), "{key}");
+    }
 }
 
 #[test]

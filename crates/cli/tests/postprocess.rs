@@ -107,6 +107,7 @@ fn relion_half_maps_with_relions_mask() {
     let res = v["resolution_0143"].as_f64().unwrap();
     // RELION: 4.693 Å, shell 30 of 64 × 2.2 Å; ours within a shell.
     assert!((140.8 / res - 30.0).abs() <= 1.0, "{res}");
+    assert_eq!(v["resolution_details"]["resolution_0143"], serde_json::json!({"kind": "crossing", "angstrom": res}));
     let b = v["bfactor"].as_f64().unwrap();
     assert!((b + 167.3).abs() < 0.1 * 167.3, "B {b} vs RELION's −167.3");
     assert_eq!(v["fit"]["first_shell"], 15);

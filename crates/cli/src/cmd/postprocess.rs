@@ -13,7 +13,7 @@
 
 use crate::cmd::mask::{self as maskcmd, parse_positive};
 use anyhow::{bail, Context, Result};
-use cryosplat_core::fsc::{check_maps_labelled, Resolution};
+use cryosplat_core::fsc::check_maps_labelled;
 use cryosplat_core::postprocess::{
     postprocess, postprocess_map, BFactorChoice, BFactorFit, GuinierMap, Options, Postprocessed, DEFAULT_AUTOB_LOWRES_A,
 };
@@ -116,14 +116,6 @@ pub struct Args {
 /// Tests resolve every `open` of the files written by that rule and check that the file exists.
 pub const CXC_PATHS_NOTE: &str =
     "# ChimeraX runs this file in its own folder, so open it from anywhere (File > Open, or `open /path/to/this.cxc`)\n";
-
-fn resolution_json(r: Resolution, apix: f64) -> serde_json::Value {
-    match r {
-        Resolution::Angstrom(a) => serde_json::json!(a),
-        Resolution::Nyquist => serde_json::json!({ "nyquist": 2.0 * apix }),
-        Resolution::NoCorrelation => serde_json::json!("none"),
-    }
-}
 
 pub fn run(a: Args) -> Result<()> {
     // The output folder is taken first, so that a refused folder costs no work.
@@ -231,13 +223,11 @@ fn write_outputs(
             })
         })
         .collect();
-    let json = serde_json::json!({
+    let mut json = serde_json::json!({
         "half_maps": [a.half_a.to_string_lossy(), a.half_b.to_string_lossy()],
         "box": d,
         "apix": apix,
         "mask": mask_json,
-        "resolution_0143": resolution_json(p.resolution, apix),
-        "resolution_0143_unmasked": resolution_json(p.fsc.resolution_unmasked(0.143), apix),
         "randomised_from_shell": p.fsc.randomized_from_shell,
         "bfactor": p.bfactor_a2,
         "bfactor_mode": match a.bfactor { BFactorChoice::Auto => "auto", BFactorChoice::Given(_) => "given" },
@@ -248,6 +238,8 @@ fn write_outputs(
         "curve": curve,
         "guinier": guinier,
     });
+    crate::cmd::fsc::insert_resolution(&mut json, "resolution_0143", &Ok(p.resolution), apix);
+    crate::cmd::fsc::insert_resolution(&mut json, "resolution_0143_unmasked", &Ok(p.fsc.resolution_unmasked(0.143)), apix);
     let path = out.path("postprocess.json");
     cryosplat_formats::atomic::write_bytes_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
     out.record(path);
