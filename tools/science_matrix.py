@@ -86,33 +86,28 @@ VARIANTS = {
     "gs-avg0.1": ["--average-tail", "0.1"],
     "gs-min7071": ["--min-steps", "7071"],
     "gs-min10887": ["--min-steps", "10887"],
-    "gs-min7071-seed1": ["--min-steps", "7071", "--seed", "1"],
-    "gs-min7071-seed2": ["--min-steps", "7071", "--seed", "2"],
-    "gs-min10887-seed1": ["--min-steps", "10887", "--seed", "1"],
-    "gs-min10887-seed2": ["--min-steps", "10887", "--seed", "2"],
-    "gs-decay0.01-seed1": ["--lr-decay", "0.01", "--seed", "1"],
-    "gs-decay0.01-seed2": ["--lr-decay", "0.01", "--seed", "2"],
-    "gs-seed1": ["--seed", "1"],
-    "gs-seed2": ["--seed", "2"],
     "gs-avg0.4": ["--average-tail", "0.4"],
-    "gs-avg0.4-seed1": ["--average-tail", "0.4", "--seed", "1"],
-    "gs-avg0.4-seed2": ["--average-tail", "0.4", "--seed", "2"],
     "gs-avg0.3": ["--average-tail", "0.3"],
-    "gs-avg0.3-seed1": ["--average-tail", "0.3", "--seed", "1"],
-    "gs-avg0.3-seed2": ["--average-tail", "0.3", "--seed", "2"],
     "gs-lr0.002": ["--lr", "0.002"],
-    "gs-lr0.002-seed1": ["--lr", "0.002", "--seed", "1"],
-    "gs-lr0.002-seed2": ["--lr", "0.002", "--seed", "2"],
     "gs-lr0.0015": ["--lr", "0.0015"],
-    "gs-lr0.0015-seed1": ["--lr", "0.0015", "--seed", "1"],
-    "gs-lr0.0015-seed2": ["--lr", "0.0015", "--seed", "2"],
-    "gs-avg0.2-seed1": ["--average-tail", "0.2", "--seed", "1"],
-    "gs-avg0.2-seed2": ["--average-tail", "0.2", "--seed", "2"],
     "gs-min5000-decay0.03": ["--min-steps", "5000", "--lr-decay", "0.03"],
     "gs-min5000-decay0.01": ["--min-steps", "5000", "--lr-decay", "0.01"],
     "gs-min5000-lr2e-3": ["--min-steps", "5000", "--lr", "0.002"],
     "gs-grow-auto-min7500": ["--grow", "auto", "--min-steps", "7500"],
 }
+# The variants run on the default set of variants (`--variants` left out).
+DEFAULT_VARIANTS = list(VARIANTS)
+
+
+def variant_args(name):
+    """The reconstruct arguments of a variant; `NAME-seedK` is NAME with `--seed K` (another half
+    split, start and order of images on the same simulation), e.g. `gs-default-seed1`,
+    `gs-avg0.4-seed2`; `gs-seedK` is `gs-default-seedK`."""
+    base, sep, seed = name.rpartition("-seed")
+    base = "gs-default" if base == "gs" else base
+    if sep and seed.isdigit() and base in VARIANTS and VARIANTS[base] is not None:
+        return VARIANTS[base] + ["--seed", seed]
+    return VARIANTS[name]
 
 
 def run(cmd):
@@ -135,9 +130,15 @@ class AtNyquist(float):
     """A curve that never crosses: Nyquist is a bound, not a measured resolution."""
 
 
+def detail(j, key):
+    """The resolution `key` of `fsc --json` or `postprocess.json`: its typed entry in
+    `resolution_details` (the form of run.json's history) where there is one, else the plain
+    value (outputs of older builds: a number, "nyquist" or "none")."""
+    return j.get("resolution_details", {}).get(key, j.get(key))
+
+
 def res_value(r, apix):
-    """A resolution of `fsc --json` (a number, "nyquist" or "none") or of run.json's history (a
-    typed object)."""
+    """A resolution of `fsc --json` (see `detail`) or of run.json's history (a typed object)."""
     if r is None:
         return None
     if isinstance(r, (int, float)):
@@ -178,7 +179,7 @@ def main():
     ap.add_argument("--work", default=os.path.join(ROOT, "target", "science"))
     ap.add_argument("--sets", default="small", choices=["small", "mid", "full", "large"])
     ap.add_argument("--only", default="", help="comma-separated set names")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
     ap.add_argument("--threads", default="2")
     ap.add_argument("--gaussians", default="8000", help="Gaussians per half, or 'default' for the tool's own choice")
     ap.add_argument("--reuse", action="store_true", help="keep finished runs found in --work (only re-read them)")
@@ -201,7 +202,7 @@ def main():
         star, gt = os.path.join(sim, "particles.star"), os.path.join(sim, "gt.mrc")
         for v in variants:
             out_dir = os.path.join(a.work, name, v)
-            args = VARIANTS[v]
+            args = variant_args(v)
             if args is None:
                 cmd = [a.bin, "-q", "backproject", star, "-o", out_dir, "--threads", a.threads, "--overwrite"]
             else:
@@ -235,8 +236,8 @@ def main():
             for label, map_name in maps:
                 un = fsc_json(a.bin, os.path.join(out_dir, map_name), gt, "none")
                 ma = fsc_json(a.bin, os.path.join(out_dir, map_name), gt, "auto")
-                t_un = res_value(un["resolution_05_unmasked"], apix) if un else None
-                t_ma = res_value(ma["resolution_05"], apix) if ma else None
+                t_un = res_value(detail(un, "resolution_05_unmasked"), apix) if un else None
+                t_ma = res_value(detail(ma, "resolution_05"), apix) if ma else None
                 curve = [c["fsc_unmasked"] for c in un["curve"]] if un else None
                 if args is None:
                     bp_curve = curve
