@@ -97,6 +97,30 @@ fn a_folder_in_use_is_refused() {
 }
 
 #[test]
+fn run_json_tells_the_particles_box_from_the_maps_box() {
+    // With --downsample the maps are at a smaller box and a larger pixel than the stack:
+    // run.json's settings give the stack's (particles_box_px, particles_apix), its summary
+    // the maps'.
+    let dir = tempfile::tempdir().unwrap();
+    let star = simulated(dir.path());
+    for prog in ["reconstruct", "backproject"] {
+        let out = dir.path().join(prog);
+        let o = if prog == "reconstruct" {
+            reconstruct(&star, &out, &["--downsample", "16", "--no-postprocess"])
+        } else {
+            run(&["backproject", star.to_str().unwrap(), "-o", out.to_str().unwrap(), "--downsample", "16", "--no-postprocess"])
+        };
+        assert!(o.status.success(), "{prog}: {}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
+        assert_eq!(v["settings"]["particles_box_px"], 24, "{prog}");
+        assert_eq!(v["settings"]["particles_apix"], 2.5, "{prog}");
+        assert!(v["settings"]["box_px"].is_null() && v["settings"]["apix"].is_null(), "{prog}: ambiguous names are gone");
+        assert_eq!(v["summary"]["box_px"], 16, "{prog}");
+        assert!((v["summary"]["apix"].as_f64().unwrap() - 3.75).abs() < 1e-9, "{prog}: {}", v["summary"]["apix"]);
+    }
+}
+
+#[test]
 fn inputs_that_used_to_panic() {
     let dir = tempfile::tempdir().unwrap();
     let star = simulated(dir.path());

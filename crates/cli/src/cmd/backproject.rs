@@ -80,8 +80,8 @@ pub fn execute(a: &Args) -> Result<Backprojection> {
         "command": argv,
         "particles": a.input.particles.display().to_string(),
         "count": set.len(),
-        "box_px": set.box_px,
-        "apix": set.apix,
+        "particles_box_px": set.box_px,
+        "particles_apix": set.apix,
     });
     r.write_outputs(&mut out, &cfg, &settings)?;
     Ok(r)

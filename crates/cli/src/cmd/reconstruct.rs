@@ -476,8 +476,8 @@ pub fn execute(a: &Args, title: &str) -> Result<Summary> {
         "first": a.input.first,
         "subset": a.input.subset.as_ref().map(|p| p.display().to_string()),
         "count": set.len(),
-        "box_px": set.box_px,
-        "apix": set.apix,
+        "particles_box_px": set.box_px,
+        "particles_apix": set.apix,
         "config": cfg,
     });
     log.line(&format!("settings: {}", serde_json::to_string(&cfg)?));
