@@ -802,7 +802,7 @@ pub fn plan(set: &ParticleSet, cfg: &ReconstructConfig) -> Result<Plan, Reconstr
 
 impl std::fmt::Display for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} passes per half; ", self.epochs)?;
+        write!(f, "{} {} per half; ", self.epochs, if self.epochs == 1 { "pass" } else { "passes" })?;
         match self.grow_before {
             Some(e) => write!(
                 f,
@@ -1844,6 +1844,21 @@ fn restore(path: &Path, fingerprint: &Fingerprint, cfg: &ReconstructConfig, epoc
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plan_reads_in_words() {
+        let start = InitChoice { requested: InitKind::Random, used: InitKind::Random, reason: "asked for".into() };
+        let plan =
+            |epochs, grow_before, average_tail| Plan { start: start.clone(), epochs, grow_before, gaussians: [100, 200], average_tail };
+        assert_eq!(
+            plan(1, None, 0.2).to_string(),
+            "1 pass per half; 100 Gaussians per half; the final model averaged over the last 20% of each half's steps"
+        );
+        assert_eq!(
+            plan(5, Some(3), 0.0).to_string(),
+            "5 passes per half; 100 Gaussians per half, each split in two before pass 3 (200 from there on)"
+        );
+    }
 
     #[test]
     fn coarse_to_fine_stages_are_parsed_and_checked() {

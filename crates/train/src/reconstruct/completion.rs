@@ -19,9 +19,12 @@
 //! both halves, `2F/(1 − F)` (F at most 0.999). Where the Gaussians already explain the images
 //! `H` is `G`; where the images clearly hold more it approaches their backprojection, voxel by
 //! voxel according to its weight. The DC term stays `G`'s (one sample: no FSC can weigh it,
-//! and the images rarely carry a usable one), and so does the Nyquist shell, which the
-//! backprojection fills only in part (its sphere ends half a sample inside the shell, so both
-//! halves' residuals share the missing half). With a point group the correction `H − G` is
+//! and the images rarely carry a usable one), and so do the Nyquist shell and the two below it
+//! (`super::check::EDGE_SHELLS`), where the backprojection's samples end and its interpolation
+//! is biased alike in both halves' residuals (its sphere ends half a sample inside the Nyquist
+//! shell; a Fourier-cropped image has no Nyquist row or column). On a 120,000-particle set at
+//! 256 px, completing the last two shells of the 64 px crop pulled the map's FSC against the
+//! truth at 9.1 Å from 0.999 to 0.985. With a point group the correction `H − G` is
 //! averaged over the group (`cryosplat_core::symmetry::symmetrize_map`): the Gaussian map is
 //! exactly symmetric, the symmetric backprojection only to its interpolation.
 //!
@@ -54,7 +57,7 @@
 //! into its own accumulator ([`super::check::accumulate`]); accumulators are summed in a fixed
 //! order, so the result does not depend on scheduling.
 
-use super::check::{accumulate, Particles};
+use super::check::{accumulate, last_usable_shell, Particles};
 use super::ReconstructError;
 use crate::images::Images;
 use cryosplat_core::backproject::BASE_WIENER;
@@ -130,9 +133,9 @@ pub fn complete(
     drop(acc_b);
     let residual = |m: &[f32], g: &[f32]| m.iter().zip(g).map(|(a, b)| a - b).collect::<Vec<f32>>();
     let mut residual_fsc = significant_fsc(&fsc(&residual(&bp_a, &g[0]), &residual(&bp_b, &g[1]), cd), cd, SIGMAS);
-    // The Nyquist shell keeps the Gaussian map: the backprojection's sphere ends half a sample
-    // inside it, so both halves' residuals hold the same missing half of it.
-    residual_fsc[cd / 2] = 0.0;
+    // The last shells keep the Gaussian map: there the backprojection's samples end, and its
+    // interpolation's bias at that edge is alike in both halves' residuals (`check::EDGE_SHELLS`).
+    residual_fsc.iter_mut().skip(last_usable_shell(cd) + 1).for_each(|f| *f = 0.0);
     let ssnr = departure_ssnr(&residual_fsc);
     let plain = both.finish(BASE_WIENER);
     let mean_g: Vec<f32> = g[0].iter().zip(&g[1]).map(|(a, b)| 0.5 * (a + b)).collect();
