@@ -94,6 +94,8 @@ VARIANTS = {
     "gs-min5000-decay0.01": ["--min-steps", "5000", "--lr-decay", "0.01"],
     "gs-min5000-lr2e-3": ["--min-steps", "5000", "--lr", "0.002"],
     "gs-grow-auto-min7500": ["--grow", "auto", "--min-steps", "7500"],
+    "gs-g15000": ["--gaussians", "15000"],
+    "gs-g30000": ["--gaussians", "30000"],
 }
 # The variants run on the default set of variants (`--variants` left out).
 DEFAULT_VARIANTS = list(VARIANTS)
