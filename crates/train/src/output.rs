@@ -18,7 +18,7 @@
 //! or asks to overwrite ([`Existing::Overwrite`]), which removes every earlier result first, so
 //! that no report, model or checkpoint of another run is left beside the new maps.
 
-use cryosplat_core::fsc::{FscReport, Resolution};
+use cryosplat_core::fsc::{FscReport, NoResolution, Resolution};
 use cryosplat_core::gaussian::GaussianModel;
 use cryosplat_formats::atoms::{write_pseudo_atoms_cif, PseudoAtom};
 use cryosplat_formats::mrc::{self, WriteOptions};
@@ -408,6 +408,28 @@ impl ReportedResolution {
     }
 }
 
+/// Puts a resolution into a command's JSON (`fsc --json`, `postprocess.json`) the way `run.json`
+/// holds one: `key` is the crossing
+/// in Å, or null when the curve gives no number (it stays above the threshold to Nyquist, is
+/// below it from the start, or is undefined before it crosses), and
+/// `resolution_details.key` says which: `{"kind": "crossing", "angstrom": 4.2}`,
+/// `{"kind": "at_nyquist", "angstrom": 3.0}` (the bound), `{"kind": "no_correlation"}` or
+/// `{"kind": "undefined", "reason": "…"}`, the form of `run.json`'s history.
+pub fn insert_resolution_json(out: &mut serde_json::Value, key: &str, r: Result<Resolution, NoResolution>, apix: f64) {
+    let (value, detail) = match r {
+        Ok(r) => {
+            let r = ReportedResolution::new(r, apix);
+            (serde_json::json!(r.angstrom()), serde_json::to_value(r).expect("a resolution serialises"))
+        }
+        Err(e) => (serde_json::Value::Null, serde_json::json!({ "kind": "undefined", "reason": e.to_string() })),
+    };
+    out[key] = value;
+    if !out["resolution_details"].is_object() {
+        out["resolution_details"] = serde_json::json!({});
+    }
+    out["resolution_details"][key] = detail;
+}
+
 impl ReportedResolution {
     /// A short form for tables: "4.25 Å", "at Nyquist (3.00 Å)", "none".
     pub fn short(&self) -> String {
@@ -447,6 +469,26 @@ mod tests {
         let json = serde_json::to_string(&n).unwrap();
         assert_eq!(json, r#"{"kind":"at_nyquist","angstrom":3.0}"#);
         assert_eq!(serde_json::from_str::<ReportedResolution>(&json).unwrap(), n);
+    }
+
+    #[test]
+    fn json_resolutions_are_a_number_or_null_with_the_reason_beside() {
+        let mut out = serde_json::json!({ "box": 32 });
+        insert_resolution_json(&mut out, "resolution_0143", Ok(Resolution::Angstrom(4.25)), 1.5);
+        insert_resolution_json(&mut out, "resolution_05", Ok(Resolution::Nyquist), 1.5);
+        insert_resolution_json(&mut out, "resolution_0143_unmasked", Ok(Resolution::NoCorrelation), 1.5);
+        insert_resolution_json(&mut out, "resolution_05_unmasked", Err(NoResolution::NoPower { shells: vec![7, 8] }), 1.5);
+        assert_eq!(out["resolution_0143"], 4.25);
+        for key in ["resolution_05", "resolution_0143_unmasked", "resolution_05_unmasked"] {
+            assert!(out[key].is_null(), "{key}: {out}");
+        }
+        let d = &out["resolution_details"];
+        assert_eq!(d["resolution_0143"], serde_json::json!({"kind": "crossing", "angstrom": 4.25}));
+        assert_eq!(d["resolution_05"], serde_json::json!({"kind": "at_nyquist", "angstrom": 3.0}));
+        assert_eq!(d["resolution_0143_unmasked"], serde_json::json!({"kind": "no_correlation"}));
+        assert_eq!(d["resolution_05_unmasked"]["kind"], "undefined");
+        assert!(d["resolution_05_unmasked"]["reason"].as_str().unwrap().contains("shells 7"), "{d}");
+        assert_eq!(out["box"], 32, "the rest of the object is kept");
     }
 
     #[test]

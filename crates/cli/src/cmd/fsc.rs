@@ -16,7 +16,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use cryosplat_core::fsc::{auto_mask, check_maps_labelled, gold_standard, MaskChoice, NoResolution, Resolution};
 use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
 use cryosplat_formats::mrc::MrcFile;
-use cryosplat_train::output::{Existing, OutputDir, ReportedResolution};
+use cryosplat_train::output::{insert_resolution_json, Existing, OutputDir};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -73,27 +73,6 @@ fn parse_apix(s: &str) -> Result<f64, String> {
     } else {
         Err(format!("the pixel size must be a positive, finite number of Å, not {s}"))
     }
-}
-
-/// Puts a resolution into a command's JSON the way `run.json` holds one: `key` is the crossing
-/// in Å, or null when the curve gives no number (it stays above the threshold to Nyquist, is
-/// below it from the start, or is undefined before it crosses), and
-/// `resolution_details.key` says which: `{"kind": "crossing", "angstrom": 4.2}`,
-/// `{"kind": "at_nyquist", "angstrom": 3.0}` (the bound), `{"kind": "no_correlation"}` or
-/// `{"kind": "undefined", "reason": "…"}`, the form of `run.json`'s history.
-pub(crate) fn insert_resolution(out: &mut serde_json::Value, key: &str, r: &Result<Resolution, NoResolution>, apix: f64) {
-    let (value, detail) = match r {
-        Ok(r) => {
-            let r = ReportedResolution::new(*r, apix);
-            (serde_json::json!(r.angstrom()), serde_json::to_value(r).expect("a resolution serialises"))
-        }
-        Err(e) => (serde_json::Value::Null, serde_json::json!({ "kind": "undefined", "reason": e.to_string() })),
-    };
-    out[key] = value;
-    if !out["resolution_details"].is_object() {
-        out["resolution_details"] = serde_json::json!({});
-    }
-    out["resolution_details"][key] = detail;
 }
 
 fn res_text(r: &Result<Resolution, NoResolution>, apix: f64) -> String {
@@ -192,7 +171,7 @@ pub fn run(a: Args) -> Result<()> {
             "curve": curve,
         });
         for (key, _, r) in &results {
-            insert_resolution(&mut out, key, r, apix);
+            insert_resolution_json(&mut out, key, r.clone(), apix);
         }
         out["symmetry"] = serde_json::json!(group.name());
         if let Some([sa, sb]) = agreement {

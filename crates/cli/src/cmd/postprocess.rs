@@ -18,7 +18,7 @@ use cryosplat_core::postprocess::{
     postprocess, postprocess_map, BFactorChoice, BFactorFit, GuinierMap, Options, Postprocessed, DEFAULT_AUTOB_LOWRES_A,
 };
 use cryosplat_formats::mrc::{self, MrcFile, WriteOptions};
-use cryosplat_train::output::{Existing, OutputDir, ReportedResolution};
+use cryosplat_train::output::{insert_resolution_json, Existing, OutputDir, ReportedResolution};
 use std::path::{Path, PathBuf};
 
 /// The files `postprocess` writes into its folder; all are among the folder's result
@@ -238,8 +238,8 @@ fn write_outputs(
         "curve": curve,
         "guinier": guinier,
     });
-    crate::cmd::fsc::insert_resolution(&mut json, "resolution_0143", &Ok(p.resolution), apix);
-    crate::cmd::fsc::insert_resolution(&mut json, "resolution_0143_unmasked", &Ok(p.fsc.resolution_unmasked(0.143)), apix);
+    insert_resolution_json(&mut json, "resolution_0143", Ok(p.resolution), apix);
+    insert_resolution_json(&mut json, "resolution_0143_unmasked", Ok(p.fsc.resolution_unmasked(0.143)), apix);
     let path = out.path("postprocess.json");
     cryosplat_formats::atomic::write_bytes_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
     out.record(path);
