@@ -63,6 +63,11 @@ def res(v, detail=None):
     return kind.replace("_", " ") if kind else str(v)
 
 
+def fsc_res(j, key):
+    """The resolution `key` of `fsc --json`, with its entry in `resolution_details`."""
+    return res(j[key], j.get("resolution_details", {}).get(key))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "cryosplat"))
@@ -104,8 +109,7 @@ def main():
             else:
                 g = "—"
             seconds = summary.get("seconds", summary.get("wall_seconds", run.get("seconds")))
-            rows.append([name, f"{count:,}", var, str(g), res(vs["resolution_05"], vs.get("resolution_details", {}).get("resolution_05")),
-                         res(vsm["resolution_05"], vsm.get("resolution_details", {}).get("resolution_05")),
+            rows.append([name, f"{count:,}", var, str(g), fsc_res(vs, "resolution_05"), fsc_res(vsm, "resolution_05"),
                          res(run.get("resolution_0143"), last.get("resolution_0143")),
                          res(run.get("resolution_05"), last.get("resolution_05")),
                          f"{seconds:.0f}" if isinstance(seconds, (int, float)) else "?"])

@@ -409,10 +409,9 @@ impl ReportedResolution {
 }
 
 /// Puts a resolution into a command's JSON (`fsc --json`, `postprocess.json`) the way `run.json`
-/// holds one: `key` is the crossing
-/// in Å, or null when the curve gives no number (it stays above the threshold to Nyquist, is
-/// below it from the start, or is undefined before it crosses), and
-/// `resolution_details.key` says which: `{"kind": "crossing", "angstrom": 4.2}`,
+/// holds one: `key` is the crossing in Å, or null when the curve gives no number (it stays
+/// above the threshold to Nyquist, is below it from the start, or is undefined before it
+/// crosses), and `resolution_details.key` says which: `{"kind": "crossing", "angstrom": 4.2}`,
 /// `{"kind": "at_nyquist", "angstrom": 3.0}` (the bound), `{"kind": "no_correlation"}` or
 /// `{"kind": "undefined", "reason": "…"}`, the form of `run.json`'s history.
 pub fn insert_resolution_json(out: &mut serde_json::Value, key: &str, r: Result<Resolution, NoResolution>, apix: f64) {
