@@ -31,6 +31,7 @@
 //!   each axis (one pixel is `1/D`); see [`gaussian`]. Conversion to Å is `× D·apix`.
 
 pub mod backproject;
+pub mod crossval;
 pub mod ctf;
 pub mod fourier;
 pub mod fsc;
