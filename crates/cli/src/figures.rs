@@ -329,6 +329,21 @@ pub fn histogram(path: &Path, title: &str, x_label: &str, values: &[f64], bins: 
 /// The FSC plot: unmasked, masked and corrected curves against spatial frequency (1/Å), with
 /// the 0.143 and 0.5 thresholds and the resolutions in the title.
 pub fn fsc_plot(path: &Path, title: &str, f: &cryosplat_core::fsc::FscReport) -> Result<()> {
+    fsc_plot_limited(path, title, f, None)
+}
+
+/// A limit on the half-map resolution for [`fsc_plot_limited`]: a curve read at the same
+/// thresholds (shells `0..=last_shell`) and the resolutions reported with it.
+pub struct FscLimit<'a> {
+    pub label: &'a str,
+    pub curve: &'a [f64],
+    pub last_shell: usize,
+    pub reported: String,
+}
+
+/// [`fsc_plot`], with a limiting curve drawn beside the half maps' and the reported resolutions
+/// in the title.
+pub fn fsc_plot_limited(path: &Path, title: &str, f: &cryosplat_core::fsc::FscReport, limit: Option<FscLimit>) -> Result<()> {
     let pts = |c: &[f64]| -> Vec<(f64, f64)> { c.iter().enumerate().map(|(n, &v)| (f.frequency(n), v)).collect() };
     let mut series: Vec<(&str, Vec<(f64, f64)>)> = vec![("unmasked", pts(&f.unmasked))];
     if let Some(m) = &f.masked {
@@ -337,6 +352,9 @@ pub fn fsc_plot(path: &Path, title: &str, f: &cryosplat_core::fsc::FscReport) ->
     if let Some(c) = &f.corrected {
         series.push(("corrected (phase randomisation)", pts(c)));
     }
+    if let Some(l) = &limit {
+        series.push((l.label, pts(&l.curve[..=l.last_shell.min(l.curve.len() - 1)])));
+    }
     let xmax = f.frequency(f.unmasked.len() - 1);
     series.push(("0.143", vec![(0.0, 0.143), (xmax, 0.143)]));
     series.push(("0.5", vec![(0.0, 0.5), (xmax, 0.5)]));
@@ -344,7 +362,10 @@ pub fn fsc_plot(path: &Path, title: &str, f: &cryosplat_core::fsc::FscReport) ->
         Ok(r) => cryosplat_train::output::ReportedResolution::new(r, f.apix).short(),
         Err(_) => "undefined".to_string(),
     };
-    let t = format!("{title}: {} at 0.143, {} at 0.5", short(0.143), short(0.5));
+    let t = match &limit {
+        Some(l) => format!("{title}: {}", l.reported),
+        None => format!("{title}: {} at 0.143, {} at 0.5", short(0.143), short(0.5)),
+    };
     line_plot(path, &t, "spatial frequency (1/Å)", "FSC", &series, false)
 }
 

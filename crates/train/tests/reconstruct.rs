@@ -78,8 +78,16 @@ fn recovers_the_ground_truth() {
     let run: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["finished"], true);
     assert_eq!(run["resolution_0143"].as_f64(), s.last().resolution_0143.angstrom());
-    assert_eq!(run["resolution_method"], cryosplat_train::reconstruct::RESOLUTION_METHOD);
+    assert_eq!(run["resolution_method"], cryosplat_train::reconstruct::LIMITED_RESOLUTION_METHOD);
     assert_eq!(run["settings"]["config"]["gaussians"], 600);
+    // The reported figure is never finer than the half maps' own, and the limit is recorded
+    // with the curve it was read from (shells up to the backprojection's edge).
+    let (reported, alone) = (s.last().resolution_0143, s.last().half_map_0143.expect("the half maps' own figure"));
+    assert!(reported.angstrom_or_nyquist() >= alone.angstrom_or_nyquist(), "{reported:?} finer than {alone:?}");
+    let cv = &run["cross_validated"];
+    assert_eq!(cv["last_shell"], 17);
+    assert_eq!(cv["half_map_equivalent"].as_array().map(|c| c.len()), Some(21));
+    assert_eq!(cv["limited"].as_bool(), Some(reported != alone));
 }
 
 #[test]

@@ -13,7 +13,7 @@
 
 use crate::cmd::mask::{self as maskcmd, parse_positive};
 use anyhow::{bail, Context, Result};
-use cryosplat_core::fsc::check_maps_labelled;
+use cryosplat_core::fsc::{check_maps_labelled, Resolution};
 use cryosplat_core::postprocess::{
     postprocess, postprocess_map, BFactorChoice, BFactorFit, GuinierMap, Options, Postprocessed, DEFAULT_AUTOB_LOWRES_A,
 };
@@ -341,15 +341,33 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     let made = maskcmd::make(&avg, d, apix, &maskcmd::Settings::DEFAULT, "the average of the half maps")?;
     // A completed reconstruction (run.json's `completion`) sharpens its map.mrc, which holds
     // what the images show beyond the Gaussians; the half maps give the FSC.
-    let completed = std::fs::read(dir.join("run.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .is_some_and(|run| !run["completion"].is_null());
-    let p = if completed {
-        let (full, _, _) = maskcmd::read_cubic(&dir.join("map.mrc"), Some(apix))?;
-        postprocess_map(&va, &vb, &full, d, apix, &made.mask, &Options::default())?
-    } else {
-        postprocess(&va, &vb, d, apix, &made.mask, &Options::default())?
+    let run = std::fs::read(dir.join("run.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let completed = run.as_ref().is_some_and(|run| !run["completion"].is_null());
+    // The run's cross-validated limit (a reconstruction's `cross_validated.limit_0143`): when it
+    // is coarser than this FSC's own resolution, the map is low-passed, its B-factor fitted and
+    // its resolution reported there, so that map_sharp.mrc does not claim what the run does not.
+    let limit_a = run.as_ref().and_then(|run| match run["cross_validated"]["limit_0143"]["kind"].as_str() {
+        Some("crossing") => run["cross_validated"]["limit_0143"]["angstrom"].as_f64(),
+        _ => None,
+    });
+    let full = if completed { Some(maskcmd::read_cubic(&dir.join("map.mrc"), Some(apix))?.0) } else { None };
+    let process = |opts: &Options| -> Result<Postprocessed> {
+        Ok(match &full {
+            Some(full) => postprocess_map(&va, &vb, full, d, apix, &made.mask, opts)?,
+            None => postprocess(&va, &vb, d, apix, &made.mask, opts)?,
+        })
+    };
+    let own = process(&Options::default())?;
+    let (p, own_resolution) = match limit_a {
+        Some(l) if l > own.resolution_a => {
+            let limited = Options { lowpass_a: Some(l), autob_highres_a: Some(l), ..Options::default() };
+            let mut p = process(&limited)?;
+            let own_resolution = p.resolution;
+            p.resolution = Resolution::Angstrom(l);
+            p.resolution_a = l;
+            (p, Some(own_resolution))
+        }
+        _ => (own, None),
     };
     let source = if completed { "map.mrc (completed)" } else { "the average of the half maps" };
     let label = |x: &str| WriteOptions { label: format!("cryosplat {what}: {x}"), ..Default::default() };
@@ -369,7 +387,12 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
                 "from": source,
                 "mask": { "file": "map_sharp_mask.mrc", "threshold": made.threshold },
                 "resolution_0143": ReportedResolution::new(p.resolution, apix).angstrom(),
-                "resolution_method": "masked half-map FSC (post-processing mask), corrected by phase randomisation",
+                "resolution_method": if own_resolution.is_some() {
+                    "the run's cross-validated limit, coarser than the masked half-map FSC (post-processing mask, corrected by phase randomisation)"
+                } else {
+                    "masked half-map FSC (post-processing mask), corrected by phase randomisation"
+                },
+                "half_map_0143": own_resolution.map(|r| ReportedResolution::new(r, apix)),
                 "bfactor": p.bfactor_a2,
                 "guinier_map": guinier_map_name(Options::default().guinier_map),
                 "fit": p.fit.as_ref().map(fit_json),
@@ -383,7 +406,17 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
         crate::figures::guinier_plot(&dir.join("guinier.png"), &p)?;
         let section = crate::report::Section::new("Post-processing")
             .text(format!("map_sharp.mrc: {source}, weighted per shell by sqrt(2·FSC/(1+FSC)) of the half maps, sharpened by the automatic B-factor and low-passed at the resolution; the FSC here is read with the post-processing mask (map_sharp_mask.mrc), so it can differ from the result above, which uses the FSC's own automatic mask."))
-            .row("resolution (FSC 0.143, post-processing mask, corrected)", p.resolution.describe(apix))
+            .row(
+                "resolution (FSC 0.143, post-processing mask, corrected)",
+                match own_resolution {
+                    Some(own) => format!(
+                        "{}: the run's cross-validated limit (this FSC alone: {}); the map is low-passed there",
+                        p.resolution.describe(apix),
+                        own.describe(apix)
+                    ),
+                    None => p.resolution.describe(apix),
+                },
+            )
             .row("B-factor", format!("{:.1} Å²", p.bfactor_a2))
             .row("B-factor fit", fit_text(&p))
             .row("low-pass", format!("{:.2} Å", p.lowpass_a))

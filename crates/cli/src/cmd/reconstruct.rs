@@ -13,7 +13,8 @@ use cryosplat_train::adam::LrSchedule;
 use cryosplat_train::output::{Existing, OutputDir};
 use cryosplat_train::reconstruct::density::DensityConfig;
 use cryosplat_train::reconstruct::{
-    plan, reconstruct, CoarseToFine, EpochResult, Growth, InitKind, ReconstructConfig, ReconstructError, RefineConfig, Session, Summary,
+    plan, reconstruct, resolution_words, CoarseToFine, EpochResult, Growth, InitKind, ReconstructConfig, ReconstructError, RefineConfig,
+    Session, Summary,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -491,12 +492,11 @@ pub fn execute(a: &Args, title: &str) -> Result<Summary> {
     let mut on_epoch = |r: &EpochResult| -> Result<Vec<PathBuf>, ReconstructError> {
         let rec = r.record;
         let msg = format!(
-            "epoch {}: loss A {:.5} B {:.5}; half-map resolution {} (FSC 0.143), {} (0.5); {} + {} Gaussians; {:.1} s, {:.0} images/s",
+            "epoch {}: loss A {:.5} B {:.5}; resolution {}; {} + {} Gaussians; {:.1} s, {:.0} images/s",
             rec.epoch,
             rec.loss[0],
             rec.loss[1],
-            rec.resolution_0143,
-            rec.resolution_05,
+            resolution_words(rec, r.cross_validated),
             rec.gaussians[0],
             rec.gaussians[1],
             rec.seconds,
@@ -526,10 +526,9 @@ pub fn execute(a: &Args, title: &str) -> Result<Summary> {
     }
     let last = summary.last();
     log.line(&format!(
-        "finished in {:.0} s: half-map resolution {} (FSC 0.143), {} (0.5); outputs: {}",
+        "finished in {:.0} s: resolution {}; outputs: {}",
         summary.seconds,
-        last.resolution_0143,
-        last.resolution_05,
+        resolution_words(last, summary.cross_validated.as_ref()),
         summary.outputs.iter().filter_map(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned()).collect::<Vec<_>>().join(", ")
     ));
     Ok(summary)
@@ -539,8 +538,11 @@ pub fn run(a: Args) -> Result<()> {
     let s = execute(&a, "cryosplat reconstruction")?;
     let last = s.last();
     println!(
-        "half-map resolution (FSC 0.143, corrected): {}; 0.5: {}; {} + {} particles, {:.0} s",
-        last.resolution_0143, last.resolution_05, s.particles[0], s.particles[1], s.seconds
+        "resolution: {}; {} + {} particles, {:.0} s",
+        resolution_words(last, s.cross_validated.as_ref()),
+        s.particles[0],
+        s.particles[1],
+        s.seconds
     );
     if let Some(c) = &s.completion {
         println!("map.mrc: {}", crate::report::completion_text(c, s.box_px, s.apix));

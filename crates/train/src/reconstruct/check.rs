@@ -48,7 +48,7 @@
 
 use super::{InitKind, ReconstructError};
 use crate::images::{CropTo, Images};
-use cryosplat_core::backproject::{Accumulator, InsertScratch};
+use cryosplat_core::backproject::{Accumulator, InsertScratch, BASE_WIENER};
 use cryosplat_core::ctf::CtfParams;
 use cryosplat_core::fsc::fsc;
 use cryosplat_core::pose::Pose;
@@ -187,6 +187,21 @@ pub fn backproject_halves(
     let half = |idx: &[usize]| accumulate(images, idx, particles, group, threads, to_d);
     let h = half(halves[0])?.finish_halves(&half(halves[1])?);
     Ok([h.half_a, h.half_b, h.full])
+}
+
+/// Backproject each half's own images (`halves`) with [`accumulate`] at `to_d` px and finish
+/// each half map alone (the constant term [`BASE_WIENER`], as in [`backproject_halves`]), one
+/// half's accumulator in memory at a time: the two half maps, without the map of both.
+pub fn backproject_half_maps(
+    images: &Images,
+    halves: [&[usize]; 2],
+    particles: &Particles,
+    group: &PointGroup,
+    threads: usize,
+    to_d: usize,
+) -> Result<[Vec<f32>; 2], ReconstructError> {
+    let half = |idx: &[usize]| accumulate(images, idx, particles, group, threads, to_d).map(|acc| acc.finish(BASE_WIENER));
+    Ok([half(halves[0])?, half(halves[1])?])
 }
 
 /// Judge the Gaussian map `gaussian` against the backprojection (`bp = [half A, half B, full]`)
