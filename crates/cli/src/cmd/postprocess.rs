@@ -515,6 +515,56 @@ fn fit_json(f: &BFactorFit) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    /// Half maps of a blob molecule with independent noise, and a run.json holding `limit` as
+    /// the run's cross-validated limit, written into `dir`; then [`after_run`].
+    fn post_process_run(dir: &Path, limit: Option<f64>) -> (Postprocessed, serde_json::Value) {
+        use cryosplat_core::rng::Rng;
+        let (d, apix) = (32usize, 2.0f64);
+        let mut rng = Rng::new(3);
+        let centres: Vec<[f64; 3]> = (0..40).map(|_| [0; 3].map(|_| 16.0 + 4.0 * rng.normal())).collect();
+        let truth: Vec<f32> = (0..d * d * d)
+            .map(|i| {
+                let p = [(i / (d * d)) as f64, ((i / d) % d) as f64, (i % d) as f64];
+                centres.iter().map(|c| (-(0..3).map(|k| (p[k] - c[k]).powi(2)).sum::<f64>() / 2.0).exp()).sum::<f64>() as f32
+            })
+            .collect();
+        for name in ["half_map_a.mrc", "half_map_b.mrc"] {
+            let half: Vec<f32> = truth.iter().map(|&t| t + 0.3 * rng.normal() as f32).collect();
+            mrc::write_volume(&dir.join(name), &half, [d, d, d], apix, &WriteOptions::default()).unwrap();
+        }
+        let run = match limit {
+            Some(l) => serde_json::json!({ "cross_validated": { "limit_0143": { "kind": "crossing", "angstrom": l } } }),
+            None => serde_json::json!({}),
+        };
+        std::fs::write(dir.join("run.json"), run.to_string()).unwrap();
+        let p = after_run(dir, "test").unwrap();
+        let run: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+        (p, run)
+    }
+
+    #[test]
+    fn post_processing_after_a_run_keeps_to_its_cross_validated_limit() {
+        let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+        let (own, run) = post_process_run(dirs[0].path(), None);
+        let own_a = own.resolution_a;
+        assert!(run["postprocess"]["half_map_0143"].is_null(), "{run}");
+        // A limit coarser than the FSC's own resolution: the map is low-passed, and the
+        // resolution stated, at the limit.
+        let limit = 1.5 * own_a;
+        let (p, run) = post_process_run(dirs[1].path(), Some(limit));
+        assert_eq!(p.resolution, Resolution::Angstrom(limit));
+        assert_eq!(run["postprocess"]["resolution_0143"].as_f64(), Some(limit), "{run}");
+        assert_eq!(run["postprocess"]["half_map_0143"]["angstrom"].as_f64(), Some(own_a), "{run}");
+        assert!((p.lowpass_a - limit).abs() < 1e-9 && (own.lowpass_a - own_a).abs() < 1e-9, "{} {}", p.lowpass_a, own.lowpass_a);
+        // A finer limit changes nothing.
+        let (finer, run) = post_process_run(dirs[2].path(), Some(0.8 * own_a));
+        assert_eq!(finer.resolution, own.resolution);
+        assert!(run["postprocess"]["half_map_0143"].is_null(), "{run}");
+        assert_eq!(finer.map, own.map);
+    }
+
     #[test]
     fn the_folder_knows_every_file() {
         for f in super::FILES.iter().chain(crate::cmd::locres::FILES) {
