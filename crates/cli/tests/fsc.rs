@@ -126,3 +126,57 @@ fn sym_reports_each_maps_agreement_with_its_group_average() {
     let out = fsc(&[&sym[0], &sym[1], "--sym", "Q9"]);
     assert!(!out.status.success() && text(&out.stderr).contains("--sym") && text(&out.stderr).contains("Q9"), "{}", text(&out.stderr));
 }
+
+/// A 32³ random volume whose spectrum falls as `exp(−k²/(2σ²))`, `σ = width` shells, scaled to
+/// rms `rms`.
+fn random_volume(width: f64, rms: f32, rng: &mut cryosplat_core::rng::Rng) -> Vec<f32> {
+    use cryosplat_core::fourier::{freq_index, Fft3};
+    let d = 32;
+    let f = Fft3::new(d);
+    let white: Vec<f32> = (0..d * d * d).map(|_| rng.normal() as f32).collect();
+    let mut spec = f.forward(&white);
+    let w = d / 2 + 1;
+    for (i, c) in spec.iter_mut().enumerate() {
+        let (p, r, x) = (i / (d * w), (i / w) % d, i % w);
+        let k2 = (freq_index(p, d).pow(2) + freq_index(r, d).pow(2)) as f64 + (x * x) as f64;
+        *c *= (-k2 / (2.0 * width * width)).exp() as f32;
+    }
+    let v = f.inverse(spec);
+    let now = (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt();
+    v.iter().map(|x| x * rms / now).collect()
+}
+
+#[test]
+fn cross_validation_limits_half_maps_that_share_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = cryosplat_core::rng::Rng::new(11);
+    let truth = random_volume(6.0, 1.0, &mut rng);
+    // An error both model halves share, growing against the truth with frequency, and each
+    // half's own noise; the backprojections hold the truth and their own noise only.
+    let shared = random_volume(10.0, 0.4, &mut rng);
+    let write = |name: &str, parts: &[&[f32]], rng: &mut cryosplat_core::rng::Rng| -> String {
+        let v: Vec<f32> = (0..truth.len()).map(|i| parts.iter().map(|p| p[i]).sum::<f32>() + 2.0 * rng.normal() as f32).collect();
+        let p = dir.path().join(name);
+        mrc::write_volume(&p, &v, [32, 32, 32], 1.0, &WriteOptions::default()).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let (ga, gb) = (write("ga.mrc", &[&truth, &shared], &mut rng), write("gb.mrc", &[&truth, &shared], &mut rng));
+    let (ma, mb) = (write("ma.mrc", &[&truth], &mut rng), write("mb.mrc", &[&truth], &mut rng));
+    let out = fsc(&[&ga, &gb, "--mask", "none", "--json", "--cross-validate", &ma, &mb]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let claimed = v["resolution_0143_unmasked"].as_f64().unwrap_or_else(|| panic!("{v}"));
+    let limit = v["cross_validated"]["limit_0143"].as_f64().unwrap_or_else(|| panic!("{v}"));
+    let limited = v["resolution_0143_limited"].as_f64().unwrap_or_else(|| panic!("{v}"));
+    assert!(limit > 1.05 * claimed, "the limit {limit} Å is not coarser than the claim {claimed} Å");
+    assert_eq!(limited, limit);
+    assert_eq!(v["cross_validated"]["half_map_equivalent"].as_array().map(|c| c.len()), Some(17));
+    // The same in words, and a backprojection of another box is refused with its name.
+    let out = fsc(&[&ga, &gb, "--mask", "none", "--cross-validate", &ma, &mb]);
+    let said = text(&out.stdout);
+    assert!(said.contains("cross-validated estimate:") && said.contains("limited (the coarser):"), "{said}");
+    let small = dir.path().join("small.mrc");
+    mrc::write_volume(&small, &vec![1.0; 16 * 16 * 16], [16, 16, 16], 1.0, &WriteOptions::default()).unwrap();
+    let out = fsc(&[&ga, &gb, "--cross-validate", &ma, small.to_str().unwrap()]);
+    assert!(!out.status.success() && text(&out.stderr).contains("small.mrc (--cross-validate) is 16×16×16"), "{}", text(&out.stderr));
+}

@@ -11,12 +11,20 @@
 //! 1 for a map with the group's symmetry in RELION's orientation. A map reconstructed without
 //! symmetry reads near 1 only if the particle has the symmetry in that orientation, so the
 //! figure also tells settings of a group apart (`I1` against `I2`).
+//!
+//! With `--cross-validate BP_A BP_B` (backprojections of the same two halves' images), the
+//! maps' resolution is also read from the cross-validated estimate
+//! ([`cryosplat_core::crossval`]) and the coarser of the two is given, as `reconstruct` reports
+//! it for its Gaussian half maps: for half maps of any model-based reconstruction whose halves
+//! may share an error their FSC cannot see.
 
 use anyhow::{anyhow, bail, Context, Result};
+use cryosplat_core::crossval::{cross_validated, limited};
 use cryosplat_core::fsc::{auto_mask, check_maps_labelled, gold_standard, MaskChoice, NoResolution, Resolution};
 use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
 use cryosplat_formats::mrc::MrcFile;
 use cryosplat_train::output::{insert_resolution_json, Existing, OutputDir};
+use cryosplat_train::reconstruct::check::last_usable_shell;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -47,6 +55,30 @@ pub struct Args {
     /// averaged over the group, and each map's correlation with its group average is reported.
     #[arg(long, default_value = "C1")]
     pub sym: String,
+    /// Backprojections (or any linear reconstructions) of the same two halves' images, in the
+    /// order of the two maps: the maps' FSC is then also limited by the cross-validated
+    /// estimate, each map against the other half's backprojection, as `reconstruct` reports it
+    /// for its Gaussian half maps (unmasked; the backprojections' last three shells are not used).
+    #[arg(long, num_args = 2, value_names = ["BP_A", "BP_B"])]
+    pub cross_validate: Option<Vec<PathBuf>>,
+}
+
+/// Read a backprojected half map for `--cross-validate`: cubic, `d` px, finite.
+fn read_backprojection(path: &std::path::Path, d: usize) -> Result<Vec<f32>> {
+    let f = MrcFile::open(path)?;
+    let h = f.header();
+    if [h.nx, h.ny, h.nz] != [d, d, d] {
+        bail!(
+            "{} (--cross-validate) is {}×{}×{} but the maps are {d}³: the backprojections must have the maps' box",
+            path.display(),
+            h.nx,
+            h.ny,
+            h.nz
+        );
+    }
+    let v = f.read_all()?;
+    cryosplat_core::fsc::check_map(&v, &format!("{} (--cross-validate)", path.display())).map_err(|e| anyhow!("no resolution: {e}"))?;
+    Ok(v)
 }
 
 /// The real-space correlation of `map` with its average over `group`, weighted by `mask`.
@@ -142,6 +174,13 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(reason) = &rep.degenerate {
         bail!("no resolution: {reason}");
     }
+    let cross = match &a.cross_validate {
+        Some(paths) => {
+            let (ma, mb) = (read_backprojection(&paths[0], d)?, read_backprojection(&paths[1], d)?);
+            Some(cross_validated([&va, &vb], [&ma, &mb], d, last_usable_shell(d)))
+        }
+        None => None,
+    };
     let results = [
         ("resolution_0143", "FSC 0.143", rep.try_resolution(0.143)),
         ("resolution_05", "FSC 0.5", rep.try_resolution(0.5)),
@@ -173,6 +212,24 @@ pub fn run(a: Args) -> Result<()> {
         for (key, _, r) in &results {
             insert_resolution_json(&mut out, key, r.clone(), apix);
         }
+        if let Some(cv) = &cross {
+            let mut c = serde_json::json!({
+                "last_shell": cv.last_shell,
+                "full_vs_truth": cv.full_vs_truth,
+                "standard_error": cv.standard_error,
+                "half_map_equivalent": cv.half_map_equivalent,
+            });
+            for (key, t) in [("limit_0143", 0.143), ("limit_05", 0.5)] {
+                match cv.limit(t, d, apix) {
+                    Some(l) => insert_resolution_json(&mut c, key, Ok(l), apix),
+                    None => c[key] = serde_json::Value::Null,
+                }
+            }
+            out["cross_validated"] = c;
+            for (key, t, r) in [("resolution_0143_limited", 0.143, &results[0].2), ("resolution_05_limited", 0.5, &results[1].2)] {
+                insert_resolution_json(&mut out, key, r.clone().map(|r| limited(r, cv.limit(t, d, apix))), apix);
+            }
+        }
         out["symmetry"] = serde_json::json!(group.name());
         if let Some([sa, sb]) = agreement {
             out["symmetry_agreement"] = serde_json::json!({ "first": sa, "second": sb });
@@ -182,6 +239,15 @@ pub fn run(a: Args) -> Result<()> {
         println!("FSC 0.143: {}", res_text(&results[0].2, apix));
         println!("FSC 0.5:   {}", res_text(&results[1].2, apix));
         println!("(unmasked: {} at 0.143, {} at 0.5)", res_text(&results[2].2, apix), res_text(&results[3].2, apix));
+        if let Some(cv) = &cross {
+            let limit = |t: f64| match cv.limit(t, d, apix) {
+                Some(l) => l.describe(apix),
+                None => format!("no crossing up to shell {} ({:.2} Å)", cv.last_shell, d as f64 * apix / cv.last_shell.max(1) as f64),
+            };
+            println!("cross-validated estimate: {} at 0.143, {} at 0.5", limit(0.143), limit(0.5));
+            let lim = |t: f64, r: &Result<Resolution, NoResolution>| res_text(&r.clone().map(|r| limited(r, cv.limit(t, d, apix))), apix);
+            println!("limited (the coarser): {} at 0.143, {} at 0.5", lim(0.143, &results[0].2), lim(0.5, &results[1].2));
+        }
         if let Some([sa, sb]) = agreement {
             println!(
                 "{} symmetry: each map's correlation with its group average (1 = symmetric) is {sa:.4} (first), {sb:.4} (second)",
