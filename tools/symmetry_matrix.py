@@ -5,8 +5,9 @@ Each set is an assembly of the bundled 1A8O model (its copies placed by the grou
 about the box centre, `simulate --sym`); each variant is `backproject` or `reconstruct` with or
 without `--sym`, and, for the Gaussian model, with several numbers of Gaussians (the asymmetric
 unit holds `--gaussians / |G|`). The table gives the map's FSC against `gt.mrc` at 0.5 (unmasked
-and auto-masked, corrected), the resolutions the run reports (for `reconstruct`, the half-map FSC limited by the cross-validated estimate), the Gaussians of the
-unit and the run's own time (`run.json`).
+and auto-masked, corrected), the resolutions the run reports (for `reconstruct`, the half-map
+FSC limited by the cross-validated estimate), the Gaussians of the unit and the run's own time
+(`run.json`).
 
 Usage: tools/symmetry_matrix.py [--bin target/release/cryosplat] [--work DIR] [--threads N]
                                 [--sets NAME,...] [--variants NAME,...] [--reuse]
