@@ -296,6 +296,11 @@ pub struct Options {
     pub autob_highres_a: Option<f64>,
     /// Low-pass resolution (Å); `None` is the FSC resolution.
     pub lowpass_a: Option<f64>,
+    /// A resolution (Å) the result may not be finer than, from another estimate (`reconstruct`'s
+    /// cross-validated limit): when it is coarser than the FSC's, the resolution reported, the
+    /// end of the B-factor fit and the low-pass (unless given) are at it; the fit's gain is
+    /// still judged at the FSC's resolution, and the FSC and its weights are the half maps'.
+    pub resolution_limit_a: Option<f64>,
     /// Seed of the phase randomisation.
     pub seed: u64,
     /// The map of the Guinier plot.
@@ -309,6 +314,7 @@ impl Default for Options {
             autob_lowres_a: DEFAULT_AUTOB_LOWRES_A,
             autob_highres_a: None,
             lowpass_a: None,
+            resolution_limit_a: None,
             seed: 0,
             guinier_map: GuinierMap::Masked,
         }
@@ -323,7 +329,8 @@ pub struct Postprocessed {
     /// `map` times the mask.
     pub masked: Vec<f32>,
     pub fsc: FscReport,
-    /// Resolution at FSC 0.143 of the corrected masked curve (Å; Nyquist when never crossed).
+    /// Resolution at FSC 0.143 of the corrected masked curve (Å; Nyquist when never crossed),
+    /// or [`Options::resolution_limit_a`] when that is coarser (`fsc` then gives the curve's own).
     pub resolution_a: f64,
     pub resolution: Resolution,
     /// The B applied (Å²); 0 when the fit was refused.
@@ -390,10 +397,14 @@ pub fn postprocess_map(
 ) -> Result<Postprocessed, PostprocessError> {
     assert_eq!(full.len(), a.len(), "postprocess_map: the map and the half maps differ in size");
     let fsc = gold_standard(a, b, d, apix, MaskChoice::Given(mask), opts.seed);
-    let resolution = fsc.try_resolution(0.143)?;
-    let resolution_a = match resolution.angstrom_or_nyquist(apix) {
+    let fsc_resolution = fsc.try_resolution(0.143)?;
+    let fsc_resolution_a = match fsc_resolution.angstrom_or_nyquist(apix) {
         Some(r) => r,
         None => return Err(PostprocessError::NoCorrelation),
+    };
+    let (resolution, resolution_a) = match opts.resolution_limit_a {
+        Some(l) if l > fsc_resolution_a => (Resolution::Angstrom(l), l),
+        _ => (fsc_resolution, fsc_resolution_a),
     };
     let weights = fsc_weights(fsc.final_curve());
     let avg = full;
@@ -405,7 +416,7 @@ pub fn postprocess_map(
     let (bfactor_a2, fit, fallback) = match opts.bfactor {
         BFactorChoice::Given(bf) => (bf, None, None),
         BFactorChoice::Auto => {
-            match fit_bfactor(&points, opts.autob_lowres_a, opts.autob_highres_a.unwrap_or(resolution_a), resolution_a) {
+            match fit_bfactor(&points, opts.autob_lowres_a, opts.autob_highres_a.unwrap_or(resolution_a), fsc_resolution_a) {
                 Ok(fit) => (fit.bfactor_a2, Some(fit), None),
                 Err(why) => (0.0, None, Some(why)),
             }

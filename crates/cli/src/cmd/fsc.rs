@@ -187,6 +187,10 @@ pub fn run(a: Args) -> Result<()> {
         ("resolution_0143_unmasked", "FSC 0.143 (unmasked)", rep.try_resolution_unmasked(0.143)),
         ("resolution_05_unmasked", "FSC 0.5 (unmasked)", rep.try_resolution_unmasked(0.5)),
     ];
+    // With --cross-validate: the limit at 0.143 and at 0.5, and the coarser of it and the
+    // maps' own (masked, corrected) resolution there.
+    let limits = cross.as_ref().map(|cv| [0.143, 0.5].map(|t| cv.limit(t, d, apix)));
+    let limited_results = limits.map(|l| [0, 1].map(|i| results[i].2.clone().map(|r| limited(r, l[i]))));
     if let Some(out) = &mut held {
         out.write_fsc(&rep)?;
         crate::figures::fsc_plot(&out.path("fsc.png"), "FSC", &rep)?;
@@ -212,22 +216,22 @@ pub fn run(a: Args) -> Result<()> {
         for (key, _, r) in &results {
             insert_resolution_json(&mut out, key, r.clone(), apix);
         }
-        if let Some(cv) = &cross {
+        if let (Some(cv), Some(limits), Some(limited_results)) = (&cross, limits, &limited_results) {
             let mut c = serde_json::json!({
                 "last_shell": cv.last_shell,
                 "full_vs_truth": cv.full_vs_truth,
                 "standard_error": cv.standard_error,
                 "half_map_equivalent": cv.half_map_equivalent,
             });
-            for (key, t) in [("limit_0143", 0.143), ("limit_05", 0.5)] {
-                match cv.limit(t, d, apix) {
+            for (key, l) in ["limit_0143", "limit_05"].into_iter().zip(limits) {
+                match l {
                     Some(l) => insert_resolution_json(&mut c, key, Ok(l), apix),
                     None => c[key] = serde_json::Value::Null,
                 }
             }
             out["cross_validated"] = c;
-            for (key, t, r) in [("resolution_0143_limited", 0.143, &results[0].2), ("resolution_05_limited", 0.5, &results[1].2)] {
-                insert_resolution_json(&mut out, key, r.clone().map(|r| limited(r, cv.limit(t, d, apix))), apix);
+            for (key, r) in ["resolution_0143_limited", "resolution_05_limited"].into_iter().zip(limited_results) {
+                insert_resolution_json(&mut out, key, r.clone(), apix);
             }
         }
         out["symmetry"] = serde_json::json!(group.name());
@@ -239,14 +243,14 @@ pub fn run(a: Args) -> Result<()> {
         println!("FSC 0.143: {}", res_text(&results[0].2, apix));
         println!("FSC 0.5:   {}", res_text(&results[1].2, apix));
         println!("(unmasked: {} at 0.143, {} at 0.5)", res_text(&results[2].2, apix), res_text(&results[3].2, apix));
-        if let Some(cv) = &cross {
-            let limit = |t: f64| match cv.limit(t, d, apix) {
+        if let (Some(cv), Some(limits), Some(limited_results)) = (&cross, limits, &limited_results) {
+            let limit = limits.map(|l| match l {
                 Some(l) => l.describe(apix),
                 None => format!("no crossing up to shell {} ({:.2} Å)", cv.last_shell, d as f64 * apix / cv.last_shell.max(1) as f64),
-            };
-            println!("cross-validated estimate: {} at 0.143, {} at 0.5", limit(0.143), limit(0.5));
-            let lim = |t: f64, r: &Result<Resolution, NoResolution>| res_text(&r.clone().map(|r| limited(r, cv.limit(t, d, apix))), apix);
-            println!("limited (the coarser): {} at 0.143, {} at 0.5", lim(0.143, &results[0].2), lim(0.5, &results[1].2));
+            });
+            println!("cross-validated estimate: {} at 0.143, {} at 0.5", limit[0], limit[1]);
+            let [r0143, r05] = limited_results.each_ref().map(|r| res_text(r, apix));
+            println!("limited (the coarser): {r0143} at 0.143, {r05} at 0.5");
         }
         if let Some([sa, sb]) = agreement {
             println!(

@@ -13,7 +13,7 @@
 
 use crate::cmd::mask::{self as maskcmd, parse_positive};
 use anyhow::{bail, Context, Result};
-use cryosplat_core::fsc::{check_maps_labelled, Resolution};
+use cryosplat_core::fsc::check_maps_labelled;
 use cryosplat_core::postprocess::{
     postprocess, postprocess_map, BFactorChoice, BFactorFit, GuinierMap, Options, Postprocessed, DEFAULT_AUTOB_LOWRES_A,
 };
@@ -168,6 +168,7 @@ pub fn run(a: Args) -> Result<()> {
         autob_lowres_a: a.autob_lowres,
         autob_highres_a: a.autob_highres,
         lowpass_a: a.lowpass,
+        resolution_limit_a: None,
         seed: a.seed,
         guinier_map: a.guinier_map,
     };
@@ -350,25 +351,15 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
         Some("crossing") => run["cross_validated"]["limit_0143"]["angstrom"].as_f64(),
         _ => None,
     });
-    let full = if completed { Some(maskcmd::read_cubic(&dir.join("map.mrc"), Some(apix))?.0) } else { None };
-    let process = |opts: &Options| -> Result<Postprocessed> {
-        Ok(match &full {
-            Some(full) => postprocess_map(&va, &vb, full, d, apix, &made.mask, opts)?,
-            None => postprocess(&va, &vb, d, apix, &made.mask, opts)?,
-        })
+    let opts = Options { resolution_limit_a: limit_a, ..Options::default() };
+    let p = if completed {
+        let (full, _, _) = maskcmd::read_cubic(&dir.join("map.mrc"), Some(apix))?;
+        postprocess_map(&va, &vb, &full, d, apix, &made.mask, &opts)?
+    } else {
+        postprocess(&va, &vb, d, apix, &made.mask, &opts)?
     };
-    let own = process(&Options::default())?;
-    let (p, own_resolution) = match limit_a {
-        Some(l) if l > own.resolution_a => {
-            let limited = Options { lowpass_a: Some(l), autob_highres_a: Some(l), ..Options::default() };
-            let mut p = process(&limited)?;
-            let own_resolution = p.resolution;
-            p.resolution = Resolution::Angstrom(l);
-            p.resolution_a = l;
-            (p, Some(own_resolution))
-        }
-        _ => (own, None),
-    };
+    // The FSC's own resolution, where the limit replaced it.
+    let own_resolution = Some(p.fsc.resolution(0.143)).filter(|&r| r != p.resolution);
     let source = if completed { "map.mrc (completed)" } else { "the average of the half maps" };
     let label = |x: &str| WriteOptions { label: format!("cryosplat {what}: {x}"), ..Default::default() };
     mrc::write_volume(&dir.join("map_sharp.mrc"), &p.map, [d, d, d], apix, &label("post-processed (FSC-weighted, sharpened, low-passed)"))?;
@@ -516,6 +507,7 @@ fn fit_json(f: &BFactorFit) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cryosplat_core::fsc::Resolution;
 
     /// Half maps of a blob molecule with independent noise, and a run.json holding `limit` as
     /// the run's cross-validated limit, written into `dir`; then [`after_run`].
