@@ -4,7 +4,8 @@
 //!
 //! Two independent models, one per half of the particles (`rlnRandomSubset` when every
 //! particle has it, otherwise a seeded random split), each from its own start (see "Start"
-//! below): `N` Gaussians with identity rotations and equal amplitudes totalling the estimated
+//! below): `N` Gaussians (20,000 up to 64 px, 15,000 above, where the runs are shorter:
+//! [`auto_gaussians`]; `--gaussians` sets a count) with identity rotations and equal amplitudes totalling the estimated
 //! mass (see "Initial mass" below). Each half is trained by its own
 //! [`trainer::HalfTrainer`] with Adam (one learning rate for every parameter type, 1e-3 in box
 //! units, decayed exponentially to ×0.1 over the run) on the MSE between its CTF-modulated
@@ -15,7 +16,7 @@
 //! [`ReconstructConfig::planned_epochs`]); `--epochs` forces a count. The halves never see each
 //! other's data. With `--average-tail F`, `map.mrc` and the Gaussians are of each half's raw
 //! parameters averaged over its last `F` of the planned steps ([`trainer::TailAverage`]), while
-//! the half maps and the reported resolution stay the last step's; without it, over the last
+//! the half maps and their FSC stay the last step's; without it, over the last
 //! 20% above 64 px, where the runs are shorter, and not at all up to 64 px
 //! ([`auto_average_tail`]).
 //!
@@ -156,8 +157,8 @@ use trainer::{EpochHook, HalfTrainer, ParticleRefinement, RefineState};
 /// Every setting of a reconstruction (each is a command-line option with this default).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReconstructConfig {
-    /// Gaussians per half model.
-    pub gaussians: usize,
+    /// Gaussians per half model; `None`: [`auto_gaussians`] of the training box.
+    pub gaussians: Option<usize>,
     /// Passes over each half's particles; `None`: as many as [`ReconstructConfig::min_steps`]
     /// needs, and at least [`MIN_EPOCHS`] ([`ReconstructConfig::planned_epochs`]).
     pub epochs: Option<usize>,
@@ -396,7 +397,7 @@ impl std::fmt::Display for InitChoice {
 impl Default for ReconstructConfig {
     fn default() -> Self {
         ReconstructConfig {
-            gaussians: 20_000,
+            gaussians: None,
             epochs: None,
             min_steps: None,
             average_tail: None,
@@ -482,6 +483,31 @@ pub fn auto_min_steps(d: usize) -> u64 {
     (AUTO_MIN_STEPS as f64 * r * r).round() as u64
 }
 
+/// Gaussians per half model at [`AUTO_MIN_STEPS_BOX`] px or less when `--gaussians` is not
+/// given; see [`auto_gaussians`].
+pub const AUTO_GAUSSIANS: usize = 20_000;
+
+/// Gaussians per half model above [`AUTO_MIN_STEPS_BOX`] px when `--gaussians` is not given;
+/// see [`auto_gaussians`].
+pub const AUTO_GAUSSIANS_LARGER_BOX: usize = 15_000;
+
+/// Gaussians per half model on `d` px images when `--gaussians` is not given:
+/// [`AUTO_GAUSSIANS`] up to [`AUTO_MIN_STEPS_BOX`] px, [`AUTO_GAUSSIANS_LARGER_BOX`] beyond, where
+/// [`auto_min_steps`] shortens the runs. On the four simulated sets at 96 and 128 px of
+/// BENCHMARKS.md ("Fewer Gaussians above 64 px"), three seeds each, the shorter runs with 15,000
+/// resolved against the ground truth within 0.2% of the 20,000-step runs with 20,000 Gaussians
+/// (finer on two), where 20,000 in the shorter runs were up to 0.9% coarser, and took 10–25%
+/// less time; on 10,000 particles at 128 px (25,000 steps) as finely as 20,000, 22% faster.
+/// Their half maps claimed more than the map holds on the preferred-view set (up to 14%); the
+/// cross-validated limit reports 6–7% coarser than the truth there instead.
+pub fn auto_gaussians(d: usize) -> usize {
+    if d <= AUTO_MIN_STEPS_BOX {
+        AUTO_GAUSSIANS
+    } else {
+        AUTO_GAUSSIANS_LARGER_BOX
+    }
+}
+
 /// The fraction of each half's steps whose parameters are averaged into the final model when
 /// `--average-tail` is not given, on `d` px images: none up to [`AUTO_MIN_STEPS_BOX`] px, where
 /// the runs take at least [`AUTO_MIN_STEPS`] steps and the average was coarser on three of
@@ -522,6 +548,12 @@ impl ReconstructConfig {
         self.average_tail.unwrap_or_else(|| auto_average_tail(d))
     }
 
+    /// Gaussians per half model on `d` px images: `gaussians` when given, else
+    /// [`auto_gaussians`].
+    pub fn gaussians_for(&self, d: usize) -> usize {
+        self.gaussians.unwrap_or_else(|| auto_gaussians(d))
+    }
+
     /// The least optimiser steps per half of a run whose length follows the data, on `d` px
     /// images: `min_steps` when given, else [`auto_min_steps`].
     pub fn min_steps_for(&self, d: usize) -> u64 {
@@ -559,17 +591,19 @@ impl ReconstructConfig {
         Ok((group, expansion))
     }
 
-    /// When the model grows in a run of `epochs` passes ([`Growth::before_epoch`]), and the
-    /// Gaussians each half starts with: half of `gaussians` (rounded up) when it grows, all of
-    /// them otherwise.
-    pub fn growth(&self, epochs: usize) -> (Option<usize>, usize) {
+    /// When the model grows in a run of `epochs` passes on `d` px images
+    /// ([`Growth::before_epoch`]), and the Gaussians each half starts with: half of
+    /// [`Self::gaussians_for`] (rounded up) when it grows, all of them otherwise.
+    pub fn growth(&self, epochs: usize, d: usize) -> (Option<usize>, usize) {
         let before = self.grow.before_epoch(epochs);
-        (before, if before.is_some() { self.gaussians.div_ceil(2) } else { self.gaussians })
+        let n = self.gaussians_for(d);
+        (before, if before.is_some() { n.div_ceil(2) } else { n })
     }
 
-    /// Gaussians in each half's asymmetric unit: `gaussians / |G|` rounded up, at least 1.
-    pub fn unit_gaussians(&self, order: usize) -> usize {
-        self.gaussians.div_ceil(order.max(1)).max(1)
+    /// Gaussians in each half's asymmetric unit on `d` px images: [`Self::gaussians_for`]
+    /// divided by `|G|`, rounded up, at least 1.
+    pub fn unit_gaussians(&self, order: usize, d: usize) -> usize {
+        self.gaussians_for(d).div_ceil(order.max(1)).max(1)
     }
 }
 
@@ -786,7 +820,7 @@ pub fn reconstruct(
     if !cfg.no_ctf {
         set.require_ctf()?;
     }
-    if cfg.gaussians == 0 || cfg.epochs == Some(0) || cfg.batch_size == 0 {
+    if cfg.gaussians == Some(0) || cfg.epochs == Some(0) || cfg.batch_size == 0 {
         return Err(ReconstructError::Config("--gaussians, --epochs and --batch-size must be positive".into()));
     }
     if !(cfg.lr > 0.0
@@ -813,10 +847,11 @@ pub fn reconstruct(
     let threads = if cfg.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { cfg.threads };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| ReconstructError::Config(e.to_string()))?;
     let d = working_box(cfg.downsample, set.box_px).map_err(ReconstructError::Config)?;
-    // `auto` is resolved once, here: the run, its record and its checkpoint see the start used.
+    // `auto` is resolved once, here: the run, its record and its checkpoint see the start and
+    // the number of Gaussians used.
     let start = init_choice(set, cfg);
     tracing::info!("start: {start}");
-    let cfg = &ReconstructConfig { init: start.used, ..cfg.clone() };
+    let cfg = &ReconstructConfig { init: start.used, gaussians: Some(cfg.gaussians_for(d)), ..cfg.clone() };
     pool.install(|| {
         let mut driver = Driver::new(set, cfg, session, d, threads, out, start)?;
         driver.run(on_epoch)
@@ -852,7 +887,7 @@ pub fn plan(set: &ParticleSet, cfg: &ReconstructConfig) -> Result<Plan, Reconstr
     let start = cfg.resolve_init(sizes);
     let d = working_box(cfg.downsample, set.box_px).map_err(ReconstructError::Config)?;
     let epochs = ReconstructConfig { init: start.used, ..cfg.clone() }.planned_epochs(sizes, d);
-    let (grow_before, first) = cfg.growth(epochs);
+    let (grow_before, first) = cfg.growth(epochs, d);
     Ok(Plan {
         start,
         epochs,
@@ -1119,9 +1154,9 @@ impl<'a> Driver<'a> {
         check_outliers(&images, session.progress)?;
         let (group, expansion) = cfg.symmetry()?;
         // A growing model starts with half the Gaussians (of the unit, with a point group).
-        let (grow_before, start_gaussians) = cfg.growth(epochs);
-        let start_cfg = ReconstructConfig { gaussians: start_gaussians, ..cfg.clone() };
-        let grow = grow_before.map(|before_epoch| GrowAt { before_epoch, start_count: start_cfg.unit_gaussians(group.order()) });
+        let (grow_before, start_gaussians) = cfg.growth(epochs, d);
+        let start_cfg = ReconstructConfig { gaussians: Some(start_gaussians), ..cfg.clone() };
+        let grow = grow_before.map(|before_epoch| GrowAt { before_epoch, start_count: start_cfg.unit_gaussians(group.order(), d) });
         let mut start = if session.resume {
             restore(&ckpt_path, &fingerprint, cfg, epochs)?
         } else if group.is_trivial() {
@@ -1132,7 +1167,7 @@ impl<'a> Driver<'a> {
             // mass estimate's fallback blob fit then uses the unit's count of Gaussians too.)
             let order = group.order();
             let unit_cfg = ReconstructConfig {
-                gaussians: start_cfg.unit_gaussians(order),
+                gaussians: Some(start_cfg.unit_gaussians(order, d)),
                 init_mass_fraction: cfg.init_mass_fraction / order as f64,
                 ..cfg.clone()
             };
@@ -1884,14 +1919,14 @@ fn start_fresh(
         let t = 2.0 * cfg.init_mass_fraction * est[half].total;
         let mut rng = Stream::InitialModel { half }.rng(cfg.seed);
         let model = match cfg.init {
-            InitKind::Random => GaussianModel::random_init(cfg.gaussians, t, &mut rng),
+            InitKind::Random => GaussianModel::random_init(cfg.gaussians_for(images.d), t, &mut rng),
             InitKind::Auto => unreachable!("--init auto is resolved before the run starts"),
             InitKind::Backprojection => {
                 // With a point group, every image is inserted at each operator's view: the
                 // unit's centres are drawn from the symmetric map, and their copies fill it.
                 let (group, _) = cfg.symmetry()?;
                 let (map, map_d) = start::half_backprojection(images, halves[half], apix, cfg.no_ctf, &group)?;
-                GaussianModel::sample_from_map(&map, map_d, cfg.gaussians, t, INIT_SCALE, &mut rng).ok_or_else(|| {
+                GaussianModel::sample_from_map(&map, map_d, cfg.gaussians_for(images.d), t, INIT_SCALE, &mut rng).ok_or_else(|| {
                     ReconstructError::Config(format!(
                         "{}: half {}'s backprojection has no positive density to start from; check the contrast (--invert) or use --init random",
                         images.set.source.display(),
@@ -2061,7 +2096,15 @@ mod tests {
         assert_eq!([32, 64, 65, 96, 128, 256].map(|d| auto.average_tail_for(d)), [0.0, 0.0, 0.2, 0.2, 0.2, 0.2]);
         let given = ReconstructConfig { average_tail: Some(0.1), ..auto.clone() };
         assert_eq!([64, 128].map(|d| given.average_tail_for(d)), [0.1, 0.1]);
-        assert_eq!(ReconstructConfig { average_tail: Some(0.0), ..auto }.average_tail_for(128), 0.0);
+        assert_eq!(ReconstructConfig { average_tail: Some(0.0), ..auto.clone() }.average_tail_for(128), 0.0);
+        // Where the runs are shortened the model is smaller; a given count holds at any box,
+        // and a growing model or a point group starts from the count of its box.
+        assert_eq!([32, 64, 65, 96, 128, 256].map(|d| auto.gaussians_for(d)), [20_000, 20_000, 15_000, 15_000, 15_000, 15_000]);
+        let given = ReconstructConfig { gaussians: Some(8_000), ..auto.clone() };
+        assert_eq!([64, 128].map(|d| given.gaussians_for(d)), [8_000, 8_000]);
+        let grows = ReconstructConfig { grow: Growth::Auto, ..auto.clone() };
+        assert_eq!((grows.growth(5, 64), grows.growth(5, 128)), ((Some(3), 10_000), (Some(3), 7_500)));
+        assert_eq!((auto.unit_gaussians(4, 64), auto.unit_gaussians(4, 128)), (5_000, 3_750));
     }
 
     #[test]

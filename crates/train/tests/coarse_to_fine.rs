@@ -36,7 +36,7 @@ fn a_run_broken_right_after_a_switch_resumes_exactly() {
     // its steps 200..300 in pass 3, after both halves' first two passes (400 steps): its first
     // step at the full box is the run's step 421.
     let cfg = ReconstructConfig {
-        gaussians: 500,
+        gaussians: Some(500),
         epochs: Some(4),
         threads: 2,
         seed: 9,
@@ -78,7 +78,7 @@ fn coarse_to_fine_trains_a_toy_set_as_well_as_the_full_box() {
     let star = simulated(&dir.path().join("sim"), 1000, 0.3);
     let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
     let gt = read(&dir.path().join("sim/gt.mrc"));
-    let base = ReconstructConfig { gaussians: 800, epochs: Some(6), threads: 2, seed: 3, checkpoint_every: 0, ..Default::default() };
+    let base = ReconstructConfig { gaussians: Some(800), epochs: Some(6), threads: 2, seed: 3, checkpoint_every: 0, ..Default::default() };
     let mut score = Vec::new();
     for (name, c2f) in [("off", CoarseToFine::Off), ("16:0.25,24:0.5", stages(&[(16, 0.25), (24, 0.5)]))] {
         let out = dir.path().join(name.replace([':', ','], "_"));

@@ -20,7 +20,7 @@ fn a_small_set_with_default_settings_starts_from_the_backprojection() {
     simulate(&Source::Atoms { atoms, label: "test".into() }, &sim, &dir.path().join("sim"), &NoProgress).unwrap();
     let set = ParticleSet::load(&dir.path().join("sim/particles.star"), &LoadOptions::default()).unwrap();
     // Default settings but for the size of the run (a test must be quick).
-    let cfg = ReconstructConfig { gaussians: 300, epochs: Some(1), threads: 1, seed: 9, checkpoint_every: 0, ..Default::default() };
+    let cfg = ReconstructConfig { gaussians: Some(300), epochs: Some(1), threads: 1, seed: 9, checkpoint_every: 0, ..Default::default() };
     // The simulation assigns the halves (random subsets), so they need not be equal: the
     // smaller one decides.
     let (a, b) = set.half_split(cfg.seed);

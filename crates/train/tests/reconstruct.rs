@@ -26,7 +26,7 @@ fn simulated(dir: &Path, count: usize, snr: f64) -> PathBuf {
 }
 
 fn small(threads: usize) -> ReconstructConfig {
-    ReconstructConfig { gaussians: 600, epochs: Some(2), threads, seed: 9, checkpoint_every: 0, ..Default::default() }
+    ReconstructConfig { gaussians: Some(600), epochs: Some(2), threads, seed: 9, checkpoint_every: 0, ..Default::default() }
 }
 
 #[test]
@@ -110,7 +110,7 @@ fn a_resumed_run_equals_an_unbroken_one() {
     // Resuming with other settings, another thread count or other data is refused, naming
     // what differs.
     let resume = |set: &ParticleSet, cfg: &ReconstructConfig| rec(set, cfg, &broken, true).unwrap_err().to_string();
-    let e = resume(&set, &ReconstructConfig { gaussians: 601, ..small(2) });
+    let e = resume(&set, &ReconstructConfig { gaussians: Some(601), ..small(2) });
     assert!(e.contains("--gaussians (600 then, 601 now)") && e.contains("checkpoint.ckpt"), "{e}");
     let e = resume(&set, &ReconstructConfig { lr: 2e-3, seed: 4, ..small(2) });
     assert!(e.contains("--lr (0.001 then, 0.002 now) and --seed (9 then, 4 now)"), "{e}");
@@ -181,7 +181,7 @@ fn the_tail_is_averaged_by_default_above_64_px_only() {
     let sim = SimulateConfig { box_px: 68, apix: 1.0, count: 40, snr: 1.0, seed: 5, max_shift_px: 2.0, ..Default::default() };
     simulate(&Source::Atoms { atoms, label: "test".into() }, &sim, &dir.path().join("sim68"), &NoProgress).unwrap();
     let set = ParticleSet::load(&dir.path().join("sim68/particles.star"), &LoadOptions::default()).unwrap();
-    let auto = ReconstructConfig { gaussians: 300, epochs: Some(1), ..small(2) };
+    let auto = ReconstructConfig { gaussians: Some(300), epochs: Some(1), ..small(2) };
     assert_eq!(plan(&small_set, &auto).unwrap().average_tail, 0.0);
     let p = plan(&set, &auto).unwrap();
     assert_eq!(p.average_tail, 0.2);
@@ -360,7 +360,7 @@ fn inverted_contrast_is_called_only_when_it_is_the_likely_cause() {
     assert!(e.contains("negative mass") && e.contains("without the inversion"), "{e}");
     let set = ParticleSet::load(&star, &LoadOptions::default()).unwrap();
     // One Gaussian, or a footprint of no size, is not a contrast problem.
-    let one = rec(&set, &ReconstructConfig { gaussians: 1, ..small(1) }, &dir.path().join("b"), false);
+    let one = rec(&set, &ReconstructConfig { gaussians: Some(1), ..small(1) }, &dir.path().join("b"), false);
     if let Err(e) = &one {
         assert!(!e.to_string().contains("--invert"), "{e}");
     }
@@ -514,8 +514,15 @@ fn ribosome_subtilts_from_the_backprojection_start() {
     let dir = tempfile::tempdir().unwrap();
     let lp = |v: &[f32]| common::gauss_lowpass(v, 64, 1.5);
     let low_passed = |init: InitKind, name: &str| {
-        let cfg =
-            ReconstructConfig { gaussians: 4000, epochs: Some(5), init, threads: 2, seed: 0, checkpoint_every: 0, ..Default::default() };
+        let cfg = ReconstructConfig {
+            gaussians: Some(4000),
+            epochs: Some(5),
+            init,
+            threads: 2,
+            seed: 0,
+            checkpoint_every: 0,
+            ..Default::default()
+        };
         rec(&set, &cfg, &dir.path().join(name), false).unwrap();
         let run = common::json(&dir.path().join(name).join("run.json"));
         let check = run["low_resolution_check"].clone();

@@ -64,7 +64,7 @@ fn refined_particles_come_closer_to_the_truth_and_resume_exactly() {
     let recorded = ParticleSet::load(&sim.join("particles.star"), &LoadOptions::default()).unwrap();
     let truth = ParticleSet::load(&sim.join("particles_true.star"), &LoadOptions::default()).unwrap();
     let rc = ReconstructConfig {
-        gaussians: 500,
+        gaussians: Some(500),
         epochs: Some(8),
         threads: 2,
         seed: 1,

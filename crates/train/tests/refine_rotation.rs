@@ -58,7 +58,7 @@ fn the_rotation_curvature_matches_the_exact_gauss_newton_curvature() {
     simulate(&Source::Atoms { atoms: atoms.clone(), label: "toy".into() }, &cfg, &sim, &NoProgress).unwrap();
     let recorded = ParticleSet::load(&sim.join("particles.star"), &LoadOptions::default()).unwrap();
     let truth = ParticleSet::load(&sim.join("particles_true.star"), &LoadOptions::default()).unwrap();
-    let rc = ReconstructConfig { gaussians: 500, epochs: Some(8), threads: 2, seed: 1, checkpoint_every: 0, ..Default::default() };
+    let rc = ReconstructConfig { gaussians: Some(500), epochs: Some(8), threads: 2, seed: 1, checkpoint_every: 0, ..Default::default() };
     let mut models: Vec<[GaussianModel; 2]> = Vec::new();
     {
         let stop = AtomicBool::new(false);

@@ -182,7 +182,7 @@ fn symmetric_set(dir: &Path, count: usize, sym: &str, offset_a: [f64; 3]) -> Par
 /// 0.449 against 0.445.
 fn small_rec(sym: &str) -> ReconstructConfig {
     ReconstructConfig {
-        gaussians: 400,
+        gaussians: Some(400),
         epochs: Some(3),
         threads: 2,
         seed: 3,

@@ -110,7 +110,7 @@ pub fn run(a: Args) -> Result<()> {
     // 2. Gaussian splatting.
     println!("reconstructing by Gaussian splatting ({} Gaussians per half, {} epochs)…", a.gaussians, a.epochs);
     let rec_cfg = ReconstructConfig {
-        gaussians: a.gaussians,
+        gaussians: Some(a.gaussians),
         epochs: Some(a.epochs),
         lr: a.lr,
         threads: a.threads,

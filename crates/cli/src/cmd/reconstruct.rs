@@ -29,9 +29,10 @@ pub struct Args {
     #[arg(short, long)]
     pub out: PathBuf,
     /// Gaussians per half model (with --sym, in all the copies together: the asymmetric unit
-    /// has this many divided by the group's order, rounded up).
-    #[arg(long, default_value_t = ReconstructConfig::default().gaussians)]
-    pub gaussians: usize,
+    /// has this many divided by the group's order, rounded up) [default: 20000 up to 64 px,
+    /// 15000 above]
+    #[arg(long)]
+    pub gaussians: Option<usize>,
     /// Point group of the particle (RELION's names: C1, Cn, Ci, Cs, Cnv, Cnh, Sn, Dn, Dnv, Dnh,
     /// T, Td, Th, O, Oh, I, I1–I4 and their h variants): each half model holds the asymmetric unit and
     /// is rendered, and its maps drawn, as the unit's copies under the group's operators.

@@ -160,7 +160,7 @@ fn fit_initial_mass(
     cfg: &ReconstructConfig,
 ) -> Result<BlobFit, ReconstructError> {
     let (set, d) = (images.set, images.d);
-    let unit = GaussianModel::random_init(cfg.gaussians.min(2000), 1.0, &mut Stream::MassFitBlob.rng(cfg.seed));
+    let unit = GaussianModel::random_init(cfg.gaussians_for(d).min(2000), 1.0, &mut Stream::MassFitBlob.rng(cfg.seed));
     let mut sp = Renderer::new(d, RenderOptions { n_sigma: cfg.n_sigma, threads: 1 });
     let mut pick = idx.to_vec();
     Stream::MassFitSample { half }.rng(cfg.seed).shuffle(&mut pick);
