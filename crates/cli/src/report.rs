@@ -201,6 +201,9 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
                 None => format!("no crossing up to its last shell ({:.2} Å)", cv.last_shell_a),
             },
         );
+        if let Some(range) = cv.range_0143 {
+            summary = summary.row("cross-validated estimate within one standard error (0.143)", range.words(cv.last_shell_a));
+        }
     }
     let summary = summary
         .row("box / pixel size", format!("{} px / {:.4} Å", r.d, r.apix))

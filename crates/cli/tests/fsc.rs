@@ -171,10 +171,20 @@ fn cross_validation_limits_half_maps_that_share_an_error() {
     assert!(limit > 1.05 * claimed, "the limit {limit} Å is not coarser than the claim {claimed} Å");
     assert_eq!(limited, limit);
     assert_eq!(v["cross_validated"]["half_map_equivalent"].as_array().map(|c| c.len()), Some(17));
+    // The limit lies within its range of one standard error.
+    let range = &v["cross_validated"]["range_0143"];
+    let (finer, coarser) =
+        (range["finer"].as_f64().unwrap_or_else(|| panic!("{v}")), range["coarser"].as_f64().unwrap_or_else(|| panic!("{v}")));
+    assert!(finer < limit && limit < coarser, "{finer} < {limit} < {coarser} expected");
     // The same in words, and a backprojection of another box is refused with its name.
     let out = fsc(&[&ga, &gb, "--mask", "none", "--cross-validate", &ma, &mb]);
     let said = text(&out.stdout);
-    assert!(said.contains("cross-validated estimate:") && said.contains("limited (the coarser):"), "{said}");
+    assert!(
+        said.contains("cross-validated estimate:")
+            && said.contains("within one standard error at 0.143: from ")
+            && said.contains("limited (the coarser):"),
+        "{said}"
+    );
     let small = dir.path().join("small.mrc");
     mrc::write_volume(&small, &vec![1.0; 16 * 16 * 16], [16, 16, 16], 1.0, &WriteOptions::default()).unwrap();
     let out = fsc(&[&ga, &gb, "--cross-validate", &ma, small.to_str().unwrap()]);

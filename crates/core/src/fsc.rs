@@ -209,14 +209,14 @@ pub struct FscCurve {
 /// Per-shell sums over two half spectra of `D³` volumes (layout of [`Fft3`]):
 /// `Re Σ F₁·conj(F₂)`, `Σ|F₁|²`, `Σ|F₂|²` over the components whose radius `r` (in samples)
 /// `shell_of(r)` maps below `n_shells`; the others are skipped.
-pub(crate) struct ShellSums {
-    pub(crate) num: Vec<f64>,
-    pub(crate) power_a: Vec<f64>,
-    pub(crate) power_b: Vec<f64>,
+struct ShellSums {
+    num: Vec<f64>,
+    power_a: Vec<f64>,
+    power_b: Vec<f64>,
 }
 
 impl ShellSums {
-    pub(crate) fn new(fa: &[Complex32], fb: &[Complex32], d: usize, n_shells: usize, shell_of: impl Fn(f64) -> usize) -> ShellSums {
+    fn new(fa: &[Complex32], fb: &[Complex32], d: usize, n_shells: usize, shell_of: impl Fn(f64) -> usize) -> ShellSums {
         let w = d / 2 + 1;
         let mut s = ShellSums { num: vec![0.0; n_shells], power_a: vec![0.0; n_shells], power_b: vec![0.0; n_shells] };
         for p in 0..d {

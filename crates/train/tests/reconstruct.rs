@@ -88,6 +88,17 @@ fn recovers_the_ground_truth() {
     assert_eq!(cv["last_shell"], 17);
     assert_eq!(cv["half_map_equivalent"].as_array().map(|c| c.len()), Some(21));
     assert_eq!(cv["limited"].as_bool(), Some(reported != alone));
+    // With the range the limit can move within one standard error of the estimate: its finer
+    // end is never coarser than the limit, its coarser end never finer.
+    let at = |v: &serde_json::Value| v["angstrom"].as_f64();
+    if let Some(limit) = at(&cv["limit_0143"]) {
+        let range = &cv["range_0143"];
+        assert!(range.is_object(), "{cv}");
+        assert!(
+            at(&range["finer"]).is_none_or(|f| f <= limit) && at(&range["coarser"]).is_some_and(|c| c >= limit),
+            "{range} around {limit}"
+        );
+    }
 }
 
 #[test]

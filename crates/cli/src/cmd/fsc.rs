@@ -229,6 +229,19 @@ pub fn run(a: Args) -> Result<()> {
                     None => c[key] = serde_json::Value::Null,
                 }
             }
+            // Where each limit would be with the estimate one standard error higher (finer)
+            // and lower (coarser); null for an end that does not cross up to the last shell.
+            for (key, t) in [("range_0143", 0.143), ("range_05", 0.5)] {
+                let range = cv.range(t, d, apix);
+                let mut r = serde_json::json!({});
+                for (end, l) in [("finer", range.finer), ("coarser", range.coarser)] {
+                    match l {
+                        Some(l) => insert_resolution_json(&mut r, end, Ok(l), apix),
+                        None => r[end] = serde_json::Value::Null,
+                    }
+                }
+                c[key] = r;
+            }
             out["cross_validated"] = c;
             for (key, r) in ["resolution_0143_limited", "resolution_05_limited"].into_iter().zip(limited_results) {
                 insert_resolution_json(&mut out, key, r.clone(), apix);
@@ -249,6 +262,10 @@ pub fn run(a: Args) -> Result<()> {
                 None => format!("no crossing up to shell {} ({:.2} Å)", cv.last_shell, d as f64 * apix / cv.last_shell.max(1) as f64),
             });
             println!("cross-validated estimate: {} at 0.143, {} at 0.5", limit[0], limit[1]);
+            let last_a = d as f64 * apix / cv.last_shell.max(1) as f64;
+            let range = cv.range(0.143, d, apix);
+            let end = |r: Option<Resolution>| r.map_or(format!("beyond {last_a:.2} Å (shell {})", cv.last_shell), |r| r.describe(apix));
+            println!("within one standard error at 0.143: from {} to {}", end(range.finer), end(range.coarser));
             let [r0143, r05] = limited_results.each_ref().map(|r| res_text(r, apix));
             println!("limited (the coarser): {r0143} at 0.143, {r05} at 0.5");
         }
