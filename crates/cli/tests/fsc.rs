@@ -162,7 +162,8 @@ fn cross_validation_limits_half_maps_that_share_an_error() {
     };
     let (ga, gb) = (write("ga.mrc", &[&truth, &shared], &mut rng), write("gb.mrc", &[&truth, &shared], &mut rng));
     let (ma, mb) = (write("ma.mrc", &[&truth], &mut rng), write("mb.mrc", &[&truth], &mut rng));
-    let out = fsc(&[&ga, &gb, "--mask", "none", "--json", "--cross-validate", &ma, &mb]);
+    let plots = dir.path().join("plots");
+    let out = fsc(&[&ga, &gb, "--mask", "none", "--json", "--cross-validate", &ma, &mb, "--out", plots.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let claimed = v["resolution_0143_unmasked"].as_f64().unwrap_or_else(|| panic!("{v}"));
@@ -171,6 +172,7 @@ fn cross_validation_limits_half_maps_that_share_an_error() {
     assert!(limit > 1.05 * claimed, "the limit {limit} Å is not coarser than the claim {claimed} Å");
     assert_eq!(limited, limit);
     assert_eq!(v["cross_validated"]["half_map_equivalent"].as_array().map(|c| c.len()), Some(17));
+    assert!(plots.join("fsc.png").exists() && plots.join("fsc.csv").exists());
     // The limit lies within its range of one standard error.
     let range = &v["cross_validated"]["range_0143"];
     let (finer, coarser) =

@@ -193,7 +193,22 @@ pub fn run(a: Args) -> Result<()> {
     let limited_results = limits.map(|l| [0, 1].map(|i| results[i].2.clone().map(|r| limited(r, l[i]))));
     if let Some(out) = &mut held {
         out.write_fsc(&rep)?;
-        crate::figures::fsc_plot(&out.path("fsc.png"), "FSC", &rep)?;
+        // With --cross-validate the plot draws the estimate's curve and the limited figures, as
+        // reconstruct's fsc.png does.
+        let reported = limited_results.as_ref().map(|r| {
+            let [r0143, r05] = r.each_ref().map(|r| match r {
+                Ok(r) => cryosplat_train::output::ReportedResolution::new(*r, apix).short(),
+                Err(_) => "undefined".to_string(),
+            });
+            format!("limited {r0143} at 0.143, {r05} at 0.5")
+        });
+        let limit = cross.as_ref().zip(reported).map(|(cv, reported)| crate::figures::FscLimit {
+            label: "cross-validated (half-map equivalent)",
+            curve: &cv.half_map_equivalent,
+            last_shell: cv.last_shell,
+            reported,
+        });
+        crate::figures::fsc_plot_limited(&out.path("fsc.png"), "FSC", &rep, limit)?;
     }
     if a.json {
         let curve: Vec<serde_json::Value> = (0..rep.unmasked.len())
