@@ -39,8 +39,8 @@
 //! The reported resolution of `reconstruct` is the coarser
 //! of the half-map FSC's and the limit ([`limited`]).
 
-use crate::fourier::{freq_index, Complex32, Fft3};
-use crate::fsc::{column_weight, resolution_at, Resolution};
+use crate::fourier::{Complex32, Fft3};
+use crate::fsc::{for_each_component, resolution_at, Resolution};
 
 /// Neighbouring shells on each side whose sums are pooled with a shell's (see the module docs).
 pub const POOL: usize = 1;
@@ -188,36 +188,26 @@ pub fn cross_validated(model: [&[f32]; 2], backprojection: [&[f32]; 2], d: usize
     let dot = |x: Complex32, y: Complex32| x.re as f64 * y.re as f64 + x.im as f64 * y.im as f64;
     let w = d / 2 + 1;
     let mut groups = vec![[Sums::default(); K]; n_shells];
-    for p in 0..d {
-        let fz = freq_index(p, d) as f64;
-        for r in 0..d {
-            let fy = freq_index(r, d) as f64;
-            let base = (p * d + r) * w;
-            for c in 0..w {
-                let n = (fz * fz + fy * fy + (c * c) as f64).sqrt().round() as usize;
-                if n >= n_shells {
-                    continue;
-                }
-                let i = base + c;
-                let (a, b, x, y) = (ga[i], gb[i], ma[i], mb[i]);
-                let wt = column_weight(c, d);
-                let g = &mut groups[n][(p * 7 + r * 3 + c) % K];
-                g.add(
-                    &Sums {
-                        ga_gb: dot(a, b),
-                        ga_ga: dot(a, a),
-                        gb_gb: dot(b, b),
-                        ma_mb: dot(x, y),
-                        ma_ma: dot(x, x),
-                        mb_mb: dot(y, y),
-                        ga_mb: dot(a, y),
-                        gb_ma: dot(b, x),
-                    },
-                    wt,
-                );
-            }
+    for_each_component(d, |i, radius, wt| {
+        let n = radius.round() as usize;
+        if n >= n_shells {
+            return;
         }
-    }
+        let (a, b, x, y) = (ga[i], gb[i], ma[i], mb[i]);
+        // Interleaved groups: the component at (z, y, x) = (p, r, c) goes to (7p + 3r + c) mod K.
+        let (p, r, c) = (i / (d * w), (i / w) % d, i % w);
+        let sums = Sums {
+            ga_gb: dot(a, b),
+            ga_ga: dot(a, a),
+            gb_gb: dot(b, b),
+            ma_mb: dot(x, y),
+            ma_ma: dot(x, x),
+            mb_mb: dot(y, y),
+            ga_mb: dot(a, y),
+            gb_ma: dot(b, x),
+        };
+        groups[n][(p * 7 + r * 3 + c) % K].add(&sums, wt);
+    });
     let mut full_vs_truth = vec![0.0; n_shells];
     let mut standard_error = vec![0.0; n_shells];
     full_vs_truth[0] = 1.0;

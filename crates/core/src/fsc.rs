@@ -206,6 +206,22 @@ pub struct FscCurve {
     pub no_power: Vec<usize>,
 }
 
+/// Calls `f(index, radius_in_samples, column_weight)` for every element of a `D³` half spectrum
+/// (layout of [`Fft3`]).
+pub(crate) fn for_each_component(d: usize, mut f: impl FnMut(usize, f64, f64)) {
+    let w = d / 2 + 1;
+    for p in 0..d {
+        let fz = freq_index(p, d) as f64;
+        for r in 0..d {
+            let fy = freq_index(r, d) as f64;
+            let base = (p * d + r) * w;
+            for c in 0..w {
+                f(base + c, (fz * fz + fy * fy + (c * c) as f64).sqrt(), column_weight(c, d));
+            }
+        }
+    }
+}
+
 /// Per-shell sums over two half spectra of `D³` volumes (layout of [`Fft3`]):
 /// `Re Σ F₁·conj(F₂)`, `Σ|F₁|²`, `Σ|F₂|²` over the components whose radius `r` (in samples)
 /// `shell_of(r)` maps below `n_shells`; the others are skipped.
@@ -217,26 +233,16 @@ struct ShellSums {
 
 impl ShellSums {
     fn new(fa: &[Complex32], fb: &[Complex32], d: usize, n_shells: usize, shell_of: impl Fn(f64) -> usize) -> ShellSums {
-        let w = d / 2 + 1;
         let mut s = ShellSums { num: vec![0.0; n_shells], power_a: vec![0.0; n_shells], power_b: vec![0.0; n_shells] };
-        for p in 0..d {
-            let fz = freq_index(p, d) as f64;
-            for r in 0..d {
-                let fy = freq_index(r, d) as f64;
-                let base = (p * d + r) * w;
-                for c in 0..w {
-                    let n = shell_of((fz * fz + fy * fy + (c * c) as f64).sqrt());
-                    if n >= n_shells {
-                        continue;
-                    }
-                    let wt = column_weight(c, d);
-                    let (a, b) = (fa[base + c], fb[base + c]);
-                    s.num[n] += wt * (a.re as f64 * b.re as f64 + a.im as f64 * b.im as f64);
-                    s.power_a[n] += wt * a.norm_sqr() as f64;
-                    s.power_b[n] += wt * b.norm_sqr() as f64;
-                }
+        for_each_component(d, |i, radius, wt| {
+            let n = shell_of(radius);
+            if n < n_shells {
+                let (a, b) = (fa[i], fb[i]);
+                s.num[n] += wt * (a.re as f64 * b.re as f64 + a.im as f64 * b.im as f64);
+                s.power_a[n] += wt * a.norm_sqr() as f64;
+                s.power_b[n] += wt * b.norm_sqr() as f64;
             }
-        }
+        });
         s
     }
 

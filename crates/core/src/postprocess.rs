@@ -37,7 +37,7 @@
 //! map is then not sharpened (B = 0), and the reason is recorded. An absurd B amplifies noise by
 //! orders of magnitude and is worse than none.
 
-use crate::fourier::{freq_index, low_pass_weight, Complex32, Fft3};
+use crate::fourier::{low_pass_weight, Complex32, Fft3};
 use crate::fsc::{gold_standard, FscReport, MaskChoice, NoResolution, Resolution};
 
 /// The fewest shells a B-factor fit may use.
@@ -73,29 +73,13 @@ pub fn sharpening_factor(bfactor_a2: f64, s_inv_a: f64) -> f64 {
     (-bfactor_a2 * s_inv_a * s_inv_a / 4.0).exp()
 }
 
-/// Calls `f(index, radius_in_samples, column_weight)` for every element of a `D³` half spectrum
-/// (layout of [`Fft3`]).
-fn for_each_component(d: usize, mut f: impl FnMut(usize, f64, f64)) {
-    let w = d / 2 + 1;
-    for p in 0..d {
-        let fz = freq_index(p, d) as f64;
-        for r in 0..d {
-            let fy = freq_index(r, d) as f64;
-            let base = (p * d + r) * w;
-            for c in 0..w {
-                f(base + c, (fz * fz + fy * fy + (c * c) as f64).sqrt(), crate::fsc::column_weight(c, d));
-            }
-        }
-    }
-}
-
 /// Mean Fourier amplitude per shell `n = round(r)`, `0..=D/2`, of a half spectrum of a `D³`
 /// volume, divided by `D³` (so shell 0 is the volume's mean). 0 in an empty shell.
 pub fn shell_amplitudes(spec: &[Complex32], d: usize) -> Vec<f64> {
     let n_shells = d / 2 + 1;
     let mut sum = vec![0.0f64; n_shells];
     let mut count = vec![0.0f64; n_shells];
-    for_each_component(d, |i, r, w| {
+    crate::fsc::for_each_component(d, |i, r, w| {
         let n = r.round() as usize;
         if n < n_shells {
             sum[n] += w * spec[i].norm() as f64;
@@ -256,7 +240,7 @@ pub fn fit_bfactor(points: &[GuinierPoint], low_res_a: f64, high_res_a: f64, res
 pub fn filter_spectrum(spec: &mut [Complex32], d: usize, apix: f64, weights: Option<&[f64]>, bfactor_a2: f64, lowpass_a: Option<f64>) {
     let box_a = d as f64 * apix;
     let cutoff = lowpass_a.map(|r| box_a / r);
-    for_each_component(d, |i, r, _| {
+    crate::fsc::for_each_component(d, |i, r, _| {
         let mut g = sharpening_factor(bfactor_a2, r / box_a);
         if let Some(w) = weights {
             g *= w.get(r.round() as usize).copied().unwrap_or(0.0);
