@@ -737,11 +737,16 @@ impl LimitRangeSummary {
     }
 
     /// "from 5.30 Å to 7.02 Å", with "beyond X Å (the last shell estimated)" for an end that
-    /// does not cross.
+    /// does not cross, and only that when neither does.
     pub fn words(&self, last_shell_a: f64) -> String {
-        let end =
-            |r: Option<ReportedResolution>| r.map_or(format!("beyond {last_shell_a:.2} Å (the last shell estimated)"), |r| r.short());
-        format!("from {} to {}", end(self.finer), end(self.coarser))
+        let beyond = format!("beyond {last_shell_a:.2} Å (the last shell estimated)");
+        match (self.finer, self.coarser) {
+            (None, None) => format!("{beyond} at both ends"),
+            (f, c) => {
+                let end = |r: Option<ReportedResolution>| r.map_or(beyond.clone(), |r| r.short());
+                format!("from {} to {}", end(f), end(c))
+            }
+        }
     }
 }
 
@@ -2143,6 +2148,15 @@ mod tests {
         let grows = ReconstructConfig { grow: Growth::Auto, ..auto.clone() };
         assert_eq!((grows.growth(5, 64), grows.growth(5, 128)), ((Some(3), 10_000), (Some(3), 7_500)));
         assert_eq!((auto.unit_gaussians(4, 64), auto.unit_gaussians(4, 128)), (5_000, 3_750));
+    }
+
+    #[test]
+    fn the_limit_range_in_words() {
+        let at = |a| Some(ReportedResolution::Crossing { angstrom: a });
+        let r = |finer, coarser| LimitRangeSummary { finer, coarser };
+        assert_eq!(r(at(5.3), at(7.02)).words(4.86), "from 5.30 Å to 7.02 Å");
+        assert_eq!(r(None, at(6.34)).words(4.86), "from beyond 4.86 Å (the last shell estimated) to 6.34 Å");
+        assert_eq!(r(None, None).words(4.86), "beyond 4.86 Å (the last shell estimated) at both ends");
     }
 
     #[test]
