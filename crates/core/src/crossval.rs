@@ -65,31 +65,37 @@ impl CrossValidated {
     /// `1..=last_shell` (`d` px at `apix` Å), or `None` when it does not: the estimate then sets
     /// no limit.
     pub fn limit(&self, threshold: f64, d: usize, apix: f64) -> Option<Resolution> {
-        let curve = &self.half_map_equivalent[..=self.last_shell.min(self.half_map_equivalent.len() - 1)];
-        match resolution_at(curve, threshold, d, apix) {
-            Resolution::Nyquist => None,
-            r => Some(r),
-        }
+        crossing(&self.half_map_equivalent[..=self.last()], threshold, d, apix)
     }
 
     /// The crossings of `threshold` by the half-map equivalents of the estimate plus and minus
     /// one standard error, within shells `1..=last_shell` ([`LimitRange`]): how far the limit
     /// ([`CrossValidated::limit`]) can move within the estimate's noise.
     pub fn range(&self, threshold: f64, d: usize, apix: f64) -> LimitRange {
-        let last = self.last_shell.min(self.full_vs_truth.len() - 1);
         let read = |sign: f64| {
-            let curve: Vec<f64> = self.full_vs_truth[..=last]
+            let curve: Vec<f64> = self.full_vs_truth[..=self.last()]
                 .iter()
                 .zip(&self.standard_error)
                 .enumerate()
                 .map(|(n, (&c, &se))| if n == 0 { 1.0 } else { half_map_equivalent(c + sign * se) })
                 .collect();
-            match resolution_at(&curve, threshold, d, apix) {
-                Resolution::Nyquist => None,
-                r => Some(r),
-            }
+            crossing(&curve, threshold, d, apix)
         };
         LimitRange { finer: read(1.0), coarser: read(-1.0) }
+    }
+
+    /// `last_shell`, within the curves.
+    fn last(&self) -> usize {
+        self.last_shell.min(self.full_vs_truth.len() - 1)
+    }
+}
+
+/// Where `curve` (shells up to the last estimated) first falls below `threshold`; `None` when
+/// it stays above it to its end.
+fn crossing(curve: &[f64], threshold: f64, d: usize, apix: f64) -> Option<Resolution> {
+    match resolution_at(curve, threshold, d, apix) {
+        Resolution::Nyquist => None,
+        r => Some(r),
     }
 }
 
@@ -278,6 +284,11 @@ mod tests {
         (0..d * d * d).map(|_| sigma * rng.normal() as f32).collect()
     }
 
+    /// Two copies of `base` (`d³`), each with its own noise of standard deviation `sigma`.
+    fn noisy_halves(base: &[f32], d: usize, sigma: f32, rng: &mut Rng) -> Vec<Vec<f32>> {
+        (0..2).map(|_| add(base, &noise(d, sigma, rng), 1.0)).collect()
+    }
+
     const NOISE: f32 = 2.0;
     const SHARED: f32 = 0.4;
 
@@ -295,8 +306,8 @@ mod tests {
         // both infer alike), and each half's own noise.
         let shared = random_volume(d, 10.0, &mut rng);
         let shared = add(&vec![0.0; shared.len()], &shared, SHARED * s / rms(&shared));
-        let model: Vec<Vec<f32>> = (0..2).map(|_| add(&add(&truth, &shared, 1.0), &noise(d, NOISE * s, &mut rng), 1.0)).collect();
-        let bp: Vec<Vec<f32>> = (0..2).map(|_| add(&truth, &noise(d, NOISE * s, &mut rng), 1.0)).collect();
+        let model = noisy_halves(&add(&truth, &shared, 1.0), d, NOISE * s, &mut rng);
+        let bp = noisy_halves(&truth, d, NOISE * s, &mut rng);
         let cv = cross_validated([&model[0], &model[1]], [&bp[0], &bp[1]], d, d / 2);
         let full: Vec<f32> = model[0].iter().zip(&model[1]).map(|(a, b)| 0.5 * (a + b)).collect();
         let truth_fsc = fsc(&full, &truth, d);
@@ -339,8 +350,8 @@ mod tests {
         let runs = 40;
         let (mut sum, mut sum2, mut se) = (vec![0.0; d / 2 + 1], vec![0.0; d / 2 + 1], vec![0.0; d / 2 + 1]);
         for _ in 0..runs {
-            let model: Vec<Vec<f32>> = (0..2).map(|_| add(&truth, &noise(d, NOISE * s, &mut rng), 1.0)).collect();
-            let bp: Vec<Vec<f32>> = (0..2).map(|_| add(&truth, &noise(d, 2.0 * NOISE * s, &mut rng), 1.0)).collect();
+            let model = noisy_halves(&truth, d, NOISE * s, &mut rng);
+            let bp = noisy_halves(&truth, d, 2.0 * NOISE * s, &mut rng);
             let cv = cross_validated([&model[0], &model[1]], [&bp[0], &bp[1]], d, d / 2 - 1);
             for n in shells.clone() {
                 sum[n] += cv.full_vs_truth[n];
@@ -367,8 +378,8 @@ mod tests {
         let mut rng = Rng::new(5);
         let truth = random_volume(d, 6.0, &mut rng);
         let s = rms(&truth);
-        let model: Vec<Vec<f32>> = (0..2).map(|_| add(&truth, &noise(d, NOISE * s, &mut rng), 1.0)).collect();
-        let bp: Vec<Vec<f32>> = (0..2).map(|_| add(&truth, &noise(d, NOISE * s, &mut rng), 1.0)).collect();
+        let model = noisy_halves(&truth, d, NOISE * s, &mut rng);
+        let bp = noisy_halves(&truth, d, NOISE * s, &mut rng);
         let cv = cross_validated([&model[0], &model[1]], [&bp[0], &bp[1]], d, 14);
         let half = fsc(&model[0], &model[1], d);
         let apix = 1.0;

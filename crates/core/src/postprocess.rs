@@ -38,7 +38,7 @@
 //! orders of magnitude and is worse than none.
 
 use crate::fourier::{low_pass_weight, Complex32, Fft3};
-use crate::fsc::{gold_standard, FscReport, MaskChoice, NoResolution, Resolution};
+use crate::fsc::{for_each_component, gold_standard, FscReport, MaskChoice, NoResolution, Resolution};
 
 /// The fewest shells a B-factor fit may use.
 pub const MIN_FIT_SHELLS: usize = 4;
@@ -79,7 +79,7 @@ pub fn shell_amplitudes(spec: &[Complex32], d: usize) -> Vec<f64> {
     let n_shells = d / 2 + 1;
     let mut sum = vec![0.0f64; n_shells];
     let mut count = vec![0.0f64; n_shells];
-    crate::fsc::for_each_component(d, |i, r, w| {
+    for_each_component(d, |i, r, w| {
         let n = r.round() as usize;
         if n < n_shells {
             sum[n] += w * spec[i].norm() as f64;
@@ -240,7 +240,7 @@ pub fn fit_bfactor(points: &[GuinierPoint], low_res_a: f64, high_res_a: f64, res
 pub fn filter_spectrum(spec: &mut [Complex32], d: usize, apix: f64, weights: Option<&[f64]>, bfactor_a2: f64, lowpass_a: Option<f64>) {
     let box_a = d as f64 * apix;
     let cutoff = lowpass_a.map(|r| box_a / r);
-    crate::fsc::for_each_component(d, |i, r, _| {
+    for_each_component(d, |i, r, _| {
         let mut g = sharpening_factor(bfactor_a2, r / box_a);
         if let Some(w) = weights {
             g *= w.get(r.round() as usize).copied().unwrap_or(0.0);

@@ -729,7 +729,8 @@ pub struct LimitRangeSummary {
 }
 
 impl LimitRangeSummary {
-    fn new(r: crossval::LimitRange, apix: f64) -> Self {
+    /// From the crossings of [`crossval::CrossValidated::range`], for pixel size `apix`.
+    pub fn new(r: crossval::LimitRange, apix: f64) -> Self {
         LimitRangeSummary {
             finer: r.finer.map(|r| ReportedResolution::new(r, apix)),
             coarser: r.coarser.map(|r| ReportedResolution::new(r, apix)),

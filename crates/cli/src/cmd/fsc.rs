@@ -25,6 +25,7 @@ use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
 use cryosplat_formats::mrc::MrcFile;
 use cryosplat_train::output::{insert_resolution_json, Existing, OutputDir};
 use cryosplat_train::reconstruct::check::last_usable_shell;
+use cryosplat_train::reconstruct::LimitRangeSummary;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -238,23 +239,21 @@ pub fn run(a: Args) -> Result<()> {
                 "standard_error": cv.standard_error,
                 "half_map_equivalent": cv.half_map_equivalent,
             });
+            // A crossing within the shells estimated, or null where the curve holds to the last.
+            let put = |obj: &mut serde_json::Value, key: &str, l: Option<Resolution>| match l {
+                Some(l) => insert_resolution_json(obj, key, Ok(l), apix),
+                None => obj[key] = serde_json::Value::Null,
+            };
             for (key, l) in ["limit_0143", "limit_05"].into_iter().zip(limits) {
-                match l {
-                    Some(l) => insert_resolution_json(&mut c, key, Ok(l), apix),
-                    None => c[key] = serde_json::Value::Null,
-                }
+                put(&mut c, key, l);
             }
             // Where each limit would be with the estimate one standard error higher (finer)
-            // and lower (coarser); null for an end that does not cross up to the last shell.
+            // and lower (coarser).
             for (key, t) in [("range_0143", 0.143), ("range_05", 0.5)] {
                 let range = cv.range(t, d, apix);
                 let mut r = serde_json::json!({});
-                for (end, l) in [("finer", range.finer), ("coarser", range.coarser)] {
-                    match l {
-                        Some(l) => insert_resolution_json(&mut r, end, Ok(l), apix),
-                        None => r[end] = serde_json::Value::Null,
-                    }
-                }
+                put(&mut r, "finer", range.finer);
+                put(&mut r, "coarser", range.coarser);
                 c[key] = r;
             }
             out["cross_validated"] = c;
@@ -272,15 +271,14 @@ pub fn run(a: Args) -> Result<()> {
         println!("FSC 0.5:   {}", res_text(&results[1].2, apix));
         println!("(unmasked: {} at 0.143, {} at 0.5)", res_text(&results[2].2, apix), res_text(&results[3].2, apix));
         if let (Some(cv), Some(limits), Some(limited_results)) = (&cross, limits, &limited_results) {
+            let last_a = d as f64 * apix / cv.last_shell.max(1) as f64;
             let limit = limits.map(|l| match l {
                 Some(l) => l.describe(apix),
-                None => format!("no crossing up to shell {} ({:.2} Å)", cv.last_shell, d as f64 * apix / cv.last_shell.max(1) as f64),
+                None => format!("no crossing up to shell {} ({last_a:.2} Å)", cv.last_shell),
             });
             println!("cross-validated estimate: {} at 0.143, {} at 0.5", limit[0], limit[1]);
-            let last_a = d as f64 * apix / cv.last_shell.max(1) as f64;
-            let range = cv.range(0.143, d, apix);
-            let end = |r: Option<Resolution>| r.map_or(format!("beyond {last_a:.2} Å (shell {})", cv.last_shell), |r| r.describe(apix));
-            println!("within one standard error at 0.143: from {} to {}", end(range.finer), end(range.coarser));
+            let range = LimitRangeSummary::new(cv.range(0.143, d, apix), apix);
+            println!("within one standard error at 0.143: {}", range.words(last_a));
             let [r0143, r05] = limited_results.each_ref().map(|r| res_text(r, apix));
             println!("limited (the coarser): {r0143} at 0.143, {r05} at 0.5");
         }
