@@ -51,8 +51,7 @@ SETS_MID = {
     "2XHE-20k-snr0.02-B50": ("2XHE.cif", 64, 2.0, 20000, 0.02, ["--bfactor", "50"]),
 }
 # Boxes above 64 px with few particles per half, where the run's length is set by the minimum
-# number of optimiser steps rather than by the number of particles (run with `--gaussians
-# default`: the tool's own number of Gaussians for the box).
+# number of optimiser steps rather than by the number of particles.
 SETS_LARGE = {
     "7DDO-3k-128-snr0.05": ("7DDO.pdb", 128, 1.1, 3000, 0.05, ["--max-shift", "2"]),
     "2XHE-2k-128-snr0.02-B50": ("2XHE.cif", 128, 1.0, 2000, 0.02, ["--bfactor", "50", "--max-shift", "3"]),
@@ -96,6 +95,7 @@ VARIANTS = {
     "gs-min5000-decay0.01": ["--min-steps", "5000", "--lr-decay", "0.01"],
     "gs-min5000-lr2e-3": ["--min-steps", "5000", "--lr", "0.002"],
     "gs-grow-auto-min7500": ["--grow", "auto", "--min-steps", "7500"],
+    "gs-g8000": ["--gaussians", "8000"],
     "gs-g15000": ["--gaussians", "15000"],
     "gs-g30000": ["--gaussians", "30000"],
 }
@@ -221,7 +221,8 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated set names")
     ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
     ap.add_argument("--threads", default="2")
-    ap.add_argument("--gaussians", default="8000", help="Gaussians per half, or 'default' for the tool's own choice")
+    ap.add_argument("--gaussians", default="default",
+                    help="Gaussians per half, or 'default' (the default) for the tool's own choice by box and particles per half")
     ap.add_argument("--reuse", action="store_true", help="keep finished runs found in --work (only re-read them)")
     a = ap.parse_args()
     sets = {"small": SETS_SMALL, "mid": SETS_MID, "full": SETS_FULL, "large": SETS_LARGE}[a.sets]

@@ -48,9 +48,10 @@ Gaussian half maps also agree on some detail the data do not hold. On 15 simulat
 against the truth crosses 0.5 (the same automatic mask) and claimed Nyquist for four maps 2% to 30% coarser than that. The \
 resolution reported is therefore limited by the cross-validated estimate; with the limit it was 0.97 to 1.21 times the \
 truth's on the same sets: no longer optimistic, but up to 21% pessimistic at the lowest SNR (0.005), where the \
-backprojection's halves agree too little to confirm what the Gaussian map resolves. Those sets ran 8,000 Gaussians at 64 px \
-and below; with the default 20,000 there the reported figure read 0.95 to 1.20 times the truth's on 11 of them: 5% \
-optimistic on one small set (2,000 particles at 48 px). The range given with the limit is where \
+backprojection's halves agree too little to confirm what the Gaussian map resolves. With the default number of Gaussians \
+(BENCHMARKS.md, \"The Gaussian count follows the particles\") the 11 of those sets at 64 px and below read 0.97 to 1.21; \
+with 20,000 Gaussians at every size (the old default) they read 0.95 to 1.20: 5% optimistic on one small set (2,000 \
+particles at 48 px). The range given with the limit is where \
 it would be with its estimate one standard error higher or lower; on 23 simulated runs the truth fell inside it 18 times \
 and was finer than it the other five.";
 

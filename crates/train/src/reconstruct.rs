@@ -4,8 +4,9 @@
 //!
 //! Two independent models, one per half of the particles (`rlnRandomSubset` when every
 //! particle has it, otherwise a seeded random split), each from its own start (see "Start"
-//! below): `N` Gaussians (20,000 up to 64 px, 15,000 above, where the runs are shorter:
-//! [`auto_gaussians`]; `--gaussians` sets a count) with identity rotations and equal amplitudes totalling the estimated
+//! below): `N` Gaussians (up to 64 px two per particle of the smaller half, from 8,000 to
+//! 20,000; 15,000 above, where the runs are shorter: [`auto_gaussians`]; `--gaussians` sets a
+//! count) with identity rotations and equal amplitudes totalling the estimated
 //! mass (see "Initial mass" below). Each half is trained by its own
 //! [`trainer::HalfTrainer`] with Adam (one learning rate for every parameter type, 1e-3 in box
 //! units, decayed exponentially to ×0.1 over the run) on the MSE between its CTF-modulated
@@ -157,7 +158,7 @@ use trainer::{EpochHook, HalfTrainer, ParticleRefinement, RefineState};
 /// Every setting of a reconstruction (each is a command-line option with this default).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ReconstructConfig {
-    /// Gaussians per half model; `None`: [`auto_gaussians`] of the training box.
+    /// Gaussians per half model; `None`: [`auto_gaussians`] of the training box and the halves.
     pub gaussians: Option<usize>,
     /// Passes over each half's particles; `None`: as many as [`ReconstructConfig::min_steps`]
     /// needs, and at least [`MIN_EPOCHS`] ([`ReconstructConfig::planned_epochs`]).
@@ -483,26 +484,51 @@ pub fn auto_min_steps(d: usize) -> u64 {
     (AUTO_MIN_STEPS as f64 * r * r).round() as u64
 }
 
-/// Gaussians per half model at [`AUTO_MIN_STEPS_BOX`] px or less when `--gaussians` is not
-/// given; see [`auto_gaussians`].
+/// The most Gaussians per half model at [`AUTO_MIN_STEPS_BOX`] px or less when `--gaussians` is
+/// not given; see [`auto_gaussians`].
 pub const AUTO_GAUSSIANS: usize = 20_000;
+
+/// The fewest Gaussians per half model at [`AUTO_MIN_STEPS_BOX`] px or less when `--gaussians`
+/// is not given; see [`auto_gaussians`].
+pub const AUTO_GAUSSIANS_FEWEST: usize = 8_000;
+
+/// Gaussians per particle of the smaller half at [`AUTO_MIN_STEPS_BOX`] px or less when
+/// `--gaussians` is not given, between [`AUTO_GAUSSIANS_FEWEST`] and [`AUTO_GAUSSIANS`]; see
+/// [`auto_gaussians`].
+pub const AUTO_GAUSSIANS_PER_PARTICLE: usize = 2;
 
 /// Gaussians per half model above [`AUTO_MIN_STEPS_BOX`] px when `--gaussians` is not given;
 /// see [`auto_gaussians`].
 pub const AUTO_GAUSSIANS_LARGER_BOX: usize = 15_000;
 
-/// Gaussians per half model on `d` px images when `--gaussians` is not given:
-/// [`AUTO_GAUSSIANS`] up to [`AUTO_MIN_STEPS_BOX`] px, [`AUTO_GAUSSIANS_LARGER_BOX`] beyond, where
-/// [`auto_min_steps`] shortens the runs. On the four simulated sets at 96 and 128 px of
-/// BENCHMARKS.md ("Fewer Gaussians above 64 px"), three seeds each, the shorter runs with 15,000
-/// resolved against the ground truth within 0.2% of the 20,000-step runs with 20,000 Gaussians
-/// (finer on two), where 20,000 in the shorter runs were up to 0.9% coarser, and took 10–25%
-/// less time; on 10,000 particles at 128 px (25,000 steps) as finely as 20,000, 22% faster.
-/// Their half maps claimed more than the map holds on the preferred-view set (up to 14%); the
-/// cross-validated limit reports 6–7% coarser than the truth there instead.
-pub fn auto_gaussians(d: usize) -> usize {
+/// Gaussians per half model on `d` px images when `--gaussians` is not given, for halves whose
+/// smaller one holds `per_half` particles.
+///
+/// Up to [`AUTO_MIN_STEPS_BOX`] px the count follows the data: [`AUTO_GAUSSIANS_PER_PARTICLE`]
+/// per particle of the smaller half, at least [`AUTO_GAUSSIANS_FEWEST`] and at most
+/// [`AUTO_GAUSSIANS`] (8,000 up to 4,000 particles per half, 20,000 from 10,000). On the 64 px
+/// simulations of BENCHMARKS.md ("The 64 px matrix at the tool's own Gaussian count") 20,000
+/// Gaussians resolved 1.5–2.2% more finely against the ground truth than 8,000 on two of the
+/// three sets of about 10,000 particles per half or more (alike on the third), alike from 4,000
+/// to 7,500, and 1–6.5% more coarsely on the sets of 500 to 3,000 (where their half maps also
+/// claimed more than the map holds: 5% on 1,000 particles per half), at 2.2–2.5 times the cost.
+/// The counts in between (10,000 and 15,000 at 5,000 and 7,500 particles per half) resolved as
+/// finely as the finer of the two or more finely on two sets, and between them on the third
+/// ("The Gaussian count follows the particles").
+///
+/// Above it, [`AUTO_GAUSSIANS_LARGER_BOX`], where [`auto_min_steps`] shortens the runs. On the
+/// four simulated sets at 96 and 128 px of BENCHMARKS.md ("Fewer Gaussians above 64 px"), three
+/// seeds each, the shorter runs with 15,000 resolved against the ground truth within 0.2% of the
+/// 20,000-step runs with 20,000 Gaussians (finer on two), where 20,000 in the shorter runs were
+/// up to 0.9% coarser, and took 10–25% less time; on 10,000 particles at 128 px (25,000 steps)
+/// as finely as 20,000, 22% faster. Their half maps claimed more than the map holds on the
+/// preferred-view set (up to 14%); the cross-validated limit reports 6–7% coarser than the truth
+/// there instead. There the count does not follow the particles: with 1,000–1,500 particles per
+/// half, 8,000 Gaussians were 3.6% finer on one set and 8% coarser on another ("The Gaussian
+/// count follows the particles").
+pub fn auto_gaussians(d: usize, per_half: usize) -> usize {
     if d <= AUTO_MIN_STEPS_BOX {
-        AUTO_GAUSSIANS
+        per_half.saturating_mul(AUTO_GAUSSIANS_PER_PARTICLE).clamp(AUTO_GAUSSIANS_FEWEST, AUTO_GAUSSIANS)
     } else {
         AUTO_GAUSSIANS_LARGER_BOX
     }
@@ -548,10 +574,10 @@ impl ReconstructConfig {
         self.average_tail.unwrap_or_else(|| auto_average_tail(d))
     }
 
-    /// Gaussians per half model on `d` px images: `gaussians` when given, else
-    /// [`auto_gaussians`].
-    pub fn gaussians_for(&self, d: usize) -> usize {
-        self.gaussians.unwrap_or_else(|| auto_gaussians(d))
+    /// Gaussians per half model on `d` px images for halves of `half_sizes` particles:
+    /// `gaussians` when given, else [`auto_gaussians`] of the smaller half.
+    pub fn gaussians_for(&self, half_sizes: [usize; 2], d: usize) -> usize {
+        self.gaussians.unwrap_or_else(|| auto_gaussians(d, half_sizes[0].min(half_sizes[1])))
     }
 
     /// The least optimiser steps per half of a run whose length follows the data, on `d` px
@@ -591,19 +617,31 @@ impl ReconstructConfig {
         Ok((group, expansion))
     }
 
-    /// When the model grows in a run of `epochs` passes on `d` px images
-    /// ([`Growth::before_epoch`]), and the Gaussians each half starts with: half of
+    /// Why [`Self::gaussians_for`] gives its count, in words (for the plan the run prints).
+    pub fn gaussians_reason(&self, half_sizes: [usize; 2], d: usize) -> String {
+        let per_half = half_sizes[0].min(half_sizes[1]);
+        match self.gaussians {
+            Some(n) => format!("--gaussians {n}"),
+            None if d > AUTO_MIN_STEPS_BOX => format!("auto: {AUTO_GAUSSIANS_LARGER_BOX} above {AUTO_MIN_STEPS_BOX} px"),
+            None => format!(
+                "auto: {AUTO_GAUSSIANS_PER_PARTICLE} per particle of the smaller half ({per_half}), from {AUTO_GAUSSIANS_FEWEST} to {AUTO_GAUSSIANS}"
+            ),
+        }
+    }
+
+    /// When the model grows in a run of `epochs` passes on `d` px images of halves of
+    /// `half_sizes` particles ([`Growth::before_epoch`]), and the Gaussians each half starts with: half of
     /// [`Self::gaussians_for`] (rounded up) when it grows, all of them otherwise.
-    pub fn growth(&self, epochs: usize, d: usize) -> (Option<usize>, usize) {
+    pub fn growth(&self, epochs: usize, half_sizes: [usize; 2], d: usize) -> (Option<usize>, usize) {
         let before = self.grow.before_epoch(epochs);
-        let n = self.gaussians_for(d);
+        let n = self.gaussians_for(half_sizes, d);
         (before, if before.is_some() { n.div_ceil(2) } else { n })
     }
 
-    /// Gaussians in each half's asymmetric unit on `d` px images: [`Self::gaussians_for`]
-    /// divided by `|G|`, rounded up, at least 1.
-    pub fn unit_gaussians(&self, order: usize, d: usize) -> usize {
-        self.gaussians_for(d).div_ceil(order.max(1)).max(1)
+    /// Gaussians in each half's asymmetric unit on `d` px images of halves of `half_sizes`
+    /// particles: [`Self::gaussians_for`] divided by `|G|`, rounded up, at least 1.
+    pub fn unit_gaussians(&self, order: usize, half_sizes: [usize; 2], d: usize) -> usize {
+        self.gaussians_for(half_sizes, d).div_ceil(order.max(1)).max(1)
     }
 }
 
@@ -890,9 +928,11 @@ pub fn reconstruct(
     let d = working_box(cfg.downsample, set.box_px).map_err(ReconstructError::Config)?;
     // `auto` is resolved once, here: the run, its record and its checkpoint see the start and
     // the number of Gaussians used.
-    let start = init_choice(set, cfg);
+    let (a, b) = set.half_split(cfg.seed);
+    let sizes = [a.len(), b.len()];
+    let start = cfg.resolve_init(sizes);
     tracing::info!("start: {start}");
-    let cfg = &ReconstructConfig { init: start.used, gaussians: Some(cfg.gaussians_for(d)), ..cfg.clone() };
+    let cfg = &ReconstructConfig { init: start.used, gaussians: Some(cfg.gaussians_for(sizes, d)), ..cfg.clone() };
     pool.install(|| {
         let mut driver = Driver::new(set, cfg, session, d, threads, out, start)?;
         driver.run(on_epoch)
@@ -917,6 +957,8 @@ pub struct Plan {
     pub grow_before: Option<usize>,
     /// Gaussians per half model at the start and at the end of the run (before density control).
     pub gaussians: [usize; 2],
+    /// Why that many, in words ([`ReconstructConfig::gaussians_reason`]).
+    pub gaussians_reason: String,
     /// The fraction of each half's last steps averaged into its final model.
     pub average_tail: f64,
 }
@@ -928,12 +970,13 @@ pub fn plan(set: &ParticleSet, cfg: &ReconstructConfig) -> Result<Plan, Reconstr
     let start = cfg.resolve_init(sizes);
     let d = working_box(cfg.downsample, set.box_px).map_err(ReconstructError::Config)?;
     let epochs = ReconstructConfig { init: start.used, ..cfg.clone() }.planned_epochs(sizes, d);
-    let (grow_before, first) = cfg.growth(epochs, d);
+    let (grow_before, first) = cfg.growth(epochs, sizes, d);
     Ok(Plan {
         start,
         epochs,
         grow_before,
         gaussians: [first, if grow_before.is_some() { 2 * first } else { first }],
+        gaussians_reason: cfg.gaussians_reason(sizes, d),
         average_tail: cfg.average_tail_for(d),
     })
 }
@@ -944,10 +987,10 @@ impl std::fmt::Display for Plan {
         match self.grow_before {
             Some(e) => write!(
                 f,
-                "{} Gaussians per half, each split in two before pass {e} ({} from there on)",
-                self.gaussians[0], self.gaussians[1]
+                "{} Gaussians per half, each split in two before pass {e} ({} from there on; {})",
+                self.gaussians[0], self.gaussians[1], self.gaussians_reason
             ),
-            None => write!(f, "{} Gaussians per half", self.gaussians[0]),
+            None => write!(f, "{} Gaussians per half ({})", self.gaussians[0], self.gaussians_reason),
         }?;
         if self.average_tail > 0.0 {
             write!(f, "; the final model averaged over the last {}% of each half's steps", (self.average_tail * 100.0).round())?;
@@ -1167,7 +1210,8 @@ impl<'a> Driver<'a> {
         let started = Instant::now();
         let apix = set.apix * set.box_px as f64 / d as f64;
         let (idx_a, idx_b) = set.half_split(cfg.seed);
-        let epochs = cfg.planned_epochs([idx_a.len(), idx_b.len()], d);
+        let sizes = [idx_a.len(), idx_b.len()];
+        let epochs = cfg.planned_epochs(sizes, d);
         cfg.density.validate(epochs).map_err(ReconstructError::Config)?;
         let stages = cfg.coarse_to_fine.stages(d, cfg.refine.is_some()).map_err(ReconstructError::Config)?;
         let grid = CtfGrid::new(d, apix);
@@ -1195,9 +1239,9 @@ impl<'a> Driver<'a> {
         check_outliers(&images, session.progress)?;
         let (group, expansion) = cfg.symmetry()?;
         // A growing model starts with half the Gaussians (of the unit, with a point group).
-        let (grow_before, start_gaussians) = cfg.growth(epochs, d);
+        let (grow_before, start_gaussians) = cfg.growth(epochs, sizes, d);
         let start_cfg = ReconstructConfig { gaussians: Some(start_gaussians), ..cfg.clone() };
-        let grow = grow_before.map(|before_epoch| GrowAt { before_epoch, start_count: start_cfg.unit_gaussians(group.order(), d) });
+        let grow = grow_before.map(|before_epoch| GrowAt { before_epoch, start_count: start_cfg.unit_gaussians(group.order(), sizes, d) });
         let mut start = if session.resume {
             restore(&ckpt_path, &fingerprint, cfg, epochs)?
         } else if group.is_trivial() {
@@ -1208,7 +1252,7 @@ impl<'a> Driver<'a> {
             // mass estimate's fallback blob fit then uses the unit's count of Gaussians too.)
             let order = group.order();
             let unit_cfg = ReconstructConfig {
-                gaussians: Some(start_cfg.unit_gaussians(order, d)),
+                gaussians: Some(start_cfg.unit_gaussians(order, sizes, d)),
                 init_mass_fraction: cfg.init_mass_fraction / order as f64,
                 ..cfg.clone()
             };
@@ -1957,20 +2001,21 @@ fn start_fresh(
         est.push(e);
     }
     let est: [MassEstimate; 2] = est.try_into().expect("two halves");
+    let sizes = halves.map(<[usize]>::len);
     let adam = AdamConfig { lr: cfg.lr, ..Default::default() };
     // `random_init(n, t)` gives each Gaussian t/(2n): a total of t/2.
     let start_half = |half: usize| -> Result<HalfTrainer, ReconstructError> {
         let t = 2.0 * cfg.init_mass_fraction * est[half].total;
         let mut rng = Stream::InitialModel { half }.rng(cfg.seed);
         let model = match cfg.init {
-            InitKind::Random => GaussianModel::random_init(cfg.gaussians_for(images.d), t, &mut rng),
+            InitKind::Random => GaussianModel::random_init(cfg.gaussians_for(sizes, images.d), t, &mut rng),
             InitKind::Auto => unreachable!("--init auto is resolved before the run starts"),
             InitKind::Backprojection => {
                 // With a point group, every image is inserted at each operator's view: the
                 // unit's centres are drawn from the symmetric map, and their copies fill it.
                 let (group, _) = cfg.symmetry()?;
                 let (map, map_d) = start::half_backprojection(images, halves[half], apix, cfg.no_ctf, &group)?;
-                GaussianModel::sample_from_map(&map, map_d, cfg.gaussians_for(images.d), t, INIT_SCALE, &mut rng).ok_or_else(|| {
+                GaussianModel::sample_from_map(&map, map_d, cfg.gaussians_for(sizes, images.d), t, INIT_SCALE, &mut rng).ok_or_else(|| {
                     ReconstructError::Config(format!(
                         "{}: half {}'s backprojection has no positive density to start from; check the contrast (--invert) or use --init random",
                         images.set.source.display(),
@@ -2045,16 +2090,26 @@ mod tests {
     #[test]
     fn the_plan_reads_in_words() {
         let start = InitChoice { requested: InitKind::Random, used: InitKind::Random, reason: "asked for".into() };
-        let plan =
-            |epochs, grow_before, average_tail| Plan { start: start.clone(), epochs, grow_before, gaussians: [100, 200], average_tail };
+        let plan = |epochs, grow_before, average_tail| Plan {
+            start: start.clone(),
+            epochs,
+            grow_before,
+            gaussians: [100, 200],
+            gaussians_reason: "why".into(),
+            average_tail,
+        };
         assert_eq!(
             plan(1, None, 0.2).to_string(),
-            "1 pass per half; 100 Gaussians per half; the final model averaged over the last 20% of each half's steps"
+            "1 pass per half; 100 Gaussians per half (why); the final model averaged over the last 20% of each half's steps"
         );
         assert_eq!(
             plan(5, Some(3), 0.0).to_string(),
-            "5 passes per half; 100 Gaussians per half, each split in two before pass 3 (200 from there on)"
+            "5 passes per half; 100 Gaussians per half, each split in two before pass 3 (200 from there on; why)"
         );
+        let auto = ReconstructConfig::default();
+        assert_eq!(auto.gaussians_reason([1_001, 1_000], 64), "auto: 2 per particle of the smaller half (1000), from 8000 to 20000");
+        assert_eq!(auto.gaussians_reason([1_001, 1_000], 96), "auto: 15000 above 64 px");
+        assert_eq!(ReconstructConfig { gaussians: Some(7), ..auto }.gaussians_reason([1_001, 1_000], 64), "--gaussians 7");
     }
 
     #[test]
@@ -2143,12 +2198,20 @@ mod tests {
         assert_eq!(ReconstructConfig { average_tail: Some(0.0), ..auto.clone() }.average_tail_for(128), 0.0);
         // Where the runs are shortened the model is smaller; a given count holds at any box,
         // and a growing model or a point group starts from the count of its box.
-        assert_eq!([32, 64, 65, 96, 128, 256].map(|d| auto.gaussians_for(d)), [20_000, 20_000, 15_000, 15_000, 15_000, 15_000]);
+        let many = [20_000, 20_000];
+        assert_eq!([32, 64, 65, 96, 128, 256].map(|d| auto.gaussians_for(many, d)), [20_000, 20_000, 15_000, 15_000, 15_000, 15_000]);
+        // Up to 64 px the count follows the smaller half: two per particle from 8,000 to 20,000.
+        let per_half = [1, 500, 4_000, 4_001, 5_000, 7_500, 10_000, 300_000];
+        assert_eq!(per_half.map(|n| auto.gaussians_for([n + 7, n], 64)), [8_000, 8_000, 8_000, 8_002, 10_000, 15_000, 20_000, 20_000]);
+        assert_eq!(per_half.map(|n| auto.gaussians_for([n, n], 96)), [15_000; 8]);
         let given = ReconstructConfig { gaussians: Some(8_000), ..auto.clone() };
-        assert_eq!([64, 128].map(|d| given.gaussians_for(d)), [8_000, 8_000]);
+        assert_eq!([64, 128].map(|d| given.gaussians_for(many, d)), [8_000, 8_000]);
+        assert_eq!(given.gaussians_for([20, 20], 64), 8_000);
         let grows = ReconstructConfig { grow: Growth::Auto, ..auto.clone() };
-        assert_eq!((grows.growth(5, 64), grows.growth(5, 128)), ((Some(3), 10_000), (Some(3), 7_500)));
-        assert_eq!((auto.unit_gaussians(4, 64), auto.unit_gaussians(4, 128)), (5_000, 3_750));
+        assert_eq!((grows.growth(5, many, 64), grows.growth(5, many, 128)), ((Some(3), 10_000), (Some(3), 7_500)));
+        assert_eq!(grows.growth(5, [3_000, 3_100], 64), (Some(3), 4_000));
+        assert_eq!((auto.unit_gaussians(4, many, 64), auto.unit_gaussians(4, many, 128)), (5_000, 3_750));
+        assert_eq!(auto.unit_gaussians(4, [1_000, 1_000], 64), 2_000);
     }
 
     #[test]

@@ -29,8 +29,8 @@ pub struct Args {
     #[arg(short, long)]
     pub out: PathBuf,
     /// Gaussians per half model (with --sym, in all the copies together: the asymmetric unit
-    /// has this many divided by the group's order, rounded up) [default: 20000 up to 64 px,
-    /// 15000 above]
+    /// has this many divided by the group's order, rounded up) [default: up to 64 px two per
+    /// particle of the smaller half, at least 8000 and at most 20000; 15000 above]
     #[arg(long)]
     pub gaussians: Option<usize>,
     /// Point group of the particle (RELION's names: C1, Cn, Ci, Cs, Cnv, Cnh, Sn, Dn, Dnv, Dnh,

@@ -150,6 +150,9 @@ struct BlobFit {
     z: f64,
 }
 
+/// Gaussians of the blob whose least-squares scale is the fallback mass estimate, at most.
+const MASS_FIT_BLOB_GAUSSIANS: usize = 2000;
+
 /// Least-squares total mass of the initial blob against a sample of the images `idx`.
 fn fit_initial_mass(
     images: &Images,
@@ -160,7 +163,10 @@ fn fit_initial_mass(
     cfg: &ReconstructConfig,
 ) -> Result<BlobFit, ReconstructError> {
     let (set, d) = (images.set, images.d);
-    let unit = GaussianModel::random_init(cfg.gaussians_for(d).min(2000), 1.0, &mut Stream::MassFitBlob.rng(cfg.seed));
+    // The model's own count when it is smaller (a given `--gaussians`, or a point group's unit);
+    // the automatic counts are all larger.
+    let blob = cfg.gaussians.map_or(MASS_FIT_BLOB_GAUSSIANS, |n| n.min(MASS_FIT_BLOB_GAUSSIANS));
+    let unit = GaussianModel::random_init(blob, 1.0, &mut Stream::MassFitBlob.rng(cfg.seed));
     let mut sp = Renderer::new(d, RenderOptions { n_sigma: cfg.n_sigma, threads: 1 });
     let mut pick = idx.to_vec();
     Stream::MassFitSample { half }.rng(cfg.seed).shuffle(&mut pick);
