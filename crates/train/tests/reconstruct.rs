@@ -182,7 +182,8 @@ fn the_tail_average_changes_the_final_maps_and_resumes_exactly() {
 }
 
 /// Without `--average-tail`, runs above 64 px (shortened by the pixel rule) average the last
-/// fifth of each half's steps and runs up to 64 px do not; the plan says so.
+/// fifth of each half's steps and runs up to 64 px do not; the plan says so, and gives the
+/// number of Gaussians, which follows the halves up to 64 px only.
 #[test]
 fn the_tail_is_averaged_by_default_above_64_px_only() {
     use cryosplat_train::reconstruct::plan;
@@ -197,6 +198,12 @@ fn the_tail_is_averaged_by_default_above_64_px_only() {
     let p = plan(&set, &auto).unwrap();
     assert_eq!(p.average_tail, 0.2);
     assert!(p.to_string().contains("averaged over the last 20% of each half's steps"), "{p}");
+    // Without --gaussians the count follows the halves up to 64 px (at least 8,000) and is
+    // 15,000 above; the plan says why.
+    let counted = plan(&small_set, &ReconstructConfig::default()).unwrap();
+    assert_eq!(counted.gaussians, [8_000, 8_000]);
+    assert!(counted.to_string().contains("8000 Gaussians per half (auto: 2 per particle of the smaller half ("), "{counted}");
+    assert_eq!(plan(&set, &ReconstructConfig::default()).unwrap().gaussians, [15_000, 15_000]);
     let runs = [None, Some(0.2), Some(0.0)].map(|f| {
         let out = dir.path().join(format!("{f:?}"));
         let s = rec(&set, &ReconstructConfig { average_tail: f, ..auto.clone() }, &out, false).unwrap();
