@@ -143,6 +143,11 @@ class AtNyquist(float):
     """A curve that never crosses: Nyquist is a bound, not a measured resolution."""
 
 
+class AtLeast(AtNyquist):
+    """A reconstruction's bound at the last shell its cross-validated estimate reaches (its half
+    maps claimed more): a bound like Nyquist, not a measured resolution."""
+
+
 def detail(j, key):
     """The resolution `key` of `fsc --json` or `postprocess.json`: its typed entry in
     `resolution_details` (the form of run.json's history) where there is one, else the plain
@@ -159,6 +164,8 @@ def res_value(r, apix):
     if isinstance(r, dict):
         if r.get("kind") == "at_nyquist":
             return AtNyquist(r["angstrom"])
+        if r.get("kind") == "at_least":
+            return AtLeast(r["angstrom"])
         return r.get("angstrom")
     if r == "nyquist":
         return AtNyquist(2.0 * apix)
@@ -204,6 +211,8 @@ def fmt(x):
         return f"{fmt(x.reported)} (half maps alone {fmt(x.alone)})"
     if isinstance(x, Bound):
         return f"{x.sign}{x:.2f}"
+    if isinstance(x, AtLeast):
+        return f"≤{x:.2f} (bound)"
     return f"≤{x:.2f} (Nyquist)" if isinstance(x, AtNyquist) else f"{x:.2f}"
 
 

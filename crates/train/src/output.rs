@@ -375,6 +375,11 @@ pub enum ReportedResolution {
     /// The curve stays above the threshold up to Nyquist (`angstrom` is Nyquist): the data
     /// support at least this, and no finer figure can be read.
     AtNyquist { angstrom: f64 },
+    /// A reconstruction's half maps claim a finer figure than the last shell their
+    /// cross-validated estimate reaches (`angstrom`), and the estimate stays above the threshold
+    /// up to it: the data support at least this, and nothing independent of the Gaussian halves
+    /// checks the finer claim (`reconstruct`'s cross-validated limit).
+    AtLeast { angstrom: f64 },
     /// The curve is below the threshold from the start.
     NoCorrelation,
 }
@@ -389,8 +394,8 @@ impl ReportedResolution {
         }
     }
 
-    /// The crossing in Å; `None` at Nyquist or without correlation (no number that could be
-    /// mistaken for a measured resolution).
+    /// The crossing in Å; `None` at Nyquist, for a bound or without correlation (no number that
+    /// could be mistaken for a measured resolution).
     pub fn angstrom(&self) -> Option<f64> {
         match *self {
             ReportedResolution::Crossing { angstrom } => Some(angstrom),
@@ -398,11 +403,13 @@ impl ReportedResolution {
         }
     }
 
-    /// The crossing in Å, or Nyquist when the curve never crosses (a bound, for plots and
-    /// comparisons).
+    /// The crossing in Å, or the bound (Nyquist when the curve never crosses), for plots and
+    /// comparisons.
     pub fn angstrom_or_nyquist(&self) -> Option<f64> {
         match *self {
-            ReportedResolution::Crossing { angstrom } | ReportedResolution::AtNyquist { angstrom } => Some(angstrom),
+            ReportedResolution::Crossing { angstrom }
+            | ReportedResolution::AtNyquist { angstrom }
+            | ReportedResolution::AtLeast { angstrom } => Some(angstrom),
             ReportedResolution::NoCorrelation => None,
         }
     }
@@ -430,11 +437,12 @@ pub fn insert_resolution_json(out: &mut serde_json::Value, key: &str, r: Result<
 }
 
 impl ReportedResolution {
-    /// A short form for tables: "4.25 Å", "at Nyquist (3.00 Å)", "none".
+    /// A short form for tables: "4.25 Å", "at Nyquist (3.00 Å)", "at least 4.41 Å", "none".
     pub fn short(&self) -> String {
         match *self {
             ReportedResolution::Crossing { angstrom } => format!("{angstrom:.2} Å"),
             ReportedResolution::AtNyquist { angstrom } => format!("at Nyquist ({angstrom:.2} Å)"),
+            ReportedResolution::AtLeast { angstrom } => format!("at least {angstrom:.2} Å"),
             ReportedResolution::NoCorrelation => "none".into(),
         }
     }
@@ -445,6 +453,10 @@ impl std::fmt::Display for ReportedResolution {
         match *self {
             ReportedResolution::Crossing { angstrom } => write!(f, "{angstrom:.2} Å"),
             ReportedResolution::AtNyquist { angstrom } => write!(f, "at Nyquist ({angstrom:.2} Å; the true resolution may be finer)"),
+            ReportedResolution::AtLeast { angstrom } => write!(
+                f,
+                "at least {angstrom:.2} Å (the last shell the cross-validated estimate reaches; the true resolution may be finer)"
+            ),
             ReportedResolution::NoCorrelation => write!(f, "none (no correlation)"),
         }
     }
@@ -468,6 +480,10 @@ mod tests {
         let json = serde_json::to_string(&n).unwrap();
         assert_eq!(json, r#"{"kind":"at_nyquist","angstrom":3.0}"#);
         assert_eq!(serde_json::from_str::<ReportedResolution>(&json).unwrap(), n);
+        let b = ReportedResolution::AtLeast { angstrom: 4.41 };
+        assert_eq!((b.angstrom(), b.angstrom_or_nyquist()), (None, Some(4.41)));
+        assert_eq!(b.short(), "at least 4.41 Å");
+        assert_eq!(serde_json::to_string(&b).unwrap(), r#"{"kind":"at_least","angstrom":4.41}"#);
     }
 
     #[test]

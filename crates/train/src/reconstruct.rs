@@ -128,7 +128,7 @@ use crate::streams::Stream;
 use cryosplat_core::crossval;
 use cryosplat_core::ctf::{CtfGrid, CtfParams};
 use cryosplat_core::fourier::resample_volume;
-use cryosplat_core::fsc::{gold_standard, FscReport, MaskChoice, NoResolution};
+use cryosplat_core::fsc::{gold_standard, FscReport, MaskChoice, NoResolution, Resolution};
 use cryosplat_core::gaussian::{GaussianModel, INIT_SCALE};
 use cryosplat_core::pose::Pose;
 use cryosplat_core::render::expand::SymmetryExpansion;
@@ -679,7 +679,9 @@ pub struct EpochRecord {
     pub loss: [f64; 2],
     /// The reported resolution at FSC 0.143 and 0.5: the half-map FSC's crossings
     /// (auto-masked, phase-randomisation corrected), and after the last pass the coarser of
-    /// those and the cross-validated limit ([`CrossValidatedSummary`]).
+    /// those and the cross-validated limit ([`CrossValidatedSummary`]), or the bound at the
+    /// estimate's last shell when the half maps claim more than it reaches
+    /// ([`reported_with_limit`]).
     pub resolution_0143: ReportedResolution,
     pub resolution_05: ReportedResolution,
     /// After the last pass, the half-map FSC's own crossings (which the two above may be
@@ -706,6 +708,13 @@ pub const LIMITED_RESOLUTION_METHOD: &str = "the coarser of the half-map FSC (au
 /// it coarser, its range within one standard error and the half maps' own claim beside it.
 pub fn resolution_words(r: &EpochRecord, cv: Option<&CrossValidatedSummary>) -> String {
     match (r.half_map_0143, cv) {
+        (Some(half), Some(cv)) if matches!(r.resolution_0143, ReportedResolution::AtLeast { .. }) => format!(
+            "{} (FSC 0.143), {} (0.5): the cross-validated estimate holds to its last shell ({:.2} Å), and the half maps alone claim {}, finer than anything independent of the Gaussian halves can check",
+            r.resolution_0143.short(),
+            r.resolution_05.short(),
+            cv.last_shell_a,
+            half.short()
+        ),
         (Some(half), Some(cv)) if cv.limited => format!(
             "{} (FSC 0.143), {} (0.5), limited by the cross-validated estimate ({}the half maps alone claim {}: an error both Gaussian halves share is not resolution)",
             r.resolution_0143.short(),
@@ -726,6 +735,27 @@ pub fn resolution_words(r: &EpochRecord, cv: Option<&CrossValidatedSummary>) -> 
     }
 }
 
+/// The reported resolution from `combined`, the coarser of the half-map FSC's and the
+/// cross-validated limit ([`crossval::limited`]), where `limit` is that limit (`None`: the
+/// estimate stays above the threshold up to its last shell, at `last_shell_a` Å): when the
+/// estimate sets no limit but the half maps claim more than its last shell, the claim is beyond
+/// anything independent of the Gaussian halves can check, and the figure reported is the bound
+/// [`ReportedResolution::AtLeast`] at that shell. On the simulations of BENCHMARKS.md ("Beyond
+/// the cross-validated estimate's last shell") half maps that crossed there claimed up to 5% more
+/// than the map holds.
+pub fn reported_with_limit(combined: Resolution, limit: Option<Resolution>, last_shell_a: f64, apix: f64) -> ReportedResolution {
+    let beyond = match combined {
+        Resolution::Nyquist => true,
+        Resolution::Angstrom(a) => a < last_shell_a,
+        Resolution::NoCorrelation => false,
+    };
+    if limit.is_none() && beyond {
+        ReportedResolution::AtLeast { angstrom: last_shell_a }
+    } else {
+        ReportedResolution::new(combined, apix)
+    }
+}
+
 /// The cross-validated limit of the final resolution ([`cryosplat_core::crossval`]): the
 /// Gaussian half maps against the backprojections of the other half's images, which share no
 /// error with them, so that an error both Gaussian halves share cannot pass for resolution.
@@ -742,10 +772,12 @@ pub struct CrossValidatedSummary {
     /// Per shell: the half-map FSC equivalent to the estimate, read at 0.143 and 0.5.
     pub half_map_equivalent: Vec<f64>,
     /// Where that curve crosses 0.143 and 0.5 within the shells estimated; `None` where it
-    /// stays above the threshold up to `last_shell` (then it sets no limit).
+    /// stays above the threshold up to `last_shell` (then the reported figure is the half maps'
+    /// when they cross before that shell, else the bound at it: [`reported_with_limit`]).
     pub limit_0143: Option<ReportedResolution>,
     pub limit_05: Option<ReportedResolution>,
-    /// Whether the limit made the reported 0.143 resolution coarser than the half-map FSC's.
+    /// Whether the limit (or the bound at the last shell) made the reported 0.143 resolution
+    /// coarser than the half-map FSC's.
     pub limited: bool,
     /// Where `limit_0143` and `limit_05` would be with the estimate one standard error higher
     /// and lower (absent in files written before it was recorded).
@@ -1738,21 +1770,23 @@ impl<'a> Driver<'a> {
             // models'): the estimate is of that map's correlation with the truth.
             let cv = crossval::cross_validated([&map_a, &map_b], bp, d, check::last_usable_shell(d));
             let (l0143, l05) = (cv.limit(0.143, d, apix), cv.limit(0.5, d, apix));
-            let (final0143, final05) = (crossval::limited(r0143, l0143), crossval::limited(r05, l05));
+            let last_shell_a = d as f64 * apix / cv.last_shell.max(1) as f64;
+            let [final0143, final05] =
+                [(r0143, l0143), (r05, l05)].map(|(r, l)| reported_with_limit(crossval::limited(r, l), l, last_shell_a, apix));
             record.half_map_0143 = Some(record.resolution_0143);
             record.half_map_05 = Some(record.resolution_05);
-            record.resolution_0143 = ReportedResolution::new(final0143, apix);
-            record.resolution_05 = ReportedResolution::new(final05, apix);
+            record.resolution_0143 = final0143;
+            record.resolution_05 = final05;
             let [range_0143, range_05] = [0.143, 0.5].map(|t| LimitRangeSummary::new(cv.range(t, d, apix), apix));
             self.cross_validated = Some(CrossValidatedSummary {
                 last_shell: cv.last_shell,
-                last_shell_a: d as f64 * apix / cv.last_shell.max(1) as f64,
+                last_shell_a,
                 full_vs_truth: cv.full_vs_truth,
                 standard_error: cv.standard_error,
                 half_map_equivalent: cv.half_map_equivalent,
                 limit_0143: l0143.map(|r| ReportedResolution::new(r, apix)),
                 limit_05: l05.map(|r| ReportedResolution::new(r, apix)),
-                limited: final0143 != r0143,
+                limited: final0143 != ReportedResolution::new(r0143, apix),
                 range_0143: Some(range_0143),
                 range_05: Some(range_05),
             });
@@ -1875,6 +1909,9 @@ impl<'a> Driver<'a> {
             "finished": summary.is_some(),
             "resolution_0143": last.and_then(|r| r.resolution_0143.angstrom()),
             "resolution_05": last.and_then(|r| r.resolution_05.angstrom()),
+            // What the two are: a crossing, a bound (at Nyquist, or at least the last shell the
+            // cross-validated estimate reaches) or no correlation, as in `fsc --json`.
+            "resolution_details": last.map(|r| serde_json::json!({"resolution_0143": r.resolution_0143, "resolution_05": r.resolution_05})),
             "resolution_method": if last.is_some_and(|r| r.half_map_0143.is_some()) { LIMITED_RESOLUTION_METHOD } else { RESOLUTION_METHOD },
             "cross_validated": self.cross_validated,
             "symmetry": self.cfg.symmetry().map(|(g, _)| g.name().to_string()).unwrap_or_else(|_| self.cfg.sym.clone()),
@@ -2212,6 +2249,23 @@ mod tests {
         assert_eq!(grows.growth(5, [3_000, 3_100], 64), (Some(3), 4_000));
         assert_eq!((auto.unit_gaussians(4, many, 64), auto.unit_gaussians(4, many, 128)), (5_000, 3_750));
         assert_eq!(auto.unit_gaussians(4, [1_000, 1_000], 64), 2_000);
+    }
+
+    #[test]
+    fn a_claim_beyond_the_estimates_last_shell_is_reported_as_a_bound_there() {
+        let (last, apix) = (4.41, 2.0);
+        let at = |a| Resolution::Angstrom(a);
+        let bound = ReportedResolution::AtLeast { angstrom: last };
+        // The estimate holds to its last shell: a half-map crossing beyond it, or Nyquist,
+        // becomes the bound; one before it stands.
+        assert_eq!(reported_with_limit(at(4.2), None, last, apix), bound);
+        assert_eq!(reported_with_limit(Resolution::Nyquist, None, last, apix), bound);
+        assert_eq!(reported_with_limit(at(4.5), None, last, apix), ReportedResolution::Crossing { angstrom: 4.5 });
+        assert_eq!(reported_with_limit(Resolution::NoCorrelation, None, last, apix), ReportedResolution::NoCorrelation);
+        // The estimate crosses: the coarser of the two stands as it is.
+        let limited = crossval::limited(at(4.2), Some(at(5.0)));
+        assert_eq!(reported_with_limit(limited, Some(at(5.0)), last, apix), ReportedResolution::Crossing { angstrom: 5.0 });
+        assert_eq!(reported_with_limit(at(6.0), Some(at(5.0)), last, apix), ReportedResolution::Crossing { angstrom: 6.0 });
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use crate::cmd::mask::{self as maskcmd, parse_positive};
 use anyhow::{bail, Context, Result};
-use cryosplat_core::fsc::check_maps_labelled;
+use cryosplat_core::fsc::{check_maps_labelled, Resolution};
 use cryosplat_core::postprocess::{
     postprocess, postprocess_map, BFactorChoice, BFactorFit, GuinierMap, Options, Postprocessed, DEFAULT_AUTOB_LOWRES_A,
 };
@@ -347,10 +347,19 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     // The run's cross-validated limit (a reconstruction's `cross_validated.limit_0143`): when it
     // is coarser than this FSC's own resolution, the map is low-passed, its B-factor fitted and
     // its resolution reported there, so that map_sharp.mrc does not claim what the run does not.
-    let limit_a = run.as_ref().and_then(|run| match run["cross_validated"]["limit_0143"]["kind"].as_str() {
-        Some("crossing") => run["cross_validated"]["limit_0143"]["angstrom"].as_f64(),
-        _ => None,
-    });
+    // Where the estimate held to its last shell and the half maps claimed more, the run reports
+    // the bound at that shell (`resolution_details.resolution_0143`, "at_least"): the same.
+    let (limit_a, bound) = run
+        .as_ref()
+        .and_then(|run| {
+            let (limit, reported) = (&run["cross_validated"]["limit_0143"], &run["resolution_details"]["resolution_0143"]);
+            match (limit["kind"].as_str(), reported["kind"].as_str()) {
+                (Some("crossing"), _) => limit["angstrom"].as_f64().map(|a| (Some(a), false)),
+                (_, Some("at_least")) => reported["angstrom"].as_f64().map(|a| (Some(a), true)),
+                _ => None,
+            }
+        })
+        .unwrap_or((None, false));
     let opts = Options { resolution_limit_a: limit_a, ..Options::default() };
     let p = if completed {
         let (full, _, _) = maskcmd::read_cubic(&dir.join("map.mrc"), Some(apix))?;
@@ -358,8 +367,13 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     } else {
         postprocess(&va, &vb, d, apix, &made.mask, &opts)?
     };
-    // The FSC's own resolution, where the limit replaced it.
+    // The FSC's own resolution, where the limit replaced it; and the resolution stated, a bound
+    // where the limit is the run's bound.
     let own_resolution = Some(p.fsc.resolution(0.143)).filter(|&r| r != p.resolution);
+    let stated = match (own_resolution, p.resolution) {
+        (Some(_), Resolution::Angstrom(a)) if bound => ReportedResolution::AtLeast { angstrom: a },
+        _ => ReportedResolution::new(p.resolution, apix),
+    };
     let source = if completed { "map.mrc (completed)" } else { "the average of the half maps" };
     let label = |x: &str| WriteOptions { label: format!("cryosplat {what}: {x}"), ..Default::default() };
     mrc::write_volume(&dir.join("map_sharp.mrc"), &p.map, [d, d, d], apix, &label("post-processed (FSC-weighted, sharpened, low-passed)"))?;
@@ -377,11 +391,12 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
                 "map": "map_sharp.mrc",
                 "from": source,
                 "mask": { "file": "map_sharp_mask.mrc", "threshold": made.threshold },
-                "resolution_0143": ReportedResolution::new(p.resolution, apix).angstrom(),
-                "resolution_method": if own_resolution.is_some() {
-                    "the run's cross-validated limit, coarser than the masked half-map FSC (post-processing mask, corrected by phase randomisation)"
-                } else {
-                    "masked half-map FSC (post-processing mask), corrected by phase randomisation"
+                "resolution_0143": stated.angstrom(),
+                "resolution_details": { "resolution_0143": stated },
+                "resolution_method": match (own_resolution, bound) {
+                    (Some(_), false) => "the run's cross-validated limit, coarser than the masked half-map FSC (post-processing mask, corrected by phase randomisation)",
+                    (Some(_), true) => "the run's bound at the last shell its cross-validated estimate reaches, coarser than the masked half-map FSC (post-processing mask, corrected by phase randomisation)",
+                    (None, _) => "masked half-map FSC (post-processing mask), corrected by phase randomisation",
                 },
                 "half_map_0143": own_resolution.map(|r| ReportedResolution::new(r, apix)),
                 "bfactor": p.bfactor_a2,
@@ -400,6 +415,11 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
             .row(
                 "resolution (FSC 0.143, post-processing mask, corrected)",
                 match own_resolution {
+                    Some(own) if bound => format!(
+                        "{}: the last shell the run's cross-validated estimate reaches (this FSC alone: {}); the map is low-passed there",
+                        stated.short(),
+                        own.describe(apix)
+                    ),
                     Some(own) => format!(
                         "{}: the run's cross-validated limit (this FSC alone: {}); the map is low-passed there",
                         p.resolution.describe(apix),
@@ -509,9 +529,17 @@ mod tests {
     use super::*;
     use cryosplat_core::fsc::Resolution;
 
+    /// A run's limit of its resolution in run.json: a crossing of the cross-validated estimate,
+    /// or the bound at its last shell when the half maps claimed more.
+    #[derive(Clone, Copy)]
+    enum Limit {
+        Crossing(f64),
+        AtLeast(f64),
+    }
+
     /// Half maps of a blob molecule with independent noise, and a run.json holding `limit` as
     /// the run's cross-validated limit, written into `dir`; then [`after_run`].
-    fn post_process_run(dir: &Path, limit: Option<f64>) -> (Postprocessed, serde_json::Value) {
+    fn post_process_run(dir: &Path, limit: Option<Limit>) -> (Postprocessed, serde_json::Value) {
         use cryosplat_core::rng::Rng;
         let (d, apix) = (32usize, 2.0f64);
         let mut rng = Rng::new(3);
@@ -527,7 +555,11 @@ mod tests {
             mrc::write_volume(&dir.join(name), &half, [d, d, d], apix, &WriteOptions::default()).unwrap();
         }
         let run = match limit {
-            Some(l) => serde_json::json!({ "cross_validated": { "limit_0143": { "kind": "crossing", "angstrom": l } } }),
+            Some(Limit::Crossing(l)) => serde_json::json!({ "cross_validated": { "limit_0143": { "kind": "crossing", "angstrom": l } } }),
+            Some(Limit::AtLeast(l)) => serde_json::json!({
+                "cross_validated": { "limit_0143": null },
+                "resolution_details": { "resolution_0143": { "kind": "at_least", "angstrom": l } }
+            }),
             None => serde_json::json!({}),
         };
         std::fs::write(dir.join("run.json"), run.to_string()).unwrap();
@@ -538,20 +570,28 @@ mod tests {
 
     #[test]
     fn post_processing_after_a_run_keeps_to_its_cross_validated_limit() {
-        let dirs = [(); 3].map(|_| tempfile::tempdir().unwrap());
+        let dirs = [(); 4].map(|_| tempfile::tempdir().unwrap());
         let (own, run) = post_process_run(dirs[0].path(), None);
         let own_a = own.resolution_a;
         assert!(run["postprocess"]["half_map_0143"].is_null(), "{run}");
-        // A limit coarser than the FSC's own resolution: the map is low-passed, and the
-        // resolution stated, at the limit.
+        // A limit coarser than the FSC's own resolution, a crossing or the bound at the
+        // estimate's last shell: the map is low-passed, and the resolution stated, at the limit.
         let limit = 1.5 * own_a;
-        let (p, run) = post_process_run(dirs[1].path(), Some(limit));
-        assert_eq!(p.resolution, Resolution::Angstrom(limit));
-        assert_eq!(run["postprocess"]["resolution_0143"].as_f64(), Some(limit), "{run}");
-        assert_eq!(run["postprocess"]["half_map_0143"]["angstrom"].as_f64(), Some(own_a), "{run}");
-        assert!((p.lowpass_a - limit).abs() < 1e-9 && (own.lowpass_a - own_a).abs() < 1e-9, "{} {}", p.lowpass_a, own.lowpass_a);
+        for (dir, kind) in [(&dirs[1], Limit::Crossing(limit)), (&dirs[3], Limit::AtLeast(limit))] {
+            let (p, run) = post_process_run(dir.path(), Some(kind));
+            assert_eq!(p.resolution, Resolution::Angstrom(limit));
+            let stated = &run["postprocess"]["resolution_details"]["resolution_0143"];
+            match kind {
+                Limit::Crossing(_) => assert_eq!(run["postprocess"]["resolution_0143"].as_f64(), Some(limit), "{run}"),
+                // A bound is stated as one, not as a number that looks like a resolution.
+                Limit::AtLeast(_) => assert!(run["postprocess"]["resolution_0143"].is_null() && stated["kind"] == "at_least", "{run}"),
+            }
+            assert_eq!(stated["angstrom"].as_f64(), Some(limit), "{run}");
+            assert_eq!(run["postprocess"]["half_map_0143"]["angstrom"].as_f64(), Some(own_a), "{run}");
+            assert!((p.lowpass_a - limit).abs() < 1e-9 && (own.lowpass_a - own_a).abs() < 1e-9, "{} {}", p.lowpass_a, own.lowpass_a);
+        }
         // A finer limit changes nothing.
-        let (finer, run) = post_process_run(dirs[2].path(), Some(0.8 * own_a));
+        let (finer, run) = post_process_run(dirs[2].path(), Some(Limit::Crossing(0.8 * own_a)));
         assert_eq!(finer.resolution, own.resolution);
         assert!(run["postprocess"]["half_map_0143"].is_null(), "{run}");
         assert_eq!(finer.map, own.map);
