@@ -49,9 +49,12 @@ against the truth crosses 0.5 (the same automatic mask) and claimed Nyquist for 
 resolution reported is therefore limited by the cross-validated estimate; with the limit it was 0.97 to 1.21 times the \
 truth's on the same sets: no longer optimistic, but up to 21% pessimistic at the lowest SNR (0.005), where the \
 backprojection's halves agree too little to confirm what the Gaussian map resolves. With the default number of Gaussians \
-(BENCHMARKS.md, \"The Gaussian count follows the particles\") the 11 of those sets at 64 px and below read 0.97 to 1.21; \
+(BENCHMARKS.md, \"The Gaussian count follows the particles\") and the bound below, the 11 of those sets at 64 px and below read 0.98 to 1.21; \
 with 20,000 Gaussians at every size (the old default) they read 0.95 to 1.20: 5% optimistic on one small set (2,000 \
-particles at 48 px). The range given with the limit is where \
+particles at 48 px). Where the estimate holds to its last shell (three shells before Nyquist) and the half maps claim more, \
+the figure is a bound at that shell (\"at least\"): on the simulations two claims 4% and 5% optimistic became bounds at the \
+truth's resolution, and correct claims at 48 px bounds 8% to 9% coarser (BENCHMARKS.md, \"Beyond the cross-validated estimate's \
+last shell\"). The range given with the limit is where \
 it would be with its estimate one standard error higher or lower; on 23 simulated runs the truth fell inside it 18 times \
 and was finer than it the other five.";
 
