@@ -59,6 +59,8 @@ def res(v, detail=None):
     kind = detail.get("kind") if isinstance(detail, dict) else None
     if kind == "at_nyquist" or v == "nyquist" or (isinstance(v, dict) and "nyquist" in v):
         return "Nyquist"
+    if kind == "at_least":
+        return f"at least {detail['angstrom']:.2f}"
     if v is None and kind is None:
         return "Nyquist (null)"
     return kind.replace("_", " ") if kind else str(v)
