@@ -41,6 +41,7 @@ VARIANTS = {
     "gs-sym-half": ("reconstruct", True, 10000),
     "gs-sym": ("reconstruct", True, None),
     "gs-sym-double": ("reconstruct", True, 40000),
+    "gs-sym-20000": ("reconstruct", True, 20000),
 }
 
 

@@ -5,9 +5,9 @@
 //! Two independent models, one per half of the particles (`rlnRandomSubset` when every
 //! particle has it, otherwise a seeded random split), each from its own start (see "Start"
 //! below): `N` Gaussians (up to 64 px two per particle of the smaller half, from 8,000 to
-//! 20,000; 15,000 above, where the runs are shorter: [`auto_gaussians`]; `--gaussians` sets a
-//! count) with identity rotations and equal amplitudes totalling the estimated
-//! mass (see "Initial mass" below). Each half is trained by its own
+//! 20,000, and 20,000 with a point group; 15,000 above, where the runs are shorter:
+//! [`auto_gaussians`]; `--gaussians` sets a count) with identity rotations and equal
+//! amplitudes totalling the estimated mass (see "Initial mass" below). Each half is trained by its own
 //! [`trainer::HalfTrainer`] with Adam (one learning rate for every parameter type, 1e-3 in box
 //! units, decayed exponentially to ×0.1 over the run) on the MSE between its CTF-modulated
 //! projections and its own images, one image per step by default, visiting its images in a
@@ -501,12 +501,14 @@ pub const AUTO_GAUSSIANS_PER_PARTICLE: usize = 2;
 /// see [`auto_gaussians`].
 pub const AUTO_GAUSSIANS_LARGER_BOX: usize = 15_000;
 
-/// Gaussians per half model on `d` px images when `--gaussians` is not given, for halves whose
-/// smaller one holds `per_half` particles.
+/// Gaussians per half model (in all the copies of a point group of order `order`) on `d` px
+/// images when `--gaussians` is not given, for halves whose smaller one holds `per_half`
+/// particles.
 ///
-/// Up to [`AUTO_MIN_STEPS_BOX`] px the count follows the data: [`AUTO_GAUSSIANS_PER_PARTICLE`]
-/// per particle of the smaller half, at least [`AUTO_GAUSSIANS_FEWEST`] and at most
-/// [`AUTO_GAUSSIANS`] (8,000 up to 4,000 particles per half, 20,000 from 10,000). On the 64 px
+/// Up to [`AUTO_MIN_STEPS_BOX`] px and without a point group the count follows the data:
+/// [`AUTO_GAUSSIANS_PER_PARTICLE`] per particle of the smaller half, at least
+/// [`AUTO_GAUSSIANS_FEWEST`] and at most [`AUTO_GAUSSIANS`] (8,000 up to 4,000 particles per
+/// half, 20,000 from 10,000). On the 64 px
 /// simulations of BENCHMARKS.md ("The 64 px matrix at the tool's own Gaussian count") 20,000
 /// Gaussians resolved 1.5–2.2% more finely against the ground truth than 8,000 on two of the
 /// three sets of about 10,000 particles per half or more (alike on the third), alike from 4,000
@@ -514,7 +516,10 @@ pub const AUTO_GAUSSIANS_LARGER_BOX: usize = 15_000;
 /// claimed more than the map holds: 5% on 1,000 particles per half), at 2.2–2.5 times the cost.
 /// The counts in between (10,000 and 15,000 at 5,000 and 7,500 particles per half) resolved as
 /// finely as the finer of the two or more finely on two sets, and between them on the third
-/// ("The Gaussian count follows the particles").
+/// ("The Gaussian count follows the particles"). With a point group it stays [`AUTO_GAUSSIANS`]:
+/// on the C4 and D2 sets of 1,000 particles per half of "The symmetry matrix", 8,000 Gaussians
+/// (the count of the same particles without symmetry, and of the same images counted once per
+/// copy) were 3–10% coarser against the truth than 20,000.
 ///
 /// Above it, [`AUTO_GAUSSIANS_LARGER_BOX`], where [`auto_min_steps`] shortens the runs. On the
 /// four simulated sets at 96 and 128 px of BENCHMARKS.md ("Fewer Gaussians above 64 px"), three
@@ -526,11 +531,13 @@ pub const AUTO_GAUSSIANS_LARGER_BOX: usize = 15_000;
 /// there instead. There the count does not follow the particles: with 1,000–1,500 particles per
 /// half, 8,000 Gaussians were 3.6% finer on one set and 8% coarser on another ("The Gaussian
 /// count follows the particles").
-pub fn auto_gaussians(d: usize, per_half: usize) -> usize {
-    if d <= AUTO_MIN_STEPS_BOX {
-        per_half.saturating_mul(AUTO_GAUSSIANS_PER_PARTICLE).clamp(AUTO_GAUSSIANS_FEWEST, AUTO_GAUSSIANS)
-    } else {
+pub fn auto_gaussians(d: usize, per_half: usize, order: usize) -> usize {
+    if d > AUTO_MIN_STEPS_BOX {
         AUTO_GAUSSIANS_LARGER_BOX
+    } else if order > 1 {
+        AUTO_GAUSSIANS
+    } else {
+        per_half.saturating_mul(AUTO_GAUSSIANS_PER_PARTICLE).clamp(AUTO_GAUSSIANS_FEWEST, AUTO_GAUSSIANS)
     }
 }
 
@@ -575,9 +582,16 @@ impl ReconstructConfig {
     }
 
     /// Gaussians per half model on `d` px images for halves of `half_sizes` particles:
-    /// `gaussians` when given, else [`auto_gaussians`] of the smaller half.
+    /// `gaussians` when given, else [`auto_gaussians`] of the smaller half and the point
+    /// group's order.
     pub fn gaussians_for(&self, half_sizes: [usize; 2], d: usize) -> usize {
-        self.gaussians.unwrap_or_else(|| auto_gaussians(d, half_sizes[0].min(half_sizes[1])))
+        self.gaussians.unwrap_or_else(|| auto_gaussians(d, half_sizes[0].min(half_sizes[1]), self.group_order()))
+    }
+
+    /// The order of the point group `--sym` names (1 for a name it cannot parse; the run
+    /// refuses such a name before it starts).
+    fn group_order(&self) -> usize {
+        PointGroup::parse(&self.sym).map_or(1, |g| g.order())
     }
 
     /// The least optimiser steps per half of a run whose length follows the data, on `d` px
@@ -623,6 +637,7 @@ impl ReconstructConfig {
         match self.gaussians {
             Some(n) => format!("--gaussians {n}"),
             None if d > AUTO_MIN_STEPS_BOX => format!("auto: {AUTO_GAUSSIANS_LARGER_BOX} above {AUTO_MIN_STEPS_BOX} px"),
+            None if self.group_order() > 1 => format!("auto: {AUTO_GAUSSIANS} with a point group ({})", self.sym),
             None => format!(
                 "auto: {AUTO_GAUSSIANS_PER_PARTICLE} per particle of the smaller half ({per_half}), from {AUTO_GAUSSIANS_FEWEST} to {AUTO_GAUSSIANS}"
             ),
@@ -2146,6 +2161,10 @@ mod tests {
         let auto = ReconstructConfig::default();
         assert_eq!(auto.gaussians_reason([1_001, 1_000], 64), "auto: 2 per particle of the smaller half (1000), from 8000 to 20000");
         assert_eq!(auto.gaussians_reason([1_001, 1_000], 96), "auto: 15000 above 64 px");
+        assert_eq!(
+            ReconstructConfig { sym: "D2".into(), ..auto.clone() }.gaussians_reason([1_001, 1_000], 64),
+            "auto: 20000 with a point group (D2)"
+        );
         assert_eq!(ReconstructConfig { gaussians: Some(7), ..auto }.gaussians_reason([1_001, 1_000], 64), "--gaussians 7");
     }
 
@@ -2249,6 +2268,10 @@ mod tests {
         assert_eq!(grows.growth(5, [3_000, 3_100], 64), (Some(3), 4_000));
         assert_eq!((auto.unit_gaussians(4, many, 64), auto.unit_gaussians(4, many, 128)), (5_000, 3_750));
         assert_eq!(auto.unit_gaussians(4, [1_000, 1_000], 64), 2_000);
+        // With a point group the count stays 20,000 up to 64 px (15,000 above).
+        let c4 = ReconstructConfig { sym: "C4".into(), ..auto.clone() };
+        assert_eq!([500, 1_000, 20_000].map(|n| c4.gaussians_for([n, n], 64)), [20_000; 3]);
+        assert_eq!((c4.unit_gaussians(4, [1_000, 1_000], 64), c4.gaussians_for([1_000, 1_000], 96)), (5_000, 15_000));
     }
 
     #[test]

@@ -30,7 +30,8 @@ pub struct Args {
     pub out: PathBuf,
     /// Gaussians per half model (with --sym, in all the copies together: the asymmetric unit
     /// has this many divided by the group's order, rounded up) [default: up to 64 px two per
-    /// particle of the smaller half, at least 8000 and at most 20000; 15000 above]
+    /// particle of the smaller half, at least 8000 and at most 20000 (20000 with --sym); 15000
+    /// above]
     #[arg(long)]
     pub gaussians: Option<usize>,
     /// Point group of the particle (RELION's names: C1, Cn, Ci, Cs, Cnv, Cnh, Sn, Dn, Dnv, Dnh,
