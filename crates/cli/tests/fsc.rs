@@ -192,3 +192,32 @@ fn cross_validation_limits_half_maps_that_share_an_error() {
     let out = fsc(&[&ga, &gb, "--cross-validate", &ma, small.to_str().unwrap()]);
     assert!(!out.status.success() && text(&out.stderr).contains("small.mrc (--cross-validate) is 16×16×16"), "{}", text(&out.stderr));
 }
+
+/// Half maps that agree up to Nyquist, with backprojections whose estimate holds to its last
+/// shell: the limited figure is the bound at that shell, stated as one ("at least"), as
+/// `reconstruct` reports it.
+#[test]
+fn a_claim_beyond_the_estimates_last_shell_is_limited_to_a_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = cryosplat_core::rng::Rng::new(5);
+    let truth = random_volume(40.0, 1.0, &mut rng);
+    let write = |name: &str, rng: &mut cryosplat_core::rng::Rng| -> String {
+        let v: Vec<f32> = truth.iter().map(|&t| t + 0.05 * rng.normal() as f32).collect();
+        let p = dir.path().join(name);
+        mrc::write_volume(&p, &v, [32, 32, 32], 1.0, &WriteOptions::default()).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let [ga, gb, ma, mb] = ["ga.mrc", "gb.mrc", "ma.mrc", "mb.mrc"].map(|n| write(n, &mut rng));
+    let out = fsc(&[&ga, &gb, "--mask", "none", "--json", "--cross-validate", &ma, &mb]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["resolution_0143"].is_null() && v["cross_validated"]["limit_0143"].is_null(), "{v}");
+    assert_eq!(v["resolution_details"]["resolution_0143"]["kind"], "at_nyquist", "{v}");
+    // 32 px at 1 Å: the estimate's last shell is 13 (Nyquist 16, less the backprojection's edge).
+    assert!(v["resolution_0143_limited"].is_null(), "{v}");
+    let bound = &v["resolution_details"]["resolution_0143_limited"];
+    assert_eq!(bound["kind"], "at_least", "{v}");
+    assert!((bound["angstrom"].as_f64().unwrap() - 32.0 / 13.0).abs() < 1e-9, "{v}");
+    let said = text(&fsc(&[&ga, &gb, "--mask", "none", "--cross-validate", &ma, &mb]).stdout);
+    assert!(said.contains("limited (the coarser): at least 2.46 Å"), "{said}");
+}

@@ -422,11 +422,13 @@ impl ReportedResolution {
 /// `{"kind": "at_nyquist", "angstrom": 3.0}` (the bound), `{"kind": "no_correlation"}` or
 /// `{"kind": "undefined", "reason": "…"}`, the form of `run.json`'s history.
 pub fn insert_resolution_json(out: &mut serde_json::Value, key: &str, r: Result<Resolution, NoResolution>, apix: f64) {
+    insert_reported_json(out, key, r.map(|r| ReportedResolution::new(r, apix)));
+}
+
+/// [`insert_resolution_json`] of a resolution already read as reported (a bound included).
+pub fn insert_reported_json(out: &mut serde_json::Value, key: &str, r: Result<ReportedResolution, NoResolution>) {
     let (value, detail) = match r {
-        Ok(r) => {
-            let r = ReportedResolution::new(r, apix);
-            (serde_json::json!(r.angstrom()), serde_json::to_value(r).expect("a resolution serialises"))
-        }
+        Ok(r) => (serde_json::json!(r.angstrom()), serde_json::to_value(r).expect("a resolution serialises")),
         Err(e) => (serde_json::Value::Null, serde_json::json!({ "kind": "undefined", "reason": e.to_string() })),
     };
     out[key] = value;

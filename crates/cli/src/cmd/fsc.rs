@@ -23,9 +23,9 @@ use cryosplat_core::crossval::{cross_validated, limited};
 use cryosplat_core::fsc::{auto_mask, check_maps_labelled, gold_standard, MaskChoice, NoResolution, Resolution};
 use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
 use cryosplat_formats::mrc::MrcFile;
-use cryosplat_train::output::{insert_resolution_json, Existing, OutputDir};
+use cryosplat_train::output::{insert_reported_json, insert_resolution_json, Existing, OutputDir};
 use cryosplat_train::reconstruct::check::last_usable_shell;
-use cryosplat_train::reconstruct::LimitRangeSummary;
+use cryosplat_train::reconstruct::{reported_with_limit, LimitRangeSummary};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -189,16 +189,20 @@ pub fn run(a: Args) -> Result<()> {
         ("resolution_05_unmasked", "FSC 0.5 (unmasked)", rep.try_resolution_unmasked(0.5)),
     ];
     // With --cross-validate: the limit at 0.143 and at 0.5, and the coarser of it and the
-    // maps' own (masked, corrected) resolution there.
+    // maps' own (masked, corrected) resolution there, read as `reconstruct` reads it (the bound
+    // at the estimate's last shell where the maps claim more and the estimate holds to it).
     let limits = cross.as_ref().map(|cv| [0.143, 0.5].map(|t| cv.limit(t, d, apix)));
-    let limited_results = limits.map(|l| [0, 1].map(|i| results[i].2.clone().map(|r| limited(r, l[i]))));
+    let limited_results = cross.as_ref().zip(limits).map(|(cv, l)| {
+        let last_a = d as f64 * apix / cv.last_shell.max(1) as f64;
+        [0, 1].map(|i| results[i].2.clone().map(|r| reported_with_limit(limited(r, l[i]), l[i], last_a, apix)))
+    });
     if let Some(out) = &mut held {
         out.write_fsc(&rep)?;
         // With --cross-validate the plot draws the estimate's curve and the limited figures, as
         // reconstruct's fsc.png does.
         let reported = limited_results.as_ref().map(|r| {
             let [r0143, r05] = r.each_ref().map(|r| match r {
-                Ok(r) => cryosplat_train::output::ReportedResolution::new(*r, apix).short(),
+                Ok(r) => r.short(),
                 Err(_) => "undefined".to_string(),
             });
             format!("limited {r0143} at 0.143, {r05} at 0.5")
@@ -258,7 +262,7 @@ pub fn run(a: Args) -> Result<()> {
             }
             out["cross_validated"] = c;
             for (key, r) in ["resolution_0143_limited", "resolution_05_limited"].into_iter().zip(limited_results) {
-                insert_resolution_json(&mut out, key, r.clone(), apix);
+                insert_reported_json(&mut out, key, r.clone());
             }
         }
         out["symmetry"] = serde_json::json!(group.name());
@@ -279,7 +283,10 @@ pub fn run(a: Args) -> Result<()> {
             println!("cross-validated estimate: {} at 0.143, {} at 0.5", limit[0], limit[1]);
             let range = LimitRangeSummary::new(cv.range(0.143, d, apix), apix);
             println!("within one standard error at 0.143: {}", range.words(last_a));
-            let [r0143, r05] = limited_results.each_ref().map(|r| res_text(r, apix));
+            let [r0143, r05] = limited_results.each_ref().map(|r| match r {
+                Ok(r) => r.to_string(),
+                Err(e) => format!("undefined: {e}"),
+            });
             println!("limited (the coarser): {r0143} at 0.143, {r05} at 0.5");
         }
         if let Some([sa, sb]) = agreement {
