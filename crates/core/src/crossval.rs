@@ -36,8 +36,9 @@
 //! wide; reading it higher by a part of an error of the earlier, larger kind took the pessimism
 //! to 8% but let one set's half maps claim 9% more than the truth (BENCHMARKS.md, "The
 //! cross-validated limit"). The estimate can be no finer than the backprojection's evidence.
-//! The reported resolution of `reconstruct` is the coarser
-//! of the half-map FSC's and the limit ([`limited`]).
+//! The reported resolution of `reconstruct` is the coarser of the half-map FSC's and the limit
+//! ([`limited`]), or, where the estimate holds to its last shell and the half maps claim more,
+//! a bound at that shell ([`CrossValidated::last_shell_a`]).
 
 use crate::fourier::{Complex32, Fft3};
 use crate::fsc::{for_each_component, resolution_at, Resolution};
@@ -82,6 +83,12 @@ impl CrossValidated {
             crossing(&curve, threshold, d, apix)
         };
         LimitRange { finer: read(1.0), coarser: read(-1.0) }
+    }
+
+    /// The resolution of `last_shell` in Å, on a `d` px box at `apix` Å: the finest the
+    /// estimate can confirm.
+    pub fn last_shell_a(&self, d: usize, apix: f64) -> f64 {
+        d as f64 * apix / self.last_shell.max(1) as f64
     }
 
     /// `last_shell`, within the curves.

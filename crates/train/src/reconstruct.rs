@@ -750,15 +750,16 @@ pub fn resolution_words(r: &EpochRecord, cv: Option<&CrossValidatedSummary>) -> 
     }
 }
 
-/// The reported resolution from `combined`, the coarser of the half-map FSC's and the
-/// cross-validated limit ([`crossval::limited`]), where `limit` is that limit (`None`: the
-/// estimate stays above the threshold up to its last shell, at `last_shell_a` Å): when the
-/// estimate sets no limit but the half maps claim more than its last shell, the claim is beyond
-/// anything independent of the Gaussian halves can check, and the figure reported is the bound
+/// The reported resolution from the half-map FSC's `half_map` and the cross-validated `limit`
+/// (`None`: the estimate stays above the threshold up to its last shell, at `last_shell_a` Å):
+/// the coarser of the two ([`crossval::limited`]), except that when the estimate sets no limit
+/// but the half maps claim more than its last shell, the claim is beyond anything independent
+/// of the Gaussian halves can check, and the figure reported is the bound
 /// [`ReportedResolution::AtLeast`] at that shell. On the simulations of BENCHMARKS.md ("Beyond
 /// the cross-validated estimate's last shell") half maps that crossed there claimed up to 5% more
 /// than the map holds.
-pub fn reported_with_limit(combined: Resolution, limit: Option<Resolution>, last_shell_a: f64, apix: f64) -> ReportedResolution {
+pub fn reported_with_limit(half_map: Resolution, limit: Option<Resolution>, last_shell_a: f64, apix: f64) -> ReportedResolution {
+    let combined = crossval::limited(half_map, limit);
     let beyond = match combined {
         Resolution::Nyquist => true,
         Resolution::Angstrom(a) => a < last_shell_a,
@@ -1785,9 +1786,8 @@ impl<'a> Driver<'a> {
             // models'): the estimate is of that map's correlation with the truth.
             let cv = crossval::cross_validated([&map_a, &map_b], bp, d, check::last_usable_shell(d));
             let (l0143, l05) = (cv.limit(0.143, d, apix), cv.limit(0.5, d, apix));
-            let last_shell_a = d as f64 * apix / cv.last_shell.max(1) as f64;
-            let [final0143, final05] =
-                [(r0143, l0143), (r05, l05)].map(|(r, l)| reported_with_limit(crossval::limited(r, l), l, last_shell_a, apix));
+            let last_shell_a = cv.last_shell_a(d, apix);
+            let [final0143, final05] = [(r0143, l0143), (r05, l05)].map(|(r, l)| reported_with_limit(r, l, last_shell_a, apix));
             record.half_map_0143 = Some(record.resolution_0143);
             record.half_map_05 = Some(record.resolution_05);
             record.resolution_0143 = final0143;
@@ -2286,8 +2286,7 @@ mod tests {
         assert_eq!(reported_with_limit(at(4.5), None, last, apix), ReportedResolution::Crossing { angstrom: 4.5 });
         assert_eq!(reported_with_limit(Resolution::NoCorrelation, None, last, apix), ReportedResolution::NoCorrelation);
         // The estimate crosses: the coarser of the two stands as it is.
-        let limited = crossval::limited(at(4.2), Some(at(5.0)));
-        assert_eq!(reported_with_limit(limited, Some(at(5.0)), last, apix), ReportedResolution::Crossing { angstrom: 5.0 });
+        assert_eq!(reported_with_limit(at(4.2), Some(at(5.0)), last, apix), ReportedResolution::Crossing { angstrom: 5.0 });
         assert_eq!(reported_with_limit(at(6.0), Some(at(5.0)), last, apix), ReportedResolution::Crossing { angstrom: 6.0 });
     }
 

@@ -19,7 +19,7 @@
 //! may share an error their FSC cannot see.
 
 use anyhow::{anyhow, bail, Context, Result};
-use cryosplat_core::crossval::{cross_validated, limited};
+use cryosplat_core::crossval::cross_validated;
 use cryosplat_core::fsc::{auto_mask, check_maps_labelled, gold_standard, MaskChoice, NoResolution, Resolution};
 use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
 use cryosplat_formats::mrc::MrcFile;
@@ -193,8 +193,8 @@ pub fn run(a: Args) -> Result<()> {
     // at the estimate's last shell where the maps claim more and the estimate holds to it).
     let limits = cross.as_ref().map(|cv| [0.143, 0.5].map(|t| cv.limit(t, d, apix)));
     let limited_results = cross.as_ref().zip(limits).map(|(cv, l)| {
-        let last_a = d as f64 * apix / cv.last_shell.max(1) as f64;
-        [0, 1].map(|i| results[i].2.clone().map(|r| reported_with_limit(limited(r, l[i]), l[i], last_a, apix)))
+        let last_a = cv.last_shell_a(d, apix);
+        [0, 1].map(|i| results[i].2.clone().map(|r| reported_with_limit(r, l[i], last_a, apix)))
     });
     if let Some(out) = &mut held {
         out.write_fsc(&rep)?;
@@ -275,7 +275,7 @@ pub fn run(a: Args) -> Result<()> {
         println!("FSC 0.5:   {}", res_text(&results[1].2, apix));
         println!("(unmasked: {} at 0.143, {} at 0.5)", res_text(&results[2].2, apix), res_text(&results[3].2, apix));
         if let (Some(cv), Some(limits), Some(limited_results)) = (&cross, limits, &limited_results) {
-            let last_a = d as f64 * apix / cv.last_shell.max(1) as f64;
+            let last_a = cv.last_shell_a(d, apix);
             let limit = limits.map(|l| match l {
                 Some(l) => l.describe(apix),
                 None => format!("no crossing up to shell {} ({last_a:.2} Å)", cv.last_shell),
