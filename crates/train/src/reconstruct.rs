@@ -717,7 +717,7 @@ pub struct EpochRecord {
 pub const RESOLUTION_METHOD: &str = "half-map FSC, auto-masked, corrected by phase randomisation (gold standard)";
 
 /// How the final resolution of a reconstruction is read ([`CrossValidatedSummary`]).
-pub const LIMITED_RESOLUTION_METHOD: &str = "the coarser of the half-map FSC (auto-masked, corrected by phase randomisation) and its cross-validated limit (each Gaussian half map against the backprojection of the other half's images, unmasked)";
+pub const LIMITED_RESOLUTION_METHOD: &str = "the coarser of the half-map FSC (auto-masked, corrected by phase randomisation) and its cross-validated limit (each Gaussian half map against the backprojection of the other half's images, with the same mask)";
 
 /// The final resolution in words: the reported figure, and when the cross-validated limit made
 /// it coarser, its range within one standard error and the half maps' own claim beside it.
@@ -1784,7 +1784,7 @@ impl<'a> Driver<'a> {
             };
             // The halves of the delivered Gaussian map (with `--average-tail`, the averaged
             // models'): the estimate is of that map's correlation with the truth.
-            let cv = crossval::cross_validated([&map_a, &map_b], bp, d, check::last_usable_shell(d));
+            let cv = crossval::cross_validated([&map_a, &map_b], bp, d, check::last_usable_shell(d), fsc.mask.as_deref());
             let (l0143, l05) = (cv.limit(0.143, d, apix), cv.limit(0.5, d, apix));
             let last_shell_a = cv.last_shell_a(d, apix);
             let [final0143, final05] = [(r0143, l0143), (r05, l05)].map(|(r, l)| reported_with_limit(r, l, last_shell_a, apix));

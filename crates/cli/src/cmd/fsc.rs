@@ -59,7 +59,8 @@ pub struct Args {
     /// Backprojections (or any linear reconstructions) of the same two halves' images, in the
     /// order of the two maps: the maps' FSC is then also limited by the cross-validated
     /// estimate, each map against the other half's backprojection, as `reconstruct` reports it
-    /// for its Gaussian half maps (unmasked; the backprojections' last three shells are not used).
+    /// for its Gaussian half maps (all four maps with the mask of the masked curve, none with
+    /// `--mask none`; the backprojections' last three shells are not used).
     #[arg(long, num_args = 2, value_names = ["BP_A", "BP_B"])]
     pub cross_validate: Option<Vec<PathBuf>>,
 }
@@ -178,7 +179,7 @@ pub fn run(a: Args) -> Result<()> {
     let cross = match &a.cross_validate {
         Some(paths) => {
             let (ma, mb) = (read_backprojection(&paths[0], d)?, read_backprojection(&paths[1], d)?);
-            Some(cross_validated([&va, &vb], [&ma, &mb], d, last_usable_shell(d)))
+            Some(cross_validated([&va, &vb], [&ma, &mb], d, last_usable_shell(d), rep.mask.as_deref()))
         }
         None => None,
     };
