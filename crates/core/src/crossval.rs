@@ -42,7 +42,8 @@
 //! correlation of the pairs' low-passed maps), subtracted from each pair beyond the guard
 //! shells, moved no limit of the simulation matrix's 80 runs by more than 0.2%, and one
 //! random-phase realisation of it adds noise as large as the backprojection halves' agreement
-//! in the shells that decide a noise-limited set.
+//! in the shells that decide a noise-limited set (the limit moved by up to 19% between two
+//! seeds).
 //!
 //! # Standard error and the limit
 //!
@@ -50,18 +51,18 @@
 //! shell's components ([`cross_validated`]). A mask makes neighbouring Fourier components
 //! correlated; groups of interleaved components then shared their noise, and the jackknife read
 //! a quarter to a half of the estimate's scatter over noise realisations, where wedges read
-//! about all of it (tests below). [`CrossValidated::range`] reads where a crossing would be with the
-//! estimate one standard error higher or lower. The limit is read from the estimate lowered by
-//! [`LIMIT_MARGIN_SE`] of its standard error: over 103 runs of the simulation matrix (ten
-//! models and sizes at 48–128 px, SNR 0.005–0.1, three Gaussian counts), read from the estimate
-//! itself it was more than 3% optimistic on ten (up to 6%), lowered by one error it was never
-//! optimistic but more than 3% pessimistic on 83; lowered by half an error it is more than 3%
-//! optimistic on three runs with a Gaussian count other than the default (up to 3.9%), on none
-//! at the default count, and within 5% on 93 (BENCHMARKS.md, "The cross-validated estimate,
-//! masked"). The estimate can be no finer than the backprojection's evidence. The reported
-//! resolution of `reconstruct` is the coarser of the half-map FSC's and the limit ([`limited`]),
-//! or, where the estimate holds to its last shell and the half maps claim more, a bound at that
-//! shell ([`CrossValidated::last_shell_a`]).
+//! about all of it (tests below). [`CrossValidated::range`] reads where a crossing would be
+//! with the estimate one standard error higher or lower. The limit is read from the estimate lowered by
+//! [`LIMIT_MARGIN_SE`] of its standard error: over 73 distinct runs of the simulation matrix
+//! with a truth crossing (48–128 px, SNR 0.005–0.1, four Gaussian counts), read from the
+//! estimate itself it was more than 3% optimistic on eight (up to 6%); lowered by one error it
+//! was never more than 3% optimistic but more than 3% pessimistic on 56; lowered by half an error
+//! it is more than 3% optimistic on three runs at Gaussian counts other than the default (up to
+//! 5.5%), on none of the 27 at the default count, and within 5% of the truth on 62
+//! (BENCHMARKS.md, "The cross-validated estimate, masked"). The estimate can be no finer than
+//! the backprojection's evidence. The reported resolution of `reconstruct` is the coarser of the
+//! half-map FSC's and the limit ([`limited`]), or, where the estimate holds to its last shell
+//! and the half maps claim more, a bound at that shell ([`CrossValidated::last_shell_a`]).
 
 use std::f64::consts::PI;
 

@@ -785,7 +785,8 @@ pub struct CrossValidatedSummary {
     pub full_vs_truth: Vec<f64>,
     /// Per shell: its standard error.
     pub standard_error: Vec<f64>,
-    /// Per shell: the half-map FSC equivalent to the estimate, read at 0.143 and 0.5.
+    /// Per shell: the half-map FSC equivalent to the estimate lowered by half its standard error
+    /// ([`cryosplat_core::crossval::LIMIT_MARGIN_SE`]), read at 0.143 and 0.5.
     pub half_map_equivalent: Vec<f64>,
     /// Where that curve crosses 0.143 and 0.5 within the shells estimated; `None` where it
     /// stays above the threshold up to `last_shell` (then the reported figure is the half maps'
