@@ -157,7 +157,7 @@ pub fn write_report(path: &Path, title: &str, sections: &[Section]) -> Result<()
 pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &serde_json::Value) -> Result<Vec<PathBuf>> {
     use crate::figures;
     let limit = r.cross_validated.map(|cv| figures::FscLimit {
-        label: "cross-validated (half-map equivalent)",
+        label: "cross-validated (half-map equivalent, 0.5 s.e. lower)",
         curve: &cv.half_map_equivalent,
         last_shell: cv.last_shell,
         reported: format!("reported {} at 0.143, {} at 0.5", r.record.resolution_0143.short(), r.record.resolution_05.short()),

@@ -209,7 +209,7 @@ pub fn run(a: Args) -> Result<()> {
             format!("limited {r0143} at 0.143, {r05} at 0.5")
         });
         let limit = cross.as_ref().zip(reported).map(|(cv, reported)| crate::figures::FscLimit {
-            label: "cross-validated (half-map equivalent)",
+            label: "cross-validated (half-map equivalent, 0.5 s.e. lower)",
             curve: &cv.half_map_equivalent,
             last_shell: cv.last_shell,
             reported,
