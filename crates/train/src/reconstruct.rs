@@ -532,12 +532,35 @@ pub const AUTO_GAUSSIANS_LARGER_BOX: usize = 15_000;
 /// half, 8,000 Gaussians were 3.6% finer on one set and 8% coarser on another ("The Gaussian
 /// count follows the particles").
 pub fn auto_gaussians(d: usize, per_half: usize, order: usize) -> usize {
-    if d > AUTO_MIN_STEPS_BOX {
-        AUTO_GAUSSIANS_LARGER_BOX
-    } else if order > 1 {
-        AUTO_GAUSSIANS
-    } else {
-        per_half.saturating_mul(AUTO_GAUSSIANS_PER_PARTICLE).clamp(AUTO_GAUSSIANS_FEWEST, AUTO_GAUSSIANS)
+    match GaussianRule::of(d, order) {
+        GaussianRule::LargerBox => AUTO_GAUSSIANS_LARGER_BOX,
+        GaussianRule::PointGroup => AUTO_GAUSSIANS,
+        GaussianRule::PerParticle => per_half.saturating_mul(AUTO_GAUSSIANS_PER_PARTICLE).clamp(AUTO_GAUSSIANS_FEWEST, AUTO_GAUSSIANS),
+    }
+}
+
+/// Which rule of [`auto_gaussians`] sets the default count, on `d` px images with a point
+/// group of `order` operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GaussianRule {
+    /// Above [`AUTO_MIN_STEPS_BOX`] px: [`AUTO_GAUSSIANS_LARGER_BOX`].
+    LargerBox,
+    /// Up to it, with a point group: [`AUTO_GAUSSIANS`].
+    PointGroup,
+    /// Up to it, without one: [`AUTO_GAUSSIANS_PER_PARTICLE`] per particle of the smaller half,
+    /// within [`AUTO_GAUSSIANS_FEWEST`] and [`AUTO_GAUSSIANS`].
+    PerParticle,
+}
+
+impl GaussianRule {
+    pub fn of(d: usize, order: usize) -> GaussianRule {
+        if d > AUTO_MIN_STEPS_BOX {
+            GaussianRule::LargerBox
+        } else if order > 1 {
+            GaussianRule::PointGroup
+        } else {
+            GaussianRule::PerParticle
+        }
     }
 }
 
@@ -634,14 +657,16 @@ impl ReconstructConfig {
     /// Why [`Self::gaussians_for`] gives its count, in words (for the plan the run prints).
     pub fn gaussians_reason(&self, half_sizes: [usize; 2], d: usize) -> String {
         let per_half = half_sizes[0].min(half_sizes[1]);
-        match self.gaussians {
-            Some(n) => format!("--gaussians {n}"),
-            None if d > AUTO_MIN_STEPS_BOX => format!("auto: {AUTO_GAUSSIANS_LARGER_BOX} above {AUTO_MIN_STEPS_BOX} px"),
-            None if self.group_order() > 1 => format!("auto: {AUTO_GAUSSIANS} with a point group ({})", self.sym),
-            None => format!(
-                "auto: {AUTO_GAUSSIANS_PER_PARTICLE} per particle of the smaller half ({per_half}), from {AUTO_GAUSSIANS_FEWEST} to {AUTO_GAUSSIANS}"
-            ),
-        }
+        let Some(n) = self.gaussians else {
+            return match GaussianRule::of(d, self.group_order()) {
+                GaussianRule::LargerBox => format!("auto: {AUTO_GAUSSIANS_LARGER_BOX} above {AUTO_MIN_STEPS_BOX} px"),
+                GaussianRule::PointGroup => format!("auto: {AUTO_GAUSSIANS} with a point group ({})", self.sym),
+                GaussianRule::PerParticle => format!(
+                    "auto: {AUTO_GAUSSIANS_PER_PARTICLE} per particle of the smaller half ({per_half}), from {AUTO_GAUSSIANS_FEWEST} to {AUTO_GAUSSIANS}"
+                ),
+            };
+        };
+        format!("--gaussians {n}")
     }
 
     /// When the model grows in a run of `epochs` passes on `d` px images of halves of
