@@ -52,13 +52,13 @@
 //! correlated; groups of interleaved components then shared their noise, and the jackknife read
 //! a quarter to a half of the estimate's scatter over noise realisations, where wedges read
 //! about all of it (tests below). [`CrossValidated::range`] reads where a crossing would be
-//! with the estimate one standard error higher or lower. The limit is read from the estimate lowered by
-//! [`LIMIT_MARGIN_SE`] of its standard error: over 73 distinct runs of the simulation matrix
-//! with a truth crossing (48–128 px, SNR 0.005–0.1, four Gaussian counts), read from the
+//! with the estimate one standard error higher or lower. The limit is read from the estimate
+//! lowered by [`LIMIT_MARGIN_SE`] of its standard error: over 73 distinct runs of the simulation
+//! matrix with a truth crossing (48–128 px, SNR 0.005–0.1, four Gaussian counts), read from the
 //! estimate itself it was more than 3% optimistic on eight (up to 6%); lowered by one error it
-//! was never more than 3% optimistic but more than 3% pessimistic on 56; lowered by half an error
-//! it is more than 3% optimistic on three runs at Gaussian counts other than the default (up to
-//! 5.5%), on none of the 27 at the default count, and within 5% of the truth on 62
+//! was never more than 3% optimistic but more than 3% pessimistic on 56; lowered by half an
+//! error it is more than 3% optimistic on three runs at Gaussian counts other than the default
+//! (up to 5.5%), on none of the 27 at the default count, and within 5% of the truth on 62
 //! (BENCHMARKS.md, "The cross-validated estimate, masked"). The estimate can be no finer than
 //! the backprojection's evidence. The reported resolution of `reconstruct` is the coarser of the
 //! half-map FSC's and the limit ([`limited`]), or, where the estimate holds to its last shell
