@@ -1002,8 +1002,7 @@ pub fn reconstruct(
     let d = working_box(cfg.downsample, set.box_px).map_err(ReconstructError::Config)?;
     // `auto` is resolved once, here: the run, its record and its checkpoint see the start and
     // the number of Gaussians used.
-    let (a, b) = set.half_split(cfg.seed);
-    let sizes = [a.len(), b.len()];
+    let sizes = set.half_sizes();
     let start = cfg.resolve_init(sizes);
     tracing::info!("start: {start}");
     let cfg = &ReconstructConfig { init: start.used, gaussians: Some(cfg.gaussians_for(sizes, d)), ..cfg.clone() };
@@ -1014,10 +1013,9 @@ pub fn reconstruct(
 }
 
 /// The start a run of `set` with `cfg` uses ([`ReconstructConfig::resolve_init`] on the sizes
-/// of the halves `cfg.seed` splits `set` into).
+/// of the halves `set` is split into).
 pub fn init_choice(set: &ParticleSet, cfg: &ReconstructConfig) -> InitChoice {
-    let (a, b) = set.half_split(cfg.seed);
-    cfg.resolve_init([a.len(), b.len()])
+    cfg.resolve_init(set.half_sizes())
 }
 
 /// What a run of `set` with `cfg` will do, decided before it starts: its start, its passes and
@@ -1039,8 +1037,7 @@ pub struct Plan {
 
 /// The plan of a run of `set` with `cfg`.
 pub fn plan(set: &ParticleSet, cfg: &ReconstructConfig) -> Result<Plan, ReconstructError> {
-    let (a, b) = set.half_split(cfg.seed);
-    let sizes = [a.len(), b.len()];
+    let sizes = set.half_sizes();
     let start = cfg.resolve_init(sizes);
     let d = working_box(cfg.downsample, set.box_px).map_err(ReconstructError::Config)?;
     let epochs = ReconstructConfig { init: start.used, ..cfg.clone() }.planned_epochs(sizes, d);

@@ -48,6 +48,7 @@ fn relion30_magnification_pixel_origins_and_subsets() {
     let (a, b) = s.half_split(1);
     assert_eq!((a.len(), b.len()), (10, 7));
     assert!(a.iter().all(|&i| s.particles[i].random_subset == Some(1)));
+    assert_eq!(s.half_sizes(), [a.len(), b.len()]);
     assert_eq!(s.half_split(99), (a, b), "file halves do not depend on the seed");
     // The MRC header has no pixel size: not a conflict. Pixels as mrcfile reads them.
     assert!(!has_warning(&s, "MRC header"), "{:?}", s.warnings);
@@ -81,6 +82,7 @@ fn relion31_optics_table_and_angstrom_origins() {
     assert!(has_warning(&s, "same half set"), "{:?}", s.warnings);
     let (a, b) = s.half_split(7);
     assert_eq!((a.len(), b.len()), (2, 3));
+    assert_eq!(s.half_sizes(), [2, 3]);
     // The stack's non-compliant header (no MAP tag, stamp 0) is reported, once.
     assert!(s.warnings.iter().filter(|w| w.contains("relion31.mrcs")).count() >= 1, "{:?}", s.warnings);
     let mut img = vec![0.0f32; 256 * 256];
@@ -300,6 +302,7 @@ fn cryosparc_refinement_metadata_without_images() {
     assert!(s.has_random_subsets());
     let (a, b) = s.half_split(3);
     assert_eq!((a.len(), b.len()), (1010, 1009));
+    assert_eq!(s.half_sizes(), [1010, 1009]);
     // numpy: 50 distinct blob/path values, one exposure group (0).
     assert_eq!(s.stacks.len(), 50);
     assert_eq!((s.optics_groups.len(), s.optics_groups[0].id, s.optics_groups[0].particles), (1, 0, 2019));
@@ -356,6 +359,7 @@ fn subsets_first_n_index_files_and_halves() {
     // Halves: balanced, seeded, disjoint.
     let (a, b) = s.half_split(5);
     assert_eq!((a.len(), b.len()), (500, 500));
+    assert_eq!(s.half_sizes(), [a.len(), b.len()]);
     assert_eq!(s.half_split(5), (a.clone(), b.clone()));
     assert_ne!(s.half_split(6).0, a);
     assert!(a.iter().all(|i| b.binary_search(i).is_err()));

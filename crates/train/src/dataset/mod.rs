@@ -455,6 +455,16 @@ impl ParticleSet {
         (a, b)
     }
 
+    /// The sizes of the two halves [`ParticleSet::half_split`] makes (with any seed: the seed
+    /// only decides which particles go where), without making them.
+    pub fn half_sizes(&self) -> [usize; 2] {
+        if self.has_random_subsets() {
+            let count = |h: u8| self.particles.iter().filter(|p| p.random_subset == Some(h)).count();
+            return [count(1), count(2)];
+        }
+        [self.len() / 2, self.len() - self.len() / 2]
+    }
+
     /// Whether [`ParticleSet::half_split`] uses the file's half sets.
     pub fn has_random_subsets(&self) -> bool {
         self.particles.iter().all(|p| p.random_subset.is_some())
