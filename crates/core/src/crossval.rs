@@ -105,13 +105,8 @@ impl CrossValidated {
     /// ([`CrossValidated::limit`]) can move within the estimate's noise.
     pub fn range(&self, threshold: f64, d: usize, apix: f64) -> LimitRange {
         let read = |sign: f64| {
-            let curve: Vec<f64> = self.full_vs_truth[..=self.last()]
-                .iter()
-                .zip(&self.standard_error)
-                .enumerate()
-                .map(|(n, (&c, &se))| if n == 0 { 1.0 } else { half_map_equivalent(c + sign * se) })
-                .collect();
-            crossing(&curve, threshold, d, apix)
+            let curve = shifted_equivalents(&self.full_vs_truth, &self.standard_error, sign);
+            crossing(&curve[..curve.len().min(self.last() + 1)], threshold, d, apix)
         };
         LimitRange { finer: read(1.0), coarser: read(-1.0) }
     }
@@ -142,6 +137,17 @@ fn crossing(curve: &[f64], threshold: f64, d: usize, apix: f64) -> Option<Resolu
 fn half_map_equivalent(c: f64) -> f64 {
     let c = c.clamp(0.0, 1.0);
     c * c / (2.0 - c * c)
+}
+
+/// Per shell, the half-map equivalent of the estimate `full_vs_truth` moved by `shift` of its
+/// `standard_error` (shell 0 is 1).
+fn shifted_equivalents(full_vs_truth: &[f64], standard_error: &[f64], shift: f64) -> Vec<f64> {
+    full_vs_truth
+        .iter()
+        .zip(standard_error)
+        .enumerate()
+        .map(|(n, (&c, &se))| if n == 0 { 1.0 } else { half_map_equivalent(c + shift * se) })
+        .collect()
 }
 
 /// Where the cross-validated estimate places a crossing within its standard error
@@ -298,12 +304,7 @@ pub fn cross_validated(
             standard_error[n] = se;
         }
     }
-    let half_map_equivalent = full_vs_truth
-        .iter()
-        .zip(&standard_error)
-        .enumerate()
-        .map(|(n, (&c, &se))| if n == 0 { 1.0 } else { half_map_equivalent(c - LIMIT_MARGIN_SE * se) })
-        .collect();
+    let half_map_equivalent = shifted_equivalents(&full_vs_truth, &standard_error, -LIMIT_MARGIN_SE);
     CrossValidated { full_vs_truth, standard_error, half_map_equivalent, last_shell }
 }
 
@@ -404,38 +405,45 @@ mod tests {
         let mut rng = Rng::new(21);
         let truth = random_volume(d, 6.0, &mut rng);
         let s = rms(&truth);
-        let shells = 4..=11;
-        let runs = 40;
-        let (mut sum, mut sum2, mut se) = (vec![0.0; d / 2 + 1], vec![0.0; d / 2 + 1], vec![0.0; d / 2 + 1]);
-        for _ in 0..runs {
+        let ratio = error_over_scatter(d, 40, || {
             let model = noisy_halves(&truth, d, NOISE * s, &mut rng);
             let bp = noisy_halves(&truth, d, 2.0 * NOISE * s, &mut rng);
-            let cv = cross_validated([&model[0], &model[1]], [&bp[0], &bp[1]], d, d / 2 - 1, None);
+            cross_validated([&model[0], &model[1]], [&bp[0], &bp[1]], d, d / 2 - 1, None)
+        });
+        // Over the shells together (each shell's scatter from 40 runs is itself uncertain by
+        // about 11%), the reported error matches the estimate's scatter within 15% (a formula
+        // from the number of components alone gave 1.5 to 4 times it here).
+        assert!((0.85..1.15).contains(&ratio), "reported standard error / scatter = {ratio}");
+    }
+
+    /// Over `runs` estimates (each from new noise, made by `estimate`) on a `d` px box: the
+    /// root-mean-square reported standard error over the estimates' scatter, over shells 4–11
+    /// together.
+    fn error_over_scatter(d: usize, runs: usize, mut estimate: impl FnMut() -> CrossValidated) -> f64 {
+        let shells = 4..=11;
+        let (mut sum, mut sum2, mut se) = (vec![0.0; d / 2 + 1], vec![0.0; d / 2 + 1], vec![0.0; d / 2 + 1]);
+        for _ in 0..runs {
+            let cv = estimate();
             for n in shells.clone() {
                 sum[n] += cv.full_vs_truth[n];
                 sum2[n] += cv.full_vs_truth[n] * cv.full_vs_truth[n];
                 se[n] += cv.standard_error[n] / runs as f64;
             }
         }
-        // Over the shells together (each shell's scatter from 40 runs is itself uncertain by
-        // about 11%), the reported error matches the estimate's scatter within 15% (a formula
-        // from the number of components alone gave 1.5 to 4 times it here).
         let (mut scatter2, mut reported2) = (0.0, 0.0);
-        for n in shells.clone() {
+        for n in shells {
             let mean = sum[n] / runs as f64;
             scatter2 += (sum2[n] / runs as f64 - mean * mean) * runs as f64 / (runs - 1) as f64;
             reported2 += se[n] * se[n];
         }
-        let ratio = (reported2 / scatter2).sqrt();
-        assert!((0.85..1.15).contains(&ratio), "reported standard error / scatter = {ratio}");
+        (reported2 / scatter2).sqrt()
     }
 
     /// A compact molecule in a box of solvent: a random volume inside a soft sphere of a fifth
     /// of the box's radius, and the mask around it.
     fn molecule(d: usize, rng: &mut Rng) -> (Vec<f32>, Vec<f32>) {
         let inside = crate::mask::spherical(d, d as f64 / 5.0, 3.0);
-        let v = random_volume(d, 6.0, rng).iter().zip(&inside).map(|(x, m)| x * m).collect();
-        (v, crate::mask::spherical(d, d as f64 / 5.0 + 3.0, 4.0))
+        (times(&random_volume(d, 6.0, rng), &inside), crate::mask::spherical(d, d as f64 / 5.0 + 3.0, 4.0))
     }
 
     fn times(a: &[f32], m: &[f32]) -> Vec<f32> {
@@ -481,26 +489,11 @@ mod tests {
         let mut rng = Rng::new(41);
         let (truth, mask) = molecule(d, &mut rng);
         let s = rms(&truth);
-        let shells = 4..=11;
-        let runs = 40;
-        let (mut sum, mut sum2, mut se) = (vec![0.0; d / 2 + 1], vec![0.0; d / 2 + 1], vec![0.0; d / 2 + 1]);
-        for _ in 0..runs {
+        let ratio = error_over_scatter(d, 40, || {
             let model: Vec<Vec<f32>> = (0..2).map(|_| add(&truth, &times(&noise(d, NOISE * s, &mut rng), &mask), 1.0)).collect();
             let bp = noisy_halves(&truth, d, 3.0 * NOISE * s, &mut rng);
-            let cv = cross_validated([&model[0], &model[1]], [&bp[0], &bp[1]], d, d / 2 - 1, Some(&mask));
-            for n in shells.clone() {
-                sum[n] += cv.full_vs_truth[n];
-                sum2[n] += cv.full_vs_truth[n] * cv.full_vs_truth[n];
-                se[n] += cv.standard_error[n] / runs as f64;
-            }
-        }
-        let (mut scatter2, mut reported2) = (0.0, 0.0);
-        for n in shells {
-            let mean = sum[n] / runs as f64;
-            scatter2 += (sum2[n] / runs as f64 - mean * mean) * runs as f64 / (runs - 1) as f64;
-            reported2 += se[n] * se[n];
-        }
-        let ratio = (reported2 / scatter2).sqrt();
+            cross_validated([&model[0], &model[1]], [&bp[0], &bp[1]], d, d / 2 - 1, Some(&mask))
+        });
         assert!((0.75..1.3).contains(&ratio), "reported standard error / scatter = {ratio}");
     }
 
