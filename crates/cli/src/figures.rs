@@ -341,6 +341,23 @@ pub struct FscLimit<'a> {
     pub reported: String,
 }
 
+impl<'a> FscLimit<'a> {
+    /// The cross-validated estimate's curve: its half-map equivalent (read half a standard
+    /// error low) up to its last shell when it crosses 0.143 there, else the curve read beyond
+    /// it (`extrapolated`: the half maps' FSC lowered by their excess after the reliable shells).
+    pub fn cross_validated(equivalent: &'a [f64], last_shell: usize, extrapolated: &'a [f64], crosses: bool, reported: String) -> Self {
+        match crosses || extrapolated.is_empty() {
+            true => FscLimit { label: "cross-validated (half-map equivalent, 0.5 s.e. lower)", curve: equivalent, last_shell, reported },
+            false => FscLimit {
+                label: "cross-validated, then the half maps lowered by their excess",
+                curve: extrapolated,
+                last_shell: extrapolated.len() - 1,
+                reported,
+            },
+        }
+    }
+}
+
 /// [`fsc_plot`], with a limiting curve drawn beside the half maps' and the reported resolutions
 /// in the title.
 pub fn fsc_plot_limited(path: &Path, title: &str, f: &cryosplat_core::fsc::FscReport, limit: Option<FscLimit>) -> Result<()> {

@@ -47,13 +47,14 @@ Gaussian half maps also agree on some detail the data do not hold. On 15 simulat
 \"The cross-validated limit\"), the half-map FSC alone crossed 0.143 at 0.89 to 1.04 times the resolution at which the map's FSC \
 against the truth crosses 0.5 (the same automatic mask) and claimed Nyquist for four maps 2% to 30% coarser than that. The \
 resolution reported is therefore limited by the cross-validated estimate, made with the half-map FSC's mask and read half a \
-standard error below itself. On 27 runs of the simulation matrix at the default number of Gaussians (48 to 128 px, SNR 0.005 \
-to 0.1) it read 0.98 to 1.10 times the truth's resolution, within 5% on 23, and never more than 3% optimistic; over 73 runs \
-with other numbers of Gaussians too it was more than 3% optimistic on three, by at most 5.5% (BENCHMARKS.md, \"The \
-cross-validated estimate, masked\"). Made without the mask, as before, it had read up to 21% pessimistic at SNR 0.005. Where \
-the estimate holds to its last shell (three shells before Nyquist) and the half maps claim more, the figure is a bound at that \
-shell (\"at least\"): on the simulations two claims 4% and 5% optimistic became bounds at the truth's resolution, and correct \
-claims at 48 px bounds 8% to 9% coarser (BENCHMARKS.md, \"Beyond the cross-validated estimate's last shell\"). The range \
+standard error below itself. On 27 runs of the simulation matrix at the default number of Gaussians (48 to 128 px, SNR \
+0.005 to 0.1) it read 0.98 to 1.09 times the truth's resolution, within 5% on 26, and never more than 3% optimistic; over \
+73 runs with other numbers of Gaussians too it was within 3% on 41, within 5% on 72, and more than 3% optimistic on two, by \
+at most 4% (BENCHMARKS.md, \"The cross-validated estimate, masked\" and \"Beyond the reliable estimate\"). Made without \
+the mask, as before, it had read up to 21% pessimistic at SNR 0.005. Where the estimate holds to its last shell (three \
+shells before Nyquist), the shells beyond those where its standard error stays within 10% of it are read from the half-map \
+FSC lowered by the largest excess of its claim over the estimate there; before, such runs reported a bound at the last \
+shell, 3% to 10% coarser than the truth. The range \
 given with the limit is where it would be with its estimate one standard error higher or lower; on 73 simulated runs the \
 truth fell inside it 53 times, finer than it 9 times and coarser 11 times.";
 
@@ -156,11 +157,9 @@ pub fn write_report(path: &Path, title: &str, sections: &[Section]) -> Result<()
 /// Figures and `report.html` after an epoch of a reconstruction; returns the files written.
 pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &serde_json::Value) -> Result<Vec<PathBuf>> {
     use crate::figures;
-    let limit = r.cross_validated.map(|cv| figures::FscLimit {
-        label: "cross-validated (half-map equivalent, 0.5 s.e. lower)",
-        curve: &cv.half_map_equivalent,
-        last_shell: cv.last_shell,
-        reported: format!("reported {} at 0.143, {} at 0.5", r.record.resolution_0143.short(), r.record.resolution_05.short()),
+    let limit = r.cross_validated.map(|cv| {
+        let reported = format!("reported {} at 0.143, {} at 0.5", r.record.resolution_0143.short(), r.record.resolution_05.short());
+        figures::FscLimit::cross_validated(&cv.half_map_equivalent, cv.last_shell, &cv.extrapolated, cv.limit_0143.is_some(), reported)
     });
     figures::fsc_plot_limited(&dir.join("fsc.png"), "half-map FSC", r.fsc, limit)?;
     figures::map_views(r.map, r.d, &dir.join("slices.png"), &dir.join("projections.png"))?;
@@ -191,7 +190,7 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
     let last = r.record;
     let method = match r.cross_validated {
         Some(_) => format!(
-            "Resolutions are read at the first crossing of {LIMITED_RESOLUTION_METHOD}. Both Gaussian halves fit their images with the same kind of model, so they can agree on detail the data do not hold, and their FSC alone would count it as resolution. Each Gaussian half map is therefore also compared with the backprojection of the other half's images, which shares no such error; divided by the backprojection halves' own agreement (all four maps with the half-map FSC's mask), that estimates how the map correlates with the truth, read half a standard error below itself, and the resolution reported is the coarser of the two readings (shells where the backprojections agree too little to say anything count as no correlation; the backprojection's three outermost shells carry no estimate, so where the estimate holds to its last shell and the half maps claim more, the resolution reported is at least that shell's, a bound)."
+            "Resolutions are read at the first crossing of {LIMITED_RESOLUTION_METHOD}. Both Gaussian halves fit their images with the same kind of model, so they can agree on detail the data do not hold, and their FSC alone would count it as resolution. Each Gaussian half map is therefore also compared with the backprojection of the other half's images, which shares no such error; divided by the backprojection halves' own agreement (all four maps with the half-map FSC's mask), that estimates how the map correlates with the truth, read half a standard error below itself, and the resolution reported is the coarser of the two readings (shells where the backprojections agree too little to say anything count as no correlation; the backprojection's three outermost shells carry no estimate). Where the estimate holds to its last shell, the shells beyond those it estimates reliably (standard error within 10% of the estimate) are read from the half-map FSC lowered by the largest excess of its claim over the estimate in the reliable shells, in the map's correlation with the truth: on every simulated set that excess grew with frequency, so the largest one measured stands for the shells the estimate cannot reach."
         ),
         None => format!("Resolutions are read at the first crossing of the {RESOLUTION_METHOD}."),
     };
@@ -208,6 +207,17 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
                 None => format!("no crossing up to its last shell ({:.2} Å)", cv.last_shell_a),
             },
         );
+        if cv.limit_0143.is_none() && !cv.extrapolated.is_empty() {
+            summary = summary.row(
+                "beyond the reliable estimate (0.143)",
+                format!(
+                    "{}: the half-map FSC lowered by {:.3} in correlation, the largest excess of its claim over the estimate up to {:.2} Å",
+                    cv.beyond_0143.map_or("no crossing".to_string(), |b| b.to_string()),
+                    cv.excess,
+                    cv.reliable_shell_a
+                ),
+            );
+        }
         if let Some(range) = cv.range_0143 {
             summary = summary.row("cross-validated estimate within one standard error (0.143)", range.words(cv.last_shell_a));
         }

@@ -77,7 +77,7 @@ fn the_report_names_the_point_group_in_its_result() {
         let html = std::fs::read_to_string(rec.join("report.html")).unwrap();
         // The FSC section says how far the reported resolution was found to hold, and how it is
         // limited.
-        assert!(html.contains("How far to trust the resolution") && html.contains("0.98 to 1.10 times"), "{html}");
+        assert!(html.contains("How far to trust the resolution") && html.contains("0.98 to 1.09 times"), "{html}");
         assert!(html.contains("cross-validated estimate (0.143)") && html.contains("half-map FSC alone (0.143)"), "{html}");
         // With the tail average, the map section says what map.mrc is made of.
         assert!(html.contains("half models averaged over the last 50% of their steps"), "{html}");

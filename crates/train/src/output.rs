@@ -375,10 +375,10 @@ pub enum ReportedResolution {
     /// The curve stays above the threshold up to Nyquist (`angstrom` is Nyquist): the data
     /// support at least this, and no finer figure can be read.
     AtNyquist { angstrom: f64 },
-    /// A reconstruction's half maps claim a finer figure than the last shell their
-    /// cross-validated estimate reaches (`angstrom`), and the estimate stays above the threshold
-    /// up to it: the data support at least this, and nothing independent of the Gaussian halves
-    /// checks the finer claim (`reconstruct`'s cross-validated limit).
+    /// A bound at `angstrom`: the data support at least this. Written by earlier versions of
+    /// `reconstruct` where the half maps claimed more than the last shell their cross-validated
+    /// estimate reached (now read beyond it, [`crate::reconstruct::reported_with_limit`]), and
+    /// kept by `postprocess` of such a run.
     AtLeast { angstrom: f64 },
     /// The curve is below the threshold from the start.
     NoCorrelation,

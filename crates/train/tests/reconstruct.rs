@@ -88,6 +88,11 @@ fn recovers_the_ground_truth() {
     assert_eq!(cv["last_shell"], 17);
     assert_eq!(cv["half_map_equivalent"].as_array().map(|c| c.len()), Some(21));
     assert_eq!(cv["limited"].as_bool(), Some(reported != alone));
+    // The reliable shells, the half maps' excess over the estimate and the curve read beyond,
+    // whose crossing is recorded only where the estimate itself does not cross.
+    assert!(cv["reliable_shell"].as_u64().is_some_and(|n| n <= 17) && cv["excess"].as_f64().is_some_and(|e| e >= 0.0), "{cv}");
+    assert_eq!(cv["extrapolated"].as_array().map(|c| c.len()), Some(21));
+    assert!(cv["limit_0143"].is_null() || cv["beyond_0143"].is_null(), "{cv}");
     // With the range the limit can move within one standard error of the estimate: its finer
     // end is never coarser than the limit, its coarser end never finer.
     let at = |v: &serde_json::Value| v["angstrom"].as_f64();

@@ -179,11 +179,13 @@ pub fn run(a: Args) -> Result<()> {
     for (k, g, b) in &rows {
         println!("{k:<48} {g:>20} {b:>20}");
     }
-    // A bound needs its reason beside the table.
-    let bound = match (rec.last().resolution_0143, rec.last().half_map_0143) {
-        (ReportedResolution::AtLeast { angstrom }, Some(half)) => Some(format!(
-            "\"at least\": the Gaussian half maps claim {}, beyond the last shell the cross-validated estimate reaches ({angstrom:.2} Å, three shells before Nyquist), and nothing independent of them checks it; a larger box (less binning) would measure it.",
-            half.short()
+    // A figure read beyond the estimate's reliable shells needs its reason beside the table.
+    let bound = match (&rec.cross_validated, rec.last().half_map_0143) {
+        (Some(cv), Some(half)) if cv.limited && cv.limit_0143.is_none() => Some(format!(
+            "The Gaussian resolution is read beyond the shells the cross-validated estimate measures reliably (to {:.2} Å): the half maps claim {}, and their FSC is lowered there by the largest excess of that claim over the estimate ({:.3} in correlation with the truth).",
+            cv.reliable_shell_a,
+            half.short(),
+            cv.excess
         )),
         _ => None,
     };

@@ -60,7 +60,9 @@ pub struct Args {
     /// order of the two maps: the maps' FSC is then also limited by the cross-validated
     /// estimate, each map against the other half's backprojection, as `reconstruct` reports it
     /// for its Gaussian half maps (all four maps with the mask of the masked curve, none with
-    /// `--mask none`; the backprojections' last three shells are not used).
+    /// `--mask none`; the backprojections' last three shells are not used, and beyond the shells
+    /// the estimate measures reliably the maps' FSC is read lowered by its largest excess over
+    /// the estimate).
     #[arg(long, num_args = 2, value_names = ["BP_A", "BP_B"])]
     pub cross_validate: Option<Vec<PathBuf>>,
 }
@@ -189,14 +191,13 @@ pub fn run(a: Args) -> Result<()> {
         ("resolution_0143_unmasked", "FSC 0.143 (unmasked)", rep.try_resolution_unmasked(0.143)),
         ("resolution_05_unmasked", "FSC 0.5 (unmasked)", rep.try_resolution_unmasked(0.5)),
     ];
-    // With --cross-validate: the limit at 0.143 and at 0.5, and the coarser of it and the
-    // maps' own (masked, corrected) resolution there, read as `reconstruct` reads it (the bound
-    // at the estimate's last shell where the maps claim more and the estimate holds to it).
+    // With --cross-validate: the limit at 0.143 and at 0.5, what the estimate reads there (the
+    // limit, or beyond the shells it estimates reliably the maps' own curve lowered by the
+    // excess it measured), and the coarser of that and the maps' own (masked, corrected)
+    // resolution, read as `reconstruct` reads it.
     let limits = cross.as_ref().map(|cv| [0.143, 0.5].map(|t| cv.limit(t, d, apix)));
-    let limited_results = cross.as_ref().zip(limits).map(|(cv, l)| {
-        let last_a = cv.last_shell_a(d, apix);
-        [0, 1].map(|i| results[i].2.clone().map(|r| reported_with_limit(r, l[i], last_a, apix)))
-    });
+    let readings = cross.as_ref().map(|cv| [0.143, 0.5].map(|t| cv.reading(rep.final_curve(), t, d, apix)));
+    let limited_results = readings.map(|l| [0, 1].map(|i| results[i].2.clone().map(|r| reported_with_limit(r, l[i], apix))));
     if let Some(out) = &mut held {
         out.write_fsc(&rep)?;
         // With --cross-validate the plot draws the estimate's curve and the limited figures, as
@@ -208,11 +209,10 @@ pub fn run(a: Args) -> Result<()> {
             });
             format!("limited {r0143} at 0.143, {r05} at 0.5")
         });
-        let limit = cross.as_ref().zip(reported).map(|(cv, reported)| crate::figures::FscLimit {
-            label: "cross-validated (half-map equivalent, 0.5 s.e. lower)",
-            curve: &cv.half_map_equivalent,
-            last_shell: cv.last_shell,
-            reported,
+        let extrapolated = cross.as_ref().map(|cv| cv.extrapolated(rep.final_curve()));
+        let limit = cross.as_ref().zip(extrapolated.as_ref()).zip(reported).map(|((cv, beyond), reported)| {
+            let crosses = cv.limit(0.143, d, apix).is_some();
+            crate::figures::FscLimit::cross_validated(&cv.half_map_equivalent, cv.last_shell, beyond, crosses, reported)
         });
         crate::figures::fsc_plot_limited(&out.path("fsc.png"), "FSC", &rep, limit)?;
     }
@@ -261,6 +261,15 @@ pub fn run(a: Args) -> Result<()> {
                 put(&mut r, "coarser", range.coarser);
                 c[key] = r;
             }
+            // Beyond the shells estimated reliably: the last of them, the half maps' excess over
+            // the estimate there, and where the curve read beyond crosses when the estimate
+            // itself does not.
+            c["reliable_shell"] = serde_json::json!(cv.reliable_shell());
+            c["excess"] = serde_json::json!(cv.excess(rep.final_curve()));
+            c["extrapolated"] = serde_json::json!(cv.extrapolated(rep.final_curve()));
+            for ((key, l), r) in ["beyond_0143", "beyond_05"].into_iter().zip(limits).zip(readings.into_iter().flatten()) {
+                put(&mut c, key, if l.is_none() { r } else { None });
+            }
             out["cross_validated"] = c;
             for (key, r) in ["resolution_0143_limited", "resolution_05_limited"].into_iter().zip(limited_results) {
                 insert_reported_json(&mut out, key, r.clone());
@@ -284,6 +293,19 @@ pub fn run(a: Args) -> Result<()> {
             println!("cross-validated estimate: {} at 0.143, {} at 0.5", limit[0], limit[1]);
             let range = LimitRangeSummary::new(cv.range(0.143, d, apix), apix);
             println!("within one standard error at 0.143: {}", range.words(last_a));
+            if limits[0].is_none() {
+                let reliable = cv.reliable_shell();
+                let beyond = match cv.reading(rep.final_curve(), 0.143, d, apix) {
+                    Some(r) => r.describe(apix),
+                    None => "no crossing".to_string(),
+                };
+                println!(
+                    "beyond shell {reliable} ({:.2} Å, the last where its standard error is within {:.0}% of it): the maps' FSC lowered by their largest excess over the estimate ({:.3} in correlation) reads {beyond} at 0.143",
+                    d as f64 * apix / reliable.max(1) as f64,
+                    100.0 * cryosplat_core::crossval::RELIABLE_SE_FRACTION,
+                    cv.excess(rep.final_curve())
+                );
+            }
             let [r0143, r05] = limited_results.each_ref().map(|r| match r {
                 Ok(r) => r.to_string(),
                 Err(e) => format!("undefined: {e}"),

@@ -347,15 +347,19 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     // The run's cross-validated limit (a reconstruction's `cross_validated.limit_0143`): when it
     // is coarser than this FSC's own resolution, the map is low-passed, its B-factor fitted and
     // its resolution reported there, so that map_sharp.mrc does not claim what the run does not.
-    // Where the estimate held to its last shell and the half maps claimed more, the run reports
-    // the bound at that shell (`resolution_details.resolution_0143`, "at_least"): the same.
+    // Where the estimate held to its last shell, what it read beyond (`beyond_0143`, the half
+    // maps' curve lowered by their excess over it): the same. Runs of earlier versions reported
+    // a bound at that shell there (`resolution_details.resolution_0143`, "at_least"), stated as
+    // a bound here too.
     let (limit_a, bound) = run
         .as_ref()
         .and_then(|run| {
-            let (limit, reported) = (&run["cross_validated"]["limit_0143"], &run["resolution_details"]["resolution_0143"]);
-            match (limit["kind"].as_str(), reported["kind"].as_str()) {
-                (Some("crossing"), _) => limit["angstrom"].as_f64().map(|a| (Some(a), false)),
-                (_, Some("at_least")) => reported["angstrom"].as_f64().map(|a| (Some(a), true)),
+            let cv = &run["cross_validated"];
+            let (limit, beyond, reported) = (&cv["limit_0143"], &cv["beyond_0143"], &run["resolution_details"]["resolution_0143"]);
+            match (limit["kind"].as_str(), beyond["kind"].as_str(), reported["kind"].as_str()) {
+                (Some("crossing"), _, _) => limit["angstrom"].as_f64().map(|a| (Some(a), false)),
+                (_, Some("crossing"), _) => beyond["angstrom"].as_f64().map(|a| (Some(a), false)),
+                (_, _, Some("at_least")) => reported["angstrom"].as_f64().map(|a| (Some(a), true)),
                 _ => None,
             }
         })
@@ -530,10 +534,12 @@ mod tests {
     use cryosplat_core::fsc::Resolution;
 
     /// A run's limit of its resolution in run.json: a crossing of the cross-validated estimate,
-    /// or the bound at its last shell when the half maps claimed more.
+    /// what it read beyond its reliable shells, or (runs of earlier versions) the bound at its
+    /// last shell when the half maps claimed more.
     #[derive(Clone, Copy)]
     enum Limit {
         Crossing(f64),
+        Beyond(f64),
         AtLeast(f64),
     }
 
@@ -556,6 +562,9 @@ mod tests {
         }
         let run = match limit {
             Some(Limit::Crossing(l)) => serde_json::json!({ "cross_validated": { "limit_0143": { "kind": "crossing", "angstrom": l } } }),
+            Some(Limit::Beyond(l)) => serde_json::json!({
+                "cross_validated": { "limit_0143": null, "beyond_0143": { "kind": "crossing", "angstrom": l } }
+            }),
             Some(Limit::AtLeast(l)) => serde_json::json!({
                 "cross_validated": { "limit_0143": null },
                 "resolution_details": { "resolution_0143": { "kind": "at_least", "angstrom": l } }
@@ -570,19 +579,20 @@ mod tests {
 
     #[test]
     fn post_processing_after_a_run_keeps_to_its_cross_validated_limit() {
-        let dirs = [(); 4].map(|_| tempfile::tempdir().unwrap());
+        let dirs = [(); 5].map(|_| tempfile::tempdir().unwrap());
         let (own, run) = post_process_run(dirs[0].path(), None);
         let own_a = own.resolution_a;
         assert!(run["postprocess"]["half_map_0143"].is_null(), "{run}");
-        // A limit coarser than the FSC's own resolution, a crossing or the bound at the
-        // estimate's last shell: the map is low-passed, and the resolution stated, at the limit.
+        // A limit coarser than the FSC's own resolution, a crossing, a reading beyond the
+        // estimate or the bound at its last shell: the map is low-passed, and the resolution
+        // stated, at the limit.
         let limit = 1.5 * own_a;
-        for (dir, kind) in [(&dirs[1], Limit::Crossing(limit)), (&dirs[3], Limit::AtLeast(limit))] {
+        for (dir, kind) in [(&dirs[1], Limit::Crossing(limit)), (&dirs[3], Limit::AtLeast(limit)), (&dirs[4], Limit::Beyond(limit))] {
             let (p, run) = post_process_run(dir.path(), Some(kind));
             assert_eq!(p.resolution, Resolution::Angstrom(limit));
             let stated = &run["postprocess"]["resolution_details"]["resolution_0143"];
             match kind {
-                Limit::Crossing(_) => assert_eq!(run["postprocess"]["resolution_0143"].as_f64(), Some(limit), "{run}"),
+                Limit::Crossing(_) | Limit::Beyond(_) => assert_eq!(run["postprocess"]["resolution_0143"].as_f64(), Some(limit), "{run}"),
                 // A bound is stated as one, not as a number that looks like a resolution.
                 Limit::AtLeast(_) => assert!(run["postprocess"]["resolution_0143"].is_null() && stated["kind"] == "at_least", "{run}"),
             }
