@@ -151,6 +151,11 @@ impl CrossValidated {
             .map_or(last, |n| n - 1)
     }
 
+    /// The resolution of `reliable_shell` in Å, on a `d` px box at `apix` Å.
+    pub fn reliable_shell_a(&self, d: usize, apix: f64) -> f64 {
+        d as f64 * apix / self.reliable_shell().max(1) as f64
+    }
+
     /// The largest amount by which the half maps' FSC `half_map` (shells from 0) claims more
     /// than the estimate lowered by [`LIMIT_MARGIN_SE`] of its error, within shells
     /// `1..=reliable_shell`, in the full map's correlation with the truth (the correlation a

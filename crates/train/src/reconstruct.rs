@@ -1825,7 +1825,6 @@ impl<'a> Driver<'a> {
                 None => read.map(|r| ReportedResolution::new(r, apix)),
                 Some(_) => None,
             };
-            let reliable_shell = cv.reliable_shell();
             record.half_map_0143 = Some(record.resolution_0143);
             record.half_map_05 = Some(record.resolution_05);
             record.resolution_0143 = final0143;
@@ -1834,8 +1833,8 @@ impl<'a> Driver<'a> {
             self.cross_validated = Some(CrossValidatedSummary {
                 last_shell: cv.last_shell,
                 last_shell_a: cv.last_shell_a(d, apix),
-                reliable_shell,
-                reliable_shell_a: d as f64 * apix / reliable_shell.max(1) as f64,
+                reliable_shell: cv.reliable_shell(),
+                reliable_shell_a: cv.reliable_shell_a(d, apix),
                 excess: cv.excess(half_curve),
                 extrapolated: cv.extrapolated(half_curve),
                 beyond_0143: beyond(l0143, read0143),

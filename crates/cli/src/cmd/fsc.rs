@@ -265,6 +265,7 @@ pub fn run(a: Args) -> Result<()> {
             // the estimate there, and where the curve read beyond crosses when the estimate
             // itself does not.
             c["reliable_shell"] = serde_json::json!(cv.reliable_shell());
+            c["reliable_shell_a"] = serde_json::json!(cv.reliable_shell_a(d, apix));
             c["excess"] = serde_json::json!(cv.excess(rep.final_curve()));
             c["extrapolated"] = serde_json::json!(cv.extrapolated(rep.final_curve()));
             for ((key, l), r) in ["beyond_0143", "beyond_05"].into_iter().zip(limits).zip(readings.into_iter().flatten()) {
@@ -294,14 +295,14 @@ pub fn run(a: Args) -> Result<()> {
             let range = LimitRangeSummary::new(cv.range(0.143, d, apix), apix);
             println!("within one standard error at 0.143: {}", range.words(last_a));
             if limits[0].is_none() {
-                let reliable = cv.reliable_shell();
                 let beyond = match cv.reading(rep.final_curve(), 0.143, d, apix) {
                     Some(r) => r.describe(apix),
                     None => "no crossing".to_string(),
                 };
                 println!(
-                    "beyond shell {reliable} ({:.2} Å, the last where its standard error is within {:.0}% of it): the maps' FSC lowered by their largest excess over the estimate ({:.3} in correlation) reads {beyond} at 0.143",
-                    d as f64 * apix / reliable.max(1) as f64,
+                    "beyond shell {} ({:.2} Å, the last where its standard error is within {:.0}% of it): the maps' FSC lowered by their largest excess over the estimate ({:.3} in correlation) reads {beyond} at 0.143",
+                    cv.reliable_shell(),
+                    cv.reliable_shell_a(d, apix),
                     100.0 * cryosplat_core::crossval::RELIABLE_SE_FRACTION,
                     cv.excess(rep.final_curve())
                 );
