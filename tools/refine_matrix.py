@@ -27,21 +27,15 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
+
+from toolrun import sh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The set: 2° rms rotation, 0.8 px shift and 300 Å defocus errors, noise-limited.
 SIM = ["--box", "64", "--apix", "2.2", "--count", "4000", "--snr", "0.05", "--max-shift", "2", "--seed", "1",
        "--pose-error", "2", "--shift-error", "0.8", "--defocus-error", "300"]
-
-
-def sh(cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{p.stderr}")
-    return p.stdout
 
 
 def read_particles(path):

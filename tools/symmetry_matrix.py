@@ -18,8 +18,9 @@ Only the Python standard library is used.
 import argparse
 import json
 import os
-import subprocess
 import sys
+
+from toolrun import sh
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL = os.path.join(ROOT, "tests", "data", "models", "1A8O.pdb")
@@ -43,13 +44,6 @@ VARIANTS = {
     "gs-sym-double": ("reconstruct", True, 40000),
     "gs-sym-20000": ("reconstruct", True, 20000),
 }
-
-
-def sh(cmd):
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{p.stderr}")
-    return p.stdout
 
 
 def res(v, detail=None):
