@@ -748,11 +748,14 @@ pub const LIMITED_RESOLUTION_METHOD: &str = "the coarser of the half-map FSC (au
 pub fn resolution_words(r: &EpochRecord, cv: Option<&CrossValidatedSummary>) -> String {
     match (r.half_map_0143, cv) {
         (Some(half), Some(cv)) if cv.limited && cv.limit_0143.is_none() => format!(
-            "{} (FSC 0.143), {} (0.5): the cross-validated estimate holds to its last shell ({:.2} Å) and is reliable to {:.2} Å; beyond, the half-map FSC lowered by the largest excess the estimate measured over it ({:.3} in correlation with the truth) reads this, where the half maps alone claim {}",
+            "{} (FSC 0.143), {} (0.5): the cross-validated estimate holds to its last shell ({:.2} Å){}; beyond, the half-map FSC lowered by the largest excess the estimate measured over it ({:.3} in correlation with the truth) reads this, where the half maps alone claim {}",
             r.resolution_0143.short(),
             r.resolution_05.short(),
             cv.last_shell_a,
-            cv.reliable_shell_a,
+            match cv.reliable_shell < cv.last_shell {
+                true => format!(", reliable to {:.2} Å", cv.reliable_shell_a),
+                false => String::new(),
+            },
             cv.excess,
             half.short()
         ),
@@ -2330,6 +2333,32 @@ mod tests {
         assert_eq!(reported_with_limit(at(4.2), Some(at(5.0)), apix), crossing(5.0));
         assert_eq!(reported_with_limit(at(6.0), Some(at(5.0)), apix), crossing(6.0));
         assert_eq!(reported_with_limit(Resolution::Nyquist, Some(at(4.5)), apix), crossing(4.5));
+    }
+
+    #[test]
+    fn a_figure_read_beyond_the_estimate_says_so() {
+        let record: EpochRecord = serde_json::from_value(serde_json::json!({
+            "epoch": 5, "loss": [1.0, 1.0], "seconds": 1.0, "images_per_s": 1.0, "gaussians": [10, 10],
+            "density": [{"split": 0, "pruned": 0, "after": 10}, {"split": 0, "pruned": 0, "after": 10}],
+            "resolution_0143": {"kind": "crossing", "angstrom": 4.47},
+            "resolution_05": {"kind": "crossing", "angstrom": 7.12},
+            "half_map_0143": {"kind": "at_nyquist", "angstrom": 4.4},
+        }))
+        .unwrap();
+        let summary = |reliable_shell: usize| -> CrossValidatedSummary {
+            serde_json::from_value(serde_json::json!({
+                "last_shell": 29, "last_shell_a": 4.86, "reliable_shell": reliable_shell,
+                "reliable_shell_a": 141.0 / reliable_shell as f64, "excess": 0.097,
+                "full_vs_truth": [], "standard_error": [], "half_map_equivalent": [],
+                "limit_0143": null, "limit_05": null, "limited": true,
+                "beyond_0143": {"kind": "crossing", "angstrom": 4.47},
+            }))
+            .unwrap()
+        };
+        let words = resolution_words(&record, Some(&summary(29)));
+        assert!(words.starts_with("4.47 Å (FSC 0.143), 7.12 Å (0.5): the cross-validated estimate holds to its last shell (4.86 Å); beyond, the half-map FSC lowered by the largest excess the estimate measured over it (0.097 in correlation with the truth) reads this, where the half maps alone claim at Nyquist"), "{words}");
+        let words = resolution_words(&record, Some(&summary(25)));
+        assert!(words.contains("holds to its last shell (4.86 Å), reliable to 5.64 Å; beyond"), "{words}");
     }
 
     #[test]
