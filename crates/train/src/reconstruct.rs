@@ -1819,7 +1819,7 @@ impl<'a> Driver<'a> {
             };
             // The halves of the delivered Gaussian map (with `--average-tail`, the averaged
             // models'): the estimate is of that map's correlation with the truth.
-            let cv = crossval::cross_validated([&map_a, &map_b], bp, d, check::last_usable_shell(d), fsc.mask.as_deref());
+            let cv = crossval::cross_validated([&map_a, &map_b], bp, d, check::last_usable_shell(d), fsc.mask.as_deref(), Some(&group));
             let (l0143, l05) = (cv.limit(0.143, d, apix), cv.limit(0.5, d, apix));
             let half_curve = fsc.final_curve();
             let [read0143, read05] = [0.143, 0.5].map(|t| cv.reading(half_curve, t, d, apix));

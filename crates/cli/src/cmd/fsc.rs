@@ -181,7 +181,7 @@ pub fn run(a: Args) -> Result<()> {
     let cross = match &a.cross_validate {
         Some(paths) => {
             let (ma, mb) = (read_backprojection(&paths[0], d)?, read_backprojection(&paths[1], d)?);
-            Some(cross_validated([&va, &vb], [&ma, &mb], d, last_usable_shell(d), rep.mask.as_deref()))
+            Some(cross_validated([&va, &vb], [&ma, &mb], d, last_usable_shell(d), rep.mask.as_deref(), Some(&group)))
         }
         None => None,
     };
