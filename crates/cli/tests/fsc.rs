@@ -239,3 +239,34 @@ fn beyond_the_estimates_last_shell_the_claim_is_lowered_by_its_excess() {
     assert_eq!(v["resolution_0143_limited"].as_f64(), Some(beyond), "{v}");
     assert!(beyond > 2.2 && beyond < 1.05 * claim, "read {beyond} Å beyond the estimate; independent halves {claim} Å");
 }
+
+/// With `--sym` the cross-validated estimate's standard error is made over whole orbits of
+/// symmetry mates: for C4-symmetric maps it is larger than the same maps read as C1 (whose
+/// wedges split the mates, and read a fraction of the scatter).
+#[test]
+fn with_sym_the_cross_validated_error_counts_symmetry_mates_once() {
+    use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
+    let dir = tempfile::tempdir().unwrap();
+    let c4 = PointGroup::parse("C4").unwrap();
+    let mut rng = cryosplat_core::rng::Rng::new(9);
+    let truth = symmetrize_map(&random_volume(6.0, 1.0, &mut rng), 32, &c4);
+    let mut write = |name: &str, sigma: f32| -> String {
+        let noise: Vec<f32> = (0..truth.len()).map(|_| sigma * rng.normal() as f32).collect();
+        let v: Vec<f32> = truth.iter().zip(symmetrize_map(&noise, 32, &c4)).map(|(t, n)| t + n).collect();
+        let p = dir.path().join(name);
+        mrc::write_volume(&p, &v, [32, 32, 32], 1.0, &WriteOptions::default()).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let [ga, gb] = ["ga.mrc", "gb.mrc"].map(|n| write(n, 0.5));
+    let [ma, mb] = ["ma.mrc", "mb.mrc"].map(|n| write(n, 1.5));
+    let error = |sym: &str| -> Vec<f64> {
+        let out = fsc(&[&ga, &gb, "--mask", "none", "--sym", sym, "--json", "--cross-validate", &ma, &mb]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["cross_validated"]["standard_error"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    };
+    let (c1, sym) = (error("C1"), error("C4"));
+    let ratio = (6..=12).map(|n| sym[n] / c1[n]).sum::<f64>() / 7.0;
+    eprintln!("standard error with C4 / as C1: {ratio:.2}");
+    assert!(ratio > 1.5, "standard error with C4 / as C1, shells 6–12: {ratio} ({sym:?} against {c1:?})");
+}
