@@ -85,8 +85,8 @@ use std::f64::consts::PI;
 
 use crate::fourier::{freq_index, Complex32, Fft3};
 use crate::fsc::{for_each_component, resolution_at, Resolution};
-use crate::pose::mat_vec;
-use crate::symmetry::PointGroup;
+use crate::pose::{mat_vec, Mat3};
+use crate::symmetry::{unit, PointGroup};
 
 /// Neighbouring shells on each side whose sums are pooled with a shell's (see the module docs).
 pub const POOL: usize = 1;
@@ -164,10 +164,7 @@ impl CrossValidated {
     /// half-map FSC `F` implies is `sqrt(2F/(1 + F))`); 0 where they never claim more.
     pub fn excess(&self, half_map: &[f64]) -> f64 {
         (1..=self.reliable_shell().min(half_map.len().saturating_sub(1)))
-            .map(|n| {
-                let lowered = (self.full_vs_truth[n] - LIMIT_MARGIN_SE * self.standard_error[n]).clamp(0.0, 1.0);
-                implied_correlation(half_map[n]) - lowered
-            })
+            .map(|n| implied_correlation(half_map[n]) - implied_correlation(self.half_map_equivalent[n]))
             .fold(0.0, f64::max)
     }
 
@@ -195,7 +192,17 @@ impl CrossValidated {
     /// crossing of [`CrossValidated::extrapolated`] over all shells; `None` when that curve
     /// stays above the threshold to its end (the half maps' own curve then does too).
     pub fn reading(&self, half_map: &[f64], threshold: f64, d: usize, apix: f64) -> Option<Resolution> {
-        self.limit(threshold, d, apix).or_else(|| crossing(&self.extrapolated(half_map), threshold, d, apix))
+        self.limit(threshold, d, apix).or_else(|| self.beyond(half_map, threshold, d, apix))
+    }
+
+    /// The crossing of [`CrossValidated::extrapolated`] where the estimate itself does not cross
+    /// `threshold` within its shells (`None` where it does, or where that curve stays above the
+    /// threshold to its end): the part of [`CrossValidated::reading`] read beyond the estimate.
+    pub fn beyond(&self, half_map: &[f64], threshold: f64, d: usize, apix: f64) -> Option<Resolution> {
+        match self.limit(threshold, d, apix) {
+            Some(_) => None,
+            None => crossing(&self.extrapolated(half_map), threshold, d, apix),
+        }
     }
 
     /// `last_shell`, within the curves.
@@ -287,14 +294,11 @@ fn jackknife_labels(d: usize, group: Option<&PointGroup>) -> Vec<u8> {
         }
         return labels;
     };
-    let u = [0.2113, 0.5774, 0.7887];
-    let norm = |v: [f64; 3]| {
-        let l = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
-        v.map(|c| c / l)
-    };
-    let u = norm(u);
-    let e1 = norm([u[1], -u[0], 0.0]);
+    // Rows: two directions across `u`, and `u` itself.
+    let u = unit([0.2113, 0.5774, 0.7887]);
+    let e1 = unit([u[1], -u[0], 0.0]);
     let e2 = [u[1] * e1[2] - u[2] * e1[1], u[2] * e1[0] - u[0] * e1[2], u[0] * e1[1] - u[1] * e1[0]];
+    let basis: Mat3 = [e1, e2, u];
     let n_shells = d / 2 + 1;
     let mut angle = vec![0.0f64; d * d * w];
     let mut shell = vec![usize::MAX; d * d * w];
@@ -305,17 +309,15 @@ fn jackknife_labels(d: usize, group: Option<&PointGroup>) -> Vec<u8> {
             return;
         }
         let k = freqs(i);
-        let mut best = (f64::NEG_INFINITY, k);
+        let mut best = [0.0, 0.0, f64::NEG_INFINITY];
         for r in group.operators() {
-            let q = mat_vec(r, k);
-            let along = q[0] * u[0] + q[1] * u[1] + q[2] * u[2];
-            let (along, q) = if along >= 0.0 { (along, q) } else { (-along, q.map(|c| -c)) };
-            if along > best.0 + 1e-9 {
-                best = (along, q);
+            let p = mat_vec(&basis, mat_vec(r, k));
+            let p = if p[2] >= 0.0 { p } else { p.map(|c| -c) };
+            if p[2] > best[2] + 1e-9 {
+                best = p;
             }
         }
-        let q = best.1;
-        let a = (q[0] * e2[0] + q[1] * e2[1] + q[2] * e2[2]).atan2(q[0] * e1[0] + q[1] * e1[1] + q[2] * e1[2]);
+        let a = best[1].atan2(best[0]);
         angle[i] = a;
         shell[i] = n;
         per_shell[n].push(a);
@@ -553,7 +555,7 @@ mod tests {
         // Shells with signal: the half-map FSC predicts more than the truth gives, the estimate
         // does not.
         for n in 10..=12 {
-            let predicted = (2.0 * half[n] / (1.0 + half[n])).sqrt();
+            let predicted = implied_correlation(half[n]);
             assert!(predicted > truth_fsc[n] + 0.05, "shell {n}: half maps predict {predicted}, truth {}", truth_fsc[n]);
         }
         // Past the shells of few components, the standard error grows as the backprojection's
@@ -567,6 +569,7 @@ mod tests {
         let apix = 1.0;
         let claimed = resolution_at(&half, 0.143, d, apix);
         let limit = cv.limit(0.143, d, apix).expect("the estimate crosses 0.143");
+        assert_eq!(cv.beyond(&half, 0.143, d, apix), None, "nothing is read beyond an estimate that crosses");
         let reported = limited(claimed, Some(limit));
         assert_eq!(reported, limit);
         let (Resolution::Angstrom(r), Resolution::Angstrom(t), Resolution::Angstrom(c)) =
@@ -632,6 +635,7 @@ mod tests {
         assert_eq!(cv.excess(&falling), 0.0);
         assert_eq!(cv.limit(0.143, 32, 1.0), None);
         assert_eq!(cv.reading(&falling, 0.143, 32, 1.0), Some(resolution_at(&falling, 0.143, 32, 1.0)));
+        assert_eq!(cv.beyond(&falling, 0.143, 32, 1.0), cv.reading(&falling, 0.143, 32, 1.0));
     }
 
     #[test]
@@ -711,7 +715,7 @@ mod tests {
         }
         // And the shared error still inflates the half-map FSC, not the estimate.
         for n in 9..=12 {
-            let predicted = (2.0 * half[n] / (1.0 + half[n])).sqrt();
+            let predicted = implied_correlation(half[n]);
             assert!(predicted > truth_fsc[n] + 0.05, "shell {n}: half maps predict {predicted}, truth {}", truth_fsc[n]);
         }
     }

@@ -74,7 +74,8 @@ fn tau() -> f64 {
     (1.0 + 5f64.sqrt()) / 2.0
 }
 
-fn unit(v: [f64; 3]) -> [f64; 3] {
+/// `v` scaled to length 1.
+pub(crate) fn unit(v: [f64; 3]) -> [f64; 3] {
     let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
     [v[0] / n, v[1] / n, v[2] / n]
 }

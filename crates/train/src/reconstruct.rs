@@ -1824,10 +1824,6 @@ impl<'a> Driver<'a> {
             let half_curve = fsc.final_curve();
             let [read0143, read05] = [0.143, 0.5].map(|t| cv.reading(half_curve, t, d, apix));
             let [final0143, final05] = [(r0143, read0143), (r05, read05)].map(|(r, l)| reported_with_limit(r, l, apix));
-            let beyond = |limit: Option<Resolution>, read: Option<Resolution>| match limit {
-                None => read.map(|r| ReportedResolution::new(r, apix)),
-                Some(_) => None,
-            };
             record.half_map_0143 = Some(record.resolution_0143);
             record.half_map_05 = Some(record.resolution_05);
             record.resolution_0143 = final0143;
@@ -1840,8 +1836,8 @@ impl<'a> Driver<'a> {
                 reliable_shell_a: cv.reliable_shell_a(d, apix),
                 excess: cv.excess(half_curve),
                 extrapolated: cv.extrapolated(half_curve),
-                beyond_0143: beyond(l0143, read0143),
-                beyond_05: beyond(l05, read05),
+                beyond_0143: cv.beyond(half_curve, 0.143, d, apix).map(|r| ReportedResolution::new(r, apix)),
+                beyond_05: cv.beyond(half_curve, 0.5, d, apix).map(|r| ReportedResolution::new(r, apix)),
                 full_vs_truth: cv.full_vs_truth,
                 standard_error: cv.standard_error,
                 half_map_equivalent: cv.half_map_equivalent,

@@ -197,6 +197,7 @@ pub fn run(a: Args) -> Result<()> {
     // resolution, read as `reconstruct` reads it.
     let limits = cross.as_ref().map(|cv| [0.143, 0.5].map(|t| cv.limit(t, d, apix)));
     let readings = cross.as_ref().map(|cv| [0.143, 0.5].map(|t| cv.reading(rep.final_curve(), t, d, apix)));
+    let extrapolated = cross.as_ref().map(|cv| cv.extrapolated(rep.final_curve()));
     let limited_results = readings.map(|l| [0, 1].map(|i| results[i].2.clone().map(|r| reported_with_limit(r, l[i], apix))));
     if let Some(out) = &mut held {
         out.write_fsc(&rep)?;
@@ -209,7 +210,6 @@ pub fn run(a: Args) -> Result<()> {
             });
             format!("limited {r0143} at 0.143, {r05} at 0.5")
         });
-        let extrapolated = cross.as_ref().map(|cv| cv.extrapolated(rep.final_curve()));
         let limit = cross.as_ref().zip(extrapolated.as_ref()).zip(reported).map(|((cv, beyond), reported)| {
             let crosses = cv.limit(0.143, d, apix).is_some();
             crate::figures::FscLimit::cross_validated(&cv.half_map_equivalent, cv.last_shell, beyond, crosses, reported)
@@ -267,9 +267,9 @@ pub fn run(a: Args) -> Result<()> {
             c["reliable_shell"] = serde_json::json!(cv.reliable_shell());
             c["reliable_shell_a"] = serde_json::json!(cv.reliable_shell_a(d, apix));
             c["excess"] = serde_json::json!(cv.excess(rep.final_curve()));
-            c["extrapolated"] = serde_json::json!(cv.extrapolated(rep.final_curve()));
-            for ((key, l), r) in ["beyond_0143", "beyond_05"].into_iter().zip(limits).zip(readings.into_iter().flatten()) {
-                put(&mut c, key, if l.is_none() { r } else { None });
+            c["extrapolated"] = serde_json::json!(extrapolated);
+            for (key, t) in [("beyond_0143", 0.143), ("beyond_05", 0.5)] {
+                put(&mut c, key, cv.beyond(rep.final_curve(), t, d, apix));
             }
             out["cross_validated"] = c;
             for (key, r) in ["resolution_0143_limited", "resolution_05_limited"].into_iter().zip(limited_results) {
@@ -295,7 +295,7 @@ pub fn run(a: Args) -> Result<()> {
             let range = LimitRangeSummary::new(cv.range(0.143, d, apix), apix);
             println!("within one standard error at 0.143: {}", range.words(last_a));
             if limits[0].is_none() {
-                let beyond = match cv.reading(rep.final_curve(), 0.143, d, apix) {
+                let beyond = match readings.and_then(|r| r[0]) {
                     Some(r) => r.describe(apix),
                     None => "no crossing".to_string(),
                 };
