@@ -398,7 +398,7 @@ impl Sums {
 /// With a point group (`group`, maps symmetric under it), components related by its operators
 /// (or by Friedel symmetry) hold the same information, and wedges that split them would share
 /// their noise: the error read a fifth to two fifths of the scatter (C4, D2, O; tests below).
-/// Each component then goes to the group of its orbit's representative ([`jackknife_labels`]),
+/// Each component then goes to the group of its orbit's representative (`jackknife_labels`),
 /// and the error reads 0.7–0.9 of the scatter.
 pub fn cross_validated(
     model: [&[f32]; 2],
