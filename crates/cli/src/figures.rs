@@ -222,8 +222,63 @@ pub fn locres_slices(path: &Path, map: &[f32], locres_a: &[f32], d: usize, range
     })
 }
 
-/// A line plot of one or more named series against epoch (or any x).
-pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[(&str, Vec<(f64, f64)>)], log_y: bool) -> Result<()> {
+/// The axes of a [`line_plot`].
+pub struct Axes<'a> {
+    /// The x axis's title.
+    pub x: &'a str,
+    /// The y axis's title.
+    pub y: &'a str,
+    /// A logarithmic y axis (non-positive values are left out).
+    pub log_y: bool,
+    /// x is a spatial frequency in 1/Å: an axis along the top gives the resolution in Å at the
+    /// same ticks.
+    pub resolution_on_top: bool,
+}
+
+impl<'a> Axes<'a> {
+    /// Linear axes titled `x` and `y`.
+    pub fn new(x: &'a str, y: &'a str) -> Self {
+        Axes { x, y, log_y: false, resolution_on_top: false }
+    }
+
+    /// A spatial frequency (1/Å) against `y`, with the resolution in Å along the top.
+    pub fn frequency(y: &'a str) -> Self {
+        Axes { x: "spatial frequency (1/Å)", y, log_y: false, resolution_on_top: true }
+    }
+}
+
+/// The width of the line plots in pixels, and the height of their chart (the legend goes below).
+const PLOT_W: u32 = 720;
+const PLOT_H: u32 = 420;
+const LEGEND_FONT: (&str, u32) = ("sans-serif", 14);
+const LEGEND_ROW_H: i32 = 20;
+const LEGEND_SWATCH: i32 = 22;
+
+/// Where each legend entry of [`line_plot`] goes: `(x, row)` per entry, in reading order, rows
+/// filled left to right up to the plot's width; and the number of rows.
+fn legend_layout(names: &[&str]) -> (Vec<(i32, i32)>, i32) {
+    // Text extents do not depend on the canvas: measure on a one-pixel one.
+    let mut px = [0u8; 3];
+    let probe = BitMapBackend::with_buffer(&mut px, (1, 1)).into_drawing_area();
+    let font = TextStyle::from(LEGEND_FONT.into_font());
+    let (left, right, gap) = (16, PLOT_W as i32 - 12, 24);
+    let (mut x, mut row, mut at) = (left, 0, Vec::with_capacity(names.len()));
+    for name in names {
+        // A font the backend cannot measure gets a width of 8 px per character.
+        let w = probe.estimate_text_size(name, &font).map_or(8 * name.chars().count() as i32, |(w, _)| w as i32);
+        let width = LEGEND_SWATCH + 6 + w;
+        if x > left && x + width > right {
+            (x, row) = (left, row + 1);
+        }
+        at.push((x, row));
+        x += width + gap;
+    }
+    (at, if names.is_empty() { 0 } else { row + 1 })
+}
+
+/// A line plot of one or more named series, with their legend below the chart (where it hides
+/// no curve).
+pub fn line_plot(path: &Path, title: &str, axes: &Axes, series: &[(&str, Vec<(f64, f64)>)]) -> Result<()> {
     let pts: Vec<(f64, f64)> = series.iter().flat_map(|(_, s)| s.iter().copied()).filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
     if pts.is_empty() {
         anyhow::bail!("{}: nothing to plot", path.display());
@@ -233,11 +288,14 @@ pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series:
     for &(x, y) in &pts {
         x0 = x0.min(x);
         x1 = x1.max(x);
-        if !log_y || y > 0.0 {
+        if !axes.log_y || y > 0.0 {
             y0 = y0.min(y);
             y1 = y1.max(y);
         }
     }
+    // Values within a factor of three of each other (a loss falling by a few percent) get a
+    // linear axis: on a log axis they show as a flat line without a labelled tick.
+    let log_y = axes.log_y && y0 > 0.0 && y1 > 3.0 * y0;
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
@@ -252,36 +310,55 @@ pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series:
         RGBColor(140, 140, 140),
         RGBColor(90, 90, 90),
     ];
+    let color = |k: usize| colors[k % colors.len()];
+    let names: Vec<&str> = series.iter().map(|(n, _)| *n).collect();
+    let (at, rows) = legend_layout(&names);
+    let legend_h = if rows > 0 { rows * LEGEND_ROW_H + 12 } else { 0 };
     let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
-    save_plot(path, 720, 420, |root| {
-        let mut builder = ChartBuilder::on(&root);
+    save_plot(path, PLOT_W, PLOT_H + legend_h as u32, |root| {
+        let (top, bottom) = root.split_vertically(PLOT_H);
+        let mut builder = ChartBuilder::on(&top);
         builder.caption(title, ("sans-serif", 20)).margin(12).x_label_area_size(40).y_label_area_size(70);
+        if axes.resolution_on_top {
+            builder.top_x_label_area_size(40);
+        }
         if log_y {
             let (lo, hi) = (y0.max(1e-30) / 1.2, y1 * 1.2);
             let mut chart = builder.build_cartesian_2d(x0..x1, (lo..hi).log_scale()).map_err(|e| err(&e))?;
-            chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(|e| err(&e))?;
-            for (k, (name, s)) in series.iter().enumerate() {
-                let c = colors[k % colors.len()];
+            chart.configure_mesh().x_desc(axes.x).y_desc(axes.y).draw().map_err(|e| err(&e))?;
+            for (k, (_, s)) in series.iter().enumerate() {
                 chart
-                    .draw_series(LineSeries::new(s.iter().copied().filter(|p| p.1 > 0.0), c.stroke_width(2)))
-                    .map_err(|e| err(&e))?
-                    .label(*name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                    .draw_series(LineSeries::new(s.iter().copied().filter(|p| p.1 > 0.0), color(k).stroke_width(2)))
+                    .map_err(|e| err(&e))?;
             }
-            chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| err(&e))?;
         } else {
             let pad = 0.05 * (y1 - y0);
-            let mut chart = builder.build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad)).map_err(|e| err(&e))?;
-            chart.configure_mesh().x_desc(x_label).y_desc(y_label).draw().map_err(|e| err(&e))?;
-            for (k, (name, s)) in series.iter().enumerate() {
-                let c = colors[k % colors.len()];
+            let chart = builder.build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad)).map_err(|e| err(&e))?;
+            let mut chart = chart.set_secondary_coord(x0..x1, (y0 - pad)..(y1 + pad));
+            chart.configure_mesh().x_desc(axes.x).y_desc(axes.y).draw().map_err(|e| err(&e))?;
+            if axes.resolution_on_top {
+                let angstrom = |f: &f64| if *f > 0.0 { format!("{:.1}", 1.0 / f) } else { String::new() };
                 chart
-                    .draw_series(LineSeries::new(s.iter().copied(), c.stroke_width(2)))
-                    .map_err(|e| err(&e))?
-                    .label(*name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+                    .configure_secondary_axes()
+                    .x_desc("resolution (Å)")
+                    .x_label_formatter(&angstrom)
+                    .y_label_formatter(&|_| String::new())
+                    .draw()
+                    .map_err(|e| err(&e))?;
             }
-            chart.configure_series_labels().border_style(BLACK).background_style(WHITE.mix(0.8)).draw().map_err(|e| err(&e))?;
+            for (k, (_, s)) in series.iter().enumerate() {
+                let shown = s.iter().copied().filter(|p| !axes.log_y || p.1 > 0.0);
+                chart.draw_series(LineSeries::new(shown, color(k).stroke_width(2))).map_err(|e| err(&e))?;
+            }
+        }
+        for (k, (name, &(x, row))) in names.iter().zip(&at).enumerate() {
+            let y = 6 + row * LEGEND_ROW_H + LEGEND_ROW_H / 2;
+            bottom.draw(&PathElement::new(vec![(x, y), (x + LEGEND_SWATCH, y)], color(k).stroke_width(3))).map_err(|e| err(&e))?;
+            let style = TextStyle::from(LEGEND_FONT.into_font()).pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Left,
+                plotters::style::text_anchor::VPos::Center,
+            ));
+            bottom.draw(&Text::new(name.to_string(), (x + LEGEND_SWATCH + 6, y), style)).map_err(|e| err(&e))?;
         }
         Ok(())
     })
@@ -383,7 +460,7 @@ pub fn fsc_plot_limited(path: &Path, title: &str, f: &cryosplat_core::fsc::FscRe
         Some(l) => format!("{title}: {}", l.reported),
         None => format!("{title}: {} at 0.143, {} at 0.5", short(0.143), short(0.5)),
     };
-    line_plot(path, &t, "spatial frequency (1/Å)", "FSC", &series, false)
+    line_plot(path, &t, &Axes::frequency("FSC"), &series)
 }
 
 /// The FSC plot of post-processing: unmasked, masked (with `mask_label` naming the mask) and
@@ -401,7 +478,7 @@ pub fn postprocess_fsc_plot(path: &Path, p: &cryosplat_core::postprocess::Postpr
     let xmax = f.frequency(f.unmasked.len() - 1);
     series.push(("0.143", vec![(0.0, 0.143), (xmax, 0.143)]));
     let title = format!("FSC: {} at 0.143", cryosplat_train::output::ReportedResolution::new(p.resolution, f.apix).short());
-    line_plot(path, &title, "spatial frequency (1/Å)", "FSC", &series, false)
+    line_plot(path, &title, &Axes::frequency("FSC"), &series)
 }
 
 /// The Guinier plot of post-processing: ln of the shell amplitudes (original, FSC-weighted,
@@ -430,7 +507,7 @@ pub fn guinier_plot(path: &Path, p: &cryosplat_core::postprocess::Postprocessed)
         (None, Some(_)) => "Guinier plot: fit refused, not sharpened".to_string(),
         (None, None) => format!("Guinier plot: B = {:.1} Å² (given)", p.bfactor_a2),
     };
-    line_plot(path, &title, "1/d² (1/Å²)", "ln(amplitude)", &series, false)
+    line_plot(path, &title, &Axes::new("1/d² (1/Å²)", "ln(amplitude)"), &series)
 }
 
 #[cfg(test)]
@@ -500,12 +577,44 @@ mod tests {
     }
 
     #[test]
+    fn the_legend_hides_no_curve() {
+        // A horizontal line through the middle of the chart, where a legend inside the plot sat
+        // on its right (over the FSC curves' crossings), and long names that take two rows.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.png");
+        let line = |y: f64| vec![(0.0, y), (0.25, y)];
+        let names =
+            ["cross-validated, then the half maps lowered by their excess", "corrected (phase randomisation)", "unmasked", "auto-masked"];
+        let series: Vec<(&str, Vec<(f64, f64)>)> =
+            vec![(names[0], line(0.5)), (names[1], line(0.0)), (names[2], line(1.0)), (names[3], line(0.7))];
+        line_plot(&path, "FSC", &Axes::frequency("FSC"), &series).unwrap();
+        let img = image::open(&path).unwrap().to_rgb8();
+        let (_, rows) = legend_layout(&names);
+        assert!(rows >= 2, "{rows} legend rows");
+        assert_eq!(img.height(), PLOT_H + (rows * LEGEND_ROW_H + 12) as u32);
+        // The chart's row with most of the first series' colour: the whole width of the plot
+        // (720 px less the margins and the y labels' 70 px), none of it covered.
+        let blue = image::Rgb([31u8, 119, 180]);
+        let widest = (0..PLOT_H).map(|y| (0..img.width()).filter(|&x| *img.get_pixel(x, y) == blue).count()).max().unwrap();
+        assert!(widest >= 600, "the line at 0.5 shows over {widest} px");
+        // Every legend entry fits in the figure.
+        let (at, _) = legend_layout(&names);
+        assert!(at.iter().all(|&(x, _)| x >= 0 && x < PLOT_W as i32 - LEGEND_SWATCH));
+    }
+
+    #[test]
     fn writes_pngs() {
         let dir = tempfile::tempdir().unwrap();
         let d = 8;
         let map: Vec<f32> = (0..d * d * d).map(|i| (i % 7) as f32).collect();
         map_views(&map, d, &dir.path().join("s.png"), &dir.path().join("p.png")).unwrap();
-        line_plot(&dir.path().join("l.png"), "loss", "epoch", "MSE", &[("a", vec![(1.0, 2.0), (2.0, 1.0)])], true).unwrap();
+        line_plot(
+            &dir.path().join("l.png"),
+            "loss",
+            &Axes { log_y: true, ..Axes::new("epoch", "MSE") },
+            &[("a", vec![(1.0, 2.0), (2.0, 1.0)])],
+        )
+        .unwrap();
         histogram(&dir.path().join("h.png"), "amplitudes", "amplitude", &[1.0, 2.0, 2.5, 3.0], 4).unwrap();
         for f in ["s.png", "p.png", "l.png", "h.png"] {
             let bytes = std::fs::read(dir.path().join(f)).unwrap();

@@ -168,10 +168,8 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
     figures::line_plot(
         &dir.join("loss.png"),
         "training loss per epoch",
-        "epoch",
-        "mean MSE (normalised units)",
+        &figures::Axes { log_y: true, ..figures::Axes::new("epoch", "mean MSE (normalised units)") },
         &[("half A", loss_a), ("half B", loss_b)],
-        true,
     )?;
     let l = r.d as f64 * r.apix;
     let mut amps = Vec::new();

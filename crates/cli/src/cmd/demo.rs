@@ -153,10 +153,8 @@ pub fn run(a: Args) -> Result<()> {
     crate::figures::line_plot(
         &cmp_png,
         "FSC against the ground truth",
-        "spatial frequency (1/Å)",
-        "FSC",
+        &crate::figures::Axes::frequency("FSC"),
         &[("Gaussian splatting", pts(&g_gt.unmasked)), ("backprojection", pts(&b_gt.unmasked)), ("0.5", vec![(0.0, 0.5), (xmax, 0.5)])],
-        false,
     )?;
     let total_s = t0.elapsed().as_secs_f64();
     let rec_s = rec.seconds;
