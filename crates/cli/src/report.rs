@@ -303,7 +303,7 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
                 "Central slices and orthogonal projections of map.mrc (the average of the {}{}).",
                 if r.averaged_tail > 0.0 {
                     format!(
-                        "half models averaged over the last {:.0}% of their steps (the half maps and their FSC are the last step's)",
+                        "half models averaged over the last {:.0}% of their steps, as are the half maps",
                         r.averaged_tail * 100.0
                     )
                 } else {

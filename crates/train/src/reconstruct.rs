@@ -15,11 +15,10 @@
 //! when a half would otherwise take fewer than `min_steps` optimiser steps (20,000 up to 64 px,
 //! and beyond as many as see the same number of pixels, 5,000 at 128 px: [`auto_min_steps`],
 //! [`ReconstructConfig::planned_epochs`]); `--epochs` forces a count. The halves never see each
-//! other's data. With `--average-tail F`, `map.mrc` and the Gaussians are of each half's raw
-//! parameters averaged over its last `F` of the planned steps ([`trainer::TailAverage`]), while
-//! the half maps and their FSC stay the last step's; without it, over the last
-//! 20% above 64 px, where the runs are shorter, and not at all up to 64 px
-//! ([`auto_average_tail`]).
+//! other's data. With `--average-tail F`, `map.mrc`, the half maps and the Gaussians are of
+//! each half's raw parameters averaged over its last `F` of the planned steps
+//! ([`trainer::TailAverage`]); without it, over the last 20% above 64 px, where the runs are
+//! shorter, and not at all up to 64 px ([`auto_average_tail`]).
 //!
 //! With `--grow auto` the model grows ([`Growth`]): each half starts with half of the
 //! Gaussians, and after the first 40% of the passes every Gaussian is split in two along one of
@@ -889,7 +888,7 @@ pub struct EpochResult<'a> {
     /// The half models (the unit's copies with a symmetry).
     pub models: [&'a GaussianModel; 2],
     /// After the last pass with `--average-tail`, the fraction of the steps whose averaged
-    /// models make `map` and `models` (the half maps stay the last step's); 0 otherwise.
+    /// models make `map`, `half_maps` and `models`; 0 otherwise.
     pub averaged_tail: f64,
     /// Where the half models started, and why.
     pub start: &'a InitChoice,
@@ -1705,11 +1704,11 @@ impl<'a> Driver<'a> {
         progress.start("maps and FSC", 1);
         let last = epoch + 1 == self.epochs;
         // With a symmetry, the maps and files are of the unit's copies. After the last pass,
-        // with `--average-tail`, map.mrc, its completion and the Gaussians are of the averaged
-        // models, while the half maps and their FSC stay the last step's: averaging takes noise
-        // out of both halves but not the error they share, so the FSC of averaged halves would
-        // claim more than the truth supports (BENCHMARKS.md, "The run length at larger boxes");
-        // the last step's halves give the same resolution as a run without the average.
+        // with `--average-tail`, every map and file is of the averaged models: the half maps are
+        // the halves of map.mrc. Averaging takes noise out of both halves but not the error they
+        // share, so their FSC claims more than the last step's did; the cross-validated estimate
+        // below, of these same halves, limits what is reported (BENCHMARKS.md, "The half maps of
+        // the averaged models").
         let from = [0, 1].map(|h| if last { self.tail_from(h) } else { None });
         let trainers = &self.trainers;
         let mut averaged = [0, 1].map(|h| from[h].and_then(|f| trainers[h].tail_full_model(f)));
@@ -1738,19 +1737,7 @@ impl<'a> Driver<'a> {
         };
         unscale(&mut map_a, 0);
         unscale(&mut map_b, 1);
-        // The half maps written and compared: the last step's (voxelised apart only when the
-        // averaged models made the maps above).
-        let last_step: Option<[Vec<f32>; 2]> = any_averaged.then(|| {
-            [0, 1].map(|h| {
-                let mut m = voxelize_model(&trainers[h].full_model(), d);
-                unscale(&mut m, h);
-                m
-            })
-        });
-        let (half_a, half_b) = match &last_step {
-            Some([a, b]) => (a, b),
-            None => (&map_a, &map_b),
-        };
+        let (half_a, half_b) = (&map_a, &map_b);
         let threads = match self.renderer.options().threads {
             0 => rayon::current_num_threads(),
             t => t,
@@ -1793,11 +1780,10 @@ impl<'a> Driver<'a> {
         }
         // After the last pass, the resolution is limited by the cross-validated estimate, from
         // backprojections of each half at the full box (the completion's when it worked there).
-        // The half-map FSC stays the last step's (see above); the estimate is of the delivered
-        // Gaussian map, made from the averaged models with `--average-tail`: padded 2× like the
-        // check's, on a 128 px set it read 2.90 Å against the truth's 2.84 Å, where the last
-        // step's halves read 3.13 Å and a backprojection padded 1× 3.02 Å (BENCHMARKS.md, "The
-        // cross-validated limit").
+        // The estimate is of the delivered Gaussian map, made from the averaged models with
+        // `--average-tail`: padded 2× like the check's, on a 128 px set it read 2.90 Å against
+        // the truth's 2.84 Å, where the last step's halves read 3.13 Å and a backprojection
+        // padded 1× 3.02 Å (BENCHMARKS.md, "The cross-validated limit").
         let cd = check::check_box(d);
         let mut own_bp = None;
         if last {
@@ -1890,7 +1876,7 @@ impl<'a> Driver<'a> {
             fsc: &fsc,
             map,
             half_maps: [half_a, half_b],
-            averaged_tail: if last_step.is_some() { self.cfg.average_tail_for(d) } else { 0.0 },
+            averaged_tail: if any_averaged { self.cfg.average_tail_for(d) } else { 0.0 },
             models: [&full[0], &full[1]],
             start: &self.start,
             symmetry: self.trainers[0].symmetry(),

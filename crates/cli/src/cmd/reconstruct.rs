@@ -84,9 +84,9 @@ pub struct Args {
     #[arg(long)]
     pub min_steps: Option<u64>,
     /// Average each half's parameters over this fraction of its steps at the end of the run and
-    /// write map.mrc and the Gaussians of the averaged models (0: the last step's models); the
-    /// half maps and the resolution stay the last step's. Without it: 0 for images of up to
-    /// 64 px, 0.2 beyond (where the runs are shorter; BENCHMARKS.md).
+    /// write map.mrc, the half maps and the Gaussians of the averaged models (0: the last step's
+    /// models). Without it: 0 for images of up to 64 px, 0.2 beyond (where the runs are
+    /// shorter; BENCHMARKS.md).
     #[arg(long)]
     pub average_tail: Option<f64>,
     /// Adam learning rate (box units), for every parameter type.

@@ -100,8 +100,8 @@ pub struct HalfTrainer {
 }
 
 /// The sum of a half model's raw parameters after each step of a window at the end of the run
-/// (`--average-tail`): the mean replaces the last step's model in `map.mrc` and the Gaussians
-/// (the half maps and their FSC stay the last step's), averaging out the step-to-step noise
+/// (`--average-tail`): the mean replaces the last step's model in `map.mrc`, the half maps and
+/// the Gaussians, averaging out the step-to-step noise
 /// that a learning rate still at a tenth of its start leaves
 /// (BENCHMARKS.md, "The run length at larger boxes"). Reset when the window moves (a run
 /// extended with `--resume`) or the model changes size.
