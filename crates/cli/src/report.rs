@@ -300,14 +300,11 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
         Section::new("Training").figure("Mean loss per epoch", dir.join("loss.png")),
         Section::new("Map")
             .text(format!(
-                "Central slices and orthogonal projections of map.mrc (the average of the {}{}).",
+                "Central slices and orthogonal projections of map.mrc (the average of the half maps{}{}).",
                 if r.averaged_tail > 0.0 {
-                    format!(
-                        "half models averaged over the last {:.0}% of their steps, as are the half maps",
-                        r.averaged_tail * 100.0
-                    )
+                    format!(", each made from its half model averaged over the last {:.0}% of its steps", r.averaged_tail * 100.0)
                 } else {
-                    "half maps".to_string()
+                    String::new()
                 },
                 if r.completion.is_some() {
                     ", completed by the backprojection of the same images where they hold what the Gaussians miss"

@@ -80,7 +80,10 @@ fn the_report_names_the_point_group_in_its_result() {
         assert!(html.contains("How far to trust the resolution") && html.contains("0.98 to 1.09 times"), "{html}");
         assert!(html.contains("cross-validated estimate (0.143)") && html.contains("half-map FSC alone (0.143)"), "{html}");
         // With the tail average, the map section says what map.mrc is made of.
-        assert!(html.contains("half models averaged over the last 50% of their steps"), "{html}");
+        assert!(
+            html.contains("the average of the half maps, each made from its half model averaged over the last 50% of its steps"),
+            "{html}"
+        );
         let start = html.find("Result").expect("a Result section");
         let end = html[start..].find("Fourier shell correlation").expect("the FSC section") + start;
         html[start..end].to_string()
