@@ -364,6 +364,86 @@ pub fn line_plot(path: &Path, title: &str, axes: &Axes, series: &[(&str, Vec<(f6
     })
 }
 
+/// A perceptual colour scale from dark blue (0) through teal and green to yellow (1).
+fn viridis(t: f64) -> RGBColor {
+    const STOPS: [(f64, [f64; 3]); 5] = [
+        (0.0, [68.0, 1.0, 84.0]),
+        (0.25, [59.0, 82.0, 139.0]),
+        (0.5, [33.0, 145.0, 140.0]),
+        (0.75, [94.0, 201.0, 98.0]),
+        (1.0, [253.0, 231.0, 37.0]),
+    ];
+    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let k = STOPS.iter().rposition(|s| s.0 <= t).unwrap_or(0).min(STOPS.len() - 2);
+    let (a, b) = (STOPS[k], STOPS[k + 1]);
+    let f = (t - a.0) / (b.0 - a.0);
+    let c = |i: usize| (a.1[i] + f * (b.1[i] - a.1[i])).round() as u8;
+    RGBColor(c(0), c(1), c(2))
+}
+
+/// The viewing directions of a particle set (`cryosplat_core::views`): the count of each
+/// equal-area cell, azimuth (RELION's rot) across and elevation (90° − tilt) up, coloured by
+/// the square root of its share of the fullest cell (so that sparse cells still show), empty
+/// cells light grey; a colour bar gives the counts.
+pub fn view_distribution_plot(path: &Path, title: &str, v: &cryosplat_core::views::ViewDistribution) -> Result<()> {
+    let max = v.counts.iter().copied().max().unwrap_or(0);
+    if max == 0 {
+        anyhow::bail!("{}: no views to plot", path.display());
+    }
+    let err = |e: &dyn std::fmt::Display| anyhow::anyhow!("drawing {}: {e}", path.display());
+    let shade = |c: u64| if c == 0 { RGBColor(232, 232, 232) } else { viridis((c as f64 / max as f64).sqrt()) };
+    save_plot(path, PLOT_W, 400, |root| {
+        let (left, right) = root.split_horizontally(PLOT_W - 110);
+        let mut chart = ChartBuilder::on(&left)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(-180.0..180.0, -90.0..90.0)
+            .map_err(|e| err(&e))?;
+        let degrees = |x: &f64| format!("{x:.0}");
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(9)
+            .y_labels(7)
+            .x_label_formatter(&degrees)
+            .y_label_formatter(&degrees)
+            .x_desc("azimuth, rot (°)")
+            .y_desc("elevation, 90° − tilt (°)")
+            .draw()
+            .map_err(|e| err(&e))?;
+        let cells = (0..v.z_cells).flat_map(|j| (0..v.azimuth_cells).map(move |i| (i, j)));
+        chart
+            .draw_series(cells.map(|(i, j)| {
+                let ((x0, x1), (y0, y1)) = (v.azimuth_edges_deg(i), v.elevation_edges_deg(j));
+                Rectangle::new([(x0, y0), (x1, y1)], shade(v.count(i, j)).filled())
+            }))
+            .map_err(|e| err(&e))?;
+        // The colour bar, drawn in pixels: counts from 0 to the fullest cell's on the square-root
+        // scale, labelled at five counts.
+        let (x0, x1, top, bottom) = (14, 30, 52, 348);
+        let h = bottom - top;
+        for y in top..bottom {
+            let t = (bottom - y) as f64 / h as f64;
+            right.draw(&Rectangle::new([(x0, y), (x1, y + 1)], viridis(t).filled())).map_err(|e| err(&e))?;
+        }
+        right.draw(&Rectangle::new([(x0, top), (x1, bottom)], BLACK.stroke_width(1))).map_err(|e| err(&e))?;
+        let font = TextStyle::from(("sans-serif", 13).into_font()).pos(plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Left,
+            plotters::style::text_anchor::VPos::Center,
+        ));
+        for k in 0..=4 {
+            let t = k as f64 / 4.0;
+            let y = bottom - (t * h as f64).round() as i32;
+            right.draw(&PathElement::new(vec![(x1, y), (x1 + 4, y)], BLACK.stroke_width(1))).map_err(|e| err(&e))?;
+            right.draw(&Text::new(format!("{:.0}", t * t * max as f64), (x1 + 7, y), font.clone())).map_err(|e| err(&e))?;
+        }
+        right.draw(&Text::new("per cell".to_string(), (x0 - 4, top - 18), ("sans-serif", 13).into_font())).map_err(|e| err(&e))?;
+        Ok(())
+    })
+}
+
 /// Histogram of `values` with `bins` equal bins between their min and max (finite values only).
 pub fn histogram(path: &Path, title: &str, x_label: &str, values: &[f64], bins: usize) -> Result<()> {
     let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();

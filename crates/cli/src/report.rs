@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result};
 use base64::Engine;
+use cryosplat_core::views::{ViewDistribution, ViewSummary};
 use cryosplat_train::reconstruct::{EpochResult, LIMITED_RESOLUTION_METHOD, RESOLUTION_METHOD};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -154,8 +155,67 @@ pub fn write_report(path: &Path, title: &str, sections: &[Section]) -> Result<()
     Ok(())
 }
 
-/// Figures and `report.html` after an epoch of a reconstruction; returns the files written.
-pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &serde_json::Value) -> Result<Vec<PathBuf>> {
+/// The viewing directions of a set's particles (`cryosplat_core::views`): the counts drawn in
+/// `views.png` (5° cells) and the coverage summary (10° cells, a view and its opposite counted
+/// as one).
+pub struct Views {
+    pub display: ViewDistribution,
+    pub summary: ViewSummary,
+}
+
+impl Views {
+    /// The directions of `poses` (the particles' rotations `A`).
+    pub fn of_poses<'a>(poses: impl Iterator<Item = &'a cryosplat_core::pose::Mat3> + Clone) -> Self {
+        let (na, nz) = ViewDistribution::SUMMARY_CELLS;
+        let summary = ViewDistribution::of_poses(poses.clone(), na, nz).summary().expect("an even azimuth count");
+        Views { display: ViewDistribution::of_poses(poses, 2 * na, 2 * nz), summary }
+    }
+
+    /// Draw `views.png` into `dir`; returns its path.
+    pub fn write_png(&self, dir: &Path) -> Result<PathBuf> {
+        let png = dir.join("views.png");
+        let title = format!("viewing directions of {} particles", self.summary.views);
+        crate::figures::view_distribution_plot(&png, &title, &self.display)?;
+        Ok(png)
+    }
+
+    /// One line on the coverage, for the terminal, `info` and the report.
+    pub fn text(&self) -> String {
+        let s = &self.summary;
+        // As many views spread uniformly leave a direction empty with probability (1 − 1/M)^N.
+        let uniform = (1.0 - 1.0 / s.directions as f64).powf(s.views as f64);
+        format!(
+            "{:.1}% of the {} directions (10° cells, a view and its opposite as one) hold no view ({:.1}% would, were as many views spread uniformly); the fullest, about rot {:.0}°, tilt {:.0}°, holds {:.1} times the mean",
+            100.0 * s.empty_fraction,
+            s.directions,
+            100.0 * uniform,
+            s.fullest_rot_tilt_deg[0],
+            s.fullest_rot_tilt_deg[1],
+            s.max_over_mean
+        )
+    }
+
+    /// The report's section.
+    pub fn section(&self, dir: &Path) -> Section {
+        Section::new("Views")
+            .text(format!(
+                "Where the {} particles' recorded poses look along (the image's z axis in the map's frame: RELION's rot is the azimuth, tilt the angle from z), counted in cells of equal area: {}. Each view samples the central section of the map's transform perpendicular to its direction: where the views gather about one axis, their sections miss the transform along that axis, and the map is poorer along it than the FSC, an average over all directions, shows.",
+                self.summary.views,
+                self.text()
+            ))
+            .figure("Viewing directions (cells of 5°, equal area; grey: none)", dir.join("views.png"))
+    }
+}
+
+/// Figures and `report.html` after an epoch of a reconstruction (with `views`, the particles'
+/// viewing directions); returns the files written.
+pub fn write_epoch_outputs(
+    dir: &Path,
+    title: &str,
+    r: &EpochResult,
+    settings: &serde_json::Value,
+    views: Option<&Views>,
+) -> Result<Vec<PathBuf>> {
     use crate::figures;
     let limit = r.cross_validated.map(|cv| {
         let reported = format!("reported {} at 0.143, {} at 0.5", r.record.resolution_0143.short(), r.record.resolution_05.short());
@@ -326,6 +386,11 @@ pub fn write_epoch_outputs(dir: &Path, title: &str, r: &EpochResult, settings: &
     ];
     if let Some(sec) = refine_section {
         sections.insert(1, sec);
+    }
+    if let Some(v) = views {
+        written.push(v.write_png(dir)?);
+        let at = sections.iter().position(|s| s.heading == "Training").unwrap_or(sections.len());
+        sections.insert(at, v.section(dir));
     }
     write_report(&dir.join("report.html"), title, &sections)?;
     written.push(dir.join("report.html"));

@@ -45,9 +45,13 @@ fn run_json_lists_every_output() {
         "report.html",
         "gaussians.ply",
         "run.log",
+        "views.png",
     ] {
         assert!(listed.contains(f), "{f} missing from {listed:?}");
     }
+    // The report shows where the particles look along.
+    let html = std::fs::read_to_string(rec.join("report.html")).unwrap();
+    assert!(html.contains("<h2>Views</h2>") && html.contains("directions (10° cells"), "no views section");
     // The completed map is the one post-processed.
     assert!(listed.contains("map_sharp.mrc"), "{listed:?}");
     assert_eq!(run["postprocess"]["from"], "map.mrc (completed)", "{}", run["postprocess"]);

@@ -174,3 +174,45 @@ fn negative_recorded_errors_are_refused() {
         assert!(err.contains(name), "{opt}: {err}");
     }
 }
+
+/// The viewing directions `info` and `backproject` report are those `simulate` drew: uniform
+/// views leave no more directions empty than chance, views gathered about an axis leave most
+/// empty and peak on that axis (the convention of the preferred orientation and of the views'
+/// summary agree), and `backproject` draws them in views.png.
+#[test]
+fn the_views_reported_are_the_views_simulated() {
+    let dir = tempfile::tempdir().unwrap();
+    let info = |sim: &Path| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_cryosplat")).args(["info", "--json"]).arg(sim.join("particles.star")).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let model = format!("{DATA}models/1A8O.pdb");
+    let uniform = dir.path().join("uniform");
+    let out = simulate_into(&model, &uniform, "--box 16 --apix 4 --count 3000 --threads 1");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = &info(&uniform)["views"];
+    // 3,000 views on 324 directions: (1 − 1/324)^3000 ≈ 1e-4 of them empty by chance.
+    assert!(v["empty_fraction"].as_f64().unwrap() < 0.01 && v["max_over_mean"].as_f64().unwrap() < 2.0, "{v}");
+    // Gathered about the x axis (rot 0°, tilt 90°): 90% within 37° at κ = 10, so at κ = 50.
+    let gathered = dir.path().join("gathered");
+    let out = simulate_into(&model, &gathered, "--box 16 --apix 4 --count 3000 --threads 1 --preferred-orientation 1,0,0,50");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v = &info(&gathered)["views"];
+    assert!(v["empty_fraction"].as_f64().unwrap() > 0.8 && v["max_over_mean"].as_f64().unwrap() > 20.0, "{v}");
+    let rot = v["fullest_rot_tilt_deg"][0].as_f64().unwrap();
+    let tilt = v["fullest_rot_tilt_deg"][1].as_f64().unwrap();
+    // The upper member of the pair about ±x: tilt near 90°, rot near 0° or ±180°.
+    let off_axis = rot.abs().min(180.0 - rot.abs());
+    assert!((tilt - 90.0).abs() < 10.0 && off_axis < 10.0, "{v}");
+    let bp = dir.path().join("bp");
+    let out = Command::new(env!("CARGO_BIN_EXE_cryosplat"))
+        .args(["backproject", "--no-postprocess", "-o"])
+        .arg(&bp)
+        .arg(gathered.join("particles.star"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("views: "), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(&std::fs::read(bp.join("views.png")).unwrap()[1..4], b"PNG");
+}

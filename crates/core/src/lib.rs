@@ -47,4 +47,5 @@ pub mod render;
 pub mod rng;
 pub mod rotation;
 pub mod symmetry;
+pub mod views;
 pub mod voxel;

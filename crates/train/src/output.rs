@@ -57,6 +57,7 @@ pub const RESULT_FILES: &[&str] = &[
     "loss.png",
     "amplitudes.png",
     "sizes.png",
+    "views.png",
     "particles.star",
     "particles_true.star",
     "particles_refined.star",

@@ -65,8 +65,9 @@ impl Args {
     }
 }
 
-/// Backproject and write map.mrc, the half maps, fsc.csv, run.json and fsc.png.
-pub fn execute(a: &Args) -> Result<Backprojection> {
+/// Backproject and write map.mrc, the half maps, fsc.csv, run.json, fsc.png and views.png;
+/// returns the backprojection and the particles' viewing directions.
+pub fn execute(a: &Args) -> Result<(Backprojection, crate::report::Views)> {
     let existing = Existing::from_flags(false, a.overwrite);
     let mut out = OutputDir::open(&a.out, existing, "backproject")?;
     let set = a.input.load()?;
@@ -75,6 +76,8 @@ pub fn execute(a: &Args) -> Result<Backprojection> {
     let fsc_png = out.path("fsc.png");
     crate::figures::fsc_plot(&fsc_png, "backprojection half-map FSC", &r.fsc)?;
     out.record(fsc_png);
+    let views = crate::report::Views::of_poses(set.particles.iter().map(|p| &p.pose.rot));
+    out.record(views.write_png(&a.out)?);
     let argv: Vec<String> = std::env::args_os().map(|s| s.to_string_lossy().into_owned()).collect();
     let settings = serde_json::json!({
         "command": argv,
@@ -84,11 +87,12 @@ pub fn execute(a: &Args) -> Result<Backprojection> {
         "particles_apix": set.apix,
     });
     r.write_outputs(&mut out, &cfg, &settings)?;
-    Ok(r)
+    Ok((r, views))
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let r = execute(&a)?;
+    let (r, views) = execute(&a)?;
+    println!("views: {}", views.text());
     match &r.ssnr {
         Some(_) => println!(
             "regularisation: map.mrc from the half-map FSC (SSNR per shell); half maps constant, {} × the mean Fourier weight",

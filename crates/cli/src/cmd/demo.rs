@@ -135,7 +135,7 @@ pub fn run(a: Args) -> Result<()> {
         overwrite: false,
         no_postprocess: true,
     };
-    let bp = crate::cmd::backproject::execute(&bp_args)?;
+    let (bp, _) = crate::cmd::backproject::execute(&bp_args)?;
 
     // 4. Both against the ground truth.
     bar.start("comparing", 1);

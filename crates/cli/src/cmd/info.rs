@@ -151,6 +151,18 @@ fn particles_info(path: &Path, opts: &LoadOptions) -> Result<Value> {
         let omax = set.particles.iter().map(|p| p.pose.origin_a[0].hypot(p.pose.origin_a[1])).fold(0.0, f64::max);
         m.insert("tilt_range_deg".into(), json!([lo, hi]));
         m.insert("max_origin_a".into(), json!(omax));
+        let views = crate::report::Views::of_poses(set.particles.iter().map(|p| &p.pose.rot));
+        let s = views.summary;
+        m.insert(
+            "views".into(),
+            json!({
+                "directions": s.directions,
+                "empty_fraction": s.empty_fraction,
+                "max_over_mean": s.max_over_mean,
+                "fullest_rot_tilt_deg": s.fullest_rot_tilt_deg,
+                "text": views.text()
+            }),
+        );
     }
     if set.has_ctf {
         let (lo, hi) = set.defocus_range_a();
@@ -327,6 +339,9 @@ fn print_human(v: &Value) {
                 line += &format!(", origins up to {} Å", num(&v["max_origin_a"], 2));
             }
             println!("{line}");
+            if let Some(t) = v["views"]["text"].as_str() {
+                println!("  views: {t}");
+            }
         } else {
             println!("  poses: none");
         }

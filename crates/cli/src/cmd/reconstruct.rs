@@ -490,6 +490,9 @@ pub fn execute(a: &Args, title: &str) -> Result<Summary> {
     println!("plan: {plan}");
     log.line(&format!("start: {}", plan.start));
     log.line(&format!("plan: {plan}"));
+    let views = report::Views::of_poses(set.particles.iter().map(|p| &p.pose.rot));
+    println!("views: {}", views.text());
+    log.line(&format!("views: {}", views.text()));
     let log = std::sync::Mutex::new(log);
     let mut on_epoch = |r: &EpochResult| -> Result<Vec<PathBuf>, ReconstructError> {
         let rec = r.record;
@@ -507,7 +510,7 @@ pub fn execute(a: &Args, title: &str) -> Result<Summary> {
         tracing::info!("{msg}");
         log.lock().expect("log lock").line(&msg);
         // Figures and the report.
-        report::write_epoch_outputs(r.out_dir, title, r, &settings).map_err(|e| ReconstructError::Config(format!("{e:#}")))
+        report::write_epoch_outputs(r.out_dir, title, r, &settings, Some(&views)).map_err(|e| ReconstructError::Config(format!("{e:#}")))
     };
     let session = Session { resume: a.resume, settings: settings.clone(), progress: &bar, stop: &stop };
     let result = reconstruct(&set, &cfg, &mut out, &session, &mut on_epoch);
