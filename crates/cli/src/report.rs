@@ -156,25 +156,34 @@ pub fn write_report(path: &Path, title: &str, sections: &[Section]) -> Result<()
 }
 
 /// The viewing directions of a set's particles (`cryosplat_core::views`): the counts drawn in
-/// `views.png` (5° cells) and the coverage summary (10° cells, a view and its opposite counted
-/// as one).
+/// `views.png` and the coverage summary (10° cells, a view and its opposite counted as one).
 pub struct Views {
     pub display: ViewDistribution,
+    /// The azimuth step of the display's cells in degrees.
+    pub display_cell_deg: usize,
     pub summary: ViewSummary,
 }
+
+/// The cells `views.png` may use, finest first: (azimuth cells, z cells, azimuth step in
+/// degrees). The finest with at least [`VIEWS_PER_CELL`] views per cell on average is drawn,
+/// so that a uniform set does not look like noise.
+const DISPLAY_CELLS: [(usize, usize, usize); 4] = [(72, 36, 5), (36, 18, 10), (24, 12, 15), (18, 9, 20)];
+const VIEWS_PER_CELL: usize = 5;
 
 impl Views {
     /// The directions of `poses` (the particles' rotations `A`).
     pub fn of_poses<'a>(poses: impl Iterator<Item = &'a cryosplat_core::pose::Mat3> + Clone) -> Self {
         let (na, nz) = ViewDistribution::SUMMARY_CELLS;
         let summary = ViewDistribution::of_poses(poses.clone(), na, nz).summary().expect("an even azimuth count");
-        Views { display: ViewDistribution::of_poses(poses, 2 * na, 2 * nz), summary }
+        let n = summary.views as usize;
+        let (da, dz, step) = DISPLAY_CELLS.into_iter().find(|&(a, z, _)| n >= VIEWS_PER_CELL * a * z).unwrap_or(DISPLAY_CELLS[3]);
+        Views { display: ViewDistribution::of_poses(poses, da, dz), display_cell_deg: step, summary }
     }
 
     /// Draw `views.png` into `dir`; returns its path.
     pub fn write_png(&self, dir: &Path) -> Result<PathBuf> {
         let png = dir.join("views.png");
-        let title = format!("viewing directions of {} particles", self.summary.views);
+        let title = format!("viewing directions of {} particles ({}° cells)", self.summary.views, self.display_cell_deg);
         crate::figures::view_distribution_plot(&png, &title, &self.display)?;
         Ok(png)
     }
@@ -203,7 +212,7 @@ impl Views {
                 self.summary.views,
                 self.text()
             ))
-            .figure("Viewing directions (cells of 5°, equal area; grey: none)", dir.join("views.png"))
+            .figure(format!("Viewing directions (cells of {}° of azimuth, equal area; grey: none)", self.display_cell_deg), dir.join("views.png"))
     }
 }
 
@@ -417,6 +426,17 @@ pub(crate) fn completion_text(c: &cryosplat_train::reconstruct::completion::Comp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_views_figure_uses_cells_that_hold_five_views_on_average() {
+        let mut rng = cryosplat_core::rng::Rng::new(2);
+        let poses: Vec<_> = (0..20_000).map(|_| cryosplat_core::rotation::random_rotation(&mut rng)).collect();
+        for (n, cells, step) in [(20_000, (72, 36), 5), (4_000, (36, 18), 10), (1_500, (24, 12), 15), (50, (18, 9), 20)] {
+            let v = Views::of_poses(poses[..n].iter());
+            assert_eq!(((v.display.azimuth_cells, v.display.z_cells), v.display_cell_deg), (cells, step), "{n} views");
+            assert_eq!(v.summary.views, n as u64);
+        }
+    }
 
     #[test]
     fn embeds_figures_and_escapes_text() {
