@@ -164,6 +164,11 @@ pub struct Views {
     pub summary: ViewSummary,
 }
 
+/// How much larger than uniform views' the share of empty directions must be for
+/// [`Views::warning`]: a tenth of the sphere (the 7DDO preferred-view set of the simulation
+/// matrix leaves 34%, uniform sets of 1,000 views or more about none).
+pub const GATHERED_EMPTY_EXCESS: f64 = 0.1;
+
 /// The cells `views.png` may use, finest first: (azimuth cells, z cells, azimuth step in
 /// degrees). The finest with at least [`VIEWS_PER_CELL`] views per cell on average is drawn,
 /// so that a uniform set does not look like noise.
@@ -188,11 +193,32 @@ impl Views {
         Ok(png)
     }
 
+    /// The share of directions as many views spread uniformly would leave empty: each
+    /// direction with probability `(1 − 1/M)^N`.
+    pub fn uniform_empty_fraction(&self) -> f64 {
+        (1.0 - 1.0 / self.summary.directions as f64).powf(self.summary.views as f64)
+    }
+
+    /// A warning when the views leave at least [`GATHERED_EMPTY_EXCESS`] more of the directions
+    /// empty than uniform views would: the resolution, an average over directions, then hides
+    /// a poorer one along the axis the views gather about.
+    pub fn warning(&self) -> Option<String> {
+        let s = &self.summary;
+        (s.empty_fraction - self.uniform_empty_fraction() >= GATHERED_EMPTY_EXCESS).then(|| {
+            format!(
+                "the views gather: {:.0}% of the directions hold none (uniform views would leave {:.0}%); the map's transform is poorly sampled along the axis they gather about (the fullest direction: rot {:.0}°, tilt {:.0}°), and the resolution, an average over all directions, is finer than the map along it (views.png)",
+                100.0 * s.empty_fraction,
+                100.0 * self.uniform_empty_fraction(),
+                s.fullest_rot_tilt_deg[0],
+                s.fullest_rot_tilt_deg[1]
+            )
+        })
+    }
+
     /// One line on the coverage, for the terminal, `info` and the report.
     pub fn text(&self) -> String {
         let s = &self.summary;
-        // As many views spread uniformly leave a direction empty with probability (1 − 1/M)^N.
-        let uniform = (1.0 - 1.0 / s.directions as f64).powf(s.views as f64);
+        let uniform = self.uniform_empty_fraction();
         format!(
             "{:.1}% of the {} directions (10° cells, a view and its opposite as one) hold no view ({:.1}% would, were as many views spread uniformly); the fullest, about rot {:.0}°, tilt {:.0}°, holds {:.1} times the mean",
             100.0 * s.empty_fraction,
@@ -206,9 +232,10 @@ impl Views {
 
     /// The report's section.
     pub fn section(&self, dir: &Path) -> Section {
+        let warning = self.warning().map(|w| format!(" Warning: {w}.")).unwrap_or_default();
         Section::new("Views")
             .text(format!(
-                "Where the {} particles' recorded poses look along (the image's z axis in the map's frame: RELION's rot is the azimuth, tilt the angle from z), counted in cells of equal area: {}. Each view samples the central section of the map's transform perpendicular to its direction: where the views gather about one axis, their sections miss the transform along that axis, and the map is poorer along it than the FSC, an average over all directions, shows.",
+                "Where the {} particles' recorded poses look along (the image's z axis in the map's frame: RELION's rot is the azimuth, tilt the angle from z), counted in cells of equal area: {}. Each view samples the central section of the map's transform perpendicular to its direction: where the views gather about one axis, their sections miss the transform along that axis, and the map is poorer along it than the FSC, an average over all directions, shows.{warning}",
                 self.summary.views,
                 self.text()
             ))

@@ -178,7 +178,7 @@ fn negative_recorded_errors_are_refused() {
 /// The viewing directions `info` and `backproject` report are those `simulate` drew: uniform
 /// views leave no more directions empty than chance, views gathered about an axis leave most
 /// empty and peak on that axis (the convention of the preferred orientation and of the views'
-/// summary agree), and `backproject` draws them in views.png.
+/// summary agree), and `backproject` draws them in views.png and warns of gathered views.
 #[test]
 fn the_views_reported_are_the_views_simulated() {
     let dir = tempfile::tempdir().unwrap();
@@ -214,5 +214,14 @@ fn the_views_reported_are_the_views_simulated() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("views: "), "{}", String::from_utf8_lossy(&out.stdout));
+    // Views gathered about one axis are warned of; uniform ones are not.
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the views gather"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_cryosplat"))
+        .args(["backproject", "--no-postprocess", "-o"])
+        .arg(dir.path().join("bp_uniform"))
+        .arg(uniform.join("particles.star"))
+        .output()
+        .unwrap();
+    assert!(out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("gather"), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(&std::fs::read(bp.join("views.png")).unwrap()[1..4], b"PNG");
 }

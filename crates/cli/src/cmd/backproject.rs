@@ -93,6 +93,9 @@ pub fn execute(a: &Args) -> Result<(Backprojection, crate::report::Views)> {
 pub fn run(a: Args) -> Result<()> {
     let (r, views) = execute(&a)?;
     println!("views: {}", views.text());
+    if let Some(w) = views.warning() {
+        tracing::warn!("{w}");
+    }
     match &r.ssnr {
         Some(_) => println!(
             "regularisation: map.mrc from the half-map FSC (SSNR per shell); half maps constant, {} × the mean Fourier weight",

@@ -493,6 +493,10 @@ pub fn execute(a: &Args, title: &str) -> Result<Summary> {
     let views = report::Views::of_poses(set.particles.iter().map(|p| &p.pose.rot));
     println!("views: {}", views.text());
     log.line(&format!("views: {}", views.text()));
+    if let Some(w) = views.warning() {
+        tracing::warn!("{w}");
+        log.line(&format!("warning: {w}"));
+    }
     let log = std::sync::Mutex::new(log);
     let mut on_epoch = |r: &EpochResult| -> Result<Vec<PathBuf>, ReconstructError> {
         let rec = r.record;
