@@ -200,11 +200,13 @@ fn the_views_reported_are_the_views_simulated() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v = &info(&gathered)["views"];
     assert!(v["empty_fraction"].as_f64().unwrap() > 0.8 && v["max_over_mean"].as_f64().unwrap() > 20.0, "{v}");
-    let rot = v["fullest_rot_tilt_deg"][0].as_f64().unwrap();
-    let tilt = v["fullest_rot_tilt_deg"][1].as_f64().unwrap();
-    // The upper member of the pair about ±x: tilt near 90°, rot near 0° or ±180°.
+    // The map's transform is least measured along the views' axis, ±x: tilt near 90°, rot
+    // near 0° or ±180°; and there is a warning. The uniform set has none.
+    let rot = v["least_sampled"]["rot_tilt_deg"][0].as_f64().unwrap();
+    let tilt = v["least_sampled"]["rot_tilt_deg"][1].as_f64().unwrap();
     let off_axis = rot.abs().min(180.0 - rot.abs());
-    assert!((tilt - 90.0).abs() < 10.0 && off_axis < 10.0, "{v}");
+    assert!((tilt - 90.0).abs() < 10.0 && off_axis < 10.0 && v["least_sampled"]["share"].as_f64().unwrap() < 0.01, "{v}");
+    assert!(v["warning"].is_string() && info(&uniform)["views"]["warning"].is_null(), "{v}");
     let bp = dir.path().join("bp");
     let out = Command::new(env!("CARGO_BIN_EXE_cryosplat"))
         .args(["backproject", "--no-postprocess", "-o"])
@@ -215,13 +217,17 @@ fn the_views_reported_are_the_views_simulated() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("views: "), "{}", String::from_utf8_lossy(&out.stdout));
     // Views gathered about one axis are warned of; uniform ones are not.
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the views gather"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("barely measured"), "{}", String::from_utf8_lossy(&out.stderr));
     let out = Command::new(env!("CARGO_BIN_EXE_cryosplat"))
         .args(["backproject", "--no-postprocess", "-o"])
         .arg(dir.path().join("bp_uniform"))
         .arg(uniform.join("particles.star"))
         .output()
         .unwrap();
-    assert!(out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("gather"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("barely measured"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(&std::fs::read(bp.join("views.png")).unwrap()[1..4], b"PNG");
 }

@@ -11,6 +11,14 @@
 //! alike. A view and its opposite image the same central section of the map's transform (one
 //! is the mirror of the other), so the summary ([`ViewDistribution::summary`]) counts them as one
 //! direction.
+//!
+//! What the map's transform gets from the views is another matter: a view samples the central
+//! section perpendicular to it, so a Fourier direction `k` is measured by the views within a
+//! band about the great circle perpendicular to `k`. Views gathered about one axis leave the
+//! transform along that axis barely measured, while views spread along a great circle (side
+//! views only, say) measure every direction even though most directions hold no view.
+//! [`ViewDistribution::least_sampled`] finds the direction of the transform the fewest views
+//! measure.
 
 use crate::pose::Mat3;
 use std::f64::consts::PI;
@@ -50,9 +58,23 @@ pub struct ViewSummary {
     /// The most populated direction's count over the mean count per direction (1 for views
     /// spread perfectly evenly).
     pub max_over_mean: f64,
-    /// The centre of the most populated direction's cell in its upper half of the sphere
-    /// (`z ≥ 0`), as RELION's `(rot, tilt)` in degrees.
-    pub fullest_rot_tilt_deg: [f64; 2],
+}
+
+/// Half-width in degrees of the band about a view's central section within which it counts as
+/// measuring a Fourier direction ([`ViewDistribution::least_sampled`]).
+pub const SECTION_BAND_DEG: f64 = 10.0;
+
+/// The Fourier direction the views measure least ([`ViewDistribution::least_sampled`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LeastSampled {
+    /// The direction (a unit vector with `z ≥ 0`) and the same as RELION's `(rot, tilt)` in
+    /// degrees.
+    pub direction: [f64; 3],
+    pub rot_tilt_deg: [f64; 2],
+    /// The share of views whose central section passes within [`SECTION_BAND_DEG`] of it.
+    pub share: f64,
+    /// The same share for views spread uniformly: `sin(SECTION_BAND_DEG)`.
+    pub uniform_share: f64,
 }
 
 impl ViewDistribution {
@@ -120,32 +142,93 @@ impl ViewDistribution {
             return None;
         }
         let (na, nz) = (self.azimuth_cells, self.z_cells);
-        // (count, the pair's member in the upper half) per pair of opposite cells.
-        let mut pairs: Vec<(u64, (usize, usize))> = Vec::with_capacity(na * nz / 2);
+        // The count of each pair of opposite cells, taken once (an odd z count has a middle row
+        // whose cells pair within it).
+        let mut pairs: Vec<u64> = Vec::with_capacity(na * nz / 2);
         for j in 0..nz {
             for i in 0..na {
                 let (oi, oj) = ((i + na / 2) % na, nz - 1 - j);
-                // Each pair once: from its member in the upper half (an odd z count has a middle
-                // row whose cells pair within it: there the smaller index).
                 if j > oj || (j == oj && i < oi) {
-                    pairs.push((self.count(i, j) + self.count(oi, oj), (i, j)));
+                    pairs.push(self.count(i, j) + self.count(oi, oj));
                 }
             }
         }
         let views = self.total();
         let mean = views as f64 / pairs.len() as f64;
-        // The fullest pair; the first in cell order among equals.
-        let &(max, (fi, fj)) = pairs.iter().rev().max_by_key(|p| p.0).expect("at least two cells");
-        let ((a0, a1), (e0, e1)) = (self.azimuth_edges_deg(fi), self.elevation_edges_deg(fj));
-        let z_mid = 0.5 * (e0.to_radians().sin() + e1.to_radians().sin());
+        let max = pairs.iter().copied().max().unwrap_or(0);
         Some(ViewSummary {
             views,
             directions: pairs.len(),
-            empty_fraction: pairs.iter().filter(|p| p.0 == 0).count() as f64 / pairs.len() as f64,
+            empty_fraction: pairs.iter().filter(|&&c| c == 0).count() as f64 / pairs.len() as f64,
             max_over_mean: if mean > 0.0 { max as f64 / mean } else { 0.0 },
-            fullest_rot_tilt_deg: [0.5 * (a0 + a1), z_mid.clamp(-1.0, 1.0).acos().to_degrees()],
         })
     }
+
+    /// The centre of cell `(i, j)` as a unit vector.
+    pub fn cell_centre(&self, i: usize, j: usize) -> [f64; 3] {
+        let az = (-180.0 + (i as f64 + 0.5) * 360.0 / self.azimuth_cells as f64).to_radians();
+        let z = -1.0 + 2.0 * (j as f64 + 0.5) / self.z_cells as f64;
+        let r = (1.0 - z * z).max(0.0).sqrt();
+        [r * az.cos(), r * az.sin(), z]
+    }
+
+    /// The Fourier direction the views measure least (see the module docs): over
+    /// [`LEAST_SAMPLED_CANDIDATES`] directions spread evenly on a half sphere, the one with the
+    /// smallest share of views (each cell's count at its centre) within [`SECTION_BAND_DEG`] of
+    /// the great circle perpendicular to it, and among equals the one farthest from every
+    /// view's section. `None` without views.
+    pub fn least_sampled(&self) -> Option<LeastSampled> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let cells: Vec<([f64; 3], f64)> = (0..self.z_cells)
+            .flat_map(|j| (0..self.azimuth_cells).map(move |i| (i, j)))
+            .filter(|&(i, j)| self.count(i, j) > 0)
+            .map(|(i, j)| (self.cell_centre(i, j), self.count(i, j) as f64))
+            .collect();
+        let band = SECTION_BAND_DEG.to_radians().sin();
+        // (direction, views within the band, |sin| of its angle to the nearest section): the
+        // fewest views, and among equals (a whole cap about the axis views gather about holds
+        // none) the farthest from every section.
+        let mut best: Option<([f64; 3], f64, f64)> = None;
+        for k in half_sphere(LEAST_SAMPLED_CANDIDATES) {
+            let (mut n, mut nearest) = (0.0, f64::INFINITY);
+            for (d, c) in &cells {
+                let s = (d[0] * k[0] + d[1] * k[1] + d[2] * k[2]).abs();
+                nearest = nearest.min(s);
+                if s <= band {
+                    n += c;
+                }
+            }
+            if best.is_none_or(|b| n < b.1 || (n == b.1 && nearest > b.2)) {
+                best = Some((k, n, nearest));
+            }
+        }
+        let (k, n, _) = best.expect("candidates");
+        let rot = if k[0] == 0.0 && k[1] == 0.0 { 0.0 } else { k[1].atan2(k[0]).to_degrees() };
+        Some(LeastSampled {
+            direction: k,
+            rot_tilt_deg: [rot, k[2].clamp(-1.0, 1.0).acos().to_degrees()],
+            share: n / total as f64,
+            uniform_share: band,
+        })
+    }
+}
+
+/// Candidate directions of [`ViewDistribution::least_sampled`]: about 4° apart.
+pub const LEAST_SAMPLED_CANDIDATES: usize = 1500;
+
+/// `n` directions spread evenly over the half sphere `z ≥ 0` (a Fibonacci spiral), the pole
+/// first.
+fn half_sphere(n: usize) -> impl Iterator<Item = [f64; 3]> {
+    let golden = PI * (3.0 - 5f64.sqrt());
+    (0..n).map(move |m| {
+        let z = 1.0 - m as f64 / n as f64;
+        let r = (1.0 - z * z).max(0.0).sqrt();
+        let a = golden * m as f64;
+        [r * a.cos(), r * a.sin(), z]
+    })
 }
 
 #[cfg(test)]
@@ -213,8 +296,9 @@ mod tests {
         // bottom band: 36 of 324 directions.
         assert!((s.empty_fraction - (1.0 - 36.0 / 324.0)).abs() < 0.02, "{s:?}");
         assert!(s.max_over_mean > 5.0, "{s:?}");
-        // The fullest direction is in the top band (tilt below acos(1 − 2/18) = 27.3°).
-        assert!(s.fullest_rot_tilt_deg[1] < 27.3, "{s:?}");
+        // The transform along z is what such views leave unmeasured.
+        let l = v.least_sampled().unwrap();
+        assert!(l.rot_tilt_deg[1] < 5.0 && l.share < 0.01, "{l:?}");
         // Opposite views count as one direction: all top views or all bottom views alike.
         let top: Vec<Mat3> = rots.iter().map(|a| euler_to_matrix(matrix_rot(a), 5.0, 0.0)).collect();
         let bottom: Vec<Mat3> = rots.iter().map(|a| euler_to_matrix(matrix_rot(a) + 180.0, 175.0, 0.0)).collect();
@@ -228,20 +312,34 @@ mod tests {
     }
 
     #[test]
-    fn the_fullest_direction_is_where_the_views_gather() {
-        // Views within 3° of (rot 100°, tilt 60°) or of the opposite direction.
+    fn the_least_sampled_direction_is_the_axis_views_gather_about_not_a_gap_between_side_views() {
         let mut rng = Rng::new(9);
-        let rots: Vec<Mat3> = (0..500)
+        // Views within 15° of (rot 100°, tilt 60°) or of the opposite direction: the transform
+        // along that axis is on no view's central section.
+        let gathered: Vec<Mat3> = (0..3_000)
             .map(|k| {
-                let (rot, tilt) = (100.0 + rng.uniform_range(-3.0, 3.0), 60.0 + rng.uniform_range(-3.0, 3.0));
+                let (rot, tilt) = (100.0 + rng.uniform_range(-15.0, 15.0), 60.0 + rng.uniform_range(-15.0, 15.0));
                 let (rot, tilt) = if k % 3 == 0 { (rot - 180.0, 180.0 - tilt) } else { (rot, tilt) };
                 euler_to_matrix(rot, tilt, rng.uniform() * 360.0)
             })
             .collect();
-        let s = ViewDistribution::of_poses(&rots, 36, 18).summary().unwrap();
-        let [rot, tilt] = s.fullest_rot_tilt_deg;
-        // Within a cell: 10° of azimuth, a z step of 1/9 (7° of tilt at 60°).
-        assert!((rot - 100.0).abs() <= 10.0 && (tilt - 60.0).abs() <= 8.0, "{s:?}");
+        let l = ViewDistribution::of_poses(&gathered, 72, 36).least_sampled().unwrap();
+        let axis = viewing_direction(&euler_to_matrix(100.0, 60.0, 0.0));
+        let cos = (l.direction[0] * axis[0] + l.direction[1] * axis[1] + l.direction[2] * axis[2]).abs();
+        assert!(cos > f64::to_radians(15.0).cos() && l.share < 0.01, "{l:?}");
+        assert!((l.uniform_share - f64::to_radians(10.0).sin()).abs() < 1e-12);
+        // Side views only (tilt 90°): most directions hold no view, but every direction of the
+        // transform is on some views' sections; the least measured on about 40° of the 360° of
+        // the views' circle (11%).
+        let side: Vec<Mat3> = (0..3_000).map(|_| euler_to_matrix(rng.uniform() * 360.0, 90.0, rng.uniform() * 360.0)).collect();
+        let v = ViewDistribution::of_poses(&side, 72, 36);
+        assert!(v.summary().unwrap().empty_fraction > 0.9);
+        let l = v.least_sampled().unwrap();
+        assert!(l.share > 0.08, "{l:?}");
+        // Uniform views: every direction on about sin 10° = 17% of the sections.
+        let uniform: Vec<Mat3> = (0..20_000).map(|_| random_rotation(&mut rng)).collect();
+        let l = ViewDistribution::of_poses(&uniform, 72, 36).least_sampled().unwrap();
+        assert!(l.share > 0.14 && l.share <= l.uniform_share, "{l:?}");
     }
 
     #[test]

@@ -159,7 +159,12 @@ fn particles_info(path: &Path, opts: &LoadOptions) -> Result<Value> {
                 "directions": s.directions,
                 "empty_fraction": s.empty_fraction,
                 "max_over_mean": s.max_over_mean,
-                "fullest_rot_tilt_deg": s.fullest_rot_tilt_deg,
+                "least_sampled": {
+                    "rot_tilt_deg": views.least_sampled.rot_tilt_deg,
+                    "share": views.least_sampled.share,
+                    "uniform_share": views.least_sampled.uniform_share
+                },
+                "warning": views.warning(),
                 "text": views.text()
             }),
         );
