@@ -4,6 +4,7 @@
 
 use anyhow::{Context, Result};
 use base64::Engine;
+use cryosplat_core::pose::{mat_mul, Mat3};
 use cryosplat_core::views::{LeastSampled, ViewDistribution, ViewSummary};
 use cryosplat_train::reconstruct::{EpochResult, LIMITED_RESOLUTION_METHOD, RESOLUTION_METHOD};
 use std::fmt::Write as _;
@@ -159,6 +160,11 @@ pub fn write_report(path: &Path, title: &str, sections: &[Section]) -> Result<()
 /// `views.png`, the coverage summary (10° cells, a view and its opposite counted as one) and the
 /// direction of the map's transform the views measure least.
 pub struct Views {
+    /// Particles counted; with a point group each is counted once per operator (`summary.views`
+    /// holds that count).
+    pub particles: usize,
+    /// The point group's order (1 without one).
+    pub copies: usize,
     pub display: ViewDistribution,
     /// The azimuth step of the display's cells in degrees.
     pub display_cell_deg: usize,
@@ -180,8 +186,15 @@ const DISPLAY_CELLS: [(usize, usize, usize); 4] = [(72, 36, 5), (36, 18, 10), (2
 const VIEWS_PER_CELL: usize = 5;
 
 impl Views {
-    /// The directions of `poses` (the particles' rotations `A`; at least one).
-    pub fn of_poses<'a>(poses: impl Iterator<Item = &'a cryosplat_core::pose::Mat3> + Clone) -> Self {
+    /// The directions of `poses` (the particles' rotations `A`; at least one), each seen also
+    /// under every operator `R_k` of a point group (`ops`, the identity among them): a
+    /// symmetric particle of pose `A` is equally a view at `A·R_k`, so its symmetry mates fill
+    /// directions its recorded poses leave empty.
+    pub fn of_poses(rotations: &[Mat3], ops: &[Mat3]) -> Self {
+        let poses = rotations.iter().flat_map(|a| ops.iter().map(move |r| mat_mul(a, r)));
+        let poses: Vec<Mat3> = poses.collect();
+        let (particles, copies) = (rotations.len(), ops.len().max(1));
+        let poses = poses.iter();
         let (na, nz) = ViewDistribution::SUMMARY_CELLS;
         let summary = ViewDistribution::of_poses(poses.clone(), na, nz).summary().expect("an even azimuth count");
         let fine = ViewDistribution::of_poses(poses.clone(), 72, 36);
@@ -194,13 +207,14 @@ impl Views {
         let n = summary.views as usize;
         let (da, dz, step) = DISPLAY_CELLS.into_iter().find(|&(a, z, _)| n >= VIEWS_PER_CELL * a * z).unwrap_or(DISPLAY_CELLS[3]);
         let display = if da == 72 { fine } else { ViewDistribution::of_poses(poses, da, dz) };
-        Views { display, display_cell_deg: step, summary, least_sampled }
+        Views { particles, copies, display, display_cell_deg: step, summary, least_sampled }
     }
 
     /// Draw `views.png` into `dir`; returns its path.
     pub fn write_png(&self, dir: &Path) -> Result<PathBuf> {
         let png = dir.join("views.png");
-        let title = format!("viewing directions of {} particles ({}° cells)", self.summary.views, self.display_cell_deg);
+        let mates = if self.copies > 1 { format!(" × {} symmetry mates", self.copies) } else { String::new() };
+        let title = format!("viewing directions of {} particles{mates} ({}° cells)", self.particles, self.display_cell_deg);
         crate::figures::view_distribution_plot(&png, &title, &self.display)?;
         Ok(png)
     }
@@ -250,8 +264,9 @@ impl Views {
         let warning = self.warning().map(|w| format!(" Warning: {w}.")).unwrap_or_default();
         Section::new("Views")
             .text(format!(
-                "Where the {} particles' recorded poses look along (the image's z axis in the map's frame: RELION's rot is the azimuth, tilt the angle from z), counted in cells of equal area: {}. Each view samples the central section of the map's transform perpendicular to its direction: where the views gather about one axis, their sections miss the transform along that axis, and the map is poorer along it than the FSC, an average over all directions, shows.{warning}",
-                self.summary.views,
+                "Where the {} particles' recorded poses look along{} (the image's z axis in the map's frame: RELION's rot is the azimuth, tilt the angle from z), counted in cells of equal area: {}. Each view samples the central section of the map's transform perpendicular to its direction: where the views gather about one axis, their sections miss the transform along that axis, and the map is poorer along it than the FSC, an average over all directions, shows.{warning}",
+                self.particles,
+                if self.copies > 1 { format!(", each also from its {} symmetry-related directions", self.copies - 1) } else { String::new() },
                 self.text()
             ))
             .figure(format!("Viewing directions (cells of {}° of azimuth, equal area; grey: none)", self.display_cell_deg), dir.join("views.png"))
@@ -477,7 +492,7 @@ mod tests {
         for seed in 0..20 {
             let mut rng = cryosplat_core::rng::Rng::new(seed);
             let poses: Vec<_> = (0..200).map(|_| cryosplat_core::rotation::random_rotation(&mut rng)).collect();
-            let v = Views::of_poses(poses.iter());
+            let v = Views::of_poses(&poses, &[cryosplat_core::pose::IDENTITY]);
             assert!(v.warning().is_none(), "seed {seed}: {}", v.text());
             worst = worst.min(v.least_sampled.share / v.least_sampled.uniform_share);
         }
@@ -485,11 +500,34 @@ mod tests {
     }
 
     #[test]
+    fn symmetry_mates_fill_what_a_point_group_turns_views_to() {
+        // Top views (tilt below 10°). A four-fold about z turns them onto themselves: the
+        // transform along z stays unmeasured. The operators of O turn them onto ±x and ±y too,
+        // whose sections all miss the body diagonals (35° away): still warned of. Those of I
+        // (z a two-fold axis) spread them over 15 axes, whose sections pass within 10° of
+        // every direction: no warning.
+        let mut rng = cryosplat_core::rng::Rng::new(4);
+        let top: Vec<Mat3> = (0..1_000)
+            .map(|_| cryosplat_core::rotation::euler_to_matrix(rng.uniform() * 360.0, rng.uniform() * 10.0, rng.uniform() * 360.0))
+            .collect();
+        let views = |name: &str| Views::of_poses(&top, cryosplat_core::symmetry::PointGroup::parse(name).unwrap().operators());
+        let (c1, c4, o, i) = (views("C1"), views("C4"), views("O"), views("I"));
+        for v in [&c1, &c4] {
+            assert!(v.warning().is_some() && v.least_sampled.rot_tilt_deg[1] < 5.0, "{}", v.text());
+        }
+        let diagonal = f64::to_degrees((1.0f64 / 3.0).sqrt().acos());
+        assert!(o.warning().is_some() && (o.least_sampled.rot_tilt_deg[1] - diagonal).abs() < 5.0, "{}", o.text());
+        assert!(i.warning().is_none(), "{}", i.text());
+        assert_eq!((o.particles, o.copies, o.summary.views), (1_000, 24, 24_000));
+        assert!(o.section(Path::new(".")).paragraphs[0].contains("each also from its 23 symmetry-related directions"));
+    }
+
+    #[test]
     fn the_views_figure_uses_cells_that_hold_five_views_on_average() {
         let mut rng = cryosplat_core::rng::Rng::new(2);
         let poses: Vec<_> = (0..20_000).map(|_| cryosplat_core::rotation::random_rotation(&mut rng)).collect();
         for (n, cells, step) in [(20_000, (72, 36), 5), (4_000, (36, 18), 10), (1_500, (24, 12), 15), (50, (18, 9), 20)] {
-            let v = Views::of_poses(poses[..n].iter());
+            let v = Views::of_poses(&poses[..n], &[cryosplat_core::pose::IDENTITY]);
             assert_eq!(((v.display.azimuth_cells, v.display.z_cells), v.display_cell_deg), (cells, step), "{n} views");
             assert_eq!(v.summary.views, n as u64);
         }
