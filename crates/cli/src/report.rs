@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use base64::Engine;
 use cryosplat_core::pose::{mat_mul, Mat3};
-use cryosplat_core::views::{LeastSampled, ViewDistribution, ViewSummary};
+use cryosplat_core::views::{viewing_direction, LeastSampled, ViewDistribution, ViewSummary};
 use cryosplat_train::reconstruct::{EpochResult, LIMITED_RESOLUTION_METHOD, RESOLUTION_METHOD};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -191,22 +191,29 @@ impl Views {
     /// symmetric particle of pose `A` is equally a view at `A·R_k`, so its symmetry mates fill
     /// directions its recorded poses leave empty.
     pub fn of_poses(rotations: &[Mat3], ops: &[Mat3]) -> Self {
-        let poses = rotations.iter().flat_map(|a| ops.iter().map(move |r| mat_mul(a, r)));
-        let poses: Vec<Mat3> = poses.collect();
-        let (particles, copies) = (rotations.len(), ops.len().max(1));
-        let poses = poses.iter();
+        let ops = if ops.is_empty() { &[cryosplat_core::pose::IDENTITY][..] } else { ops };
+        let (particles, copies) = (rotations.len(), ops.len());
+        let n = particles * copies;
         let (na, nz) = ViewDistribution::SUMMARY_CELLS;
-        let summary = ViewDistribution::of_poses(poses.clone(), na, nz).summary().expect("an even azimuth count");
-        let fine = ViewDistribution::of_poses(poses.clone(), 72, 36);
+        let (da, dz, step) = DISPLAY_CELLS.into_iter().find(|&(a, z, _)| n >= VIEWS_PER_CELL * a * z).unwrap_or(DISPLAY_CELLS[3]);
+        let (mut coarse, mut fine, mut display) =
+            (ViewDistribution::new(na, nz), ViewDistribution::new(72, 36), ViewDistribution::new(da, dz));
+        // One pass, nothing stored per view (a point group of 60 multiplies the views).
+        for a in rotations {
+            for r in ops {
+                let d = viewing_direction(&mat_mul(a, r));
+                coarse.add(d);
+                fine.add(d);
+                display.add(d);
+            }
+        }
+        let summary = coarse.summary().expect("an even azimuth count");
         let least_sampled = fine.least_sampled().unwrap_or(LeastSampled {
             direction: [0.0, 0.0, 1.0],
             rot_tilt_deg: [0.0, 0.0],
             share: 0.0,
             uniform_share: 0.0,
         });
-        let n = summary.views as usize;
-        let (da, dz, step) = DISPLAY_CELLS.into_iter().find(|&(a, z, _)| n >= VIEWS_PER_CELL * a * z).unwrap_or(DISPLAY_CELLS[3]);
-        let display = if da == 72 { fine } else { ViewDistribution::of_poses(poses, da, dz) };
         Views { particles, copies, display, display_cell_deg: step, summary, least_sampled }
     }
 
