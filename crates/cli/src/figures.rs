@@ -254,6 +254,12 @@ const LEGEND_FONT: (&str, u32) = ("sans-serif", 14);
 const LEGEND_ROW_H: i32 = 20;
 const LEGEND_SWATCH: i32 = 22;
 
+/// Text in `font` anchored at its left end, centred vertically on its position.
+fn left_centred(font: (&str, u32)) -> TextStyle<'_> {
+    TextStyle::from(font.into_font())
+        .pos(plotters::style::text_anchor::Pos::new(plotters::style::text_anchor::HPos::Left, plotters::style::text_anchor::VPos::Center))
+}
+
 /// Where each legend entry of [`line_plot`] goes: `(x, row)` per entry, in reading order, rows
 /// filled left to right up to the plot's width; and the number of rows.
 fn legend_layout(names: &[&str]) -> (Vec<(i32, i32)>, i32) {
@@ -351,14 +357,11 @@ pub fn line_plot(path: &Path, title: &str, axes: &Axes, series: &[(&str, Vec<(f6
                 chart.draw_series(LineSeries::new(shown, color(k).stroke_width(2))).map_err(|e| err(&e))?;
             }
         }
+        let style = left_centred(LEGEND_FONT);
         for (k, (name, &(x, row))) in names.iter().zip(&at).enumerate() {
             let y = 6 + row * LEGEND_ROW_H + LEGEND_ROW_H / 2;
             bottom.draw(&PathElement::new(vec![(x, y), (x + LEGEND_SWATCH, y)], color(k).stroke_width(3))).map_err(|e| err(&e))?;
-            let style = TextStyle::from(LEGEND_FONT.into_font()).pos(plotters::style::text_anchor::Pos::new(
-                plotters::style::text_anchor::HPos::Left,
-                plotters::style::text_anchor::VPos::Center,
-            ));
-            bottom.draw(&Text::new(name.to_string(), (x + LEGEND_SWATCH + 6, y), style)).map_err(|e| err(&e))?;
+            bottom.draw(&Text::new(name.to_string(), (x + LEGEND_SWATCH + 6, y), style.clone())).map_err(|e| err(&e))?;
         }
         Ok(())
     })
@@ -429,10 +432,7 @@ pub fn view_distribution_plot(path: &Path, title: &str, v: &cryosplat_core::view
             right.draw(&Rectangle::new([(x0, y), (x1, y + 1)], viridis(t).filled())).map_err(|e| err(&e))?;
         }
         right.draw(&Rectangle::new([(x0, top), (x1, bottom)], BLACK.stroke_width(1))).map_err(|e| err(&e))?;
-        let font = TextStyle::from(("sans-serif", 13).into_font()).pos(plotters::style::text_anchor::Pos::new(
-            plotters::style::text_anchor::HPos::Left,
-            plotters::style::text_anchor::VPos::Center,
-        ));
+        let font = left_centred(("sans-serif", 13));
         for k in 0..=4 {
             let t = k as f64 / 4.0;
             let y = bottom - (t * h as f64).round() as i32;

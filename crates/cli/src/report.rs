@@ -186,11 +186,11 @@ const DISPLAY_CELLS: [(usize, usize, usize); 4] = [(72, 36, 5), (36, 18, 10), (2
 const VIEWS_PER_CELL: usize = 5;
 
 impl Views {
-    /// The directions of `poses` (the particles' rotations `A`; at least one), each seen also
-    /// under every operator `R_k` of a point group (`ops`, the identity among them): a
+    /// The directions of `rotations` (the particles' rotations `A`; at least one), each seen
+    /// also under every operator `R_k` of a point group (`ops`, the identity among them): a
     /// symmetric particle of pose `A` is equally a view at `A·R_k`, so its symmetry mates fill
     /// directions its recorded poses leave empty.
-    pub fn of_poses(rotations: &[Mat3], ops: &[Mat3]) -> Self {
+    pub fn of_poses<'a>(rotations: impl ExactSizeIterator<Item = &'a Mat3>, ops: &[Mat3]) -> Self {
         let ops = if ops.is_empty() { &[cryosplat_core::pose::IDENTITY][..] } else { ops };
         let (particles, copies) = (rotations.len(), ops.len());
         let n = particles * copies;
@@ -499,7 +499,7 @@ mod tests {
         for seed in 0..20 {
             let mut rng = cryosplat_core::rng::Rng::new(seed);
             let poses: Vec<_> = (0..200).map(|_| cryosplat_core::rotation::random_rotation(&mut rng)).collect();
-            let v = Views::of_poses(&poses, &[cryosplat_core::pose::IDENTITY]);
+            let v = Views::of_poses(poses.iter(), &[cryosplat_core::pose::IDENTITY]);
             assert!(v.warning().is_none(), "seed {seed}: {}", v.text());
             worst = worst.min(v.least_sampled.share / v.least_sampled.uniform_share);
         }
@@ -517,7 +517,7 @@ mod tests {
         let top: Vec<Mat3> = (0..1_000)
             .map(|_| cryosplat_core::rotation::euler_to_matrix(rng.uniform() * 360.0, rng.uniform() * 10.0, rng.uniform() * 360.0))
             .collect();
-        let views = |name: &str| Views::of_poses(&top, cryosplat_core::symmetry::PointGroup::parse(name).unwrap().operators());
+        let views = |name: &str| Views::of_poses(top.iter(), cryosplat_core::symmetry::PointGroup::parse(name).unwrap().operators());
         let (c1, c4, o, i) = (views("C1"), views("C4"), views("O"), views("I"));
         for v in [&c1, &c4] {
             assert!(v.warning().is_some() && v.least_sampled.rot_tilt_deg[1] < 5.0, "{}", v.text());
@@ -534,7 +534,7 @@ mod tests {
         let mut rng = cryosplat_core::rng::Rng::new(2);
         let poses: Vec<_> = (0..20_000).map(|_| cryosplat_core::rotation::random_rotation(&mut rng)).collect();
         for (n, cells, step) in [(20_000, (72, 36), 5), (4_000, (36, 18), 10), (1_500, (24, 12), 15), (50, (18, 9), 20)] {
-            let v = Views::of_poses(&poses[..n], &[cryosplat_core::pose::IDENTITY]);
+            let v = Views::of_poses(poses[..n].iter(), &[cryosplat_core::pose::IDENTITY]);
             assert_eq!(((v.display.azimuth_cells, v.display.z_cells), v.display_cell_deg), (cells, step), "{n} views");
             assert_eq!(v.summary.views, n as u64);
         }

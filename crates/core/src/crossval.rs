@@ -84,7 +84,7 @@
 use std::f64::consts::PI;
 
 use crate::fourier::{freq_index, Complex32, Fft3};
-use crate::fsc::{for_each_component, resolution_at, Resolution};
+use crate::fsc::{for_each_component, implied_correlation, resolution_at, Resolution};
 use crate::pose::{mat_vec, Mat3};
 use crate::symmetry::{unit, PointGroup};
 
@@ -221,18 +221,11 @@ fn crossing(curve: &[f64], threshold: f64, d: usize, apix: f64) -> Option<Resolu
 }
 
 /// The half-map FSC of independent halves whose average correlates `c` with the truth,
-/// `c²/(2 − c²)`, with `c` clamped to `[0, 1]`.
+/// `c²/(2 − c²)`, with `c` clamped to `[0, 1]` (the inverse of
+/// [`crate::fsc::implied_correlation`]).
 fn half_map_equivalent(c: f64) -> f64 {
     let c = c.clamp(0.0, 1.0);
     c * c / (2.0 - c * c)
-}
-
-/// The full map's correlation with the truth that a half-map FSC `f` implies for independent
-/// halves, `sqrt(2f/(1 + f))`, with `f` clamped to `[0, 1]` (the inverse of
-/// [`half_map_equivalent`]).
-fn implied_correlation(f: f64) -> f64 {
-    let f = f.clamp(0.0, 1.0);
-    (2.0 * f / (1.0 + f)).sqrt()
 }
 
 /// Per shell, the half-map equivalent of the estimate `full_vs_truth` moved by `shift` of its

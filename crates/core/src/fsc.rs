@@ -377,6 +377,19 @@ pub fn significant_fsc(curve: &[f64], d: usize, sigmas: f64) -> Vec<f64> {
         .collect()
 }
 
+/// The correlation with the truth that a half-map FSC `f` implies for the average of two
+/// halves with independent errors, `sqrt(2f/(1 + f))` (RELION's FSC weight in
+/// post-processing): 0 where `f ≤ 0` or not finite, 1 where `f ≥ 1`.
+pub fn implied_correlation(f: f64) -> f64 {
+    if !f.is_finite() || f <= 0.0 {
+        0.0
+    } else if f >= 1.0 {
+        1.0
+    } else {
+        (2.0 * f / (1.0 + f)).sqrt()
+    }
+}
+
 /// Spectral signal-to-noise ratio per shell from a half-map FSC curve, as RELION turns an FSC
 /// into its signal-spectrum prior: each value is clamped to `[0.001, 0.999]` (the lower bound
 /// stands in for shells without signal), and `SSNR = F/(1 − F)`. With `whole`, the SSNR is the

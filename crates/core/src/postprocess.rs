@@ -38,7 +38,7 @@
 //! orders of magnitude and is worse than none.
 
 use crate::fourier::{low_pass_weight, Complex32, Fft3};
-use crate::fsc::{for_each_component, gold_standard, FscReport, MaskChoice, NoResolution, Resolution};
+use crate::fsc::{for_each_component, gold_standard, implied_correlation, FscReport, MaskChoice, NoResolution, Resolution};
 
 /// The fewest shells a B-factor fit may use.
 pub const MIN_FIT_SHELLS: usize = 4;
@@ -53,18 +53,7 @@ pub const DEFAULT_AUTOB_LOWRES_A: f64 = 10.0;
 
 /// FSC weights `sqrt(2F/(1+F))` per shell, 0 where `F ≤ 0` or not finite, 1 where `F ≥ 1`.
 pub fn fsc_weights(curve: &[f64]) -> Vec<f64> {
-    curve
-        .iter()
-        .map(|&f| {
-            if !f.is_finite() || f <= 0.0 {
-                0.0
-            } else if f >= 1.0 {
-                1.0
-            } else {
-                (2.0 * f / (1.0 + f)).sqrt()
-            }
-        })
-        .collect()
+    curve.iter().map(|&f| implied_correlation(f)).collect()
 }
 
 /// The factor `exp(−B s²/4)` at `s` (1/Å) for a B-factor `bfactor_a2` (Å²).

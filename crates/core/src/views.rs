@@ -206,10 +206,10 @@ impl ViewDistribution {
             }
         }
         let (k, n, _) = best.expect("candidates");
-        let rot = if k[0] == 0.0 && k[1] == 0.0 { 0.0 } else { k[1].atan2(k[0]).to_degrees() };
         Some(LeastSampled {
             direction: k,
-            rot_tilt_deg: [rot, k[2].clamp(-1.0, 1.0).acos().to_degrees()],
+            // atan2(0, 0) is 0: the pole reads rot 0°.
+            rot_tilt_deg: [k[1].atan2(k[0]).to_degrees(), k[2].clamp(-1.0, 1.0).acos().to_degrees()],
             share: n / total as f64,
             uniform_share: band,
         })

@@ -76,10 +76,9 @@ pub fn execute(a: &Args) -> Result<(Backprojection, crate::report::Views)> {
     let fsc_png = out.path("fsc.png");
     crate::figures::fsc_plot(&fsc_png, "backprojection half-map FSC", &r.fsc)?;
     out.record(fsc_png);
-    let rotations: Vec<_> = set.particles.iter().map(|p| p.pose.rot).collect();
     // The point group parsed for the backprojection above.
     let group = cryosplat_core::symmetry::PointGroup::parse(&a.sym)?;
-    let views = crate::report::Views::of_poses(&rotations, group.operators());
+    let views = crate::report::Views::of_poses(set.particles.iter().map(|p| &p.pose.rot), group.operators());
     out.record(views.write_png(&a.out)?);
     let argv: Vec<String> = std::env::args_os().map(|s| s.to_string_lossy().into_owned()).collect();
     let settings = serde_json::json!({

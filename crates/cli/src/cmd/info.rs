@@ -151,8 +151,7 @@ fn particles_info(path: &Path, opts: &LoadOptions) -> Result<Value> {
         let omax = set.particles.iter().map(|p| p.pose.origin_a[0].hypot(p.pose.origin_a[1])).fold(0.0, f64::max);
         m.insert("tilt_range_deg".into(), json!([lo, hi]));
         m.insert("max_origin_a".into(), json!(omax));
-        let rotations: Vec<_> = set.particles.iter().map(|p| p.pose.rot).collect();
-        let views = crate::report::Views::of_poses(&rotations, &[cryosplat_core::pose::IDENTITY]);
+        let views = crate::report::Views::of_poses(set.particles.iter().map(|p| &p.pose.rot), &[cryosplat_core::pose::IDENTITY]);
         let s = views.summary;
         m.insert(
             "views".into(),

@@ -490,12 +490,11 @@ pub fn execute(a: &Args, title: &str) -> Result<Summary> {
     println!("plan: {plan}");
     log.line(&format!("start: {}", plan.start));
     log.line(&format!("plan: {plan}"));
-    let rotations: Vec<_> = set.particles.iter().map(|p| p.pose.rot).collect();
     // A symmetric particle is also a view at each symmetry-related pose; an unknown --sym is
     // reported by the run itself.
     let group = cryosplat_core::symmetry::PointGroup::parse(&cfg.sym).ok();
     let ops = group.as_ref().map_or(&[cryosplat_core::pose::IDENTITY][..], |g| g.operators());
-    let views = report::Views::of_poses(&rotations, ops);
+    let views = report::Views::of_poses(set.particles.iter().map(|p| &p.pose.rot), ops);
     println!("views: {}", views.text());
     log.line(&format!("views: {}", views.text()));
     if let Some(w) = views.warning() {
