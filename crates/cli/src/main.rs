@@ -1,6 +1,27 @@
 //! The `cryosplat` command-line tool: a thin layer that parses arguments, shows progress and
 //! reports errors. Each subcommand lives in its own file under `cmd/`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Set once from `-q` before any command runs.
+static QUIET: AtomicBool = AtomicBool::new(false);
+
+/// Whether `-q` asked for warnings and errors only: no progress bars and none of the lines that
+/// say what a command did (its files hold the results).
+pub(crate) fn quiet() -> bool {
+    QUIET.load(Ordering::Relaxed)
+}
+
+/// `println!` of a line that says what a command did or where it stands, left out with `-q`.
+/// What a command exists to print (`info`, `fsc`, `bench`, any `--json`) uses `println!`.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        if !$crate::quiet() {
+            println!($($arg)*)
+        }
+    };
+}
+
 mod cmd;
 mod figures;
 mod input;
@@ -16,7 +37,9 @@ struct Cli {
     /// More log output (-v info, -vv debug).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
-    /// Only warnings and errors.
+    /// Only warnings and errors: no progress bars and no lines saying what a command did (its
+    /// output files hold the results); `info`, `fsc`, `bench` and `--json` still print what
+    /// they exist to print.
     #[arg(short, long, global = true)]
     quiet: bool,
     #[command(subcommand)]
@@ -62,6 +85,7 @@ fn main() -> std::process::ExitCode {
     #[cfg(unix)]
     default_sigpipe();
     let cli = Cli::parse();
+    QUIET.store(cli.quiet, Ordering::Relaxed);
     let level = if cli.quiet {
         "warn"
     } else {

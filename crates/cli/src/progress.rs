@@ -4,7 +4,7 @@ use cryosplat_train::progress::Progress;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::sync::Mutex;
 
-/// An `indicatif` bar per stage, hidden when stderr is not a terminal.
+/// An `indicatif` bar per stage, hidden when stderr is not a terminal and with `-q`.
 pub struct Bar {
     bar: Mutex<Option<ProgressBar>>,
 }
@@ -17,7 +17,7 @@ impl Bar {
 
 impl Progress for Bar {
     fn start(&self, stage: &str, total: u64) {
-        let pb = ProgressBar::new(total);
+        let pb = if crate::quiet() { ProgressBar::hidden() } else { ProgressBar::new(total) };
         pb.set_style(
             ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}")
                 .expect("static template")

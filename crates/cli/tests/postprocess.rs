@@ -293,7 +293,7 @@ fn backproject_postprocesses_at_the_end() {
     let sim = dir.path().join("sim");
     let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/models/1A8O.pdb");
     let run = |args: &[&str]| {
-        let o = std::process::Command::new(bin).arg("-q").args(args).output().unwrap();
+        let o = std::process::Command::new(bin).args(args).output().unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
@@ -318,6 +318,37 @@ fn backproject_postprocesses_at_the_end() {
     assert!(!without.join("map_sharp.mrc").exists());
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(without.join("run.json")).unwrap()).unwrap();
     assert!(json.get("postprocess").is_none());
+}
+
+/// `-q` asks for warnings and errors only: `backproject` then prints nothing on stdout (the
+/// files hold its results, post-processing's included), while `fsc`, which exists to print its
+/// curves' resolutions, still prints them.
+#[test]
+fn quiet_runs_print_only_what_a_command_exists_to_print() {
+    let bin = env!("CARGO_BIN_EXE_cryosplat");
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/models/1A8O.pdb");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(bin).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let said = run(&["-q", "simulate", model, "-o", sim.to_str().unwrap(), "--box", "32", "--apix", "2", "--count", "200", "--snr", "0.5"]);
+    assert_eq!(said, (String::new(), String::new()));
+    let star = sim.join("particles.star");
+    let (loud, quiet) = (dir.path().join("loud"), dir.path().join("quiet"));
+    let (stdout, _) = run(&["backproject", star.to_str().unwrap(), "-o", loud.to_str().unwrap()]);
+    assert!(stdout.contains("half-map resolution") && stdout.contains("post-processed:"), "{stdout}");
+    let said = run(&["-q", "backproject", star.to_str().unwrap(), "-o", quiet.to_str().unwrap()]);
+    assert_eq!(said, (String::new(), String::new()));
+    assert!(quiet.join("map_sharp.mrc").exists() && quiet.join("run.json").exists());
+    for file in ["map.mrc", "half_map_a.mrc", "map_sharp.mrc"] {
+        assert_eq!(std::fs::read(loud.join(file)).unwrap(), std::fs::read(quiet.join(file)).unwrap(), "{file}");
+    }
+    let (a, b) = (quiet.join("half_map_a.mrc"), quiet.join("half_map_b.mrc"));
+    let (stdout, _) = run(&["-q", "fsc", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(stdout.starts_with("FSC 0.143: "), "{stdout}");
 }
 
 /// `locres` on a synthetic pair of half maps whose left half (x < d/2) agrees at every

@@ -94,23 +94,23 @@ pub fn execute(a: &Args) -> Result<(Backprojection, crate::report::Views)> {
 
 pub fn run(a: Args) -> Result<()> {
     let (r, views) = execute(&a)?;
-    println!("views: {}", views.text());
+    say!("views: {}", views.text());
     if let Some(w) = views.warning() {
         tracing::warn!("{w}");
     }
     match &r.ssnr {
-        Some(_) => println!(
+        Some(_) => say!(
             "regularisation: map.mrc from the half-map FSC (SSNR per shell); half maps constant, {} × the mean Fourier weight",
             cryosplat_core::backproject::BASE_WIENER
         ),
         None => {
-            println!("regularisation: constant, {} × the mean Fourier weight", a.wiener.unwrap_or(cryosplat_core::backproject::BASE_WIENER))
+            say!("regularisation: constant, {} × the mean Fourier weight", a.wiener.unwrap_or(cryosplat_core::backproject::BASE_WIENER))
         }
     }
     if r.symmetry_order > 1 {
-        println!("symmetry: {} ({} operators)", r.symmetry, r.symmetry_order);
+        say!("symmetry: {} ({} operators)", r.symmetry, r.symmetry_order);
     }
-    println!("half-map resolution (FSC 0.143, corrected): {}; 0.5: {}; {:.1} s", r.resolution(0.143), r.resolution(0.5), r.seconds);
+    say!("half-map resolution (FSC 0.143, corrected): {}; 0.5: {}; {:.1} s", r.resolution(0.143), r.resolution(0.5), r.seconds);
     if !a.no_postprocess {
         // The maps are complete; a pair that cannot be post-processed is reported, not fatal.
         if let Err(e) = crate::cmd::postprocess::after_run(&a.out, "backproject") {
@@ -120,6 +120,6 @@ pub fn run(a: Args) -> Result<()> {
     if let Err(e) = crate::cmd::postprocess::write_view(&a.out) {
         tracing::warn!("view.cxc not written: {e:#}");
     }
-    println!("outputs in {}", a.out.display());
+    say!("outputs in {}", a.out.display());
     Ok(())
 }

@@ -87,7 +87,7 @@ pub fn run(a: Args) -> Result<()> {
         seed: a.seed,
         ..Default::default()
     };
-    println!(
+    say!(
         "simulating {} particles of {} ({} atoms) at {} px, {} Å/px, SNR {}…",
         a.particles,
         MODEL_NAME,
@@ -108,7 +108,7 @@ pub fn run(a: Args) -> Result<()> {
         ParticleArgs { particles: star, poses: None, ctf: None, datadir: None, apix: None, invert: false, first: None, subset: None };
 
     // 2. Gaussian splatting.
-    println!("reconstructing by Gaussian splatting ({} Gaussians per half, {} epochs)…", a.gaussians, a.epochs);
+    say!("reconstructing by Gaussian splatting ({} Gaussians per half, {} epochs)…", a.gaussians, a.epochs);
     let rec_cfg = ReconstructConfig {
         gaussians: Some(a.gaussians),
         epochs: Some(a.epochs),
@@ -121,7 +121,7 @@ pub fn run(a: Args) -> Result<()> {
     let rec_args = crate::cmd::reconstruct::Args::with_config(input.clone(), a.out.join("gaussian"), &rec_cfg);
     let rec = crate::cmd::reconstruct::execute(&rec_args, "cryosplat demo: Gaussian splatting")?;
     // 3. Backprojection of the same particles with the same half split.
-    println!("reconstructing by backprojection…");
+    say!("reconstructing by backprojection…");
     let bp_args = crate::cmd::backproject::Args {
         input,
         out: a.out.join("backproject"),
@@ -173,9 +173,9 @@ pub fn run(a: Args) -> Result<()> {
         ("half-map FSC alone (0.5, corrected)", res(g_gs.resolution(0.5), a.apix).short(), res(bp.fsc.resolution(0.5), a.apix).short()),
         ("wall time", format!("{rec_s:.1} s"), format!("{:.1} s", bp.seconds)),
     ];
-    println!("\n{:<48} {:>20} {:>20}", "", "Gaussian splatting", "backprojection");
+    say!("\n{:<48} {:>20} {:>20}", "", "Gaussian splatting", "backprojection");
     for (k, g, b) in &rows {
-        println!("{k:<48} {g:>20} {b:>20}");
+        say!("{k:<48} {g:>20} {b:>20}");
     }
     // A figure read beyond the estimate's reliable shells needs its reason beside the table.
     let bound = match (&rec.cross_validated, rec.last().half_map_0143) {
@@ -188,9 +188,9 @@ pub fn run(a: Args) -> Result<()> {
         _ => None,
     };
     if let Some(b) = &bound {
-        println!("\n{b}");
+        say!("\n{b}");
     }
-    println!("\nsimulation {sim_s:.1} s; whole demo {total_s:.1} s. Open {} in a browser.", a.out.join("report.html").display());
+    say!("\nsimulation {sim_s:.1} s; whole demo {total_s:.1} s. Open {} in a browser.", a.out.join("report.html").display());
     let mut summary = Section::new("Results")
         .text(format!(
             "{} particles simulated from {MODEL_NAME} ({} px, {} Å/px, SNR {}, defocus 0.8–2.5 µm), reconstructed with the same half split by Gaussian splatting and by direct Fourier inversion.",

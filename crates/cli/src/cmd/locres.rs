@@ -152,7 +152,7 @@ pub fn run(a: Args) -> Result<()> {
     let p = out.path("locres.json");
     cryosplat_formats::atomic::write_bytes_atomic(&p, serde_json::to_string_pretty(&json)?.as_bytes())?;
     out.record(p);
-    println!(
+    say!(
         "local resolution at {} points (window {} px, FSC {}): {lo:.2}–{hi:.2} Å, median {med:.2} Å, {:.1}% at Nyquist; wrote {}",
         lr.samples.len(),
         lr.window_px,

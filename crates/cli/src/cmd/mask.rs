@@ -162,8 +162,8 @@ pub fn run(a: Args) -> Result<()> {
     let opts = WriteOptions { label: "cryosplat mask".to_string(), ..Default::default() };
     mrc::write_volume(&a.out, &made.mask, [d, d, d], apix, &opts)?;
     let inside = made.mask.iter().filter(|&&v| v > 0.5).count() as f64 / made.mask.len() as f64;
-    println!("{}", describe(&made));
-    println!(
+    say!("{}", describe(&made));
+    say!(
         "wrote {} ({d}³, {apix:.3} Å/px): extended by {} px, soft edge {} px, low-pass {}; {:.1}% of the box above 0.5",
         a.out.display(),
         a.extend,

@@ -141,7 +141,7 @@ pub fn run(a: Args) -> Result<()> {
         let avg: Vec<f32> = va.iter().zip(&vb).map(|(x, y)| 0.5 * (x + y)).collect();
         let made = maskcmd::make(&avg, d, apix, &maskcmd::Settings::DEFAULT, "the average of the half maps")?;
         let text = format!("auto, from the average of the half maps: {}", maskcmd::describe(&made));
-        println!("mask: {text}");
+        say!("mask: {text}");
         let s = maskcmd::Settings::DEFAULT;
         let j = serde_json::json!({ "source": "auto", "threshold": made.threshold, "extend_px": s.extend_px, "soft_edge_px": s.soft_edge_px, "lowpass_a": s.lowpass_a });
         let text = format!(
@@ -313,16 +313,21 @@ fn fit_text(p: &Postprocessed) -> String {
 }
 
 fn print_summary(p: &Postprocessed, apix: f64, out: &OutputDir) {
-    println!("resolution (masked, corrected FSC at 0.143): {}", p.resolution.describe(apix));
+    say!("resolution (masked, corrected FSC at 0.143): {}", p.resolution.describe(apix));
     match (&p.fit, &p.fallback) {
-        (Some(f), _) => println!(
+        (Some(f), _) => say!(
             "B-factor: {:.1} Å² (Guinier fit over {:.2}–{:.2} Å, shells {}–{}, r = {:.3})",
-            p.bfactor_a2, f.low_res_a, f.high_res_a, f.shells.0, f.shells.1, f.line.correlation
+            p.bfactor_a2,
+            f.low_res_a,
+            f.high_res_a,
+            f.shells.0,
+            f.shells.1,
+            f.line.correlation
         ),
-        (None, Some(why)) => println!("B-factor: not sharpened (B = 0): {why}"),
-        (None, None) => println!("B-factor: {:.1} Å² (given)", p.bfactor_a2),
+        (None, Some(why)) => say!("B-factor: not sharpened (B = 0): {why}"),
+        (None, None) => say!("B-factor: {:.1} Å² (given)", p.bfactor_a2),
     }
-    println!("low-pass at {:.2} Å; wrote {}", p.lowpass_a, out.dir().display());
+    say!("low-pass at {:.2} Å; wrote {}", p.lowpass_a, out.dir().display());
 }
 
 /// Post-processing at the end of `reconstruct` and `backproject` (unless `--no-postprocess`):
@@ -440,7 +445,7 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
         crate::report::append_sections(&report, &[section])?;
     }
     match (&p.fit, &p.fallback) {
-        (Some(f), _) => println!(
+        (Some(f), _) => say!(
             "post-processed: {} at FSC 0.143 (post-processing mask), B-factor {:.1} Å² (Guinier fit {:.2}–{:.2} Å, r = {:.3}): map_sharp.mrc",
             p.resolution.describe(apix),
             p.bfactor_a2,
@@ -448,7 +453,7 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
             f.high_res_a,
             f.line.correlation
         ),
-        (_, why) => println!(
+        (_, why) => say!(
             "post-processed: {} at FSC 0.143 (post-processing mask), not sharpened ({}): map_sharp.mrc",
             p.resolution.describe(apix),
             why.as_ref().map_or("B given".to_string(), |w| w.to_string())

@@ -486,8 +486,8 @@ pub fn execute(a: &Args, title: &str) -> Result<Summary> {
     log.line(&format!("settings: {}", serde_json::to_string(&cfg)?));
     // The library resolves `--init auto` the same way (once, before the run).
     let plan = plan(&set, &cfg)?;
-    println!("start: {}", plan.start);
-    println!("plan: {plan}");
+    say!("start: {}", plan.start);
+    say!("plan: {plan}");
     log.line(&format!("start: {}", plan.start));
     log.line(&format!("plan: {plan}"));
     // A symmetric particle is also a view at each symmetry-related pose; an unknown --sym is
@@ -495,7 +495,7 @@ pub fn execute(a: &Args, title: &str) -> Result<Summary> {
     let group = cryosplat_core::symmetry::PointGroup::parse(&cfg.sym).ok();
     let ops = group.as_ref().map_or(&[cryosplat_core::pose::IDENTITY][..], |g| g.operators());
     let views = report::Views::of_poses(set.particles.iter().map(|p| &p.pose.rot), ops);
-    println!("views: {}", views.text());
+    say!("views: {}", views.text());
     log.line(&format!("views: {}", views.text()));
     if let Some(w) = views.warning() {
         tracing::warn!("{w}");
@@ -550,7 +550,7 @@ pub fn execute(a: &Args, title: &str) -> Result<Summary> {
 pub fn run(a: Args) -> Result<()> {
     let s = execute(&a, "cryosplat reconstruction")?;
     let last = s.last();
-    println!(
+    say!(
         "resolution: {}; {} + {} particles, {:.0} s",
         resolution_words(last, s.cross_validated.as_ref()),
         s.particles[0],
@@ -558,10 +558,10 @@ pub fn run(a: Args) -> Result<()> {
         s.seconds
     );
     if let Some(c) = &s.completion {
-        println!("map.mrc: {}", crate::report::completion_text(c, s.box_px, s.apix));
+        say!("map.mrc: {}", crate::report::completion_text(c, s.box_px, s.apix));
     }
     if let Some(r) = &s.refinement {
-        println!(
+        say!(
             "refined particles: rms change {:.2}° (rotation), {:.2} Å (origin), {:.0} Å (defocus); {}",
             r.angle_deg_stats.rms,
             r.shift_a_stats.rms,
@@ -569,12 +569,12 @@ pub fn run(a: Args) -> Result<()> {
             r.star.display()
         );
         let [a, b] = r.prior_widths;
-        println!(
+        say!(
             "prior widths at the end (half A / B): {:.2}° / {:.2}° per rotation component, {:.2} / {:.2} Å per origin axis, {:.0} / {:.0} Å defocus",
             a[0], b[0], a[1], b[1], a[2], b[2]
         );
         for p in &r.native {
-            println!("refined values in the input's own format: {}", p.display());
+            say!("refined values in the input's own format: {}", p.display());
         }
     }
     if !a.no_postprocess {
@@ -586,6 +586,6 @@ pub fn run(a: Args) -> Result<()> {
     if let Err(e) = crate::cmd::postprocess::write_view(&a.out) {
         tracing::warn!("view.cxc not written: {e:#}");
     }
-    println!("outputs in {}", a.out.display());
+    say!("outputs in {}", a.out.display());
     Ok(())
 }

@@ -211,7 +211,7 @@ pub fn run(args: Args) -> Result<()> {
     for w in &summary.warnings {
         tracing::warn!("{w}");
     }
-    println!(
+    say!(
         "wrote {} particles ({} px, {} Å/px) to {}: signal variance {:.4e}, noise σ {:.4e}",
         summary.count,
         box_px,
