@@ -50,7 +50,7 @@ use super::{InitKind, ReconstructError};
 use crate::images::{CropTo, Images};
 use cryosplat_core::backproject::{Accumulator, InsertScratch, BASE_WIENER};
 use cryosplat_core::ctf::CtfParams;
-use cryosplat_core::fsc::fsc;
+use cryosplat_core::fsc::{fsc, implied_correlation};
 use cryosplat_core::pose::Pose;
 use cryosplat_core::symmetry::PointGroup;
 use rayon::prelude::*;
@@ -208,7 +208,7 @@ pub fn backproject_half_maps(
 /// of the same images; `d` the box, `apix` its pixel size.
 pub fn judge(gaussian: &[f32], bp: &[Vec<f32>; 3], d: usize, apix: f64) -> LowResolutionCheck {
     let f_b = fsc(&bp[0], &bp[1], d);
-    let c_b: Vec<f64> = f_b.iter().map(|&f| (2.0 * f.max(0.0) / (1.0 + f.max(0.0))).sqrt()).collect();
+    let c_b: Vec<f64> = f_b.iter().map(|&f| implied_correlation(f)).collect();
     let f_gb = fsc(gaussian, &bp[2], d);
     let estimate: Vec<f64> = f_gb.iter().zip(&c_b).map(|(&g, &c)| if c > 0.0 { g / c } else { 0.0 }).collect();
     let last_shell = (1..c_b.len().min(last_usable_shell(d) + 1)).take_while(|&n| c_b[n] >= RELIABLE).last().unwrap_or(0);
