@@ -376,10 +376,11 @@ pub enum ReportedResolution {
     /// The curve stays above the threshold up to Nyquist (`angstrom` is Nyquist): the data
     /// support at least this, and no finer figure can be read.
     AtNyquist { angstrom: f64 },
-    /// A bound at `angstrom`: the data support at least this. Written by earlier versions of
-    /// `reconstruct` where the half maps claimed more than the last shell their cross-validated
-    /// estimate reached (now read beyond it, [`crate::reconstruct::reported_with_limit`]), and
-    /// kept by `postprocess` of such a run.
+    /// A bound at `angstrom`: the data support at least this. Written by `reconstruct` where
+    /// the half maps claim more than the last shell their cross-validated estimate reaches and
+    /// the estimate is not reliable up to that shell
+    /// ([`crate::reconstruct::reported_with_limit`]; earlier versions wrote it wherever the
+    /// estimate held to its last shell), and kept by `postprocess` of such a run.
     AtLeast { angstrom: f64 },
     /// The curve is below the threshold from the start.
     NoCorrelation,

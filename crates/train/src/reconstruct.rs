@@ -740,12 +740,20 @@ pub struct EpochRecord {
 pub const RESOLUTION_METHOD: &str = "half-map FSC, auto-masked, corrected by phase randomisation (gold standard)";
 
 /// How the final resolution of a reconstruction is read ([`CrossValidatedSummary`]).
-pub const LIMITED_RESOLUTION_METHOD: &str = "the coarser of the half-map FSC (auto-masked, corrected by phase randomisation) and its cross-validated limit (each Gaussian half map against the backprojection of the other half's images, with the same mask; beyond the shells it estimates reliably, the half-map FSC lowered by the largest excess it measured)";
+pub const LIMITED_RESOLUTION_METHOD: &str = "the coarser of the half-map FSC (auto-masked, corrected by phase randomisation) and its cross-validated limit (each Gaussian half map against the backprojection of the other half's images, with the same mask; beyond the shells it estimates reliably, the half-map FSC lowered by the largest excess it measured, past its last shell only where it is reliable up to that shell: otherwise a bound there)";
 
 /// The final resolution in words: the reported figure, and when the cross-validated limit made
 /// it coarser, its range within one standard error and the half maps' own claim beside it.
 pub fn resolution_words(r: &EpochRecord, cv: Option<&CrossValidatedSummary>) -> String {
     match (r.half_map_0143, cv) {
+        (Some(half), Some(cv)) if cv.limited && matches!(r.resolution_0143, ReportedResolution::AtLeast { .. }) => format!(
+            "{} (FSC 0.143), {} (0.5): the cross-validated estimate holds to its last shell ({:.2} Å) but is reliable only to {:.2} Å, so nothing is read past the last shell; the half maps alone claim {}",
+            r.resolution_0143.short(),
+            r.resolution_05.short(),
+            cv.last_shell_a,
+            cv.reliable_shell_a,
+            half.short()
+        ),
         (Some(half), Some(cv)) if cv.limited && cv.limit_0143.is_none() => format!(
             "{} (FSC 0.143), {} (0.5): the cross-validated estimate holds to its last shell ({:.2} Å){}; beyond, the half-map FSC lowered by the largest excess the estimate measured over it ({:.3} in correlation with the truth) reads this, where the half maps alone claim {}",
             r.resolution_0143.short(),
@@ -784,9 +792,27 @@ pub fn resolution_words(r: &EpochRecord, cv: Option<&CrossValidatedSummary>) -> 
 /// measured): the coarser of the two ([`crossval::limited`]); `None` sets no limit. On the
 /// simulations of BENCHMARKS.md ("Beyond the reliable estimate: the half maps lowered by their
 /// excess") the reading beyond the estimate's shells was within 4% of the truth where the bound
-/// at its last shell had been up to 10% coarser.
-pub fn reported_with_limit(half_map: Resolution, reading: Option<Resolution>, apix: f64) -> ReportedResolution {
-    ReportedResolution::new(crossval::limited(half_map, reading), apix)
+/// at its last shell had been up to 10% coarser. With `bound` (the reading is the estimate's
+/// last shell, [`crossval::CrossValidated::beyond_is_bound`]) a figure set by the reading is a
+/// bound, [`ReportedResolution::AtLeast`].
+pub fn reported_with_limit(half_map: Resolution, reading: Option<Resolution>, bound: bool, apix: f64) -> ReportedResolution {
+    match crossval::limited(half_map, reading) {
+        Resolution::Angstrom(a) if bound && reading == Some(Resolution::Angstrom(a)) && half_map != reading.unwrap_or(half_map) => {
+            ReportedResolution::AtLeast { angstrom: a }
+        }
+        r => ReportedResolution::new(r, apix),
+    }
+}
+
+/// What the cross-validated estimate reads past its shells at `threshold`
+/// ([`crossval::CrossValidated::beyond`]) as reported: a bound at its last shell where
+/// [`crossval::CrossValidated::beyond_is_bound`].
+pub fn beyond_reported(cv: &crossval::CrossValidated, half_map: &[f64], threshold: f64, d: usize, apix: f64) -> Option<ReportedResolution> {
+    let bound = cv.beyond_is_bound(half_map, threshold, d, apix);
+    cv.beyond(half_map, threshold, d, apix).map(|r| match r {
+        Resolution::Angstrom(a) if bound => ReportedResolution::AtLeast { angstrom: a },
+        r => ReportedResolution::new(r, apix),
+    })
 }
 
 /// The cross-validated limit of the final resolution ([`cryosplat_core::crossval`]): the
@@ -1808,8 +1834,8 @@ impl<'a> Driver<'a> {
             let cv = crossval::cross_validated([&map_a, &map_b], bp, d, check::last_usable_shell(d), fsc.mask.as_deref(), Some(&group));
             let (l0143, l05) = (cv.limit(0.143, d, apix), cv.limit(0.5, d, apix));
             let half_curve = fsc.final_curve();
-            let [read0143, read05] = [0.143, 0.5].map(|t| cv.reading(half_curve, t, d, apix));
-            let [final0143, final05] = [(r0143, read0143), (r05, read05)].map(|(r, l)| reported_with_limit(r, l, apix));
+            let [read0143, read05] = [0.143, 0.5].map(|t| (cv.reading(half_curve, t, d, apix), cv.beyond_is_bound(half_curve, t, d, apix)));
+            let [final0143, final05] = [(r0143, read0143), (r05, read05)].map(|(r, (l, bound))| reported_with_limit(r, l, bound, apix));
             record.half_map_0143 = Some(record.resolution_0143);
             record.half_map_05 = Some(record.resolution_05);
             record.resolution_0143 = final0143;
@@ -1822,8 +1848,8 @@ impl<'a> Driver<'a> {
                 reliable_shell_a: cv.reliable_shell_a(d, apix),
                 excess: cv.excess(half_curve),
                 extrapolated: cv.extrapolated(half_curve),
-                beyond_0143: cv.beyond(half_curve, 0.143, d, apix).map(|r| ReportedResolution::new(r, apix)),
-                beyond_05: cv.beyond(half_curve, 0.5, d, apix).map(|r| ReportedResolution::new(r, apix)),
+                beyond_0143: beyond_reported(&cv, half_curve, 0.143, d, apix),
+                beyond_05: beyond_reported(&cv, half_curve, 0.5, d, apix),
                 full_vs_truth: cv.full_vs_truth,
                 standard_error: cv.standard_error,
                 half_map_equivalent: cv.half_map_equivalent,
@@ -2308,13 +2334,19 @@ mod tests {
         let at = |a| Resolution::Angstrom(a);
         let crossing = |a| ReportedResolution::Crossing { angstrom: a };
         // No reading (the curve stays above the threshold to Nyquist): the half maps' figure.
-        assert_eq!(reported_with_limit(at(4.2), None, apix), crossing(4.2));
-        assert_eq!(reported_with_limit(Resolution::Nyquist, None, apix), ReportedResolution::new(Resolution::Nyquist, apix));
-        assert_eq!(reported_with_limit(Resolution::NoCorrelation, None, apix), ReportedResolution::NoCorrelation);
+        assert_eq!(reported_with_limit(at(4.2), None, false, apix), crossing(4.2));
+        assert_eq!(reported_with_limit(Resolution::Nyquist, None, false, apix), ReportedResolution::new(Resolution::Nyquist, apix));
+        assert_eq!(reported_with_limit(Resolution::NoCorrelation, None, false, apix), ReportedResolution::NoCorrelation);
         // A reading: the coarser of the two.
-        assert_eq!(reported_with_limit(at(4.2), Some(at(5.0)), apix), crossing(5.0));
-        assert_eq!(reported_with_limit(at(6.0), Some(at(5.0)), apix), crossing(6.0));
-        assert_eq!(reported_with_limit(Resolution::Nyquist, Some(at(4.5)), apix), crossing(4.5));
+        assert_eq!(reported_with_limit(at(4.2), Some(at(5.0)), false, apix), crossing(5.0));
+        assert_eq!(reported_with_limit(at(6.0), Some(at(5.0)), false, apix), crossing(6.0));
+        assert_eq!(reported_with_limit(Resolution::Nyquist, Some(at(4.5)), false, apix), crossing(4.5));
+        // A reading that is a bound at the estimate's last shell stays a bound where it sets the
+        // figure, and gives way to coarser half maps.
+        let at_least = |a| ReportedResolution::AtLeast { angstrom: a };
+        assert_eq!(reported_with_limit(at(4.2), Some(at(5.0)), true, apix), at_least(5.0));
+        assert_eq!(reported_with_limit(Resolution::Nyquist, Some(at(4.86)), true, apix), at_least(4.86));
+        assert_eq!(reported_with_limit(at(6.0), Some(at(5.0)), true, apix), crossing(6.0));
     }
 
     #[test]
@@ -2341,6 +2373,13 @@ mod tests {
         assert!(words.starts_with("4.47 Å (FSC 0.143), 7.12 Å (0.5): the cross-validated estimate holds to its last shell (4.86 Å); beyond, the half-map FSC lowered by the largest excess the estimate measured over it (0.097 in correlation with the truth) reads this, where the half maps alone claim at Nyquist"), "{words}");
         let words = resolution_words(&record, Some(&summary(25)));
         assert!(words.contains("holds to its last shell (4.86 Å), reliable to 5.64 Å; beyond"), "{words}");
+        // A bound at the last shell (the estimate not reliable up to it) says so.
+        let bound = EpochRecord { resolution_0143: ReportedResolution::AtLeast { angstrom: 4.86 }, ..record.clone() };
+        let words = resolution_words(&bound, Some(&summary(25)));
+        assert!(
+            words.starts_with("at least 4.86 Å (FSC 0.143), 7.12 Å (0.5): the cross-validated estimate holds to its last shell (4.86 Å) but is reliable only to 5.64 Å, so nothing is read past the last shell; the half maps alone claim at Nyquist"),
+            "{words}"
+        );
     }
 
     #[test]

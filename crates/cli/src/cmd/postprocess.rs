@@ -353,9 +353,10 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     // is coarser than this FSC's own resolution, the map is low-passed, its B-factor fitted and
     // its resolution reported there, so that map_sharp.mrc does not claim what the run does not.
     // Where the estimate held to its last shell, what it read beyond (`beyond_0143`, the half
-    // maps' curve lowered by their excess over it): the same. Runs of earlier versions reported
-    // a bound at that shell there (`resolution_details.resolution_0143`, "at_least"), stated as
-    // a bound here too.
+    // maps' curve lowered by their excess over it): the same. Where the estimate was not
+    // reliable up to its last shell (and runs of earlier versions, wherever it held to it), the
+    // run reports a bound at that shell (`resolution_details.resolution_0143`, "at_least"),
+    // stated as a bound here too.
     let (limit_a, bound) = run
         .as_ref()
         .and_then(|run| {
