@@ -58,7 +58,14 @@ shells before Nyquist), the shells beyond those where its standard error stays w
 FSC lowered by the largest excess of its claim over the estimate there; before, such runs reported a bound at the last \
 shell, 3% to 10% coarser than the truth. The range \
 given with the limit is where it would be with its estimate one standard error higher or lower; on 73 simulated runs the \
-truth fell inside it 53 times, finer than it 9 times and coarser 11 times.";
+truth fell inside it 53 times, finer than it 9 times and coarser 11 times. Past the estimate's last shell the half-map \
+FSC is read only where the estimate is reliable up to that shell; otherwise the figure is a bound there (\"at least\"): \
+over six noise realisations each of nine simulated sets (the same truth, other poses and noise; BENCHMARKS.md, \"Noise \
+realisations of one set\"), the reading past the last shell had claimed Nyquist for maps of an O and an I set 6% to 13% \
+coarser; now 5 of the 55 runs' figures are more than 3% optimistic (10 before), the worst by 5% (13% before). Those realisations also \
+show how far one set's figure moves with the noise alone: a standard deviation of 2% to 5% of the resolution without a point \
+group and up to 10% with one, so a figure within a few percent of the truth on one data set can miss it by as much on the \
+next.";
 
 /// Flatten a JSON object of settings into (key, value) rows, nested keys joined by dots.
 pub fn settings_rows(v: &serde_json::Value) -> Vec<(String, String)> {
@@ -321,7 +328,7 @@ pub fn write_epoch_outputs(
     let last = r.record;
     let method = match r.cross_validated {
         Some(_) => format!(
-            "Resolutions are read at the first crossing of {LIMITED_RESOLUTION_METHOD}. Both Gaussian halves fit their images with the same kind of model, so they can agree on detail the data do not hold, and their FSC alone would count it as resolution. Each Gaussian half map is therefore also compared with the backprojection of the other half's images, which shares no such error; divided by the backprojection halves' own agreement (all four maps with the half-map FSC's mask), that estimates how the map correlates with the truth, read half a standard error below itself, and the resolution reported is the coarser of the two readings (shells where the backprojections agree too little to say anything count as no correlation; the backprojection's three outermost shells carry no estimate). Where the estimate holds to its last shell, the shells beyond those it estimates reliably (standard error within 10% of the estimate) are read from the half-map FSC lowered by the largest excess of its claim over the estimate in the reliable shells, in the map's correlation with the truth: on every simulated set that excess grew with frequency, so the largest one measured stands for the shells the estimate cannot reach."
+            "Resolutions are read at the first crossing of {LIMITED_RESOLUTION_METHOD}. Both Gaussian halves fit their images with the same kind of model, so they can agree on detail the data do not hold, and their FSC alone would count it as resolution. Each Gaussian half map is therefore also compared with the backprojection of the other half's images, which shares no such error; divided by the backprojection halves' own agreement (all four maps with the half-map FSC's mask), that estimates how the map correlates with the truth, read half a standard error below itself, and the resolution reported is the coarser of the two readings (shells where the backprojections agree too little to say anything count as no correlation; the backprojection's three outermost shells carry no estimate). Where the estimate holds to its last shell, the shells beyond those it estimates reliably (standard error within 10% of the estimate) are read from the half-map FSC lowered by the largest excess of its claim over the estimate in the reliable shells, in the map's correlation with the truth: on every simulated set that excess grew with frequency, so the largest one measured stands for the shells the estimate cannot reach. Past the estimate's last shell that curve is read only where the estimate is reliable up to it; otherwise the figure is a bound at the last shell (\"at least\")."
         ),
         None => format!("Resolutions are read at the first crossing of the {RESOLUTION_METHOD}."),
     };
@@ -339,15 +346,19 @@ pub fn write_epoch_outputs(
             },
         );
         if cv.limit_0143.is_none() && !cv.extrapolated.is_empty() {
-            summary = summary.row(
-                "beyond the reliable estimate (0.143)",
-                format!(
+            let beyond = match cv.beyond_0143 {
+                Some(b @ cryosplat_train::output::ReportedResolution::AtLeast { .. }) => format!(
+                    "{b}: the estimate is reliable only to {:.2} Å, short of its last shell, so the half-map FSC lowered by the largest excess of its claim over the estimate there ({:.3} in correlation) is not read past the last shell",
+                    cv.reliable_shell_a, cv.excess
+                ),
+                b => format!(
                     "{}: the half-map FSC lowered by {:.3} in correlation, the largest excess of its claim over the estimate up to {:.2} Å",
-                    cv.beyond_0143.map_or("no crossing".to_string(), |b| b.to_string()),
+                    b.map_or("no crossing".to_string(), |b| b.to_string()),
                     cv.excess,
                     cv.reliable_shell_a
                 ),
-            );
+            };
+            summary = summary.row("beyond the reliable estimate (0.143)", beyond);
         }
         if let Some(range) = cv.range_0143 {
             summary = summary.row("cross-validated estimate within one standard error (0.143)", range.words(cv.last_shell_a));
