@@ -283,20 +283,25 @@ fn local_resolution_of_the_reference_half_maps() {
     assert!(!again.status.success() && text(&again.stderr).contains("--overwrite"), "{}", text(&again.stderr));
 }
 
+/// The bundled 1A8O model.
+const MODEL_1A8O: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/models/1A8O.pdb");
+
+/// Runs the tool with `args`, checks that it succeeded and returns its stdout and stderr.
+fn succeeded(args: &[&str]) -> (String, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cryosplat")).args(args).output().unwrap();
+    assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
 /// `backproject` post-processes its half maps at the end: `map_sharp.mrc` and its mask are
 /// written and `run.json` gains the B-factor and the post-processed resolution;
 /// `--no-postprocess` leaves them out.
 #[test]
 fn backproject_postprocesses_at_the_end() {
-    let bin = env!("CARGO_BIN_EXE_cryosplat");
     let dir = tempfile::tempdir().unwrap();
     let sim = dir.path().join("sim");
-    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/models/1A8O.pdb");
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new(bin).args(args).output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let model = MODEL_1A8O;
+    let run = |args: &[&str]| succeeded(args).0;
     run(&["simulate", model, "-o", sim.to_str().unwrap(), "--box", "40", "--apix", "1.5", "--count", "600", "--snr", "0.5"]);
     let star = sim.join("particles.star");
     let with = dir.path().join("with");
@@ -325,15 +330,10 @@ fn backproject_postprocesses_at_the_end() {
 /// curves' resolutions, still prints them.
 #[test]
 fn quiet_runs_print_only_what_a_command_exists_to_print() {
-    let bin = env!("CARGO_BIN_EXE_cryosplat");
     let dir = tempfile::tempdir().unwrap();
     let sim = dir.path().join("sim");
-    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/data/models/1A8O.pdb");
-    let run = |args: &[&str]| {
-        let o = std::process::Command::new(bin).args(args).output().unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
-    };
+    let model = MODEL_1A8O;
+    let run = succeeded;
     let said = run(&["-q", "simulate", model, "-o", sim.to_str().unwrap(), "--box", "32", "--apix", "2", "--count", "200", "--snr", "0.5"]);
     assert_eq!(said, (String::new(), String::new()));
     let star = sim.join("particles.star");
