@@ -83,7 +83,7 @@
 //!
 //! That curve is read past the last shell only where the estimate is reliable up to it. Where
 //! its last shells are not, the reading stops at the last shell, a bound
-//! ([`CrossValidated::beyond_is_bound`]): over noise realisations of a set with the point group
+//! ([`Reading::bound`]): over noise realisations of a set with the point group
 //! O, the estimate's last two shells read 0.05–0.12 above the truth on average, and the half
 //! maps lowered by the excess measured before them claimed Nyquist for maps 6–13% coarser
 //! (BENCHMARKS.md, "Noise realisations of one set").
@@ -195,11 +195,14 @@ impl CrossValidated {
     }
 
     /// What the estimate reads at `threshold` given the half maps' FSC `half_map`: its limit
-    /// ([`CrossValidated::limit`]) where it crosses within the shells estimated, else the
-    /// crossing of [`CrossValidated::extrapolated`] over all shells; `None` when that curve
-    /// stays above the threshold to its end (the half maps' own curve then does too).
-    pub fn reading(&self, half_map: &[f64], threshold: f64, d: usize, apix: f64) -> Option<Resolution> {
-        self.limit(threshold, d, apix).or_else(|| self.beyond(half_map, threshold, d, apix))
+    /// ([`CrossValidated::limit`]) where it crosses within the shells estimated, else what it
+    /// reads past them ([`CrossValidated::beyond`]); `None` when the curve read there stays
+    /// above the threshold to its end (the half maps' own curve then does too).
+    pub fn reading(&self, half_map: &[f64], threshold: f64, d: usize, apix: f64) -> Option<Reading> {
+        match self.limit(threshold, d, apix) {
+            Some(resolution) => Some(Reading { resolution, bound: false }),
+            None => self.beyond(half_map, threshold, d, apix),
+        }
     }
 
     /// The crossing of [`CrossValidated::extrapolated`] where the estimate itself does not cross
@@ -207,35 +210,26 @@ impl CrossValidated {
     /// threshold to its end): the part of [`CrossValidated::reading`] read beyond the estimate.
     ///
     /// Past `last_shell` the curve is read only where the estimate is reliable up to it
-    /// ([`CrossValidated::reliable_shell`] is `last_shell`); otherwise a crossing finer than
-    /// `last_shell`, or none, reads as that shell, a bound ([`CrossValidated::beyond_is_bound`]).
-    pub fn beyond(&self, half_map: &[f64], threshold: f64, d: usize, apix: f64) -> Option<Resolution> {
+    /// ([`CrossValidated::reliable_shell`] is `last_shell`). Otherwise a crossing finer than
+    /// `last_shell`, or none, reads as that shell, a bound ([`Reading::bound`]): the estimate's
+    /// last shells are its noisiest (on simulated sets with a point group they read above the
+    /// truth), and the excess measured in the reliable shells cannot stand for the shells past
+    /// the last: half maps of an O set of 1,000 particles, lowered by it, read Nyquist for maps
+    /// 6–13% coarser (BENCHMARKS.md, "Noise realisations of one set").
+    pub fn beyond(&self, half_map: &[f64], threshold: f64, d: usize, apix: f64) -> Option<Reading> {
         if self.limit(threshold, d, apix).is_some() {
             return None;
         }
         let read = crossing(&self.extrapolated(half_map), threshold, d, apix);
-        if self.beyond_is_bound(half_map, threshold, d, apix) {
-            Some(Resolution::Angstrom(self.last_shell_a(d, apix)))
-        } else {
-            read
+        let crossing = |resolution| Reading { resolution, bound: false };
+        if self.reliable_shell() >= self.last() {
+            return read.map(crossing);
         }
-    }
-
-    /// Whether [`CrossValidated::beyond`] reads a bound at `last_shell` rather than a crossing:
-    /// the estimate holds above `threshold` to its last shell, is not reliable up to it (its
-    /// last shells are the noisiest, and on simulated sets with a point group read above the
-    /// truth there), and the half maps' curve lowered by the excess would read finer than that
-    /// shell, or never cross. The excess measured in the reliable shells then cannot stand for
-    /// the shells beyond the last: half maps of an O set of 1,000 particles, lowered by it,
-    /// read Nyquist for maps 6–13% coarser (BENCHMARKS.md, "Noise realisations of one set").
-    pub fn beyond_is_bound(&self, half_map: &[f64], threshold: f64, d: usize, apix: f64) -> bool {
-        if self.limit(threshold, d, apix).is_some() || self.reliable_shell() >= self.last() {
-            return false;
-        }
-        match crossing(&self.extrapolated(half_map), threshold, d, apix) {
-            None => true,
-            Some(Resolution::Angstrom(a)) => a < self.last_shell_a(d, apix),
-            Some(_) => false,
+        let last_a = self.last_shell_a(d, apix);
+        match read {
+            None => Some(Reading { resolution: Resolution::Angstrom(last_a), bound: true }),
+            Some(Resolution::Angstrom(a)) if a < last_a => Some(Reading { resolution: Resolution::Angstrom(last_a), bound: true }),
+            r => r.map(crossing),
         }
     }
 
@@ -243,6 +237,16 @@ impl CrossValidated {
     fn last(&self) -> usize {
         self.last_shell.min(self.full_vs_truth.len() - 1)
     }
+}
+
+/// What the cross-validated estimate reads at a threshold ([`CrossValidated::reading`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Reading {
+    pub resolution: Resolution,
+    /// The resolution is a bound at the estimate's last shell, not a crossing: the estimate
+    /// holds above the threshold to that shell without being reliable up to it, and nothing is
+    /// read past it ([`CrossValidated::beyond`]).
+    pub bound: bool,
 }
 
 /// Where `curve` (shells up to the last estimated) first falls below `threshold`; `None` when
@@ -624,7 +628,9 @@ mod tests {
             let cv = cross_validated([&model[0], &model[1]], [&bp[0], &bp[1]], d, last, None, None);
             assert_eq!(cv.limit(0.143, d, apix), None, "the estimate holds to shell {last}");
             assert_eq!(cv.reliable_shell(), last);
-            let Some(Resolution::Angstrom(r)) = cv.reading(&half, 0.143, d, apix) else { panic!("a reading beyond shell {last}") };
+            let Some(Reading { resolution: Resolution::Angstrom(r), bound: false }) = cv.reading(&half, 0.143, d, apix) else {
+                panic!("a reading beyond shell {last}")
+            };
             // The excess grows fast here: three shells short of the truth's crossing (shell
             // 11.3) the one measured is smaller than the one beyond, and the reading 5% finer.
             assert!((r - t).abs() / t < 0.05, "estimate to shell {last}: read {r} Å, truth {t} Å (half maps {c} Å)");
@@ -662,17 +668,15 @@ mod tests {
         falling[0] = 1.0;
         assert_eq!(cv.excess(&falling), 0.0);
         assert_eq!(cv.limit(0.143, 32, 1.0), None);
-        assert!(cv.beyond_is_bound(&falling, 0.143, 32, 1.0));
-        assert_eq!(cv.reading(&falling, 0.143, 32, 1.0), Some(Resolution::Angstrom(32.0 / 13.0)));
+        let bound = Some(Reading { resolution: Resolution::Angstrom(32.0 / 13.0), bound: true });
+        assert_eq!(cv.reading(&falling, 0.143, 32, 1.0), bound);
         assert_eq!(cv.beyond(&falling, 0.143, 32, 1.0), cv.reading(&falling, 0.143, 32, 1.0));
         // Half maps claiming 0.99 to Nyquist read the same bound, not Nyquist.
-        assert!(cv.beyond_is_bound(&half, 0.143, 32, 1.0));
-        assert_eq!(cv.reading(&half, 0.143, 32, 1.0), Some(Resolution::Angstrom(32.0 / 13.0)));
+        assert_eq!(cv.reading(&half, 0.143, 32, 1.0), bound);
         // A crossing between the reliable and the last shell is read as it is.
         let mut early = falling.clone();
         early[11..].iter_mut().for_each(|v| *v = 0.05);
-        assert!(!cv.beyond_is_bound(&early, 0.143, 32, 1.0));
-        let (Some(Resolution::Angstrom(r)), Resolution::Angstrom(e)) =
+        let (Some(Reading { resolution: Resolution::Angstrom(r), bound: false }), Resolution::Angstrom(e)) =
             (cv.reading(&early, 0.143, 32, 1.0), resolution_at(&early, 0.143, 32, 1.0))
         else {
             panic!("crossings expected")
@@ -686,8 +690,7 @@ mod tests {
             ..cv.clone()
         };
         assert_eq!(reliable.reliable_shell(), 13);
-        assert!(!reliable.beyond_is_bound(&falling, 0.143, 32, 1.0));
-        let (Some(Resolution::Angstrom(r)), Resolution::Angstrom(e)) =
+        let (Some(Reading { resolution: Resolution::Angstrom(r), bound: false }), Resolution::Angstrom(e)) =
             (reliable.reading(&falling, 0.143, 32, 1.0), resolution_at(&falling, 0.143, 32, 1.0))
         else {
             panic!("crossings expected")

@@ -792,27 +792,22 @@ pub fn resolution_words(r: &EpochRecord, cv: Option<&CrossValidatedSummary>) -> 
 /// measured): the coarser of the two ([`crossval::limited`]); `None` sets no limit. On the
 /// simulations of BENCHMARKS.md ("Beyond the reliable estimate: the half maps lowered by their
 /// excess") the reading beyond the estimate's shells was within 4% of the truth where the bound
-/// at its last shell had been up to 10% coarser. With `bound` (the reading is the estimate's
-/// last shell, [`crossval::CrossValidated::beyond_is_bound`]) a figure set by the reading is a
-/// bound, [`ReportedResolution::AtLeast`].
-pub fn reported_with_limit(half_map: Resolution, reading: Option<Resolution>, bound: bool, apix: f64) -> ReportedResolution {
-    match crossval::limited(half_map, reading) {
-        Resolution::Angstrom(a) if bound && reading == Some(Resolution::Angstrom(a)) && half_map != reading.unwrap_or(half_map) => {
-            ReportedResolution::AtLeast { angstrom: a }
-        }
-        r => ReportedResolution::new(r, apix),
+/// at its last shell had been up to 10% coarser. A reading that is a bound at the estimate's
+/// last shell ([`crossval::Reading::bound`]) stays a bound where it sets the figure.
+pub fn reported_with_limit(half_map: Resolution, reading: Option<crossval::Reading>, apix: f64) -> ReportedResolution {
+    match reading {
+        Some(r) if crossval::limited(half_map, Some(r.resolution)) != half_map => reported_reading(r, apix),
+        _ => ReportedResolution::new(half_map, apix),
     }
 }
 
-/// What the cross-validated estimate reads past its shells at `threshold`
-/// ([`crossval::CrossValidated::beyond`]) as reported: a bound at its last shell where
-/// [`crossval::CrossValidated::beyond_is_bound`].
-pub fn beyond_reported(cv: &crossval::CrossValidated, half_map: &[f64], threshold: f64, d: usize, apix: f64) -> Option<ReportedResolution> {
-    let bound = cv.beyond_is_bound(half_map, threshold, d, apix);
-    cv.beyond(half_map, threshold, d, apix).map(|r| match r {
-        Resolution::Angstrom(a) if bound => ReportedResolution::AtLeast { angstrom: a },
-        r => ReportedResolution::new(r, apix),
-    })
+/// A reading of the cross-validated estimate as reported: [`ReportedResolution::AtLeast`] where
+/// it is a bound at the estimate's last shell.
+pub fn reported_reading(r: crossval::Reading, apix: f64) -> ReportedResolution {
+    match r.resolution {
+        Resolution::Angstrom(angstrom) if r.bound => ReportedResolution::AtLeast { angstrom },
+        resolution => ReportedResolution::new(resolution, apix),
+    }
 }
 
 /// The cross-validated limit of the final resolution ([`cryosplat_core::crossval`]): the
@@ -1834,8 +1829,8 @@ impl<'a> Driver<'a> {
             let cv = crossval::cross_validated([&map_a, &map_b], bp, d, check::last_usable_shell(d), fsc.mask.as_deref(), Some(&group));
             let (l0143, l05) = (cv.limit(0.143, d, apix), cv.limit(0.5, d, apix));
             let half_curve = fsc.final_curve();
-            let [read0143, read05] = [0.143, 0.5].map(|t| (cv.reading(half_curve, t, d, apix), cv.beyond_is_bound(half_curve, t, d, apix)));
-            let [final0143, final05] = [(r0143, read0143), (r05, read05)].map(|(r, (l, bound))| reported_with_limit(r, l, bound, apix));
+            let [read0143, read05] = [0.143, 0.5].map(|t| cv.reading(half_curve, t, d, apix));
+            let [final0143, final05] = [(r0143, read0143), (r05, read05)].map(|(r, l)| reported_with_limit(r, l, apix));
             record.half_map_0143 = Some(record.resolution_0143);
             record.half_map_05 = Some(record.resolution_05);
             record.resolution_0143 = final0143;
@@ -1848,8 +1843,8 @@ impl<'a> Driver<'a> {
                 reliable_shell_a: cv.reliable_shell_a(d, apix),
                 excess: cv.excess(half_curve),
                 extrapolated: cv.extrapolated(half_curve),
-                beyond_0143: beyond_reported(&cv, half_curve, 0.143, d, apix),
-                beyond_05: beyond_reported(&cv, half_curve, 0.5, d, apix),
+                beyond_0143: cv.beyond(half_curve, 0.143, d, apix).map(|r| reported_reading(r, apix)),
+                beyond_05: cv.beyond(half_curve, 0.5, d, apix).map(|r| reported_reading(r, apix)),
                 full_vs_truth: cv.full_vs_truth,
                 standard_error: cv.standard_error,
                 half_map_equivalent: cv.half_map_equivalent,
@@ -2334,19 +2329,20 @@ mod tests {
         let at = |a| Resolution::Angstrom(a);
         let crossing = |a| ReportedResolution::Crossing { angstrom: a };
         // No reading (the curve stays above the threshold to Nyquist): the half maps' figure.
-        assert_eq!(reported_with_limit(at(4.2), None, false, apix), crossing(4.2));
-        assert_eq!(reported_with_limit(Resolution::Nyquist, None, false, apix), ReportedResolution::new(Resolution::Nyquist, apix));
-        assert_eq!(reported_with_limit(Resolution::NoCorrelation, None, false, apix), ReportedResolution::NoCorrelation);
+        assert_eq!(reported_with_limit(at(4.2), None, apix), crossing(4.2));
+        assert_eq!(reported_with_limit(Resolution::Nyquist, None, apix), ReportedResolution::new(Resolution::Nyquist, apix));
+        assert_eq!(reported_with_limit(Resolution::NoCorrelation, None, apix), ReportedResolution::NoCorrelation);
         // A reading: the coarser of the two.
-        assert_eq!(reported_with_limit(at(4.2), Some(at(5.0)), false, apix), crossing(5.0));
-        assert_eq!(reported_with_limit(at(6.0), Some(at(5.0)), false, apix), crossing(6.0));
-        assert_eq!(reported_with_limit(Resolution::Nyquist, Some(at(4.5)), false, apix), crossing(4.5));
+        let read = |a, bound| Some(crossval::Reading { resolution: at(a), bound });
+        assert_eq!(reported_with_limit(at(4.2), read(5.0, false), apix), crossing(5.0));
+        assert_eq!(reported_with_limit(at(6.0), read(5.0, false), apix), crossing(6.0));
+        assert_eq!(reported_with_limit(Resolution::Nyquist, read(4.5, false), apix), crossing(4.5));
         // A reading that is a bound at the estimate's last shell stays a bound where it sets the
         // figure, and gives way to coarser half maps.
         let at_least = |a| ReportedResolution::AtLeast { angstrom: a };
-        assert_eq!(reported_with_limit(at(4.2), Some(at(5.0)), true, apix), at_least(5.0));
-        assert_eq!(reported_with_limit(Resolution::Nyquist, Some(at(4.86)), true, apix), at_least(4.86));
-        assert_eq!(reported_with_limit(at(6.0), Some(at(5.0)), true, apix), crossing(6.0));
+        assert_eq!(reported_with_limit(at(4.2), read(5.0, true), apix), at_least(5.0));
+        assert_eq!(reported_with_limit(Resolution::Nyquist, read(4.86, true), apix), at_least(4.86));
+        assert_eq!(reported_with_limit(at(6.0), read(5.0, true), apix), crossing(6.0));
     }
 
     #[test]

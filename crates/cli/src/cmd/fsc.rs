@@ -25,7 +25,7 @@ use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
 use cryosplat_formats::mrc::MrcFile;
 use cryosplat_train::output::{insert_reported_json, insert_resolution_json, Existing, OutputDir};
 use cryosplat_train::reconstruct::check::last_usable_shell;
-use cryosplat_train::reconstruct::{beyond_reported, reported_with_limit, LimitRangeSummary};
+use cryosplat_train::reconstruct::{reported_reading, reported_with_limit, LimitRangeSummary};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -197,10 +197,8 @@ pub fn run(a: Args) -> Result<()> {
     // resolution, read as `reconstruct` reads it.
     let limits = cross.as_ref().map(|cv| [0.143, 0.5].map(|t| cv.limit(t, d, apix)));
     let readings = cross.as_ref().map(|cv| [0.143, 0.5].map(|t| cv.reading(rep.final_curve(), t, d, apix)));
-    let bounds = cross.as_ref().map(|cv| [0.143, 0.5].map(|t| cv.beyond_is_bound(rep.final_curve(), t, d, apix)));
     let extrapolated = cross.as_ref().map(|cv| cv.extrapolated(rep.final_curve()));
-    let limited_results =
-        readings.zip(bounds).map(|(l, b)| [0, 1].map(|i| results[i].2.clone().map(|r| reported_with_limit(r, l[i], b[i], apix))));
+    let limited_results = readings.map(|l| [0, 1].map(|i| results[i].2.clone().map(|r| reported_with_limit(r, l[i], apix))));
     if let Some(out) = &mut held {
         out.write_fsc(&rep)?;
         // With --cross-validate the plot draws the estimate's curve and the limited figures, as
@@ -271,8 +269,8 @@ pub fn run(a: Args) -> Result<()> {
             c["excess"] = serde_json::json!(cv.excess(rep.final_curve()));
             c["extrapolated"] = serde_json::json!(extrapolated);
             for (key, t) in [("beyond_0143", 0.143), ("beyond_05", 0.5)] {
-                match beyond_reported(cv, rep.final_curve(), t, d, apix) {
-                    Some(r) => insert_reported_json(&mut c, key, Ok(r)),
+                match cv.beyond(rep.final_curve(), t, d, apix) {
+                    Some(r) => insert_reported_json(&mut c, key, Ok(reported_reading(r, apix))),
                     None => c[key] = serde_json::Value::Null,
                 }
             }
@@ -299,7 +297,8 @@ pub fn run(a: Args) -> Result<()> {
             println!("cross-validated estimate: {} at 0.143, {} at 0.5", limit[0], limit[1]);
             let range = LimitRangeSummary::new(cv.range(0.143, d, apix), apix);
             println!("within one standard error at 0.143: {}", range.words(last_a));
-            if limits[0].is_none() && bounds.is_some_and(|b| b[0]) {
+            let reading = readings.and_then(|r| r[0]);
+            if reading.is_some_and(|r| r.bound) {
                 println!(
                     "the estimate is reliable (its standard error within {2:.0}% of it) only to shell {0} ({1:.2} Å), short of its last shell: nothing is read past the last shell, and the figure there is a bound",
                     cv.reliable_shell(),
@@ -307,8 +306,8 @@ pub fn run(a: Args) -> Result<()> {
                     100.0 * cryosplat_core::crossval::RELIABLE_SE_FRACTION,
                 );
             } else if limits[0].is_none() {
-                let beyond = match readings.and_then(|r| r[0]) {
-                    Some(r) => r.describe(apix),
+                let beyond = match reading {
+                    Some(r) => r.resolution.describe(apix),
                     None => "no crossing".to_string(),
                 };
                 println!(
