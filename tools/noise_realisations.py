@@ -10,7 +10,7 @@ Gaussian map alone, `map_gaussians.mrc`, which the half maps and the estimate de
 resolution the run reports (FSC 0.143), their ratio (below 1: optimistic), the half maps' own
 claim, the range the run gives for its cross-validated estimate (one standard error either way)
 and whether the truth lies inside it. A last row gives the mean and standard deviation of the
-ratio over the realisations (a bound, where the run reports Nyquist, counted at its value).
+ratio over the realisations (a bound, where the run reports Nyquist or "at least", counted at its value).
 
 A set whose reported figure misses the truth by a few percent on one realisation and by as much
 the other way on another has no bias to correct there: the miss is the estimate's noise.
@@ -54,16 +54,6 @@ def set_spec(name):
     sys.exit(f"no set {name} in science_matrix.py or symmetry_matrix.py")
 
 
-def angstrom(r):
-    """Å of a typed resolution of run.json (`science_matrix.AtNyquist` where the curve does not
-    cross: a bound), or None."""
-    if isinstance(r, dict) and r.get("kind") == "crossing":
-        return r["angstrom"]
-    if isinstance(r, dict) and r.get("kind") == "at_nyquist":
-        return science_matrix.AtNyquist(r["angstrom"])
-    return r if isinstance(r, (int, float)) else None
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("set")
@@ -96,11 +86,11 @@ def main():
         if os.path.exists(alone_map):
             jg = json.loads(sh([a.bin, "-q", "fsc", alone_map, os.path.join(sim, "gt.mrc"), "--json"]))
             truth_g = science_matrix.res_value(science_matrix.detail(jg, "resolution_05"), apix)
-        reported = angstrom(run["resolution_details"]["resolution_0143"])
-        alone = angstrom(run["history"][-1].get("half_map_0143"))
+        reported = science_matrix.res_value(run["resolution_details"]["resolution_0143"], apix)
+        alone = science_matrix.res_value(run["history"][-1].get("half_map_0143"), apix)
         cv = run.get("cross_validated") or {}
         rng = cv.get("range_0143") or {}
-        finer, coarser = angstrom(rng.get("finer")), angstrom(rng.get("coarser"))
+        finer, coarser = (science_matrix.res_value(rng.get(end), apix) for end in ("finer", "coarser"))
         ratio = science_matrix.claim_ratio(reported, truth)
         if ratio is not None:
             # A bound (Nyquist reported, or the truth at Nyquist) counts at its value.
