@@ -111,15 +111,6 @@ pub fn run(a: Args) -> Result<()> {
         say!("symmetry: {} ({} operators)", r.symmetry, r.symmetry_order);
     }
     say!("half-map resolution (FSC 0.143, corrected): {}; 0.5: {}; {:.1} s", r.resolution(0.143), r.resolution(0.5), r.seconds);
-    if !a.no_postprocess {
-        // The maps are complete; a pair that cannot be post-processed is reported, not fatal.
-        if let Err(e) = crate::cmd::postprocess::after_run(&a.out, "backproject") {
-            tracing::warn!("post-processing skipped: {e:#} (the maps above are complete; see `cryosplat postprocess`)");
-        }
-    }
-    if let Err(e) = crate::cmd::postprocess::write_view(&a.out) {
-        tracing::warn!("view.cxc not written: {e:#}");
-    }
-    say!("outputs in {}", a.out.display());
+    crate::cmd::postprocess::finish_run(&a.out, "backproject", !a.no_postprocess);
     Ok(())
 }

@@ -463,6 +463,22 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     Ok(p)
 }
 
+/// The end of a finished `reconstruct` or `backproject` (`what`) run in `dir`: its maps
+/// post-processed ([`after_run`]) when `postprocess` is set, `view.cxc` ([`write_view`]) and the
+/// line naming the folder. The maps are complete by then, so what fails here is a warning, not
+/// an error.
+pub fn finish_run(dir: &Path, what: &str, postprocess: bool) {
+    if postprocess {
+        if let Err(e) = after_run(dir, what) {
+            tracing::warn!("post-processing skipped: {e:#} (the maps above are complete; see `cryosplat postprocess`)");
+        }
+    }
+    if let Err(e) = write_view(dir) {
+        tracing::warn!("view.cxc not written: {e:#}");
+    }
+    say!("outputs in {}", dir.display());
+}
+
 /// `view.cxc` beside a run's maps: a ChimeraX command file (run in its own folder, see
 /// [`CXC_PATHS_NOTE`]) that shows
 /// `map.mrc` as a surface at the level [`cryosplat_core::mask::auto_threshold`] picks, the

@@ -577,15 +577,6 @@ pub fn run(a: Args) -> Result<()> {
             say!("refined values in the input's own format: {}", p.display());
         }
     }
-    if !a.no_postprocess {
-        // The maps are complete; a pair that cannot be post-processed is reported, not fatal.
-        if let Err(e) = crate::cmd::postprocess::after_run(&a.out, "reconstruct") {
-            tracing::warn!("post-processing skipped: {e:#} (the maps above are complete; see `cryosplat postprocess`)");
-        }
-    }
-    if let Err(e) = crate::cmd::postprocess::write_view(&a.out) {
-        tracing::warn!("view.cxc not written: {e:#}");
-    }
-    say!("outputs in {}", a.out.display());
+    crate::cmd::postprocess::finish_run(&a.out, "reconstruct", !a.no_postprocess);
     Ok(())
 }
