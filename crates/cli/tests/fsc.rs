@@ -36,11 +36,15 @@ fn a_normal_pair_gives_a_resolution() {
 
 #[test]
 fn a_curve_that_never_crosses_is_null_with_its_nyquist_bound_as_in_run_json() {
-    // A map against itself agrees in every shell: no crossing, so no number at the top level
-    // (as `run.json`'s `resolution_0143`), and the details give the bound in the form of
-    // `run.json`'s history.
+    // A map against a copy of itself at twice the scale agrees in every shell: no crossing, so
+    // no number at the top level (as `run.json`'s `resolution_0143`), and the details give the
+    // bound in the form of `run.json`'s history.
+    let dir = tempfile::tempdir().unwrap();
     let a = format!("{CASE}vol_a.mrc");
-    let out = fsc(&[&a, &a, "--json", "--apix", "1.5"]);
+    let doubled = dir.path().join("doubled.mrc");
+    let v: Vec<f32> = mrc::MrcFile::open(&a).unwrap().read_all().unwrap().iter().map(|x| 2.0 * x).collect();
+    mrc::write_volume(&doubled, &v, [32, 32, 32], 1.0, &WriteOptions::default()).unwrap();
+    let out = fsc(&[&a, doubled.to_str().unwrap(), "--json", "--apix", "1.5"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in ["resolution_0143", "resolution_05", "resolution_0143_unmasked", "resolution_05_unmasked"] {
@@ -55,12 +59,19 @@ fn degenerate_maps_exit_non_zero_with_the_reason() {
     let zero = flat_map(dir.path(), "zero.mrc", 0.0);
     let flat = flat_map(dir.path(), "flat.mrc", 3.0);
     let (zero, flat) = (zero.to_str().unwrap(), flat.to_str().unwrap());
-    let a = format!("{CASE}vol_a.mrc");
+    let (a, b) = (format!("{CASE}vol_a.mrc"), format!("{CASE}vol_b.mrc"));
+    let same = format!("no resolution: {a} (first map) and {a} (second map) hold the same values (one map given twice?)");
     for (args, expect) in [
         (vec![a.as_str(), zero], format!("no resolution: {zero} (second map) is all zero")),
         (vec![zero, zero, "--json"], format!("no resolution: {zero} (first map) is all zero")),
         (vec![flat, a.as_str(), "--mask", "none"], format!("no resolution: {flat} (first map) is constant (3 everywhere)")),
-        (vec![a.as_str(), a.as_str(), "--mask", zero], "no resolution: the mask is all zero".to_string()),
+        (vec![a.as_str(), b.as_str(), "--mask", zero], "no resolution: the mask is all zero".to_string()),
+        (vec![a.as_str(), a.as_str()], same.clone()),
+        (vec![a.as_str(), a.as_str(), "--mask", "none", "--json"], same),
+        (
+            vec![a.as_str(), b.as_str(), "--cross-validate", b.as_str(), b.as_str()],
+            format!("no resolution: {b} (--cross-validate) and {b} (--cross-validate) hold the same values"),
+        ),
     ] {
         let out = fsc(&args);
         let err = text(&out.stderr);
@@ -72,9 +83,9 @@ fn degenerate_maps_exit_non_zero_with_the_reason() {
 
 #[test]
 fn bad_pixel_sizes_are_refused_naming_the_option() {
-    let a = format!("{CASE}vol_a.mrc");
+    let (a, b) = (format!("{CASE}vol_a.mrc"), format!("{CASE}vol_b.mrc"));
     for bad in ["0", "-1", "-0.5", "nan", "NaN", "inf", "-inf", "1e999", "one"] {
-        for args in [vec![a.as_str(), a.as_str(), "--apix", bad], vec![a.as_str(), a.as_str(), &*format!("--apix={bad}")]] {
+        for args in [vec![a.as_str(), b.as_str(), "--apix", bad], vec![a.as_str(), b.as_str(), &*format!("--apix={bad}")]] {
             let out = fsc(&args);
             let err = text(&out.stderr);
             assert!(!out.status.success(), "{args:?}");
@@ -82,7 +93,7 @@ fn bad_pixel_sizes_are_refused_naming_the_option() {
             assert!(out.stdout.is_empty(), "{args:?}");
         }
     }
-    let out = fsc(&[&a, &a, "--apix", "1.5", "--mask", "none"]);
+    let out = fsc(&[&a, &b, "--apix", "1.5", "--mask", "none"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 

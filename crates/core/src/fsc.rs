@@ -17,7 +17,8 @@
 //! # Degenerate maps
 //!
 //! A map that is all zero, constant or holds NaN or infinite values has no FSC to read a
-//! resolution from; [`check_maps`] says which map and why ([`NoResolution`]). [`gold_standard`]
+//! resolution from, and neither has a map paired with itself (the same values twice: the FSC is
+//! 1 in every shell by construction); [`check_maps`] says which map and why ([`NoResolution`]). [`gold_standard`]
 //! runs that check (and checks a given mask) and records the reason in the report;
 //! [`FscReport::try_resolution`] then returns it, and [`FscReport::resolution`] never returns a
 //! figure for such a pair.
@@ -112,6 +113,9 @@ pub enum NoResolution {
     /// The curve is undefined in these shells (one or both maps have no power there), and at
     /// least one of them comes before the threshold is crossed.
     NoPower { shells: Vec<usize> },
+    /// The two maps hold the same values (one map given twice): their FSC is 1 in every shell
+    /// by construction.
+    Identical { maps: [String; 2] },
 }
 
 impl std::fmt::Display for NoResolution {
@@ -132,6 +136,11 @@ impl std::fmt::Display for NoResolution {
                 "the FSC is undefined in {} {} (one or both maps have no power there) before it crosses the threshold",
                 if shells.len() == 1 { "shell" } else { "shells" },
                 shell_ranges(shells)
+            ),
+            NoResolution::Identical { maps } => write!(
+                f,
+                "{} and {} hold the same values (one map given twice?): their FSC is 1 in every shell whatever the map holds, so it measures no resolution; give two maps made from independent halves of the images",
+                maps[0], maps[1]
             ),
         }
     }
@@ -169,8 +178,9 @@ pub fn check_map(v: &[f32], label: &str) -> Result<(), NoResolution> {
     Ok(())
 }
 
-/// Check a pair of maps before an FSC: same size, finite, neither all zero nor constant. The
-/// maps are called "first map" and "second map" in the reason.
+/// Check a pair of maps before an FSC: same size, finite, neither all zero nor constant, and not
+/// the same values twice ([`NoResolution::Identical`]). The maps are called "first map" and
+/// "second map" in the reason.
 pub fn check_maps(a: &[f32], b: &[f32]) -> Result<(), NoResolution> {
     check_maps_labelled(a, b, ["first map", "second map"])
 }
@@ -181,7 +191,11 @@ pub fn check_maps_labelled(a: &[f32], b: &[f32], labels: [&str; 2]) -> Result<()
         return Err(NoResolution::DifferentSizes { maps: labels.map(str::to_string), lens: [a.len(), b.len()] });
     }
     check_map(a, labels[0])?;
-    check_map(b, labels[1])
+    check_map(b, labels[1])?;
+    if a == b {
+        return Err(NoResolution::Identical { maps: labels.map(str::to_string) });
+    }
+    Ok(())
 }
 
 /// Check a mask for [`gold_standard`] over maps of `len` values: as long as the maps, finite and

@@ -45,13 +45,22 @@ fn relion_shells_and_resolutions() {
 }
 
 #[test]
-fn a_map_against_itself_is_at_nyquist() {
+fn a_map_against_itself_correlates_at_one_but_gives_no_resolution() {
     let a = vol("vol_a.mrc");
     let c = fsc(&a, &a, 32);
     assert!(c.iter().all(|&v| (v - 1.0).abs() < 1e-6));
     assert_eq!(resolution_at(&c, 0.143, 32, 1.0), Resolution::Nyquist);
-    let rep = gold_standard(&a, &a, 32, 1.0, MaskChoice::Auto, 1);
-    assert_eq!(rep.resolution(0.143), Resolution::Nyquist);
+    // As half maps, one map given twice is a mistake, not a map at Nyquist.
+    let identical = NoResolution::Identical { maps: ["first map".into(), "second map".into()] };
+    assert_eq!(check_maps(&a, &a), Err(identical.clone()));
+    assert_no_resolution(&a, &a, MaskChoice::Auto, &identical);
+    assert_no_resolution(&a, &a, MaskChoice::None, &identical);
+    // A copy scaled by any factor, or differing in one value, is a pair of maps.
+    let mut other = a.clone();
+    other[5] += 1.0;
+    assert_eq!(check_maps(&a, &other), Ok(()));
+    let doubled: Vec<f32> = a.iter().map(|x| 2.0 * x).collect();
+    assert_eq!(gold_standard(&a, &doubled, 32, 1.0, MaskChoice::Auto, 1).try_resolution(0.143), Ok(Resolution::Nyquist));
 }
 
 #[test]
@@ -220,12 +229,13 @@ fn degenerate_maps_give_no_resolution_with_the_reason() {
     assert_eq!(check_maps(&a, &bad), Err(non_finite.clone()));
     assert_no_resolution(&a, &bad, MaskChoice::Auto, &non_finite);
     // A given mask that is all zero, or of the wrong size.
-    assert_no_resolution(&a, &a, MaskChoice::Given(&zero), &empty("the mask"));
+    let b = vol("vol_b.mrc");
+    assert_no_resolution(&a, &b, MaskChoice::Given(&zero), &empty("the mask"));
     let short = NoResolution::DifferentSizes { maps: ["each map".into(), "the mask".into()], lens: [a.len(), 5] };
-    assert_no_resolution(&a, &a, MaskChoice::Given(&zero[..5]), &short);
+    assert_no_resolution(&a, &b, MaskChoice::Given(&zero[..5]), &short);
     // A constant non-zero mask is a valid mask.
     let ones = vec![1.0f32; a.len()];
-    assert_eq!(gold_standard(&a, &a, 32, 1.0, MaskChoice::Given(&ones), 1).try_resolution(0.143), Ok(Resolution::Nyquist));
+    assert!(gold_standard(&a, &b, 32, 1.0, MaskChoice::Given(&ones), 1).try_resolution(0.143).is_ok());
     // Maps of different sizes.
     let e = check_maps(&a, &a[..10]).unwrap_err();
     assert_eq!(e, NoResolution::DifferentSizes { maps: ["first map".into(), "second map".into()], lens: [a.len(), 10] });

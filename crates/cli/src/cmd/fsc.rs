@@ -181,6 +181,8 @@ pub fn run(a: Args) -> Result<()> {
     let cross = match &a.cross_validate {
         Some(paths) => {
             let (ma, mb) = (read_backprojection(&paths[0], d)?, read_backprojection(&paths[1], d)?);
+            let names = paths.iter().map(|p| format!("{} (--cross-validate)", p.display())).collect::<Vec<_>>();
+            check_maps_labelled(&ma, &mb, [&names[0], &names[1]]).map_err(|e| anyhow!("no resolution: {e}"))?;
             Some(cross_validated([&va, &vb], [&ma, &mb], d, last_usable_shell(d), rep.mask.as_deref(), Some(&group)))
         }
         None => None,
