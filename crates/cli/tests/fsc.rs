@@ -204,6 +204,40 @@ fn cross_validation_limits_half_maps_that_share_an_error() {
     assert!(!out.status.success() && text(&out.stderr).contains("small.mrc (--cross-validate) is 16×16×16"), "{}", text(&out.stderr));
 }
 
+#[test]
+fn backprojections_given_in_the_wrong_order_are_refused() {
+    // Each half's images carry their own noise; its backprojection holds all of it, and a model
+    // fitted to the same images holds some of it (as every Gaussian half map does).
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = cryosplat_core::rng::Rng::new(23);
+    let truth = random_volume(6.0, 1.0, &mut rng);
+    let image_noise: Vec<Vec<f32>> = (0..2).map(|_| (0..truth.len()).map(|_| 2.0 * rng.normal() as f32).collect()).collect();
+    let write = |name: &str, v: Vec<f32>| -> String {
+        let p = dir.path().join(name);
+        mrc::write_volume(&p, &v, [32, 32, 32], 1.0, &WriteOptions::default()).unwrap();
+        p.to_string_lossy().into_owned()
+    };
+    let map = |fitted: f32, own: &[f32], rng: &mut cryosplat_core::rng::Rng| -> Vec<f32> {
+        truth.iter().zip(own).map(|(t, n)| t + fitted * n + 0.5 * rng.normal() as f32).collect()
+    };
+    let (ga, gb) = (write("ga.mrc", map(0.3, &image_noise[0], &mut rng)), write("gb.mrc", map(0.3, &image_noise[1], &mut rng)));
+    let (ma, mb) = (write("ma.mrc", map(1.0, &image_noise[0], &mut rng)), write("mb.mrc", map(1.0, &image_noise[1], &mut rng)));
+    let out = fsc(&[&ga, &gb, "--json", "--cross-validate", &ma, &mb]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &v["cross_validated"]["pairing"];
+    let (excess, se) = (p["own_minus_cross"].as_f64().unwrap_or_else(|| panic!("{v}")), p["standard_error"].as_f64().unwrap());
+    assert!(excess > 10.0 * se, "{p}");
+    let out = fsc(&[&ga, &gb, "--cross-validate", &mb, &ma]);
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        err.contains("the --cross-validate backprojections look swapped") && err.contains(&format!("images {ga} was made from")),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+}
+
 /// Backprojections whose estimate holds to its last shell: beyond the shells it estimates
 /// reliably the maps' own FSC is read, lowered by its largest excess over the estimate. Half
 /// maps with independent errors keep their claim; half maps that share an error growing against

@@ -16,10 +16,13 @@
 //! maps' resolution is also read from the cross-validated estimate
 //! ([`cryosplat_core::crossval`]) and the coarser of the two is given, as `reconstruct` reports
 //! it for its Gaussian half maps: for half maps of any model-based reconstruction whose halves
-//! may share an error their FSC cannot see.
+//! may share an error their FSC cannot see. Backprojections given in the other order (each map
+//! then compared with the backprojection of its own images, whose noise it fitted) are refused
+//! ([`cryosplat_core::crossval::pairing`]); `--json` gives the statistic as
+//! `cross_validated.pairing`.
 
 use anyhow::{anyhow, bail, Context, Result};
-use cryosplat_core::crossval::cross_validated;
+use cryosplat_core::crossval::{cross_validated, pairing};
 use cryosplat_core::fsc::{auto_mask, check_maps_labelled, gold_standard, MaskChoice, NoResolution, Resolution};
 use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
 use cryosplat_formats::mrc::MrcFile;
@@ -62,7 +65,8 @@ pub struct Args {
     /// for its Gaussian half maps (all four maps with the mask of the masked curve, none with
     /// `--mask none`; the backprojections' last three shells are not used, and beyond the shells
     /// the estimate measures reliably the maps' FSC is read lowered by its largest excess over
-    /// the estimate).
+    /// the estimate). Given in the other order (each map agreeing more with the backprojection
+    /// given for the other map, as a model does with its own images), they are refused.
     #[arg(long, num_args = 2, value_names = ["BP_A", "BP_B"])]
     pub cross_validate: Option<Vec<PathBuf>>,
 }
@@ -178,11 +182,24 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(reason) = &rep.degenerate {
         bail!("no resolution: {reason}");
     }
+    // With --cross-validate: how much more each map agrees with the backprojection of its own
+    // half's images than with the other's (`crossval::pairing`), in run order or refused.
+    let mut paired = None;
     let cross = match &a.cross_validate {
         Some(paths) => {
             let (ma, mb) = (read_backprojection(&paths[0], d)?, read_backprojection(&paths[1], d)?);
             let names = paths.iter().map(|p| format!("{} (--cross-validate)", p.display())).collect::<Vec<_>>();
             check_maps_labelled(&ma, &mb, [&names[0], &names[1]]).map_err(|e| anyhow!("no resolution: {e}"))?;
+            paired = pairing([&va, &vb], [&ma, &mb], d, last_usable_shell(d), rep.mask.as_deref(), Some(&group));
+            if let Some(p) = paired.filter(|p| p.looks_swapped()) {
+                bail!(
+                    "the --cross-validate backprojections look swapped: beyond {:.2} Å each map agrees with the backprojection given for the other map more than with the one given for its own (by {:.3} ± {:.3} in FSC), as a model does with the images it was fitted to; give first the backprojection of the images {} was made from",
+                    d as f64 * apix / p.first_shell as f64,
+                    -p.own_minus_cross,
+                    p.standard_error,
+                    a.map_a.display()
+                );
+            }
             Some(cross_validated([&va, &vb], [&ma, &mb], d, last_usable_shell(d), rep.mask.as_deref(), Some(&group)))
         }
         None => None,
@@ -276,6 +293,15 @@ pub fn run(a: Args) -> Result<()> {
                     None => c[key] = serde_json::Value::Null,
                 }
             }
+            c["pairing"] = match paired {
+                Some(p) => serde_json::json!({
+                    "own_minus_cross": p.own_minus_cross,
+                    "standard_error": p.standard_error,
+                    "first_shell": p.first_shell,
+                    "last_shell": p.last_shell,
+                }),
+                None => serde_json::Value::Null,
+            };
             out["cross_validated"] = c;
             for (key, r) in ["resolution_0143_limited", "resolution_05_limited"].into_iter().zip(limited_results) {
                 insert_reported_json(&mut out, key, r.clone());
