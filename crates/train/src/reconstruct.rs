@@ -767,7 +767,7 @@ pub fn resolution_words(r: &EpochRecord, cv: Option<&CrossValidatedSummary>) -> 
             half.short()
         ),
         (Some(half), Some(cv)) if cv.limited => format!(
-            "{} (FSC 0.143), {} (0.5), limited by the cross-validated estimate ({}the half maps alone claim {}: an error both Gaussian halves share is not resolution)",
+            "{} (FSC 0.143), {} (0.5), limited by the cross-validated estimate ({}the half maps alone claim {}, more than the other half's images confirm: an error both Gaussian halves share, or detail no independent image can check, is not resolution)",
             r.resolution_0143.short(),
             r.resolution_05.short(),
             cv.range_0143.map_or(String::new(), |range| format!("within one standard error {}; ", range.words(cv.last_shell_a))),
