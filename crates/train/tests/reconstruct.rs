@@ -93,6 +93,12 @@ fn recovers_the_ground_truth() {
     assert!(cv["reliable_shell"].as_u64().is_some_and(|n| n <= 17) && cv["excess"].as_f64().is_some_and(|e| e >= 0.0), "{cv}");
     assert_eq!(cv["extrapolated"].as_array().map(|c| c.len()), Some(21));
     assert!(cv["limit_0143"].is_null() || cv["beyond_0143"].is_null(), "{cv}");
+    // Each Gaussian half agrees more with its own half's backprojection than with the other's
+    // (it fitted some of its images' noise): the estimate crossed the halves.
+    let pairing = &cv["pairing"];
+    let (excess, se) = (pairing["own_minus_cross"].as_f64(), pairing["standard_error"].as_f64());
+    assert!(excess.zip(se).is_some_and(|(e, se)| e > 4.0 * se), "{pairing}");
+    assert_eq!((pairing["first_shell"].as_u64(), pairing["last_shell"].as_u64()), (Some(8), Some(17)));
     // With the range the limit can move within one standard error of the estimate: its finer
     // end is never coarser than the limit, its coarser end never finer.
     let at = |v: &serde_json::Value| v["angstrom"].as_f64();
