@@ -31,7 +31,7 @@
 //! Both pairs must be crossed: `M_B` must come from the other half's images than `G_A`. Each
 //! model half fitted its own images and carries some of their noise, so it agrees with the
 //! backprojection of those images more than with the other half's; given in the wrong order,
-//! the estimate would count that shared noise as signal. [`pairing`] measures the difference
+//! the estimate would count that shared noise as signal. [`Pairing`] measures the difference
 //! (on 99 noise realisations of 17 simulated sets at 48–128 px, C1 to I: 0.045–0.41 in FSC,
 //! 10–112 standard errors, in the right order; as far the other way in the wrong one), and
 //! `fsc --cross-validate` refuses backprojections that read as swapped.
@@ -128,6 +128,9 @@ pub struct CrossValidated {
     pub half_map_equivalent: Vec<f64>,
     /// The last shell with an estimate.
     pub last_shell: usize,
+    /// Whether the backprojections were given in the order of the model halves ([`Pairing`]);
+    /// `None` when the sums have no power.
+    pub pairing: Option<Pairing>,
 }
 
 impl CrossValidated {
@@ -414,24 +417,28 @@ impl Sums {
     /// `C` from these sums (module docs), or `None` where `F_M` is not positive (no evidence of
     /// signal in the backprojection) or a sum has no power.
     fn estimate(&self) -> Option<f64> {
-        let ratio = |num: f64, a: f64, b: f64| (a > 0.0 && b > 0.0 && (a * b).is_finite()).then(|| num / (a * b).sqrt());
-        let f_m = ratio(self.ma_mb, self.ma_ma, self.mb_mb).filter(|&f| f > 0.0)?;
-        let x_a = ratio(self.ga_mb, self.ga_ga, self.mb_mb)?;
-        let x_b = ratio(self.gb_ma, self.gb_gb, self.ma_ma)?;
-        let f_g = ratio(self.ga_gb, self.ga_ga, self.gb_gb)?;
+        let f_m = correlation(self.ma_mb, self.ma_ma, self.mb_mb).filter(|&f| f > 0.0)?;
+        let x_a = correlation(self.ga_mb, self.ga_ga, self.mb_mb)?;
+        let x_b = correlation(self.gb_ma, self.gb_gb, self.ma_ma)?;
+        let f_g = correlation(self.ga_gb, self.ga_ga, self.gb_gb)?;
         let c = 0.5 * (x_a + x_b) / f_m.sqrt() * (2.0 / (1.0 + f_g.max(0.0))).sqrt();
         c.is_finite().then_some(c)
     }
 
     /// The model halves' mean correlation with their own halves' backprojections less their
-    /// mean correlation with the other halves' ([`pairing`]), or `None` where a sum has no power.
+    /// mean correlation with the other halves' ([`Pairing`]), or `None` where a sum has no power.
     fn own_minus_cross(&self) -> Option<f64> {
-        let ratio = |num: f64, a: f64, b: f64| (a > 0.0 && b > 0.0 && (a * b).is_finite()).then(|| num / (a * b).sqrt());
-        let own = ratio(self.ga_ma, self.ga_ga, self.ma_ma)? + ratio(self.gb_mb, self.gb_gb, self.mb_mb)?;
-        let cross = ratio(self.ga_mb, self.ga_ga, self.mb_mb)? + ratio(self.gb_ma, self.gb_gb, self.ma_ma)?;
+        let own = correlation(self.ga_ma, self.ga_ga, self.ma_ma)? + correlation(self.gb_mb, self.gb_gb, self.mb_mb)?;
+        let cross = correlation(self.ga_mb, self.ga_ga, self.mb_mb)? + correlation(self.gb_ma, self.gb_gb, self.ma_ma)?;
         let v = 0.5 * (own - cross);
         v.is_finite().then_some(v)
     }
+}
+
+/// `Re Σ X·conj(Y) / sqrt(Σ|X|² · Σ|Y|²)` from its three sums, or `None` where either map has
+/// no power.
+fn correlation(num: f64, xx: f64, yy: f64) -> Option<f64> {
+    (xx > 0.0 && yy > 0.0 && (xx * yy).is_finite()).then(|| num / (xx * yy).sqrt())
 }
 
 /// Per shell `0..=d/2`, the sums of each jackknife group ([`jackknife_labels`]) over the
@@ -553,7 +560,8 @@ pub fn cross_validated(
         }
     }
     let half_map_equivalent = shifted_equivalents(&full_vs_truth, &standard_error, -LIMIT_MARGIN_SE);
-    CrossValidated { full_vs_truth, standard_error, half_map_equivalent, last_shell }
+    let pairing = Pairing::of(&groups, last_shell);
+    CrossValidated { full_vs_truth, standard_error, half_map_equivalent, last_shell, pairing }
 }
 
 /// A pairing of model halves with backprojections that reads as swapped: the model halves agree
@@ -562,7 +570,18 @@ pub fn cross_validated(
 pub const SWAPPED_SE: f64 = 4.0;
 
 /// How much more each model half agrees with the backprojection of its own half's images than
-/// with the other half's, over the upper half of the shells estimated ([`pairing`]).
+/// with the other half's, over the upper half of the shells estimated
+/// ([`CrossValidated::pairing`]).
+///
+/// It tells whether the backprojections were given in the order of the model halves: each model
+/// half fitted its own images, so it carries some of their noise and agrees with the
+/// backprojection of those images more than with that of the other half's, the more so where
+/// the signal is weak. Given in the wrong order, each model half would be compared with the
+/// backprojection of its own images, whose noise it shares, and the estimate would count that
+/// noise as signal. Over the upper half of the shells estimated (`last_shell/2..=last_shell`,
+/// pooled), the difference is positive in the right order (see the module docs) and as far
+/// negative in the other; a model that fits no noise gives about 0 either way, and its order
+/// cannot be told (nor does it matter much).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pairing {
     /// The model halves' mean FSC with their own halves' backprojections less their mean FSC
@@ -581,34 +600,22 @@ impl Pairing {
     pub fn looks_swapped(&self) -> bool {
         self.own_minus_cross < -SWAPPED_SE * self.standard_error
     }
-}
 
-/// Whether `backprojection` pairs with `model` as the estimate needs ([`cross_validated`]'s
-/// arguments): each model half fitted its own images, so it carries some of their noise and
-/// agrees with the backprojection of those images more than with that of the other half's,
-/// the more so where the signal is weak. Given in the wrong order, each model half would be
-/// compared with the backprojection of its own images, whose noise it shares, and the estimate
-/// would count that noise as signal. Over the upper half of the shells estimated
-/// (`last_shell/2..=last_shell`, pooled), the difference is positive in the right order (see
-/// the module docs) and as far negative in the other; a model that fits no noise gives about 0 either way, and its order cannot be
-/// told (nor does it matter much). `None` when the sums have no power.
-pub fn pairing(
-    model: [&[f32]; 2],
-    backprojection: [&[f32]; 2],
-    d: usize,
-    last_shell: usize,
-    mask: Option<&[f32]>,
-    group: Option<&PointGroup>,
-) -> Option<Pairing> {
-    let last_shell = last_shell.min(d / 2);
-    let first_shell = (last_shell / 2).max(1);
-    if last_shell < first_shell {
-        return None;
+    /// The resolution of `first_shell` in Å, on a `d` px box at `apix` Å.
+    pub fn first_shell_a(&self, d: usize, apix: f64) -> f64 {
+        d as f64 * apix / self.first_shell as f64
     }
-    let groups = shell_groups(model, backprojection, d, mask, group);
-    let pooled = pool(&groups[first_shell..=last_shell]);
-    let (own_minus_cross, standard_error) = jackknife(&pooled, Sums::own_minus_cross)?;
-    Some(Pairing { own_minus_cross, standard_error, first_shell, last_shell })
+
+    /// From the jackknife groups of every shell ([`shell_groups`]), up to `last_shell`; `None`
+    /// when the sums have no power.
+    fn of(groups: &[[Sums; JACKKNIFE_GROUPS]], last_shell: usize) -> Option<Pairing> {
+        let first_shell = (last_shell / 2).max(1);
+        if last_shell < first_shell {
+            return None;
+        }
+        let (own_minus_cross, standard_error) = jackknife(&pool(&groups[first_shell..=last_shell]), Sums::own_minus_cross)?;
+        Some(Pairing { own_minus_cross, standard_error, first_shell, last_shell })
+    }
 }
 
 #[cfg(test)]
@@ -672,7 +679,7 @@ mod tests {
         for (fitted, expect_pairing) in [(0.3f32, true), (0.0, false)] {
             let model: Vec<Vec<f32>> =
                 image_noise.iter().map(|n| add(&add(&truth, n, fitted), &noise(d, 0.5 * s, &mut rng), 1.0)).collect();
-            let read = |b: [&[f32]; 2]| pairing([&model[0], &model[1]], b, d, 13, None, None).expect("sums with power");
+            let read = |b: [&[f32]; 2]| cross_validated([&model[0], &model[1]], b, d, 13, None, None).pairing.expect("sums with power");
             let (right, swapped) = (read([&bp[0], &bp[1]]), read([&bp[1], &bp[0]]));
             // The same statistic with its sign changed, and the same groups.
             assert!((right.own_minus_cross + swapped.own_minus_cross).abs() < 1e-9, "{right:?} {swapped:?}");
@@ -786,6 +793,7 @@ mod tests {
             full_vs_truth: c,
             standard_error: se,
             last_shell: 13,
+            pairing: None,
         };
         assert_eq!(cv.reliable_shell(), 8);
         // Half maps claiming a correlation of 0.95 up to shell 8 and 0.99 after: the excess is
@@ -988,6 +996,7 @@ mod tests {
             standard_error: vec![0.0; 17],
             half_map_equivalent: vec![1.0; 17],
             last_shell: 12,
+            pairing: None,
         };
         assert_eq!(flat.limit(0.143, d, apix), None);
         assert_eq!(limited(Resolution::Nyquist, None), Resolution::Nyquist);

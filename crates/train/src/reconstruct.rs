@@ -861,20 +861,31 @@ pub struct CrossValidatedSummary {
     pub range_05: Option<LimitRangeSummary>,
     /// How much more each Gaussian half map agrees with the backprojection of its own half's
     /// images than with the other half's, over the upper half of the shells estimated
-    /// ([`crossval::pairing`]): the share of its own images' noise the model fitted, and the
+    /// ([`crossval::Pairing`]): the share of its own images' noise the model fitted, and the
     /// check that the estimate crossed the halves (absent in files written before it was
     /// recorded, or where the sums have no power).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pairing: Option<PairingSummary>,
 }
 
-/// [`crossval::Pairing`] in `run.json`.
+/// [`crossval::Pairing`] in `run.json` (and in `fsc --cross-validate --json`).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PairingSummary {
     pub own_minus_cross: f64,
     pub standard_error: f64,
     pub first_shell: usize,
     pub last_shell: usize,
+}
+
+impl From<crossval::Pairing> for PairingSummary {
+    fn from(p: crossval::Pairing) -> Self {
+        PairingSummary {
+            own_minus_cross: p.own_minus_cross,
+            standard_error: p.standard_error,
+            first_shell: p.first_shell,
+            last_shell: p.last_shell,
+        }
+    }
 }
 
 /// How far a cross-validated crossing moves within one standard error of the estimate
@@ -1843,8 +1854,7 @@ impl<'a> Driver<'a> {
             // The halves of the delivered Gaussian map (with `--average-tail`, the averaged
             // models'): the estimate is of that map's correlation with the truth.
             let cv = crossval::cross_validated([&map_a, &map_b], bp, d, check::last_usable_shell(d), fsc.mask.as_deref(), Some(&group));
-            let pairing = crossval::pairing([&map_a, &map_b], bp, d, check::last_usable_shell(d), fsc.mask.as_deref(), Some(&group));
-            if let Some(p) = pairing.filter(|p| p.looks_swapped()) {
+            if let Some(p) = cv.pairing.filter(|p| p.looks_swapped()) {
                 // Each half map agrees more with the other half's backprojection than with its
                 // own: the halves were crossed wrongly, or the models fitted no noise and chance
                 // reads as such (never seen on the simulated sets, BENCHMARKS.md "Backprojections
@@ -1853,7 +1863,7 @@ impl<'a> Driver<'a> {
                     "the Gaussian half maps agree with the other half's backprojection more than with their own ({:.3} ± {:.3} in FSC beyond {:.2} Å): the cross-validated estimate may count shared noise as signal; please report this run",
                     -p.own_minus_cross,
                     p.standard_error,
-                    d as f64 * apix / p.first_shell as f64
+                    p.first_shell_a(d, apix)
                 );
             }
             let (l0143, l05) = (cv.limit(0.143, d, apix), cv.limit(0.5, d, apix));
@@ -1882,12 +1892,7 @@ impl<'a> Driver<'a> {
                 limited: final0143 != ReportedResolution::new(r0143, apix),
                 range_0143: Some(range_0143),
                 range_05: Some(range_05),
-                pairing: pairing.map(|p| PairingSummary {
-                    own_minus_cross: p.own_minus_cross,
-                    standard_error: p.standard_error,
-                    first_shell: p.first_shell,
-                    last_shell: p.last_shell,
-                }),
+                pairing: cv.pairing.map(PairingSummary::from),
             });
             progress.finish();
             progress.start("maps and FSC", 1);

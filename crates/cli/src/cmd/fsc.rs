@@ -18,17 +18,17 @@
 //! it for its Gaussian half maps: for half maps of any model-based reconstruction whose halves
 //! may share an error their FSC cannot see. Backprojections given in the other order (each map
 //! then compared with the backprojection of its own images, whose noise it fitted) are refused
-//! ([`cryosplat_core::crossval::pairing`]); `--json` gives the statistic as
+//! ([`cryosplat_core::crossval::Pairing`]); `--json` gives the statistic as
 //! `cross_validated.pairing`.
 
 use anyhow::{anyhow, bail, Context, Result};
-use cryosplat_core::crossval::{cross_validated, pairing};
+use cryosplat_core::crossval::cross_validated;
 use cryosplat_core::fsc::{auto_mask, check_maps_labelled, gold_standard, MaskChoice, NoResolution, Resolution};
 use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
 use cryosplat_formats::mrc::MrcFile;
 use cryosplat_train::output::{insert_reported_json, insert_resolution_json, Existing, OutputDir};
 use cryosplat_train::reconstruct::check::last_usable_shell;
-use cryosplat_train::reconstruct::{reported_reading, reported_with_limit, LimitRangeSummary};
+use cryosplat_train::reconstruct::{reported_reading, reported_with_limit, LimitRangeSummary, PairingSummary};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -182,25 +182,24 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(reason) = &rep.degenerate {
         bail!("no resolution: {reason}");
     }
-    // With --cross-validate: how much more each map agrees with the backprojection of its own
-    // half's images than with the other's (`crossval::pairing`), in run order or refused.
-    let mut paired = None;
+    // With --cross-validate, backprojections that read as given in the other order
+    // (`crossval::Pairing`) are refused.
     let cross = match &a.cross_validate {
         Some(paths) => {
             let (ma, mb) = (read_backprojection(&paths[0], d)?, read_backprojection(&paths[1], d)?);
             let names = paths.iter().map(|p| format!("{} (--cross-validate)", p.display())).collect::<Vec<_>>();
             check_maps_labelled(&ma, &mb, [&names[0], &names[1]]).map_err(|e| anyhow!("no resolution: {e}"))?;
-            paired = pairing([&va, &vb], [&ma, &mb], d, last_usable_shell(d), rep.mask.as_deref(), Some(&group));
-            if let Some(p) = paired.filter(|p| p.looks_swapped()) {
+            let cv = cross_validated([&va, &vb], [&ma, &mb], d, last_usable_shell(d), rep.mask.as_deref(), Some(&group));
+            if let Some(p) = cv.pairing.filter(|p| p.looks_swapped()) {
                 bail!(
                     "the --cross-validate backprojections look swapped: beyond {:.2} Å each map agrees with the backprojection given for the other map more than with the one given for its own (by {:.3} ± {:.3} in FSC), as a model does with the images it was fitted to; give first the backprojection of the images {} was made from",
-                    d as f64 * apix / p.first_shell as f64,
+                    p.first_shell_a(d, apix),
                     -p.own_minus_cross,
                     p.standard_error,
                     a.map_a.display()
                 );
             }
-            Some(cross_validated([&va, &vb], [&ma, &mb], d, last_usable_shell(d), rep.mask.as_deref(), Some(&group)))
+            Some(cv)
         }
         None => None,
     };
@@ -293,15 +292,7 @@ pub fn run(a: Args) -> Result<()> {
                     None => c[key] = serde_json::Value::Null,
                 }
             }
-            c["pairing"] = match paired {
-                Some(p) => serde_json::json!({
-                    "own_minus_cross": p.own_minus_cross,
-                    "standard_error": p.standard_error,
-                    "first_shell": p.first_shell,
-                    "last_shell": p.last_shell,
-                }),
-                None => serde_json::Value::Null,
-            };
+            c["pairing"] = serde_json::to_value(cv.pairing.map(PairingSummary::from))?;
             out["cross_validated"] = c;
             for (key, r) in ["resolution_0143_limited", "resolution_05_limited"].into_iter().zip(limited_results) {
                 insert_reported_json(&mut out, key, r.clone());
