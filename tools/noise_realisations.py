@@ -79,13 +79,15 @@ def main():
                    "--threads", a.threads, "--checkpoint-every", "0", "--no-postprocess"]
             sh(cmd + (["--sym", group] if group else []))
         run = json.load(open(run_path))
-        j = json.loads(sh([a.bin, "-q", "fsc", os.path.join(out, "map.mrc"), os.path.join(sim, "gt.mrc"), "--json"]))
-        truth = science_matrix.res_value(science_matrix.detail(j, "resolution_05"), apix)
+
+        def truth_of(map_path):
+            # FSC 0.5 against the ground truth, auto-masked, as the matrices read it.
+            j = json.loads(sh([a.bin, "-q", "fsc", map_path, os.path.join(sim, "gt.mrc"), "--json"]))
+            return science_matrix.res_value(science_matrix.detail(j, "resolution_05"), apix)
+
+        truth = truth_of(os.path.join(out, "map.mrc"))
         alone_map = os.path.join(out, "map_gaussians.mrc")
-        truth_g = None
-        if os.path.exists(alone_map):
-            jg = json.loads(sh([a.bin, "-q", "fsc", alone_map, os.path.join(sim, "gt.mrc"), "--json"]))
-            truth_g = science_matrix.res_value(science_matrix.detail(jg, "resolution_05"), apix)
+        truth_g = truth_of(alone_map) if os.path.exists(alone_map) else None
         reported = science_matrix.res_value(run["resolution_details"]["resolution_0143"], apix)
         alone = science_matrix.res_value(run["history"][-1].get("half_map_0143"), apix)
         cv = run.get("cross_validated") or {}
