@@ -45,8 +45,9 @@ def set_spec(name):
         args = [os.path.join(science_matrix.MODELS, model), "--box", str(box), "--apix", str(apix),
                 "--count", str(count), "--snr", str(snr)] + extra
         return args, None, apix
-    if name in symmetry_matrix.SETS:
-        group, box, apix, count, snr, _seed, offset = symmetry_matrix.SETS[name]
+    point_group_sets = dict(symmetry_matrix.SETS, **symmetry_matrix.SETS_HOLDOUT)
+    if name in point_group_sets:
+        group, box, apix, count, snr, _seed, offset = point_group_sets[name]
         args = [symmetry_matrix.MODEL, "--box", str(box), "--apix", str(apix), "--count", str(count),
                 "--snr", str(snr), "--bfactor", "50", "--max-shift", "3" if apix < 2 else "2", "--sym", group,
                 "--sym-offset", offset]
