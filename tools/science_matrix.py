@@ -15,7 +15,7 @@ same images; passed or FAILED with the worst estimated FSC against the truth), a
 A run that completes its map (the default) is judged twice: `map.mrc` (completed by the
 backprojection) and `map_gaussians.mrc` (the Gaussian map alone, "Gaussians alone").
 
-Usage: tools/science_matrix.py [--bin target/release/cryosplat] [--work DIR] [--sets small|mid|full|large|large-noisy|holdout|holdout2|holdout3]
+Usage: tools/science_matrix.py [--bin target/release/cryosplat] [--work DIR] [--sets small|mid|full|large|large-noisy|holdout|holdout2|holdout3|holdout4]
                                [--variants NAME,...] [--threads N]
 
 Only the Python standard library is used. Models come from tests/data/models (bundled).
@@ -95,6 +95,16 @@ SETS_HOLDOUT3 = {
     "8zpm-1k-64-snr0.1": ("8zpm.cif", 64, 2.0, 1000, 0.1, ["--max-shift", "2"]),
     "1A8O-20k-64-snr0.005-B50": ("1A8O.pdb", 64, 1.0, 20000, 0.005, ["--bfactor", "50", "--max-shift", "1"]),
     "7DDO-15k-96-snr0.005-prefview": ("7DDO.pdb", 96, 1.5, 15000, 0.005, ["--preferred-orientation", "0,0,1,10", "--max-shift", "2"]),
+}
+# Held out a fourth time (issue 11): fresh sets to test a reading chosen with SETS_HOLDOUT3 in
+# view, read with `tools/noise_realisations.py SET --seeds 21,22`.
+SETS_HOLDOUT4 = {
+    "2XHE-7k-80-snr0.008-B40": ("2XHE.cif", 80, 1.5, 7000, 0.008, ["--bfactor", "40", "--max-shift", "2"]),
+    "7DDO-4k-80-snr0.03": ("7DDO.pdb", 80, 1.6, 4000, 0.03, ["--max-shift", "2"]),
+    "8zpm-12k-80-snr0.005-B20": ("8zpm.cif", 80, 1.4, 12000, 0.005, ["--bfactor", "20", "--max-shift", "2"]),
+    "1A8O-8k-80-snr0.008-B60": ("1A8O.pdb", 80, 0.9, 8000, 0.008, ["--bfactor", "60", "--max-shift", "1"]),
+    "7DDO-9k-64-snr0.01-prefview": ("7DDO.pdb", 64, 2.0, 9000, 0.01, ["--preferred-orientation", "0,0,1,10", "--max-shift", "2"]),
+    "2XHE-2k-96-snr0.05": ("2XHE.cif", 96, 1.4, 2000, 0.05, ["--max-shift", "2"]),
 }
 SETS_FULL = dict(SETS_SMALL)
 SETS_FULL.update({
@@ -265,7 +275,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "cryosplat"))
     ap.add_argument("--work", default=os.path.join(ROOT, "target", "science"))
-    ap.add_argument("--sets", default="small", choices=["small", "mid", "full", "large", "large-noisy", "holdout", "holdout2", "holdout3"])
+    ap.add_argument("--sets", default="small", choices=["small", "mid", "full", "large", "large-noisy", "holdout", "holdout2", "holdout3", "holdout4"])
     ap.add_argument("--only", default="", help="comma-separated set names")
     ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
     ap.add_argument("--threads", default="2")
@@ -273,7 +283,7 @@ def main():
                     help="Gaussians per half, or 'default' (the default) for the tool's own choice by box and particles per half")
     ap.add_argument("--reuse", action="store_true", help="keep finished runs found in --work (only re-read them)")
     a = ap.parse_args()
-    sets = {"small": SETS_SMALL, "mid": SETS_MID, "full": SETS_FULL, "large": SETS_LARGE, "large-noisy": SETS_LARGE_NOISY, "holdout": SETS_HOLDOUT, "holdout2": SETS_HOLDOUT2, "holdout3": SETS_HOLDOUT3}[a.sets]
+    sets = {"small": SETS_SMALL, "mid": SETS_MID, "full": SETS_FULL, "large": SETS_LARGE, "large-noisy": SETS_LARGE_NOISY, "holdout": SETS_HOLDOUT, "holdout2": SETS_HOLDOUT2, "holdout3": SETS_HOLDOUT3, "holdout4": SETS_HOLDOUT4}[a.sets]
     if a.only:
         sets = {k: v for k, v in sets.items() if k in a.only.split(",")}
     variants = [v for v in a.variants.split(",") if v]
