@@ -66,9 +66,10 @@ coarser; now 5 of the 55 runs' figures are more than 3% optimistic (10 before), 
 show how far one set's figure moves with the noise alone: a standard deviation of 2% to 5% of the resolution without a point \
 group and up to 10% with one, so a figure within a few percent of the truth on one data set can miss it by as much on the \
 next. That spread is the estimate's own error: where it crosses, the estimate is unbiased and its standard error is the size \
-of its error (98 runs), and the range holds the truth on 74% of runs. On fourteen sets held out from every choice above (two \
-to six realisations each, 39 runs; BENCHMARKS.md, \"Held-out sets, the estimate's error, and four changes to its reading\") the \
-figure was within 3% of the truth on 26, more than 3% optimistic once (by 3.3%) and at most 8% pessimistic.";
+of its error (98 runs), and the range holds the truth on 74% of runs. On fourteen sets without symmetry held out from every \
+choice above (two to six realisations each, 39 runs; BENCHMARKS.md, \"Held-out sets, the estimate's error, and four changes to its reading\") the \
+figure was within 3% of the truth on 26, more than 3% optimistic once (by 3.3%) and at most 8% pessimistic; two point groups at 96 px read 0.98 to 1.00 (O) \
+and 1.04 to 1.05 (C4).";
 
 /// Flatten a JSON object of settings into (key, value) rows, nested keys joined by dots.
 pub fn settings_rows(v: &serde_json::Value) -> Vec<(String, String)> {
