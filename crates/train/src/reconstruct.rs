@@ -1854,17 +1854,8 @@ impl<'a> Driver<'a> {
             // The halves of the delivered Gaussian map (with `--average-tail`, the averaged
             // models'): the estimate is of that map's correlation with the truth.
             let cv = crossval::cross_validated([&map_a, &map_b], bp, d, check::last_usable_shell(d), fsc.mask.as_deref(), Some(&group));
-            if let Some(p) = cv.pairing.filter(|p| p.looks_swapped()) {
-                // Each half map agrees more with the other half's backprojection than with its
-                // own: the halves were crossed wrongly, or the models fitted no noise and chance
-                // reads as such (never seen on the simulated sets, BENCHMARKS.md "Backprojections
-                // given in the wrong order"); the estimate is then not to be trusted.
-                tracing::warn!(
-                    "the Gaussian half maps agree with the other half's backprojection more than with their own ({:.3} ± {:.3} in FSC beyond {:.2} Å): the cross-validated estimate may count shared noise as signal; please report this run",
-                    -p.own_minus_cross,
-                    p.standard_error,
-                    p.first_shell_a(d, apix)
-                );
+            if let Some(warning) = cv.pairing.as_ref().and_then(|p| swapped_pairing_warning(p, d, apix)) {
+                tracing::warn!("{warning}");
             }
             let (l0143, l05) = (cv.limit(0.143, d, apix), cv.limit(0.5, d, apix));
             let half_curve = fsc.final_curve();
@@ -2224,9 +2215,38 @@ fn restore(path: &Path, fingerprint: &Fingerprint, cfg: &ReconstructConfig, epoc
     })
 }
 
+/// The warning for model halves that agree with the other half's backprojection more than with
+/// their own (`pairing`, on a `d` px box at `apix` Å), or `None` when they pair as they should.
+/// The halves were then crossed wrongly, or the models fitted no noise and chance reads as such
+/// (never seen on the simulated sets, BENCHMARKS.md "Backprojections given in the wrong order");
+/// the estimate is not to be trusted.
+fn swapped_pairing_warning(pairing: &crossval::Pairing, d: usize, apix: f64) -> Option<String> {
+    pairing.looks_swapped().then(|| {
+        format!(
+            "the Gaussian half maps agree with the other half's backprojection more than with their own ({:.3} ± {:.3} in FSC beyond {:.2} Å): the cross-validated estimate may count shared noise as signal; please report this run",
+            -pairing.own_minus_cross,
+            pairing.standard_error,
+            pairing.first_shell_a(d, apix)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn halves_that_pair_with_the_other_backprojection_are_warned_about() {
+        let pairing = |own_minus_cross| crossval::Pairing { own_minus_cross, standard_error: 0.01, first_shell: 16, last_shell: 32 };
+        // As every simulated run pairs (own half's backprojection agreeing more): no warning.
+        assert_eq!(swapped_pairing_warning(&pairing(0.2), 64, 2.0), None);
+        // Within the noise either way: no warning.
+        assert_eq!(swapped_pairing_warning(&pairing(-0.03), 64, 2.0), None);
+        // Crossed by more than four standard errors: the warning, with the figures it rests on.
+        let warning = swapped_pairing_warning(&pairing(-0.2), 64, 2.0).expect("crossed halves are warned about");
+        assert!(warning.contains("more than with their own (0.200 ± 0.010 in FSC beyond 8.00 Å)"), "{warning}");
+        assert!(warning.contains("please report this run"), "{warning}");
+    }
 
     #[test]
     fn the_plan_reads_in_words() {
