@@ -38,8 +38,8 @@ def set_spec(name):
     """(simulate arguments without output and seed, point group or None, Å/px) of a set of
     either matrix."""
     every = {}
-    for group in ("SETS_SMALL", "SETS_MID", "SETS_LARGE", "SETS_LARGE_NOISY", "SETS_HOLDOUT", "SETS_HOLDOUT2", "SETS_HOLDOUT3", "SETS_HOLDOUT4", "SETS_FULL"):
-        every.update(getattr(science_matrix, group))
+    for group in science_matrix.SET_GROUPS.values():
+        every.update(group)
     if name in every:
         model, box, apix, count, snr, extra = every[name]
         args = [os.path.join(science_matrix.MODELS, model), "--box", str(box), "--apix", str(apix),

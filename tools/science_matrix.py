@@ -111,6 +111,9 @@ SETS_FULL.update({
     "7DDO-20k-snr0.005": ("7DDO.pdb", 64, 2.2, 20000, 0.005, ["--max-shift", "2"]),
     "2XHE-40k-snr0.02-B50": ("2XHE.cif", 64, 2.0, 40000, 0.02, ["--bfactor", "50"]),
 })
+# Every group of sets by its `--sets` name (`tools/noise_realisations.py` looks sets up here too).
+SET_GROUPS = {"small": SETS_SMALL, "mid": SETS_MID, "full": SETS_FULL, "large": SETS_LARGE, "large-noisy": SETS_LARGE_NOISY,
+              "holdout": SETS_HOLDOUT, "holdout2": SETS_HOLDOUT2, "holdout3": SETS_HOLDOUT3, "holdout4": SETS_HOLDOUT4}
 
 # name: extra reconstruct args (None: backprojection)
 VARIANTS = {
@@ -275,7 +278,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "cryosplat"))
     ap.add_argument("--work", default=os.path.join(ROOT, "target", "science"))
-    ap.add_argument("--sets", default="small", choices=["small", "mid", "full", "large", "large-noisy", "holdout", "holdout2", "holdout3", "holdout4"])
+    ap.add_argument("--sets", default="small", choices=list(SET_GROUPS))
     ap.add_argument("--only", default="", help="comma-separated set names")
     ap.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
     ap.add_argument("--threads", default="2")
@@ -283,7 +286,7 @@ def main():
                     help="Gaussians per half, or 'default' (the default) for the tool's own choice by box and particles per half")
     ap.add_argument("--reuse", action="store_true", help="keep finished runs found in --work (only re-read them)")
     a = ap.parse_args()
-    sets = {"small": SETS_SMALL, "mid": SETS_MID, "full": SETS_FULL, "large": SETS_LARGE, "large-noisy": SETS_LARGE_NOISY, "holdout": SETS_HOLDOUT, "holdout2": SETS_HOLDOUT2, "holdout3": SETS_HOLDOUT3, "holdout4": SETS_HOLDOUT4}[a.sets]
+    sets = SET_GROUPS[a.sets]
     if a.only:
         sets = {k: v for k, v in sets.items() if k in a.only.split(",")}
     variants = [v for v in a.variants.split(",") if v]
