@@ -72,6 +72,14 @@ fn degenerate_maps_exit_non_zero_with_the_reason() {
             vec![a.as_str(), b.as_str(), "--cross-validate", b.as_str(), b.as_str()],
             format!("no resolution: {b} (--cross-validate) and {b} (--cross-validate) hold the same values"),
         ),
+        (
+            vec![a.as_str(), b.as_str(), "--cross-validate", zero, b.as_str()],
+            format!("no resolution: {zero} (--cross-validate) is all zero"),
+        ),
+        (
+            vec![a.as_str(), b.as_str(), "--cross-validate", b.as_str(), flat],
+            format!("no resolution: {flat} (--cross-validate) is constant (3 everywhere)"),
+        ),
     ] {
         let out = fsc(&args);
         let err = text(&out.stderr);
