@@ -766,6 +766,16 @@ pub fn resolution_words(r: &EpochRecord, cv: Option<&CrossValidatedSummary>) -> 
             cv.excess,
             half.short()
         ),
+        (Some(half), Some(cv)) if cv.limited && matches!(r.resolution_0143, ReportedResolution::NoCorrelation) => format!(
+            "{} (FSC 0.143), {} (0.5): the cross-validated estimate (each Gaussian half map against the backprojection of the other half's images) is below FSC 0.143 from the first shell on{}; the half maps alone claim {}, which no independent image confirms: an error both Gaussian halves share, or detail no independent image can check, is not resolution",
+            r.resolution_0143.short(),
+            r.resolution_05.short(),
+            match cv.range_0143 {
+                Some(range) if range.finer != Some(ReportedResolution::NoCorrelation) => format!(" (one standard error higher it would cross {})", range.finer.map_or(format!("beyond {:.2} Å, the last shell estimated", cv.last_shell_a), |f| f.short())),
+                _ => ", even one standard error higher".to_string(),
+            },
+            half.short()
+        ),
         (Some(half), Some(cv)) if cv.limited => format!(
             "{} (FSC 0.143), {} (0.5), limited by the cross-validated estimate ({}the half maps alone claim {}, more than the other half's images confirm: an error both Gaussian halves share, or detail no independent image can check, is not resolution)",
             r.resolution_0143.short(),
@@ -909,11 +919,15 @@ impl LimitRangeSummary {
     }
 
     /// "from 5.30 Å to 7.02 Å", with "beyond X Å (the last shell estimated)" for an end that
-    /// does not cross, and only that when neither does.
+    /// does not cross, and only that when neither does; "none" when even the estimate one
+    /// standard error higher is below the threshold from the first shell on.
     pub fn words(&self, last_shell_a: f64) -> String {
         let beyond = format!("beyond {last_shell_a:.2} Å (the last shell estimated)");
         match (self.finer, self.coarser) {
             (None, None) => format!("{beyond} at both ends"),
+            (Some(ReportedResolution::NoCorrelation), _) => {
+                "none (below the threshold from the first shell on, even one standard error higher)".to_string()
+            }
             (f, c) => {
                 let end = |r: Option<ReportedResolution>| r.map_or(beyond.clone(), |r| r.short());
                 format!("from {} to {}", end(f), end(c))
@@ -2439,12 +2453,48 @@ mod tests {
     }
 
     #[test]
+    fn a_run_whose_estimate_confirms_no_shell_says_so() {
+        // The half maps agree to 33.56 Å, the estimate is below 0.143 from the first shell on:
+        // the figure is none, and the words say why, with no range of two "none"s.
+        let record: EpochRecord = serde_json::from_value(serde_json::json!({
+            "epoch": 5, "loss": [1.0, 1.0], "seconds": 1.0, "images_per_s": 1.0, "gaussians": [10, 10],
+            "density": [{"split": 0, "pruned": 0, "after": 10}, {"split": 0, "pruned": 0, "after": 10}],
+            "resolution_0143": {"kind": "no_correlation"},
+            "resolution_05": {"kind": "no_correlation"},
+            "half_map_0143": {"kind": "crossing", "angstrom": 33.56},
+        }))
+        .unwrap();
+        let summary = |finer: serde_json::Value| -> CrossValidatedSummary {
+            serde_json::from_value(serde_json::json!({
+                "last_shell": 29, "last_shell_a": 4.33, "full_vs_truth": [], "standard_error": [], "half_map_equivalent": [],
+                "limit_0143": {"kind": "no_correlation"}, "limit_05": {"kind": "no_correlation"}, "limited": true,
+                "range_0143": {"finer": finer, "coarser": {"kind": "no_correlation"}},
+            }))
+            .unwrap()
+        };
+        let words = resolution_words(&record, Some(&summary(serde_json::json!({"kind": "no_correlation"}))));
+        assert!(
+            words.starts_with("none (FSC 0.143), none (0.5): the cross-validated estimate (each Gaussian half map against the backprojection of the other half's images) is below FSC 0.143 from the first shell on, even one standard error higher; the half maps alone claim 33.56 Å, which no independent image confirms"),
+            "{words}"
+        );
+        assert!(!words.contains("from none to none"), "{words}");
+        let words = resolution_words(&record, Some(&summary(serde_json::json!({"kind": "crossing", "angstrom": 61.2}))));
+        assert!(
+            words.contains("from the first shell on (one standard error higher it would cross 61.20 Å); the half maps alone claim 33.56 Å"),
+            "{words}"
+        );
+    }
+
+    #[test]
     fn the_limit_range_in_words() {
         let at = |a| Some(ReportedResolution::Crossing { angstrom: a });
         let r = |finer, coarser| LimitRangeSummary { finer, coarser };
         assert_eq!(r(at(5.3), at(7.02)).words(4.86), "from 5.30 Å to 7.02 Å");
         assert_eq!(r(None, at(6.34)).words(4.86), "from beyond 4.86 Å (the last shell estimated) to 6.34 Å");
         assert_eq!(r(None, None).words(4.86), "beyond 4.86 Å (the last shell estimated) at both ends");
+        let none = Some(ReportedResolution::NoCorrelation);
+        assert_eq!(r(none, none).words(4.86), "none (below the threshold from the first shell on, even one standard error higher)");
+        assert_eq!(r(at(61.2), none).words(4.86), "from 61.20 Å to none");
     }
 
     #[test]

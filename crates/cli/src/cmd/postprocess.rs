@@ -349,6 +349,14 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     // what the images show beyond the Gaussians; the half maps give the FSC.
     let run = std::fs::read(dir.join("run.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
     let completed = run.as_ref().is_some_and(|run| !run["completion"].is_null());
+    // A run that reports no resolution (its cross-validated estimate confirms no shell, while
+    // the half maps alone may still agree) has none to filter at: a sharpened map with a
+    // resolution of its own would claim what the run does not.
+    if let Some(run) = &run {
+        if run["resolution_details"]["resolution_0143"]["kind"] == "no_correlation" {
+            bail!("the run reports no resolution at FSC 0.143 (run.json's resolution_0143 is null; resolution_method names the curve), so there is none to low-pass and sharpen at");
+        }
+    }
     // The run's cross-validated limit (a reconstruction's `cross_validated.limit_0143`): when it
     // is coarser than this FSC's own resolution, the map is low-passed, its B-factor fitted and
     // its resolution reported there, so that map_sharp.mrc does not claim what the run does not.
@@ -627,6 +635,31 @@ mod tests {
         assert_eq!(finer.resolution, own.resolution);
         assert!(run["postprocess"]["half_map_0143"].is_null(), "{run}");
         assert_eq!(finer.map, own.map);
+    }
+
+    #[test]
+    fn post_processing_after_a_run_without_a_resolution_is_refused() {
+        // Half maps that agree (the FSC alone would give a resolution), in a run whose
+        // cross-validated estimate confirms no shell: the run reports none, and so must the
+        // post-processing, which writes nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let (own, _) = post_process_run(dir.path(), None);
+        assert!(matches!(own.resolution, Resolution::Angstrom(_)), "{:?}", own.resolution);
+        for f in ["map_sharp.mrc", "map_sharp_mask.mrc"] {
+            std::fs::remove_file(dir.path().join(f)).unwrap();
+        }
+        let run = serde_json::json!({
+            "resolution_0143": null,
+            "resolution_method": "the coarser of the half-map FSC and its cross-validated limit",
+            "resolution_details": { "resolution_0143": { "kind": "no_correlation" } },
+            "cross_validated": { "limit_0143": { "kind": "no_correlation" } }
+        });
+        std::fs::write(dir.path().join("run.json"), run.to_string()).unwrap();
+        let e = after_run(dir.path(), "test").unwrap_err().to_string();
+        assert!(e.contains("no resolution at FSC 0.143"), "{e}");
+        assert!(!dir.path().join("map_sharp.mrc").exists() && !dir.path().join("map_sharp_mask.mrc").exists());
+        let after: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("run.json")).unwrap()).unwrap();
+        assert!(after["postprocess"].is_null(), "{after}");
     }
 
     #[test]
