@@ -24,6 +24,7 @@ macro_rules! say {
 
 mod cmd;
 mod figures;
+mod gaussian_halves;
 mod input;
 mod progress;
 mod report;

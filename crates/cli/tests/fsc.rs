@@ -323,3 +323,55 @@ fn with_sym_the_cross_validated_error_counts_symmetry_mates_once() {
     eprintln!("standard error with C4 / as C1: {ratio:.2}");
     assert!(ratio > 1.5, "standard error with C4 / as C1, shells 6–12: {ratio} ({sym:?} against {c1:?})");
 }
+
+/// Half maps written by `reconstruct` (their label) and read alone, by `fsc` without
+/// `--cross-validate`, `postprocess` or `locres`: each warns that their FSC reads finer than the
+/// map holds, gives the run's own figures from the run.json beside them, and records them in its
+/// JSON; the same maps with another label get no warning.
+#[test]
+fn gaussian_half_maps_read_alone_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    std::fs::create_dir(&run_dir).unwrap();
+    let copy = |from: &str, to: &Path, label: &str| {
+        let v = mrc::MrcFile::open(format!("{CASE}{from}")).unwrap().read_all().unwrap();
+        mrc::write_volume(to, &v, [32, 32, 32], 1.0, &WriteOptions { label: label.into(), ..Default::default() }).unwrap();
+    };
+    let label = format!("{}, epoch 7", cryosplat_train::reconstruct::MAP_LABEL);
+    let (a, b) = (run_dir.join("half_map_a.mrc"), run_dir.join("half_map_b.mrc"));
+    copy("vol_a.mrc", &a, &label);
+    copy("vol_b.mrc", &b, &label);
+    let run = serde_json::json!({
+        "resolution_details": { "resolution_0143": { "kind": "crossing", "angstrom": 6.25 } },
+        "history": [{ "half_map_0143": { "kind": "crossing", "angstrom": 4.1 } }]
+    });
+    std::fs::write(run_dir.join("run.json"), run.to_string()).unwrap();
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let warned = |o: &Output| {
+        let e = text(&o.stderr);
+        assert!(o.status.success(), "{e}");
+        e.contains("these are Gaussian half maps")
+            && e.contains("their run reports 6.25 Å at FSC 0.143")
+            && e.contains("half maps alone claim 4.10 Å")
+    };
+    let o = fsc(&[a, b, "--json"]);
+    assert!(warned(&o), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["gaussian_half_maps"]["run_resolution_0143"]["angstrom"], 6.25, "{}", v["gaussian_half_maps"]);
+    let tool = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_cryosplat")).args(args).output().unwrap();
+    let (pp, lr) = (dir.path().join("pp"), dir.path().join("lr"));
+    let o = tool(&["postprocess", a, b, "-o", pp.to_str().unwrap()]);
+    assert!(warned(&o), "{}", text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pp.join("postprocess.json")).unwrap()).unwrap();
+    assert_eq!(j["gaussian_half_maps"]["run_half_map_0143"]["angstrom"], 4.1, "{j}");
+    assert!(std::fs::read_to_string(pp.join("report.html")).unwrap().contains("Gaussian half maps"));
+    let o = tool(&["locres", a, b, "-o", lr.to_str().unwrap(), "--step", "4"]);
+    assert!(warned(&o), "{}", text(&o.stderr));
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(lr.join("locres.json")).unwrap()).unwrap();
+    assert_eq!(j["gaussian_half_maps"]["run_resolution_0143"]["kind"], "crossing", "{j}");
+    // Other maps: no warning, and null in the JSON.
+    let o = fsc(&[&format!("{CASE}vol_a.mrc"), &format!("{CASE}vol_b.mrc"), "--json"]);
+    assert!(o.status.success() && !text(&o.stderr).contains("Gaussian half maps"), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["gaussian_half_maps"].is_null(), "{v}");
+}

@@ -736,6 +736,11 @@ pub struct EpochRecord {
     pub density: [DensityChange; 2],
 }
 
+/// The start of the first MRC label of every map `reconstruct` writes (`map.mrc`, the half
+/// maps, `map_gaussians.mrc`): how other commands tell Gaussian half maps, whose FSC alone reads
+/// finer than the map holds, from others.
+pub const MAP_LABEL: &str = "cryosplat reconstruct";
+
 /// The curve the resolutions of each pass (and of `backproject`) come from.
 pub const RESOLUTION_METHOD: &str = "half-map FSC, auto-masked, corrected by phase randomisation (gold standard)";
 
@@ -1835,7 +1840,7 @@ impl<'a> Driver<'a> {
             progress.start("completion (backprojection of each half)", 1);
             let c = completion::complete(&self.images, halves, &particles, [&map_a, &map_b], &group, threads, check::check_box(d))?;
             self.completion = Some(c.summary.clone());
-            self.out.write_map("map_gaussians.mrc", &gaussian, d, apix, "cryosplat reconstruct, the Gaussian map alone")?;
+            self.out.write_map("map_gaussians.mrc", &gaussian, d, apix, &format!("{MAP_LABEL}, the Gaussian map alone"))?;
             completed = Some(c);
             progress.finish();
             progress.start("maps and FSC", 1);
@@ -1908,7 +1913,7 @@ impl<'a> Driver<'a> {
             Some(e) => format!(", symmetry {}", e.name()),
             None => String::new(),
         };
-        self.out.write_maps(&maps, &format!("cryosplat reconstruct, epoch {}{sym}", epoch + 1))?;
+        self.out.write_maps(&maps, &format!("{MAP_LABEL}, epoch {}{sym}", epoch + 1))?;
         self.out.write_fsc(&fsc)?;
         self.out.write_gaussians([&full[0], &full[1]], d, apix)?;
         self.history.push(record.clone());

@@ -20,6 +20,10 @@
 //! then compared with the backprojection of its own images, whose noise it fitted) are refused
 //! ([`cryosplat_core::crossval::Pairing`]); `--json` gives the statistic as
 //! `cross_validated.pairing`.
+//!
+//! Half maps written by `reconstruct` and read without `--cross-validate` get a warning (and
+//! `gaussian_half_maps` in `--json`) with their run's own figures
+//! ([`crate::gaussian_halves`]): their FSC alone reads finer than the map holds.
 
 use anyhow::{anyhow, bail, Context, Result};
 use cryosplat_core::crossval::cross_validated;
@@ -150,6 +154,11 @@ pub fn run(a: Args) -> Result<()> {
     let vb = fb.read_all()?;
     let labels = [format!("{} (first map)", a.map_a.display()), format!("{} (second map)", a.map_b.display())];
     check_maps_labelled(&va, &vb, [&labels[0], &labels[1]]).map_err(|e| anyhow!("no resolution: {e}"))?;
+    // Gaussian half maps read without --cross-validate: said so (crate::gaussian_halves).
+    let gaussian = if a.cross_validate.is_none() { crate::gaussian_halves::detect(&a.map_a, &a.map_b) } else { None };
+    if let Some(g) = &gaussian {
+        tracing::warn!("{}", g.warning("this FSC"));
+    }
     let mask_data;
     let mask = match a.mask.as_str() {
         "auto" if !group.is_trivial() => {
@@ -250,6 +259,7 @@ pub fn run(a: Args) -> Result<()> {
             "apix": apix,
             "mask": a.mask,
             "curve": curve,
+            "gaussian_half_maps": gaussian.as_ref().map(|g| g.json()),
         });
         for (key, _, r) in &results {
             insert_resolution_json(&mut out, key, r.clone(), apix);

@@ -61,6 +61,10 @@ pub fn run(a: Args) -> Result<()> {
     }
     let labels = [format!("{} (half map A)", a.half_a.display()), format!("{} (half map B)", a.half_b.display())];
     check_maps_labelled(&va, &vb, [&labels[0], &labels[1]]).map_err(|e| anyhow::anyhow!("no local resolution: {e}"))?;
+    let gaussian = crate::gaussian_halves::detect(&a.half_a, &a.half_b);
+    if let Some(g) = &gaussian {
+        tracing::warn!("{}", g.warning("the local resolution"));
+    }
     let mask = match &a.mask {
         Some(p) => {
             let m = MrcFile::open(p).with_context(|| format!("reading the mask {}", p.display()))?;
@@ -127,9 +131,15 @@ pub fn run(a: Args) -> Result<()> {
         .row("sample points", format!("{}", vals.len()))
         .row("median", format!("{med:.2} Å"))
         .row("range", format!("{lo:.2}–{hi:.2} Å"))
-        .row("at Nyquist", format!("{:.1}% of the points", 100.0 * at_nyquist))
-        .figure("Local resolution at the sample points", out.path("locres.png"))
-        .figure(format!("Central slices of the average coloured by local resolution ({lo:.2} Å red to {hi:.2} Å blue; grey outside the mask)"), out.path("slices.png"));
+        .row("at Nyquist", format!("{:.1}% of the points", 100.0 * at_nyquist));
+    let section = match &gaussian {
+        Some(g) => section.row("Gaussian half maps", g.warning("the local resolution")),
+        None => section,
+    };
+    let section = section.figure("Local resolution at the sample points", out.path("locres.png")).figure(
+        format!("Central slices of the average coloured by local resolution ({lo:.2} Å red to {hi:.2} Å blue; grey outside the mask)"),
+        out.path("slices.png"),
+    );
     let p = out.path("report.html");
     crate::report::write_report(&p, "cryosplat locres", &[section])?;
     out.record(p);
@@ -148,6 +158,8 @@ pub fn run(a: Args) -> Result<()> {
         "median_a": med,
         "max_a": hi,
         "fraction_at_nyquist": at_nyquist,
+        // Half maps `reconstruct` wrote: what their run reports (crate::gaussian_halves).
+        "gaussian_half_maps": gaussian.as_ref().map(|g| g.json()),
     });
     let p = out.path("locres.json");
     cryosplat_formats::atomic::write_bytes_atomic(&p, serde_json::to_string_pretty(&json)?.as_bytes())?;

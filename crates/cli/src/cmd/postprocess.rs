@@ -137,6 +137,10 @@ pub fn run(a: Args) -> Result<()> {
     let apix = apix_a;
     let labels = [format!("{} (half map A)", a.half_a.display()), format!("{} (half map B)", a.half_b.display())];
     check_maps_labelled(&va, &vb, [&labels[0], &labels[1]]).map_err(|e| anyhow::anyhow!("no resolution: {e}"))?;
+    let gaussian = crate::gaussian_halves::detect(&a.half_a, &a.half_b);
+    if let Some(g) = &gaussian {
+        tracing::warn!("{}", g.warning("the resolution read here, and the low-pass at it,"));
+    }
     let (mask, mask_json, mask_text) = if a.mask == "auto" {
         let avg: Vec<f32> = va.iter().zip(&vb).map(|(x, y)| 0.5 * (x + y)).collect();
         let made = maskcmd::make(&avg, d, apix, &maskcmd::Settings::DEFAULT, "the average of the half maps")?;
@@ -173,8 +177,8 @@ pub fn run(a: Args) -> Result<()> {
         guinier_map: a.guinier_map,
     };
     let p = postprocess(&va, &vb, d, apix, &mask, &opts)?;
-    write_outputs(&mut out, &p, &mask, &mask_json, d, apix, &a)?;
-    write_report(&mut out, &p, &mask_text, d, apix, &a)?;
+    write_outputs(&mut out, &p, (&mask, &mask_json), d, apix, &a, gaussian.as_ref())?;
+    write_report(&mut out, &p, &mask_text, d, apix, &a, gaussian.as_ref())?;
     print_summary(&p, apix, &out);
     Ok(())
 }
@@ -182,11 +186,11 @@ pub fn run(a: Args) -> Result<()> {
 fn write_outputs(
     out: &mut OutputDir,
     p: &Postprocessed,
-    mask: &[f32],
-    mask_json: &serde_json::Value,
+    (mask, mask_json): (&[f32], &serde_json::Value),
     d: usize,
     apix: f64,
     a: &Args,
+    gaussian: Option<&crate::gaussian_halves::GaussianHalves>,
 ) -> Result<()> {
     let label = |what: &str| WriteOptions { label: format!("cryosplat postprocess: {what}"), ..Default::default() };
     for (name, values, what) in [
@@ -238,6 +242,8 @@ fn write_outputs(
         "lowpass_a": p.lowpass_a,
         "curve": curve,
         "guinier": guinier,
+        // Half maps `reconstruct` wrote: what their run reports (crate::gaussian_halves).
+        "gaussian_half_maps": gaussian.map(|g| g.json()),
     });
     insert_resolution_json(&mut json, "resolution_0143", Ok(p.resolution), apix);
     insert_resolution_json(&mut json, "resolution_0143_unmasked", Ok(p.fsc.resolution_unmasked(0.143)), apix);
@@ -266,7 +272,15 @@ fn write_outputs(
 /// `slices.png` (central slices of the sharpened map, unmasked) and `report.html`: the results
 /// (resolution, B and how it was found, low-pass, mask), the FSC and Guinier plots and the
 /// slices.
-fn write_report(out: &mut OutputDir, p: &Postprocessed, mask_text: &str, d: usize, apix: f64, a: &Args) -> Result<()> {
+fn write_report(
+    out: &mut OutputDir,
+    p: &Postprocessed,
+    mask_text: &str,
+    d: usize,
+    apix: f64,
+    a: &Args,
+    gaussian: Option<&crate::gaussian_halves::GaussianHalves>,
+) -> Result<()> {
     let path = out.path("slices.png");
     crate::figures::slices(&path, &p.map, d)?;
     out.record(path);
@@ -284,7 +298,12 @@ fn write_report(out: &mut OutputDir, p: &Postprocessed, mask_text: &str, d: usiz
         .row("B-factor", bfactor_row)
         .row("B-factor fit", fit_text(p))
         .row("low-pass", format!("{:.2} Å", p.lowpass_a))
-        .row("mask", mask_text)
+        .row("mask", mask_text);
+    let section = match gaussian {
+        Some(g) => section.row("Gaussian half maps", g.warning("the resolution read here, and the low-pass at it,")),
+        None => section,
+    };
+    let section = section
         .figure("FSC: unmasked, masked, corrected, and the FSC weights", out.path("fsc.png"))
         .figure("Guinier plot: ln(amplitude) against 1/d², with the fitted line", out.path("guinier.png"))
         .figure("Central slices of postprocess.mrc", out.path("slices.png"));
