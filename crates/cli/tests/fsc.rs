@@ -347,6 +347,9 @@ fn gaussian_half_maps_read_alone_are_warned_about() {
     });
     std::fs::write(run_dir.join("run.json"), run.to_string()).unwrap();
     let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    // `info` shows the label a command goes by.
+    let o = Command::new(env!("CARGO_BIN_EXE_cryosplat")).args(["info", a]).output().unwrap();
+    assert!(text(&o.stdout).contains(&format!("  label: {label}\n")), "{}", text(&o.stdout));
     let warned = |o: &Output| {
         let e = text(&o.stderr);
         assert!(o.status.success(), "{e}");

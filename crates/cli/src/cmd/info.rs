@@ -320,6 +320,9 @@ fn print_human(v: &Value) {
             num(&s["std"], 4),
             s["non_finite"]
         );
+        for label in v["labels"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            println!("  label: {label}");
+        }
     } else if v.get("indices").is_some() {
         println!("  {} indices, from {} to {}", v["indices"], v["index_range"][0], v["index_range"][1]);
     } else {
