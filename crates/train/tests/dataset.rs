@@ -907,3 +907,32 @@ fn write_pickles_round_trip() {
         ]
     );
 }
+
+/// `run.json`'s record of the halves: the same for the same split (whatever the seed where the
+/// file's half sets decide, and wherever the data live), different for another split, for the
+/// halves swapped, or for another selection of particles.
+#[test]
+fn the_half_split_record_tells_splits_apart() {
+    let s = load("cryodrgn/sta_testing_bin8.optics31.DERIVED.star");
+    assert!(!s.has_random_subsets());
+    let record = |set: &ParticleSet, seed| {
+        let (a, b) = set.half_split(seed);
+        set.half_split_record([&a, &b])
+    };
+    let r0 = record(&s, 0);
+    assert_eq!(r0.particles, [109, 110]);
+    assert_eq!(r0, record(&s, 0));
+    assert_ne!(r0, record(&s, 1), "another seed, another split");
+    let (a, b) = s.half_split(0);
+    let swapped = s.half_split_record([&b, &a]);
+    assert_eq!((swapped.particles, &swapped.images), ([110, 109], &[r0.images[1].clone(), r0.images[0].clone()]));
+    assert_ne!(r0.images[0], r0.images[1]);
+    // Fewer particles: another record.
+    let mut fewer = load("cryodrgn/sta_testing_bin8.optics31.DERIVED.star");
+    fewer.retain_first(200).unwrap();
+    assert_ne!(record(&fewer, 0).images, r0.images);
+    // A file with half sets: the seed does not matter.
+    let t = load("cryodrgn/sta_testing_bin8.star");
+    assert!(t.has_random_subsets());
+    assert_eq!(record(&t, 0), record(&t, 7));
+}

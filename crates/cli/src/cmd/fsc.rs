@@ -19,7 +19,10 @@
 //! may share an error their FSC cannot see. Backprojections given in the other order (each map
 //! then compared with the backprojection of its own images, whose noise it fitted) are refused
 //! ([`cryosplat_core::crossval::Pairing`]); `--json` gives the statistic as
-//! `cross_validated.pairing`.
+//! `cross_validated.pairing`. Where the `run.json` files beside the maps and the
+//! backprojections record their halves (`half_split`, with the files named as the runs write
+//! them), backprojections of other halves, or of the same halves swapped, are refused before
+//! any is read.
 //!
 //! Half maps written by `reconstruct` and read without `--cross-validate` get a warning (and
 //! `gaussian_half_maps` in `--json`) with their run's own figures
@@ -30,10 +33,11 @@ use cryosplat_core::crossval::cross_validated;
 use cryosplat_core::fsc::{auto_mask, check_maps_labelled, gold_standard, MaskChoice, NoResolution, Resolution};
 use cryosplat_core::symmetry::{symmetrize_map, PointGroup};
 use cryosplat_formats::mrc::MrcFile;
+use cryosplat_train::dataset::HalfSplitRecord;
 use cryosplat_train::output::{insert_reported_json, insert_resolution_json, Existing, OutputDir};
 use cryosplat_train::reconstruct::check::last_usable_shell;
 use cryosplat_train::reconstruct::{reported_reading, reported_with_limit, LimitRangeSummary, PairingSummary};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -75,8 +79,61 @@ pub struct Args {
     pub cross_validate: Option<Vec<PathBuf>>,
 }
 
+/// The halves recorded by the `run.json` beside `map` (`half_split`, written by `reconstruct`
+/// and `backproject`), when there is one.
+fn half_split_beside(map: &Path) -> Option<HalfSplitRecord> {
+    let run: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(map.parent().unwrap_or(Path::new(".")).join("run.json")).ok()?).ok()?;
+    serde_json::from_value(run["half_split"].clone()).ok()
+}
+
+/// The half each of two half maps holds, as (particle count, image hash) from the `run.json`
+/// beside them (`half_split`, [`HalfSplitRecord`]): where both lie in folders with the same
+/// record and are named `half_map_a.mrc` or `half_map_b.mrc`, as `reconstruct` and
+/// `backproject` write them; `None` otherwise.
+fn halves_given(paths: [&Path; 2]) -> Option<[(usize, String); 2]> {
+    let record = half_split_beside(paths[0])?;
+    if half_split_beside(paths[1]).as_ref() != Some(&record) {
+        return None;
+    }
+    let half = |p: &Path| match p.file_name()?.to_str()? {
+        "half_map_a.mrc" => Some(0),
+        "half_map_b.mrc" => Some(1),
+        _ => None,
+    };
+    let (a, b) = (half(paths[0])?, half(paths[1])?);
+    Some([a, b].map(|h| (record.particles[h], record.images[h].clone())))
+}
+
+/// Refuses `--cross-validate` backprojections of other halves than the maps, or of the same
+/// halves in the other order, where the `run.json` files beside both record their halves
+/// ([`halves_given`]): a map would then share images with the backprojection given for the
+/// other half, and the estimate would count their noise as signal (the pairing statistic sees
+/// a swap only where the model fitted enough of its images' noise, and a split that is merely
+/// different not at all).
+fn check_same_halves(maps: [&Path; 2], bp: [&Path; 2]) -> Result<()> {
+    let (Some(m), Some(b)) = (halves_given(maps), halves_given(bp)) else {
+        return Ok(());
+    };
+    if m == b {
+        return Ok(());
+    }
+    let names = format!("{} and {} (--cross-validate)", bp[0].display(), bp[1].display());
+    let maps = format!("{} and {}", maps[0].display(), maps[1].display());
+    if m == [b[1].clone(), b[0].clone()] {
+        bail!("{names} are the backprojections of the halves of {maps} in the other order (as their run.json files record them): give the backprojection of the first map's half first");
+    }
+    bail!(
+        "{names} were made from other halves than {maps}: the run.json beside the backprojections records halves of {} + {} particles, the one beside the maps {} + {}, with different images. Each map would share images with the backprojection given for the other half, and the estimate would count their noise as signal; backproject the same particles with the same halves (the file's half sets, or the same --seed and selection as the reconstruction)",
+        b[0].0,
+        b[1].0,
+        m[0].0,
+        m[1].0
+    );
+}
+
 /// Read a backprojected half map for `--cross-validate`: cubic, `d` px.
-fn read_backprojection(path: &std::path::Path, d: usize) -> Result<Vec<f32>> {
+fn read_backprojection(path: &Path, d: usize) -> Result<Vec<f32>> {
     let f = MrcFile::open(path)?;
     let h = f.header();
     if [h.nx, h.ny, h.nz] != [d, d, d] {
@@ -194,6 +251,7 @@ pub fn run(a: Args) -> Result<()> {
     // (`crossval::Pairing`) are refused.
     let cross = match &a.cross_validate {
         Some(paths) => {
+            check_same_halves([&a.map_a, &a.map_b], [&paths[0], &paths[1]])?;
             let (ma, mb) = (read_backprojection(&paths[0], d)?, read_backprojection(&paths[1], d)?);
             let names = paths.iter().map(|p| format!("{} (--cross-validate)", p.display())).collect::<Vec<_>>();
             check_maps_labelled(&ma, &mb, [&names[0], &names[1]]).map_err(|e| anyhow!("no resolution: {e}"))?;

@@ -58,6 +58,30 @@ mod stack;
 
 pub use relion::{write_relion31, StarDecimals, StarLayout, StarOptics, StarParticle};
 
+/// The start value of [`fnv1a`].
+pub(crate) const FNV1A_START: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a, 64 bit, continued from `h`: a stable hash (unlike `std`'s, which may change between
+/// releases).
+pub(crate) fn fnv1a(h: &mut u64, bytes: &[u8]) {
+    for &b in bytes {
+        *h ^= b as u64;
+        *h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+}
+
+/// The gold-standard halves a run's maps were made from, as `run.json`'s `half_split`: each
+/// half's particle count and a hash of its images (stack file name and image index, in
+/// order; not the folder, so a moved data set keeps it). Maps of the same particle file made
+/// with the same halves carry the same record; `fsc --cross-validate` compares the model
+/// maps' record with the backprojections' to refuse backprojections of other halves, whose
+/// images a model half would share.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HalfSplitRecord {
+    pub particles: [usize; 2],
+    pub images: [String; 2],
+}
+
 use cryosplat_core::ctf::CtfParams;
 use cryosplat_core::pose::Pose;
 use cryosplat_core::rng::Rng;
@@ -453,6 +477,21 @@ impl ParticleSet {
         a.sort_unstable();
         b.sort_unstable();
         (a, b)
+    }
+
+    /// What identifies the halves `[a, b]` (particle indices, as [`ParticleSet::half_split`]
+    /// gives them) for `run.json` ([`HalfSplitRecord`]).
+    pub fn half_split_record(&self, halves: [&[usize]; 2]) -> HalfSplitRecord {
+        let images = halves.map(|half| {
+            let mut h = FNV1A_START;
+            for &i in half {
+                let (stack, index) = self.image_ref(i);
+                let stack = stack.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                fnv1a(&mut h, format!("{stack}@{index};").as_bytes());
+            }
+            format!("{h:016x}")
+        });
+        HalfSplitRecord { particles: halves.map(<[usize]>::len), images }
     }
 
     /// The sizes of the two halves [`ParticleSet::half_split`] makes (with any seed: the seed

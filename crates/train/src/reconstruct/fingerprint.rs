@@ -6,15 +6,7 @@
 //! see [`super`]).
 
 use super::ReconstructConfig;
-use crate::dataset::ParticleSet;
-
-/// FNV-1a, 64 bit: a stable hash (unlike `std`'s, which may change between releases).
-fn fnv1a(h: &mut u64, bytes: &[u8]) {
-    for &b in bytes {
-        *h ^= b as u64;
-        *h = h.wrapping_mul(0x0000_0100_0000_01B3);
-    }
-}
+use crate::dataset::{fnv1a, ParticleSet, FNV1A_START};
 
 /// A run's identity for resuming.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -33,7 +25,7 @@ pub struct Fingerprint {
 /// The fingerprint of a run of `set` with `cfg` at training box `d` on `threads` threads.
 pub fn fingerprint(set: &ParticleSet, cfg: &ReconstructConfig, d: usize, threads: usize) -> Fingerprint {
     let settings = settings(cfg, d);
-    let mut hd = 0xcbf2_9ce4_8422_2325u64;
+    let mut hd = FNV1A_START;
     fnv1a(&mut hd, format!("{}|{}|{}|{}", set.len(), set.box_px, set.apix, set.invert).as_bytes());
     for (i, p) in set.particles.iter().enumerate() {
         let (stack, index) = set.image_ref(i);
