@@ -342,7 +342,8 @@ fn gaussian_half_maps_read_alone_are_warned_about() {
     copy("vol_a.mrc", &a, &label);
     copy("vol_b.mrc", &b, &label);
     let run = serde_json::json!({
-        "resolution_details": { "resolution_0143": { "kind": "crossing", "angstrom": 6.25 } },
+        "resolution_details": { "resolution_0143": { "kind": "crossing", "angstrom": 12.5 } },
+        "cross_validated": { "limit_0143": { "kind": "crossing", "angstrom": 12.5 } },
         "history": [{ "half_map_0143": { "kind": "crossing", "angstrom": 4.1 } }]
     });
     std::fs::write(run_dir.join("run.json"), run.to_string()).unwrap();
@@ -354,24 +355,39 @@ fn gaussian_half_maps_read_alone_are_warned_about() {
         let e = text(&o.stderr);
         assert!(o.status.success(), "{e}");
         e.contains("these are Gaussian half maps")
-            && e.contains("their run reports 6.25 Å at FSC 0.143")
+            && e.contains("their run reports 12.50 Å at FSC 0.143")
             && e.contains("half maps alone claim 4.10 Å")
     };
     let o = fsc(&[a, b, "--json"]);
     assert!(warned(&o), "{}", text(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["gaussian_half_maps"]["run_resolution_0143"]["angstrom"], 6.25, "{}", v["gaussian_half_maps"]);
+    assert_eq!(v["gaussian_half_maps"]["run_resolution_0143"]["angstrom"], 12.5, "{}", v["gaussian_half_maps"]);
     let tool = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_cryosplat")).args(args).output().unwrap();
     let (pp, lr) = (dir.path().join("pp"), dir.path().join("lr"));
     let o = tool(&["postprocess", a, b, "-o", pp.to_str().unwrap()]);
     assert!(warned(&o), "{}", text(&o.stderr));
+    // postprocess keeps to the run's figure, as the run's own post-processing does.
+    assert!(text(&o.stdout).contains("12.50 Å, the run's figure (this FSC alone: "), "{}", text(&o.stdout));
     let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pp.join("postprocess.json")).unwrap()).unwrap();
     assert_eq!(j["gaussian_half_maps"]["run_half_map_0143"]["angstrom"], 4.1, "{j}");
+    assert_eq!((j["resolution_0143"].as_f64(), j["lowpass_a"].as_f64()), (Some(12.5), Some(12.5)), "{j}");
+    assert_eq!(j["gaussian_half_maps"]["run_limit_applied"], true, "{j}");
+    assert!(j["gaussian_half_maps"]["half_map_0143"]["angstrom"].as_f64().unwrap() < 12.5, "{j}");
     assert!(std::fs::read_to_string(pp.join("report.html")).unwrap().contains("Gaussian half maps"));
     let o = tool(&["locres", a, b, "-o", lr.to_str().unwrap(), "--step", "4"]);
     assert!(warned(&o), "{}", text(&o.stderr));
     let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(lr.join("locres.json")).unwrap()).unwrap();
     assert_eq!(j["gaussian_half_maps"]["run_resolution_0143"]["kind"], "crossing", "{j}");
+    // A run that reports no resolution: postprocess refuses, naming the run.
+    let none = serde_json::json!({
+        "resolution_details": { "resolution_0143": { "kind": "no_correlation" } },
+        "cross_validated": { "limit_0143": { "kind": "no_correlation" } }
+    });
+    std::fs::write(run_dir.join("run.json"), none.to_string()).unwrap();
+    let o = tool(&["postprocess", a, b, "-o", dir.path().join("pp_none").to_str().unwrap()]);
+    let e = text(&o.stderr);
+    assert!(!o.status.success() && e.contains("run.json (the half maps' run): the run reports no resolution"), "{e}");
+    assert!(!dir.path().join("pp_none").join("postprocess.mrc").exists());
     // Other maps: no warning, and null in the JSON.
     let o = fsc(&[&format!("{CASE}vol_a.mrc"), &format!("{CASE}vol_b.mrc"), "--json"]);
     assert!(o.status.success() && !text(&o.stderr).contains("Gaussian half maps"), "{}", text(&o.stderr));

@@ -18,7 +18,7 @@ use cryosplat_core::postprocess::{
     postprocess, postprocess_map, BFactorChoice, BFactorFit, GuinierMap, Options, Postprocessed, DEFAULT_AUTOB_LOWRES_A,
 };
 use cryosplat_formats::mrc::{self, MrcFile, WriteOptions};
-use cryosplat_train::output::{insert_resolution_json, Existing, OutputDir, ReportedResolution};
+use cryosplat_train::output::{insert_reported_json, insert_resolution_json, Existing, OutputDir, ReportedResolution};
 use std::path::{Path, PathBuf};
 
 /// The files `postprocess` writes into its folder; all are among the folder's result
@@ -137,10 +137,8 @@ pub fn run(a: Args) -> Result<()> {
     let apix = apix_a;
     let labels = [format!("{} (half map A)", a.half_a.display()), format!("{} (half map B)", a.half_b.display())];
     check_maps_labelled(&va, &vb, [&labels[0], &labels[1]]).map_err(|e| anyhow::anyhow!("no resolution: {e}"))?;
-    let gaussian = crate::gaussian_halves::detect(&a.half_a, &a.half_b);
-    if let Some(g) = &gaussian {
-        tracing::warn!("{}", g.warning("the resolution read here, and the low-pass at it,"));
-    }
+    // Gaussian half maps: their run's limit applies, as to the run's own post-processing.
+    let from_run = crate::gaussian_halves::detect(&a.half_a, &a.half_b).map(FromRun::of).transpose()?;
     let (mask, mask_json, mask_text) = if a.mask == "auto" {
         let avg: Vec<f32> = va.iter().zip(&vb).map(|(x, y)| 0.5 * (x + y)).collect();
         let made = maskcmd::make(&avg, d, apix, &maskcmd::Settings::DEFAULT, "the average of the half maps")?;
@@ -172,15 +170,72 @@ pub fn run(a: Args) -> Result<()> {
         autob_lowres_a: a.autob_lowres,
         autob_highres_a: a.autob_highres,
         lowpass_a: a.lowpass,
-        resolution_limit_a: None,
+        resolution_limit_a: from_run.as_ref().and_then(|f| f.limit_a),
         seed: a.seed,
         guinier_map: a.guinier_map,
     };
     let p = postprocess(&va, &vb, d, apix, &mask, &opts)?;
-    write_outputs(&mut out, &p, (&mask, &mask_json), d, apix, &a, gaussian.as_ref())?;
-    write_report(&mut out, &p, &mask_text, d, apix, &a, gaussian.as_ref())?;
-    print_summary(&p, apix, &out);
+    if let Some(f) = &from_run {
+        tracing::warn!("{}", f.words(&p, apix));
+    }
+    write_outputs(&mut out, &p, (&mask, &mask_json), d, apix, &a, from_run.as_ref())?;
+    write_report(&mut out, &p, &mask_text, d, apix, &a, from_run.as_ref())?;
+    print_summary(&p, apix, &out, from_run.as_ref());
     Ok(())
+}
+
+/// Gaussian half maps given to `postprocess` ([`crate::gaussian_halves`]) and the limit the
+/// run's `run.json` beside them sets ([`run_limit`]; none where there is no run.json).
+struct FromRun {
+    halves: crate::gaussian_halves::GaussianHalves,
+    limit_a: Option<f64>,
+    /// The limit is the run's bound at the last shell its estimate reaches.
+    bound: bool,
+}
+
+impl FromRun {
+    fn of(halves: crate::gaussian_halves::GaussianHalves) -> Result<Self> {
+        let path = halves.run.as_ref().map(|r| r.path.clone());
+        let run = path.as_ref().and_then(|p| std::fs::read(p).ok()).and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+        let (limit_a, bound) = match (&run, &path) {
+            (Some(run), Some(path)) => run_limit(run).map_err(|e| anyhow::anyhow!("{} (the half maps' run): {e}", path.display()))?,
+            _ => (None, false),
+        };
+        Ok(FromRun { halves, limit_a, bound })
+    }
+
+    /// The FSC's own resolution where the run's limit replaced it.
+    fn own(&self, p: &Postprocessed) -> Option<Resolution> {
+        Some(p.fsc.resolution(0.143)).filter(|&r| r != p.resolution)
+    }
+
+    /// The resolution stated: a bound where the run's bound set it.
+    fn stated(&self, p: &Postprocessed, apix: f64) -> ReportedResolution {
+        match (self.own(p), p.resolution) {
+            (Some(_), Resolution::Angstrom(a)) if self.bound => ReportedResolution::AtLeast { angstrom: a },
+            _ => ReportedResolution::new(p.resolution, apix),
+        }
+    }
+
+    /// The warning, and whether the run's figure set the resolution here.
+    fn words(&self, p: &Postprocessed, apix: f64) -> String {
+        let applied = match self.own(p) {
+            Some(own) => format!(
+                ". Here the run's figure applies: the resolution, the end of the B-factor fit and the low-pass (unless given) are at {} (this FSC alone: {})",
+                self.stated(p, apix).short(),
+                own.describe(apix)
+            ),
+            None => String::new(),
+        };
+        format!("{}{applied}", self.halves.warning("the resolution read here, and the low-pass at it,"))
+    }
+
+    fn json(&self, p: &Postprocessed, apix: f64) -> serde_json::Value {
+        let mut j = self.halves.json();
+        j["run_limit_applied"] = serde_json::json!(self.own(p).is_some());
+        j["half_map_0143"] = serde_json::to_value(self.own(p).map(|r| ReportedResolution::new(r, apix))).expect("a resolution serialises");
+        j
+    }
 }
 
 fn write_outputs(
@@ -190,7 +245,7 @@ fn write_outputs(
     d: usize,
     apix: f64,
     a: &Args,
-    gaussian: Option<&crate::gaussian_halves::GaussianHalves>,
+    from_run: Option<&FromRun>,
 ) -> Result<()> {
     let label = |what: &str| WriteOptions { label: format!("cryosplat postprocess: {what}"), ..Default::default() };
     for (name, values, what) in [
@@ -242,10 +297,15 @@ fn write_outputs(
         "lowpass_a": p.lowpass_a,
         "curve": curve,
         "guinier": guinier,
-        // Half maps `reconstruct` wrote: what their run reports (crate::gaussian_halves).
-        "gaussian_half_maps": gaussian.map(|g| g.json()),
+        // Half maps `reconstruct` wrote: what their run reports (crate::gaussian_halves), and
+        // whether its limit set the resolution here.
+        "gaussian_half_maps": from_run.map(|f| f.json(p, apix)),
     });
-    insert_resolution_json(&mut json, "resolution_0143", Ok(p.resolution), apix);
+    insert_reported_json(
+        &mut json,
+        "resolution_0143",
+        Ok(from_run.map_or(ReportedResolution::new(p.resolution, apix), |f| f.stated(p, apix))),
+    );
     insert_resolution_json(&mut json, "resolution_0143_unmasked", Ok(p.fsc.resolution_unmasked(0.143)), apix);
     let path = out.path("postprocess.json");
     cryosplat_formats::atomic::write_bytes_atomic(&path, serde_json::to_string_pretty(&json)?.as_bytes())?;
@@ -279,7 +339,7 @@ fn write_report(
     d: usize,
     apix: f64,
     a: &Args,
-    gaussian: Option<&crate::gaussian_halves::GaussianHalves>,
+    from_run: Option<&FromRun>,
 ) -> Result<()> {
     let path = out.path("slices.png");
     crate::figures::slices(&path, &p.map, d)?;
@@ -293,14 +353,17 @@ fn write_report(
         .text("postprocess.mrc: the average of the half maps, weighted per shell by sqrt(2·FSC/(1+FSC)) of the masked, corrected FSC, multiplied by exp(−B s²/4) and low-passed at the resolution; postprocess_masked.mrc is the same times the mask (mask.mrc).")
         .row("half maps", format!("{}, {}", a.half_a.display(), a.half_b.display()))
         .row("box / pixel size", format!("{d} px / {apix:.4} Å"))
-        .row("resolution (FSC 0.143, masked, corrected by phase randomisation)", p.resolution.describe(apix))
+        .row(
+            "resolution (FSC 0.143, masked, corrected by phase randomisation)",
+            from_run.map_or(p.resolution.describe(apix), |f| f.stated(p, apix).to_string()),
+        )
         .row("resolution (FSC 0.143, unmasked)", p.fsc.resolution_unmasked(0.143).describe(apix))
         .row("B-factor", bfactor_row)
         .row("B-factor fit", fit_text(p))
         .row("low-pass", format!("{:.2} Å", p.lowpass_a))
         .row("mask", mask_text);
-    let section = match gaussian {
-        Some(g) => section.row("Gaussian half maps", g.warning("the resolution read here, and the low-pass at it,")),
+    let section = match from_run {
+        Some(f) => section.row("Gaussian half maps", f.words(p, apix)),
         None => section,
     };
     let section = section
@@ -331,8 +394,15 @@ fn fit_text(p: &Postprocessed) -> String {
     }
 }
 
-fn print_summary(p: &Postprocessed, apix: f64, out: &OutputDir) {
-    say!("resolution (masked, corrected FSC at 0.143): {}", p.resolution.describe(apix));
+fn print_summary(p: &Postprocessed, apix: f64, out: &OutputDir, from_run: Option<&FromRun>) {
+    match from_run.and_then(|f| f.own(p).map(|own| (f.stated(p, apix), own))) {
+        Some((stated, own)) => say!(
+            "resolution (masked, corrected FSC at 0.143): {}, the run's figure (this FSC alone: {})",
+            stated.short(),
+            own.describe(apix)
+        ),
+        None => say!("resolution (masked, corrected FSC at 0.143): {}", p.resolution.describe(apix)),
+    }
     match (&p.fit, &p.fallback) {
         (Some(f), _) => say!(
             "B-factor: {:.1} Å² (Guinier fit over {:.2}–{:.2} Å, shells {}–{}, r = {:.3})",
@@ -347,6 +417,35 @@ fn print_summary(p: &Postprocessed, apix: f64, out: &OutputDir) {
         (None, None) => say!("B-factor: {:.1} Å² (given)", p.bfactor_a2),
     }
     say!("low-pass at {:.2} Å; wrote {}", p.lowpass_a, out.dir().display());
+}
+
+/// The limit a run's `run.json` sets on a resolution read from its half maps: `(Some(Å), bound)`
+/// where its cross-validated estimate reads a figure, `(None, false)` where it sets none (a
+/// backprojection, or a figure that is the half maps' own); an error where the run reports no
+/// resolution.
+///
+/// A run that reports no resolution (its cross-validated estimate confirms no shell, while the
+/// half maps alone may still agree) has none to filter at: a sharpened map with a resolution of
+/// its own would claim what the run does not. The run's cross-validated limit
+/// (`cross_validated.limit_0143`): when it is coarser than the half maps' FSC, the map is
+/// low-passed, its B-factor fitted and its resolution reported there. Where the estimate held to
+/// its last shell, what it read beyond (`beyond_0143`, the half maps' curve lowered by their
+/// excess over it): the same. Where the estimate was not reliable up to its last shell (and runs
+/// of earlier versions, wherever it held to it), the run reports a bound at that shell
+/// (`resolution_details.resolution_0143`, "at_least"), stated as a bound (`true`) here too.
+fn run_limit(run: &serde_json::Value) -> Result<(Option<f64>, bool)> {
+    if run["resolution_details"]["resolution_0143"]["kind"] == "no_correlation" {
+        bail!("the run reports no resolution at FSC 0.143 (run.json's resolution_0143 is null; resolution_method names the curve), so there is none to low-pass and sharpen at");
+    }
+    let cv = &run["cross_validated"];
+    let (limit, beyond, reported) = (&cv["limit_0143"], &cv["beyond_0143"], &run["resolution_details"]["resolution_0143"]);
+    let found = match (limit["kind"].as_str(), beyond["kind"].as_str(), reported["kind"].as_str()) {
+        (Some("crossing"), _, _) => limit["angstrom"].as_f64().map(|a| (Some(a), false)),
+        (_, Some("crossing"), _) => beyond["angstrom"].as_f64().map(|a| (Some(a), false)),
+        (_, _, Some("at_least")) => reported["angstrom"].as_f64().map(|a| (Some(a), true)),
+        _ => None,
+    };
+    Ok(found.unwrap_or((None, false)))
 }
 
 /// Post-processing at the end of `reconstruct` and `backproject` (unless `--no-postprocess`):
@@ -368,35 +467,11 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     // what the images show beyond the Gaussians; the half maps give the FSC.
     let run = std::fs::read(dir.join("run.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
     let completed = run.as_ref().is_some_and(|run| !run["completion"].is_null());
-    // A run that reports no resolution (its cross-validated estimate confirms no shell, while
-    // the half maps alone may still agree) has none to filter at: a sharpened map with a
-    // resolution of its own would claim what the run does not.
-    if let Some(run) = &run {
-        if run["resolution_details"]["resolution_0143"]["kind"] == "no_correlation" {
-            bail!("the run reports no resolution at FSC 0.143 (run.json's resolution_0143 is null; resolution_method names the curve), so there is none to low-pass and sharpen at");
-        }
-    }
-    // The run's cross-validated limit (a reconstruction's `cross_validated.limit_0143`): when it
-    // is coarser than this FSC's own resolution, the map is low-passed, its B-factor fitted and
-    // its resolution reported there, so that map_sharp.mrc does not claim what the run does not.
-    // Where the estimate held to its last shell, what it read beyond (`beyond_0143`, the half
-    // maps' curve lowered by their excess over it): the same. Where the estimate was not
-    // reliable up to its last shell (and runs of earlier versions, wherever it held to it), the
-    // run reports a bound at that shell (`resolution_details.resolution_0143`, "at_least"),
-    // stated as a bound here too.
-    let (limit_a, bound) = run
-        .as_ref()
-        .and_then(|run| {
-            let cv = &run["cross_validated"];
-            let (limit, beyond, reported) = (&cv["limit_0143"], &cv["beyond_0143"], &run["resolution_details"]["resolution_0143"]);
-            match (limit["kind"].as_str(), beyond["kind"].as_str(), reported["kind"].as_str()) {
-                (Some("crossing"), _, _) => limit["angstrom"].as_f64().map(|a| (Some(a), false)),
-                (_, Some("crossing"), _) => beyond["angstrom"].as_f64().map(|a| (Some(a), false)),
-                (_, _, Some("at_least")) => reported["angstrom"].as_f64().map(|a| (Some(a), true)),
-                _ => None,
-            }
-        })
-        .unwrap_or((None, false));
+    // The run's limit ([`run_limit`]), so that map_sharp.mrc does not claim what the run does not.
+    let (limit_a, bound) = match &run {
+        Some(run) => run_limit(run)?,
+        None => (None, false),
+    };
     let opts = Options { resolution_limit_a: limit_a, ..Options::default() };
     let p = if completed {
         let (full, _, _) = maskcmd::read_cubic(&dir.join("map.mrc"), Some(apix))?;
