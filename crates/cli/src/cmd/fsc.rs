@@ -124,7 +124,7 @@ fn check_same_halves(maps: [&Path; 2], bp: [&Path; 2]) -> Result<()> {
         bail!("{names} are the backprojections of the halves of {maps} in the other order (as their run.json files record them): give the backprojection of the first map's half first");
     }
     bail!(
-        "{names} were made from other halves than {maps}: the run.json beside the backprojections records halves of {} + {} particles, the one beside the maps {} + {}, with different images. Each map would share images with the backprojection given for the other half, and the estimate would count their noise as signal; backproject the same particles with the same halves (the file's half sets, or the same --seed and selection as the reconstruction)",
+        "{names} were made from other halves than {maps}: the run.json beside the backprojections records halves of {} + {} particles, the one beside the maps {} + {}, with different images. A map may then share images with the backprojection given for the other half, whose noise the estimate would count as signal; backproject the same particles with the same halves (the file's half sets, or the same --seed and selection as the reconstruction)",
         b[0].0,
         b[1].0,
         m[0].0,

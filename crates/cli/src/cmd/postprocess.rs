@@ -184,6 +184,19 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
+/// The FSC's own resolution where a run's limit replaced it ([`run_limit`]).
+fn own_resolution(p: &Postprocessed) -> Option<Resolution> {
+    Some(p.fsc.resolution(0.143)).filter(|&r| r != p.resolution)
+}
+
+/// The resolution stated: a bound where a run's bound (`bound`) set it.
+fn stated_resolution(p: &Postprocessed, bound: bool, apix: f64) -> ReportedResolution {
+    match (own_resolution(p), p.resolution) {
+        (Some(_), Resolution::Angstrom(a)) if bound => ReportedResolution::AtLeast { angstrom: a },
+        _ => ReportedResolution::new(p.resolution, apix),
+    }
+}
+
 /// Gaussian half maps given to `postprocess` ([`crate::gaussian_halves`]) and the limit the
 /// run's `run.json` beside them sets ([`run_limit`]; none where there is no run.json).
 struct FromRun {
@@ -204,17 +217,12 @@ impl FromRun {
         Ok(FromRun { halves, limit_a, bound })
     }
 
-    /// The FSC's own resolution where the run's limit replaced it.
     fn own(&self, p: &Postprocessed) -> Option<Resolution> {
-        Some(p.fsc.resolution(0.143)).filter(|&r| r != p.resolution)
+        own_resolution(p)
     }
 
-    /// The resolution stated: a bound where the run's bound set it.
     fn stated(&self, p: &Postprocessed, apix: f64) -> ReportedResolution {
-        match (self.own(p), p.resolution) {
-            (Some(_), Resolution::Angstrom(a)) if self.bound => ReportedResolution::AtLeast { angstrom: a },
-            _ => ReportedResolution::new(p.resolution, apix),
-        }
+        stated_resolution(p, self.bound, apix)
     }
 
     /// The warning, and whether the run's figure set the resolution here.
@@ -481,11 +489,7 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     };
     // The FSC's own resolution, where the limit replaced it; and the resolution stated, a bound
     // where the limit is the run's bound.
-    let own_resolution = Some(p.fsc.resolution(0.143)).filter(|&r| r != p.resolution);
-    let stated = match (own_resolution, p.resolution) {
-        (Some(_), Resolution::Angstrom(a)) if bound => ReportedResolution::AtLeast { angstrom: a },
-        _ => ReportedResolution::new(p.resolution, apix),
-    };
+    let (own, stated) = (own_resolution(&p), stated_resolution(&p, bound, apix));
     let source = if completed { "map.mrc (completed)" } else { "the average of the half maps" };
     let label = |x: &str| WriteOptions { label: format!("cryosplat {what}: {x}"), ..Default::default() };
     mrc::write_volume(&dir.join("map_sharp.mrc"), &p.map, [d, d, d], apix, &label("post-processed (FSC-weighted, sharpened, low-passed)"))?;
@@ -505,12 +509,12 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
                 "mask": { "file": "map_sharp_mask.mrc", "threshold": made.threshold },
                 "resolution_0143": stated.angstrom(),
                 "resolution_details": { "resolution_0143": stated },
-                "resolution_method": match (own_resolution, bound) {
+                "resolution_method": match (own, bound) {
                     (Some(_), false) => "the run's cross-validated limit, coarser than the masked half-map FSC (post-processing mask, corrected by phase randomisation)",
                     (Some(_), true) => "the run's bound at the last shell its cross-validated estimate reaches, coarser than the masked half-map FSC (post-processing mask, corrected by phase randomisation)",
                     (None, _) => "masked half-map FSC (post-processing mask), corrected by phase randomisation",
                 },
-                "half_map_0143": own_resolution.map(|r| ReportedResolution::new(r, apix)),
+                "half_map_0143": own.map(|r| ReportedResolution::new(r, apix)),
                 "bfactor": p.bfactor_a2,
                 "guinier_map": guinier_map_name(Options::default().guinier_map),
                 "fit": p.fit.as_ref().map(fit_json),
@@ -526,7 +530,7 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
             .text(format!("map_sharp.mrc: {source}, weighted per shell by sqrt(2·FSC/(1+FSC)) of the half maps, sharpened by the automatic B-factor and low-passed at the resolution; the FSC here is read with the post-processing mask (map_sharp_mask.mrc), so it can differ from the result above, which uses the FSC's own automatic mask."))
             .row(
                 "resolution (FSC 0.143, post-processing mask, corrected)",
-                match own_resolution {
+                match own {
                     Some(own) if bound => format!(
                         "{}: the last shell the run's cross-validated estimate reaches (this FSC alone: {}); the map is low-passed there",
                         stated.short(),
