@@ -18,6 +18,7 @@
 
 #![allow(clippy::needless_range_loop)] // lane loops mirror the matrix algebra
 
+use super::fmadd;
 use super::kernel::{exp_bounded, Splat, FAST_RANGE, FAST_ROWS, LANES};
 use crate::gaussian::{PARAMS_PER_GAUSSIAN, P_AMP, P_QUAT, P_SCALE, SCALE_MAX, SCALE_MIN};
 use crate::pose::Pose;
@@ -39,11 +40,11 @@ fn ln_ge1(u: f32) -> f32 {
     let s = (m - 1.0) / (m + 1.0);
     let s2 = s * s;
     let mut p = 2.0f32 / 9.0;
-    p = p.mul_add(s2, 2.0 / 7.0);
-    p = p.mul_add(s2, 2.0 / 5.0);
-    p = p.mul_add(s2, 2.0 / 3.0);
-    p = p.mul_add(s2, 2.0);
-    e.mul_add(std::f32::consts::LN_2, s * p)
+    p = fmadd(p, s2, 2.0 / 7.0);
+    p = fmadd(p, s2, 2.0 / 5.0);
+    p = fmadd(p, s2, 2.0 / 3.0);
+    p = fmadd(p, s2, 2.0);
+    fmadd(e, std::f32::consts::LN_2, s * p)
 }
 
 /// `softplus(x) = ln(1 + eˣ)` and its derivative `eˣ/(1 + eˣ)`, branch-free: one exponential

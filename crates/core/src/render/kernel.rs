@@ -28,6 +28,8 @@
 
 #![allow(clippy::needless_range_loop)] // index loops mirror the matrix algebra
 
+use super::fmadd;
+
 /// Pixels per row chunk. Rows of a footprint are walked in whole chunks of this many
 /// consecutive pixels (the image is padded on the right so a chunk never leaves the buffer),
 /// which gives the inner loops a constant trip count that the compiler turns into two AVX2
@@ -95,7 +97,7 @@ pub(crate) const FAST_RANGE: f32 = 30.0;
 /// rounding can neither overflow it nor reach denormals.
 #[inline(always)]
 fn pixel_weight(dx: f32, pa: f32, hb: f32, hc: f32, cut: f32) -> f32 {
-    let e = dx.mul_add(hb, pa + hc).min(0.0);
+    let e = fmadd(dx, hb, pa + hc).min(0.0);
     let v = exp_bounded(e.max(cut));
     if e >= cut {
         v
@@ -110,17 +112,17 @@ fn pixel_weight(dx: f32, pa: f32, hb: f32, hc: f32, cut: f32) -> f32 {
 #[inline(always)]
 pub fn exp_bounded(x: f32) -> f32 {
     const SHIFTER: f32 = 12_582_912.0; // 1.5·2²³
-    let t = x.mul_add(std::f32::consts::LOG2_E, SHIFTER);
+    let t = fmadd(x, std::f32::consts::LOG2_E, SHIFTER);
     let n = t - SHIFTER;
-    let r = n.mul_add(-0.693_145_75, x);
-    let r = n.mul_add(-1.428_606_8e-6, r);
+    let r = fmadd(n, -0.693_145_75, x);
+    let r = fmadd(n, -1.428_606_8e-6, r);
     let mut p = 1.0f32 / 720.0;
-    p = p.mul_add(r, 1.0 / 120.0);
-    p = p.mul_add(r, 1.0 / 24.0);
-    p = p.mul_add(r, 1.0 / 6.0);
-    p = p.mul_add(r, 0.5);
-    p = p.mul_add(r, 1.0);
-    p = p.mul_add(r, 1.0);
+    p = fmadd(p, r, 1.0 / 120.0);
+    p = fmadd(p, r, 1.0 / 24.0);
+    p = fmadd(p, r, 1.0 / 6.0);
+    p = fmadd(p, r, 0.5);
+    p = fmadd(p, r, 1.0);
+    p = fmadd(p, r, 1.0);
     // The low mantissa bits of t hold n (two's complement); shifting them into the exponent
     // field and adding the bias gives 2ⁿ for −126 ≤ n ≤ 127.
     let scale = f32::from_bits(t.to_bits().wrapping_shl(23).wrapping_add(127 << 23));
@@ -181,7 +183,7 @@ fn fast_lanes<const N: usize>(s: &Splat, c: u32) -> (usize, [f32; N], [f32; N], 
         dx[l] = dx0 + offsets[l];
         let a = -0.5 * (s.ia * dx[l] * dx[l] + s.ic * dym * dym) - s.ib * dx[l] * dym;
         let bl = -(s.ib * dx[l] + s.ic * dym);
-        let pl = exp_bounded(bl.mul_add(k0, a).clamp(-87.0, 87.0));
+        let pl = exp_bounded(fmadd(bl, k0, a).clamp(-87.0, 87.0));
         p[l] = if offsets[l] <= inside { pl } else { 0.0 };
         b[l] = exp_bounded(bl.clamp(-87.0, 87.0));
     }
@@ -234,7 +236,7 @@ fn splat_forward_n<const N: usize>(s: &Splat, chunks: u32, img: &mut [f32], stri
                 let o = y as usize * stride + x;
                 let out: &mut [f32; N] = (&mut img[o..o + N]).try_into().unwrap();
                 for l in 0..N {
-                    out[l] = s.norm.mul_add(fast_weight(&mut p[l], b[l], ck, thr), out[l]);
+                    out[l] = fmadd(s.norm, fast_weight(&mut p[l], b[l], ck, thr), out[l]);
                 }
             }
         }
@@ -250,7 +252,7 @@ fn splat_forward_n<const N: usize>(s: &Splat, chunks: u32, img: &mut [f32], stri
             let o = y as usize * stride + x;
             let out: &mut [f32; N] = (&mut img[o..o + N]).try_into().unwrap();
             for l in 0..N {
-                out[l] = s.norm.mul_add(pixel_weight(dx[l], pa[l], hb, hc, cut), out[l]);
+                out[l] = fmadd(s.norm, pixel_weight(dx[l], pa[l], hb, hc, cut), out[l]);
             }
         }
     }
@@ -289,10 +291,10 @@ fn hsum6<const N: usize>(w: &[[f32; N]; 6]) -> [f32; 6] {
 fn fold_lanes<const N: usize>(w: &mut [[f32; N]; 6], dx: &[f32; N], v0: &[f32; N], v1: &[f32; N], v2: &[f32; N]) {
     for l in 0..N {
         w[0][l] += v0[l];
-        w[1][l] = v0[l].mul_add(dx[l], w[1][l]);
+        w[1][l] = fmadd(v0[l], dx[l], w[1][l]);
         w[2][l] += v1[l];
-        w[3][l] = (v0[l] * dx[l]).mul_add(dx[l], w[3][l]);
-        w[4][l] = v1[l].mul_add(dx[l], w[4][l]);
+        w[3][l] = fmadd(v0[l] * dx[l], dx[l], w[3][l]);
+        w[4][l] = fmadd(v1[l], dx[l], w[4][l]);
         w[5][l] += v2[l];
     }
 }
@@ -333,8 +335,8 @@ fn splat_backward_n<const N: usize>(s: &Splat, chunks: u32, g: &[f32], stride: u
                 for l in 0..N {
                     let ge = gin[l] * fast_weight(&mut p[l], b[l], ck, thr);
                     v0[l] += ge;
-                    v1[l] = ge.mul_add(dy, v1[l]);
-                    v2[l] = ge.mul_add(dy2, v2[l]);
+                    v1[l] = fmadd(ge, dy, v1[l]);
+                    v2[l] = fmadd(ge, dy2, v2[l]);
                 }
             }
             fold_lanes(&mut w, &dx, &v0, &v1, &v2);
@@ -357,8 +359,8 @@ fn splat_backward_n<const N: usize>(s: &Splat, chunks: u32, g: &[f32], stride: u
             for l in 0..N {
                 let ge = gin[l] * pixel_weight(dx[l], pa[l], hb, hc, cut);
                 v0[l] += ge;
-                v1[l] = ge.mul_add(dy, v1[l]);
-                v2[l] = ge.mul_add(dy2, v2[l]);
+                v1[l] = fmadd(ge, dy, v1[l]);
+                v2[l] = fmadd(ge, dy2, v2[l]);
             }
         }
         fold_lanes(&mut w, &dx, &v0, &v1, &v2);
