@@ -99,6 +99,11 @@ fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CRYOSPLAT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 
+    if matches!(cli.command, Command::Bench(_) | Command::Reconstruct(_) | Command::Demo(_)) {
+        if let Some(w) = build_warning() {
+            tracing::warn!("{w}");
+        }
+    }
     let result = match cli.command {
         Command::Info(a) => cmd::info::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
@@ -118,6 +123,31 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The vector instructions the processor has and this build does not use (AVX2, FMA on
+/// x86-64), as a warning for the commands that train; `None` when it uses all of them. Cargo
+/// reads `.cargo/config.toml` (`target-cpu=native`) only when run inside the repository; built
+/// from elsewhere, training runs about half as fast (BENCHMARKS.md, "A build without FMA").
+fn build_warning() -> Option<String> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let missing: Vec<&str> = [
+            ("AVX2", cfg!(target_feature = "avx2"), std::arch::is_x86_feature_detected!("avx2")),
+            ("FMA", cfg!(target_feature = "fma"), std::arch::is_x86_feature_detected!("fma")),
+        ]
+        .into_iter()
+        .filter(|&(_, built, cpu)| cpu && !built)
+        .map(|(name, _, _)| name)
+        .collect();
+        if !missing.is_empty() {
+            return Some(format!(
+                "this build does not use the processor's {}: training runs about half as fast; build inside the repository (cargo build --release there reads .cargo/config.toml, which targets this processor)",
+                missing.join(" and ")
+            ));
+        }
+    }
+    None
 }
 
 /// An error and its causes on one line, each cause said once: errors that name their cause in
@@ -149,5 +179,13 @@ mod tests {
         assert_eq!(error_text(&e), format!("loading the particles: {named}"));
         let plain = anyhow::anyhow!("inner").context("outer");
         assert_eq!(error_text(&plain), "outer: inner");
+    }
+
+    /// Built by cargo inside the repository, `.cargo/config.toml` targets this processor: the
+    /// tests' build uses every vector instruction it has, and the commands that train warn of
+    /// nothing. Fails where that file is lost or no longer read.
+    #[test]
+    fn the_repository_build_uses_the_processors_vector_instructions() {
+        assert_eq!(super::build_warning(), None);
     }
 }
