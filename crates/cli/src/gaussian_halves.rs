@@ -24,6 +24,8 @@ pub struct GaussianHalves {
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunFigures {
     pub path: PathBuf,
+    /// The whole `run.json`, as read.
+    pub json: serde_json::Value,
     /// The resolution the run reports (`resolution_details.resolution_0143`).
     pub reported: ReportedResolution,
     /// What its half maps alone claim (the last pass's `half_map_0143`), when recorded.
@@ -39,14 +41,21 @@ pub fn detect(a: &Path, b: &Path) -> Option<GaussianHalves> {
     if !(written_by_reconstruct(a) && written_by_reconstruct(b)) {
         return None;
     }
-    let path = a.parent().unwrap_or(Path::new(".")).join("run.json");
-    let run = std::fs::read(&path).ok().and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok()).and_then(|run| {
-        let reported = serde_json::from_value(run["resolution_details"]["resolution_0143"].clone()).ok()?;
-        let last = run["history"].as_array().and_then(|h| h.last()).map(|r| r["half_map_0143"].clone());
+    let run = run_json_beside(a).and_then(|(path, json)| {
+        let reported = serde_json::from_value(json["resolution_details"]["resolution_0143"].clone()).ok()?;
+        let last = json["history"].as_array().and_then(|h| h.last()).map(|r| r["half_map_0143"].clone());
         let half_maps = last.and_then(|v| serde_json::from_value(v).ok());
-        Some(RunFigures { path: path.clone(), reported, half_maps })
+        Some(RunFigures { path, json, reported, half_maps })
     });
     Some(GaussianHalves { run })
+}
+
+/// The `run.json` in `map`'s folder (where `reconstruct` and `backproject` write it beside their
+/// maps), its path and its contents; `None` where there is none that parses.
+pub fn run_json_beside(map: &Path) -> Option<(PathBuf, serde_json::Value)> {
+    let path = map.parent().unwrap_or(Path::new(".")).join("run.json");
+    let json = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+    Some((path, json))
 }
 
 impl GaussianHalves {

@@ -82,8 +82,7 @@ pub struct Args {
 /// The halves recorded by the `run.json` beside `map` (`half_split`, written by `reconstruct`
 /// and `backproject`), when there is one.
 fn half_split_beside(map: &Path) -> Option<HalfSplitRecord> {
-    let run: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(map.parent().unwrap_or(Path::new(".")).join("run.json")).ok()?).ok()?;
+    let (_, run) = crate::gaussian_halves::run_json_beside(map)?;
     serde_json::from_value(run["half_split"].clone()).ok()
 }
 

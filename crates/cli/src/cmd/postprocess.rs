@@ -208,17 +208,11 @@ struct FromRun {
 
 impl FromRun {
     fn of(halves: crate::gaussian_halves::GaussianHalves) -> Result<Self> {
-        let path = halves.run.as_ref().map(|r| r.path.clone());
-        let run = path.as_ref().and_then(|p| std::fs::read(p).ok()).and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-        let (limit_a, bound) = match (&run, &path) {
-            (Some(run), Some(path)) => run_limit(run).map_err(|e| anyhow::anyhow!("{} (the half maps' run): {e}", path.display()))?,
-            _ => (None, false),
+        let (limit_a, bound) = match &halves.run {
+            Some(r) => run_limit(&r.json).map_err(|e| anyhow::anyhow!("{} (the half maps' run): {e}", r.path.display()))?,
+            None => (None, false),
         };
         Ok(FromRun { halves, limit_a, bound })
-    }
-
-    fn own(&self, p: &Postprocessed) -> Option<Resolution> {
-        own_resolution(p)
     }
 
     fn stated(&self, p: &Postprocessed, apix: f64) -> ReportedResolution {
@@ -227,7 +221,7 @@ impl FromRun {
 
     /// The warning, and whether the run's figure set the resolution here.
     fn words(&self, p: &Postprocessed, apix: f64) -> String {
-        let applied = match self.own(p) {
+        let applied = match own_resolution(p) {
             Some(own) => format!(
                 ". Here the run's figure applies: the resolution, the end of the B-factor fit and the low-pass (unless given) are at {} (this FSC alone: {})",
                 self.stated(p, apix).short(),
@@ -240,8 +234,9 @@ impl FromRun {
 
     fn json(&self, p: &Postprocessed, apix: f64) -> serde_json::Value {
         let mut j = self.halves.json();
-        j["run_limit_applied"] = serde_json::json!(self.own(p).is_some());
-        j["half_map_0143"] = serde_json::to_value(self.own(p).map(|r| ReportedResolution::new(r, apix))).expect("a resolution serialises");
+        j["run_limit_applied"] = serde_json::json!(own_resolution(p).is_some());
+        j["half_map_0143"] =
+            serde_json::to_value(own_resolution(p).map(|r| ReportedResolution::new(r, apix))).expect("a resolution serialises");
         j
     }
 }
@@ -403,7 +398,7 @@ fn fit_text(p: &Postprocessed) -> String {
 }
 
 fn print_summary(p: &Postprocessed, apix: f64, out: &OutputDir, from_run: Option<&FromRun>) {
-    match from_run.and_then(|f| f.own(p).map(|own| (f.stated(p, apix), own))) {
+    match from_run.and_then(|f| own_resolution(p).map(|own| (f.stated(p, apix), own))) {
         Some((stated, own)) => say!(
             "resolution (masked, corrected FSC at 0.143): {}, the run's figure (this FSC alone: {})",
             stated.short(),

@@ -84,6 +84,18 @@
 
 pub mod expand;
 mod filter;
+mod gauss;
+mod kernel;
+pub mod workload;
+
+pub use kernel::{exp_bounded, LANES};
+
+use crate::fourier::{CentredFft2, Fft2Scratch};
+use crate::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
+use crate::pose::Pose;
+use gauss::{ActBlock, InterBlock, PoseK, PosePartial, GB, INTER};
+use kernel::Splat;
+use rayon::prelude::*;
 
 /// `a·b + c` for the hot loops: fused (one instruction, one rounding) where the build targets
 /// FMA, as `.cargo/config.toml`'s `target-cpu=native` does on any recent x86-64; else a multiply
@@ -98,18 +110,6 @@ pub(crate) fn fmadd(a: f32, b: f32, c: f32) -> f32 {
         a * b + c
     }
 }
-mod gauss;
-mod kernel;
-pub mod workload;
-
-pub use kernel::{exp_bounded, LANES};
-
-use crate::fourier::{CentredFft2, Fft2Scratch};
-use crate::gaussian::{GaussianModel, PARAMS_PER_GAUSSIAN};
-use crate::pose::Pose;
-use gauss::{ActBlock, InterBlock, PoseK, PosePartial, GB, INTER};
-use kernel::Splat;
-use rayon::prelude::*;
 
 /// Default footprint half-width in standard deviations (see the module docs for the measured
 /// truncation error).

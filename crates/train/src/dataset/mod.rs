@@ -379,6 +379,15 @@ impl ParticleSet {
         (&self.stacks[p.stack], p.index)
     }
 
+    /// Particle `i`'s image as `STACK@INDEX`, the stack's file name without its folder (so that
+    /// a moved data set keeps it) and the 0-based index: what the resume fingerprint and the
+    /// half-split record hash.
+    pub fn image_id(&self, i: usize) -> String {
+        let (stack, index) = self.image_ref(i);
+        let stack = stack.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        format!("{stack}@{index}")
+    }
+
     /// Read particle `i` into `out` (`box·box`, centred, x fastest), inverted if the set says
     /// so. NaN or infinite pixels are an error naming the stack, the image and the count.
     pub fn read_image(&self, i: usize, out: &mut [f32]) -> Result<()> {
@@ -485,9 +494,7 @@ impl ParticleSet {
         let images = halves.map(|half| {
             let mut h = FNV1A_START;
             for &i in half {
-                let (stack, index) = self.image_ref(i);
-                let stack = stack.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-                fnv1a(&mut h, format!("{stack}@{index};").as_bytes());
+                fnv1a(&mut h, format!("{};", self.image_id(i)).as_bytes());
             }
             format!("{h:016x}")
         });

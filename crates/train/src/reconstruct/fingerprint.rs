@@ -28,9 +28,7 @@ pub fn fingerprint(set: &ParticleSet, cfg: &ReconstructConfig, d: usize, threads
     let mut hd = FNV1A_START;
     fnv1a(&mut hd, format!("{}|{}|{}|{}", set.len(), set.box_px, set.apix, set.invert).as_bytes());
     for (i, p) in set.particles.iter().enumerate() {
-        let (stack, index) = set.image_ref(i);
-        let stack = stack.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-        fnv1a(&mut hd, format!("{stack}@{index}|{:?}|{:?}|{:?}", p.pose, p.ctf, p.random_subset).as_bytes());
+        fnv1a(&mut hd, format!("{}|{:?}|{:?}|{:?}", set.image_id(i), p.pose, p.ctf, p.random_subset).as_bytes());
     }
     Fingerprint { settings, data: format!("{hd:016x}"), threads }
 }
