@@ -6,11 +6,11 @@ half's images. If its error at the crossing is that backprojection's noise, a re
 k times the images should shrink the error by about √k, and nothing else should change. This
 script tries it on run folders laid out as `tools/estimate_error.py` reads them (`gs/` with the
 Gaussian half maps, `bp/` with a `backproject` of the same particles, `sim/` with `gt.mrc` and
-`meta.json`; the folder's name is a set of `science_matrix.py`): for each folder and each k, a
-new simulation of the same set (the same truth) with k times the particles and another seed is
-backprojected, and `cryosplat fsc HALF_A HALF_B --cross-validate REF_A REF_B` reads the
-Gaussian half maps against it, with everything else as `reconstruct` reports (auto mask, the
-half-error margin). k = 0 stands for the run's own backprojection (the figure the run reported).
+`meta.json`; the folder's name is a set of `science_matrix.py` or `symmetry_matrix.py`): for
+each folder and each k, a new simulation of the same set (the same truth) with k times the
+particles and another seed is backprojected, and `cryosplat fsc HALF_A HALF_B --cross-validate
+REF_A REF_B` reads the Gaussian half maps against it, with everything else as `reconstruct`
+reports (auto mask, the half-error margin). k = 0 stands for the run's own backprojection (the figure the run reported).
 
 The reference shares no image with either Gaussian half, so it is a valid cross-validation
 reference for both; its `run.json` (which records other halves than the maps') is removed so
