@@ -95,10 +95,16 @@ def main():
                 half = (rng["coarser"] - rng["finer"]) / 2 / truth
             # Bounds (a figure or truth at Nyquist) are shown but left out of the summary.
             text = f"{ratio:.3f}" if type(ratio) is float else science_matrix.fmt(ratio)
+            if ratio is None and reported is not None:
+                # Both bounds (the truth at Nyquist, the figure at Nyquist or the estimate's
+                # last shell): the figure itself, in Å.
+                text = f"{science_matrix.fmt(reported)} Å"
             if type(ratio) is float:
                 by_set[name][k].append(ratio)
             cells.append(f"{text}, ±{half:.3f}" if half is not None else text)
         print(f"| {folder} | {science_matrix.fmt(truth)} | " + " | ".join(cells) + " |", flush=True)
+    if not by_set:
+        return
     print()
     print("| set | k | runs | reported / truth, mean ± sd | within 3% | > 3% optimistic | > 3% pessimistic |")
     print("|---|---|---|---|---|---|---|")
