@@ -53,7 +53,13 @@ pub fn detect(a: &Path, b: &Path) -> Option<GaussianHalves> {
 /// The `run.json` in `map`'s folder (where `reconstruct` and `backproject` write it beside their
 /// maps), its path and its contents; `None` where there is none that parses.
 pub fn run_json_beside(map: &Path) -> Option<(PathBuf, serde_json::Value)> {
-    let path = map.parent().unwrap_or(Path::new(".")).join("run.json");
+    run_json_in(map.parent().unwrap_or(Path::new(".")))
+}
+
+/// The `run.json` in the run folder `dir`, its path and its contents; `None` where there is none
+/// that parses.
+pub fn run_json_in(dir: &Path) -> Option<(PathBuf, serde_json::Value)> {
+    let path = dir.join("run.json");
     let json = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
     Some((path, json))
 }

@@ -468,7 +468,7 @@ pub fn after_run(dir: &Path, what: &str) -> Result<Postprocessed> {
     let made = maskcmd::make(&avg, d, apix, &maskcmd::Settings::DEFAULT, "the average of the half maps")?;
     // A completed reconstruction (run.json's `completion`) sharpens its map.mrc, which holds
     // what the images show beyond the Gaussians; the half maps give the FSC.
-    let run = std::fs::read(dir.join("run.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let run = crate::gaussian_halves::run_json_in(dir).map(|(_, json)| json);
     let completed = run.as_ref().is_some_and(|run| !run["completion"].is_null());
     // The run's limit ([`run_limit`]), so that map_sharp.mrc does not claim what the run does not.
     let (limit_a, bound) = match &run {
