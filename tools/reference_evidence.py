@@ -40,13 +40,12 @@ from toolrun import sh
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def reference(binary, folder, k, offset, work):
-    """Folder of a backprojection of k times the folder's particles, simulated afresh."""
-    name = os.path.basename(os.path.normpath(folder))
+def reference(binary, folder, name, sim_args, sym, k, offset, work):
+    """Folder of a backprojection of k times the folder's particles, simulated afresh (set
+    `name`, simulated with `sim_args`, point-group arguments `sym`)."""
     meta = json.load(open(os.path.join(folder, "sim", "meta.json")))
-    sim_args, group, _apix = noise_realisations.set_spec(name)
-    count = int(sim_args[sim_args.index("--count") + 1])
-    sim_args[sim_args.index("--count") + 1] = str(k * count)
+    at = sim_args.index("--count") + 1
+    sim_args = sim_args[:at] + [str(k * int(sim_args[at]))] + sim_args[at + 1:]
     seed = offset + 100 * k + int(meta["seed"])
     base = os.path.join(work, f"k{k}-seed{seed}", name)
     bp = os.path.join(base, "bp")
@@ -54,10 +53,13 @@ def reference(binary, folder, k, offset, work):
         sim = os.path.join(base, "sim")
         sh([binary, "-q", "simulate", *sim_args, "-o", sim, "--seed", str(seed), "--overwrite"])
         sh([binary, "-q", "backproject", os.path.join(sim, "particles.star"), "-o", bp, "--overwrite",
-            "--no-postprocess"] + (["--sym", group] if group else []))
+            "--no-postprocess", *sym])
         os.remove(os.path.join(sim, "particles.mrcs"))
-        # It records other halves than the Gaussian maps' (it shares no image with them).
-        os.remove(os.path.join(bp, "run.json"))
+    # It records other halves than the Gaussian maps' (it shares no image with them); removed
+    # here, not only after backprojecting, so that a run stopped in between is mended.
+    run_json = os.path.join(bp, "run.json")
+    if os.path.exists(run_json):
+        os.remove(run_json)
     return bp
 
 
@@ -76,17 +78,19 @@ def main():
     by_set = collections.defaultdict(lambda: collections.defaultdict(list))
     for folder in a.folders:
         name = os.path.basename(os.path.normpath(folder))
-        _args, group, apix = noise_realisations.set_spec(name)
+        sim_args, group, apix = noise_realisations.set_spec(name)
+        sym = ["--sym", group] if group else []
         gs = os.path.join(folder, "gs")
         tj = json.loads(sh([a.bin, "-q", "fsc", os.path.join(gs, "map.mrc"), os.path.join(folder, "sim", "gt.mrc"),
-                            "--json"] + (["--sym", group] if group else [])))
+                            "--json", *sym]))
         truth = science_matrix.res_value(science_matrix.detail(tj, "resolution_05"), apix)
         cells = []
         for k in ks:
-            bp = os.path.join(folder, "bp") if k == 0 else reference(a.bin, folder, k, a.seed_offset, a.work)
+            bp = (os.path.join(folder, "bp") if k == 0
+                  else reference(a.bin, folder, name, sim_args, sym, k, a.seed_offset, a.work))
             j = json.loads(sh([a.bin, "-q", "fsc", *(os.path.join(gs, f"half_map_{h}.mrc") for h in "ab"),
-                               "--cross-validate", *(os.path.join(bp, f"half_map_{h}.mrc") for h in "ab"), "--json"]
-                              + (["--sym", group] if group else [])))
+                               "--cross-validate", *(os.path.join(bp, f"half_map_{h}.mrc") for h in "ab"), "--json",
+                               *sym]))
             reported = science_matrix.res_value(science_matrix.detail(j, "resolution_0143_limited"), apix)
             ratio = science_matrix.claim_ratio(reported, truth)
             rng = j["cross_validated"].get("range_0143") or {}
@@ -94,13 +98,15 @@ def main():
             if type(truth) is float and rng.get("finer") and rng.get("coarser"):
                 half = (rng["coarser"] - rng["finer"]) / 2 / truth
             # Bounds (a figure or truth at Nyquist) are shown but left out of the summary.
-            text = f"{ratio:.3f}" if type(ratio) is float else science_matrix.fmt(ratio)
-            if ratio is None and reported is not None:
+            if type(ratio) is float:
+                text = f"{ratio:.3f}"
+                by_set[name][k].append(ratio)
+            elif ratio is None and reported is not None:
                 # Both bounds (the truth at Nyquist, the figure at Nyquist or the estimate's
                 # last shell): the figure itself, in Å.
                 text = f"{science_matrix.fmt(reported)} Å"
-            if type(ratio) is float:
-                by_set[name][k].append(ratio)
+            else:
+                text = science_matrix.fmt(ratio)
             cells.append(f"{text}, ±{half:.3f}" if half is not None else text)
         print(f"| {folder} | {science_matrix.fmt(truth)} | " + " | ".join(cells) + " |", flush=True)
     if not by_set:
